@@ -1,0 +1,18 @@
+// deepshock/deepshock.hpp — everything public, in one include.
+//
+// Compile with nvcc for GPU kernels, with the host compiler and DEEPSHOCK_SIM=1 (link
+// deepshock::sim) to run the same kernels on the CPU simulator, or with the host compiler alone
+// for the host-side types, policies and references.
+#pragma once
+
+#include "deepshock/core/config.hpp"
+#include "deepshock/core/numeric.hpp"
+#include "deepshock/core/philox.hpp"
+#include "deepshock/core/status.hpp"
+#include "deepshock/core/tensor.hpp"
+#include "deepshock/platform/block.hpp"
+#include "deepshock/platform/cuda.hpp"
+#include "deepshock/platform/launch.hpp"
+#include "deepshock/platform/mma.hpp"
+#include "deepshock/platform/runtime.hpp"
+#include "deepshock/platform/warp.hpp"

@@ -1,0 +1,87 @@
+// deepshock/platform/launch.hpp — the launch helper and the dynamic-shared-memory helper.
+//
+// Kernels are launched only through `deepshock::launch`, never with `<<<>>>`, so that the same
+// call runs on a GPU (nvcc) and in the simulator (DEEPSHOCK_SIM):
+//
+//   DEEPSHOCK_KERNEL void scale(float* x, int n, float a) { ... }
+//   Status st = deepshock::launch(scale, {grid, block, smem_bytes, stream}, x, n, 2.0f);
+//
+// Arguments are converted to the kernel's parameter types and copied, as CUDA does. Launch
+// errors (bad configuration, too much shared memory, a simulator failure) come back as a Status.
+// Kernels reach their dynamic shared memory with `deepshock::dynamic_smem<T>()`.
+#pragma once
+
+#include <cstddef>
+#include <tuple>
+#include <type_traits>
+#include <utility>
+
+#include "deepshock/core/config.hpp"
+#include "deepshock/core/status.hpp"
+#include "deepshock/platform/cuda.hpp"
+#include "deepshock/platform/runtime.hpp"
+
+namespace deepshock {
+
+/// Grid, block, dynamic shared memory (bytes) and stream of one launch.
+struct LaunchConfig {
+  dim3 grid{1, 1, 1};
+  dim3 block{1, 1, 1};
+  std::size_t smem_bytes = 0;
+  rt::stream_t stream = nullptr;
+};
+
+namespace detail {
+template <class...>
+inline constexpr bool always_false_v = false;
+}  // namespace detail
+
+/// Launches `kernel` with `cfg`, passing `args` converted to the kernel's parameter types.
+template <class... Params, class... Args>
+Status launch(void (*kernel)(Params...), const LaunchConfig& cfg, Args&&... args) {
+  static_assert(sizeof...(Params) == sizeof...(Args), "deepshock::launch: pass exactly one argument per kernel parameter.");
+  if (kernel == nullptr) return Status::invalid_argument("kernel", "must not be null");
+#if DEEPSHOCK_CUDA
+  if (cfg.smem_bytes > 48 * 1024) {
+    Status s = rt::from_cuda(cudaFuncSetAttribute(reinterpret_cast<const void*>(kernel), cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                                  static_cast<int>(cfg.smem_bytes)),
+                             "cudaFuncSetAttribute(MaxDynamicSharedMemorySize)");
+    if (!s.ok()) return s;
+  }
+  kernel<<<cfg.grid, cfg.block, cfg.smem_bytes, cfg.stream>>>(static_cast<Params>(std::forward<Args>(args))...);
+  return rt::from_cuda(cudaGetLastError(), "kernel launch");
+#elif DEEPSHOCK_SIM
+  struct Ctx {
+    void (*kernel)(Params...);
+    std::tuple<std::decay_t<Params>...> args;
+  };
+  Ctx ctx{kernel, std::tuple<std::decay_t<Params>...>(static_cast<Params>(std::forward<Args>(args))...)};
+  // Each simulated thread gets its own copy of the parameters (kernels may modify them).
+  auto body = [](void* p) {
+    auto* c = static_cast<Ctx*>(p);
+    std::apply([c](const auto&... a) { c->kernel(a...); }, c->args);
+  };
+  return sim::launch(cfg.grid, cfg.block, cfg.smem_bytes, +body, &ctx);
+#else
+  static_assert(detail::always_false_v<Params...>,
+                "deepshock::launch runs kernels only under nvcc or in the simulator (define DEEPSHOCK_SIM=1 "
+                "or link deepshock::sim).");
+  return Status::unsupported("no kernel backend");
+#endif
+}
+
+/// The block's dynamic shared memory as an array of `T` (aligned to 16 bytes). Its contents
+/// are undefined at kernel start (the simulator fills it with 0xFF bytes).
+#if DEEPSHOCK_HAS_KERNELS
+template <class T>
+DEEPSHOCK_DEVICE T* dynamic_smem() {
+#if DEEPSHOCK_SIM
+  return reinterpret_cast<T*>(sim::detail::current_thread().block->dyn_smem);
+#else
+  extern __shared__ __align__(16) unsigned char deepshock_dynamic_smem_[];
+  return reinterpret_cast<T*>(deepshock_dynamic_smem_);
+#endif
+}
+#endif  // DEEPSHOCK_HAS_KERNELS
+
+}  // namespace deepshock

@@ -1,0 +1,133 @@
+// deepshock/platform/mma.hpp — the tensor-core instruction wrapper mma.sync m16n8k16.
+//
+// D[16x8] = A[16x16] * B[16x8] + C[16x8]; A row-major, B column-major, inputs bf16 or fp16,
+// accumulation in fp32. Each of the 32 lanes holds fragments (PTX ISA, "Matrix Fragments for
+// mma.m16n8k16 with floating point type"); with g = lane / 4 and t = lane % 4:
+//   A: 4 x b32 = 8 halves a0..a7:  row = g + 8*((i / 2) % 2), col = 2t + (i % 2) + 8*(i / 4)
+//   B: 2 x b32 = 4 halves b0..b3:  k   = 2t + (i % 2) + 8*(i / 2),          n = g
+//   C/D: 4 floats c0..c3:          row = g + 8*(i / 2),           col = 2t + (i % 2)
+// The lower 16 bits of a b32 register hold the element with the lower index.
+//
+// Under nvcc (sm_80+) the wrapper issues the PTX instruction; in the simulator it is a
+// warp-synchronous operation whose model gathers the fragments, multiplies with fp32 fused
+// multiply-adds in k order, and scatters D. Hardware accumulation order is unspecified, so
+// tests compare with a tolerance, not bitwise.
+#pragma once
+
+#include <cmath>
+#include <cstdint>
+#include <type_traits>
+
+#include "deepshock/core/config.hpp"
+#include "deepshock/core/numeric.hpp"
+#include "deepshock/platform/cuda.hpp"
+
+namespace deepshock::arch {
+
+/// Row and column of one fragment element.
+struct FragCoord {
+  int row;
+  int col;
+};
+
+/// Element i (0..7) of lane's A fragment.
+DEEPSHOCK_HOST_DEVICE constexpr FragCoord mma_a_coord(int lane, int i) {
+  return {lane / 4 + 8 * ((i / 2) % 2), 2 * (lane % 4) + (i % 2) + 8 * (i / 4)};
+}
+/// Element i (0..3) of lane's B fragment, as (k, n).
+DEEPSHOCK_HOST_DEVICE constexpr FragCoord mma_b_coord(int lane, int i) {
+  return {2 * (lane % 4) + (i % 2) + 8 * (i / 2), lane / 4};
+}
+/// Element i (0..3) of lane's C/D fragment.
+DEEPSHOCK_HOST_DEVICE constexpr FragCoord mma_c_coord(int lane, int i) {
+  return {lane / 4 + 8 * (i / 2), 2 * (lane % 4) + (i % 2)};
+}
+
+/// Packs two 16-bit values into a b32 fragment register (`lo` holds the lower index).
+template <class T>
+DEEPSHOCK_HOST_DEVICE std::uint32_t pack2(T lo, T hi) {
+  return static_cast<std::uint32_t>(lo.bits) | (static_cast<std::uint32_t>(hi.bits) << 16);
+}
+
+namespace detail {
+template <class T>
+inline constexpr bool mma_input_v = std::is_same_v<T, bf16> || std::is_same_v<T, fp16>;
+
+#if DEEPSHOCK_SIM
+struct MmaIn {
+  const std::uint32_t* a;
+  const std::uint32_t* b;
+  const float* c;
+};
+
+template <class T>
+inline float half_to_float(std::uint32_t reg, int which) {
+  return T::from_bits(static_cast<decltype(T{}.bits)>(which ? reg >> 16 : reg & 0xFFFFu)).to_float();
+}
+
+/// CPU model of the instruction, run once per warp when all 32 lanes have arrived.
+template <class T>
+inline void mma_m16n8k16_model(sim::detail::Thread* const* lanes, unsigned mask) {
+  if (mask != 0xffffffffu) sim::detail::fail("mma.sync m16n8k16: all 32 lanes must take part (mask " + sim::detail::hex(mask) + ")");
+  float A[16][16], B[16][8], C[16][8];
+  for (int lane = 0; lane < 32; ++lane) {
+    const auto& in = *static_cast<const MmaIn*>(lanes[lane]->in);
+    for (int i = 0; i < 8; ++i) {
+      const FragCoord p = mma_a_coord(lane, i);
+      A[p.row][p.col] = half_to_float<T>(in.a[i / 2], i % 2);
+    }
+    for (int i = 0; i < 4; ++i) {
+      const FragCoord p = mma_b_coord(lane, i);
+      B[p.row][p.col] = half_to_float<T>(in.b[i / 2], i % 2);
+    }
+    for (int i = 0; i < 4; ++i) {
+      const FragCoord p = mma_c_coord(lane, i);
+      C[p.row][p.col] = in.c[i];
+    }
+  }
+  // Every lane's inputs are read before any output is written: D may alias C.
+  for (int lane = 0; lane < 32; ++lane) {
+    float* d = static_cast<float*>(lanes[lane]->out);
+    for (int i = 0; i < 4; ++i) {
+      const FragCoord p = mma_c_coord(lane, i);
+      float acc = C[p.row][p.col];
+      for (int k = 0; k < 16; ++k) acc = std::fma(A[p.row][k], B[k][p.col], acc);
+      d[i] = acc;
+    }
+  }
+}
+#endif
+}  // namespace detail
+
+#if DEEPSHOCK_HAS_KERNELS
+/// D = A * B + C for one warp (all 32 lanes must call it together). `d` may alias `c`.
+template <class T>
+DEEPSHOCK_DEVICE void mma_m16n8k16(float (&d)[4], const std::uint32_t (&a)[4], const std::uint32_t (&b)[2], const float (&c)[4]) {
+  static_assert(detail::mma_input_v<T>, "deepshock::arch::mma_m16n8k16 takes bf16 or fp16 inputs.");
+#if DEEPSHOCK_SIM
+  detail::MmaIn in{a, b, c};
+  float out[4];
+  sim::detail::warp_sync_op(0xffffffffu, &detail::mma_m16n8k16_model<T>, &in, out, "mma.sync.m16n8k16");
+  for (int i = 0; i < 4; ++i) d[i] = out[i];
+#elif DEEPSHOCK_DEVICE_PASS && __CUDA_ARCH__ >= 800
+  if constexpr (std::is_same_v<T, bf16>) {
+    asm volatile(
+        "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%10,%11,%12,%13};\n"
+        : "=f"(d[0]), "=f"(d[1]), "=f"(d[2]), "=f"(d[3])
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]), "f"(c[0]), "f"(c[1]), "f"(c[2]), "f"(c[3]));
+  } else {
+    asm volatile(
+        "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%10,%11,%12,%13};\n"
+        : "=f"(d[0]), "=f"(d[1]), "=f"(d[2]), "=f"(d[3])
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]), "f"(c[0]), "f"(c[1]), "f"(c[2]), "f"(c[3]));
+  }
+#elif DEEPSHOCK_DEVICE_PASS
+  (void)d; (void)a; (void)b; (void)c;
+  __trap();  // mma.sync m16n8k16 needs sm_80 or newer
+#else
+  (void)d; (void)a; (void)b; (void)c;
+#endif
+}
+#endif  // DEEPSHOCK_HAS_KERNELS
+
+}  // namespace deepshock::arch

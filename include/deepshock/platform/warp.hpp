@@ -1,0 +1,181 @@
+// deepshock/platform/warp.hpp — warp-level primitives built on `_sync` shuffles.
+//
+// All functions take the participating lanes explicitly. `valid` (default 32) says how many
+// leading lanes of the warp take part: a block whose size is not a multiple of 32 has a partial
+// last warp, and its mask is `lanes_mask(valid)`. Results are returned to every participating
+// lane. Values of any trivially copyable type up to 8 bytes can be shuffled (bf16, fp16 included).
+#pragma once
+
+#include <cstdint>
+#include <cstring>
+#include <type_traits>
+
+#include "deepshock/core/config.hpp"
+#include "deepshock/platform/cuda.hpp"
+
+#if DEEPSHOCK_HAS_KERNELS
+namespace deepshock::warp {
+
+inline constexpr unsigned kFullMask = 0xffffffffu;
+
+/// Mask of the first `valid` lanes (1 <= valid <= 32).
+DEEPSHOCK_HOST_DEVICE constexpr unsigned lanes_mask(int valid) {
+  return valid >= 32 ? kFullMask : ((1u << valid) - 1u);
+}
+
+/// This thread's lane within its warp (linear thread index modulo 32).
+DEEPSHOCK_DEVICE unsigned lane_id() {
+  const unsigned linear = threadIdx.x + blockDim.x * (threadIdx.y + blockDim.y * threadIdx.z);
+  return linear & 31u;
+}
+
+namespace detail {
+template <class T>
+DEEPSHOCK_DEVICE auto to_word(const T& v) {
+  static_assert(std::is_trivially_copyable_v<T> && sizeof(T) <= 8, "warp shuffles take trivially copyable values of at most 8 bytes");
+  if constexpr (sizeof(T) <= 4) {
+    unsigned w = 0;
+    std::memcpy(&w, &v, sizeof(T));
+    return w;
+  } else {
+    unsigned long long w = 0;
+    std::memcpy(&w, &v, sizeof(T));
+    return w;
+  }
+}
+template <class T, class W>
+DEEPSHOCK_DEVICE T from_word(W w) {
+  T v;
+  std::memcpy(&v, &w, sizeof(T));
+  return v;
+}
+}  // namespace detail
+
+template <class T>
+DEEPSHOCK_DEVICE T shfl(T v, int src_lane, unsigned mask = kFullMask, int width = 32) {
+  return detail::from_word<T>(__shfl_sync(mask, detail::to_word(v), src_lane, width));
+}
+template <class T>
+DEEPSHOCK_DEVICE T shfl_xor(T v, int lane_mask, unsigned mask = kFullMask, int width = 32) {
+  return detail::from_word<T>(__shfl_xor_sync(mask, detail::to_word(v), lane_mask, width));
+}
+template <class T>
+DEEPSHOCK_DEVICE T shfl_up(T v, unsigned delta, unsigned mask = kFullMask, int width = 32) {
+  return detail::from_word<T>(__shfl_up_sync(mask, detail::to_word(v), delta, width));
+}
+template <class T>
+DEEPSHOCK_DEVICE T shfl_down(T v, unsigned delta, unsigned mask = kFullMask, int width = 32) {
+  return detail::from_word<T>(__shfl_down_sync(mask, detail::to_word(v), delta, width));
+}
+
+/// Reduction with a binary operation over the first `valid` lanes; every one of them gets the
+/// result. The combination order is fixed (a tree), so the result is deterministic.
+template <class T, class Op>
+DEEPSHOCK_DEVICE T reduce(T v, Op op, int valid = 32) {
+  const unsigned mask = lanes_mask(valid);
+  const int lane = static_cast<int>(lane_id());
+  if (valid >= 32) {
+DEEPSHOCK_UNROLL
+    for (int offset = 16; offset > 0; offset >>= 1) v = op(v, shfl_xor(v, offset, mask));
+    return v;
+  }
+  for (int offset = 16; offset > 0; offset >>= 1) {
+    const T other = shfl_down(v, static_cast<unsigned>(offset), mask);
+    if (lane + offset < valid) v = op(v, other);
+  }
+  return shfl(v, 0, mask);
+}
+
+struct Sum {
+  template <class T> DEEPSHOCK_HOST_DEVICE T operator()(T a, T b) const { return a + b; }
+};
+struct Max {
+  template <class T> DEEPSHOCK_HOST_DEVICE T operator()(T a, T b) const { return a < b ? b : a; }
+};
+struct Min {
+  template <class T> DEEPSHOCK_HOST_DEVICE T operator()(T a, T b) const { return b < a ? b : a; }
+};
+
+template <class T> DEEPSHOCK_DEVICE T reduce_sum(T v, int valid = 32) { return reduce(v, Sum{}, valid); }
+template <class T> DEEPSHOCK_DEVICE T reduce_max(T v, int valid = 32) { return reduce(v, Max{}, valid); }
+template <class T> DEEPSHOCK_DEVICE T reduce_min(T v, int valid = 32) { return reduce(v, Min{}, valid); }
+
+/// Inclusive prefix sum over the first `valid` lanes (lane i gets v_0 + ... + v_i).
+template <class T>
+DEEPSHOCK_DEVICE T inclusive_scan_sum(T v, int valid = 32) {
+  const unsigned mask = lanes_mask(valid);
+  const int lane = static_cast<int>(lane_id());
+DEEPSHOCK_UNROLL
+  for (int offset = 1; offset < 32; offset <<= 1) {
+    const T other = shfl_up(v, static_cast<unsigned>(offset), mask);
+    if (lane >= offset) v = v + other;
+  }
+  return v;
+}
+
+/// Exclusive prefix sum (lane 0 gets T{}); `total` receives the sum of all valid lanes.
+template <class T>
+DEEPSHOCK_DEVICE T exclusive_scan_sum(T v, T& total, int valid = 32) {
+  const T inc = inclusive_scan_sum(v, valid);
+  total = shfl(inc, valid - 1, lanes_mask(valid));
+  return inc - v;
+}
+
+/// A (score, index) pair ranked by score, then by lower index. NaN scores rank below every
+/// number, so the order is total and the result never depends on the reduction order.
+template <class T>
+struct Ranked {
+  T score;
+  int index;
+};
+
+template <class T>
+DEEPSHOCK_HOST_DEVICE bool ranks_before(const Ranked<T>& a, const Ranked<T>& b) {
+  const bool a_nan = !(a.score == a.score);
+  const bool b_nan = !(b.score == b.score);
+  if (a_nan != b_nan) return b_nan;
+  if (!a_nan && a.score != b.score) return a.score > b.score;
+  return a.index < b.index;
+}
+
+/// The best (highest score, then lowest index) pair over the first `valid` lanes.
+template <class T>
+DEEPSHOCK_DEVICE Ranked<T> argmax(Ranked<T> v, int valid = 32) {
+  return reduce(v, [](const Ranked<T>& a, const Ranked<T>& b) { return ranks_before(a, b) ? a : b; }, valid);
+}
+
+/// Warp top-k over candidates spread across lanes: lane l holds `N` candidates
+/// (`scores[i]`, `indices[i]`); indices must be unique and >= 0, and a slot with index -1 is
+/// empty. After the call every participating lane holds the K best in rank order in
+/// `out[0..K)` (unused entries get index -1). K rounds of a warp arg-max; a lane's local scan
+/// is over its N candidates. Ties go to the lower index.
+template <int K, int N, class T>
+DEEPSHOCK_DEVICE void topk(const T (&scores)[N], const int (&indices)[N], Ranked<T> (&out)[K], int valid = 32) {
+  static_assert(K >= 1 && K <= 32, "deepshock::warp::topk supports k from 1 to 32.");
+  static_assert(N >= 1 && N <= 32, "deepshock::warp::topk takes 1 to 32 candidates per lane.");
+  unsigned taken = 0;  // bit i: this lane's candidate i already selected
+  for (int r = 0; r < K; ++r) {
+    Ranked<T> best{scores[0], -1};
+    bool have = false;
+DEEPSHOCK_UNROLL
+    for (int i = 0; i < N; ++i) {
+      if (indices[i] < 0 || (taken >> i & 1u)) continue;
+      const Ranked<T> c{scores[i], indices[i]};
+      if (!have || ranks_before(c, best)) { best = c; have = true; }
+    }
+    // Empty lanes offer index -1, which must lose to any real candidate.
+    const Ranked<T> win = reduce(best, [](const Ranked<T>& a, const Ranked<T>& b) {
+      if ((a.index < 0) != (b.index < 0)) return a.index < 0 ? b : a;
+      return ranks_before(a, b) ? a : b;
+    }, valid);
+    out[r] = win;
+    if (win.index >= 0) {
+DEEPSHOCK_UNROLL
+      for (int i = 0; i < N; ++i)
+        if (indices[i] == win.index) taken |= 1u << i;
+    }
+  }
+}
+
+}  // namespace deepshock::warp
+#endif  // DEEPSHOCK_HAS_KERNELS

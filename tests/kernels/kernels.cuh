@@ -1,0 +1,203 @@
+// Test kernels shared by the simulator tests (g++, DEEPSHOCK_SIM) and the GPU tests (nvcc).
+// Plain CUDA as DESIGN.md section 3 asks: launched through deepshock::launch, dynamic shared
+// memory through deepshock::dynamic_smem, only `_sync` intrinsics, no __CUDA_ARCH__.
+// Include from exactly one translation unit per binary.
+#pragma once
+
+#include <cstdint>
+
+#include "deepshock/platform/block.hpp"
+#include "deepshock/platform/launch.hpp"
+#include "deepshock/platform/mma.hpp"
+#include "deepshock/platform/warp.hpp"
+
+namespace ds_kernels {
+using namespace deepshock;
+
+// ---- block primitives ------------------------------------------------------------------------
+/// out[b] = sum of x[b*seg, min(n, (b+1)*seg)).
+DEEPSHOCK_KERNEL void block_sum_kernel(const float* x, int n, int seg, float* out) {
+  __shared__ float scratch[block::kScratchWords];
+  const int begin = static_cast<int>(blockIdx.x) * seg;
+  const int end = min(n, begin + seg);
+  float acc = 0.0f;
+  for (int i = begin + static_cast<int>(block::thread_rank()); i < end; i += static_cast<int>(block::num_threads())) acc += x[i];
+  const float s = block::reduce_sum(acc, scratch);
+  if (block::thread_rank() == 0) out[blockIdx.x] = s;
+}
+
+/// One block, one element per thread: exclusive scan, total, arg-max, and the barrier predicates.
+DEEPSHOCK_KERNEL void block_scan_argmax_kernel(const int* x, const float* scores, int* excl, int* total, int* best_idx,
+                                               float* best_score, int* counts) {
+  __shared__ int iscratch[block::kScratchWords];
+  __shared__ warp::Ranked<float> rscratch[block::kScratchWords];
+  const unsigned r = block::thread_rank();
+  int tot = 0;
+  excl[r] = block::exclusive_scan_sum(x[r], tot, iscratch);
+  const warp::Ranked<float> best = block::argmax(warp::Ranked<float>{scores[r], static_cast<int>(r)}, rscratch);
+  const int c = __syncthreads_count(x[r] % 3 == 0);
+  const int all_pos = __syncthreads_and(x[r] >= 0);
+  const int any_big = __syncthreads_or(x[r] > 90);
+  if (r == 0) {
+    *total = tot;
+    *best_idx = best.index;
+    *best_score = best.score;
+    counts[0] = c;
+    counts[1] = all_pos;
+    counts[2] = any_big;
+  }
+}
+
+// ---- warp top-k ------------------------------------------------------------------------------
+/// One warp per row of E scores; lane l holds candidates l, l+32, ... (N per lane).
+template <int K, int N>
+DEEPSHOCK_KERNEL void warp_topk_kernel(const float* scores, int rows, int E, int* ids, float* vals) {
+  const int warps_per_block = static_cast<int>(blockDim.x) / 32;
+  const int row = static_cast<int>(blockIdx.x) * warps_per_block + static_cast<int>(threadIdx.x) / 32;
+  if (row >= rows) return;  // whole warps leave together
+  const int lane = static_cast<int>(threadIdx.x) % 32;
+  float s[N];
+  int idx[N];
+  for (int j = 0; j < N; ++j) {
+    const int i = lane + 32 * j;
+    s[j] = i < E ? scores[static_cast<long long>(row) * E + i] : 0.0f;
+    idx[j] = i < E ? i : -1;
+  }
+  warp::Ranked<float> out[K];
+  warp::topk<K>(s, idx, out);
+  if (lane == 0)
+    for (int r = 0; r < K; ++r) {
+      ids[row * K + r] = out[r].index;
+      vals[row * K + r] = out[r].score;
+    }
+}
+
+// ---- shared-memory tiled GEMM (fp32) -----------------------------------------------------------
+inline constexpr int kGemmTile = 16;
+/// C[M,N] = A[M,K] * B[K,N], row-major; block (16,16), grid (ceil(N/16), ceil(M/16)).
+DEEPSHOCK_KERNEL void smem_gemm_kernel(const float* A, const float* B, float* C, int M, int N, int K) {
+  __shared__ float As[kGemmTile][kGemmTile];
+  __shared__ float Bs[kGemmTile][kGemmTile];
+  const int tx = static_cast<int>(threadIdx.x), ty = static_cast<int>(threadIdx.y);
+  const int row = static_cast<int>(blockIdx.y) * kGemmTile + ty;
+  const int col = static_cast<int>(blockIdx.x) * kGemmTile + tx;
+  float acc = 0.0f;
+  for (int k0 = 0; k0 < K; k0 += kGemmTile) {
+    As[ty][tx] = (row < M && k0 + tx < K) ? A[row * K + k0 + tx] : 0.0f;
+    Bs[ty][tx] = (k0 + ty < K && col < N) ? B[(k0 + ty) * N + col] : 0.0f;
+    __syncthreads();
+    for (int k = 0; k < kGemmTile; ++k) acc += As[ty][k] * Bs[k][tx];
+    __syncthreads();
+  }
+  if (row < M && col < N) C[row * N + col] = acc;
+}
+
+// ---- tensor-core GEMM tile (mma.sync m16n8k16) --------------------------------------------------
+/// C[M,N] = A[M,K] * B[K,N] (row-major inputs of T = bf16/fp16, fp32 out). One warp per 16x8
+/// tile: block 32 threads, grid (ceil(N/8), ceil(M/16)). Out-of-range elements load as zero.
+template <class T>
+DEEPSHOCK_KERNEL void mma_gemm_kernel(const T* A, const T* B, float* C, int M, int N, int K) {
+  const int lane = static_cast<int>(threadIdx.x);
+  const int m0 = static_cast<int>(blockIdx.y) * 16, n0 = static_cast<int>(blockIdx.x) * 8;
+  float acc[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+  for (int k0 = 0; k0 < K; k0 += 16) {
+    T av[8], bv[4];
+    for (int i = 0; i < 8; ++i) {
+      const arch::FragCoord p = arch::mma_a_coord(lane, i);
+      const int r = m0 + p.row, c = k0 + p.col;
+      av[i] = (r < M && c < K) ? A[r * K + c] : T::from_bits(0);
+    }
+    for (int i = 0; i < 4; ++i) {
+      const arch::FragCoord p = arch::mma_b_coord(lane, i);
+      const int k = k0 + p.row, n = n0 + p.col;
+      bv[i] = (k < K && n < N) ? B[k * N + n] : T::from_bits(0);
+    }
+    const std::uint32_t a[4] = {arch::pack2(av[0], av[1]), arch::pack2(av[2], av[3]), arch::pack2(av[4], av[5]),
+                                arch::pack2(av[6], av[7])};
+    const std::uint32_t b[2] = {arch::pack2(bv[0], bv[1]), arch::pack2(bv[2], bv[3])};
+    arch::mma_m16n8k16<T>(acc, a, b, acc);
+  }
+  for (int i = 0; i < 4; ++i) {
+    const arch::FragCoord p = arch::mma_c_coord(lane, i);
+    const int r = m0 + p.row, c = n0 + p.col;
+    if (r < M && c < N) C[r * N + c] = acc[i];
+  }
+}
+
+// ---- warp intrinsics, recorded for comparison with the documented semantics ---------------------
+inline constexpr int kIntrinsicResults = 28;
+/// One warp. Lane l writes kIntrinsicResults values to out[l * kIntrinsicResults ...].
+DEEPSHOCK_KERNEL void warp_intrinsics_kernel(const unsigned* in, unsigned* out) {
+  const unsigned full = 0xffffffffu;
+  const int lane = static_cast<int>(threadIdx.x);
+  const unsigned v = in[lane];
+  unsigned* my = out + lane * kIntrinsicResults;
+  int o = 0;
+  for (int width = 32; width >= 8; width /= 2) {
+    my[o++] = __shfl_sync(full, v, static_cast<int>(v % 37u), width);
+    my[o++] = __shfl_up_sync(full, v, 3u, width);
+    my[o++] = __shfl_down_sync(full, v, 5u, width);
+    my[o++] = __shfl_xor_sync(full, v, 9, width);
+  }
+  my[o++] = __ballot_sync(full, v & 1u);
+  my[o++] = static_cast<unsigned>(__any_sync(full, v % 7u == 0));
+  my[o++] = static_cast<unsigned>(__all_sync(full, v != 12345u));
+  my[o++] = __match_any_sync(full, v % 5u);
+  int pred = -1;
+  my[o++] = __match_all_sync(full, v % 5u, &pred);
+  my[o++] = static_cast<unsigned>(pred);
+  my[o++] = __match_all_sync(full, 42u, &pred);
+  my[o++] = static_cast<unsigned>(pred);
+  my[o++] = __reduce_add_sync(full, v);
+  my[o++] = __reduce_min_sync(full, v);
+  my[o++] = __reduce_max_sync(full, v);
+  my[o++] = static_cast<unsigned>(__reduce_min_sync(full, static_cast<int>(v)));
+  my[o++] = __reduce_and_sync(full, v) ^ __reduce_or_sync(full, v) ^ __reduce_xor_sync(full, v);
+  // Two independent half-warp groups, as divergent code would use them.
+  const unsigned half = lane < 16 ? 0x0000ffffu : 0xffff0000u;
+  my[o++] = __shfl_sync(half, v, lane < 16 ? 3 : 19);
+  my[o++] = __reduce_add_sync(half, v);
+  __syncwarp(half);
+  my[o++] = __ballot_sync(half, v & 2u);
+}
+
+// ---- atomics across blocks ----------------------------------------------------------------------
+/// counters: [0] add, [1] max, [2] min, [3] CAS increments, [4] or, [5] xor; u64 sum; f sum.
+DEEPSHOCK_KERNEL void atomics_kernel(int* counters, unsigned long long* u64, float* f, const int* vals, int n) {
+  const int gid = static_cast<int>(blockIdx.x * blockDim.x + threadIdx.x);
+  if (gid >= n) return;
+  const int v = vals[gid];
+  atomicAdd(&counters[0], v);
+  atomicMax(&counters[1], v);
+  atomicMin(&counters[2], v);
+  int old = counters[3];
+  for (;;) {
+    const int seen = atomicCAS(&counters[3], old, old + 1);
+    if (seen == old) break;
+    old = seen;
+  }
+  atomicOr(&counters[4], 1 << (v % 31));
+  atomicXor(&counters[5], v);
+  atomicAdd(u64, static_cast<unsigned long long>(v));
+  atomicAdd(f, 0.5f);
+}
+
+// ---- deliberate bugs the simulator must catch --------------------------------------------------
+/// out[t] = in[t-1] through shared memory — *without* the barrier between write and read.
+DEEPSHOCK_KERNEL void shift_racy_kernel(const int* in, int* out, int n) {
+  int* s = dynamic_smem<int>();
+  const int t = static_cast<int>(threadIdx.x);
+  if (t < n) s[t] = in[t];
+  // BUG (deliberate): a __syncthreads() belongs here.
+  if (t < n) out[t] = t > 0 ? s[t - 1] : 0;
+}
+/// The same with the barrier.
+DEEPSHOCK_KERNEL void shift_synced_kernel(const int* in, int* out, int n) {
+  int* s = dynamic_smem<int>();
+  const int t = static_cast<int>(threadIdx.x);
+  if (t < n) s[t] = in[t];
+  __syncthreads();
+  if (t < n) out[t] = t > 0 ? s[t - 1] : 0;
+}
+
+}  // namespace ds_kernels

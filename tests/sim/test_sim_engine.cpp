@@ -1,0 +1,199 @@
+// Simulator-only behaviour: schedules, race exposure, error reporting, launch validation.
+#include <catch2/catch.hpp>
+
+#include <algorithm>
+#include <numeric>
+#include <string>
+#include <vector>
+
+#include "deepshock/platform/launch.hpp"
+#include "deepshock/platform/runtime.hpp"
+#include "test_support.hpp"
+
+namespace ds = deepshock;
+namespace sim = deepshock::sim;
+
+namespace {
+
+// Declared here, not in kernels.cuh: they only make sense in the simulator.
+DEEPSHOCK_KERNEL void racy_shift(const int* in, int* out, int n) {
+  int* s = ds::dynamic_smem<int>();
+  const int t = static_cast<int>(threadIdx.x);
+  if (t < n) s[t] = in[t];
+  if (t < n) out[t] = t > 0 ? s[t - 1] : 0;  // missing __syncthreads() (deliberate)
+}
+
+DEEPSHOCK_KERNEL void mixed_barriers(int* out) {
+  // Thread 0 waits at a block barrier while the rest of warp 0 waits for it in a shuffle.
+  if (threadIdx.x == 0) {
+    __syncthreads();
+  } else {
+    out[threadIdx.x] = __shfl_sync(0xffffffffu, static_cast<int>(threadIdx.x), 0);
+  }
+}
+
+DEEPSHOCK_KERNEL void mask_without_self(int* out) {
+  out[threadIdx.x] = __shfl_sync(0x1u, 1, 0);  // lane 1.. call with a mask that lacks them
+}
+
+DEEPSHOCK_KERNEL void different_ops_same_mask(int* out) {
+  if (threadIdx.x % 2 == 0) out[threadIdx.x] = __shfl_sync(0xffffffffu, 1, 0);
+  else out[threadIdx.x] = static_cast<int>(__ballot_sync(0xffffffffu, 1));
+}
+
+DEEPSHOCK_KERNEL void early_exit_then_shuffle(int* out) {
+  if (threadIdx.x == 7) return;
+  out[threadIdx.x] = __shfl_xor_sync(0xffffffffu, 1, 1);
+}
+
+DEEPSHOCK_KERNEL void traps(int* out) {
+  if (threadIdx.x == 3 && blockIdx.x == 1) __trap();
+  out[blockIdx.x * blockDim.x + threadIdx.x] = 1;
+}
+
+DEEPSHOCK_KERNEL void exited_threads_count_as_arrived(int* out, int n) {
+  const int t = static_cast<int>(threadIdx.x);
+  if (t >= n) return;  // common pattern; hardware releases the barrier without them
+  out[t] = t;
+  __syncthreads();
+  out[t] += 1;
+}
+
+DEEPSHOCK_KERNEL void record_indices(unsigned* out) {
+  const unsigned b = blockIdx.x + gridDim.x * (blockIdx.y + gridDim.y * blockIdx.z);
+  const unsigned t = threadIdx.x + blockDim.x * (threadIdx.y + blockDim.y * threadIdx.z);
+  const unsigned nt = blockDim.x * blockDim.y * blockDim.z;
+  out[b * nt + t] = (blockIdx.x << 24) | (blockIdx.y << 20) | (blockIdx.z << 16) | (threadIdx.x << 8) | (threadIdx.y << 4) | threadIdx.z;
+}
+
+DEEPSHOCK_KERNEL void modifies_param(int* out, int v) {
+  v += static_cast<int>(threadIdx.x);  // each simulated thread owns its parameter copy
+  out[threadIdx.x] = v;
+}
+
+std::vector<int> run_racy(sim::Schedule s, std::uint64_t seed, const std::vector<int>& in) {
+  sim::ScopedOptions scope(s, seed);
+  const int n = static_cast<int>(in.size());
+  std::vector<int> out(in.size(), -7);
+  const ds::Status st = ds::launch(racy_shift, {dim3(1), dim3(static_cast<unsigned>(n)), sizeof(int) * in.size()}, in.data(),
+                                   out.data(), n);
+  REQUIRE(st.ok());
+  return out;
+}
+
+}  // namespace
+
+TEST_CASE("a missing __syncthreads that in-order execution hides is exposed by other schedules", "[sim]") {
+  auto rng = ds_test::make_rng(0xACE);
+  std::vector<int> in(64);
+  std::iota(in.begin(), in.end(), 1000);
+  std::shuffle(in.begin(), in.end(), rng);
+  std::vector<int> correct(in.size());
+  for (std::size_t t = 0; t < in.size(); ++t) correct[t] = t ? in[t - 1] : 0;
+  // In order, thread t-1 has finished writing before thread t reads: the bug is invisible.
+  CHECK(run_racy(sim::Schedule::in_order, 0, in) == correct);
+  // Reversed, thread t reads before thread t-1 has written (poisoned shared memory, 0xFFFFFFFF).
+  const std::vector<int> rev = run_racy(sim::Schedule::reversed, 0, in);
+  CHECK(rev != correct);
+  CHECK(rev[1] == -1);
+  // Seeded random orders expose it too, reproducibly.
+  for (std::uint64_t seed : {1u, 2u, 3u}) {
+    const std::vector<int> a = run_racy(sim::Schedule::random, seed, in);
+    CHECK(a != correct);
+    CHECK(a == run_racy(sim::Schedule::random, seed, in));
+  }
+}
+
+TEST_CASE("the simulator reports deadlocks and misuse of warp operations as a Status", "[sim]") {
+  std::vector<int> out(64, 0);
+  SECTION("block barrier against a warp shuffle") {
+    const ds::Status st = ds::launch(mixed_barriers, {dim3(1), dim3(32)}, out.data());
+    CHECK(st.code() == ds::StatusCode::runtime_error);
+    CHECK_THAT(st.message(), Catch::Contains("deadlock"));
+  }
+  SECTION("mask that excludes the calling lane") {
+    const ds::Status st = ds::launch(mask_without_self, {dim3(1), dim3(32)}, out.data());
+    CHECK_THAT(st.message(), Catch::Contains("does not include the calling lane"));
+  }
+  SECTION("different operations under one mask") {
+    const ds::Status st = ds::launch(different_ops_same_mask, {dim3(1), dim3(32)}, out.data());
+    CHECK_THAT(st.message(), Catch::Contains("different warp-synchronous operations"));
+  }
+  SECTION("a lane of the mask has exited") {
+    const ds::Status st = ds::launch(early_exit_then_shuffle, {dim3(1), dim3(32)}, out.data());
+    CHECK(!st.ok());
+    CHECK_THAT(st.message(), Catch::Contains("exited"));
+  }
+  SECTION("__trap names the block") {
+    std::vector<int> big(4 * 32, 0);
+    const ds::Status st = ds::launch(traps, {dim3(4), dim3(32)}, big.data());
+    CHECK_THAT(st.message(), Catch::Contains("block (1,0,0)") && Catch::Contains("__trap"));
+  }
+  SECTION("the simulator keeps working after a failed launch") {
+    CHECK(!ds::launch(mixed_barriers, {dim3(1), dim3(32)}, out.data()).ok());
+    std::vector<int> ok(40, -1);
+    CHECK(ds::launch(exited_threads_count_as_arrived, {dim3(1), dim3(64)}, ok.data(), 40).ok());
+    for (int t = 0; t < 40; ++t) CHECK(ok[static_cast<std::size_t>(t)] == t + 1);
+  }
+}
+
+TEST_CASE("launch validates its configuration like CUDA", "[sim]") {
+  std::vector<int> out(2048, 0);
+  CHECK(ds::launch(modifies_param, {dim3(1), dim3(2048)}, out.data(), 1).code() == ds::StatusCode::invalid_argument);
+  CHECK(ds::launch(modifies_param, {dim3(0), dim3(32)}, out.data(), 1).code() == ds::StatusCode::invalid_argument);
+  CHECK(ds::launch(modifies_param, {dim3(1), dim3(1, 1, 65)}, out.data(), 1).code() == ds::StatusCode::invalid_argument);
+  const ds::Status big_smem = ds::launch(modifies_param, {dim3(1), dim3(32), 1u << 30}, out.data(), 1);
+  CHECK(big_smem.code() == ds::StatusCode::invalid_argument);
+  CHECK_THAT(big_smem.message(), Catch::StartsWith("smem_bytes"));
+  void (*null_kernel)(int*, int) = nullptr;
+  CHECK(ds::launch(null_kernel, {dim3(1), dim3(32)}, out.data(), 1).code() == ds::StatusCode::invalid_argument);
+}
+
+TEST_CASE("built-in index variables cover 3-D grids and blocks in every schedule", "[sim]") {
+  const dim3 grid(3, 2, 2), block(5, 3, 2);
+  const unsigned nt = 30, nb = 12;
+  for (sim::Schedule s : {sim::Schedule::in_order, sim::Schedule::reversed, sim::Schedule::random}) {
+    sim::ScopedOptions scope(s, 99);
+    std::vector<unsigned> out(nb * nt, 0xdeadbeefu);
+    REQUIRE(ds::launch(record_indices, {grid, block}, out.data()).ok());
+    for (unsigned bz = 0; bz < 2; ++bz)
+      for (unsigned by = 0; by < 2; ++by)
+        for (unsigned bx = 0; bx < 3; ++bx)
+          for (unsigned tz = 0; tz < 2; ++tz)
+            for (unsigned ty = 0; ty < 3; ++ty)
+              for (unsigned tx = 0; tx < 5; ++tx) {
+                const unsigned b = bx + 3 * (by + 2 * bz), t = tx + 5 * (ty + 3 * tz);
+                CHECK(out[b * nt + t] == ((bx << 24) | (by << 20) | (bz << 16) | (tx << 8) | (ty << 4) | tz));
+              }
+  }
+}
+
+TEST_CASE("each simulated thread gets its own copy of the kernel parameters", "[sim]") {
+  std::vector<int> out(96, 0);
+  REQUIRE(ds::launch(modifies_param, {dim3(1), dim3(96)}, out.data(), 10).ok());
+  for (int t = 0; t < 96; ++t) CHECK(out[static_cast<std::size_t>(t)] == 10 + t);
+}
+
+TEST_CASE("the runtime facade works in the simulator", "[sim]") {
+  CHECK(std::string(ds::rt::backend_name()) == "simulator");
+  CHECK(ds::rt::device_available());
+  ds::rt::DeviceBuffer<float> buf;
+  REQUIRE(buf.allocate(100).ok());
+  std::vector<float> h(100, 1.5f), back(100, 0.0f);
+  REQUIRE(buf.copy_from_host(h.data(), h.size()).ok());
+  REQUIRE(buf.copy_to_host(back.data(), back.size()).ok());
+  CHECK(back == h);
+  CHECK(buf.copy_from_host(h.data(), 101).code() == ds::StatusCode::out_of_range);
+  ds::rt::Stream stream;
+  REQUIRE(stream.create().ok());
+  ds::rt::Event a, b;
+  REQUIRE(a.create().ok());
+  REQUIRE(b.create().ok());
+  REQUIRE(a.record(stream.get()).ok());
+  REQUIRE(b.record(stream.get()).ok());
+  float ms = -1.0f;
+  REQUIRE(ds::rt::Event::elapsed_ms(a, b, ms).ok());
+  CHECK(ms >= 0.0f);
+  ds::rt::Event never;
+  CHECK(ds::rt::Event::elapsed_ms(never, b, ms).code() == ds::StatusCode::invalid_argument);
+}
