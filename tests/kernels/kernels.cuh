@@ -170,7 +170,7 @@ DEEPSHOCK_KERNEL void atomics_kernel(int* counters, unsigned long long* u64, flo
   atomicAdd(&counters[0], v);
   atomicMax(&counters[1], v);
   atomicMin(&counters[2], v);
-  int old = counters[3];
+  int old = atomicOr(&counters[3], 0);  // an atomic read: a plain one would race with the CAS
   for (;;) {
     const int seen = atomicCAS(&counters[3], old, old + 1);
     if (seen == old) break;

@@ -83,7 +83,7 @@ std::vector<int> run_racy(sim::Schedule s, std::uint64_t seed, const std::vector
 
 }  // namespace
 
-TEST_CASE("a missing __syncthreads that in-order execution hides is exposed by other schedules", "[sim]") {
+TEST_CASE("a missing __syncthreads that in-order execution hides is exposed by other schedules", "[sim][race]") {
   auto rng = ds_test::make_rng(0xACE);
   std::vector<int> in(64);
   std::iota(in.begin(), in.end(), 1000);

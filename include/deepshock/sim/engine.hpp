@@ -200,7 +200,7 @@ struct Block {
   void* body_ctx = nullptr;
   std::atomic<bool> failed{false};
   std::string error;
-  int hb_barrier = 0, hb_start = 0, hb_end = 0;
+  int hb_barrier = 0;
 };
 
 struct Worker {
@@ -210,6 +210,13 @@ struct Worker {
   std::atomic<Thread*> current{nullptr};
   Block block;
   bool in_launch = false;
+  // Happens-before plumbing for ThreadSanitizer. The scheduler releases `hb_start` once per
+  // block, before any of its fibers runs; fibers release `hb_yield` each time they hand the OS
+  // thread back, and the scheduler acquires it. Edges thus run scheduler -> fibers at block
+  // start and fibers -> scheduler at every switch, never fiber -> scheduler -> fiber within a
+  // block, so TSan still sees the simulated threads of a block as concurrent.
+  int hb_start = 0;
+  int hb_yield = 0;
   Worker() { sched.init(); }
 };
 
@@ -236,6 +243,7 @@ inline std::string hex(unsigned v) {
 /// Gives the OS thread back to the scheduler until someone marks this thread ready.
 inline void yield(Thread& t) {
   Worker& w = worker();
+  hb_release(&w.hb_yield);
   switch_to_scheduler(w.sched, *t.fiber);
 }
 
@@ -288,27 +296,29 @@ inline void warp_sync_op(unsigned mask, WarpCompute compute, const void* in, voi
   t.compute = compute;
   t.in = in;
   t.out = out;
-  hb_release(&w.hb);
+  hb_release(&w.hb);  // publishes this lane's operation to whichever lane completes the group
   t.pending_mask.store(mask, std::memory_order_relaxed);
-  hb_acquire(&w.hb);  // before reading the other lanes' published operations
+  // Only atomics are read until the group is known to be complete: a lane that has not
+  // arrived yet may be rewriting its own fields.
   bool complete = true;
-  for (unsigned m = mask; m; m &= m - 1) {
-    Thread* o = w.lanes[__builtin_ctz(m)];
-    const unsigned om = o->pending_mask.load(std::memory_order_relaxed);
-    if (om != mask) { complete = false; continue; }
-    if (o->compute != compute)
-      fail(std::string(name) + ": lanes " + std::to_string(t.lane) + " and " + std::to_string(o->lane) + " of warp " +
-           std::to_string(t.warp) + " reached different warp-synchronous operations with mask " + hex(mask));
-  }
+  for (unsigned m = mask; m && complete; m &= m - 1)
+    complete = w.lanes[__builtin_ctz(m)]->pending_mask.load(std::memory_order_relaxed) == mask;
   if (complete) {
+    hb_acquire(&w.hb);
+    for (unsigned m = mask; m; m &= m - 1) {
+      const Thread* o = w.lanes[__builtin_ctz(m)];
+      if (o->compute != compute)
+        fail(std::string(name) + ": lanes " + std::to_string(t.lane) + " and " + std::to_string(o->lane) + " of warp " +
+             std::to_string(t.warp) + " reached different warp-synchronous operations with mask " + hex(mask));
+    }
     compute(w.lanes, mask);
     bump(counters().warp_ops);
+    hb_release(&w.hb);
     for (unsigned m = mask; m; m &= m - 1) {
       Thread* o = w.lanes[__builtin_ctz(m)];
       o->pending_mask.store(0, std::memory_order_relaxed);
       if (o != &t) o->state.store(ThreadState::ready, std::memory_order_relaxed);
     }
-    hb_release(&w.hb);
   } else {
     t.state.store(ThreadState::waiting_warp, std::memory_order_relaxed);
     yield(t);
@@ -349,15 +359,14 @@ inline void exit_thread(Thread& t) {
     hb_acquire(&b.hb_barrier);
     complete_block_barrier(b);
   }
-  hb_release(&b.hb_end);
 }
 
 inline void fiber_entry(bctx::transfer_t t) {
   Worker& w = worker();
   fiber_started(w.sched, t);
+  hb_acquire(&w.hb_start);
   Thread& th = *w.current.load(std::memory_order_relaxed);
   Block& b = *th.block;
-  hb_acquire(&b.hb_start);
   try {
     b.body(b.body_ctx);
   } catch (const std::exception& e) {
@@ -367,6 +376,7 @@ inline void fiber_entry(bctx::transfer_t t) {
     record_error(b, "a simulated thread threw a non-standard exception");
   }
   exit_thread(th);
+  hb_release(&w.hb_yield);
   finish_fiber(w.sched);
 }
 
@@ -396,7 +406,7 @@ inline void run_block(Worker& w, Block& b, std::mt19937_64& rng, Schedule schedu
     t.pending_mask.store(0, std::memory_order_relaxed);
     t.fiber->reset(&fiber_entry);
   }
-  hb_release(&b.hb_start);
+  hb_release(&w.hb_start);
   std::vector<unsigned> ready;
   ready.reserve(n);
   while (b.live.load(std::memory_order_relaxed) > 0 && !b.failed.load(std::memory_order_relaxed)) {
@@ -414,12 +424,12 @@ inline void run_block(Worker& w, Block& b, std::mt19937_64& rng, Schedule schedu
       if (t.state.load(std::memory_order_relaxed) != ThreadState::ready) continue;
       w.current.store(&t, std::memory_order_relaxed);
       switch_to_fiber(w.sched, *t.fiber, nullptr);
+      hb_acquire(&w.hb_yield);
       bump(counters().switches);
       if (b.failed.load(std::memory_order_relaxed)) break;
     }
   }
   w.current.store(nullptr, std::memory_order_relaxed);
-  hb_acquire(&b.hb_end);
 }
 
 /// Resets the worker's reusable block for a launch with `block` threads.

@@ -150,13 +150,15 @@ struct SchedulerContext {
 
 /// Scheduler -> fiber. Returns when the fiber yields or finishes.
 inline void switch_to_fiber(SchedulerContext& s, FiberContext& f, void* data) {
+  // Read before telling TSan about the switch: afterwards TSan attributes accesses to the fiber.
+  const bctx::fcontext_t target = f.ctx;
 #if DEEPSHOCK_SIM_ASAN
   __sanitizer_start_switch_fiber(&s.asan_fake_stack, f.stack.bottom(), f.stack.size());
 #endif
 #if DEEPSHOCK_SIM_TSAN
   __tsan_switch_to_fiber(f.tsan_fiber, __tsan_switch_to_fiber_no_sync);
 #endif
-  bctx::transfer_t t = bctx::jump_fcontext(f.ctx, data);
+  bctx::transfer_t t = bctx::jump_fcontext(target, data);
   f.ctx = t.fctx;
 #if DEEPSHOCK_SIM_ASAN
   __sanitizer_finish_switch_fiber(s.asan_fake_stack, nullptr, nullptr);
