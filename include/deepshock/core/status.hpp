@@ -2,7 +2,9 @@
 //
 // A Status is a code plus a human-readable message that names the offending argument,
 // e.g. `invalid_argument: topk_ids: must not be null`. It never throws and never aborts.
-// Success carries no message and costs one enum compare.
+// Success carries no message and costs one enum compare. The type is [[nodiscard]]: ignoring a
+// returned Status is a warning. (nvcc 13 also warns on `st = f();` because the assignment's
+// result is discarded; chain calls with DEEPSHOCK_RETURN_IF_ERROR instead.)
 #pragma once
 
 #include <string>

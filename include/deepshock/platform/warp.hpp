@@ -154,6 +154,7 @@ DEEPSHOCK_DEVICE void topk(const T (&scores)[N], const int (&indices)[N], Ranked
   static_assert(K >= 1 && K <= 32, "deepshock::warp::topk supports k from 1 to 32.");
   static_assert(N >= 1 && N <= 32, "deepshock::warp::topk takes 1 to 32 candidates per lane.");
   unsigned taken = 0;  // bit i: this lane's candidate i already selected
+  DEEPSHOCK_UNROLL
   for (int r = 0; r < K; ++r) {
     Ranked<T> best{scores[0], -1};
     bool have = false;

@@ -1,0 +1,2 @@
+#include "consumer_kernel.cuh"
+int main() { return run_consumer("consumer_gpu"); }

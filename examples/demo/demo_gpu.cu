@@ -1,0 +1,2 @@
+// The demo compiled by nvcc (see demo.cpp).
+#include "demo.cpp"

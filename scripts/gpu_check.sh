@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# GPU check: builds for sm_90, runs the `gpu` tests, the demo and the GPU benchmarks, and writes
+# logs and JSON into OUTDIR (commit them under bench/results/<date>-<device>/).
+#
+#   scripts/gpu_check.sh OUTDIR            build and run here (a machine with nvcc and a GPU)
+#   scripts/gpu_check.sh build             only build (e.g. on a CPU machine) into build-gpu/
+#   scripts/gpu_check.sh run OUTDIR        only run an existing build-gpu/ (e.g. on a GPU machine
+#                                          that received build-gpu/ as a carried folder)
+# Environment: DS_GPU_BUILD_DIR (default build-gpu), DS_BENCH_MIN_TIME (default 0.05 s).
+set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
+build="${DS_GPU_BUILD_DIR:-$DS_ROOT/build-gpu}"
+
+gpu_build() {
+  ds_install_deps
+  command -v nvcc >/dev/null 2>&1 || { echo "gpu_check: nvcc not found" >&2; exit 1; }
+  cmake -S "$DS_ROOT" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release -DCMAKE_CUDA_ARCHITECTURES=90 \
+    -DCMAKE_CUDA_COMPILER="$(command -v nvcc)" -DDEEPSHOCK_HEADER_CHECKS=OFF >/dev/null
+  cmake --build "$build" -j "${DS_JOBS:-2}" --target gpu_tests bench_primitives demo_gpu
+  # Shared libraries the binaries need that a bare GPU machine may lack.
+  mkdir -p "$build/lib"
+  cp -L /usr/lib/x86_64-linux-gnu/libbenchmark.so.1debian "$build/lib/" 2>/dev/null || true
+}
+
+gpu_run() {
+  local out="$1"
+  mkdir -p "$out"
+  export LD_LIBRARY_PATH="$build/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+  {
+    echo "date: $(date -u +%Y-%m-%dT%H:%M:%SZ)"
+    echo "commit: $(git -C "$DS_ROOT" rev-parse HEAD 2>/dev/null || echo unknown)"
+    nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm,clocks.max.mem --format=csv 2>&1 || true
+  } | tee "$out/device.txt"
+  local rc=0 test_rc=0
+  # The gpu tests exit 77 without a device: that is a failure of the GPU check.
+  "$build/tests/gpu_tests" --rng-seed time 2>&1 | tee "$out/gpu_tests.log" || test_rc=$?
+  if [ "$test_rc" = 77 ]; then echo "gpu_check: no CUDA device here" >&2; return 1; fi
+  rc=$test_rc
+  "$build/examples/demo_gpu" 2>&1 | tee "$out/demo.log" || rc=$?
+  "$build/bench/bench_primitives" --benchmark_min_time="${DS_BENCH_MIN_TIME:-0.05}" \
+    --benchmark_out="$out/bench_primitives.json" --benchmark_out_format=json 2>&1 | tee "$out/bench_primitives.log" || rc=$?
+  echo "gpu_check: finished with status $rc; results in $out"
+  return "$rc"
+}
+
+case "${1:-}" in
+  build) gpu_build ;;
+  run) gpu_run "${2:?usage: gpu_check.sh run OUTDIR}" ;;
+  ""|-h|--help) sed -n '2,11p' "$0"; exit 2 ;;
+  *) gpu_build; gpu_run "$1" ;;
+esac
