@@ -36,42 +36,54 @@ template <class...>
 inline constexpr bool always_false_v = false;
 }  // namespace detail
 
-/// Launches `kernel` with `cfg`, passing `args` converted to the kernel's parameter types.
-template <class... Params, class... Args>
-Status launch(void (*kernel)(Params...), const LaunchConfig& cfg, Args&&... args) {
-  static_assert(sizeof...(Params) == sizeof...(Args), "deepshock::launch: pass exactly one argument per kernel parameter.");
+#if DEEPSHOCK_CUDA
+namespace detail {
+/// Opts the kernel into more than 48 KiB of shared memory when static + dynamic needs it.
+template <class... Params>
+Status prepare_smem(void (*kernel)(Params...), std::size_t dynamic_bytes) {
+  if (dynamic_bytes == 0) return Status::success();
+  cudaFuncAttributes attr{};
+  DEEPSHOCK_RETURN_IF_ERROR(rt::from_cuda(cudaFuncGetAttributes(&attr, reinterpret_cast<const void*>(kernel)), "cudaFuncGetAttributes"));
+  if (attr.sharedSizeBytes + dynamic_bytes <= 48 * 1024) return Status::success();
+  return rt::from_cuda(cudaFuncSetAttribute(reinterpret_cast<const void*>(kernel), cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                            static_cast<int>(dynamic_bytes)),
+                       "cudaFuncSetAttribute(MaxDynamicSharedMemorySize)");
+}
+}  // namespace detail
+#endif
+
+/// Launches `kernel` with `cfg`. Each argument converts implicitly to its parameter's type, as
+/// with `<<<>>>` (the parameter types come from the kernel alone, never from the arguments).
+template <class... Params>
+Status launch(void (*kernel)(Params...), const LaunchConfig& cfg, std::type_identity_t<Params>... args) {
   if (kernel == nullptr) return Status::invalid_argument("kernel", "must not be null");
 #if DEEPSHOCK_CUDA
-  if (cfg.smem_bytes > 48 * 1024) {
-    Status s = rt::from_cuda(cudaFuncSetAttribute(reinterpret_cast<const void*>(kernel), cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                                  static_cast<int>(cfg.smem_bytes)),
-                             "cudaFuncSetAttribute(MaxDynamicSharedMemorySize)");
-    if (!s.ok()) return s;
-  }
-  kernel<<<cfg.grid, cfg.block, cfg.smem_bytes, cfg.stream>>>(static_cast<Params>(std::forward<Args>(args))...);
+  DEEPSHOCK_RETURN_IF_ERROR(detail::prepare_smem(kernel, cfg.smem_bytes));
+  kernel<<<cfg.grid, cfg.block, cfg.smem_bytes, cfg.stream>>>(args...);
   return rt::from_cuda(cudaGetLastError(), "kernel launch");
 #elif DEEPSHOCK_SIM
   struct Ctx {
     void (*kernel)(Params...);
     std::tuple<std::decay_t<Params>...> args;
   };
-  Ctx ctx{kernel, std::tuple<std::decay_t<Params>...>(static_cast<Params>(std::forward<Args>(args))...)};
+  Ctx ctx{kernel, std::tuple<std::decay_t<Params>...>(args...)};
   // Each simulated thread gets its own copy of the parameters (kernels may modify them).
   auto body = [](void* p) {
-    auto* c = static_cast<Ctx*>(p);
-    std::apply([c](const auto&... a) { c->kernel(a...); }, c->args);
+    const auto* c = static_cast<const Ctx*>(p);
+    auto own = c->args;
+    std::apply(c->kernel, own);
   };
   return sim::launch(cfg.grid, cfg.block, cfg.smem_bytes, +body, &ctx);
 #else
   static_assert(detail::always_false_v<Params...>,
                 "deepshock::launch runs kernels only under nvcc or in the simulator (define DEEPSHOCK_SIM=1 "
                 "or link deepshock::sim).");
+  ((void)args, ...);
+  (void)cfg;
   return Status::unsupported("no kernel backend");
 #endif
 }
 
-/// The block's dynamic shared memory as an array of `T` (aligned to 16 bytes). Its contents
-/// are undefined at kernel start (the simulator fills it with 0xFF bytes).
 #if DEEPSHOCK_HAS_KERNELS
 template <class T>
 DEEPSHOCK_DEVICE T* dynamic_smem() {

@@ -34,8 +34,11 @@ inline const char* backend_name() { return DEEPSHOCK_SIM ? "simulator" : "cuda";
 
 #if !DEEPSHOCK_SIM
 /// Converts a CUDA error into a Status naming the call.
+/// Converts a CUDA error into a Status naming the call, and clears the runtime's last-error
+/// state so that a handled failure is not reported again by the next unrelated call.
 inline Status from_cuda(cudaError_t e, const char* call) {
   if (e == cudaSuccess) return Status::success();
+  (void)cudaGetLastError();
   return Status::runtime_error(std::string(call) + ": " + cudaGetErrorName(e) + " (" + cudaGetErrorString(e) + ")");
 }
 #endif
@@ -83,6 +86,7 @@ inline Status malloc_device(void** ptr, std::size_t bytes) {
   if (!ptr) return Status::invalid_argument("ptr", "must not be null");
   *ptr = nullptr;
   if (bytes == 0) return Status::success();
+  if (bytes > (std::size_t(1) << 56)) return Status::resource_exhausted("bytes", std::to_string(bytes) + " bytes is beyond any device");
 #if DEEPSHOCK_SIM
   *ptr = std::aligned_alloc(256, (bytes + 255) / 256 * 256);
   return *ptr ? Status::success() : Status::resource_exhausted("bytes", "host allocation of " + std::to_string(bytes) + " failed");
@@ -262,6 +266,8 @@ class DeviceBuffer {
   /// Allocates room for `count` elements (contents undefined).
   Status allocate(std::size_t count) {
     reset();
+    if (count > (std::size_t(1) << 56) / sizeof(T))
+      return Status::resource_exhausted("count", std::to_string(count) + " elements is beyond any device");
     void* p = nullptr;
     DEEPSHOCK_RETURN_IF_ERROR(malloc_device(&p, count * sizeof(T)));
     p_ = static_cast<T*>(p);

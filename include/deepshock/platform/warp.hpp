@@ -8,6 +8,7 @@
 
 #include <cstdint>
 #include <cstring>
+#include <limits>
 #include <type_traits>
 
 #include "deepshock/core/config.hpp"
@@ -30,55 +31,60 @@ DEEPSHOCK_DEVICE unsigned lane_id() {
 }
 
 namespace detail {
-template <class T>
-DEEPSHOCK_DEVICE auto to_word(const T& v) {
-  static_assert(std::is_trivially_copyable_v<T> && sizeof(T) <= 8, "warp shuffles take trivially copyable values of at most 8 bytes");
+/// Shuffles any trivially copyable value: as one 32- or 64-bit word when it fits, otherwise
+/// word by word. `op(word)` performs the shuffle of one word.
+template <class T, class Op>
+DEEPSHOCK_DEVICE T shuffle_value(const T& v, Op op) {
+  static_assert(std::is_trivially_copyable_v<T>, "warp shuffles take trivially copyable values");
+  T r;
   if constexpr (sizeof(T) <= 4) {
     unsigned w = 0;
     std::memcpy(&w, &v, sizeof(T));
-    return w;
-  } else {
+    w = op(w);
+    std::memcpy(&r, &w, sizeof(T));
+  } else if constexpr (sizeof(T) <= 8) {
     unsigned long long w = 0;
     std::memcpy(&w, &v, sizeof(T));
-    return w;
+    w = op(w);
+    std::memcpy(&r, &w, sizeof(T));
+  } else {
+    constexpr int kWords = static_cast<int>((sizeof(T) + 3) / 4);
+    unsigned w[kWords] = {};
+    std::memcpy(w, &v, sizeof(T));
+    DEEPSHOCK_UNROLL
+    for (int i = 0; i < kWords; ++i) w[i] = op(w[i]);
+    std::memcpy(&r, w, sizeof(T));
   }
-}
-template <class T, class W>
-DEEPSHOCK_DEVICE T from_word(W w) {
-  T v;
-  std::memcpy(&v, &w, sizeof(T));
-  return v;
+  return r;
 }
 }  // namespace detail
 
 template <class T>
 DEEPSHOCK_DEVICE T shfl(T v, int src_lane, unsigned mask = kFullMask, int width = 32) {
-  return detail::from_word<T>(__shfl_sync(mask, detail::to_word(v), src_lane, width));
+  return detail::shuffle_value(v, [=](auto w) { return __shfl_sync(mask, w, src_lane, width); });
 }
 template <class T>
 DEEPSHOCK_DEVICE T shfl_xor(T v, int lane_mask, unsigned mask = kFullMask, int width = 32) {
-  return detail::from_word<T>(__shfl_xor_sync(mask, detail::to_word(v), lane_mask, width));
+  return detail::shuffle_value(v, [=](auto w) { return __shfl_xor_sync(mask, w, lane_mask, width); });
 }
 template <class T>
 DEEPSHOCK_DEVICE T shfl_up(T v, unsigned delta, unsigned mask = kFullMask, int width = 32) {
-  return detail::from_word<T>(__shfl_up_sync(mask, detail::to_word(v), delta, width));
+  return detail::shuffle_value(v, [=](auto w) { return __shfl_up_sync(mask, w, delta, width); });
 }
 template <class T>
 DEEPSHOCK_DEVICE T shfl_down(T v, unsigned delta, unsigned mask = kFullMask, int width = 32) {
-  return detail::from_word<T>(__shfl_down_sync(mask, detail::to_word(v), delta, width));
+  return detail::shuffle_value(v, [=](auto w) { return __shfl_down_sync(mask, w, delta, width); });
 }
 
 /// Reduction with a binary operation over the first `valid` lanes; every one of them gets the
-/// result. The combination order is fixed (a tree), so the result is deterministic.
+/// same result: a fixed tree towards lane 0 (lane i combines with lane i + offset), then a
+/// broadcast from lane 0. `op` need not be commutative for the lanes to agree, and the result
+/// is deterministic.
 template <class T, class Op>
 DEEPSHOCK_DEVICE T reduce(T v, Op op, int valid = 32) {
   const unsigned mask = lanes_mask(valid);
   const int lane = static_cast<int>(lane_id());
-  if (valid >= 32) {
-DEEPSHOCK_UNROLL
-    for (int offset = 16; offset > 0; offset >>= 1) v = op(v, shfl_xor(v, offset, mask));
-    return v;
-  }
+  DEEPSHOCK_UNROLL
   for (int offset = 16; offset > 0; offset >>= 1) {
     const T other = shfl_down(v, static_cast<unsigned>(offset), mask);
     if (lane + offset < valid) v = op(v, other);
@@ -113,12 +119,16 @@ DEEPSHOCK_UNROLL
   return v;
 }
 
-/// Exclusive prefix sum (lane 0 gets T{}); `total` receives the sum of all valid lanes.
+/// Exclusive prefix sum (lane 0 gets T{}); `total` receives the sum of all valid lanes. The
+/// exclusive value is the neighbour's inclusive sum (not inclusive minus own value), so it is
+/// exact wherever the inclusive sum is.
 template <class T>
 DEEPSHOCK_DEVICE T exclusive_scan_sum(T v, T& total, int valid = 32) {
+  const unsigned mask = lanes_mask(valid);
   const T inc = inclusive_scan_sum(v, valid);
-  total = shfl(inc, valid - 1, lanes_mask(valid));
-  return inc - v;
+  total = shfl(inc, valid - 1, mask);
+  const T prev = shfl_up(inc, 1u, mask);
+  return lane_id() == 0 ? T{} : prev;
 }
 
 /// A (score, index) pair ranked by score, then by lower index. NaN scores rank below every
@@ -147,7 +157,7 @@ DEEPSHOCK_DEVICE Ranked<T> argmax(Ranked<T> v, int valid = 32) {
 /// Warp top-k over candidates spread across lanes: lane l holds `N` candidates
 /// (`scores[i]`, `indices[i]`); indices must be unique and >= 0, and a slot with index -1 is
 /// empty. After the call every participating lane holds the K best in rank order in
-/// `out[0..K)` (unused entries get index -1). K rounds of a warp arg-max; a lane's local scan
+/// `out[0..K)` (entries beyond the number of candidates get index -1 and the lowest score). K rounds of a warp arg-max; a lane's local scan
 /// is over its N candidates. Ties go to the lower index.
 template <int K, int N, class T>
 DEEPSHOCK_DEVICE void topk(const T (&scores)[N], const int (&indices)[N], Ranked<T> (&out)[K], int valid = 32) {
@@ -156,7 +166,7 @@ DEEPSHOCK_DEVICE void topk(const T (&scores)[N], const int (&indices)[N], Ranked
   unsigned taken = 0;  // bit i: this lane's candidate i already selected
   DEEPSHOCK_UNROLL
   for (int r = 0; r < K; ++r) {
-    Ranked<T> best{scores[0], -1};
+    Ranked<T> best{std::numeric_limits<T>::lowest(), -1};
     bool have = false;
 DEEPSHOCK_UNROLL
     for (int i = 0; i < N; ++i) {

@@ -11,6 +11,8 @@
 #pragma once
 
 #include <atomic>
+#include <climits>
+#include <cstdint>
 #include <bit>
 #include <cmath>
 #include <cstdint>
@@ -31,7 +33,6 @@
 #define __host__
 #define __constant__
 #define __forceinline__ inline __attribute__((always_inline))
-#define __noinline__ __attribute__((noinline))
 #define __shared__ static thread_local
 #define __launch_bounds__(...)
 #define __align__(n) alignas(n)
@@ -66,13 +67,13 @@ DEEPSHOCK_SIM_VEC2(double, double2, 16)
 #undef DEEPSHOCK_SIM_VEC4
 
 // ---- block barriers ----------------------------------------------------------------------------
-inline void __syncthreads() { ::deepshock::sim::detail::block_barrier(0); }
-inline int __syncthreads_count(int pred) { return ::deepshock::sim::detail::block_barrier(pred != 0); }
+inline void __syncthreads() { (void)::deepshock::sim::detail::block_barrier(0); }
+inline int __syncthreads_count(int pred) { return ::deepshock::sim::detail::block_barrier(pred != 0).count; }
 inline int __syncthreads_and(int pred) {
-  const int n = static_cast<int>(::deepshock::sim::detail::current_thread().block->live.load());
-  return ::deepshock::sim::detail::block_barrier(pred != 0) == n;
+  const auto r = ::deepshock::sim::detail::block_barrier(pred != 0);
+  return r.count == r.waiters;
 }
-inline int __syncthreads_or(int pred) { return ::deepshock::sim::detail::block_barrier(pred != 0) > 0; }
+inline int __syncthreads_or(int pred) { return ::deepshock::sim::detail::block_barrier(pred != 0).count > 0; }
 
 // ---- warp-synchronous operations ---------------------------------------------------------------
 namespace deepshock::sim::detail {
@@ -245,6 +246,8 @@ inline unsigned __ballot_sync(unsigned mask, int pred) {
 }
 inline int __any_sync(unsigned mask, int pred) { return __ballot_sync(mask, pred) != 0; }
 inline int __all_sync(unsigned mask, int pred) { return __ballot_sync(mask, pred) == mask; }
+/// Lanes of the warp that have not exited. (Hardware reports the lanes converged at the call;
+/// the simulator does not track divergence.)
 inline unsigned __activemask() {
   auto& t = ::deepshock::sim::detail::current_thread();
   const auto& w = t.block->warps[t.warp];
@@ -298,44 +301,54 @@ inline T atomic_update(T* p, F f) {
 }
 }  // namespace deepshock::sim::detail
 
-#define DEEPSHOCK_SIM_ATOMIC_ADD(T) \
-  inline T atomicAdd(T* p, T v) { return ::deepshock::sim::detail::aref(p).fetch_add(v); } \
-  inline T atomicSub(T* p, T v) { return ::deepshock::sim::detail::aref(p).fetch_sub(v); }
-DEEPSHOCK_SIM_ATOMIC_ADD(int)
-DEEPSHOCK_SIM_ATOMIC_ADD(unsigned)
-DEEPSHOCK_SIM_ATOMIC_ADD(unsigned long long)
-DEEPSHOCK_SIM_ATOMIC_ADD(long long)
-DEEPSHOCK_SIM_ATOMIC_ADD(float)
-DEEPSHOCK_SIM_ATOMIC_ADD(double)
-#undef DEEPSHOCK_SIM_ATOMIC_ADD
-
-#define DEEPSHOCK_SIM_ATOMIC_INT(T)                                                                       \
-  inline T atomicExch(T* p, T v) { return ::deepshock::sim::detail::aref(p).exchange(v); }                \
-  inline T atomicCAS(T* p, T cmp, T v) {                                                                  \
-    ::deepshock::sim::detail::aref(p).compare_exchange_strong(cmp, v);                                    \
-    return cmp;                                                                                           \
-  }                                                                                                       \
-  inline T atomicMin(T* p, T v) { return ::deepshock::sim::detail::atomic_update(p, [v](T o) { return o < v ? o : v; }); } \
-  inline T atomicMax(T* p, T v) { return ::deepshock::sim::detail::atomic_update(p, [v](T o) { return o > v ? o : v; }); } \
-  inline T atomicAnd(T* p, T v) { return ::deepshock::sim::detail::aref(p).fetch_and(v); }                \
-  inline T atomicOr(T* p, T v) { return ::deepshock::sim::detail::aref(p).fetch_or(v); }                  \
-  inline T atomicXor(T* p, T v) { return ::deepshock::sim::detail::aref(p).fetch_xor(v); }
-DEEPSHOCK_SIM_ATOMIC_INT(int)
-DEEPSHOCK_SIM_ATOMIC_INT(unsigned)
-DEEPSHOCK_SIM_ATOMIC_INT(unsigned long long)
-DEEPSHOCK_SIM_ATOMIC_INT(long long)
-#undef DEEPSHOCK_SIM_ATOMIC_INT
-inline float atomicExch(float* p, float v) { return ::deepshock::sim::detail::aref(p).exchange(v); }
-inline unsigned short atomicCAS(unsigned short* p, unsigned short cmp, unsigned short v) {
-  ::deepshock::sim::detail::aref(p).compare_exchange_strong(cmp, v);
-  return cmp;
-}
-inline unsigned atomicInc(unsigned* p, unsigned limit) {
-  return ::deepshock::sim::detail::atomic_update(p, [limit](unsigned o) { return o >= limit ? 0u : o + 1; });
-}
-inline unsigned atomicDec(unsigned* p, unsigned limit) {
-  return ::deepshock::sim::detail::atomic_update(p, [limit](unsigned o) { return (o == 0 || o > limit) ? limit : o - 1; });
-}
+// Exactly CUDA's overload set, so code that builds here builds with nvcc too.
+#define DEEPSHOCK_SIM_ATOMIC(name, T, body) \
+  inline T name(T* p, T v) { return body; }
+#define DEEPSHOCK_SIM_REF ::deepshock::sim::detail::aref(p)
+#define DEEPSHOCK_SIM_UPDATE(expr) ::deepshock::sim::detail::atomic_update(p, [v](auto o) { return expr; })
+DEEPSHOCK_SIM_ATOMIC(atomicAdd, int, DEEPSHOCK_SIM_REF.fetch_add(v))
+DEEPSHOCK_SIM_ATOMIC(atomicAdd, unsigned, DEEPSHOCK_SIM_REF.fetch_add(v))
+DEEPSHOCK_SIM_ATOMIC(atomicAdd, unsigned long long, DEEPSHOCK_SIM_REF.fetch_add(v))
+DEEPSHOCK_SIM_ATOMIC(atomicAdd, float, DEEPSHOCK_SIM_REF.fetch_add(v))
+DEEPSHOCK_SIM_ATOMIC(atomicAdd, double, DEEPSHOCK_SIM_REF.fetch_add(v))
+DEEPSHOCK_SIM_ATOMIC(atomicSub, int, DEEPSHOCK_SIM_REF.fetch_sub(v))
+DEEPSHOCK_SIM_ATOMIC(atomicSub, unsigned, DEEPSHOCK_SIM_REF.fetch_sub(v))
+DEEPSHOCK_SIM_ATOMIC(atomicExch, int, DEEPSHOCK_SIM_REF.exchange(v))
+DEEPSHOCK_SIM_ATOMIC(atomicExch, unsigned, DEEPSHOCK_SIM_REF.exchange(v))
+DEEPSHOCK_SIM_ATOMIC(atomicExch, unsigned long long, DEEPSHOCK_SIM_REF.exchange(v))
+DEEPSHOCK_SIM_ATOMIC(atomicExch, float, DEEPSHOCK_SIM_REF.exchange(v))
+DEEPSHOCK_SIM_ATOMIC(atomicMin, int, DEEPSHOCK_SIM_UPDATE(o < v ? o : v))
+DEEPSHOCK_SIM_ATOMIC(atomicMin, unsigned, DEEPSHOCK_SIM_UPDATE(o < v ? o : v))
+DEEPSHOCK_SIM_ATOMIC(atomicMin, long long, DEEPSHOCK_SIM_UPDATE(o < v ? o : v))
+DEEPSHOCK_SIM_ATOMIC(atomicMin, unsigned long long, DEEPSHOCK_SIM_UPDATE(o < v ? o : v))
+DEEPSHOCK_SIM_ATOMIC(atomicMax, int, DEEPSHOCK_SIM_UPDATE(o > v ? o : v))
+DEEPSHOCK_SIM_ATOMIC(atomicMax, unsigned, DEEPSHOCK_SIM_UPDATE(o > v ? o : v))
+DEEPSHOCK_SIM_ATOMIC(atomicMax, long long, DEEPSHOCK_SIM_UPDATE(o > v ? o : v))
+DEEPSHOCK_SIM_ATOMIC(atomicMax, unsigned long long, DEEPSHOCK_SIM_UPDATE(o > v ? o : v))
+DEEPSHOCK_SIM_ATOMIC(atomicAnd, int, DEEPSHOCK_SIM_REF.fetch_and(v))
+DEEPSHOCK_SIM_ATOMIC(atomicAnd, unsigned, DEEPSHOCK_SIM_REF.fetch_and(v))
+DEEPSHOCK_SIM_ATOMIC(atomicAnd, unsigned long long, DEEPSHOCK_SIM_REF.fetch_and(v))
+DEEPSHOCK_SIM_ATOMIC(atomicOr, int, DEEPSHOCK_SIM_REF.fetch_or(v))
+DEEPSHOCK_SIM_ATOMIC(atomicOr, unsigned, DEEPSHOCK_SIM_REF.fetch_or(v))
+DEEPSHOCK_SIM_ATOMIC(atomicOr, unsigned long long, DEEPSHOCK_SIM_REF.fetch_or(v))
+DEEPSHOCK_SIM_ATOMIC(atomicXor, int, DEEPSHOCK_SIM_REF.fetch_xor(v))
+DEEPSHOCK_SIM_ATOMIC(atomicXor, unsigned, DEEPSHOCK_SIM_REF.fetch_xor(v))
+DEEPSHOCK_SIM_ATOMIC(atomicXor, unsigned long long, DEEPSHOCK_SIM_REF.fetch_xor(v))
+DEEPSHOCK_SIM_ATOMIC(atomicInc, unsigned, DEEPSHOCK_SIM_UPDATE((o >= v) ? 0u : o + 1))
+DEEPSHOCK_SIM_ATOMIC(atomicDec, unsigned, DEEPSHOCK_SIM_UPDATE((o == 0 || o > v) ? v : o - 1))
+#undef DEEPSHOCK_SIM_ATOMIC
+#undef DEEPSHOCK_SIM_REF
+#undef DEEPSHOCK_SIM_UPDATE
+#define DEEPSHOCK_SIM_CAS(T)                                       \
+  inline T atomicCAS(T* p, T compare, T v) {                         \
+    ::deepshock::sim::detail::aref(p).compare_exchange_strong(compare, v); \
+    return compare;                                                  \
+  }
+DEEPSHOCK_SIM_CAS(int)
+DEEPSHOCK_SIM_CAS(unsigned)
+DEEPSHOCK_SIM_CAS(unsigned long long)
+DEEPSHOCK_SIM_CAS(unsigned short)
+#undef DEEPSHOCK_SIM_CAS
 
 // ---- fences, sleep, trap, clock ----------------------------------------------------------------
 inline void __threadfence() { std::atomic_thread_fence(std::memory_order_seq_cst); }
@@ -386,20 +399,38 @@ inline float __fadd_rn(float a, float b) { return a + b; }
 inline float __fmul_rn(float a, float b) { return a * b; }
 inline float __frcp_rn(float a) { return 1.0f / a; }
 inline float rsqrtf(float x) { return 1.0f / std::sqrt(x); }
-inline int __float2int_rn(float x) { return static_cast<int>(std::nearbyint(x)); }
-inline unsigned __float2uint_rn(float x) { return static_cast<unsigned>(std::nearbyint(x)); }
+// Round to nearest even, saturating; NaN -> 0 (as the hardware conversion).
+inline int __float2int_rn(float x) {
+  if (std::isnan(x)) return 0;
+  const double r = std::nearbyint(static_cast<double>(x));
+  return r <= -2147483648.0 ? INT32_MIN : r >= 2147483647.0 ? INT32_MAX : static_cast<int>(r);
+}
+inline unsigned __float2uint_rn(float x) {
+  if (std::isnan(x)) return 0;
+  const double r = std::nearbyint(static_cast<double>(x));
+  return r <= 0.0 ? 0u : r >= 4294967295.0 ? UINT32_MAX : static_cast<unsigned>(r);
+}
 template <class T>
 inline T __ldg(const T* p) { return *p; }
 
-// CUDA's global min/max overloads.
-inline int min(int a, int b) { return a < b ? a : b; }
-inline int max(int a, int b) { return a > b ? a : b; }
-inline unsigned min(unsigned a, unsigned b) { return a < b ? a : b; }
-inline unsigned max(unsigned a, unsigned b) { return a > b ? a : b; }
-inline long long min(long long a, long long b) { return a < b ? a : b; }
-inline long long max(long long a, long long b) { return a > b ? a : b; }
-inline unsigned long long min(unsigned long long a, unsigned long long b) { return a < b ? a : b; }
-inline unsigned long long max(unsigned long long a, unsigned long long b) { return a > b ? a : b; }
+// CUDA's global min/max overloads (same-type, and the mixed signed/unsigned ones, which
+// compare as unsigned).
+#define DEEPSHOCK_SIM_MINMAX(A, B, R)                                                           \
+  inline R min(A a, B b) { return static_cast<R>(a) < static_cast<R>(b) ? static_cast<R>(a) : static_cast<R>(b); } \
+  inline R max(A a, B b) { return static_cast<R>(a) > static_cast<R>(b) ? static_cast<R>(a) : static_cast<R>(b); }
+DEEPSHOCK_SIM_MINMAX(int, int, int)
+DEEPSHOCK_SIM_MINMAX(unsigned, unsigned, unsigned)
+DEEPSHOCK_SIM_MINMAX(int, unsigned, unsigned)
+DEEPSHOCK_SIM_MINMAX(unsigned, int, unsigned)
+DEEPSHOCK_SIM_MINMAX(long, long, long)
+DEEPSHOCK_SIM_MINMAX(unsigned long, unsigned long, unsigned long)
+DEEPSHOCK_SIM_MINMAX(long, unsigned long, unsigned long)
+DEEPSHOCK_SIM_MINMAX(unsigned long, long, unsigned long)
+DEEPSHOCK_SIM_MINMAX(long long, long long, long long)
+DEEPSHOCK_SIM_MINMAX(unsigned long long, unsigned long long, unsigned long long)
+DEEPSHOCK_SIM_MINMAX(long long, unsigned long long, unsigned long long)
+DEEPSHOCK_SIM_MINMAX(unsigned long long, long long, unsigned long long)
+#undef DEEPSHOCK_SIM_MINMAX
 inline float min(float a, float b) { return std::fmin(a, b); }
 inline float max(float a, float b) { return std::fmax(a, b); }
 inline double min(double a, double b) { return std::fmin(a, b); }

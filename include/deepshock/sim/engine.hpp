@@ -51,6 +51,9 @@ struct Options {
   std::uint64_t seed = 0x5eedULL;           ///< seeds the random schedule
   std::size_t stack_bytes = 128 * 1024;      ///< per simulated thread
   std::size_t max_dynamic_smem = 227 * 1024; ///< as sm_90 (opt-in maximum)
+  /// Set when the environment asked for something unknown; every launch then fails with it,
+  /// so a typo cannot silently drop schedule coverage.
+  std::string config_error;
 };
 
 /// Counters since the last reset (per OS thread).
@@ -60,21 +63,31 @@ struct Stats {
 };
 
 namespace detail {
-inline Schedule parse_schedule(const char* s, std::uint64_t& seed) {
-  std::string v(s);
-  if (v == "reversed") return Schedule::reversed;
-  if (v.rfind("random", 0) == 0) {
-    if (v.size() > 7 && v[6] == ':') seed = std::strtoull(v.c_str() + 7, nullptr, 0);
-    return Schedule::random;
+/// Parses "in_order", "reversed", "random" or "random:<seed>"; false if it is none of them.
+inline bool parse_schedule(const std::string& v, Schedule& schedule, std::uint64_t& seed) {
+  if (v == "in_order") { schedule = Schedule::in_order; return true; }
+  if (v == "reversed") { schedule = Schedule::reversed; return true; }
+  if (v == "random") { schedule = Schedule::random; return true; }
+  if (v.rfind("random:", 0) == 0 && v.size() > 7) {
+    char* end = nullptr;
+    const std::uint64_t s = std::strtoull(v.c_str() + 7, &end, 0);
+    if (*end != '\0') return false;
+    schedule = Schedule::random;
+    seed = s;
+    return true;
   }
-  return Schedule::in_order;
+  return false;
 }
 inline Options options_from_env() {
   Options o;
-  if (const char* s = std::getenv("DEEPSHOCK_SIM_SCHEDULE")) o.schedule = parse_schedule(s, o.seed);
+  if (const char* s = std::getenv("DEEPSHOCK_SIM_SCHEDULE"))
+    if (!parse_schedule(s, o.schedule, o.seed))
+      o.config_error = std::string("DEEPSHOCK_SIM_SCHEDULE: '") + s + "' is not in_order, reversed, random or random:<seed>";
   if (const char* s = std::getenv("DEEPSHOCK_SIM_STACK_KB")) {
-    const unsigned long kb = std::strtoul(s, nullptr, 10);
-    if (kb >= 16) o.stack_bytes = kb * 1024;
+    char* end = nullptr;
+    const unsigned long kb = std::strtoul(s, &end, 10);
+    if (*end != '\0' || kb < 16) o.config_error = std::string("DEEPSHOCK_SIM_STACK_KB: '") + s + "' is not a number >= 16";
+    else o.stack_bytes = kb * 1024;
   }
   return o;
 }
@@ -87,10 +100,12 @@ inline Options& options() {
 }
 
 namespace detail {
-/// Launches since the settings were last replaced: the random schedule of the n-th launch after
-/// `ScopedOptions(random, seed)` depends only on (seed, n), so a failing order can be replayed.
+/// Launches on this OS thread since the settings were last replaced (or a scope ended): the
+/// random schedule of the n-th such launch depends only on (seed, n), so a failing order can be
+/// replayed. (The permutation itself comes from std::shuffle: replay with the same standard
+/// library.)
 inline std::uint64_t& launches_since_options() {
-  static std::uint64_t n = 0;
+  static thread_local std::uint64_t n = 0;
   return n;
 }
 }  // namespace detail
@@ -172,19 +187,21 @@ struct Thread {
   Dim3 tid;
   unsigned linear = 0, lane = 0, warp = 0;
   std::atomic<ThreadState> state{ThreadState::ready};
-  int bar_pred = 0;
+  std::atomic<int> bar_pred{0};  ///< read by whichever thread completes the barrier
   // Warp-synchronous operation in flight.
   std::atomic<unsigned> pending_mask{0};
   WarpCompute compute = nullptr;
   const void* in = nullptr;
   void* out = nullptr;
+  // TSan: a lane releases `hb_arrive` when it arrives at a warp op; the lane that completes
+  // the group acquires every participant's `hb_arrive` and releases each waiter's `hb_wake`.
+  int hb_arrive = 0, hb_wake = 0;
 };
 
 struct Warp {
   unsigned exists = 0;                 ///< lanes this (possibly partial) warp has
   std::atomic<unsigned> exited{0};     ///< lanes that have returned
   Thread* lanes[32] = {};
-  int hb = 0;                          ///< address for happens-before annotations
 };
 
 struct Block {
@@ -195,12 +212,17 @@ struct Block {
   std::vector<Warp> warps;
   std::atomic<int> live{0};
   std::atomic<int> arrived{0};
-  int bar_count = 0;  ///< result of the last completed block barrier (count of true predicates)
+  std::atomic<unsigned> bar_gen{0};     ///< completed block barriers
+  std::atomic<int> bar_count{0};        ///< last completed barrier: threads with a true predicate
+  std::atomic<int> bar_waiters{0};      ///< last completed barrier: threads that took part
+  // TSan: arrivals at barrier generation g release hb_gen[g % 2], its waiters acquire it. Two
+  // slots suffice: nobody reaches generation g+2 before everyone has left generation g. One slot
+  // would hand a slow thread the writes that fast threads made *after* the barrier.
   void (*body)(void*) = nullptr;
   void* body_ctx = nullptr;
   std::atomic<bool> failed{false};
   std::string error;
-  int hb_barrier = 0;
+  int hb_gen[2] = {0, 0};
 };
 
 struct Worker {
@@ -247,83 +269,103 @@ inline void yield(Thread& t) {
   switch_to_scheduler(w.sched, *t.fiber);
 }
 
+/// Run by the thread whose arrival (or exit) completes the barrier.
 inline void complete_block_barrier(Block& b) {
-  int count = 0;
+  int count = 0, waiters = 0;
   for (Thread& o : b.threads)
-    if (o.state.load(std::memory_order_relaxed) == ThreadState::waiting_block) count += o.bar_pred != 0;
-  b.bar_count = count;
+    if (o.state.load(std::memory_order_relaxed) == ThreadState::waiting_block) {
+      ++waiters;
+      count += o.bar_pred.load(std::memory_order_relaxed) != 0;
+    }
+  b.bar_count.store(count, std::memory_order_relaxed);
+  b.bar_waiters.store(waiters, std::memory_order_relaxed);
   b.arrived.store(0, std::memory_order_relaxed);
+  b.bar_gen.fetch_add(1, std::memory_order_relaxed);
   bump(counters().block_barriers);
-  hb_release(&b.hb_barrier);
   for (Thread& o : b.threads)
     if (o.state.load(std::memory_order_relaxed) == ThreadState::waiting_block)
       o.state.store(ThreadState::ready, std::memory_order_relaxed);
 }
 
-/// `__syncthreads` and its counting variants. Returns the number of threads whose predicate
-/// was non-zero. Threads that have exited count as arrived (as on hardware).
-inline int block_barrier(int pred) {
+struct BarrierResult {
+  int count;    ///< threads whose predicate was non-zero
+  int waiters;  ///< threads that reached the barrier (exited threads excluded)
+};
+
+/// `__syncthreads` and its counting variants. Threads that have exited count as arrived (as on
+/// hardware) and are left out of the predicate counts.
+inline BarrierResult block_barrier(int pred) {
   Thread& t = current_thread();
   Block& b = *t.block;
-  t.bar_pred = pred;
-  hb_release(&b.hb_barrier);
+  t.bar_pred.store(pred, std::memory_order_relaxed);
+  int* slot = &b.hb_gen[b.bar_gen.load(std::memory_order_relaxed) & 1u];
+  hb_release(slot);
   t.state.store(ThreadState::waiting_block, std::memory_order_relaxed);
   const int arrived = b.arrived.fetch_add(1, std::memory_order_relaxed) + 1;
   if (arrived == b.live.load(std::memory_order_relaxed)) {
-    hb_acquire(&b.hb_barrier);
+    hb_acquire(slot);
     complete_block_barrier(b);
   } else {
     yield(t);
+    hb_acquire(slot);
   }
-  hb_acquire(&b.hb_barrier);
-  return b.bar_count;
+  return {b.bar_count.load(std::memory_order_relaxed), b.bar_waiters.load(std::memory_order_relaxed)};
 }
 
-/// A warp-synchronous operation: publishes `in`/`out`, waits for every lane of `mask`, and the
-/// last lane to arrive runs `compute` for all of them.
+/// Lanes of `mask` that take part: lanes the warp has that have not exited. CUDA requires only
+/// the non-exited threads named in a mask to execute the operation, so `if (i >= n) return;`
+/// before a full-mask shuffle is legal; reading from a missing lane yields undefined data
+/// (the simulator returns all-ones bits).
+inline unsigned participants(const Warp& w, unsigned mask) {
+  return mask & w.exists & ~w.exited.load(std::memory_order_relaxed);
+}
+
+/// Completes the operation that lanes wait in with `mask` if every participant has arrived.
+/// `self` is the calling lane (it continues without yielding), or nullptr when a lane's exit
+/// is what completes the group. Returns false if some participant has not arrived yet.
+inline bool try_complete_warp_op(Warp& w, unsigned mask, const Thread* self, const char* name) {
+  const unsigned eff = participants(w, mask);
+  if (eff == 0) return false;
+  for (unsigned m = eff; m; m &= m - 1)
+    if (w.lanes[__builtin_ctz(m)]->pending_mask.load(std::memory_order_relaxed) != mask) return false;
+  WarpCompute compute = nullptr;
+  for (unsigned m = eff; m; m &= m - 1) {
+    Thread* o = w.lanes[__builtin_ctz(m)];
+    hb_acquire(&o->hb_arrive);
+    if (!compute) compute = o->compute;
+    if (o->compute != compute)
+      fail(std::string(name) + ": lanes of warp " + std::to_string(o->warp) +
+           " reached different warp-synchronous operations with mask " + hex(mask));
+  }
+  compute(w.lanes, eff);
+  bump(counters().warp_ops);
+  for (unsigned m = eff; m; m &= m - 1) {
+    Thread* o = w.lanes[__builtin_ctz(m)];
+    o->pending_mask.store(0, std::memory_order_relaxed);
+    if (o != self) {
+      hb_release(&o->hb_wake);
+      o->state.store(ThreadState::ready, std::memory_order_relaxed);
+    }
+  }
+  return true;
+}
+
+/// A warp-synchronous operation: publishes `in`/`out`, waits for every participating lane of
+/// `mask`, and the last to arrive runs `compute(lanes, participants)` for all of them.
 inline void warp_sync_op(unsigned mask, WarpCompute compute, const void* in, void* out, const char* name) {
   Thread& t = current_thread();
-  Block& b = *t.block;
-  Warp& w = b.warps[t.warp];
-  const unsigned self = 1u << t.lane;
-  if (!(mask & self))
+  Warp& w = t.block->warps[t.warp];
+  if (!(mask & (1u << t.lane)))
     fail(std::string(name) + ": mask " + hex(mask) + " does not include the calling lane " + std::to_string(t.lane));
-  if (mask & ~w.exists)
-    fail(std::string(name) + ": mask " + hex(mask) + " names lanes that warp " + std::to_string(t.warp) +
-         " does not have (block of " + std::to_string(b.threads.size()) + " threads)");
-  if (const unsigned gone = mask & w.exited.load(std::memory_order_relaxed))
-    fail(std::string(name) + ": mask " + hex(mask) + " includes lanes that have exited (" + hex(gone) + ")");
   t.compute = compute;
   t.in = in;
   t.out = out;
-  hb_release(&w.hb);  // publishes this lane's operation to whichever lane completes the group
+  hb_release(&t.hb_arrive);
   t.pending_mask.store(mask, std::memory_order_relaxed);
-  // Only atomics are read until the group is known to be complete: a lane that has not
-  // arrived yet may be rewriting its own fields.
-  bool complete = true;
-  for (unsigned m = mask; m && complete; m &= m - 1)
-    complete = w.lanes[__builtin_ctz(m)]->pending_mask.load(std::memory_order_relaxed) == mask;
-  if (complete) {
-    hb_acquire(&w.hb);
-    for (unsigned m = mask; m; m &= m - 1) {
-      const Thread* o = w.lanes[__builtin_ctz(m)];
-      if (o->compute != compute)
-        fail(std::string(name) + ": lanes " + std::to_string(t.lane) + " and " + std::to_string(o->lane) + " of warp " +
-             std::to_string(t.warp) + " reached different warp-synchronous operations with mask " + hex(mask));
-    }
-    compute(w.lanes, mask);
-    bump(counters().warp_ops);
-    hb_release(&w.hb);
-    for (unsigned m = mask; m; m &= m - 1) {
-      Thread* o = w.lanes[__builtin_ctz(m)];
-      o->pending_mask.store(0, std::memory_order_relaxed);
-      if (o != &t) o->state.store(ThreadState::ready, std::memory_order_relaxed);
-    }
-  } else {
-    t.state.store(ThreadState::waiting_warp, std::memory_order_relaxed);
-    yield(t);
-    hb_acquire(&w.hb);
-  }
+  if (try_complete_warp_op(w, mask, &t, name)) return;
+  t.state.store(ThreadState::waiting_warp, std::memory_order_relaxed);
+  yield(t);
+  hb_acquire(&t.hb_wake);
 }
 
 /// `__nanosleep`: lets the other threads of the block run.
@@ -346,17 +388,22 @@ inline void exit_thread(Thread& t) {
   const unsigned self = 1u << t.lane;
   t.state.store(ThreadState::exited, std::memory_order_relaxed);
   w.exited.fetch_or(self, std::memory_order_relaxed);
+  // Lanes waiting for this one in a warp op no longer need to: their group may now be complete.
   for (unsigned m = w.exists & ~self; m; m &= m - 1) {
     Thread* o = w.lanes[__builtin_ctz(m)];
-    if (o->pending_mask.load(std::memory_order_relaxed) & self)
-      record_error(b, "lane " + std::to_string(t.lane) + " of warp " + std::to_string(t.warp) +
-                          " exited while lane " + std::to_string(o->lane) + " waits for it in a warp-synchronous op (mask " +
-                          hex(o->pending_mask.load(std::memory_order_relaxed)) + ")");
+    const unsigned pending = o->pending_mask.load(std::memory_order_relaxed);
+    if (pending & self) {
+      try {
+        try_complete_warp_op(w, pending, nullptr, "warp-synchronous op");
+      } catch (const std::exception& e) {
+        record_error(b, e.what());
+      }
+    }
   }
   const int live = b.live.fetch_sub(1, std::memory_order_relaxed) - 1;
   const int arrived = b.arrived.load(std::memory_order_relaxed);
   if (arrived > 0 && arrived == live) {
-    hb_acquire(&b.hb_barrier);
+    hb_acquire(&b.hb_gen[b.bar_gen.load(std::memory_order_relaxed) & 1u]);
     complete_block_barrier(b);
   }
 }
@@ -474,6 +521,7 @@ inline Status launch(Dim3 grid, Dim3 block, std::size_t smem_bytes, void (*body)
   if (smem_bytes > options().max_dynamic_smem)
     return Status::invalid_argument("smem_bytes", std::to_string(smem_bytes) + " bytes of dynamic shared memory exceed the limit of " +
                                                       std::to_string(options().max_dynamic_smem));
+  if (!options().config_error.empty()) return Status::invalid_argument("simulator options", options().config_error);
   Worker& w = detail::worker();
   if (w.in_launch) return Status::unsupported("simulator: launching a kernel from inside a simulated kernel");
   struct Guard {
@@ -494,10 +542,17 @@ inline Status launch(Dim3 grid, Dim3 block, std::size_t smem_bytes, void (*body)
   const Schedule schedule = options().schedule;
   std::mt19937_64 rng(options().seed ^ (0x9E3779B97F4A7C15ULL * ++detail::launches_since_options()));
   const std::uint64_t nblocks = std::uint64_t(grid.x) * grid.y * grid.z;
-  std::vector<std::uint64_t> order(nblocks);
-  std::iota(order.begin(), order.end(), std::uint64_t{0});
-  if (schedule == Schedule::reversed) std::reverse(order.begin(), order.end());
-  if (schedule == Schedule::random) std::shuffle(order.begin(), order.end(), rng);
+  // Block order: computed on the fly in order or reversed; a shuffled list for random.
+  std::vector<std::uint64_t> order;
+  if (schedule == Schedule::random) {
+    try {
+      order.resize(nblocks);
+    } catch (const std::exception&) {
+      return Status::resource_exhausted("grid", "too many blocks (" + std::to_string(nblocks) + ") for a random block order");
+    }
+    std::iota(order.begin(), order.end(), std::uint64_t{0});
+    std::shuffle(order.begin(), order.end(), rng);
+  }
   detail::Block& b = w.block;
   b.grid_dim = grid;
   b.body = body;
@@ -507,7 +562,8 @@ inline Status launch(Dim3 grid, Dim3 block, std::size_t smem_bytes, void (*body)
   b.failed.store(false, std::memory_order_relaxed);
   b.error.clear();
   detail::bump(detail::counters().launches);
-  for (std::uint64_t id : order) {
+  for (std::uint64_t i = 0; i < nblocks; ++i) {
+    const std::uint64_t id = schedule == Schedule::random ? order[i] : schedule == Schedule::reversed ? nblocks - 1 - i : i;
     b.block_idx = Dim3{unsigned(id % grid.x), unsigned((id / grid.x) % grid.y), unsigned(id / (std::uint64_t(grid.x) * grid.y))};
     if (guard.smem) std::memset(guard.smem, 0xFF, smem_bytes);
     detail::run_block(w, b, rng, schedule);

@@ -76,7 +76,10 @@ class Stack {
     total_ = usable_ + page;
     void* p = ::mmap(nullptr, total_, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
     if (p == MAP_FAILED) throw std::bad_alloc();
-    ::mprotect(p, page, PROT_NONE);
+    if (::mprotect(p, page, PROT_NONE) != 0) {
+      ::munmap(p, total_);
+      throw std::bad_alloc();
+    }
     base_ = static_cast<char*>(p);
     bottom_ = base_ + page;
   }
