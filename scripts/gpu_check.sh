@@ -16,7 +16,7 @@ gpu_build() {
   command -v nvcc >/dev/null 2>&1 || { echo "gpu_check: nvcc not found" >&2; exit 1; }
   cmake -S "$DS_ROOT" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release -DCMAKE_CUDA_ARCHITECTURES=90 \
     -DCMAKE_CUDA_COMPILER="$(command -v nvcc)" -DDEEPSHOCK_HEADER_CHECKS=OFF >/dev/null
-  cmake --build "$build" -j "${DS_JOBS:-2}" --target gpu_tests bench_primitives demo_gpu
+  cmake --build "$build" -j "${DS_JOBS:-2}" --target gpu_tests gate_router_gpu_tests gate_stats_gpu_tests gate_expert_choice_gpu_tests bench_primitives bench_router demo_gpu
   # Shared libraries the binaries need that a bare GPU machine may lack.
   mkdir -p "$build/lib"
   cp -L /usr/lib/x86_64-linux-gnu/libbenchmark.so.1debian "$build/lib/" 2>/dev/null || true
@@ -25,7 +25,7 @@ gpu_build() {
 gpu_run() {
   local out="$1"
   mkdir -p "$out"
-  export LD_LIBRARY_PATH="$build/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+  export LD_LIBRARY_PATH="$build/lib:/usr/local/cuda/lib64${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
   {
     echo "date: $(date -u +%Y-%m-%dT%H:%M:%SZ)"
     echo "commit: $(git -C "$DS_ROOT" rev-parse HEAD 2>/dev/null || echo unknown)"
@@ -36,9 +36,14 @@ gpu_run() {
   "$build/tests/gpu_tests" --rng-seed time 2>&1 | tee "$out/gpu_tests.log" || test_rc=$?
   if [ "$test_rc" = 77 ]; then echo "gpu_check: no CUDA device here" >&2; return 1; fi
   rc=$test_rc
+  for t in gate_router_gpu_tests gate_stats_gpu_tests gate_expert_choice_gpu_tests; do
+    "$build/tests/$t" --rng-seed time 2>&1 | tee -a "$out/gpu_tests.log" || rc=$?
+  done
   "$build/examples/demo_gpu" 2>&1 | tee "$out/demo.log" || rc=$?
   "$build/bench/bench_primitives" --benchmark_min_time="${DS_BENCH_MIN_TIME:-0.05}" \
     --benchmark_out="$out/bench_primitives.json" --benchmark_out_format=json 2>&1 | tee "$out/bench_primitives.log" || rc=$?
+  "$build/bench/bench_router" --benchmark_min_time="${DS_BENCH_MIN_TIME:-0.05}" \
+    --benchmark_out="$out/bench_router.json" --benchmark_out_format=json 2>&1 | tee "$out/bench_router.log" || rc=$?
   echo "gpu_check: finished with status $rc; results in $out"
   return "$rc"
 }

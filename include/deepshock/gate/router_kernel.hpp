@@ -1,0 +1,258 @@
+// deepshock/gate/router_kernel.hpp — the fused token-choice router kernels.
+//
+// fused_router_kernel: one block of 4 warps routes 8 tokens. Phase 1 computes their logits
+// x . W_g^T (and x . W_noise^T for noisy top-k) from bf16/fp16/fp32 inputs with fp32 fused
+// multiply-adds in a fixed order, streaming 32-wide slices of x and of 128 expert rows through
+// shared memory (128 experts per pass, one per thread). Phase 2 routes each token with one warp:
+// lane l holds experts l, l+32, ...; scoring, bias, group selection, warp top-k and the weights
+// follow the policy (gate/policies.hpp). logits_router_kernel runs phase 2 alone on given logits.
+//
+// Every value is computed in a fixed order (no float atomics): results are bitwise reproducible,
+// and the explicit FMAs make the simulator's results equal the GPU's for the projection.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <type_traits>
+
+#include "deepshock/core/config.hpp"
+#include "deepshock/core/numeric.hpp"
+#include "deepshock/gate/policies.hpp"
+#include "deepshock/gate/types.hpp"
+#include "deepshock/platform/launch.hpp"
+#include "deepshock/platform/warp.hpp"
+
+namespace deepshock::gate::detail {
+
+inline constexpr int kRouterWarps = 4;
+inline constexpr int kRouterThreads = 32 * kRouterWarps;
+inline constexpr int kRouterTokens = 8;  ///< tokens per block in the fused kernel
+inline constexpr int kRouterChunk = 32;  ///< hidden elements per shared-memory slice
+
+/// Run-time arguments of the router kernels (passed by value).
+struct RouterArgs {
+  int tokens = 0;
+  int hidden = 0;
+  const float* bias = nullptr;
+  PolicyParams params{};
+  RouterOptions options{};
+  RoutingOutputs out{};
+};
+
+/// Logit columns a policy's fused kernel computes (E, or 2E with the noise projection).
+template <class Policy>
+constexpr int logit_columns() {
+  return Policy::kNoisy ? 2 * Policy::kExperts : Policy::kExperts;
+}
+
+/// Dynamic shared memory of the fused kernel, in bytes.
+template <class Policy>
+constexpr std::size_t fused_smem_bytes() {
+  return sizeof(float) * (std::size_t(kRouterTokens) * kRouterChunk + std::size_t(kRouterThreads) * (kRouterChunk + 1) +
+                          std::size_t(kRouterTokens) * logit_columns<Policy>());
+}
+
+#if DEEPSHOCK_HAS_KERNELS
+
+template <class In>
+DEEPSHOCK_DEVICE float to_float(In v) {
+  if constexpr (std::is_same_v<In, float>) return v;
+  else return v.to_float();
+}
+
+/// Largest two values; merging is order-independent, so every lane gets the same pair.
+struct Top2 {
+  float a, b;
+};
+DEEPSHOCK_DEVICE Top2 merge_top2(Top2 x, Top2 y) {
+  const float hi = x.a > y.a ? x.a : y.a;
+  const float lo = x.a > y.a ? (x.b > y.a ? x.b : y.a) : (y.b > x.a ? y.b : x.a);
+  return {hi, lo};
+}
+
+/// Routes token `t` with one warp; `row` holds its E logits (and `noise_row` its E noise logits).
+template <class Policy>
+DEEPSHOCK_DEVICE void route_token(const float* row, const float* noise_row, int t, const RouterArgs& a) {
+  constexpr int E = Policy::kExperts, K = Policy::kTopK, N = (E + 31) / 32;
+  const int lane = static_cast<int>(warp::lane_id());
+  int* ids = a.out.topk_ids + static_cast<long long>(t) * K;
+  float* wts = a.out.topk_weights + static_cast<long long>(t) * K;
+  if (a.options.token_mask != nullptr && a.options.token_mask[t] != 0) {
+    if (lane < K) { ids[lane] = -1; wts[lane] = 0.0f; }
+    return;
+  }
+  float s[N], key[N];
+  int sel[N];
+  int nonfinite = 0;
+  DEEPSHOCK_UNROLL
+  for (int j = 0; j < N; ++j) {
+    const int e = lane + 32 * j;
+    s[j] = 0.0f;
+    sel[j] = -1;
+    if (e >= E) continue;
+    float l = row[e];
+    bool ok = math::isfinite(l);
+    nonfinite += !ok;
+    if constexpr (Policy::kNoisy) {
+      const float ln = noise_row[e];
+      const bool ok_noise = math::isfinite(ln);
+      nonfinite += !ok_noise;
+      ok = ok && ok_noise;
+      if (ok) l = math::fma(gate_noise(a.params.seed, t, e), softplus(ln), l);
+      ok = ok && math::isfinite(l);
+    }
+    if (ok) { s[j] = l; sel[j] = e; }
+  }
+  // Scores.
+  if constexpr (Policy::kScoring == Scoring::softmax) {
+    float m = -INFINITY;
+    DEEPSHOCK_UNROLL
+    for (int j = 0; j < N; ++j) if (sel[j] >= 0) m = s[j] > m ? s[j] : m;
+    m = warp::reduce_max(m);
+    float sum = 0.0f;
+    DEEPSHOCK_UNROLL
+    for (int j = 0; j < N; ++j) { s[j] = sel[j] >= 0 ? math::exp(s[j] - m) : 0.0f; sum += s[j]; }
+    const float total = warp::reduce_sum(sum);
+    const float inv = total > 0.0f ? 1.0f / total : 0.0f;
+    DEEPSHOCK_UNROLL
+    for (int j = 0; j < N; ++j) s[j] *= inv;
+  } else if constexpr (Policy::kScoring == Scoring::sigmoid) {
+    DEEPSHOCK_UNROLL
+    for (int j = 0; j < N; ++j) if (sel[j] >= 0) s[j] = sigmoid(s[j]);
+  }
+  DEEPSHOCK_UNROLL
+  for (int j = 0; j < N; ++j) key[j] = Policy::kUsesBias && sel[j] >= 0 ? s[j] + a.bias[sel[j]] : s[j];
+  // Group-limited selection.
+  if constexpr (Policy::kGroupScore != GroupScore::none && Policy::kGroups > 1) {
+    constexpr int G = Policy::kGroups, GS = Policy::kGroupSize;
+    float gscore[G];
+    for (int g = 0; g < G; ++g) {
+      Top2 local{-INFINITY, -INFINITY};
+      DEEPSHOCK_UNROLL
+      for (int j = 0; j < N; ++j)
+        if (sel[j] >= 0 && sel[j] / GS == g) local = merge_top2(local, Top2{key[j], -INFINITY});
+      const Top2 best = warp::reduce(local, [](Top2 x, Top2 y) { return merge_top2(x, y); });
+      gscore[g] = Policy::kGroupScore == GroupScore::max ? best.a : (best.b == -INFINITY ? best.a : best.a + best.b);
+    }
+    unsigned long long kept = 0;
+    for (int r = 0; r < Policy::kKeepGroups; ++r) {
+      int pick = -1;
+      for (int g = 0; g < G; ++g)
+        if (!(kept >> g & 1ull) && (pick < 0 || gscore[g] > gscore[pick])) pick = g;
+      kept |= 1ull << pick;
+    }
+    DEEPSHOCK_UNROLL
+    for (int j = 0; j < N; ++j)
+      if (sel[j] >= 0 && !(kept >> (sel[j] / GS) & 1ull)) sel[j] = -1;
+  }
+  warp::Ranked<float> top[K];
+  warp::topk<K>(key, sel, top);
+  // Weights of the chosen experts, in rank order (every lane computes the same values).
+  float w[K];
+  float sum = 0.0f, mx = -INFINITY;
+  DEEPSHOCK_UNROLL
+  for (int r = 0; r < K; ++r) {
+    const int e = top[r].index;
+    float v = 0.0f;
+    if constexpr (Policy::kWeightRule == WeightRule::score) {
+      float mine = 0.0f;
+      DEEPSHOCK_UNROLL
+      for (int j = 0; j < N; ++j) if (j == (e >> 5)) mine = s[j];
+      v = warp::shfl(mine, e & 31);  // e = -1 reads lane 31; unused below
+    } else {
+      v = top[r].score;
+    }
+    w[r] = e >= 0 ? v : 0.0f;
+    if (e >= 0) mx = w[r] > mx ? w[r] : mx;
+  }
+  if constexpr (Policy::kWeightRule == WeightRule::softmax_selected) {
+    const float inv_t = 1.0f / a.params.temperature;
+    DEEPSHOCK_UNROLL
+    for (int r = 0; r < K; ++r) { w[r] = top[r].index >= 0 ? math::exp((w[r] - mx) * inv_t) : 0.0f; sum += w[r]; }
+    DEEPSHOCK_UNROLL
+    for (int r = 0; r < K; ++r) w[r] = top[r].index >= 0 ? w[r] / sum : 0.0f;
+  } else if (a.params.renormalize) {
+    DEEPSHOCK_UNROLL
+    for (int r = 0; r < K; ++r) sum += w[r];
+    const float denom = sum + a.params.renorm_eps;
+    DEEPSHOCK_UNROLL
+    for (int r = 0; r < K; ++r) w[r] = top[r].index >= 0 ? w[r] / denom : 0.0f;
+  }
+  // Lane r writes slot r: expert-parallel masking after global normalisation.
+  const int begin = a.options.expert_begin, end = a.options.expert_end;
+  int my_id = -1;
+  float my_w = 0.0f;
+  DEEPSHOCK_UNROLL
+  for (int r = 0; r < K; ++r)
+    if (r == lane) { my_id = top[r].index; my_w = w[r] * a.options.routed_scaling_factor; }
+  if (lane < K) {
+    const bool local = my_id >= begin && my_id < end;
+    ids[lane] = local ? my_id : -1;
+    wts[lane] = local ? my_w : 0.0f;
+    if (local && a.out.expert_counts != nullptr) atomicAdd(&a.out.expert_counts[my_id], 1);
+  }
+  if (a.out.nonfinite_count != nullptr) {
+    const int total = warp::reduce_sum(nonfinite);
+    if (lane == 0 && total > 0) atomicAdd(a.out.nonfinite_count, total);
+  }
+}
+
+/// Gate projection and routing in one kernel. Block: kRouterThreads threads, kRouterTokens
+/// tokens; dynamic shared memory fused_smem_bytes<Policy>().
+template <class Policy, class In>
+DEEPSHOCK_KERNEL void fused_router_kernel(const In* x, const In* w_gate, const In* w_noise, RouterArgs a) {
+  constexpr int E = Policy::kExperts, EC = logit_columns<Policy>();
+  constexpr int TT = kRouterTokens, CH = kRouterChunk, LD = kRouterChunk + 1;
+  float* xs = dynamic_smem<float>();                  // [TT][CH]
+  float* ws = xs + TT * CH;                           // [kRouterThreads][LD]
+  float* logits = ws + kRouterThreads * LD;           // [TT][EC]
+  const int H = a.hidden;
+  const int t0 = static_cast<int>(blockIdx.x) * TT;
+  const int ntok = a.tokens - t0 < TT ? a.tokens - t0 : TT;
+  const int tid = static_cast<int>(threadIdx.x);
+  for (int e0 = 0; e0 < EC; e0 += kRouterThreads) {
+    float acc[TT];
+    DEEPSHOCK_UNROLL
+    for (int t = 0; t < TT; ++t) acc[t] = 0.0f;
+    for (int h0 = 0; h0 < H; h0 += CH) {
+      for (int i = tid; i < TT * CH; i += kRouterThreads) {
+        const int t = i / CH, h = h0 + i % CH;
+        xs[i] = (t < ntok && h < H) ? to_float(x[static_cast<long long>(t0 + t) * H + h]) : 0.0f;
+      }
+      for (int i = tid; i < kRouterThreads * CH; i += kRouterThreads) {
+        const int r = i / CH, h = h0 + i % CH, e = e0 + r;
+        float v = 0.0f;
+        if (e < EC && h < H)
+          v = to_float(e < E ? w_gate[static_cast<long long>(e) * H + h] : w_noise[static_cast<long long>(e - E) * H + h]);
+        ws[r * LD + i % CH] = v;
+      }
+      __syncthreads();
+      for (int h = 0; h < CH; ++h) {
+        const float wv = ws[tid * LD + h];
+        DEEPSHOCK_UNROLL
+        for (int t = 0; t < TT; ++t) acc[t] = math::fma(xs[t * CH + h], wv, acc[t]);
+      }
+      __syncthreads();
+    }
+    if (e0 + tid < EC)
+      for (int t = 0; t < TT; ++t) logits[t * EC + e0 + tid] = acc[t];
+  }
+  __syncthreads();
+  for (int t = tid / 32; t < ntok; t += kRouterWarps)
+    route_token<Policy>(logits + t * EC, Policy::kNoisy ? logits + t * EC + E : nullptr, t0 + t, a);
+}
+
+/// Routing on precomputed logits [T, E] (and noise logits [T, E] for noisy top-k): one warp
+/// per token, kRouterThreads threads per block.
+template <class Policy>
+DEEPSHOCK_KERNEL void logits_router_kernel(const float* logits, const float* noise_logits, RouterArgs a) {
+  constexpr int E = Policy::kExperts;
+  const int t = static_cast<int>(blockIdx.x) * kRouterWarps + static_cast<int>(threadIdx.x) / 32;
+  if (t >= a.tokens) return;  // whole warps
+  const long long off = static_cast<long long>(t) * E;
+  route_token<Policy>(logits + off, noise_logits != nullptr ? noise_logits + off : nullptr, t, a);
+}
+
+#endif  // DEEPSHOCK_HAS_KERNELS
+
+}  // namespace deepshock::gate::detail

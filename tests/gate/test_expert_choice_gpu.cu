@@ -1,0 +1,3 @@
+// The tests of expert_choice_tests.inc, run on the gpu backend.
+#include "backend_gpu.hpp"
+#include "expert_choice_tests.inc"

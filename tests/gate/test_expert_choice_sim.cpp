@@ -1,0 +1,3 @@
+// The tests of expert_choice_tests.inc, run on the sim backend.
+#include "backend_sim.hpp"
+#include "expert_choice_tests.inc"
