@@ -40,6 +40,8 @@ struct DynamicConfig {
   int groups = 1;
   int keep_groups = 1;
   const char* model = "";  ///< informative: which model uses it
+  bool renormalize = true;             ///< the model's default (see config_params)
+  float routed_scaling_factor = 1.0f;  ///< the model's default (see config_options)
   friend bool operator==(const DynamicConfig& a, const DynamicConfig& b) {
     return a.kind == b.kind && a.experts == b.experts && a.topk == b.topk && a.groups == b.groups && a.keep_groups == b.keep_groups;
   }
@@ -47,13 +49,28 @@ struct DynamicConfig {
 
 /// The compiled configurations.
 inline constexpr std::array<DynamicConfig, 6> kDynamicConfigs{{
-    {PolicyKind::softmax_topk, 8, 2, 1, 1, "Mixtral-8x7B"},
-    {PolicyKind::softmax_topk, 64, 6, 1, 1, "DeepSeek-V2-Lite"},
-    {PolicyKind::deepseek_v2, 160, 6, 8, 3, "DeepSeek-V2"},
-    {PolicyKind::deepseek_v3, 256, 8, 8, 4, "DeepSeek-V3"},
-    {PolicyKind::softmax_topk, 128, 8, 1, 1, "Qwen3-30B-A3B"},
-    {PolicyKind::softmax_topk, 60, 4, 1, 1, "Qwen1.5-MoE-A2.7B"},
+    {PolicyKind::softmax_topk, 8, 2, 1, 1, "Mixtral-8x7B", true, 1.0f},
+    {PolicyKind::softmax_topk, 64, 6, 1, 1, "DeepSeek-V2-Lite", false, 1.0f},
+    {PolicyKind::deepseek_v2, 160, 6, 8, 3, "DeepSeek-V2", false, 16.0f},
+    {PolicyKind::deepseek_v3, 256, 8, 8, 4, "DeepSeek-V3", true, 2.5f},
+    {PolicyKind::softmax_topk, 128, 8, 1, 1, "Qwen3-30B-A3B", true, 1.0f},
+    {PolicyKind::softmax_topk, 60, 4, 1, 1, "Qwen1.5-MoE-A2.7B", false, 1.0f},
 }};
+
+/// The model's default policy parameters for a row of kDynamicConfigs (renormalisation; V3's
+/// 1e-20 epsilon).
+inline PolicyParams config_params(const DynamicConfig& c) {
+  PolicyParams p;
+  p.renormalize = c.renormalize;
+  p.renorm_eps = c.kind == PolicyKind::deepseek_v3 ? 1e-20f : 0.0f;
+  return p;
+}
+/// The model's default router options (the routed scaling factor).
+inline RouterOptions config_options(const DynamicConfig& c) {
+  RouterOptions o;
+  o.routed_scaling_factor = c.routed_scaling_factor;
+  return o;
+}
 
 /// Checks a run-time configuration for consistency (not for being compiled).
 inline Status validate(const DynamicConfig& c) {

@@ -50,6 +50,7 @@ struct PolicyShape {
 
 /// Defaults for the hooks: no bias, no groups, no noise, weights from scores.
 struct PolicyDefaults {
+  static constexpr bool kRenormalizable = true;  ///< Params::renormalize applies (not to Switch)
   static constexpr bool kUsesBias = false;
   static constexpr bool kNoisy = false;
   static constexpr bool kCapacity = false;
@@ -121,11 +122,13 @@ struct TopKSoftmax : PolicyShape<ExpertsT, TopKT>, PolicyDefaults {
   static constexpr const char* kName = "TopKSoftmax";
 };
 
-/// s = sigmoid(l); top-k of s; renormalise if `renormalize`.
+/// s = sigmoid(l); top-k of s; renormalise if `renormalize` (off by default: the plain
+/// sigmoid router of production models does not renormalise).
 template <class ExpertsT, class TopKT>
 struct SigmoidTopK : PolicyShape<ExpertsT, TopKT>, PolicyDefaults {
   static constexpr Scoring kScoring = Scoring::sigmoid;
   static constexpr const char* kName = "SigmoidTopK";
+  static constexpr PolicyParams default_params() { return PolicyParams{false, 0.0f, 1.0f, 1.0f, 0}; }
 };
 
 /// DeepSeek-V2: s = softmax(l); group score = max s in the group; keep `Keep` groups; top-k;
@@ -158,6 +161,7 @@ struct DeepSeekV3 : PolicyShape<ExpertsT, TopKT, GroupsT>, PolicyDefaults {
 template <class ExpertsT>
 struct Switch : PolicyShape<ExpertsT, TopK<1>>, PolicyDefaults {
   static constexpr Scoring kScoring = Scoring::softmax;
+  static constexpr bool kRenormalizable = false;  // a renormalised top-1 weight would always be 1
   static constexpr bool kCapacity = true;
   static constexpr const char* kName = "Switch";
   static constexpr PolicyParams default_params() { return PolicyParams{false, 0.0f, 1.0f, 1.0f, 0}; }
@@ -165,7 +169,9 @@ struct Switch : PolicyShape<ExpertsT, TopK<1>>, PolicyDefaults {
 
 /// Noisy top-k (Shazeer 2017): h = l + N(0,1) * softplus(l_noise), with l_noise = x . W_noise^T
 /// and the normal draw from gate_noise(seed, token, expert); top-k of h; w = softmax over the
-/// chosen h. For training; a seed reproduces it bit for bit on CPU and GPU.
+/// chosen h. For training. The draws are identical on CPU and GPU for a seed (integer Philox +
+/// the library's Box-Muller); softplus and the softmax use each platform's expf/log1pf, so the
+/// noisy logits agree to float rounding, not bit for bit.
 template <class ExpertsT, class TopKT>
 struct NoisyTopK : PolicyShape<ExpertsT, TopKT>, PolicyDefaults {
   static constexpr Scoring kScoring = Scoring::logits;

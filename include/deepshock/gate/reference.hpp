@@ -71,6 +71,7 @@ Routing route(const std::vector<double>& logits, int T, const std::vector<double
         r.nonfinite += !std::isfinite(ln);
         ok = ok && std::isfinite(ln);
         if (ok) l += double(gate_noise(p.seed, t, e)) * softplus(ln);
+        ok = ok && std::isfinite(l);  // an overflowing noisy logit is excluded, not counted
       }
       valid[e] = ok;
       s[e] = ok ? l : 0.0;
@@ -106,6 +107,8 @@ Routing route(const std::vector<double>& logits, int T, const std::vector<double
       }
       for (int e = 0; e < E; ++e) if (!kept[e / GS]) valid[e] = 0;
     }
+    double scale = 1e-30;  // margins are relative to the row's largest |key|
+    for (int e = 0; e < E; ++e) if (valid[e]) scale = std::max(scale, std::abs(key[e]));
     std::iota(order.begin(), order.end(), 0);
     std::stable_sort(order.begin(), order.end(), [&](int a, int b) {
       if (valid[a] != valid[b]) return valid[a] > valid[b];
@@ -113,7 +116,7 @@ Routing route(const std::vector<double>& logits, int T, const std::vector<double
     });
     for (int i = 0; i + 1 < E && i < K; ++i) {  // gap at every rank, since the order is compared too
       const int a = order[i], b = order[i + 1];
-      if (valid[a] && valid[b]) r.margin[t] = std::min(r.margin[t], (key[a] - key[b]) / std::max(1e-30, std::abs(key[a])));
+      if (valid[a] && valid[b]) r.margin[t] = std::min(r.margin[t], (key[a] - key[b]) / scale);
     }
     double w[32] = {};
     int ids[32];
@@ -126,9 +129,10 @@ Routing route(const std::vector<double>& logits, int T, const std::vector<double
     if constexpr (Policy::kWeightRule == WeightRule::softmax_selected) {
       for (int i = 0; i < K; ++i) { w[i] = ids[i] >= 0 ? std::exp((w[i] - mx) / double(p.temperature)) : 0.0; sum += w[i]; }
       for (int i = 0; i < K; ++i) w[i] = ids[i] >= 0 ? w[i] / sum : 0.0;
-    } else if (p.renormalize) {
+    } else if (Policy::kRenormalizable && p.renormalize) {
       for (int i = 0; i < K; ++i) sum += w[i];
-      for (int i = 0; i < K; ++i) w[i] = ids[i] >= 0 ? w[i] / (sum + double(p.renorm_eps)) : 0.0;
+      const double denom = sum + double(p.renorm_eps);
+      for (int i = 0; i < K; ++i) w[i] = ids[i] >= 0 && denom > 0 ? w[i] / denom : 0.0;
     }
     for (int i = 0; i < K; ++i) {
       const bool local = ids[i] >= begin && ids[i] < end;

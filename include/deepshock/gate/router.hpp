@@ -88,7 +88,7 @@ class Router {
     DEEPSHOCK_RETURN_IF_ERROR(zero_outputs(out, stream));
     if (in.tokens == 0) return Status::success();
     const detail::RouterArgs args = make_args(in.tokens, in.hidden, in.bias, out);
-    const unsigned blocks = static_cast<unsigned>((in.tokens + detail::kRouterTokens - 1) / detail::kRouterTokens);
+    const unsigned blocks = static_cast<unsigned>((static_cast<long long>(in.tokens) + detail::kRouterTokens - 1) / detail::kRouterTokens);
     DEEPSHOCK_RETURN_IF_ERROR(launch(detail::fused_router_kernel<Policy, In>,
                                      {dim3(blocks), dim3(detail::kRouterThreads), detail::fused_smem_bytes<Policy>(), stream}, in.x,
                                      in.w_gate, in.w_noise, args));
@@ -108,7 +108,7 @@ class Router {
     DEEPSHOCK_RETURN_IF_ERROR(zero_outputs(out, stream));
     if (in.tokens == 0) return Status::success();
     const detail::RouterArgs args = make_args(in.tokens, 0, in.bias, out);
-    const unsigned blocks = static_cast<unsigned>((in.tokens + detail::kRouterWarps - 1) / detail::kRouterWarps);
+    const unsigned blocks = static_cast<unsigned>((static_cast<long long>(in.tokens) + detail::kRouterWarps - 1) / detail::kRouterWarps);
     DEEPSHOCK_RETURN_IF_ERROR(launch(detail::logits_router_kernel<Policy>, {dim3(blocks), dim3(detail::kRouterThreads), 0, stream},
                                      in.logits, in.noise_logits, args));
     return apply_capacity(in.tokens, out, workspace, stream);
@@ -163,7 +163,9 @@ class Router {
     } else if (bias != nullptr) {
       return Status::invalid_argument("bias", std::string(Policy::kName) + " takes no correction bias");
     }
-    const int end = options_.expert_end < 0 ? kExperts : options_.expert_end;
+    if (!Policy::kCapacity && (out.dropped != nullptr || out.dropped_count != nullptr))
+      return Status::invalid_argument("dropped/dropped_count", std::string(Policy::kName) + " has no capacity: nothing is dropped");
+    const int end = options_.expert_end == -1 ? kExperts : options_.expert_end;
     if (options_.expert_begin < 0 || options_.expert_begin >= end || end > kExperts)
       return Status::invalid_argument("options.expert_begin/expert_end", "need 0 <= begin < end <= " + std::to_string(kExperts) +
                                                                              ", got [" + std::to_string(options_.expert_begin) + ", " +

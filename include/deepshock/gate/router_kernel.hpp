@@ -171,12 +171,12 @@ DEEPSHOCK_DEVICE void route_token(const float* row, const float* noise_row, int 
     for (int r = 0; r < K; ++r) { w[r] = top[r].index >= 0 ? math::exp((w[r] - mx) * inv_t) : 0.0f; sum += w[r]; }
     DEEPSHOCK_UNROLL
     for (int r = 0; r < K; ++r) w[r] = top[r].index >= 0 ? w[r] / sum : 0.0f;
-  } else if (a.params.renormalize) {
+  } else if (Policy::kRenormalizable && a.params.renormalize) {
     DEEPSHOCK_UNROLL
     for (int r = 0; r < K; ++r) sum += w[r];
     const float denom = sum + a.params.renorm_eps;
     DEEPSHOCK_UNROLL
-    for (int r = 0; r < K; ++r) w[r] = top[r].index >= 0 ? w[r] / denom : 0.0f;
+    for (int r = 0; r < K; ++r) w[r] = top[r].index >= 0 && denom > 0.0f ? w[r] / denom : 0.0f;  // 0 if all underflowed
   }
   // Lane r writes slot r: expert-parallel masking after global normalisation.
   const int begin = a.options.expert_begin, end = a.options.expert_end;

@@ -262,6 +262,8 @@ inline Status router_z_loss(const float* logits, int T, int E, float* loss, void
 /// `bias[i] += gamma * sign(mean_load - counts[i])`, mean_load = sum(counts) / E, sign(0) = 0
 /// (that entry is not written). The sign is computed exactly in 64-bit integers as
 /// sign(sum(counts) - E * counts[i]); counts [E] (device, e.g. from expert_load) must be >= 0.
+/// The counts must be global: under expert parallelism a rank's router counts only its own
+/// experts, so sum the counts over ranks (all-reduce) before updating the bias.
 inline Status aux_free_bias_update(const int* counts, int E, float gamma, float* bias, rt::stream_t stream) {
   DEEPSHOCK_RETURN_IF_ERROR(detail::check_bias_update_args(counts, E, gamma, bias));
   return launch(kernels::bias_update_kernel<detail::kStatsThreads>, {dim3(1), dim3(detail::kStatsThreads), 0, stream}, counts, E,

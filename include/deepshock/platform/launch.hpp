@@ -12,7 +12,9 @@
 #pragma once
 
 #include <cstddef>
+#include <mutex>
 #include <tuple>
+#include <unordered_map>
 #include <type_traits>
 #include <utility>
 
@@ -39,12 +41,27 @@ inline constexpr bool always_false_v = false;
 #if DEEPSHOCK_CUDA
 namespace detail {
 /// Opts the kernel into more than 48 KiB of shared memory when static + dynamic needs it.
+/// Static shared memory of `kernel`, asked of the runtime once per kernel and cached.
+inline Status static_smem_bytes(const void* kernel, std::size_t& bytes) {
+  static std::mutex m;
+  static std::unordered_map<const void*, std::size_t> cache;
+  std::lock_guard<std::mutex> lock(m);
+  if (auto it = cache.find(kernel); it != cache.end()) {
+    bytes = it->second;
+    return Status::success();
+  }
+  cudaFuncAttributes attr{};
+  DEEPSHOCK_RETURN_IF_ERROR(rt::from_cuda(cudaFuncGetAttributes(&attr, kernel), "cudaFuncGetAttributes"));
+  bytes = cache[kernel] = attr.sharedSizeBytes;
+  return Status::success();
+}
+
 template <class... Params>
 Status prepare_smem(void (*kernel)(Params...), std::size_t dynamic_bytes) {
   if (dynamic_bytes == 0) return Status::success();
-  cudaFuncAttributes attr{};
-  DEEPSHOCK_RETURN_IF_ERROR(rt::from_cuda(cudaFuncGetAttributes(&attr, reinterpret_cast<const void*>(kernel)), "cudaFuncGetAttributes"));
-  if (attr.sharedSizeBytes + dynamic_bytes <= 48 * 1024) return Status::success();
+  std::size_t static_bytes = 0;
+  DEEPSHOCK_RETURN_IF_ERROR(static_smem_bytes(reinterpret_cast<const void*>(kernel), static_bytes));
+  if (static_bytes + dynamic_bytes <= 48 * 1024) return Status::success();
   return rt::from_cuda(cudaFuncSetAttribute(reinterpret_cast<const void*>(kernel), cudaFuncAttributeMaxDynamicSharedMemorySize,
                                             static_cast<int>(dynamic_bytes)),
                        "cudaFuncSetAttribute(MaxDynamicSharedMemorySize)");
