@@ -29,5 +29,11 @@ ds_build() {
   local cuda_args=()
   command -v nvcc >/dev/null 2>&1 && cuda_args+=("-DCMAKE_CUDA_COMPILER=$(command -v nvcc)")
   cmake -S "$DS_ROOT" -B "$dir" -G Ninja "${cuda_args[@]}" "$@" >/dev/null
-  cmake --build "$dir" -j "${DS_JOBS:-2}"
+  # DS_BUILD_TARGETS (optional, space-separated) limits the build to those targets.
+  if [ -n "${DS_BUILD_TARGETS:-}" ]; then
+    # shellcheck disable=SC2086
+    cmake --build "$dir" -j "${DS_JOBS:-2}" --target ${DS_BUILD_TARGETS}
+  else
+    cmake --build "$dir" -j "${DS_JOBS:-2}"
+  fi
 }

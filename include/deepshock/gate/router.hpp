@@ -64,11 +64,13 @@ class Router {
   /// Scratch the router needs for up to `max_tokens` tokens: none for most policies; Switch
   /// keeps its capacity bookkeeping there (positions, per-expert kept counts, and the drop
   /// flags and count when the outputs do not hold them).
+  /// The decode path (T <= detail::kSplitMaxTokens) of `run` also keeps the logits there.
   static std::size_t workspace_bytes(int max_tokens) {
-    if (!Policy::kCapacity || max_tokens <= 0) return 0;
-    const std::size_t T = static_cast<std::size_t>(max_tokens);
-    return align(sizeof(int) * T) + align(sizeof(int) * kExperts) + align(T) + align(sizeof(int));
+    if (max_tokens <= 0) return 0;
+    return capacity_bytes(max_tokens) + logits_bytes(max_tokens);
   }
+  /// Scratch of `run_logits` alone (a part of workspace_bytes).
+  static std::size_t logits_workspace_bytes(int max_tokens) { return capacity_bytes(max_tokens); }
 
   /// Gate projection + routing.
   template <class In>
@@ -84,14 +86,28 @@ class Router {
       if (Policy::kNoisy && in.w_noise == nullptr) return Status::invalid_argument("w_noise", "NoisyTopK needs the noise weights");
     }
     if (!Policy::kNoisy && in.w_noise != nullptr) return Status::invalid_argument("w_noise", "only NoisyTopK takes noise weights");
-    DEEPSHOCK_RETURN_IF_ERROR(check_workspace(in.tokens, workspace, workspace_size));
+    DEEPSHOCK_RETURN_IF_ERROR(check_workspace(workspace_bytes(in.tokens), workspace, workspace_size));
     DEEPSHOCK_RETURN_IF_ERROR(zero_outputs(out, stream));
     if (in.tokens == 0) return Status::success();
     const detail::RouterArgs args = make_args(in.tokens, in.hidden, in.bias, out);
-    const unsigned blocks = static_cast<unsigned>((static_cast<long long>(in.tokens) + detail::kRouterTokens - 1) / detail::kRouterTokens);
-    DEEPSHOCK_RETURN_IF_ERROR(launch(detail::fused_router_kernel<Policy, In>,
-                                     {dim3(blocks), dim3(detail::kRouterThreads), detail::fused_smem_bytes<Policy>(), stream}, in.x,
-                                     in.w_gate, in.w_noise, args));
+    if (in.tokens <= detail::kSplitMaxTokens) {
+      // Decode: project with many blocks into the workspace, then route.
+      constexpr int columns = detail::logit_columns<Policy>();
+      float* logits = reinterpret_cast<float*>(static_cast<unsigned char*>(workspace) + capacity_bytes(in.tokens));
+      const dim3 grid((columns + detail::kProjWarps - 1) / detail::kProjWarps,
+                      static_cast<unsigned>((in.tokens + detail::kProjTokens - 1) / detail::kProjTokens));
+      DEEPSHOCK_RETURN_IF_ERROR(launch(detail::gate_projection_kernel<In>, {grid, dim3(32 * detail::kProjWarps), 0, stream}, in.x,
+                                       in.w_gate, in.w_noise, in.tokens, in.hidden, kExperts, columns, logits));
+      const unsigned blocks = static_cast<unsigned>((in.tokens + detail::kRouterWarps - 1) / detail::kRouterWarps);
+      DEEPSHOCK_RETURN_IF_ERROR(launch(detail::logits_router_kernel<Policy>, {dim3(blocks), dim3(detail::kRouterThreads), 0, stream},
+                                       logits, Policy::kNoisy ? logits + kExperts : nullptr, static_cast<long long>(columns), args));
+    } else {
+      const unsigned blocks =
+          static_cast<unsigned>((static_cast<long long>(in.tokens) + detail::kRouterTokens - 1) / detail::kRouterTokens);
+      DEEPSHOCK_RETURN_IF_ERROR(launch(detail::fused_router_kernel<Policy, In>,
+                                       {dim3(blocks), dim3(detail::kRouterThreads), detail::fused_smem_bytes<Policy>(), stream}, in.x,
+                                       in.w_gate, in.w_noise, args));
+    }
     return apply_capacity(in.tokens, out, workspace, stream);
   }
 
@@ -104,21 +120,31 @@ class Router {
       return Status::invalid_argument("noise_logits", "NoisyTopK needs the noise logits");
     if (!Policy::kNoisy && in.noise_logits != nullptr)
       return Status::invalid_argument("noise_logits", "only NoisyTopK takes noise logits");
-    DEEPSHOCK_RETURN_IF_ERROR(check_workspace(in.tokens, workspace, workspace_size));
+    DEEPSHOCK_RETURN_IF_ERROR(check_workspace(capacity_bytes(in.tokens), workspace, workspace_size));
     DEEPSHOCK_RETURN_IF_ERROR(zero_outputs(out, stream));
     if (in.tokens == 0) return Status::success();
     const detail::RouterArgs args = make_args(in.tokens, 0, in.bias, out);
     const unsigned blocks = static_cast<unsigned>((static_cast<long long>(in.tokens) + detail::kRouterWarps - 1) / detail::kRouterWarps);
     DEEPSHOCK_RETURN_IF_ERROR(launch(detail::logits_router_kernel<Policy>, {dim3(blocks), dim3(detail::kRouterThreads), 0, stream},
-                                     in.logits, in.noise_logits, args));
+                                     in.logits, in.noise_logits, static_cast<long long>(kExperts), args));
     return apply_capacity(in.tokens, out, workspace, stream);
   }
 
  private:
   static constexpr std::size_t align(std::size_t bytes) { return (bytes + 255) / 256 * 256; }
+  /// Switch's capacity bookkeeping (0 for other policies); lies first in the workspace.
+  static std::size_t capacity_bytes(int tokens) {
+    if (!Policy::kCapacity || tokens <= 0) return 0;
+    const std::size_t T = static_cast<std::size_t>(tokens);
+    return align(sizeof(int) * T) + align(sizeof(int) * kExperts) + align(T) + align(sizeof(int));
+  }
+  /// Logits of the decode path, after the capacity part.
+  static std::size_t logits_bytes(int tokens) {
+    const int t = tokens < detail::kSplitMaxTokens ? tokens : detail::kSplitMaxTokens;
+    return t <= 0 ? 0 : align(sizeof(float) * static_cast<std::size_t>(t) * detail::logit_columns<Policy>());
+  }
 
-  Status check_workspace(int tokens, const void* workspace, std::size_t size) const {
-    const std::size_t need = workspace_bytes(tokens);
+  Status check_workspace(std::size_t need, const void* workspace, std::size_t size) const {
     if (need == 0) return Status::success();
     if (workspace == nullptr) return Status::invalid_argument("workspace", "must not be null (query workspace_bytes)");
     if (size < need)

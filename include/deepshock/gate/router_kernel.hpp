@@ -45,6 +45,11 @@ constexpr int logit_columns() {
   return Policy::kNoisy ? 2 * Policy::kExperts : Policy::kExperts;
 }
 
+/// Up to this many tokens the router projects with gate_projection_kernel into its workspace
+/// and routes with logits_router_kernel (two launches, many blocks on the weights); above it
+/// the fused kernel runs (one launch, weights reused across the tokens of a block).
+inline constexpr int kSplitMaxTokens = 64;
+
 /// Dynamic shared memory of the fused kernel, in bytes.
 template <class Policy>
 constexpr std::size_t fused_smem_bytes() {
@@ -242,14 +247,45 @@ DEEPSHOCK_KERNEL void fused_router_kernel(const In* x, const In* w_gate, const I
     route_token<Policy>(logits + t * EC, Policy::kNoisy ? logits + t * EC + E : nullptr, t0 + t, a);
 }
 
+/// Decode-sized projection: logits[t, e] = x[t] . W[e] for a tile of kProjTokens tokens and
+/// kProjWarps experts per block, one warp per expert; lanes stride over H (coalesced rows of
+/// W), then a fixed tree sums the lanes. Many blocks share the weight read when T is small,
+/// where the fused kernel would put the whole of W_g through one block.
+inline constexpr int kProjWarps = 4;
+inline constexpr int kProjTokens = 8;
+
+template <class In>
+DEEPSHOCK_KERNEL void gate_projection_kernel(const In* x, const In* w_gate, const In* w_noise, int T, int H, int E, int columns,
+                                             float* logits) {
+  const int lane = static_cast<int>(threadIdx.x) % 32;
+  const int e = static_cast<int>(blockIdx.x) * kProjWarps + static_cast<int>(threadIdx.x) / 32;
+  const int t0 = static_cast<int>(blockIdx.y) * kProjTokens;
+  if (e >= columns) return;  // whole warps
+  const In* wrow = e < E ? w_gate + static_cast<long long>(e) * H : w_noise + static_cast<long long>(e - E) * H;
+  float acc[kProjTokens];
+  DEEPSHOCK_UNROLL
+  for (int t = 0; t < kProjTokens; ++t) acc[t] = 0.0f;
+  for (int h = lane; h < H; h += 32) {
+    const float wv = to_float(wrow[h]);
+    DEEPSHOCK_UNROLL
+    for (int t = 0; t < kProjTokens; ++t)
+      if (t0 + t < T) acc[t] = math::fma(to_float(x[static_cast<long long>(t0 + t) * H + h]), wv, acc[t]);
+  }
+  DEEPSHOCK_UNROLL
+  for (int t = 0; t < kProjTokens; ++t) {
+    const float sum = warp::reduce_sum(acc[t]);
+    if (lane == 0 && t0 + t < T) logits[static_cast<long long>(t0 + t) * columns + e] = sum;
+  }
+}
+
 /// Routing on precomputed logits [T, E] (and noise logits [T, E] for noisy top-k): one warp
 /// per token, kRouterThreads threads per block.
+/// `row_stride` is the distance between rows (E, or 2E for the projection's [logits | noise]).
 template <class Policy>
-DEEPSHOCK_KERNEL void logits_router_kernel(const float* logits, const float* noise_logits, RouterArgs a) {
-  constexpr int E = Policy::kExperts;
+DEEPSHOCK_KERNEL void logits_router_kernel(const float* logits, const float* noise_logits, long long row_stride, RouterArgs a) {
   const int t = static_cast<int>(blockIdx.x) * kRouterWarps + static_cast<int>(threadIdx.x) / 32;
   if (t >= a.tokens) return;  // whole warps
-  const long long off = static_cast<long long>(t) * E;
+  const long long off = static_cast<long long>(t) * row_stride;
   route_token<Policy>(logits + off, noise_logits != nullptr ? noise_logits + off : nullptr, t, a);
 }
 
