@@ -1,0 +1,2 @@
+// The recommendation example compiled by nvcc (see recommend.cpp).
+#include "recommend.cpp"

@@ -1,0 +1,299 @@
+// Differential-privacy accounting: Gaussian/Laplace calibration and the RDP accountant of the
+// Poisson-subsampled Gaussian, against REFERENCE.md §7's numbers and golden data written by an
+// independent implementation (tools/dp_golden.py, numpy/scipy, checked with 50-digit mpmath).
+#include <catch2/catch.hpp>
+
+#include <cmath>
+#include <cstdlib>
+#include <fstream>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "deepshock/privacy/accountant.hpp"
+#include "deepshock/privacy/calibration.hpp"
+
+#ifndef DEEPSHOCK_TEST_DATA_DIR
+#error "DEEPSHOCK_TEST_DATA_DIR must name the folder holding dp_golden.txt"
+#endif
+
+namespace dp = deepshock::privacy;
+
+namespace {
+
+// Tolerances. The golden file's float64 values agree with 50-digit mpmath to ~1e-11 (RDP) and
+// ~2e-13 (analytic σ); both implementations lose ~1e-16·Σ|terms| absolutely near q = 1/2.
+constexpr double kCalibRel = 1e-9;   // analytic σ, golden vs C++ (both bisect to the last bit)
+constexpr double kExtremeRel = 1e-11;  // analytic σ at extremes vs 400-digit mpmath (seen: 2e-12 at δ ≈ 1)
+constexpr double kClassicRel = 1e-13;  // closed form
+constexpr double kRdpRel = 1e-9;     // RDP per step, relative ...
+constexpr double kRdpAbs = 1e-15;    // ... plus absolute (values down to ~1e-11 are in the table)
+constexpr double kEpsRel = 1e-9;     // composed ε (values 1..11)
+constexpr double kRefRel = 1e-6;     // REFERENCE.md's 7-digit calibration numbers
+
+bool close(double got, double want, double rel, double abs_tol = 0.0) {
+  return std::fabs(got - want) <= rel * std::fabs(want) + abs_tol;
+}
+
+std::vector<std::vector<std::string>> golden_rows(const std::string& kind) {
+  std::ifstream in(std::string(DEEPSHOCK_TEST_DATA_DIR) + "/dp_golden.txt");
+  REQUIRE(in.good());
+  std::vector<std::vector<std::string>> rows;
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.empty() || line[0] == '#') continue;
+    std::istringstream ss(line);
+    std::vector<std::string> fields;
+    for (std::string f; ss >> f;) fields.push_back(f);
+    if (!fields.empty() && fields[0] == kind) rows.push_back(fields);
+  }
+  return rows;
+}
+
+double num(const std::string& s) { return std::strtod(s.c_str(), nullptr); }  // reads "nan" too
+
+double eps_for(double q, double sigma, std::int64_t steps, double delta, dp::Conversion c = dp::Conversion::improved) {
+  dp::RdpAccountant acc;
+  REQUIRE(acc.compose(q, sigma, steps).ok());
+  dp::EpsilonResult r;
+  REQUIRE(acc.epsilon(delta, c, r).ok());
+  return r.epsilon;
+}
+
+}  // namespace
+
+TEST_CASE("Gaussian calibration matches REFERENCE.md and the golden table", "[host]") {
+  double s = 0.0;
+  REQUIRE(dp::analytic_gaussian_sigma(1.0, 1e-5, 1.0, s).ok());
+  CHECK(close(s, 3.730632, kRefRel));
+  // The classic bound is proven for ε < 1 only; REFERENCE.md's 4.844805 is the formula at ε = 1.
+  REQUIRE(dp::classic_gaussian_sigma(std::nextafter(1.0, 0.0), 1e-5, 1.0, s).ok());
+  CHECK(close(s, 4.844805, kRefRel));
+  const deepshock::Status at_one = dp::classic_gaussian_sigma(1.0, 1e-5, 1.0, s);
+  CHECK(at_one.code() == deepshock::StatusCode::invalid_argument);
+  CHECK(at_one.message().rfind("epsilon: must be < 1", 0) == 0);
+
+  const auto rows = golden_rows("calib");
+  REQUIRE(rows.size() >= 8);
+  for (const auto& r : rows) {
+    const double eps = num(r[1]), delta = num(r[2]), sens = num(r[3]), analytic = num(r[4]), classic = num(r[5]);
+    INFO("eps " << eps << " delta " << delta << " sensitivity " << sens);
+    double sa = 0.0, sc = 0.0;
+    REQUIRE(dp::analytic_gaussian_sigma(eps, delta, sens, sa).ok());
+    CHECK(close(sa, analytic, kCalibRel));
+    // σ is the smallest that satisfies the Balle–Wang condition: a hair less violates it.
+    CHECK(dp::detail::analytic_gaussian_log_delta(sa, eps, sens) <= std::log(delta));
+    CHECK(dp::detail::analytic_gaussian_log_delta(sa * (1 - 1e-12), eps, sens) > std::log(delta));
+    const deepshock::Status st = dp::classic_gaussian_sigma(eps, delta, sens, sc);
+    if (std::isnan(classic)) {
+      CHECK_FALSE(st.ok());
+    } else {
+      REQUIRE(st.ok());
+      CHECK(close(sc, classic, kClassicRel));
+      CHECK(sa < sc);  // the analytic mechanism never needs more noise
+    }
+  }
+  // Extremes (ε or δ down to 1e-300, δ near 1, ε up to 1e6) against 400-digit mpmath.
+  const auto extremes = golden_rows("calib_mp");
+  CHECK(extremes.size() >= 5);
+  for (const auto& r : extremes) {
+    const double eps = num(r[1]), delta = num(r[2]), sens = num(r[3]);
+    INFO("extreme: eps " << eps << " delta " << delta << " sensitivity " << sens);
+    double sa = 0.0;
+    REQUIRE(dp::analytic_gaussian_sigma(eps, delta, sens, sa).ok());
+    CHECK(close(sa, num(r[4]), kExtremeRel));
+  }
+  double b = 0.0;
+  REQUIRE(dp::laplace_scale(0.5, 2.0, b).ok());
+  CHECK(b == 4.0);
+}
+
+TEST_CASE("calibration rejects bad inputs with the argument's name", "[host]") {
+  double s = -1.0;
+  const double nan = std::nan(""), inf = HUGE_VAL;
+  auto msg = [](const deepshock::Status& st) { return st.to_string(); };
+  CHECK(msg(dp::analytic_gaussian_sigma(0.0, 1e-5, 1.0, s)) == "invalid_argument: epsilon: must be finite and > 0");
+  CHECK(msg(dp::analytic_gaussian_sigma(-1.0, 1e-5, 1.0, s)).find("epsilon:") != std::string::npos);
+  CHECK(msg(dp::analytic_gaussian_sigma(nan, 1e-5, 1.0, s)).find("epsilon:") != std::string::npos);
+  CHECK(msg(dp::analytic_gaussian_sigma(inf, 1e-5, 1.0, s)).find("epsilon:") != std::string::npos);
+  CHECK(msg(dp::analytic_gaussian_sigma(1.0, 0.0, 1.0, s)) == "invalid_argument: delta: must be in (0, 1)");
+  CHECK(msg(dp::analytic_gaussian_sigma(1.0, 1.0, 1.0, s)).find("delta:") != std::string::npos);
+  CHECK(msg(dp::analytic_gaussian_sigma(1.0, nan, 1.0, s)).find("delta:") != std::string::npos);
+  CHECK(msg(dp::analytic_gaussian_sigma(1.0, 1e-5, 0.0, s)) == "invalid_argument: sensitivity: must be finite and > 0");
+  CHECK(msg(dp::classic_gaussian_sigma(0.5, 2.0, 1.0, s)).find("delta:") != std::string::npos);
+  CHECK(msg(dp::classic_gaussian_sigma(0.5, 1e-5, -3.0, s)).find("sensitivity:") != std::string::npos);
+  CHECK(msg(dp::laplace_scale(0.0, 1.0, s)).find("epsilon:") != std::string::npos);
+  CHECK(msg(dp::laplace_scale(1.0, nan, s)).find("sensitivity:") != std::string::npos);
+  CHECK(s == -1.0);  // outputs untouched on error
+  // Extremes stay finite and ordered: tiny δ and large ε.
+  double tiny = 0.0, wide = 0.0;
+  REQUIRE(dp::analytic_gaussian_sigma(1.0, 1e-300, 1.0, tiny).ok());
+  REQUIRE(dp::analytic_gaussian_sigma(50.0, 1e-5, 1.0, wide).ok());
+  CHECK((std::isfinite(tiny) && tiny > 3.730632 && wide > 0.0 && wide < 3.730632));
+}
+
+TEST_CASE("RDP of the subsampled Gaussian matches the golden table", "[host]") {
+  const auto rows = golden_rows("rdp");
+  REQUIRE(rows.size() >= 300);
+  int fractional = 0;
+  for (const auto& r : rows) {
+    const double q = num(r[1]), sigma = num(r[2]), alpha = num(r[3]), want = num(r[4]);
+    INFO("q " << q << " sigma " << sigma << " alpha " << alpha);
+    const double got = dp::rdp_subsampled_gaussian(q, sigma, alpha);
+    CHECK(close(got, want, kRdpRel, kRdpAbs));
+    fractional += alpha != std::floor(alpha);
+  }
+  CHECK(fractional >= 100);
+}
+
+TEST_CASE("RDP edge cases and structural properties", "[host]") {
+  // q = 0: nothing is released about anyone; q = 1: the plain Gaussian, α/(2σ²) exactly.
+  for (double a : {1.5, 2.0, 7.3, 64.0}) {
+    CHECK(dp::rdp_subsampled_gaussian(0.0, 1.3, a) == 0.0);
+    CHECK(dp::rdp_subsampled_gaussian(1.0, 1.3, a) == a / (2 * 1.3 * 1.3));
+  }
+  CHECK(std::isnan(dp::rdp_subsampled_gaussian(1.5, 1.0, 2.0)));
+  CHECK(std::isnan(dp::rdp_subsampled_gaussian(0.1, 0.0, 2.0)));
+  CHECK(std::isnan(dp::rdp_subsampled_gaussian(0.1, 1.0, 1.0)));
+  // RDP is non-decreasing in the order (a property of Rényi divergences), across the switch
+  // between the fractional series and the integer sum, and continuous at integers.
+  for (double q : {1e-3, 0.01, 0.2, 0.5, 0.95}) {
+    for (double sigma : {0.6, 1.0, 3.0, 12.0}) {
+      INFO("q " << q << " sigma " << sigma);
+      double prev = 0.0;
+      for (double a : dp::RdpAccountant::default_orders()) {
+        const double v = dp::rdp_subsampled_gaussian(q, sigma, a);
+        CHECK(v >= prev * (1 - 1e-12));
+        prev = v;
+      }
+      for (double a : {2.0, 3.0, 5.0}) {
+        CHECK(close(dp::rdp_subsampled_gaussian(q, sigma, a + 1e-9), dp::rdp_subsampled_gaussian(q, sigma, a), 1e-6));
+      }
+      // More noise, less loss.
+      CHECK(dp::rdp_subsampled_gaussian(q, sigma * 1.1, 2.5) < dp::rdp_subsampled_gaussian(q, sigma, 2.5));
+    }
+  }
+}
+
+TEST_CASE("composed epsilon matches REFERENCE.md and the golden table", "[host]") {
+  // REFERENCE.md §7: q = 256/60000, σ = 1.1, 60 epochs (ceil(60·60000/256) = 14063 steps), δ = 1e-5.
+  CHECK(std::fabs(eps_for(256.0 / 60000, 1.1, 14063, 1e-5) - 2.60) < 0.005);
+  CHECK(std::fabs(eps_for(256.0 / 60000, 1.1, 14063, 1e-5, dp::Conversion::classic) - 3.01) < 0.005);
+
+  const auto rows = golden_rows("eps");
+  REQUIRE(rows.size() >= 4);
+  for (const auto& r : rows) {
+    const double q = num(r[2]), sigma = num(r[3]), delta = num(r[5]);
+    const auto steps = static_cast<std::int64_t>(std::strtoll(r[4].c_str(), nullptr, 10));
+    INFO(r[1] << ": q " << q << " sigma " << sigma << " steps " << steps);
+    dp::RdpAccountant acc;
+    REQUIRE(acc.compose(q, sigma, steps).ok());
+    dp::EpsilonResult improved, classic;
+    REQUIRE(acc.epsilon(delta, dp::Conversion::improved, improved).ok());
+    REQUIRE(acc.epsilon(delta, dp::Conversion::classic, classic).ok());
+    CHECK(close(improved.epsilon, num(r[6]), kEpsRel));
+    CHECK(improved.order == num(r[7]));
+    CHECK(close(classic.epsilon, num(r[8]), kEpsRel));
+    CHECK(classic.order == num(r[9]));
+    CHECK(improved.epsilon < classic.epsilon);
+  }
+  // Composing in pieces equals composing at once.
+  dp::RdpAccountant a, b;
+  REQUIRE(a.compose(0.01, 2.0, 300).ok());
+  REQUIRE(b.compose(0.01, 2.0, 100).ok());
+  REQUIRE(b.compose(0.01, 2.0, 200).ok());
+  for (std::size_t i = 0; i < a.rdp().size(); ++i) CHECK(close(b.rdp()[i], a.rdp()[i], 1e-14));
+}
+
+TEST_CASE("epsilon is monotone in noise and steps", "[host]") {
+  const double q = 0.01, delta = 1e-6;
+  double prev = HUGE_VAL;
+  for (double sigma : {0.5, 0.7, 0.9, 1.1, 1.5, 2.0, 4.0, 8.0, 30.0}) {
+    const double e = eps_for(q, sigma, 1000, delta);
+    CHECK(e < prev);
+    prev = e;
+  }
+  prev = 0.0;
+  for (std::int64_t steps : {1, 2, 10, 100, 1000, 10000, 100000}) {
+    const double e = eps_for(q, 1.0, steps, delta);
+    CHECK(e > prev);
+    prev = e;
+  }
+}
+
+TEST_CASE("sigma_for_epsilon inverts the accountant", "[host]") {
+  const double q = 256.0 / 60000, delta = 1e-5;
+  const int steps = 14063;
+  for (double target : {0.5, 1.0, 2.5967, 8.0}) {
+    double sigma = 0.0;
+    REQUIRE(dp::sigma_for_epsilon(q, steps, target, delta, sigma).ok());
+    INFO("target " << target << " sigma " << sigma);
+    const double e = eps_for(q, sigma, steps, delta);
+    CHECK(e <= target);
+    CHECK(e >= target * (1 - 1e-6));  // σ is within kSigmaRelTolerance of the boundary
+    CHECK(eps_for(q, sigma * (1 - 1e-8), steps, delta) > target);  // and a hair less noise misses it
+  }
+  double sigma = 0.0;
+  REQUIRE(dp::sigma_for_epsilon(q, steps, 2.596655528680926, delta, sigma).ok());  // golden mnist_ref ε
+  CHECK(close(sigma, 1.1, 1e-8));
+  REQUIRE(dp::sigma_for_epsilon(q, steps, 3.0083810468337973, delta, sigma, dp::Conversion::classic).ok());
+  CHECK(close(sigma, 1.1, 1e-8));
+}
+
+TEST_CASE("accounting edge cases: q = 0, steps = 0, the delta floor", "[host]") {
+  const double delta = 1e-5;
+  // With no privacy loss, ε comes from the δ term alone: min over orders of
+  // ln((α−1)/α) − (ln δ + ln α)/(α−1) (improved) and −ln δ/(α−1) (classic).
+  double floor_improved = HUGE_VAL, floor_classic = HUGE_VAL;
+  for (double a : dp::RdpAccountant::default_orders()) {
+    floor_improved = std::fmin(floor_improved, std::log((a - 1) / a) - (std::log(delta) + std::log(a)) / (a - 1));
+    floor_classic = std::fmin(floor_classic, -std::log(delta) / (a - 1));
+  }
+  dp::RdpAccountant acc;
+  REQUIRE(acc.compose(0.0, 1.0, 1000).ok());
+  REQUIRE(acc.compose(0.3, 1.0, 0).ok());
+  for (double v : acc.rdp()) CHECK(v == 0.0);
+  dp::EpsilonResult r;
+  REQUIRE(acc.epsilon(delta, dp::Conversion::improved, r).ok());
+  CHECK(r.epsilon == floor_improved);
+  CHECK(r.order == 256.0);
+  REQUIRE(acc.epsilon(delta, dp::Conversion::classic, r).ok());
+  CHECK(r.epsilon == floor_classic);
+  REQUIRE(acc.epsilon(0.5, dp::Conversion::improved, r).ok());
+  CHECK(r.epsilon == 0.0);  // clamped
+
+  double sigma = -1.0;
+  REQUIRE(dp::sigma_for_epsilon(0.0, 100, 1.0, delta, sigma).ok());
+  CHECK(sigma == 0.0);  // nothing sampled: no noise needed
+  REQUIRE(dp::sigma_for_epsilon(0.1, 0, 1.0, delta, sigma).ok());
+  CHECK(sigma == 0.0);
+  CHECK(dp::sigma_for_epsilon(0.01, 100, floor_improved, delta, sigma).message().rfind("target_epsilon: must exceed", 0) == 0);
+
+  // Custom orders.
+  CHECK(acc.set_orders({}).message() == "orders: must not be empty");
+  CHECK(acc.set_orders({2.0, 1.0}).message() == "orders: each order must be finite and > 1");
+  REQUIRE(acc.set_orders({2.0, 32.0}).ok());
+  REQUIRE(acc.compose(1.0, 2.0, 3).ok());
+  CHECK(acc.rdp()[1] == 3 * 32.0 / 8.0);
+}
+
+TEST_CASE("accountant rejects bad inputs with the argument's name", "[host]") {
+  dp::RdpAccountant acc;
+  dp::EpsilonResult r;
+  double sigma = -1.0;
+  CHECK(acc.compose(-0.1, 1.0, 1).to_string() == "invalid_argument: q: must be in [0, 1]");
+  CHECK(acc.compose(1.1, 1.0, 1).message().rfind("q:", 0) == 0);
+  CHECK(acc.compose(std::nan(""), 1.0, 1).message().rfind("q:", 0) == 0);
+  CHECK(acc.compose(0.1, 0.0, 1).message() == "sigma: must be finite and > 0");
+  CHECK(acc.compose(0.1, HUGE_VAL, 1).message().rfind("sigma:", 0) == 0);
+  CHECK(acc.compose(0.1, 1.0, -1).message() == "steps: must be >= 0");
+  for (double v : acc.rdp()) CHECK(v == 0.0);  // failed calls add nothing
+  CHECK(acc.epsilon(0.0, dp::Conversion::improved, r).message() == "delta: must be in (0, 1)");
+  CHECK(acc.epsilon(1.0, dp::Conversion::classic, r).message().rfind("delta:", 0) == 0);
+  CHECK(dp::epsilon_from_rdp({2.0}, {}, 1e-5, dp::Conversion::improved, r).message().rfind("rdp:", 0) == 0);
+  CHECK(dp::sigma_for_epsilon(2.0, 10, 1.0, 1e-5, sigma).message().rfind("q:", 0) == 0);
+  CHECK(dp::sigma_for_epsilon(0.1, -1, 1.0, 1e-5, sigma).message().rfind("steps:", 0) == 0);
+  CHECK(dp::sigma_for_epsilon(0.1, 10, 0.0, 1e-5, sigma).message() == "target_epsilon: must be finite and > 0");
+  CHECK(dp::sigma_for_epsilon(0.1, 10, 1.0, 1.5, sigma).message().rfind("delta:", 0) == 0);
+  CHECK(sigma == -1.0);
+}
