@@ -5,8 +5,10 @@
 // may not see age-restricted items. The example builds one fused policy pipeline
 //   TokenBan  ->  AllowMask (per user)  ->  GroupThreshold (per-provider-group offsets)
 // runs it over the [B, V] scores in place, then picks each user's top-k with the one-shot Gumbel
-// private top-k (pure epsilon-DP with respect to each score moving by at most 1), and prints
-// the metrics before (plain top-k of the raw scores) and after.
+// private top-k (epsilon-DP for the selection with respect to each score moving by at most 1;
+// the fairness thresholds are fitted on these same scores and the non-private lists are printed
+// for comparison, so the example as a whole is an illustration, not a private release), and
+// prints the metrics before (plain top-k of the raw scores) and after.
 //
 // Builds twice, like the demo: recommend_gpu (nvcc; exits 77 without a device) and
 // recommend_sim (the same kernels in the CPU simulator).

@@ -13,17 +13,22 @@
 // the chosen columns, never noisy scores.
 //
 // Noise (all selections with noise): n(seed, row, col) from one Philox4x32-10 word, counter
-// (col, row, 0, kSelectStreamTag) under key seed; u = (2 * (word >> 9) + 1) * 2^-24 lies in
+// (col, row, 0, kSelectStreamTag) under a key derived from seed (splitmix64 of seed ^ tag, apart
+// from privacy/noise.hpp's streams); u = (2 * (word >> 9) + 1) * 2^-24 lies in
 // (0, 1) open (2^23 values, none 0 or 1). Gumbel: -log(-log u); Laplace: u < 1/2 ? log 2u :
 // -log 2(1 - u). The ranked score is fmaf(scale, n, x). Logs use deepshock's fmaf-only log
 // (core/philox.hpp), so host reference and device agree bit for bit.
 //
-// Sampling: argmax_v (x_v + Gumbel_v) is an exact draw from softmax(x) (the Gumbel-max trick).
+// Sampling: argmax_v (x_v + Gumbel_v) is a draw from softmax(x) (the Gumbel-max trick) up to the
+// 23-bit uniform: the noise is bounded to [-2.81, 16.64], so a token whose probability is below
+// e^-19.45 (3.6e-9) of the most likely one is never drawn.
 //
 // Privacy (scores x with l-infinity sensitivity Delta: neighbouring datasets move every score
 // by at most Delta; `monotonic` when all scores move in the same direction, e.g. counts):
 //  * report_noisy_max, Noise::gumbel: argmax(x + Gumbel(b)), b = 2 Delta / eps (Delta / eps if
-//    monotonic). This is exactly the exponential mechanism P(v) ~ exp(x_v / b), which is eps-DP.
+//    monotonic). With unbounded Gumbel noise this is the exponential mechanism P(v) ~ exp(x_v / b),
+//    which is eps-DP; the 23-bit noise used here is bounded (see Sampling), so the guarantee is
+//    the exponential mechanism's up to events of probability ~1e-8 (an approximate-DP delta).
 //  * report_noisy_max, Noise::laplace: argmax(x + Laplace(b)) with the same b: eps-DP (Dwork &
 //    Roth, Claim 3.9 for monotone Delta / eps; 2 Delta / eps in general).
 //  * private_topk (one-shot Gumbel top-k, Durfee & Rogers 2019): the top k of x + Gumbel(b)
@@ -81,17 +86,27 @@ struct PrivacyBudget {
 
 /// Noise scale of report_noisy_max: (monotonic ? 1 : 2) * Delta / eps.
 inline float noisy_max_scale(const PrivacyBudget& b) {
-  return static_cast<float>((b.monotonic ? 1.0 : 2.0) * double(b.sensitivity) / double(b.epsilon));
+  const double s = (b.monotonic ? 1.0 : 2.0) * double(b.sensitivity) / double(b.epsilon);
+  const float f = static_cast<float>(s);
+  return double(f) < s ? std::nextafter(f, INFINITY) : f;  // round up: never less noise than the budget asks
 }
 /// Gumbel scale of private_topk: k * (monotonic ? 1 : 2) * Delta / eps (eps / k per pick).
 inline float private_topk_scale(const PrivacyBudget& b, int k) {
-  return static_cast<float>(double(k) * (b.monotonic ? 1.0 : 2.0) * double(b.sensitivity) / double(b.epsilon));
+  const double s = double(k) * (b.monotonic ? 1.0 : 2.0) * double(b.sensitivity) / double(b.epsilon);
+  const float f = static_cast<float>(s);
+  return double(f) < s ? std::nextafter(f, INFINITY) : f;  // round up: never less noise than the budget asks
 }
 
 /// Uniform in (0, 1) open for (seed, row, col): odd multiples of 2^-24.
 DEEPSHOCK_HOST_DEVICE float select_uniform(std::uint64_t seed, int row, int col) {
   const Philox4x32::Counter ctr{{static_cast<std::uint32_t>(col), static_cast<std::uint32_t>(row), 0u, kSelectStreamTag}};
-  const Philox4x32::Key key{{static_cast<std::uint32_t>(seed), static_cast<std::uint32_t>(seed >> 32)}};
+  // A purpose-specific key (splitmix64 finaliser of seed ^ tag): no overlap with the noise
+  // streams of privacy/noise.hpp or a plain PhiloxStream under the same seed.
+  std::uint64_t z = (seed ^ 0x53656C656374ULL) + 0x9E3779B97F4A7C15ULL;  // "Select"
+  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
+  z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
+  z ^= z >> 31;
+  const Philox4x32::Key key{{static_cast<std::uint32_t>(z), static_cast<std::uint32_t>(z >> 32)}};
   const std::uint32_t w = Philox4x32::generate(ctr, key)[0];
   return static_cast<float>(2u * (w >> 9) + 1u) * 0x1p-24f;
 }
@@ -127,6 +142,8 @@ inline Status select_check(const float* x, int rows, int vocab, int k, Noise noi
   const int kmax = vocab < kMaxSelectK ? vocab : kMaxSelectK;
   if (k < 1 || k > kmax)
     return Status::out_of_range("k", "must be in [1, " + std::to_string(kmax) + "] (min(32, vocab)), got " + std::to_string(k));
+  if (noise != Noise::none && noise != Noise::gumbel && noise != Noise::laplace)
+    return Status::invalid_argument("noise", "unknown Noise value");
   if (noise != Noise::none && (!(scale >= 0.0f) || !std::isfinite(scale)))
     return Status::invalid_argument("scale", "must be finite and >= 0");
   if (rows == 0) return Status::success();
@@ -142,7 +159,8 @@ inline Status privacy_check(const PrivacyBudget& b) {
   return Status::success();
 }
 inline Status noisy_max_noise_check(Noise noise) {
-  if (noise == Noise::none) return Status::invalid_argument("noise", "report_noisy_max needs Noise::gumbel or Noise::laplace");
+  if (noise != Noise::gumbel && noise != Noise::laplace)
+    return Status::invalid_argument("noise", "report_noisy_max needs Noise::gumbel or Noise::laplace");
   return Status::success();
 }
 }  // namespace detail
@@ -229,8 +247,9 @@ inline Status noisy_topk(const float* logits, int rows, int vocab, int k, Noise 
   switch (noise) {
     case Noise::gumbel: return launch(detail::select_kernel<Noise::gumbel>, cfg, logits, vocab, k, scale, seed, ids, values);
     case Noise::laplace: return launch(detail::select_kernel<Noise::laplace>, cfg, logits, vocab, k, scale, seed, ids, values);
-    default: return launch(detail::select_kernel<Noise::none>, cfg, logits, vocab, k, 0.0f, seed, ids, values);
+    case Noise::none: return launch(detail::select_kernel<Noise::none>, cfg, logits, vocab, k, 0.0f, seed, ids, values);
   }
+  return Status::invalid_argument("noise", "unknown Noise value");
 }
 
 /// Per-row top-k of `logits` [rows, vocab]: ids and (optional) values [rows, k], best first.

@@ -11,8 +11,8 @@
 //      unsampled examples, and examples whose norm is not finite (NaN / inf entries), get 0 and
 //      are skipped entirely, so they can neither poison the sum nor reveal themselves;
 //   2. one thread per parameter p: acc = sum over b in index order of f_b g_b[p] (double),
-//      plus sigma C z_p with z_p = dp_sgd_noise(seed, step, p) (Box–Muller on Philox, domain
-//      dp_sgd_noise: the same float on host and device), out[p] = float(acc / (q N)).
+//      plus sigma C z_p with z_p = dp_sgd_noise(seed, step, param_offset + p) (Box–Muller in
+//      double on 53-bit Philox uniforms, domain dp_sgd_noise), out[p] = float(acc / (q N)).
 // The host reference (reference_noise.hpp) computes the same in double with sequential sums; the
 // only differences are summation order and FMA contraction (a few ulps of double) before the
 // final rounding to float.
@@ -98,7 +98,7 @@ DEEPSHOCK_KERNEL void dp_clip_factor_kernel(const float* grads, const std::uint8
 template <int Threads>
 DEEPSHOCK_KERNEL void dp_noisy_sum_kernel(const float* grads, const double* factor, int B, std::int64_t P,
                                           double noise_std, double divisor, std::uint64_t seed, std::uint32_t step,
-                                          float* out) {
+                                          std::uint64_t param_offset, float* out) {
   const std::int64_t stride = static_cast<std::int64_t>(gridDim.x) * Threads;
   for (std::int64_t p = static_cast<std::int64_t>(blockIdx.x) * Threads + threadIdx.x; p < P; p += stride) {
     double acc = 0.0;
@@ -106,7 +106,7 @@ DEEPSHOCK_KERNEL void dp_noisy_sum_kernel(const float* grads, const double* fact
       const double f = factor[b];
       if (f != 0.0) acc += f * static_cast<double>(grads[static_cast<std::int64_t>(b) * P + p]);
     }
-    acc += noise_std * static_cast<double>(dp_sgd_noise(seed, step, static_cast<std::uint64_t>(p)));
+    acc += noise_std * static_cast<double>(dp_sgd_noise(seed, step, param_offset + static_cast<std::uint64_t>(p)));
     out[p] = static_cast<float>(acc / divisor);
   }
 }
@@ -143,7 +143,7 @@ inline Status dp_sgd_aggregate(const float* per_example_grads, const std::uint8_
   const double noise_std = static_cast<double>(params.noise_multiplier) * static_cast<double>(params.clip_norm);
   return launch(kernels::dp_noisy_sum_kernel<detail::kSumThreads>, {dim3(blocks), dim3(detail::kSumThreads), 0, stream},
                 per_example_grads, factor, B, P, noise_std, static_cast<double>(params.expected_batch_size), params.seed,
-                params.step, out);
+                params.step, params.param_offset, out);
 }
 
 #endif  // DEEPSHOCK_HAS_KERNELS

@@ -54,6 +54,17 @@ namespace deepshock::privacy {
 /// Who draws: keeps the library's own streams apart from the caller's under one seed.
 enum class Domain : std::uint32_t { user = 0, dp_sgd_noise = 1, poisson_sampling = 2 };
 
+/// The Philox key of the noise streams: the caller's seed passed through the splitmix64
+/// finaliser with a purpose tag, so no draw here shares key and counter with a plain
+/// PhiloxStream(seed) or with the selection noise of policy/select.hpp under the same seed.
+DEEPSHOCK_HOST_DEVICE constexpr std::uint64_t noise_key(std::uint64_t seed) noexcept {
+  std::uint64_t z = seed ^ 0x4E6F697365ULL;  // "Noise"
+  z += 0x9E3779B97F4A7C15ULL;
+  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
+  z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
+  return z ^ (z >> 31);
+}
+
 /// The private Philox sub-stream of one draw (layout in the file comment).
 class DrawRng {
  public:
@@ -62,7 +73,7 @@ class DrawRng {
 
   DEEPSHOCK_HOST_DEVICE constexpr DrawRng(std::uint64_t seed, std::uint32_t stream, std::uint64_t index,
                                           Domain domain = Domain::user) noexcept
-      : key_{{std::uint32_t(seed), std::uint32_t(seed >> 32)}},
+      : key_{{std::uint32_t(noise_key(seed)), std::uint32_t(noise_key(seed) >> 32)}},
         ctr_{{std::uint32_t(index), std::uint32_t(index >> 32), std::uint32_t(domain) << kBlockBits, stream}},
         buf_{},
         idx_(4),
@@ -322,13 +333,24 @@ inline Status make_discrete_gaussian(const Rational& sigma2, const char* name, D
   return Status::success();
 }
 
-/// One standard normal float from two words: box_muller(w0, w1).x (continuous; float grid).
+/// A standard normal from two 64-bit words, Box-Muller in double: u1 is a 53-bit uniform in (0, 1],
+/// so the radius reaches sqrt(-2 ln 2^-53) = 8.57 and the tail that a bounded sampler cuts off
+/// has probability below 1e-17 (a 24-bit uniform would stop at 5.77, which breaks the delta of
+/// DP-SGD: an output beyond the edge could only come from the neighbouring dataset). The result
+/// agrees between host and device to double rounding, then rounds to float.
+DEEPSHOCK_HOST_DEVICE float normal_from_words(std::uint64_t a, std::uint64_t b) noexcept {
+  const double u1 = (static_cast<double>(a >> 11) + 1.0) * 0x1p-53;  // (0, 1]
+  const double u2 = static_cast<double>(b >> 11) * 0x1p-53;          // [0, 1)
+  return static_cast<float>(sqrt(-2.0 * log(u1)) * cos(6.283185307179586 * u2));
+}
+/// One standard normal from the next four words of `rng` (normal_from_words).
 DEEPSHOCK_HOST_DEVICE float standard_normal(DrawRng& rng) noexcept {
-  const std::uint32_t a = rng.next_u32();
-  return box_muller(a, rng.next_u32()).x;
+  const std::uint64_t a = rng.next_u64();
+  return normal_from_words(a, rng.next_u64());
 }
 
-/// The N(0, 1) float DP-SGD adds to parameter `param` at `step` (domain dp_sgd_noise).
+/// The N(0, 1) float DP-SGD adds to parameter `param` at `step` (domain dp_sgd_noise). `param`
+/// must be unique across every tensor released at that step (see DpSgdParams::param_offset).
 DEEPSHOCK_HOST_DEVICE float dp_sgd_noise(std::uint64_t seed, std::uint32_t step, std::uint64_t param) noexcept {
   DrawRng rng(seed, step, param, Domain::dp_sgd_noise);
   return standard_normal(rng);

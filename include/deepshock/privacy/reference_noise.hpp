@@ -26,6 +26,11 @@ struct DpSgdParams {
   float expected_batch_size = 1.0f;  ///< q N > 0: the sum is divided by this, not the realised size
   std::uint64_t seed = 0;            ///< secret key of the noise (from a cryptographic source)
   std::uint32_t step = 0;            ///< training step: a fresh noise stream per step
+  /// Index of this tensor's first parameter in the model: parameter p draws noise number
+  /// param_offset + p. Give every tensor of a step its own range (e.g. the running sum of the
+  /// previous tensors' sizes); two tensors with the same range would get the same noise, and
+  /// subtracting their outputs would cancel it.
+  std::uint64_t param_offset = 0;
 };
 
 namespace detail {
@@ -171,7 +176,7 @@ inline Status dp_sgd_aggregate(const float* per_example_grads, const std::uint8_
       const double f = factor[static_cast<std::size_t>(b)];
       if (f != 0.0) acc += f * double(per_example_grads[static_cast<std::int64_t>(b) * P + p]);
     }
-    acc += noise_std * double(dp_sgd_noise(params.seed, params.step, std::uint64_t(p)));
+    acc += noise_std * double(dp_sgd_noise(params.seed, params.step, params.param_offset + std::uint64_t(p)));
     out[p] = float(acc / double(params.expected_batch_size));
   }
   return Status::success();
