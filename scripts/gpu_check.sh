@@ -10,13 +10,16 @@
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 build="${DS_GPU_BUILD_DIR:-$DS_ROOT/build-gpu}"
+GPU_TESTS="gpu_tests gate_router_gpu_tests gate_stats_gpu_tests gate_expert_choice_gpu_tests policy_gpu_tests fair_gpu_tests privacy_noise_gpu_tests"
+GPU_BENCHES="bench_primitives bench_router bench_policy"
+GPU_TARGETS="$GPU_TESTS $GPU_BENCHES demo_gpu recommend_gpu"
 
 gpu_build() {
   ds_install_deps
   command -v nvcc >/dev/null 2>&1 || { echo "gpu_check: nvcc not found" >&2; exit 1; }
   cmake -S "$DS_ROOT" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release -DCMAKE_CUDA_ARCHITECTURES=90 \
     -DCMAKE_CUDA_COMPILER="$(command -v nvcc)" -DDEEPSHOCK_HEADER_CHECKS=OFF >/dev/null
-  cmake --build "$build" -j "${DS_JOBS:-2}" --target gpu_tests gate_router_gpu_tests gate_stats_gpu_tests gate_expert_choice_gpu_tests bench_primitives bench_router demo_gpu
+  cmake --build "$build" -j "${DS_JOBS:-2}" --target ${GPU_TARGETS}
   # Shared libraries the binaries need that a bare GPU machine may lack.
   mkdir -p "$build/lib"
   cp -L /usr/lib/x86_64-linux-gnu/libbenchmark.so.1debian "$build/lib/" 2>/dev/null || true
@@ -36,14 +39,16 @@ gpu_run() {
   "$build/tests/gpu_tests" --rng-seed time 2>&1 | tee "$out/gpu_tests.log" || test_rc=$?
   if [ "$test_rc" = 77 ]; then echo "gpu_check: no CUDA device here" >&2; return 1; fi
   rc=$test_rc
-  for t in gate_router_gpu_tests gate_stats_gpu_tests gate_expert_choice_gpu_tests; do
+  for t in $GPU_TESTS; do
+    [ "$t" = gpu_tests ] && continue
     "$build/tests/$t" --rng-seed time 2>&1 | tee -a "$out/gpu_tests.log" || rc=$?
   done
   "$build/examples/demo_gpu" 2>&1 | tee "$out/demo.log" || rc=$?
-  "$build/bench/bench_primitives" --benchmark_min_time="${DS_BENCH_MIN_TIME:-0.05}" \
-    --benchmark_out="$out/bench_primitives.json" --benchmark_out_format=json 2>&1 | tee "$out/bench_primitives.log" || rc=$?
-  "$build/bench/bench_router" --benchmark_min_time="${DS_BENCH_MIN_TIME:-0.05}" \
-    --benchmark_out="$out/bench_router.json" --benchmark_out_format=json 2>&1 | tee "$out/bench_router.log" || rc=$?
+  "$build/examples/recommend_gpu" 2>&1 | tee "$out/recommend.log" || rc=$?
+  for b in $GPU_BENCHES; do
+    "$build/bench/$b" --benchmark_min_time="${DS_BENCH_MIN_TIME:-0.05}" \
+      --benchmark_out="$out/$b.json" --benchmark_out_format=json 2>&1 | tee "$out/$b.log" || rc=$?
+  done
   echo "gpu_check: finished with status $rc; results in $out"
   return "$rc"
 }
