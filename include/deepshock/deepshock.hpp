@@ -20,6 +20,7 @@
 #include "deepshock/gate/router.hpp"
 #include "deepshock/gate/stats.hpp"
 #include "deepshock/gate/types.hpp"
+#include "deepshock/moe/dispatch.hpp"
 #include "deepshock/platform/block.hpp"
 #include "deepshock/platform/cuda.hpp"
 #include "deepshock/platform/launch.hpp"

@@ -1,0 +1,186 @@
+// deepshock/moe/dispatch.hpp — MoE token dispatch on the device: a stable counting sort of the
+// (token, slot) assignments by expert.
+//
+// From topk_ids [T, k] (int32, -1 = no expert; ids outside [0, E) are treated as -1) it writes
+// per-expert counts, their exclusive scan, and the expert-major permutation of the valid
+// assignments (sorted_token, sorted_slot) with its inverse (slot_position). Within an expert the
+// order is the flat slot order t * k + j (token order, then slot order): stable. No activation
+// rows are copied. Semantics and DispatchOutputs are in moe/reference_dispatch.hpp, which also
+// holds the host reference.
+//
+// Design (N = T * k assignments, split into C = ceil(N / kDispatchChunk) contiguous chunks):
+//   1. count_kernel, one block per chunk: a shared-memory histogram over the chunk's ids
+//      (integer shared atomics: exact, order-independent), written to the workspace as
+//      chunk_counts[c * E + e].
+//   2. scan_kernel, one block, thread e per expert: sums expert e's chunk counts (expert_counts),
+//      a block-wide exclusive scan over experts (expert_offsets, offsets[E] = total,
+//      invalid_count = N - total), then rewrites chunk_counts[c * E + e] in place as the
+//      exclusive offset of (expert e, chunk c) in (expert, chunk) order: the first position of
+//      chunk c's assignments to e.
+//   3. place_kernel, one block per chunk: per-expert running positions in shared memory,
+//      seeded from the workspace. The chunk is read in rounds of Threads consecutive
+//      assignments (thread i takes the i-th, coalesced); within a warp, __match_any_sync groups
+//      lanes with the same expert and a lane's rank is the number of lower peers; the warps of
+//      a round then take turns in warp order (one barrier each), each reading its positions and
+//      advancing the counters. Processing is thus in exact slot order: stable and deterministic
+//      without any ordering of atomics.
+// Costs: two reads of the ids, one write of each output; empty experts cost only their count
+// (E x C workspace ints and the scan). Workspace: dispatch_workspace_bytes(T, k, E).
+// Never allocates or synchronises with the host; graph-capturable.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+
+#include "deepshock/core/config.hpp"
+#include "deepshock/core/status.hpp"
+#include "deepshock/moe/reference_dispatch.hpp"
+#include "deepshock/platform/launch.hpp"
+#include "deepshock/platform/runtime.hpp"
+
+#if DEEPSHOCK_HAS_KERNELS
+#include "deepshock/platform/block.hpp"
+#endif
+
+namespace deepshock::moe {
+
+namespace detail {
+inline constexpr int kDispatchThreads = 256;                            ///< threads of the chunk kernels
+inline constexpr int kDispatchRounds = 8;                               ///< rounds of Threads assignments per chunk
+inline constexpr int kDispatchChunk = kDispatchThreads * kDispatchRounds;  ///< assignments per chunk
+
+inline long long dispatch_chunks(long long n) { return (n + kDispatchChunk - 1) / kDispatchChunk; }
+}  // namespace detail
+
+/// Workspace bytes dispatch needs for [T, k] ids and E experts (0 when T = 0; 0 for invalid
+/// arguments, which dispatch rejects anyway).
+inline std::size_t dispatch_workspace_bytes(int T, int k, int E) {
+  if (T < 0 || k < 1 || E < 1) return 0;
+  const long long n = static_cast<long long>(T) * k;
+  return static_cast<std::size_t>(detail::dispatch_chunks(n)) * static_cast<std::size_t>(E) * sizeof(int);
+}
+
+#if DEEPSHOCK_HAS_KERNELS
+namespace kernels {
+
+/// Block c: chunk_counts[c * E + e] = assignments to e among ids[c * Chunk, (c + 1) * Chunk).
+template <int Threads, int Rounds>
+DEEPSHOCK_KERNEL void dispatch_count_kernel(const int* ids, long long n, int E, int* chunk_counts) {
+  __shared__ int hist[kMaxDispatchExperts];
+  const int tid = static_cast<int>(threadIdx.x);
+  const long long c = blockIdx.x;
+  for (int e = tid; e < E; e += Threads) hist[e] = 0;
+  __syncthreads();
+  const long long begin = c * (static_cast<long long>(Threads) * Rounds);
+  const long long end = begin + static_cast<long long>(Threads) * Rounds < n ? begin + static_cast<long long>(Threads) * Rounds : n;
+  for (long long a = begin + tid; a < end; a += Threads) {
+    const int id = ids[a];
+    if (id >= 0 && id < E) atomicAdd(&hist[id], 1);
+  }
+  __syncthreads();
+  for (int e = tid; e < E; e += Threads) chunk_counts[c * E + e] = hist[e];
+}
+
+/// One block of at least E threads (a multiple of 32, <= 1024): expert counts and offsets, the
+/// invalid count, and chunk_counts rewritten as (expert, chunk)-order exclusive offsets.
+DEEPSHOCK_KERNEL void dispatch_scan_kernel(int* chunk_counts, long long chunks, int E, long long n, int* expert_counts,
+                                           int* expert_offsets, int* invalid_count) {
+  __shared__ int scratch[block::kScratchWords];
+  const int e = static_cast<int>(threadIdx.x);
+  int count = 0;
+  if (e < E)
+    for (long long c = 0; c < chunks; ++c) count += chunk_counts[c * E + e];
+  int total = 0;
+  const int offset = block::exclusive_scan_sum(count, total, scratch);
+  if (e < E) {
+    expert_counts[e] = count;
+    expert_offsets[e] = offset;
+    int running = offset;
+    for (long long c = 0; c < chunks; ++c) {
+      const int v = chunk_counts[c * E + e];
+      chunk_counts[c * E + e] = running;
+      running += v;
+    }
+  }
+  if (e == 0) {
+    expert_offsets[E] = total;
+    if (invalid_count != nullptr) *invalid_count = static_cast<int>(n - total);
+  }
+}
+
+/// Block c: places chunk c's assignments in slot order, starting each expert at the offset the
+/// scan left in chunk_offsets[c * E + e].
+template <int Threads, int Rounds>
+DEEPSHOCK_KERNEL void dispatch_place_kernel(const int* ids, long long n, int k, int E, const int* chunk_offsets, int* sorted_token,
+                                            int* sorted_slot, int* slot_position) {
+  static_assert(Threads % 32 == 0, "dispatch_place_kernel: whole warps only.");
+  constexpr int kWarps = Threads / 32;
+  __shared__ int next[kMaxDispatchExperts];
+  const int tid = static_cast<int>(threadIdx.x);
+  const int warp_id = tid / 32;
+  const unsigned lane = static_cast<unsigned>(tid) & 31u;
+  const long long c = blockIdx.x;
+  for (int e = tid; e < E; e += Threads) next[e] = chunk_offsets[c * E + e];
+  __syncthreads();
+  const long long begin = c * (static_cast<long long>(Threads) * Rounds);
+  const long long end = begin + static_cast<long long>(Threads) * Rounds < n ? begin + static_cast<long long>(Threads) * Rounds : n;
+  for (long long base = begin; base < end; base += Threads) {  // uniform trip count in the block
+    const long long a = base + tid;
+    int id = a < end ? ids[a] : -1;
+    if (id < 0 || id >= E) id = -1;
+    const unsigned peers = __match_any_sync(0xffffffffu, id);
+    const int rank = __popc(peers & ((1u << lane) - 1u));
+    const bool last = (peers >> lane) == 1u;  // highest lane of its group
+    int pos = -1;
+    for (int w = 0; w < kWarps; ++w) {
+      if (w == warp_id && id >= 0) pos = next[id] + rank;
+      __syncwarp(0xffffffffu);
+      if (w == warp_id && id >= 0 && last) next[id] = pos + 1;
+      __syncthreads();
+    }
+    if (a < end) {
+      slot_position[a] = pos;
+      if (pos >= 0) {
+        sorted_token[pos] = static_cast<int>(a / k);
+        sorted_slot[pos] = static_cast<int>(a);
+      }
+    }
+  }
+}
+
+}  // namespace kernels
+
+/// Stable counting sort of the assignments topk_ids [T, k] (device) by expert; writes `out`
+/// (device pointers; semantics in moe/reference_dispatch.hpp). `workspace` is device memory of
+/// at least dispatch_workspace_bytes(T, k, E) bytes (may be null when that is 0); its contents
+/// on entry do not matter. Bad arguments return invalid_argument naming them; a small workspace
+/// returns resource_exhausted. Never allocates or synchronises; graph-capturable; results are
+/// bitwise reproducible.
+inline Status dispatch(const int* topk_ids, int T, int k, int E, DispatchOutputs out, void* workspace,
+                       std::size_t workspace_bytes, rt::stream_t stream) {
+  long long n = 0;
+  DEEPSHOCK_RETURN_IF_ERROR(detail::check_dispatch_args(topk_ids, T, k, E, out, n));
+  const std::size_t need = dispatch_workspace_bytes(T, k, E);
+  if (workspace_bytes < need)
+    return Status::resource_exhausted("workspace_bytes",
+                                      "needs " + std::to_string(need) + " bytes, got " + std::to_string(workspace_bytes));
+  if (need > 0 && workspace == nullptr) return Status::invalid_argument("workspace", "must not be null");
+  int* chunk_counts = static_cast<int*>(workspace);
+  const long long chunks = detail::dispatch_chunks(n);
+  constexpr int kThreads = detail::kDispatchThreads;
+  constexpr int kRounds = detail::kDispatchRounds;
+  if (chunks > 0)
+    DEEPSHOCK_RETURN_IF_ERROR(launch(kernels::dispatch_count_kernel<kThreads, kRounds>,
+                                     {dim3(static_cast<unsigned>(chunks)), dim3(kThreads), 0, stream}, topk_ids, n, E, chunk_counts));
+  const unsigned scan_threads = static_cast<unsigned>((E + 31) / 32 * 32);
+  DEEPSHOCK_RETURN_IF_ERROR(launch(kernels::dispatch_scan_kernel, {dim3(1), dim3(scan_threads), 0, stream}, chunk_counts, chunks, E, n,
+                                   out.expert_counts, out.expert_offsets, out.invalid_count));
+  if (chunks == 0) return Status::success();
+  return launch(kernels::dispatch_place_kernel<kThreads, kRounds>, {dim3(static_cast<unsigned>(chunks)), dim3(kThreads), 0, stream},
+                topk_ids, n, k, E, chunk_counts, out.sorted_token, out.sorted_slot, out.slot_position);
+}
+
+#endif  // DEEPSHOCK_HAS_KERNELS
+
+}  // namespace deepshock::moe
