@@ -220,18 +220,7 @@ std::string compare_rows_bitwise(const std::vector<float>& got, const std::vecto
   return "";
 }
 
-/// Stream, event timer and L2 flusher of one benchmark run.
-struct GpuContext {
-  rt::Stream stream;
-  bench::GpuTimer timer;
-  bench::L2Flusher l2;
-  Status init() {
-    DEEPSHOCK_RETURN_IF_ERROR(stream.create());
-    DEEPSHOCK_RETURN_IF_ERROR(timer.init());
-    return l2.init();
-  }
-  rt::stream_t s() const { return stream.get(); }
-};
+using bench::GpuContext;
 
 /// Runs `work` kWarmup times and waits for it.
 template <class Work>

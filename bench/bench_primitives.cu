@@ -26,18 +26,7 @@ using ds::Status;
 
 constexpr int kWarmup = 3;
 
-/// Stream, event timer and L2 flusher of one benchmark run.
-struct GpuContext {
-  ds::rt::Stream stream;
-  bench::GpuTimer timer;
-  bench::L2Flusher l2;
-  Status init() {
-    DEEPSHOCK_RETURN_IF_ERROR(stream.create());
-    DEEPSHOCK_RETURN_IF_ERROR(timer.init());
-    return l2.init();
-  }
-  ds::rt::stream_t s() const { return stream.get(); }
-};
+using bench::GpuContext;
 
 Status sm_count(int& sms) {
   int dev = 0;

@@ -103,6 +103,19 @@ class L2Flusher {
   rt::DeviceBuffer<unsigned char> buf_;
 };
 
+/// Stream, event timer and L2 flusher of one GPU benchmark run.
+struct GpuContext {
+  rt::Stream stream;
+  GpuTimer timer;
+  L2Flusher l2;
+  Status init() {
+    DEEPSHOCK_RETURN_IF_ERROR(stream.create());
+    DEEPSHOCK_RETURN_IF_ERROR(timer.init());
+    return l2.init();
+  }
+  rt::stream_t s() const { return stream.get(); }
+};
+
 /// Runs `work()` (returns Status: launches only, no host sync) once between the timer's events,
 /// after an untimed L2 flush, and reports the GPU time. The flush also keeps the stream busy while
 /// the host enqueues `work`, so launch latency stays outside the events. False after an error.

@@ -65,6 +65,25 @@ DEEPSHOCK_KERNEL void release_on_grid_kernel(float* values, std::int64_t n, Grid
 
 }  // namespace kernels
 
+namespace detail {
+/// Adds draw i of `noise` to values[i] (int64, saturating). `noise` is already validated.
+template <class Noise>
+Status add_integer_noise(std::int64_t* values, std::int64_t n, const Noise& noise, std::uint64_t seed, std::uint32_t stream_id,
+                         rt::stream_t stream) {
+  if (n == 0) return Status::success();
+  return launch(kernels::add_integer_noise_kernel<Noise>, noise_launch(n, stream), values, n, noise, seed, stream_id);
+}
+/// Releases values[i] on `grid` with draw i of `noise`. `noise` is already validated.
+template <class Noise>
+Status release_noise_on_grid(float* values, std::int64_t n, Grid grid, const Noise& noise, std::uint64_t seed,
+                             std::uint32_t stream_id, rt::stream_t stream) {
+  GridParams g;
+  DEEPSHOCK_RETURN_IF_ERROR(make_grid(grid, g));
+  if (n == 0) return Status::success();
+  return launch(kernels::release_on_grid_kernel<Noise>, noise_launch(n, stream), values, n, g, noise, seed, stream_id);
+}
+}  // namespace detail
+
 /// In place on the device array values [n]: values[i] += Z_i, Z_i ~ discrete Laplace with scale
 /// t = scale.num / scale.den (P(z) ∝ exp(-|z| / t)), draw i of (seed, stream_id). n = 0 is a no-op.
 inline Status add_discrete_laplace_noise(std::int64_t* values, std::int64_t n, Rational scale, std::uint64_t seed,
@@ -72,9 +91,7 @@ inline Status add_discrete_laplace_noise(std::int64_t* values, std::int64_t n, R
   DEEPSHOCK_RETURN_IF_ERROR(detail::check_values(values, n));
   DiscreteLaplace noise;
   DEEPSHOCK_RETURN_IF_ERROR(make_discrete_laplace(scale, "scale", noise));
-  if (n == 0) return Status::success();
-  return launch(kernels::add_integer_noise_kernel<DiscreteLaplace>, detail::noise_launch(n, stream), values, n, noise, seed,
-                stream_id);
+  return detail::add_integer_noise(values, n, noise, seed, stream_id, stream);
 }
 
 /// In place on the device array values [n]: values[i] += Z_i, Z_i ~ discrete Gaussian with
@@ -84,9 +101,7 @@ inline Status add_discrete_gaussian_noise(std::int64_t* values, std::int64_t n, 
   DEEPSHOCK_RETURN_IF_ERROR(detail::check_values(values, n));
   DiscreteGaussian noise;
   DEEPSHOCK_RETURN_IF_ERROR(make_discrete_gaussian(sigma2, "sigma2", noise));
-  if (n == 0) return Status::success();
-  return launch(kernels::add_integer_noise_kernel<DiscreteGaussian>, detail::noise_launch(n, stream), values, n, noise,
-                seed, stream_id);
+  return detail::add_integer_noise(values, n, noise, seed, stream_id, stream);
 }
 
 /// In place on the device array values [n] of floats: release on `grid` with discrete Laplace
@@ -94,13 +109,9 @@ inline Status add_discrete_gaussian_noise(std::int64_t* values, std::int64_t n, 
 inline Status add_discrete_laplace_noise(float* values, std::int64_t n, Grid grid, Rational scale, std::uint64_t seed,
                                          std::uint32_t stream_id, rt::stream_t stream) {
   DEEPSHOCK_RETURN_IF_ERROR(detail::check_values(values, n));
-  GridParams g;
-  DEEPSHOCK_RETURN_IF_ERROR(make_grid(grid, g));
   DiscreteLaplace noise;
   DEEPSHOCK_RETURN_IF_ERROR(make_discrete_laplace(scale, "scale", noise));
-  if (n == 0) return Status::success();
-  return launch(kernels::release_on_grid_kernel<DiscreteLaplace>, detail::noise_launch(n, stream), values, n, g, noise,
-                seed, stream_id);
+  return detail::release_noise_on_grid(values, n, grid, noise, seed, stream_id, stream);
 }
 
 /// In place on the device array values [n] of floats: release on `grid` with discrete Gaussian
@@ -108,13 +119,9 @@ inline Status add_discrete_laplace_noise(float* values, std::int64_t n, Grid gri
 inline Status add_discrete_gaussian_noise(float* values, std::int64_t n, Grid grid, Rational sigma2, std::uint64_t seed,
                                           std::uint32_t stream_id, rt::stream_t stream) {
   DEEPSHOCK_RETURN_IF_ERROR(detail::check_values(values, n));
-  GridParams g;
-  DEEPSHOCK_RETURN_IF_ERROR(make_grid(grid, g));
   DiscreteGaussian noise;
   DEEPSHOCK_RETURN_IF_ERROR(make_discrete_gaussian(sigma2, "sigma2", noise));
-  if (n == 0) return Status::success();
-  return launch(kernels::release_on_grid_kernel<DiscreteGaussian>, detail::noise_launch(n, stream), values, n, g, noise,
-                seed, stream_id);
+  return detail::release_noise_on_grid(values, n, grid, noise, seed, stream_id, stream);
 }
 
 #endif  // DEEPSHOCK_HAS_KERNELS
