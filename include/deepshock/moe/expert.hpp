@@ -1,0 +1,187 @@
+// deepshock/moe/expert.hpp — the expert type, the layer's sizes, weights, inputs and outputs,
+// and the argument checks shared by the device layer (moe/layer.hpp) and the host executor and
+// reference (moe/reference_layer.hpp). Compiles everywhere; needs no CUDA.
+//
+// Shapes (row-major, nn.Linear layout: [out, in]):
+//   x [T, H] (row stride x_stride), y [T, H] (row stride y_stride)
+//   w1, w3 [E, I, H]  gate and up projections;  w2 [E, H, I]  down projection
+//   shared_w1, shared_w3 [Is, H], shared_w2 [H, Is]  shared expert(s) (several shared experts of
+//   the same shape are one shared expert with Is = count x their intermediate size)
+//   shared_gate [H]  Qwen's sigmoid gate of the shared expert (SharedGate::sigmoid)
+// An expert computes E_e(x) = W2_e . act(W1_e x, W3_e x); the layer computes
+//   y[t] = sum_j w[t, j] * E_{id[t, j]}(x_t)  (j in slot order; ids of -1 contribute 0)
+//        + g_t * S(x_t),   g_t = 1 (SharedGate::none) or sigmoid(shared_gate . x_t) (sigmoid).
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <type_traits>
+
+#include "deepshock/core/numeric.hpp"
+#include "deepshock/core/status.hpp"
+#include "deepshock/gate/types.hpp"
+#include "deepshock/lora/adapter.hpp"
+#include "deepshock/moe/activation.hpp"
+#include "deepshock/quant/codec.hpp"
+
+namespace deepshock::moe {
+
+/// An expert MLP: weight codec (quantization), adapter (LoRA) and activation, all policy types.
+template <class Codec = quant::None, class Adapter = lora::None, class Act = act::SwiGLU>
+struct Expert {
+  using codec = Codec;
+  using adapter = Adapter;
+  using activation = Act;
+  static constexpr bool kGated = Act::kGated;
+};
+
+/// Combine policies: how expert outputs are summed into y.
+/// Ordered (the default): each (token, slot) output is written once, then y[t] is summed in slot
+/// order with the shared expert last: bitwise reproducible.
+struct OrderedCombine {
+  static constexpr bool kDeterministic = true;
+  static constexpr const char* kName = "ordered";
+};
+/// Atomic (opt-in): the down-projection epilogue adds w * E(x) into an fp32 accumulator with
+/// atomicAdd: no [T*k, H] buffer, but the summation order (and so the last bits) varies.
+struct AtomicCombine {
+  static constexpr bool kDeterministic = false;
+  static constexpr const char* kName = "atomic";
+};
+
+/// How the shared expert's output is weighted.
+enum class SharedGate : int {
+  none = 0,     ///< weight 1 (DeepSeek)
+  sigmoid = 1,  ///< sigmoid(shared_gate . x_t) (Qwen-MoE)
+};
+
+/// Run-time sizes of a layer.
+struct LayerDims {
+  int hidden = 0;               ///< H
+  int intermediate = 0;         ///< I, per routed expert
+  int shared_intermediate = 0;  ///< Is, 0 = no shared expert
+  int max_tokens = 0;           ///< the largest T a run may take (sizes the workspace)
+};
+
+/// Weights of a layer (device pointers for the device layer, host pointers for the host executor).
+template <class T, class ExpertT = Expert<>>
+struct LayerWeights {
+  const T* w_gate = nullptr;         ///< [E, H] router weights (not used by run_routed)
+  const float* gate_bias = nullptr;  ///< [E] correction bias: DeepSeekV3 only
+  int gate_bias_size = 0;
+  const T* w1 = nullptr;  ///< [E, I, H]
+  const T* w3 = nullptr;  ///< [E, I, H]: gated activations only (null otherwise)
+  const T* w2 = nullptr;  ///< [E, H, I]
+  const T* shared_w1 = nullptr;    ///< [Is, H]
+  const T* shared_w3 = nullptr;    ///< [Is, H]: gated activations only
+  const T* shared_w2 = nullptr;    ///< [H, Is]
+  const T* shared_gate = nullptr;  ///< [H]: SharedGate::sigmoid only
+  SharedGate shared_gate_kind = SharedGate::none;
+  typename ExpertT::codec::Params codec{};      ///< codec data (empty for quant::None)
+  typename ExpertT::adapter::Params adapter{};  ///< adapter data (empty for lora::None)
+};
+
+/// Activations in.
+template <class T>
+struct LayerInputs {
+  const T* x = nullptr;  ///< [T, H]
+  int tokens = 0;        ///< T, 0 <= T <= max_tokens
+  int x_stride = 0;      ///< row stride of x in elements; 0 = H
+  const std::uint8_t* token_mask = nullptr;  ///< [T] optional: non-zero = padding (routed nowhere)
+};
+
+/// Results out. Only y is required; routing results are written where a pointer is given.
+template <class T>
+struct LayerOutputs {
+  T* y = nullptr;                  ///< [T, H]
+  int y_stride = 0;                ///< row stride of y in elements; 0 = H
+  int* topk_ids = nullptr;         ///< [T, k] optional
+  float* topk_weights = nullptr;   ///< [T, k] optional
+  int* expert_counts = nullptr;    ///< [E] optional: valid assignments per expert
+  int* dropped_count = nullptr;    ///< [1] optional: tokens dropped for capacity (Switch)
+};
+
+namespace detail {
+
+/// Elements per 16-byte vector load of T.
+template <class T>
+inline constexpr int kVecElems = static_cast<int>(16 / sizeof(T));
+
+template <class T>
+inline constexpr bool layer_type_v = std::is_same_v<T, float> || std::is_same_v<T, bf16> || std::is_same_v<T, fp16>;
+
+inline bool aligned16(const void* p) { return (reinterpret_cast<std::uintptr_t>(p) & 15u) == 0; }
+
+template <class T>
+inline Status check_vec_size(const char* name, long long v) {
+  constexpr int vec = kVecElems<T>;
+  if (v % vec != 0)
+    return Status::invalid_argument(name, "must be a multiple of " + std::to_string(vec) + " (16-byte vector loads of this type), got " +
+                                              std::to_string(v));
+  return Status::success();
+}
+
+/// Checks the sizes (at construction).
+template <class T>
+inline Status check_layer_dims(const LayerDims& d) {
+  if (d.hidden < 1) return Status::invalid_argument("hidden", "must be at least 1, got " + std::to_string(d.hidden));
+  if (d.intermediate < 1) return Status::invalid_argument("intermediate", "must be at least 1, got " + std::to_string(d.intermediate));
+  if (d.shared_intermediate < 0)
+    return Status::invalid_argument("shared_intermediate", "must be >= 0, got " + std::to_string(d.shared_intermediate));
+  if (d.max_tokens < 0) return Status::invalid_argument("max_tokens", "must be >= 0, got " + std::to_string(d.max_tokens));
+  DEEPSHOCK_RETURN_IF_ERROR(check_vec_size<T>("hidden", d.hidden));
+  DEEPSHOCK_RETURN_IF_ERROR(check_vec_size<T>("intermediate", d.intermediate));
+  return check_vec_size<T>("shared_intermediate", d.shared_intermediate);
+}
+
+inline Status check_ptr(const void* p, const char* name, bool need_align) {
+  if (p == nullptr) return Status::invalid_argument(name, "must not be null");
+  if (need_align && !aligned16(p)) return Status::invalid_argument(name, "must be 16-byte aligned for vector loads");
+  return Status::success();
+}
+
+/// Checks one run's expert weights, inputs and outputs. `routed`: the caller supplies the
+/// routing (run_routed), so w_gate is not needed. `need_align`: device runs (vector loads).
+template <class T, class ExpertT>
+inline Status check_layer_run(const LayerDims& d, const LayerWeights<T, ExpertT>& w, const LayerInputs<T>& in,
+                              const LayerOutputs<T>& out, bool routed, bool need_align) {
+  constexpr bool gated = ExpertT::kGated;
+  if (in.tokens < 0) return Status::invalid_argument("tokens", "must be >= 0, got " + std::to_string(in.tokens));
+  if (in.tokens > d.max_tokens)
+    return Status::out_of_range("tokens", std::to_string(in.tokens) + " is above the planned maximum " + std::to_string(d.max_tokens) +
+                                              " (LayerDims::max_tokens)");
+  if (in.x_stride != 0 && in.x_stride < d.hidden)
+    return Status::invalid_argument("x_stride", "must be 0 or >= hidden (" + std::to_string(d.hidden) + "), got " + std::to_string(in.x_stride));
+  if (out.y_stride != 0 && out.y_stride < d.hidden)
+    return Status::invalid_argument("y_stride", "must be 0 or >= hidden (" + std::to_string(d.hidden) + "), got " + std::to_string(out.y_stride));
+  if (need_align) DEEPSHOCK_RETURN_IF_ERROR(check_vec_size<T>("x_stride", in.x_stride));
+  if (w.w3 != nullptr && !gated) return Status::invalid_argument("w3", "must be null: the activation is not gated");
+  if (w.shared_w3 != nullptr && !gated) return Status::invalid_argument("shared_w3", "must be null: the activation is not gated");
+  if (d.shared_intermediate == 0 && (w.shared_w1 != nullptr || w.shared_w2 != nullptr || w.shared_w3 != nullptr))
+    return Status::invalid_argument("shared_w1", "shared expert weights given but LayerDims::shared_intermediate is 0");
+  if (w.shared_gate_kind != SharedGate::none && w.shared_gate_kind != SharedGate::sigmoid)
+    return Status::invalid_argument("shared_gate_kind", "unknown value " + std::to_string(static_cast<int>(w.shared_gate_kind)));
+  if (w.shared_gate_kind == SharedGate::none && w.shared_gate != nullptr)
+    return Status::invalid_argument("shared_gate", "must be null unless shared_gate_kind is SharedGate::sigmoid");
+  if (w.shared_gate_kind == SharedGate::sigmoid && d.shared_intermediate == 0)
+    return Status::invalid_argument("shared_gate_kind", "SharedGate::sigmoid needs a shared expert (shared_intermediate > 0)");
+  if (in.tokens == 0) return Status::success();
+  DEEPSHOCK_RETURN_IF_ERROR(check_ptr(in.x, "x", need_align));
+  if (out.y == nullptr) return Status::invalid_argument("y", "must not be null");
+  if (!routed) DEEPSHOCK_RETURN_IF_ERROR(check_ptr(w.w_gate, "w_gate", false));
+  DEEPSHOCK_RETURN_IF_ERROR(check_ptr(w.w1, "w1", need_align));
+  if (gated) DEEPSHOCK_RETURN_IF_ERROR(check_ptr(w.w3, "w3", need_align));
+  DEEPSHOCK_RETURN_IF_ERROR(check_ptr(w.w2, "w2", need_align));
+  if (d.shared_intermediate > 0) {
+    DEEPSHOCK_RETURN_IF_ERROR(check_ptr(w.shared_w1, "shared_w1", need_align));
+    if (gated) DEEPSHOCK_RETURN_IF_ERROR(check_ptr(w.shared_w3, "shared_w3", need_align));
+    DEEPSHOCK_RETURN_IF_ERROR(check_ptr(w.shared_w2, "shared_w2", need_align));
+    if (w.shared_gate_kind == SharedGate::sigmoid) DEEPSHOCK_RETURN_IF_ERROR(check_ptr(w.shared_gate, "shared_gate", false));
+  }
+  return Status::success();
+}
+
+}  // namespace detail
+
+}  // namespace deepshock::moe

@@ -1,0 +1,366 @@
+// deepshock/moe/grouped_gemm.hpp — grouped GEMMs of the MoE layer: for every group (expert) g,
+//   C_g[p, n] = sum_k A[row(p), k] * B_g[n, k]        p in [offsets[g], offsets[g + 1])
+// with A's rows gathered through an index list inside the tile loads (no permuted copy of the
+// activations), B_g the group's weights in nn.Linear layout [N, K] (K contiguous), fp32
+// accumulation, and an epilogue policy that consumes the accumulators:
+//   * ActEpilogue<Act>: gated GEMM 1 — two weight matrices (W1, W3) share the A tile and the
+//     epilogue writes T(act(gate, up)) to the intermediate [rows, N] (non-gated: act(gate));
+//   * DownEpilogue: GEMM 2 — writes scale[dest] * acc as fp32 to out[dest(p), n] (ordered
+//     combine), or atomically adds it (AtomicCombine).
+//
+// Mapping without a host round trip: the grid covers an upper bound of the m-tiles
+// (ceil(rows / BM) + groups); a one-block scan (tile_scan_kernel) turns the device-side group
+// sizes into m-tile offsets and each block finds its group by binary search; blocks past the
+// last tile return at once. Empty groups cost nothing. The grid depends only on the planned
+// row count, so the launches can be captured in a CUDA graph.
+//
+// Math: bf16 / fp16 through arch::mma_m16n8k16 (sm_80+, fp32 accumulators, a warp tile of
+// MI x NI instructions); fp32 inputs use plain FMAs (exact testing, not a fast path).
+// Tiles: GemmTile<BM, BN, KBytes, WarpsM, WarpsN>, the K step is KBytes / sizeof(T) elements
+// (128 bytes: 64 bf16 or 32 fp32 per row and stage). Shared-memory rows are padded by 16 bytes
+// so that the fragment loads (row stride 36 words) hit 32 different banks.
+// Requirements (checked by the layer): K a multiple of 16 / sizeof(T), 16-byte aligned A, B and
+// row strides (vector loads). Loads are register-staged: the next K stage is fetched into
+// registers while the current one is multiplied from shared memory. cp.async / TMA multi-stage
+// pipelines, split-K for decode and a wgmma path for sm_90 are tuning work that slots in behind
+// GemmTile.
+#pragma once
+
+#include <cstdint>
+#include <cstring>
+#include <type_traits>
+
+#include "deepshock/core/config.hpp"
+#include "deepshock/core/numeric.hpp"
+#include "deepshock/moe/activation.hpp"
+
+#if DEEPSHOCK_HAS_KERNELS
+#include "deepshock/platform/block.hpp"
+#include "deepshock/platform/cuda.hpp"
+#include "deepshock/platform/mma.hpp"
+#endif
+
+namespace deepshock::moe {
+
+/// A grouped-GEMM tile shape (tuning values; see the file comment).
+template <int BM, int BN, int KBytes, int WarpsM, int WarpsN>
+struct GemmTile {
+  static constexpr int kBM = BM;
+  static constexpr int kBN = BN;
+  static constexpr int kKBytes = KBytes;
+  static constexpr int kWarpsM = WarpsM;
+  static constexpr int kWarpsN = WarpsN;
+  static constexpr int kThreads = 32 * WarpsM * WarpsN;
+  static constexpr int kWM = BM / WarpsM;  ///< warp tile rows
+  static constexpr int kWN = BN / WarpsN;  ///< warp tile columns
+  static_assert(BM % (16 * WarpsM) == 0, "GemmTile: BM must be a multiple of 16 x WarpsM.");
+  static_assert(BN % (8 * WarpsN) == 0, "GemmTile: BN must be a multiple of 8 x WarpsN.");
+  static_assert(KBytes % 64 == 0, "GemmTile: the K stage must be a multiple of 64 bytes (32 half-precision values).");
+  static_assert((BM * BN) % kThreads == 0, "GemmTile: BM x BN must divide evenly among the threads.");
+};
+
+/// Tile choices. Decode: few rows per expert, so short and wide tiles that read each weight
+/// row once; prefill: square tiles that reuse both operands.
+struct GemmTuning {
+  using Decode = GemmTile<16, 64, 128, 1, 4>;
+  using Prefill = GemmTile<64, 64, 128, 2, 2>;
+  /// Decode tiles while the average rows per expert stay small.
+  static bool use_decode(long long assignments, int groups) { return assignments <= 16LL * groups; }
+};
+
+/// GEMM 1 epilogue: h[p, n] = T(Act::apply(gate, up)).
+template <class Act, class T>
+struct ActEpilogue {
+  static constexpr bool kGated = Act::kGated;
+  T* out = nullptr;
+  long long ld = 0;
+  DEEPSHOCK_HOST_DEVICE void store(int p, int n, float gate, float up) const {
+    out[static_cast<long long>(p) * ld + n] = T(Act::apply(gate, up));
+  }
+};
+template <class Act>
+struct ActEpilogue<Act, float> {
+  static constexpr bool kGated = Act::kGated;
+  float* out = nullptr;
+  long long ld = 0;
+  DEEPSHOCK_HOST_DEVICE void store(int p, int n, float gate, float up) const {
+    out[static_cast<long long>(p) * ld + n] = Act::apply(gate, up);
+  }
+};
+
+/// GEMM 2 epilogue: out[d, n] = s * acc (or += atomically) with d = dest_row[p] (p if null)
+/// and s = scale[scale_index[p]] (scale_index null: d; scale null: 1).
+template <bool Atomic>
+struct DownEpilogue {
+  static constexpr bool kGated = false;
+  float* out = nullptr;
+  long long ld = 0;
+  const int* dest_row = nullptr;
+  const int* scale_index = nullptr;
+  const float* scale = nullptr;
+#if DEEPSHOCK_HAS_KERNELS
+  DEEPSHOCK_DEVICE void store(int p, int n, float acc, float) const {
+    const int d = dest_row != nullptr ? dest_row[p] : p;
+    const float s = scale == nullptr ? 1.0f : scale[scale_index != nullptr ? scale_index[p] : d];
+    float* dst = out + static_cast<long long>(d) * ld + n;
+    if constexpr (Atomic) atomicAdd(dst, s * acc);
+    else *dst = s * acc;
+  }
+#endif
+};
+
+/// The operands of one grouped GEMM (device pointers).
+template <class T>
+struct GroupedGemmArgs {
+  const T* a = nullptr;             ///< activations; row r at a + r * lda
+  long long lda = 0;
+  const int* a_rows = nullptr;      ///< [rows] A row of sorted row p; null: p itself
+  const T* b0 = nullptr;            ///< group g's [N, K] weights at b0 + g * b_stride
+  const T* b1 = nullptr;            ///< second weights (gated up projection); gated epilogues only
+  long long b_stride = 0;
+  int n = 0;                        ///< N
+  int k = 0;                        ///< K (a multiple of 16 / sizeof(T))
+  const int* group_offsets = nullptr;  ///< [groups + 1] row ranges; null: one group [0, rows)
+  const int* tile_offsets = nullptr;   ///< [groups + 1] m-tile offsets (tile_scan_kernel); null with group_offsets
+  int groups = 1;
+  int rows = 0;                     ///< rows of the single group when group_offsets is null
+};
+
+#if DEEPSHOCK_HAS_KERNELS
+namespace detail {
+
+/// 16-byte copy between 16-byte aligned addresses.
+DEEPSHOCK_DEVICE void copy16(void* dst, const void* src) {
+#if DEEPSHOCK_SIM
+  std::memcpy(dst, src, 16);
+#else
+  *static_cast<uint4*>(dst) = *static_cast<const uint4*>(src);
+#endif
+}
+DEEPSHOCK_DEVICE void zero16(void* dst) {
+#if DEEPSHOCK_SIM
+  std::memset(dst, 0, 16);
+#else
+  *static_cast<uint4*>(dst) = make_uint4(0u, 0u, 0u, 0u);
+#endif
+}
+/// Two consecutive 16-bit values as one fragment register.
+DEEPSHOCK_DEVICE std::uint32_t lds32(const std::uint16_t* p) {
+#if DEEPSHOCK_SIM
+  std::uint32_t v;
+  std::memcpy(&v, p, 4);
+  return v;
+#else
+  return *reinterpret_cast<const std::uint32_t*>(p);
+#endif
+}
+
+/// Storage type of T in shared memory (raw bits for the 16-bit types).
+template <class T>
+using smem_t = std::conditional_t<sizeof(T) == 2, std::uint16_t, float>;
+
+/// Shared memory of one block.
+template <class T, class Tile, int NB>
+struct GemmSmem {
+  static constexpr int kBK = Tile::kKBytes / static_cast<int>(sizeof(T));
+  static constexpr int kLD = kBK + 16 / static_cast<int>(sizeof(T));  ///< padded row (16 bytes)
+  alignas(16) smem_t<T> a[Tile::kBM][kLD];
+  alignas(16) smem_t<T> b[NB][Tile::kBN][kLD];
+  int rows[Tile::kBM];
+};
+
+}  // namespace detail
+
+namespace kernels {
+
+/// tile_offsets[g] = sum over g' < g of ceil(count_g' / BM), tile_offsets[G] = total. One block
+/// of at least G threads (a multiple of 32, <= 1024).
+template <int BM>
+DEEPSHOCK_KERNEL void tile_scan_kernel(const int* group_offsets, int groups, int* tile_offsets) {
+  __shared__ int scratch[block::kScratchWords];
+  const int g = static_cast<int>(threadIdx.x);
+  const int tiles = g < groups ? (group_offsets[g + 1] - group_offsets[g] + BM - 1) / BM : 0;
+  int total = 0;
+  const int offset = block::exclusive_scan_sum(tiles, total, scratch);
+  if (g < groups) tile_offsets[g] = offset;
+  if (g == 0) tile_offsets[groups] = total;
+}
+
+/// One block per (m-tile, n-tile); see the file comment.
+template <class T, class Tile, class Epi>
+DEEPSHOCK_KERNEL void grouped_gemm_kernel(GroupedGemmArgs<T> args, Epi epi) {
+  constexpr int NB = Epi::kGated ? 2 : 1;
+  using Smem = detail::GemmSmem<T, Tile, NB>;
+  constexpr int BM = Tile::kBM, BN = Tile::kBN, BK = Smem::kBK, VEC = 16 / static_cast<int>(sizeof(T));
+  constexpr int kThreads = Tile::kThreads;
+  constexpr int kChunksPerRow = BK / VEC;
+  __shared__ Smem sm;
+  const int tid = static_cast<int>(threadIdx.x);
+
+  // Which group and which of its m-tiles this block computes.
+  const int tile = static_cast<int>(blockIdx.x);
+  int g = 0, row_begin = 0, row_end = args.rows, local_tile = tile;
+  if (args.group_offsets != nullptr) {
+    if (tile >= args.tile_offsets[args.groups]) return;
+    int lo = 0, hi = args.groups - 1;  // last g with tile_offsets[g] <= tile
+    while (lo < hi) {
+      const int mid = (lo + hi + 1) / 2;
+      if (args.tile_offsets[mid] <= tile) lo = mid;
+      else hi = mid - 1;
+    }
+    g = lo;
+    row_begin = args.group_offsets[g];
+    row_end = args.group_offsets[g + 1];
+    local_tile = tile - args.tile_offsets[g];
+  } else if (static_cast<long long>(tile) * BM >= args.rows) {
+    return;
+  }
+  const int m0 = row_begin + local_tile * BM;
+  const int n0 = static_cast<int>(blockIdx.y) * BN;
+  const T* b[NB];
+  b[0] = args.b0 + static_cast<long long>(g) * args.b_stride;
+  if constexpr (NB == 2) b[1] = args.b1 + static_cast<long long>(g) * args.b_stride;
+
+  for (int r = tid; r < BM; r += kThreads) {
+    const int p = m0 + r;
+    sm.rows[r] = p < row_end ? (args.a_rows != nullptr ? args.a_rows[p] : p) : -1;
+  }
+  __syncthreads();
+
+  constexpr bool kMma = sizeof(T) == 2;
+  // Accumulators: the mma warp tile, or BM x BN / threads outputs per thread for fp32.
+  constexpr int MI = Tile::kWM / 16, NI = Tile::kWN / 8;
+  constexpr int kOut = BM * BN / kThreads;
+  float acc[NB][kMma ? MI * NI * 4 : kOut];
+  DEEPSHOCK_UNROLL
+  for (int m = 0; m < NB; ++m)
+    DEEPSHOCK_UNROLL
+    for (int i = 0; i < (kMma ? MI * NI * 4 : kOut); ++i) acc[m][i] = 0.0f;
+
+  const int warp_id = tid / 32, lane = tid % 32;
+  const int warp_m = warp_id % Tile::kWarpsM, warp_n = warp_id / Tile::kWarpsM;
+  const int fg = lane / 4, ft = lane % 4;  // fragment group and thread in group
+
+  // Register-staged pipeline: the global loads of stage s + 1 are in flight while stage s is
+  // multiplied out of shared memory. Each thread owns fixed 16-byte chunks of the tiles.
+  constexpr int kAChunks = BM * kChunksPerRow / kThreads, kBChunks = BN * kChunksPerRow / kThreads;
+  static_assert(BM * kChunksPerRow % kThreads == 0 && BN * kChunksPerRow % kThreads == 0,
+                "grouped_gemm_kernel: the tile loads must divide evenly among the threads.");
+  uint4 ra[kAChunks], rb[NB][kBChunks];
+  auto load_global = [&](int k0) {
+    DEEPSHOCK_UNROLL
+    for (int i = 0; i < kAChunks; ++i) {
+      const int c = tid + i * kThreads, r = c / kChunksPerRow, kc = (c % kChunksPerRow) * VEC;
+      const int row = sm.rows[r];
+      if (row >= 0 && k0 + kc < args.k) detail::copy16(&ra[i], args.a + static_cast<long long>(row) * args.lda + k0 + kc);
+      else detail::zero16(&ra[i]);
+    }
+    DEEPSHOCK_UNROLL
+    for (int m = 0; m < NB; ++m) {
+      DEEPSHOCK_UNROLL
+      for (int i = 0; i < kBChunks; ++i) {
+        const int c = tid + i * kThreads, r = c / kChunksPerRow, kc = (c % kChunksPerRow) * VEC;
+        if (n0 + r < args.n && k0 + kc < args.k) detail::copy16(&rb[m][i], b[m] + static_cast<long long>(n0 + r) * args.k + k0 + kc);
+        else detail::zero16(&rb[m][i]);
+      }
+    }
+  };
+  auto store_shared = [&]() {
+    DEEPSHOCK_UNROLL
+    for (int i = 0; i < kAChunks; ++i) {
+      const int c = tid + i * kThreads;
+      detail::copy16(&sm.a[c / kChunksPerRow][(c % kChunksPerRow) * VEC], &ra[i]);
+    }
+    DEEPSHOCK_UNROLL
+    for (int m = 0; m < NB; ++m) {
+      DEEPSHOCK_UNROLL
+      for (int i = 0; i < kBChunks; ++i) {
+        const int c = tid + i * kThreads;
+        detail::copy16(&sm.b[m][c / kChunksPerRow][(c % kChunksPerRow) * VEC], &rb[m][i]);
+      }
+    }
+  };
+
+  load_global(0);
+  store_shared();
+  __syncthreads();
+  for (int k0 = 0; k0 < args.k; k0 += BK) {
+    const bool more = k0 + BK < args.k;
+    if (more) load_global(k0 + BK);
+    if constexpr (kMma) {
+      DEEPSHOCK_UNROLL
+      for (int kk = 0; kk < BK; kk += 16) {
+        std::uint32_t af[MI][4];
+        DEEPSHOCK_UNROLL
+        for (int mi = 0; mi < MI; ++mi) {
+          const int r = warp_m * Tile::kWM + mi * 16 + fg;
+          af[mi][0] = detail::lds32(&sm.a[r][kk + 2 * ft]);
+          af[mi][1] = detail::lds32(&sm.a[r + 8][kk + 2 * ft]);
+          af[mi][2] = detail::lds32(&sm.a[r][kk + 2 * ft + 8]);
+          af[mi][3] = detail::lds32(&sm.a[r + 8][kk + 2 * ft + 8]);
+        }
+        DEEPSHOCK_UNROLL
+        for (int m = 0; m < NB; ++m) {
+          DEEPSHOCK_UNROLL
+          for (int ni = 0; ni < NI; ++ni) {
+            const int col = warp_n * Tile::kWN + ni * 8 + fg;
+            const std::uint32_t bf[2] = {detail::lds32(&sm.b[m][col][kk + 2 * ft]), detail::lds32(&sm.b[m][col][kk + 2 * ft + 8])};
+            DEEPSHOCK_UNROLL
+            for (int mi = 0; mi < MI; ++mi) {
+              float(&c)[4] = *reinterpret_cast<float(*)[4]>(&acc[m][(mi * NI + ni) * 4]);
+              arch::mma_m16n8k16<T>(c, af[mi], bf, c);
+            }
+          }
+        }
+      }
+    } else {
+      for (int o = 0; o < kOut; ++o) {
+        const int idx = tid + o * kThreads, r = idx / BN, col = idx % BN;
+        for (int m = 0; m < NB; ++m) {
+          float s = acc[m][o];
+          for (int kk = 0; kk < BK; ++kk) s = fmaf(sm.a[r][kk], sm.b[m][col][kk], s);
+          acc[m][o] = s;
+        }
+      }
+    }
+    __syncthreads();
+    if (more) {
+      store_shared();
+      __syncthreads();
+    }
+  }
+
+  // Epilogue: each accumulator to its (row, column).
+  const int rows_here = row_end - m0;
+  if constexpr (kMma) {
+    DEEPSHOCK_UNROLL
+    for (int mi = 0; mi < MI; ++mi)
+      DEEPSHOCK_UNROLL
+      for (int ni = 0; ni < NI; ++ni)
+        DEEPSHOCK_UNROLL
+        for (int i = 0; i < 4; ++i) {
+          const int r = warp_m * Tile::kWM + mi * 16 + fg + 8 * (i / 2);
+          const int n = n0 + warp_n * Tile::kWN + ni * 8 + 2 * ft + (i % 2);
+          if (r < rows_here && n < args.n) {
+            const int a = (mi * NI + ni) * 4 + i;
+            epi.store(m0 + r, n, acc[0][a], NB == 2 ? acc[NB - 1][a] : 0.0f);
+          }
+        }
+  } else {
+    for (int o = 0; o < kOut; ++o) {
+      const int idx = tid + o * kThreads, r = idx / BN, n = n0 + idx % BN;
+      if (r < rows_here && n < args.n) epi.store(m0 + r, n, acc[0][o], NB == 2 ? acc[NB - 1][o] : 0.0f);
+    }
+  }
+}
+
+}  // namespace kernels
+#endif  // DEEPSHOCK_HAS_KERNELS
+
+/// Upper bound of the m-tiles of `rows` rows split into `groups` groups of any sizes.
+inline long long max_m_tiles(long long rows, int bm, int groups) {
+  if (rows <= 0) return 0;
+  return (rows + bm - 1) / bm + (groups < rows ? groups : rows);
+}
+
+}  // namespace deepshock::moe

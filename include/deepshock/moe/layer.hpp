@@ -1,0 +1,354 @@
+// deepshock/moe/layer.hpp — Layer<Gate, Expert, T, Combine>: the forward pass of a sparse MoE
+// block on one stream, with one workspace sized up front.
+//
+//   using Gate  = ds::gate::SoftmaxTopK<ds::Experts<64>, ds::TopK<6>>;       // DeepSeek-V2-Lite
+//   using Layer = ds::moe::Layer<Gate, ds::moe::Expert<>, ds::bf16>;           // SwiGLU experts
+//   Layer layer({.hidden = 2048, .intermediate = 1408, .shared_intermediate = 2816, .max_tokens = 4096});
+//   std::size_t ws = layer.workspace_bytes();                 // size first ...
+//   ds::Status st = layer.run(inputs, weights, outputs, workspace, ws, stream);   // ... then run
+//
+// Stages (semantics in moe/expert.hpp):
+//   1. router: gate projection + routing (gate::Router<Gate>; Switch drops tokens over capacity);
+//   2. dispatch: stable counting sort of the (token, slot) assignments by expert (moe/dispatch.hpp);
+//   3. GEMM 1: per expert, x rows gathered in the tile loads, W1 | W3, activation epilogue ->
+//      intermediate h [T*k, I] in expert-sorted order (moe/grouped_gemm.hpp);
+//   4. GEMM 2: h . W2^T, scaled by the routing weight, written per (token, slot) (ordered) or
+//      added atomically into an fp32 accumulator (AtomicCombine);
+//   5. shared expert: the same two GEMMs over all tokens;
+//   6. combine: y[t] = sum_j (slot order) + g_t * shared, rounded once to T.
+// `run_routed` starts at stage 2 with caller-supplied ids and weights.
+// Nothing allocates or synchronises the host (except run_routed's optional id check), and the
+// launch grids depend only on T, so a captured CUDA graph replays a run for a fixed T. With the
+// default OrderedCombine the output is bitwise reproducible.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <type_traits>
+
+#include "deepshock/core/status.hpp"
+#include "deepshock/gate/policies.hpp"
+#include "deepshock/moe/dispatch.hpp"
+#include "deepshock/moe/expert.hpp"
+#include "deepshock/moe/grouped_gemm.hpp"
+
+#if DEEPSHOCK_HAS_KERNELS
+#include "deepshock/gate/router.hpp"
+#include "deepshock/platform/block.hpp"
+#include "deepshock/platform/launch.hpp"
+#include "deepshock/platform/runtime.hpp"
+#endif
+
+namespace deepshock::moe {
+
+#if DEEPSHOCK_HAS_KERNELS
+/// Device pointers of the combine step.
+template <class T>
+struct CombineArgs {
+  const float* slot_out = nullptr;    ///< [T*k, H] weighted expert outputs per slot (ordered)
+  const int* slot_position = nullptr; ///< [T*k] -1 = slot not routed (its row is not read)
+  const float* routed_sum = nullptr;  ///< [T, H] atomic accumulator (instead of slot_out)
+  const float* shared_out = nullptr;  ///< [T, H] shared expert output, or null
+  const T* x = nullptr;               ///< [T, H] (row stride ldx): for the sigmoid shared gate
+  long long ldx = 0;
+  const T* shared_gate = nullptr;     ///< [H] or null (weight 1)
+  int k = 0, hidden = 0;
+  T* y = nullptr;
+  long long ldy = 0;
+};
+
+namespace kernels {
+
+/// One block per token: y[t] = sum_j slot_out[t*k + j] (slot order) + g_t * shared_out[t].
+template <class T, int Threads>
+DEEPSHOCK_KERNEL void combine_kernel(CombineArgs<T> a) {
+  __shared__ float scratch[block::kScratchWords];
+  __shared__ int pos[32];
+  const int tid = static_cast<int>(threadIdx.x);
+  const long long t = blockIdx.x;
+  if (a.slot_out != nullptr && tid < a.k) pos[tid] = a.slot_position[t * a.k + tid];
+  float g = 1.0f;
+  if (a.shared_gate != nullptr) {
+    float dot = 0.0f;
+    for (int h = tid; h < a.hidden; h += Threads) dot = fmaf(static_cast<float>(a.x[t * a.ldx + h]), static_cast<float>(a.shared_gate[h]), dot);
+    dot = block::reduce_sum(dot, scratch);
+    g = 1.0f / (1.0f + expf(-dot));
+  }
+  __syncthreads();
+  for (int h = tid; h < a.hidden; h += Threads) {
+    float s = 0.0f;
+    if (a.routed_sum != nullptr) {
+      s = a.routed_sum[t * a.hidden + h];
+    } else {
+      for (int j = 0; j < a.k; ++j)
+        if (pos[j] >= 0) s += a.slot_out[(t * a.k + j) * a.hidden + h];
+    }
+    if (a.shared_out != nullptr) s = fmaf(g, a.shared_out[t * a.hidden + h], s);
+    if constexpr (std::is_same_v<T, float>) a.y[t * a.ldy + h] = s;
+    else a.y[t * a.ldy + h] = T(s);
+  }
+}
+
+/// Counts ids < -1 or >= E (caller-supplied routing).
+DEEPSHOCK_KERNEL void count_bad_ids_kernel(const int* ids, long long n, int E, int* bad) {
+  const long long i = static_cast<long long>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (i < n && (ids[i] < -1 || ids[i] >= E)) atomicAdd(bad, 1);
+}
+
+}  // namespace kernels
+
+/// Per-run options.
+struct RunOptions {
+  /// run_routed only: check the caller's ids on the device and return invalid_argument for an
+  /// id < -1 or >= E. This copies one int to the host and synchronises the stream, so a run to
+  /// be captured in a CUDA graph must pass false (ids outside [0, E) then just contribute 0).
+  bool check_ids = true;
+};
+
+/// The MoE layer. T: bf16, fp16 (tensor cores) or float (exact testing).
+template <class Gate, class ExpertT = Expert<>, class T = bf16, class Combine = OrderedCombine>
+class Layer {
+ public:
+  static constexpr int kExperts = Gate::kExperts;
+  static constexpr int kTopK = Gate::kTopK;
+  using Act = typename ExpertT::activation;
+  static_assert(detail::layer_type_v<T>, "deepshock::moe::Layer: the activation type must be float, bf16 or fp16.");
+  static_assert(ExpertT::codec::kIdentity,
+                "deepshock::moe::Layer: quantized weight codecs arrive with the quantization work; the layer reads unquantized "
+                "weights only so far.");
+  static_assert(ExpertT::adapter::kRank == 0,
+                "deepshock::moe::Layer: LoRA adapters arrive with the LoRA work; the layer takes rank-0 (no) adapters only so far.");
+  static_assert(!Gate::kNoisy, "deepshock::moe::Layer: NoisyTopK is a training-time router; route it with gate::Router and call run_routed.");
+
+  explicit Layer(LayerDims dims, gate::PolicyParams params = gate::default_params<Gate>(), gate::RouterOptions options = {})
+      : dims_(dims), router_(params, options), status_(detail::check_layer_dims<T>(dims)) {}
+
+  const LayerDims& dims() const noexcept { return dims_; }
+  const gate::Router<Gate>& router() const noexcept { return router_; }
+  /// The constructor's check of the sizes; every run returns it too.
+  const Status& status() const noexcept { return status_; }
+
+  /// Workspace bytes for runs of up to dims().max_tokens tokens (256-byte aligned pieces).
+  std::size_t workspace_bytes() const { return plan(dims_.max_tokens).total; }
+  /// Workspace bytes for runs of up to `tokens` tokens (a run of T tokens needs
+  /// workspace_bytes(T); sizes grow with T).
+  std::size_t workspace_bytes(int tokens) const { return plan(tokens).total; }
+
+  /// Router -> dispatch -> experts -> combine (device pointers). x must be dense (x_stride 0 or H).
+  Status run(const LayerInputs<T>& in, const LayerWeights<T, ExpertT>& w, const LayerOutputs<T>& out, void* workspace,
+             std::size_t workspace_size, rt::stream_t stream) const {
+    DEEPSHOCK_RETURN_IF_ERROR(status_);
+    DEEPSHOCK_RETURN_IF_ERROR(detail::check_layer_run(dims_, w, in, out, /*routed=*/false, /*need_align=*/true));
+    if (in.x_stride != 0 && in.x_stride != dims_.hidden)
+      return Status::invalid_argument("x_stride", "the router reads x densely: must be 0 or hidden; use run_routed for strided x");
+    DEEPSHOCK_RETURN_IF_ERROR(check_workspace(workspace, workspace_size, in.tokens));
+    const Plan p = plan(in.tokens);
+    auto* base = static_cast<unsigned char*>(workspace);
+    if (out.dropped_count != nullptr) DEEPSHOCK_RETURN_IF_ERROR(rt::memset_async(out.dropped_count, 0, sizeof(int), stream));
+    if (in.tokens == 0) return zero_counts(out, stream);
+    int* ids = out.topk_ids != nullptr ? out.topk_ids : reinterpret_cast<int*>(base + p.ids);
+    float* weights = out.topk_weights != nullptr ? out.topk_weights : reinterpret_cast<float*>(base + p.weights);
+    gate::RoutingOutputs ro;
+    ro.topk_ids = ids;
+    ro.topk_weights = weights;
+    if constexpr (Gate::kCapacity) ro.dropped_count = out.dropped_count;
+    gate::GateInputs<T> gi{in.x, w.w_gate, nullptr, in.tokens, dims_.hidden, w.gate_bias, w.gate_bias_size};
+    gate::Router<Gate> router = router_;
+    if (in.token_mask != nullptr) {
+      gate::RouterOptions o = router_.options();
+      o.token_mask = in.token_mask;
+      router = gate::Router<Gate>(router_.params(), o);
+    }
+    DEEPSHOCK_RETURN_IF_ERROR(router.run(gi, ro, base + p.router, p.router_bytes, stream));
+    return experts(in, w, out, ids, weights, base, p, stream);
+  }
+
+  /// Dispatch -> experts -> combine with caller-supplied routing: ids [T, k] (-1 = none) and
+  /// weights [T, k] (device). out.topk_ids / topk_weights / dropped_count are not used.
+  Status run_routed(const LayerInputs<T>& in, const int* topk_ids, const float* topk_weights, const LayerWeights<T, ExpertT>& w,
+                    const LayerOutputs<T>& out, void* workspace, std::size_t workspace_size, rt::stream_t stream,
+                    RunOptions options = {}) const {
+    DEEPSHOCK_RETURN_IF_ERROR(status_);
+    DEEPSHOCK_RETURN_IF_ERROR(detail::check_layer_run(dims_, w, in, out, /*routed=*/true, /*need_align=*/true));
+    DEEPSHOCK_RETURN_IF_ERROR(check_workspace(workspace, workspace_size, in.tokens));
+    if (in.tokens > 0 && topk_ids == nullptr) return Status::invalid_argument("topk_ids", "must not be null");
+    if (in.tokens > 0 && topk_weights == nullptr) return Status::invalid_argument("topk_weights", "must not be null");
+    const Plan p = plan(in.tokens);
+    auto* base = static_cast<unsigned char*>(workspace);
+    if (in.tokens == 0) return zero_counts(out, stream);
+    if (options.check_ids) {
+      int* bad = reinterpret_cast<int*>(base + p.bad_ids);
+      const long long n = static_cast<long long>(in.tokens) * kTopK;
+      DEEPSHOCK_RETURN_IF_ERROR(rt::memset_async(bad, 0, sizeof(int), stream));
+      DEEPSHOCK_RETURN_IF_ERROR(launch(kernels::count_bad_ids_kernel, {dim3(static_cast<unsigned>((n + 255) / 256)), dim3(256), 0, stream},
+                                       topk_ids, n, kExperts, bad));
+      int host_bad = 0;
+      DEEPSHOCK_RETURN_IF_ERROR(rt::memcpy_async(&host_bad, bad, sizeof(int), rt::Copy::device_to_host, stream));
+      DEEPSHOCK_RETURN_IF_ERROR(rt::stream_synchronize(stream));
+      if (host_bad > 0)
+        return Status::invalid_argument("topk_ids", std::to_string(host_bad) + " id(s) outside [-1, " + std::to_string(kExperts) +
+                                                        ") (-1 = no expert)");
+    }
+    return experts(in, w, out, topk_ids, topk_weights, base, p, stream);
+  }
+
+ private:
+  static constexpr std::size_t align(std::size_t b) { return (b + 255) / 256 * 256; }
+
+  /// Byte offsets of the workspace pieces for T tokens.
+  struct Plan {
+    std::size_t router = 0, router_bytes = 0, ids = 0, weights = 0, counts = 0, offsets = 0, tile_offsets = 0, sorted_token = 0,
+                sorted_slot = 0, slot_position = 0, bad_ids = 0, dispatch = 0, dispatch_bytes = 0, h = 0, out = 0, shared_h = 0,
+                shared_out = 0, total = 0;
+  };
+  Plan plan(int tokens) const {
+    Plan p;
+    const std::size_t Tn = static_cast<std::size_t>(tokens > 0 ? tokens : 0), N = Tn * kTopK;
+    const std::size_t H = static_cast<std::size_t>(dims_.hidden), I = static_cast<std::size_t>(dims_.intermediate);
+    const std::size_t Is = static_cast<std::size_t>(dims_.shared_intermediate);
+    std::size_t at = 0;
+    auto take = [&at](std::size_t bytes) {
+      const std::size_t here = at;
+      at += align(bytes);
+      return here;
+    };
+    p.router_bytes = gate::Router<Gate>::workspace_bytes(tokens);
+    p.router = take(p.router_bytes);
+    p.ids = take(N * sizeof(int));
+    p.weights = take(N * sizeof(float));
+    p.counts = take(kExperts * sizeof(int));
+    p.offsets = take((kExperts + 1) * sizeof(int));
+    p.tile_offsets = take((kExperts + 1) * sizeof(int));
+    p.sorted_token = take(N * sizeof(int));
+    p.sorted_slot = take(N * sizeof(int));
+    p.slot_position = take(N * sizeof(int));
+    p.bad_ids = take(sizeof(int));
+    p.dispatch_bytes = dispatch_workspace_bytes(tokens, kTopK, kExperts);
+    p.dispatch = take(p.dispatch_bytes);
+    p.h = take(N * I * sizeof(T));
+    p.out = take((Combine::kDeterministic ? N : Tn) * H * sizeof(float));
+    p.shared_h = take(Tn * Is * sizeof(T));
+    p.shared_out = take(Is > 0 ? Tn * H * sizeof(float) : 0);
+    p.total = at;
+    return p;
+  }
+
+  Status check_workspace(const void* workspace, std::size_t size, int tokens) const {
+    const std::size_t need = workspace_bytes(tokens);
+    if (size < need) return Status::resource_exhausted("workspace_size", std::to_string(size) + " bytes, need " + std::to_string(need));
+    if (workspace == nullptr) return Status::invalid_argument("workspace", "must not be null (query workspace_bytes)");
+    if (reinterpret_cast<std::uintptr_t>(workspace) % 256 != 0) return Status::invalid_argument("workspace", "must be 256-byte aligned");
+    return Status::success();
+  }
+
+  Status zero_counts(const LayerOutputs<T>& out, rt::stream_t stream) const {
+    if (out.expert_counts != nullptr) return rt::memset_async(out.expert_counts, 0, sizeof(int) * kExperts, stream);
+    return Status::success();
+  }
+
+  /// Two grouped GEMMs (+ the activation between them) for `rows` rows in `groups` groups.
+  template <class Tile, class DownEpi>
+  static Status mlp(GroupedGemmArgs<T> g1, long long max_tiles, int inter, T* h, GroupedGemmArgs<T> g2, DownEpi down, rt::stream_t stream) {
+    if (max_tiles == 0) return Status::success();
+    const dim3 block(Tile::kThreads);
+    const unsigned mt = static_cast<unsigned>(max_tiles);
+    ActEpilogue<Act, T> act{h, inter};
+    DEEPSHOCK_RETURN_IF_ERROR(launch(kernels::grouped_gemm_kernel<T, Tile, ActEpilogue<Act, T>>,
+                                     {dim3(mt, static_cast<unsigned>((g1.n + Tile::kBN - 1) / Tile::kBN)), block, 0, stream}, g1, act));
+    return launch(kernels::grouped_gemm_kernel<T, Tile, DownEpi>,
+                  {dim3(mt, static_cast<unsigned>((g2.n + Tile::kBN - 1) / Tile::kBN)), block, 0, stream}, g2, down);
+  }
+
+  template <class Tile>
+  Status routed_experts(const LayerWeights<T, ExpertT>& w, const T* x, long long ldx, long long n, const int* offsets, int* tile_offsets,
+                        const int* sorted_token, const int* sorted_slot, const float* weights, T* h, float* out, rt::stream_t stream) const {
+    const int H = dims_.hidden, I = dims_.intermediate;
+    const unsigned scan_threads = static_cast<unsigned>((kExperts + 31) / 32 * 32);
+    DEEPSHOCK_RETURN_IF_ERROR(
+        launch(kernels::tile_scan_kernel<Tile::kBM>, {dim3(1), dim3(scan_threads), 0, stream}, offsets, kExperts, tile_offsets));
+    GroupedGemmArgs<T> g1{x, ldx, sorted_token, w.w1, w.w3, static_cast<long long>(I) * H, I, H, offsets, tile_offsets, kExperts, 0};
+    GroupedGemmArgs<T> g2{h, I, nullptr, w.w2, nullptr, static_cast<long long>(H) * I, H, I, offsets, tile_offsets, kExperts, 0};
+    DownEpilogue<!Combine::kDeterministic> down;
+    down.out = out;
+    down.ld = H;
+    down.scale = weights;
+    if constexpr (Combine::kDeterministic) {
+      down.dest_row = sorted_slot;  // one row per (token, slot); the weight is indexed by the slot too
+    } else {
+      down.dest_row = sorted_token;
+      down.scale_index = sorted_slot;
+    }
+    return mlp<Tile>(g1, max_m_tiles(n, Tile::kBM, kExperts), I, h, g2, down, stream);
+  }
+
+  template <class Tile>
+  Status shared_expert(const LayerWeights<T, ExpertT>& w, const T* x, long long ldx, int tokens, T* h, float* out, rt::stream_t stream) const {
+    const int H = dims_.hidden, Is = dims_.shared_intermediate;
+    GroupedGemmArgs<T> g1{x, ldx, nullptr, w.shared_w1, w.shared_w3, 0, Is, H, nullptr, nullptr, 1, tokens};
+    GroupedGemmArgs<T> g2{h, Is, nullptr, w.shared_w2, nullptr, 0, H, Is, nullptr, nullptr, 1, tokens};
+    DownEpilogue<false> down;
+    down.out = out;
+    down.ld = H;
+    return mlp<Tile>(g1, max_m_tiles(tokens, Tile::kBM, 1), Is, h, g2, down, stream);
+  }
+
+  Status experts(const LayerInputs<T>& in, const LayerWeights<T, ExpertT>& w, const LayerOutputs<T>& out, const int* ids,
+                 const float* weights, unsigned char* base, const Plan& p, rt::stream_t stream) const {
+    const int Tn = in.tokens, H = dims_.hidden;
+    const long long n = static_cast<long long>(Tn) * kTopK;
+    const long long ldx = in.x_stride != 0 ? in.x_stride : H;
+    auto at = [base](std::size_t off) { return base + off; };
+    DispatchOutputs d;
+    d.expert_counts = out.expert_counts != nullptr ? out.expert_counts : reinterpret_cast<int*>(at(p.counts));
+    d.expert_offsets = reinterpret_cast<int*>(at(p.offsets));
+    d.sorted_token = reinterpret_cast<int*>(at(p.sorted_token));
+    d.sorted_slot = reinterpret_cast<int*>(at(p.sorted_slot));
+    d.slot_position = reinterpret_cast<int*>(at(p.slot_position));
+    DEEPSHOCK_RETURN_IF_ERROR(dispatch(ids, Tn, kTopK, kExperts, d, at(p.dispatch), p.dispatch_bytes, stream));
+    T* h = reinterpret_cast<T*>(at(p.h));
+    float* routed = reinterpret_cast<float*>(at(p.out));
+    if constexpr (!Combine::kDeterministic)
+      DEEPSHOCK_RETURN_IF_ERROR(rt::memset_async(routed, 0, static_cast<std::size_t>(Tn) * H * sizeof(float), stream));
+    int* tiles = reinterpret_cast<int*>(at(p.tile_offsets));
+    if (GemmTuning::use_decode(n, kExperts))
+      DEEPSHOCK_RETURN_IF_ERROR(routed_experts<GemmTuning::Decode>(w, in.x, ldx, n, d.expert_offsets, tiles, d.sorted_token, d.sorted_slot,
+                                                                   weights, h, routed, stream));
+    else
+      DEEPSHOCK_RETURN_IF_ERROR(routed_experts<GemmTuning::Prefill>(w, in.x, ldx, n, d.expert_offsets, tiles, d.sorted_token,
+                                                                    d.sorted_slot, weights, h, routed, stream));
+    float* shared_out = nullptr;
+    if (dims_.shared_intermediate > 0) {
+      shared_out = reinterpret_cast<float*>(at(p.shared_out));
+      T* hs = reinterpret_cast<T*>(at(p.shared_h));
+      if (GemmTuning::use_decode(Tn, 1))
+        DEEPSHOCK_RETURN_IF_ERROR(shared_expert<GemmTuning::Decode>(w, in.x, ldx, Tn, hs, shared_out, stream));
+      else
+        DEEPSHOCK_RETURN_IF_ERROR(shared_expert<GemmTuning::Prefill>(w, in.x, ldx, Tn, hs, shared_out, stream));
+    }
+    CombineArgs<T> c;
+    if constexpr (Combine::kDeterministic) {
+      c.slot_out = routed;
+      c.slot_position = d.slot_position;
+    } else {
+      c.routed_sum = routed;
+    }
+    c.shared_out = shared_out;
+    c.x = in.x;
+    c.ldx = ldx;
+    c.shared_gate = w.shared_gate_kind == SharedGate::sigmoid ? w.shared_gate : nullptr;
+    c.k = kTopK;
+    c.hidden = H;
+    c.y = out.y;
+    c.ldy = out.y_stride != 0 ? out.y_stride : H;
+    constexpr int kCombineThreads = 128;
+    return launch(kernels::combine_kernel<T, kCombineThreads>, {dim3(static_cast<unsigned>(Tn)), dim3(kCombineThreads), 0, stream}, c);
+  }
+
+  LayerDims dims_;
+  gate::Router<Gate> router_;
+  Status status_;
+};
+#endif  // DEEPSHOCK_HAS_KERNELS
+
+}  // namespace deepshock::moe

@@ -1,0 +1,437 @@
+// MoE layer on the host (moe/reference_layer.hpp): the CPU executor (host::run_layer_routed,
+// host::run_layer) against the double-precision reference (reference::layer_from_routing), with
+// fresh random inputs each run. Every run poisons y with NaN first (padding columns of a strided
+// y with a sentinel that must survive), uses odd sizes (H 136, I 200, shared 72), -1 ids with
+// non-zero weights, a 90% hot expert, and all four activations in fp32, bf16 and fp16.
+// Tolerances are scaled by the largest |y| of the case (outputs are ~0.05 with these weights).
+#include <catch2/catch.hpp>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <numeric>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "deepshock/gate/reference.hpp"
+#include "deepshock/gate/reference_stats.hpp"
+#include "deepshock/moe/reference_layer.hpp"
+#include "test_support.hpp"
+
+#if defined(_OPENMP)
+#include <omp.h>
+#endif
+
+namespace {
+namespace ds = deepshock;
+namespace moe = deepshock::moe;
+namespace gate = deepshock::gate;
+
+#define DS_REQUIRE_OK(expr)        \
+  do {                             \
+    const ds::Status st_ = (expr); \
+    INFO(st_.to_string());         \
+    REQUIRE(st_.ok());             \
+  } while (0)
+
+void check_rejects(const ds::Status& st, ds::StatusCode code, const std::string& argument) {
+  INFO(st.to_string() << " (expected the argument " << argument << ")");
+  CHECK(st.code() == code);
+  CHECK(st.message().rfind(argument + ":", 0) == 0);
+}
+
+constexpr int kH = 136, kI = 200, kIs = 72;
+
+template <class T>
+T to_t(float f) {
+  if constexpr (std::is_same_v<T, float>) return f;
+  else return T(f);
+}
+template <class T>
+float to_f(T v) {
+  if constexpr (std::is_same_v<T, float>) return v;
+  else return v.to_float();
+}
+template <class T>
+T nan_t() {
+  if constexpr (std::is_same_v<T, float>) return ds_test::poison_float();
+  else if constexpr (std::is_same_v<T, ds::bf16>) return ds::bf16::from_bits(0x7FC0);
+  else return ds::fp16::from_bits(0x7E00);
+}
+template <class T>
+std::uint32_t bits_of(T v) {
+  if constexpr (std::is_same_v<T, float>) return ds::detail::float_to_bits(v);
+  else return v.bits;
+}
+/// |got - want| <= c * (scale + |want|), scale = the case's largest |y|: a relative tolerance.
+template <class T>
+double tol_factor() {
+  if constexpr (std::is_same_v<T, float>) return 1e-4;
+  else if constexpr (std::is_same_v<T, ds::bf16>) return 2e-2;
+  else return 1e-2;
+}
+
+template <class T>
+std::vector<T> convert(const std::vector<float>& v) {
+  std::vector<T> out(v.size());
+  for (std::size_t i = 0; i < v.size(); ++i) out[i] = to_t<T>(v[i]);
+  return out;
+}
+std::vector<float> scaled_uniform(std::size_t n, int fan_in, std::mt19937_64& rng) {
+  std::vector<float> v = ds_test::uniform(n, rng);
+  const float s = 1.0f / std::sqrt(static_cast<float>(fan_in));
+  for (float& x : v) x *= s;
+  return v;
+}
+
+/// Weights of one layer in fp32, drawn once and converted per type: w ~ U(-1, 1) / sqrt(fan_in).
+struct Master {
+  int E;
+  std::vector<float> w_gate, w1, w3, w2, sw1, sw3, sw2, sgate;
+  Master(int experts, std::mt19937_64& rng) : E(experts) {
+    const std::size_t per = static_cast<std::size_t>(kI) * kH;
+    w_gate = scaled_uniform(static_cast<std::size_t>(E) * kH, kH, rng);
+    w1 = scaled_uniform(E * per, kH, rng);
+    w3 = scaled_uniform(E * per, kH, rng);
+    w2 = scaled_uniform(E * per, kI, rng);
+    sw1 = scaled_uniform(static_cast<std::size_t>(kIs) * kH, kH, rng);
+    sw3 = scaled_uniform(static_cast<std::size_t>(kIs) * kH, kH, rng);
+    sw2 = scaled_uniform(static_cast<std::size_t>(kIs) * kH, kIs, rng);
+    sgate = scaled_uniform(kH, kH, rng);
+  }
+};
+
+enum class Shared { none, plain, sigmoid };
+
+template <class T>
+struct Model {
+  int E;
+  std::vector<T> w_gate, w1, w3, w2, sw1, sw3, sw2, sgate;
+  explicit Model(const Master& m)
+      : E(m.E), w_gate(convert<T>(m.w_gate)), w1(convert<T>(m.w1)), w3(convert<T>(m.w3)), w2(convert<T>(m.w2)),
+        sw1(convert<T>(m.sw1)), sw3(convert<T>(m.sw3)), sw2(convert<T>(m.sw2)), sgate(convert<T>(m.sgate)) {}
+  moe::LayerDims dims(Shared sh, int max_tokens) const { return {kH, kI, sh == Shared::none ? 0 : kIs, max_tokens}; }
+  template <class X>
+  moe::LayerWeights<T, X> weights(Shared sh) const {
+    moe::LayerWeights<T, X> w;
+    w.w_gate = w_gate.data();
+    w.w1 = w1.data();
+    w.w3 = X::kGated ? w3.data() : nullptr;
+    w.w2 = w2.data();
+    if (sh != Shared::none) {
+      w.shared_w1 = sw1.data();
+      w.shared_w3 = X::kGated ? sw3.data() : nullptr;
+      w.shared_w2 = sw2.data();
+    }
+    if (sh == Shared::sigmoid) {
+      w.shared_gate = sgate.data();
+      w.shared_gate_kind = moe::SharedGate::sigmoid;
+    }
+    return w;
+  }
+};
+
+/// y [T, y_stride]: NaN in the H columns, a sentinel in the padding.
+template <class T>
+std::vector<T> poisoned_y(int tokens, int ys) {
+  std::vector<T> y(static_cast<std::size_t>(tokens) * ys);
+  for (std::size_t i = 0; i < y.size(); ++i) y[i] = static_cast<int>(i % ys) < kH ? nan_t<T>() : to_t<T>(7.0f);
+  return y;
+}
+
+/// Compares y (strided) with the reference; the padding must still hold the sentinel.
+template <class T>
+void check_y(const std::vector<T>& y, int tokens, int ys, const std::vector<double>& ref) {
+  std::vector<float> got(static_cast<std::size_t>(tokens) * kH);
+  int pad_changed = 0;
+  for (int t = 0; t < tokens; ++t)
+    for (int c = 0; c < ys; ++c) {
+      const T v = y[static_cast<std::size_t>(t) * ys + c];
+      if (c < kH) got[static_cast<std::size_t>(t) * kH + c] = to_f<T>(v);
+      else pad_changed += bits_of(v) != bits_of(to_t<T>(7.0f));
+    }
+  CHECK(pad_changed == 0);
+  double scale = 1e-6;
+  for (double v : ref) scale = std::max(scale, std::abs(v));
+  const double c = tol_factor<T>();
+  INFO("largest |y| " << scale);
+  const std::string msg = ds_test::compare(got, ref, {c * scale, c});
+  INFO(msg);
+  CHECK(msg.empty());
+  CHECK(std::all_of(got.begin(), got.end(), [](float v) { return std::isfinite(v); }));
+}
+
+template <class T>
+std::vector<T> random_x(int tokens, int xs, std::mt19937_64& rng) {
+  return convert<T>(ds_test::uniform(static_cast<std::size_t>(tokens) * xs, rng));
+}
+
+struct Case {
+  int E, tokens, k;
+  Shared shared;
+  bool strided, minus1, hot;
+};
+
+/// Distinct ids per token (slot 0 the hot expert 90% of the time when `hot`), some -1 (weight
+/// kept non-zero: it must not count), weights U(0, 1) normalised per token.
+void random_routing(const Case& c, std::mt19937_64& rng, std::vector<int>& ids, std::vector<float>& wts) {
+  ids.assign(static_cast<std::size_t>(c.tokens) * c.k, -1);
+  wts.assign(ids.size(), 0.0f);
+  std::vector<int> perm(static_cast<std::size_t>(c.E));
+  for (int t = 0; t < c.tokens; ++t) {
+    std::iota(perm.begin(), perm.end(), 0);
+    std::shuffle(perm.begin(), perm.end(), rng);
+    if (c.hot && std::uniform_int_distribution<int>(0, 9)(rng) < 9) std::swap(perm[0], *std::find(perm.begin(), perm.end(), c.E / 3));
+    float sum = 0.0f;
+    for (int j = 0; j < c.k; ++j) {
+      const std::size_t a = static_cast<std::size_t>(t) * c.k + j;
+      ids[a] = c.minus1 && std::uniform_int_distribution<int>(0, 5)(rng) == 0 ? -1 : perm[static_cast<std::size_t>(j)];
+      wts[a] = std::uniform_real_distribution<float>(0.05f, 1.0f)(rng);
+      sum += wts[a];
+    }
+    for (int j = 0; j < c.k; ++j) wts[static_cast<std::size_t>(t) * c.k + j] /= sum;
+  }
+}
+
+template <class T, class Act>
+void check_routed_case(const Model<T>& m, const Case& c, std::mt19937_64& rng) {
+  using X = moe::Expert<ds::quant::None, ds::lora::None, Act>;
+  INFO(Act::kName << " E " << c.E << " T " << c.tokens << " k " << c.k << " shared " << static_cast<int>(c.shared) << " strided "
+                  << c.strided << " minus1 " << c.minus1 << " hot " << c.hot);
+  const int xs = c.strided ? kH + 8 : kH, ys = c.strided ? kH + 24 : kH;
+  const moe::LayerDims d = m.dims(c.shared, c.tokens + 3);
+  const auto w = m.template weights<X>(c.shared);
+  const std::vector<T> x = random_x<T>(c.tokens, xs, rng);
+  std::vector<int> ids;
+  std::vector<float> wts;
+  random_routing(c, rng, ids, wts);
+  std::vector<T> y = poisoned_y<T>(c.tokens, ys);
+  std::vector<int> counts(static_cast<std::size_t>(c.E), -7);
+  int dropped = -7;
+  const moe::LayerInputs<T> in{x.data(), c.tokens, c.strided ? xs : 0, nullptr};
+  moe::LayerOutputs<T> out;
+  out.y = y.data();
+  out.y_stride = c.strided ? ys : 0;
+  out.expert_counts = counts.data();
+  out.dropped_count = &dropped;
+  DS_REQUIRE_OK(moe::host::run_layer_routed(d, c.E, c.k, w, in, ids.data(), wts.data(), out));
+  check_y(y, c.tokens, ys, moe::reference::layer_from_routing(d, c.E, c.k, w, in, ids.data(), wts.data()));
+  std::vector<int> expect(static_cast<std::size_t>(c.E), 0);
+  for (int id : ids)
+    if (id >= 0) ++expect[static_cast<std::size_t>(id)];
+  CHECK(counts == expect);
+  CHECK(dropped == -7);  // not used with given routing
+}
+
+const std::vector<Case> kCases = {
+    {8, 0, 2, Shared::plain, false, false, false},    {8, 1, 1, Shared::none, false, false, false},
+    {8, 7, 2, Shared::sigmoid, true, true, false},    {8, 7, 6, Shared::plain, false, true, false},
+    {8, 33, 2, Shared::plain, false, false, true},    {60, 1, 6, Shared::sigmoid, false, false, false},
+    {60, 7, 6, Shared::none, false, true, false},     {60, 33, 6, Shared::plain, true, true, false},
+    {60, 33, 2, Shared::sigmoid, false, false, true},
+};
+
+}  // namespace
+
+TEMPLATE_TEST_CASE("host layer with given routing matches the double reference", "[host][moe]", float, ds::bf16, ds::fp16) {
+  using T = TestType;
+  auto rng = ds_test::make_rng(0x1A7E5 + sizeof(T) * 131 + std::is_same_v<T, ds::bf16>);
+  for (int E : {8, 60}) {
+    const Model<T> m(Master(E, rng));
+    const auto each_act = [&]<class Act>() {
+      for (const Case& c : kCases)
+        if (c.E == E) check_routed_case<T, Act>(m, c, rng);
+    };
+    each_act.template operator()<ds::act::SwiGLU>();
+    each_act.template operator()<ds::act::GeGLU>();
+    each_act.template operator()<ds::act::SiLU>();
+    each_act.template operator()<ds::act::GELU>();
+  }
+}
+
+namespace {
+/// run_layer<Gate>: routing equals gate::reference::route (+ Switch capacity) on the same
+/// logits, y equals the reference from that routing.
+template <class Gate, class T, class Act>
+void check_gated(const gate::PolicyParams& p, const gate::RouterOptions& o, const float* bias, int tokens, bool mask,
+                 std::mt19937_64& rng) {
+  using X = moe::Expert<ds::quant::None, ds::lora::None, Act>;
+  constexpr int E = Gate::kExperts, k = Gate::kTopK;
+  INFO(Gate::kName << " " << Act::kName << " T " << tokens);
+  const Model<T> m(Master(E, rng));
+  const int xs = kH + 8;
+  const moe::LayerDims d = m.dims(Shared::sigmoid, tokens);
+  auto w = m.template weights<X>(Shared::sigmoid);
+  w.gate_bias = bias;
+  w.gate_bias_size = bias != nullptr ? E : 0;
+  const std::vector<T> x = random_x<T>(tokens, xs, rng);
+  std::vector<std::uint8_t> token_mask(static_cast<std::size_t>(tokens), 0);
+  for (int t = 0; t < tokens; t += 5) token_mask[static_cast<std::size_t>(t)] = mask;
+  const moe::LayerInputs<T> in{x.data(), tokens, xs, token_mask.data()};
+  std::vector<T> y = poisoned_y<T>(tokens, kH);
+  std::vector<int> ids(static_cast<std::size_t>(tokens) * k, -7), counts(E, -7);
+  std::vector<float> wts(ids.size(), ds_test::poison_float());
+  int dropped = -7;
+  const moe::LayerOutputs<T> out{y.data(), 0, ids.data(), wts.data(), counts.data(), &dropped};
+  DS_REQUIRE_OK((moe::host::run_layer<Gate>(d, p, o, w, in, out)));
+
+  std::vector<T> xp(static_cast<std::size_t>(tokens) * kH);
+  for (int t = 0; t < tokens; ++t) std::copy_n(x.begin() + static_cast<long>(t) * xs, kH, xp.begin() + static_cast<long>(t) * kH);
+  const auto r = gate::reference::route<Gate>(gate::reference::gate_logits<T>(xp.data(), m.w_gate.data(), tokens, kH, E), tokens,
+                                              nullptr, bias, p, o, token_mask.data());
+  std::vector<int> want_ids = r.ids, want_counts = r.counts;
+  std::vector<float> want_wts(r.weights.begin(), r.weights.end());
+  int want_dropped = 0;
+  if constexpr (Gate::kCapacity) {
+    std::vector<int> pos(static_cast<std::size_t>(tokens));
+    std::vector<std::uint8_t> flags(static_cast<std::size_t>(tokens));
+    const gate::CapacityOutputs co{pos.data(), flags.data(), &want_dropped, want_counts.data(), want_wts.data(), want_ids.data()};
+    DS_REQUIRE_OK(gate::reference::apply_switch_capacity(want_ids.data(), tokens, E, gate::switch_capacity(tokens, E, p.capacity_factor), co));
+    CHECK(want_dropped > 0);
+  }
+  CHECK(ids == want_ids);
+  CHECK((wts.empty() || std::memcmp(wts.data(), want_wts.data(), wts.size() * sizeof(float)) == 0));
+  CHECK(counts == want_counts);
+  CHECK(dropped == want_dropped);
+  for (int t = 0; t < tokens; ++t)
+    if (mask && t % 5 == 0) CHECK(ids[static_cast<std::size_t>(t) * k] == -1);
+  check_y(y, tokens, kH, moe::reference::layer_from_routing(d, E, k, w, in, ids.data(), wts.data()));
+}
+}  // namespace
+
+TEST_CASE("host layer routes like gate::reference and matches the reference layer", "[host][moe]") {
+  auto rng = ds_test::make_rng(0x6A7E);
+  SECTION("SoftmaxTopK, fp32, padding mask") {
+    using G = gate::SoftmaxTopK<ds::Experts<8>, ds::TopK<2>>;
+    check_gated<G, float, ds::act::SwiGLU>(gate::default_params<G>(), {}, nullptr, 33, true, rng);
+  }
+  SECTION("SoftmaxTopK, bf16, expert-parallel range [2, 6), scaling 1.5") {
+    using G = gate::SoftmaxTopK<ds::Experts<8>, ds::TopK<2>>;
+    gate::RouterOptions o;
+    o.routed_scaling_factor = 1.5f;
+    o.expert_begin = 2;
+    o.expert_end = 6;
+    check_gated<G, ds::bf16, ds::act::GELU>(gate::default_params<G>(), o, nullptr, 7, false, rng);
+  }
+  SECTION("DeepSeekV3 with bias and groups, bf16") {
+    using G = gate::DeepSeekV3<ds::Experts<16>, ds::TopK<4>, ds::Groups<4, 2>>;
+    const std::vector<float> bias = ds_test::uniform(16, rng, -0.1f, 0.1f);
+    gate::RouterOptions o;
+    o.routed_scaling_factor = 2.5f;
+    check_gated<G, ds::bf16, ds::act::GeGLU>(gate::default_params<G>(), o, bias.data(), 33, false, rng);
+  }
+  SECTION("Switch drops tokens beyond the capacity, fp16") {
+    using G = gate::Switch<ds::Experts<8>>;
+    gate::PolicyParams p = gate::default_params<G>();
+    p.capacity_factor = 0.5f;  // C = ceil(33 / 8 * 0.5) = 3: at most 24 of 33 tokens kept
+    check_gated<G, ds::fp16, ds::act::SiLU>(p, {}, nullptr, 33, false, rng);
+  }
+  SECTION("T = 0 zeroes the counts") {
+    using G = gate::SoftmaxTopK<ds::Experts<8>, ds::TopK<2>>;
+    check_gated<G, float, ds::act::SwiGLU>(gate::default_params<G>(), {}, nullptr, 0, false, rng);
+  }
+}
+
+TEST_CASE("host layer results are bitwise reproducible, for any thread count", "[host][moe]") {
+  auto rng = ds_test::make_rng(0xDE7);
+  using X = moe::Expert<>;
+  const Model<ds::bf16> m(Master(8, rng));
+  const Case c{8, 33, 2, Shared::sigmoid, false, true, true};
+  const moe::LayerDims d = m.dims(c.shared, c.tokens);
+  const auto w = m.weights<X>(c.shared);
+  const std::vector<ds::bf16> x = random_x<ds::bf16>(c.tokens, kH, rng);
+  std::vector<int> ids;
+  std::vector<float> wts;
+  random_routing(c, rng, ids, wts);
+  const auto run = [&] {
+    std::vector<ds::bf16> y = poisoned_y<ds::bf16>(c.tokens, kH);
+    moe::LayerOutputs<ds::bf16> out;
+    out.y = y.data();
+    DS_REQUIRE_OK(moe::host::run_layer_routed(d, c.E, c.k, w, moe::LayerInputs<ds::bf16>{x.data(), c.tokens, 0, nullptr}, ids.data(),
+                                              wts.data(), out));
+    std::vector<std::uint16_t> bits(y.size());
+    for (std::size_t i = 0; i < y.size(); ++i) bits[i] = y[i].bits;
+    return bits;
+  };
+  const auto first = run();
+  CHECK(run() == first);
+#if defined(_OPENMP)
+  const int threads = omp_get_max_threads();
+  for (int n : {1, 3}) {
+    omp_set_num_threads(n);
+    CHECK(run() == first);
+  }
+  omp_set_num_threads(threads);
+#endif
+}
+
+TEST_CASE("host layer rejects bad arguments with a Status naming the argument", "[host][moe]") {
+  using ds::StatusCode;
+  auto rng = ds_test::make_rng(0xBAD);
+  const Model<float> m(Master(8, rng));
+  const std::vector<float> x = random_x<float>(4, kH, rng);
+  std::vector<float> y = poisoned_y<float>(4, kH);
+  std::vector<int> ids = {0, 1, 2, 3, 4, 5, 6, 7};
+  const std::vector<float> wts(8, 0.5f);
+  std::vector<int> counts(8, -7);
+  moe::LayerOutputs<float> out;
+  out.y = y.data();
+  out.expert_counts = counts.data();
+  const moe::LayerInputs<float> in{x.data(), 4, 0, nullptr};
+  const moe::LayerDims d = m.dims(Shared::plain, 4);
+  const auto w = m.weights<moe::Expert<>>(Shared::plain);
+  using SiLUExpert = moe::Expert<ds::quant::None, ds::lora::None, ds::act::SiLU>;
+  using G = gate::SoftmaxTopK<ds::Experts<8>, ds::TopK<2>>;
+  const auto p = gate::default_params<G>();
+
+  check_rejects(moe::host::run_layer_routed(m.dims(Shared::plain, 3), 8, 2, w, in, ids.data(), wts.data(), out), StatusCode::out_of_range,
+                "tokens");
+  auto no_w1 = w;
+  no_w1.w1 = nullptr;
+  check_rejects(moe::host::run_layer_routed(d, 8, 2, no_w1, in, ids.data(), wts.data(), out), StatusCode::invalid_argument, "w1");
+  auto silu_w3 = m.weights<SiLUExpert>(Shared::plain);
+  silu_w3.w3 = m.w3.data();
+  check_rejects(moe::host::run_layer_routed(d, 8, 2, silu_w3, in, ids.data(), wts.data(), out), StatusCode::invalid_argument, "w3");
+  moe::LayerDims odd = d;
+  odd.hidden = 6;  // fp32 vectors hold 4
+  check_rejects(moe::host::run_layer_routed(odd, 8, 2, w, in, ids.data(), wts.data(), out), StatusCode::invalid_argument, "hidden");
+  auto gate_no_shared = m.weights<moe::Expert<>>(Shared::none);
+  gate_no_shared.shared_gate_kind = moe::SharedGate::sigmoid;
+  gate_no_shared.shared_gate = m.sgate.data();
+  check_rejects(moe::host::run_layer_routed(m.dims(Shared::none, 4), 8, 2, gate_no_shared, in, ids.data(), wts.data(), out),
+                StatusCode::invalid_argument, "shared_gate_kind");
+  auto gate_vector_alone = w;
+  gate_vector_alone.shared_gate = m.sgate.data();  // kind none
+  check_rejects(moe::host::run_layer_routed(d, 8, 2, gate_vector_alone, in, ids.data(), wts.data(), out), StatusCode::invalid_argument,
+                "shared_gate");
+  check_rejects(moe::host::run_layer_routed(d, 8, 2, w, in, ids.data(), nullptr, out), StatusCode::invalid_argument, "topk_weights");
+  for (int bad : {8, -2}) {
+    ids[5] = bad;
+    const ds::Status st = moe::host::run_layer_routed(d, 8, 2, w, in, ids.data(), wts.data(), out);
+    check_rejects(st, StatusCode::invalid_argument, "topk_ids");
+    CHECK(st.message().find("entry 5") != std::string::npos);
+    CHECK(st.message().find(std::to_string(bad)) != std::string::npos);
+  }
+  const auto all_nan = [&] { return std::all_of(y.begin(), y.end(), [](float v) { return std::isnan(v); }); };
+  CHECK(all_nan());  // nothing written by a rejected call
+  CHECK(counts == std::vector<int>(8, -7));
+
+  // Gate arguments of run_layer.
+  check_rejects(moe::host::run_layer<G>(d, p, {}, [&] { auto v = w; v.w_gate = nullptr; return v; }(), in, out),
+                StatusCode::invalid_argument, "w_gate");
+  const std::vector<float> bias(8, 0.0f);
+  check_rejects(moe::host::run_layer<G>(d, p, {}, [&] { auto v = w; v.gate_bias = bias.data(); v.gate_bias_size = 8; return v; }(), in, out),
+                StatusCode::invalid_argument, "gate_bias");
+  using V3 = gate::DeepSeekV3<ds::Experts<8>, ds::TopK<2>, ds::Groups<4, 2>>;
+  check_rejects(moe::host::run_layer<V3>(d, gate::default_params<V3>(), {}, w, in, out), StatusCode::invalid_argument, "gate_bias");
+  check_rejects(moe::host::run_layer<V3>(d, gate::default_params<V3>(), {}, [&] { auto v = w; v.gate_bias = bias.data(); v.gate_bias_size = 7; return v; }(), in, out),
+                StatusCode::invalid_argument, "gate_bias");
+  gate::RouterOptions range;
+  range.expert_end = 9;
+  check_rejects(moe::host::run_layer<G>(d, p, range, w, in, out), StatusCode::invalid_argument, "options.expert_begin/expert_end");
+  using Noisy = gate::NoisyTopK<ds::Experts<8>, ds::TopK<2>>;
+  CHECK(moe::host::run_layer<Noisy>(d, gate::default_params<Noisy>(), {}, w, in, out).code() == StatusCode::unsupported);
+  CHECK(all_nan());
+}
