@@ -1,0 +1,534 @@
+// bench/bench_moe.cu — the MoE layer moe::Layer<Gate, moe::Expert<>, bf16> (SwiGLU experts, ordered
+// combine) on the model shapes of REFERENCE.md section 2 (nvcc, Google Benchmark, CUDA-event manual
+// time, JSON-friendly counters), against a per-expert cuBLAS loop.
+//
+// For each model and T in {1, 8, 32, 128, 1024, 8192} tokens, bf16 weights and activations:
+//   layer/<model>/T:n        Layer::run: router + dispatch + grouped GEMMs + shared expert + combine
+//   routed/<model>/T:n       Layer::run_routed (RunOptions{.check_ids = false}) on the ids and
+//                            weights of one Layer::run: everything but the router
+//   router/<model>/T:n       gate::Router::run alone (DeepSeek-V2-Lite only)
+//   cublas_loop/<model>/T:n  "per-expert cuBLAS loop, as frameworks do", same routing as routed/:
+//                            the tokens are grouped per expert on the host once (untimed); timed:
+//                            shared expert as dense GEMMs (cublasGemmEx bf16 in, fp32 compute) with
+//                            its down projection writing fp32 y (or a memset of y without one),
+//                            then for each touched expert a gather of its token rows, GEMMs for W1
+//                            and W3 (bf16 out), an elementwise SwiGLU, a GEMM for W2 and a scatter-
+//                            add of w * out into fp32 y (no atomics needed: one stream, and each
+//                            token appears once per expert), and finally y cast to bf16.
+// Before timing, cublas_loop's y is compared with Layer::run's y on the first 256 tokens (max |diff|
+// <= 5% of max |y|, reported as max_rel_diff_vs_layer; both round the intermediate h to bf16, the
+// loop also its W1/W3/W2 outputs): a wrong layer or loop fails the row.
+//
+// Bytes (what must move: every input read once, every output written once):
+//   2TH (x) + 2TH (y) + 8Tk (ids + weights) + touched x 3HI x 2 (the routed experts this routing
+//   touches, from expert_counts of a warm-up run) + 3 H Is x 2 (shared) [+ 2EH router weights
+//   + 4E bias, layer/ only]; router/: 2TH + 2EH + 8Tk + 4E [+ 4E bias].
+// FLOPs: 2 x 3 x H x I per routed assignment (T k of them) + 2 x 3 x H x Is x T (shared)
+//   [+ 2TEH router, layer/ and router/].
+// routed/ and cublas_loop/ count the same bytes and FLOPs, so the ratio of their GB/s is the ratio
+// of their times; layer/ adds the router on top. Counters (bench_util.hpp, set_roofline_counters):
+// bytes_per_second, pct_of_bw_roofline (4.8 TB/s), flop_per_second, pct_of_flop_roofline
+// (989 TFLOP/s dense bf16; datasheet leads), plus experts_touched.
+//
+// Timing as bench_router.cu: CUDA events around one iteration after an untimed L2 flush (cold L2:
+// weights come from HBM). Weights are allocated and filled (hash-based uniform, +-3/sqrt(fan_in))
+// once per model and kept until the next model's first benchmark (benchmarks run in registration
+// order) or the end of main. Without a GPU the binary prints one line and exits 0.
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <cublas_v2.h>
+
+#include "bench_util.hpp"
+#include "deepshock/core/numeric.hpp"
+#include "deepshock/gate/policies.hpp"
+#include "deepshock/gate/router.hpp"
+#include "deepshock/moe/activation.hpp"
+#include "deepshock/moe/layer.hpp"
+#include "deepshock/platform/launch.hpp"
+
+namespace {
+namespace ds = deepshock;
+namespace gate = deepshock::gate;
+namespace moe = deepshock::moe;
+namespace rt = deepshock::rt;
+namespace bench = deepshock::bench;
+using ds::bf16;
+using ds::Status;
+
+// ---- model shapes (REFERENCE.md section 2) ---------------------------------------------------------
+struct DeepSeekV2Lite {
+  static constexpr const char* kName = "DeepSeek-V2-Lite";
+  using Gate = gate::SoftmaxTopK<ds::Experts<64>, ds::TopK<6>>;
+  static constexpr int kHidden = 2048, kInter = 1408, kShared = 2816;  // 2 shared experts of 1408
+  static constexpr bool kRenormalize = false;
+  static constexpr float kScale = 1.0f;
+};
+struct Qwen3_30B_A3B {
+  static constexpr const char* kName = "Qwen3-30B-A3B";
+  using Gate = gate::SoftmaxTopK<ds::Experts<128>, ds::TopK<8>>;
+  static constexpr int kHidden = 2048, kInter = 768, kShared = 0;
+  static constexpr bool kRenormalize = true;
+  static constexpr float kScale = 1.0f;
+};
+struct Mixtral8x7B {
+  static constexpr const char* kName = "Mixtral-8x7B";
+  using Gate = gate::SoftmaxTopK<ds::Experts<8>, ds::TopK<2>>;
+  static constexpr int kHidden = 4096, kInter = 14336, kShared = 0;
+  static constexpr bool kRenormalize = true;
+  static constexpr float kScale = 1.0f;
+};
+struct DeepSeekV3 {  // the routed part + 1 shared expert; 22.5 GB of bf16 expert weights
+  static constexpr const char* kName = "DeepSeek-V3";
+  using Gate = gate::DeepSeekV3<ds::Experts<256>, ds::TopK<8>, ds::Groups<8, 4>>;
+  static constexpr int kHidden = 7168, kInter = 2048, kShared = 2048;
+  static constexpr bool kRenormalize = true;  // with the policy's renorm_eps 1e-20; bias: zeros
+  static constexpr float kScale = 2.5f;
+};
+
+// ---- kernels (launched through deepshock::launch) ----------------------------------------------------
+constexpr std::uint32_t kSeedX = 11, kSeedGate = 22, kSeedW1 = 33, kSeedW3 = 44, kSeedW2 = 55, kSeedS1 = 66, kSeedS3 = 77, kSeedS2 = 88;
+
+/// Uniform in [-1, 1) from a 64-bit mix of (i, seed) (splitmix64 finaliser).
+DEEPSHOCK_HOST_DEVICE float hash_pm1(unsigned long long i, std::uint32_t seed) {
+  unsigned long long z = i + 0x9E3779B97F4A7C15ull * (seed + 1ull);
+  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+  z ^= z >> 31;
+  return static_cast<float>(z >> 40) * (2.0f / 16777216.0f) - 1.0f;
+}
+DEEPSHOCK_KERNEL void fill_kernel(bf16* x, long long n, std::uint32_t seed, float scale) {
+  const long long stride = static_cast<long long>(gridDim.x) * blockDim.x;
+  for (long long i = static_cast<long long>(blockIdx.x) * blockDim.x + threadIdx.x; i < n; i += stride)
+    x[i] = bf16(scale * hash_pm1(static_cast<unsigned long long>(i), seed));
+}
+/// out[r] = x[tok[r]] for r < rows; one block per row, 16-byte vectors (H % 8 == 0).
+DEEPSHOCK_KERNEL void gather_rows_kernel(const bf16* x, const int* tok, int H, bf16* out) {
+  const long long r = blockIdx.x;
+  const uint4* src = reinterpret_cast<const uint4*>(x + static_cast<long long>(tok[r]) * H);
+  uint4* dst = reinterpret_cast<uint4*>(out + r * H);
+  for (int v = static_cast<int>(threadIdx.x); v < H / 8; v += static_cast<int>(blockDim.x)) dst[v] = src[v];
+}
+/// g = bf16(silu(g) * u), elementwise.
+DEEPSHOCK_KERNEL void swiglu_kernel(bf16* g, const bf16* u, long long n) {
+  const long long i = static_cast<long long>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (i < n) g[i] = bf16(ds::act::SwiGLU::apply(g[i].to_float(), u[i].to_float()));
+}
+/// y[tok[r]] += w[r] * o[r]; one block per row.
+DEEPSHOCK_KERNEL void scatter_add_kernel(const bf16* o, const int* tok, const float* w, int H, float* y) {
+  const long long r = blockIdx.x;
+  const float s = w[r];
+  float* dst = y + static_cast<long long>(tok[r]) * H;
+  for (int h = static_cast<int>(threadIdx.x); h < H; h += static_cast<int>(blockDim.x)) dst[h] += s * o[r * H + h].to_float();
+}
+DEEPSHOCK_KERNEL void cast_kernel(const float* y32, long long n, bf16* y) {
+  const long long i = static_cast<long long>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (i < n) y[i] = bf16(y32[i]);
+}
+
+unsigned blocks_for(long long n, int threads) { return static_cast<unsigned>((n + threads - 1) / threads); }
+
+Status fill(rt::DeviceBuffer<bf16>& b, std::uint32_t seed, float scale, rt::stream_t s) {
+  return ds::launch(fill_kernel, {dim3(4096), dim3(256), 0, s}, b.data(), static_cast<long long>(b.size()), seed, scale);
+}
+template <class T>
+Status alloc(rt::DeviceBuffer<T>& b, std::size_t n) {
+  return b.allocate(std::max<std::size_t>(n, 1));
+}
+
+// ---- cuBLAS -------------------------------------------------------------------------------------------
+Status from_cublas(cublasStatus_t st, const char* call) {
+  if (st == CUBLAS_STATUS_SUCCESS) return Status::success();
+  return Status::runtime_error(std::string(call) + ": " + cublasGetStatusName(st) + " (" + cublasGetStatusString(st) + ")");
+}
+/// The process's handle, created on first use and never destroyed (as in bench_router.cu), bound to `s`.
+Status bind_blas(cublasHandle_t& h, rt::stream_t s) {
+  static cublasHandle_t handle = nullptr;
+  static const Status created = from_cublas(cublasCreate(&handle), "cublasCreate");
+  DEEPSHOCK_RETURN_IF_ERROR(created);
+  h = handle;
+  return from_cublas(cublasSetStream(h, s), "cublasSetStream");
+}
+/// Row-major C[rows, n] (= beta C +) X[rows, k] . W[n, k]^T, bf16 X and W, fp32 compute, C bf16 or
+/// fp32 (ctype). Column-major view: C^T[n, rows] = op_T(W)[n, k] . X^T[k, rows] (see bench_router.cu).
+Status gemm_xwt(cublasHandle_t h, const bf16* X, const bf16* W, void* C, cudaDataType_t ctype, int rows, int n, int k, float beta) {
+  const float alpha = 1.0f;
+  return from_cublas(cublasGemmEx(h, CUBLAS_OP_T, CUBLAS_OP_N, n, rows, k, &alpha, W, CUDA_R_16BF, k, X, CUDA_R_16BF, k, &beta, C, ctype, n,
+                                  CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
+                     "cublasGemmEx");
+}
+
+// ---- weights: one model at a time ----------------------------------------------------------------------
+struct ModelWeights {
+  std::string name;
+  rt::DeviceBuffer<bf16> w_gate, w1, w3, w2, s1, s3, s2;
+  rt::DeviceBuffer<float> bias;
+};
+std::unique_ptr<ModelWeights>& weight_cache() {
+  static std::unique_ptr<ModelWeights> cache;
+  return cache;
+}
+
+template <class M>
+Status load_weights(const ModelWeights*& out, rt::stream_t s) {
+  auto& cache = weight_cache();
+  if (cache && cache->name == M::kName) {
+    out = cache.get();
+    return Status::success();
+  }
+  cache.reset();  // frees the previous model's weights first
+  auto w = std::make_unique<ModelWeights>();
+  constexpr std::size_t E = M::Gate::kExperts, H = M::kHidden, I = M::kInter, Is = M::kShared;
+  const float sh = 3.0f / std::sqrt(static_cast<float>(H)), si = 3.0f / std::sqrt(static_cast<float>(I));
+  DEEPSHOCK_RETURN_IF_ERROR(w->w_gate.allocate(E * H));
+  DEEPSHOCK_RETURN_IF_ERROR(w->w1.allocate(E * I * H));
+  DEEPSHOCK_RETURN_IF_ERROR(w->w3.allocate(E * I * H));
+  DEEPSHOCK_RETURN_IF_ERROR(w->w2.allocate(E * H * I));
+  DEEPSHOCK_RETURN_IF_ERROR(fill(w->w_gate, kSeedGate, sh, s));
+  DEEPSHOCK_RETURN_IF_ERROR(fill(w->w1, kSeedW1, sh, s));
+  DEEPSHOCK_RETURN_IF_ERROR(fill(w->w3, kSeedW3, sh, s));
+  DEEPSHOCK_RETURN_IF_ERROR(fill(w->w2, kSeedW2, si, s));
+  if constexpr (Is > 0) {
+    DEEPSHOCK_RETURN_IF_ERROR(w->s1.allocate(Is * H));
+    DEEPSHOCK_RETURN_IF_ERROR(w->s3.allocate(Is * H));
+    DEEPSHOCK_RETURN_IF_ERROR(w->s2.allocate(H * Is));
+    DEEPSHOCK_RETURN_IF_ERROR(fill(w->s1, kSeedS1, sh, s));
+    DEEPSHOCK_RETURN_IF_ERROR(fill(w->s3, kSeedS3, sh, s));
+    DEEPSHOCK_RETURN_IF_ERROR(fill(w->s2, kSeedS2, 3.0f / std::sqrt(static_cast<float>(Is)), s));
+  }
+  if constexpr (M::Gate::kUsesBias) {
+    DEEPSHOCK_RETURN_IF_ERROR(w->bias.allocate(E));
+    DEEPSHOCK_RETURN_IF_ERROR(w->bias.fill_bytes(0, s));  // zeros
+  }
+  DEEPSHOCK_RETURN_IF_ERROR(rt::stream_synchronize(s));
+  w->name = M::kName;
+  cache = std::move(w);
+  out = cache.get();
+  return Status::success();
+}
+
+// ---- one (model, T) --------------------------------------------------------------------------------------
+template <class M>
+struct MoeBench {
+  using Gate = typename M::Gate;
+  using LayerT = moe::Layer<Gate, moe::Expert<>, bf16>;
+  static constexpr int E = Gate::kExperts, K = Gate::kTopK, H = M::kHidden, I = M::kInter, Is = M::kShared;
+
+  static gate::PolicyParams params() {
+    gate::PolicyParams p = gate::default_params<Gate>();
+    p.renormalize = M::kRenormalize;
+    return p;
+  }
+  static gate::RouterOptions options() {
+    gate::RouterOptions o;
+    o.routed_scaling_factor = M::kScale;
+    return o;
+  }
+
+  explicit MoeBench(int tokens) : T(tokens), layer(moe::LayerDims{H, I, Is, tokens}, params(), options()) {}
+
+  int T;
+  LayerT layer;
+  bench::GpuContext ctx;
+  const ModelWeights* mw = nullptr;
+  moe::LayerWeights<bf16> w;
+  rt::DeviceBuffer<bf16> x, y;
+  rt::DeviceBuffer<int> ids, counts;
+  rt::DeviceBuffer<float> weights;
+  rt::DeviceBuffer<unsigned char> workspace;
+  int touched = 0;
+  long long assignments = 0;
+
+  rt::stream_t s() const { return ctx.s(); }
+
+  /// Context, weights, x, outputs, workspace; one Layer::run (warm-up) whose counts give the
+  /// touched experts and the routed assignments.
+  Status init() {
+    DEEPSHOCK_RETURN_IF_ERROR(layer.status());
+    DEEPSHOCK_RETURN_IF_ERROR(ctx.init());
+    DEEPSHOCK_RETURN_IF_ERROR(load_weights<M>(mw, s()));
+    w.w_gate = mw->w_gate.data();
+    w.gate_bias = Gate::kUsesBias ? mw->bias.data() : nullptr;
+    w.gate_bias_size = Gate::kUsesBias ? E : 0;
+    w.w1 = mw->w1.data();
+    w.w3 = mw->w3.data();
+    w.w2 = mw->w2.data();
+    if (Is > 0) {
+      w.shared_w1 = mw->s1.data();
+      w.shared_w3 = mw->s3.data();
+      w.shared_w2 = mw->s2.data();
+    }
+    const std::size_t tn = static_cast<std::size_t>(T);
+    DEEPSHOCK_RETURN_IF_ERROR(x.allocate(tn * H));
+    DEEPSHOCK_RETURN_IF_ERROR(y.allocate(tn * H));
+    DEEPSHOCK_RETURN_IF_ERROR(ids.allocate(tn * K));
+    DEEPSHOCK_RETURN_IF_ERROR(weights.allocate(tn * K));
+    DEEPSHOCK_RETURN_IF_ERROR(counts.allocate(E));
+    DEEPSHOCK_RETURN_IF_ERROR(alloc(workspace, layer.workspace_bytes()));
+    DEEPSHOCK_RETURN_IF_ERROR(fill(x, kSeedX, 1.0f, s()));
+    DEEPSHOCK_RETURN_IF_ERROR(run());
+    std::vector<int> h_counts(E);
+    DEEPSHOCK_RETURN_IF_ERROR(counts.copy_to_host(h_counts.data(), h_counts.size(), s()));
+    DEEPSHOCK_RETURN_IF_ERROR(ctx.stream.synchronize());
+    for (const int c : h_counts) {
+      touched += c > 0 ? 1 : 0;
+      assignments += c;
+    }
+    return Status::success();
+  }
+
+  moe::LayerInputs<bf16> inputs() const { return {x.data(), T, 0, nullptr}; }
+  moe::LayerOutputs<bf16> outputs() const { return {y.data(), 0, ids.data(), weights.data(), counts.data(), nullptr}; }
+
+  Status run() const { return layer.run(inputs(), w, outputs(), workspace.data(), workspace.size(), s()); }
+  Status run_routed() const {
+    moe::LayerOutputs<bf16> o;
+    o.y = y.data();
+    return layer.run_routed(inputs(), ids.data(), weights.data(), w, o, workspace.data(), workspace.size(), s(),
+                            moe::RunOptions{.check_ids = false});
+  }
+  Status route() const {
+    gate::GateInputs<bf16> in{x.data(), w.w_gate, nullptr, T, H, w.gate_bias, w.gate_bias_size};
+    gate::RoutingOutputs o;
+    o.topk_ids = ids.data();
+    o.topk_weights = weights.data();
+    o.expert_counts = counts.data();
+    return layer.router().run(in, o, workspace.data(), workspace.size(), s());
+  }
+
+  /// Bytes and FLOPs of the experts + combine (routed/, cublas_loop/); with_router adds the gate.
+  double bytes(bool with_router) const {
+    double b = 4.0 * T * H + 8.0 * T * K + 6.0 * touched * H * I + 6.0 * H * Is;
+    if (with_router) b += 2.0 * E * H + (Gate::kUsesBias ? 4.0 * E : 0.0);
+    return b;
+  }
+  double flops(bool with_router) const {
+    double f = 6.0 * H * I * static_cast<double>(assignments) + 6.0 * H * Is * static_cast<double>(T);
+    if (with_router) f += 2.0 * T * E * H;
+    return f;
+  }
+  void counters(benchmark::State& state, double b, double f) const {
+    bench::set_roofline_counters(state, b, f, bench::kH200HbmBytesPerSecond, bench::kH200DenseBf16FlopPerSecond,
+                                 ctx.timer.total_seconds());
+    state.counters["experts_touched"] = touched;
+  }
+};
+
+/// The per-expert cuBLAS loop on the routing of a MoeBench (its ids and weights, after init).
+template <class M>
+struct CublasLoop {
+  static constexpr int E = M::Gate::kExperts, K = M::Gate::kTopK, H = M::kHidden, I = M::kInter, Is = M::kShared;
+  const MoeBench<M>& b;
+  cublasHandle_t blas{};
+  std::vector<int> offsets;  // [E + 1] rows of each expert in the grouped order
+  rt::DeviceBuffer<int> tok;
+  rt::DeviceBuffer<float> wt, y32;
+  rt::DeviceBuffer<bf16> xg, g1, g3, o2, sg1, sg3, y;
+
+  explicit CublasLoop(const MoeBench<M>& bench) : b(bench) {}
+
+  /// Host grouping of the routing (token order within an expert) and the buffers.
+  Status init() {
+    DEEPSHOCK_RETURN_IF_ERROR(bind_blas(blas, b.s()));
+    const std::size_t n = static_cast<std::size_t>(b.T) * K, tn = static_cast<std::size_t>(b.T);
+    std::vector<int> h_ids(n);
+    std::vector<float> h_w(n);
+    DEEPSHOCK_RETURN_IF_ERROR(b.ids.copy_to_host(h_ids.data(), n, b.s()));
+    DEEPSHOCK_RETURN_IF_ERROR(b.weights.copy_to_host(h_w.data(), n, b.s()));
+    DEEPSHOCK_RETURN_IF_ERROR(rt::stream_synchronize(b.s()));
+    offsets.assign(E + 1, 0);
+    for (const int id : h_ids)
+      if (id >= 0 && id < E) ++offsets[static_cast<std::size_t>(id) + 1];
+    for (int e = 0; e < E; ++e) offsets[e + 1] += offsets[e];
+    std::vector<int> next(offsets.begin(), offsets.end() - 1), h_tok(static_cast<std::size_t>(offsets[E]));
+    std::vector<float> h_wt(h_tok.size());
+    for (std::size_t a = 0; a < n; ++a) {
+      const int id = h_ids[a];
+      if (id < 0 || id >= E) continue;
+      const int p = next[static_cast<std::size_t>(id)]++;
+      h_tok[static_cast<std::size_t>(p)] = static_cast<int>(a / K);
+      h_wt[static_cast<std::size_t>(p)] = h_w[a];
+    }
+    const std::size_t rows = h_tok.size();
+    DEEPSHOCK_RETURN_IF_ERROR(alloc(tok, rows));
+    DEEPSHOCK_RETURN_IF_ERROR(alloc(wt, rows));
+    DEEPSHOCK_RETURN_IF_ERROR(tok.copy_from_host(h_tok.data(), rows, b.s()));
+    DEEPSHOCK_RETURN_IF_ERROR(wt.copy_from_host(h_wt.data(), rows, b.s()));
+    DEEPSHOCK_RETURN_IF_ERROR(alloc(xg, rows * H));
+    DEEPSHOCK_RETURN_IF_ERROR(alloc(g1, rows * I));
+    DEEPSHOCK_RETURN_IF_ERROR(alloc(g3, rows * I));
+    DEEPSHOCK_RETURN_IF_ERROR(alloc(o2, rows * H));
+    DEEPSHOCK_RETURN_IF_ERROR(alloc(y32, tn * H));
+    DEEPSHOCK_RETURN_IF_ERROR(alloc(y, tn * H));
+    if (Is > 0) {
+      DEEPSHOCK_RETURN_IF_ERROR(alloc(sg1, tn * Is));
+      DEEPSHOCK_RETURN_IF_ERROR(alloc(sg3, tn * Is));
+    }
+    return rt::stream_synchronize(b.s());
+  }
+
+  /// The timed work (launches only).
+  Status run() const {
+    const rt::stream_t s = b.s();
+    const int T = b.T;
+    const long long th = static_cast<long long>(T) * H;
+    if (Is > 0) {  // shared expert first: its down projection writes y32 (beta 0)
+      const long long ti = static_cast<long long>(T) * Is;
+      DEEPSHOCK_RETURN_IF_ERROR(gemm_xwt(blas, b.x.data(), b.w.shared_w1, sg1.data(), CUDA_R_16BF, T, Is, H, 0.0f));
+      DEEPSHOCK_RETURN_IF_ERROR(gemm_xwt(blas, b.x.data(), b.w.shared_w3, sg3.data(), CUDA_R_16BF, T, Is, H, 0.0f));
+      DEEPSHOCK_RETURN_IF_ERROR(ds::launch(swiglu_kernel, {dim3(blocks_for(ti, 256)), dim3(256), 0, s}, sg1.data(), sg3.data(), ti));
+      DEEPSHOCK_RETURN_IF_ERROR(gemm_xwt(blas, sg1.data(), b.w.shared_w2, y32.data(), CUDA_R_32F, T, H, Is, 0.0f));
+    } else {
+      DEEPSHOCK_RETURN_IF_ERROR(rt::memset_async(y32.data(), 0, sizeof(float) * static_cast<std::size_t>(th), s));
+    }
+    const std::size_t ih = static_cast<std::size_t>(I) * H;
+    for (int e = 0; e < E; ++e) {
+      const int r0 = offsets[e], rows = offsets[e + 1] - r0;
+      if (rows == 0) continue;
+      const std::size_t ro = static_cast<std::size_t>(r0);
+      const long long ri = static_cast<long long>(rows) * I;
+      bf16 *xe = xg.data() + ro * H, *ge = g1.data() + ro * I, *ue = g3.data() + ro * I, *oe = o2.data() + ro * H;
+      DEEPSHOCK_RETURN_IF_ERROR(ds::launch(gather_rows_kernel, {dim3(static_cast<unsigned>(rows)), dim3(128), 0, s}, b.x.data(),
+                                           tok.data() + ro, H, xe));
+      DEEPSHOCK_RETURN_IF_ERROR(gemm_xwt(blas, xe, b.w.w1 + e * ih, ge, CUDA_R_16BF, rows, I, H, 0.0f));
+      DEEPSHOCK_RETURN_IF_ERROR(gemm_xwt(blas, xe, b.w.w3 + e * ih, ue, CUDA_R_16BF, rows, I, H, 0.0f));
+      DEEPSHOCK_RETURN_IF_ERROR(ds::launch(swiglu_kernel, {dim3(blocks_for(ri, 256)), dim3(256), 0, s}, ge, ue, ri));
+      DEEPSHOCK_RETURN_IF_ERROR(gemm_xwt(blas, ge, b.w.w2 + e * ih, oe, CUDA_R_16BF, rows, H, I, 0.0f));
+      DEEPSHOCK_RETURN_IF_ERROR(ds::launch(scatter_add_kernel, {dim3(static_cast<unsigned>(rows)), dim3(256), 0, s}, oe, tok.data() + ro,
+                                           wt.data() + ro, H, y32.data()));
+    }
+    return ds::launch(cast_kernel, {dim3(blocks_for(th, 256)), dim3(256), 0, s}, y32.data(), th, y.data());
+  }
+
+  /// Runs once and compares y with the layer's y (which init's Layer::run left in b.y) on up to
+  /// 256 tokens; `error` is empty when they agree.
+  Status warm_up_and_compare(std::string& error, double& rel_diff) {
+    const std::size_t n = static_cast<std::size_t>(std::min(b.T, 256)) * H;
+    std::vector<bf16> ref(n), got(n);
+    DEEPSHOCK_RETURN_IF_ERROR(b.y.copy_to_host(ref.data(), n, b.s()));
+    DEEPSHOCK_RETURN_IF_ERROR(run());
+    DEEPSHOCK_RETURN_IF_ERROR(y.copy_to_host(got.data(), n, b.s()));
+    DEEPSHOCK_RETURN_IF_ERROR(rt::stream_synchronize(b.s()));
+    double max_ref = 0.0, max_diff = 0.0;
+    std::size_t worst = 0;
+    for (std::size_t i = 0; i < n; ++i) {
+      const double r = ref[i].to_float(), g = got[i].to_float();
+      if (!std::isfinite(r) || !std::isfinite(g)) {
+        error = "non-finite y at token " + std::to_string(i / H) + " column " + std::to_string(i % H);
+        return Status::success();
+      }
+      max_ref = std::max(max_ref, std::abs(r));
+      if (std::abs(r - g) > max_diff) {
+        max_diff = std::abs(r - g);
+        worst = i;
+      }
+    }
+    rel_diff = max_ref > 0.0 ? max_diff / max_ref : max_diff;
+    if (!(rel_diff <= 0.05))
+      error = "layer and cuBLAS loop disagree: max |diff| " + std::to_string(max_diff) + " at token " + std::to_string(worst / H) +
+              " column " + std::to_string(worst % H) + ", max |y| " + std::to_string(max_ref);
+    return Status::success();
+  }
+};
+
+// ---- benchmarks ------------------------------------------------------------------------------------------
+template <class M>
+std::string model_label() {
+  using G = typename M::Gate;
+  return std::string(M::kName) + ": " + G::kName + " E=" + std::to_string(G::kExperts) + " k=" + std::to_string(G::kTopK) +
+         " H=" + std::to_string(M::kHidden) + " I=" + std::to_string(M::kInter) +
+         (M::kShared > 0 ? " shared=" + std::to_string(M::kShared) : "") + " bf16";
+}
+
+/// Times `work` (launches only) in the benchmark loop; false after an error.
+template <class M, class Work>
+bool time_loop(benchmark::State& state, MoeBench<M>& b, Work&& work) {
+  for (auto _ : state)
+    if (!bench::timed_gpu_iteration(state, b.ctx.timer, b.ctx.l2, b.s(), work)) return false;
+  return true;
+}
+
+template <class M>
+void BM_layer(benchmark::State& state) {
+  state.SetLabel(model_label<M>());
+  MoeBench<M> b(static_cast<int>(state.range(0)));
+  if (!bench::ok_or_skip(state, b.init())) return;
+  if (!time_loop(state, b, [&]() -> Status { return b.run(); })) return;
+  b.counters(state, b.bytes(true), b.flops(true));
+}
+
+template <class M>
+void BM_routed(benchmark::State& state) {
+  state.SetLabel(model_label<M>());
+  MoeBench<M> b(static_cast<int>(state.range(0)));
+  if (!bench::ok_or_skip(state, b.init()) || !bench::ok_or_skip(state, b.run_routed())) return;
+  if (!time_loop(state, b, [&]() -> Status { return b.run_routed(); })) return;
+  b.counters(state, b.bytes(false), b.flops(false));
+}
+
+template <class M>
+void BM_router(benchmark::State& state) {
+  using G = typename M::Gate;
+  state.SetLabel(model_label<M>());
+  MoeBench<M> b(static_cast<int>(state.range(0)));
+  if (!bench::ok_or_skip(state, b.init()) || !bench::ok_or_skip(state, b.route())) return;
+  if (!time_loop(state, b, [&]() -> Status { return b.route(); })) return;
+  const double T = static_cast<double>(b.T), E = G::kExperts, H = M::kHidden;
+  const double bytes = 2.0 * T * H + 2.0 * E * H + 8.0 * T * G::kTopK + 4.0 * E + (G::kUsesBias ? 4.0 * E : 0.0);
+  b.counters(state, bytes, 2.0 * T * E * H);
+}
+
+template <class M>
+void BM_cublas_loop(benchmark::State& state) {
+  state.SetLabel(model_label<M>() + " (per-expert cuBLAS loop)");
+  MoeBench<M> b(static_cast<int>(state.range(0)));
+  if (!bench::ok_or_skip(state, b.init())) return;
+  CublasLoop<M> loop(b);
+  std::string error;
+  double rel_diff = 0.0;
+  if (!bench::ok_or_skip(state, loop.init()) || !bench::ok_or_skip(state, loop.warm_up_and_compare(error, rel_diff))) return;
+  if (!error.empty()) {
+    state.SkipWithError(error.c_str());
+    return;
+  }
+  if (!time_loop(state, b, [&]() -> Status { return loop.run(); })) return;
+  b.counters(state, b.bytes(false), b.flops(false));
+  state.counters["max_rel_diff_vs_layer"] = rel_diff;
+}
+
+template <class M>
+void register_model(bool stages) {
+  auto add = [](const char* kind, void (*fn)(benchmark::State&)) {
+    auto* bm = benchmark::RegisterBenchmark((std::string(kind) + "/" + M::kName).c_str(), fn);
+    bm->ArgName("T")->UseManualTime()->Unit(benchmark::kMicrosecond);
+    for (const int t : {1, 8, 32, 128, 1024, 8192}) bm->Arg(t);
+  };
+  // A model's benchmarks run together (registration order), so its weights are allocated once.
+  add("layer", BM_layer<M>);
+  add("routed", BM_routed<M>);
+  if (stages) add("router", BM_router<M>);
+  add("cublas_loop", BM_cublas_loop<M>);
+}
+
+[[maybe_unused]] const bool kRegistered = [] {
+  register_model<DeepSeekV2Lite>(/*stages=*/true);
+  register_model<Qwen3_30B_A3B>(false);
+  register_model<Mixtral8x7B>(false);
+  register_model<DeepSeekV3>(false);
+  return true;
+}();
+
+}  // namespace
+
+// GPU benchmarks: skip cleanly without a device; 0.05 s of GPU time per benchmark unless
+// --benchmark_min_time says otherwise. The last model's weights are freed before main returns
+// (not in a static destructor, which could run after the CUDA runtime has shut down).
+int main(int argc, char** argv) {
+  const int rc = deepshock::bench::bench_main(argc, argv, /*needs_device=*/true, /*default_min_time=*/"0.05");
+  weight_cache().reset();
+  return rc;
+}
