@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# The main job: builds deepshock and runs the demo (MoE router preview) on the GPU when there is
-# one, otherwise in the CPU SIMT simulator. Arguments go to the demo (--preset, --reps, --seed).
+# The main job: builds deepshock and runs the demo (a whole MoE layer, DeepSeek-V2-Lite by default)
+# on the GPU when there is one, otherwise on the CPU. Arguments go to the demo (--help lists them).
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 ds_install_deps
 build="${DS_BUILD_DIR:-$DS_ROOT/build}"
@@ -14,6 +14,6 @@ if [ -x "$build/examples/demo_gpu" ]; then
   rc=$?
   set -e
   [ "$rc" -ne 77 ] && exit "$rc"
-  echo "== no GPU here: running the same kernel in the CPU simulator"
+  echo "== no GPU here: running the layer on the CPU (demo_sim)"
 fi
 exec "$build/examples/demo_sim" "$@"

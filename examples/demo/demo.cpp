@@ -1,192 +1,464 @@
-// deepshock demo: the routing stage of a Mixture-of-Experts layer, end to end.
+// deepshock demo: one whole Mixture-of-Experts layer, end to end.
 //
-// Until the MoE layer lands, the demo runs the library's fused router (gate projection x·W_gᵀ
-// from bf16, fp32 accumulation, then the model's gating policy: softmax/sigmoid scoring, group
-// selection, top-k, weights) for a real model's shape, checks every token against the
-// double-precision host reference, and prints the routing statistics, the time and the bytes
-// moved per second.
+// For a real model's shape (DeepSeek-V2-Lite by default; --preset picks another) the demo makes
+// random bf16 tokens and weights from a seed, runs the layer — router (x·W_gᵀ and the model's
+// gating policy), dispatch, the routed SwiGLU experts as two grouped GEMMs, the shared expert,
+// the combine — and then
+//   * prints the routing of the run: experts touched, tokens per expert, the busiest experts;
+//   * prints the time per layer, the bytes the layer must move (the touched experts' weights, the
+//     shared expert, the router, x and y), GB/s and TFLOP/s, and on an H200 the share of its
+//     4.8 TB/s memory roofline;
+//   * checks y of the first --check-tokens tokens against the double-precision reference computed
+//     from the run's own routing (moe::reference::layer_from_routing), and the device's routing
+//     against the host's double routing.
 //
-// The same source builds twice: demo_gpu (nvcc, on a CUDA device) and demo_sim (g++ with
-// DEEPSHOCK_SIM: the identical kernel in the CPU SIMT simulator). demo_gpu exits with code 77
-// when there is no device; scripts/demo.sh then runs demo_sim.
+// Executors: gpu (demo_gpu: moe::Layer on a CUDA device), host (moe::host::run_layer: the CPU
+// path, fp32 math, OpenMP when built with it), sim (demo_sim: the same moe::Layer kernels in the
+// CPU SIMT simulator, about 1 µs per warp-level op: for --preset small and a few tokens).
+// The same source builds twice: demo_gpu (nvcc) and demo_sim (g++ with DEEPSHOCK_SIM). demo_gpu
+// exits with 77 when it has no device; scripts/demo.sh then runs demo_sim with the same
+// arguments, where --executor auto means host.
+// Exit codes: 0 pass, 1 check failed or library error, 2 bad arguments, 77 no GPU.
 #include <algorithm>
+#include <array>
+#include <chrono>
 #include <cmath>
+#include <cstdint>
 #include <cstdio>
 #include <cstdlib>
-#include <numeric>
+#include <memory>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "deepshock/deepshock.hpp"
-#include "deepshock/gate/reference.hpp"
-#include "deepshock/gate/router.hpp"
+#include "deepshock/moe/layer.hpp"
+#include "deepshock/moe/reference_layer.hpp"
 
 namespace ds = deepshock;
 namespace gate = deepshock::gate;
+namespace moe = deepshock::moe;
+namespace rt = deepshock::rt;
+using ds::bf16;
 
 namespace {
 
+enum class GateKind { v2lite, qwen3, qwen15, mixtral };
 struct Preset {
   const char* name;
-  const char* description;
-  int tokens, hidden;
+  const char* about;
+  GateKind gate;
+  int experts, topk, hidden, inter, shared;  // shared: the shared experts' total intermediate size
+  moe::SharedGate shared_gate;
+  bool renormalize;
 };
 constexpr Preset kPresets[] = {
-    {"deepseek-v2-lite", "DeepSeek-V2-Lite router: 64 experts, top-6, softmax, no renormalisation", 512, 2048},
-    {"mixtral", "Mixtral-8x7B router: 8 experts, top-2, softmax, renormalised", 512, 4096},
-    {"deepseek-v3", "DeepSeek-V3 router: 256 experts, top-8, sigmoid + bias, 8 groups keep 4, x2.5", 256, 7168},
-    {"small", "DeepSeek-V2-Lite router, 64 tokens of hidden size 512 (quick)", 64, 512},
+    {"deepseek-v2-lite", "DeepSeek-V2-Lite: 64 experts top-6 (softmax, no renormalisation) + 2 shared experts", GateKind::v2lite, 64,
+     6, 2048, 1408, 2816, moe::SharedGate::none, false},
+    {"qwen3-30b-a3b", "Qwen3-30B-A3B: 128 experts top-8 (softmax, renormalised), no shared expert", GateKind::qwen3, 128, 8, 2048, 768,
+     0, moe::SharedGate::none, true},
+    {"qwen1.5-moe", "Qwen1.5-MoE-A2.7B: 60 experts top-4 (softmax, no renormalisation) + a sigmoid-gated shared expert",
+     GateKind::qwen15, 60, 4, 2048, 1408, 5632, moe::SharedGate::sigmoid, false},
+    {"mixtral", "Mixtral-8x7B: 8 experts top-2 (softmax, renormalised)", GateKind::mixtral, 8, 2, 4096, 14336, 0,
+     moe::SharedGate::none, true},
+    {"small", "DeepSeek-V2-Lite routing (64 experts top-6, 2 shared experts) at hidden 256, intermediate 128 (quick)",
+     GateKind::v2lite, 64, 6, 256, 128, 256, moe::SharedGate::none, false},
 };
 
-struct Run {
+enum class Exec { gpu, host, sim };
+const char* exec_name(Exec e) { return e == Exec::gpu ? "gpu" : e == Exec::host ? "host" : "sim"; }
+
+struct Options {
+  const Preset* preset = &kPresets[0];
+  int tokens = 32, reps = -1, check = 8;  // reps -1: the executor's default
+  std::uint64_t seed = 1;
+  std::string executor = "auto";
+};
+
+// ---- random model: counter-based, so a seed gives the same model on every machine ----------
+std::uint64_t splitmix64(std::uint64_t z) {
+  z += 0x9E3779B97F4A7C15ull;
+  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+  return z ^ (z >> 31);
+}
+
+/// Runs f(begin, end) over [0, n) in chunks on all hardware threads.
+template <class F>
+void parallel_for(std::size_t n, F f) {
+  const std::size_t hw = std::max(1u, std::thread::hardware_concurrency());
+  const std::size_t threads = std::min(hw, n / 65536 + 1), chunk = (n + threads - 1) / threads;
+  std::vector<std::thread> pool;
+  for (std::size_t t = 1; t < threads; ++t) pool.emplace_back(f, std::min(n, t * chunk), std::min(n, (t + 1) * chunk));
+  f(std::size_t(0), std::min(n, chunk));
+  for (std::thread& th : pool) th.join();
+}
+
+enum Tensor { kX, kWGate, kW1, kW3, kW2, kS1, kS3, kS2, kSGate, kTensors };
+/// A host tensor. Its memory stays untouched until fill_uniform's threads write it (first touch in
+/// parallel: a value-initialised std::vector would zero a gigabyte on one thread first).
+struct HostTensor {
+  std::unique_ptr<bf16[]> p;
+  std::size_t n = 0;
+  const bf16* data() const { return n > 0 ? p.get() : nullptr; }
+};
+using Model = std::array<HostTensor, kTensors>;
+std::array<const bf16*, kTensors> pointers(const Model& m) {
+  std::array<const bf16*, kTensors> ptr{};
+  for (int i = 0; i < kTensors; ++i) ptr[i] = m[i].data();
+  return ptr;
+}
+
+/// v[i] = U[-scale, scale) from the hash of (seed, tensor, i).
+void fill_uniform(HostTensor& v, std::size_t n, std::uint64_t seed, int tensor, float scale) {
+  v.p.reset(new bf16[n]);  // default-initialised: not written yet
+  v.n = n;
+  const std::uint64_t key = splitmix64(seed ^ splitmix64(static_cast<std::uint64_t>(tensor)));
+  bf16* out = v.p.get();
+  parallel_for(n, [=](std::size_t b, std::size_t e) {
+    for (std::size_t i = b; i < e; ++i) {
+      const float u = static_cast<float>(splitmix64(key + i) >> 40) * 0x1p-24f;  // [0, 1)
+      out[i] = bf16((2.0f * u - 1.0f) * scale);
+    }
+  });
+}
+
+/// x ~ U(-1, 1); every weight ~ U(-s, s) with s = 3/sqrt(fan_in): pre-activations are O(1).
+Model make_model(const Preset& p, int tokens, std::uint64_t seed) {
+  const std::size_t T = tokens, H = p.hidden, I = p.inter, Is = p.shared, E = p.experts;
+  auto s = [](std::size_t fan_in) { return 3.0f / std::sqrt(static_cast<float>(fan_in)); };
+  Model m;
+  fill_uniform(m[kX], T * H, seed, kX, 1.0f);
+  fill_uniform(m[kWGate], E * H, seed, kWGate, s(H));
+  fill_uniform(m[kW1], E * I * H, seed, kW1, s(H));
+  fill_uniform(m[kW3], E * I * H, seed, kW3, s(H));
+  fill_uniform(m[kW2], E * H * I, seed, kW2, s(I));
+  if (Is > 0) {
+    fill_uniform(m[kS1], Is * H, seed, kS1, s(H));
+    fill_uniform(m[kS3], Is * H, seed, kS3, s(H));
+    fill_uniform(m[kS2], H * Is, seed, kS2, s(Is));
+  }
+  if (p.shared_gate == moe::SharedGate::sigmoid) fill_uniform(m[kSGate], H, seed, kSGate, s(H));
+  return m;
+}
+
+/// The layer's weights from one pointer per tensor (host or device; null where absent).
+moe::LayerWeights<bf16> layer_weights(const std::array<const bf16*, kTensors>& p, moe::SharedGate g) {
+  return {.w_gate = p[kWGate], .w1 = p[kW1], .w3 = p[kW3], .w2 = p[kW2], .shared_w1 = p[kS1], .shared_w3 = p[kS3],
+          .shared_w2 = p[kS2], .shared_gate = p[kSGate], .shared_gate_kind = g};
+}
+
+// ---- the executors ---------------------------------------------------------------------------
+struct RunResult {
+  std::vector<bf16> y;
   std::vector<int> ids, counts;
   std::vector<float> weights;
-  double ms = 0.0;
+  double us = 0.0;  // per layer
+  int timed = 0;    // runs timed (0: not timed)
 };
 
-template <class Policy>
-ds::Status run_router(const Preset& p, const std::vector<ds::bf16>& x, const std::vector<ds::bf16>& wg, const std::vector<float>& bias,
-                      const gate::PolicyParams& params, const gate::RouterOptions& opt, int reps, Run& out) {
-  namespace rt = ds::rt;
-  constexpr int E = Policy::kExperts, K = Policy::kTopK;
-  const std::size_t T = static_cast<std::size_t>(p.tokens);
-  rt::DeviceBuffer<ds::bf16> dx, dwg;
-  rt::DeviceBuffer<float> dbias, dw;
-  rt::DeviceBuffer<int> dids, dcounts;
-  DEEPSHOCK_RETURN_IF_ERROR(dx.allocate(x.size()));
-  DEEPSHOCK_RETURN_IF_ERROR(dwg.allocate(wg.size()));
-  DEEPSHOCK_RETURN_IF_ERROR(dbias.allocate(E));
-  DEEPSHOCK_RETURN_IF_ERROR(dids.allocate(T * K));
-  DEEPSHOCK_RETURN_IF_ERROR(dw.allocate(T * K));
-  DEEPSHOCK_RETURN_IF_ERROR(dcounts.allocate(E));
-  DEEPSHOCK_RETURN_IF_ERROR(dx.copy_from_host(x.data(), x.size()));
-  DEEPSHOCK_RETURN_IF_ERROR(dwg.copy_from_host(wg.data(), wg.size()));
-  if (!bias.empty()) DEEPSHOCK_RETURN_IF_ERROR(dbias.copy_from_host(bias.data(), bias.size()));
-  DEEPSHOCK_RETURN_IF_ERROR(dids.fill_bytes(0xFF));  // poison: ids -1, weights NaN
-  DEEPSHOCK_RETURN_IF_ERROR(dw.fill_bytes(0xFF));
+/// moe::Layer on the device (CUDA, or the simulator in demo_sim): upload, warm up (GPU), time
+/// `reps` runs between two events on one stream, download the outputs of the last run.
+template <class Gate>
+ds::Status run_device(const moe::LayerDims& dims, const gate::PolicyParams& params, const Model& m, moe::SharedGate sg, int reps,
+                      RunResult& r) {
+  constexpr int E = Gate::kExperts, K = Gate::kTopK;
+  const moe::Layer<Gate, moe::Expert<>, bf16> layer(dims, params);
+  DEEPSHOCK_RETURN_IF_ERROR(layer.status());
   rt::Stream stream;
   DEEPSHOCK_RETURN_IF_ERROR(stream.create());
-  const gate::Router<Policy> router(params, opt);
-  const gate::GateInputs<ds::bf16> in{dx.data(), dwg.data(), nullptr, p.tokens, p.hidden, bias.empty() ? nullptr : dbias.data(),
-                                      static_cast<int>(bias.size())};
-  const gate::RoutingOutputs outs{dids.data(), dw.data(), dcounts.data(), nullptr};
-  const std::size_t ws_bytes = gate::Router<Policy>::workspace_bytes(p.tokens);  // no scratch today; asked anyway
+  std::array<rt::DeviceBuffer<bf16>, kTensors> d;
+  std::array<const bf16*, kTensors> ptr{};
+  for (int i = 0; i < kTensors; ++i) {
+    if (m[i].n == 0) continue;
+    DEEPSHOCK_RETURN_IF_ERROR(d[i].allocate(m[i].n));
+    DEEPSHOCK_RETURN_IF_ERROR(d[i].copy_from_host(m[i].data(), m[i].n, stream.get()));
+    ptr[i] = d[i].data();
+  }
+  const std::size_t T = dims.max_tokens, H = dims.hidden;
+  rt::DeviceBuffer<bf16> y;
+  rt::DeviceBuffer<int> ids, counts;
+  rt::DeviceBuffer<float> wts;
   rt::DeviceBuffer<unsigned char> ws;
+  const std::size_t ws_bytes = layer.workspace_bytes();
+  DEEPSHOCK_RETURN_IF_ERROR(y.allocate(T * H));
+  DEEPSHOCK_RETURN_IF_ERROR(ids.allocate(T * K));
+  DEEPSHOCK_RETURN_IF_ERROR(wts.allocate(T * K));
+  DEEPSHOCK_RETURN_IF_ERROR(counts.allocate(E));
   DEEPSHOCK_RETURN_IF_ERROR(ws.allocate(ws_bytes));
+  DEEPSHOCK_RETURN_IF_ERROR(y.fill_bytes(0xFF, stream.get()));  // poison: NaN unless written
+  const moe::LayerWeights<bf16> w = layer_weights(ptr, sg);
+  const moe::LayerInputs<bf16> in{ptr[kX], dims.max_tokens, 0, nullptr};
+  const moe::LayerOutputs<bf16> out{.y = y.data(), .topk_ids = ids.data(), .topk_weights = wts.data(), .expert_counts = counts.data()};
+  const int warm = (!DEEPSHOCK_SIM || reps == 0) ? 1 : 0;  // a simulator warm-up would only cost time
+  for (int i = 0; i < warm; ++i) DEEPSHOCK_RETURN_IF_ERROR(layer.run(in, w, out, ws.data(), ws_bytes, stream.get()));
   rt::Event start, stop;
   DEEPSHOCK_RETURN_IF_ERROR(start.create());
   DEEPSHOCK_RETURN_IF_ERROR(stop.create());
-  for (int rep = 0; rep <= reps; ++rep) {  // rep 0 warms up
-    if (rep == 1) DEEPSHOCK_RETURN_IF_ERROR(start.record(stream.get()));
-    DEEPSHOCK_RETURN_IF_ERROR(router.run(in, outs, ws.data(), ws_bytes, stream.get()));
-  }
+  DEEPSHOCK_RETURN_IF_ERROR(start.record(stream.get()));
+  for (int i = 0; i < reps; ++i) DEEPSHOCK_RETURN_IF_ERROR(layer.run(in, w, out, ws.data(), ws_bytes, stream.get()));
   DEEPSHOCK_RETURN_IF_ERROR(stop.record(stream.get()));
   DEEPSHOCK_RETURN_IF_ERROR(stop.synchronize());
   float ms = 0.0f;
   DEEPSHOCK_RETURN_IF_ERROR(rt::Event::elapsed_ms(start, stop, ms));
-  out.ms = reps > 0 ? ms / reps : 0.0;
-  out.ids.resize(T * K);
-  out.weights.resize(T * K);
-  out.counts.resize(E);
-  DEEPSHOCK_RETURN_IF_ERROR(dids.copy_to_host(out.ids.data(), out.ids.size(), stream.get()));
-  DEEPSHOCK_RETURN_IF_ERROR(dw.copy_to_host(out.weights.data(), out.weights.size(), stream.get()));
-  DEEPSHOCK_RETURN_IF_ERROR(dcounts.copy_to_host(out.counts.data(), out.counts.size(), stream.get()));
+  r.timed = reps;
+  r.us = reps > 0 ? 1e3 * ms / reps : 0.0;
+  r.y.resize(T * H);
+  r.ids.resize(T * K);
+  r.weights.resize(T * K);
+  r.counts.resize(E);
+  DEEPSHOCK_RETURN_IF_ERROR(y.copy_to_host(r.y.data(), r.y.size(), stream.get()));
+  DEEPSHOCK_RETURN_IF_ERROR(ids.copy_to_host(r.ids.data(), r.ids.size(), stream.get()));
+  DEEPSHOCK_RETURN_IF_ERROR(wts.copy_to_host(r.weights.data(), r.weights.size(), stream.get()));
+  DEEPSHOCK_RETURN_IF_ERROR(counts.copy_to_host(r.counts.data(), r.counts.size(), stream.get()));
   return stream.synchronize();
 }
 
-template <class Policy>
-int demo(const Preset& p, gate::PolicyParams params, gate::RouterOptions opt, unsigned long seed, int reps) {
-  constexpr int E = Policy::kExperts, K = Policy::kTopK;
-  std::printf("model   : %s\n", p.description);
-  std::printf("shape   : %d tokens, hidden %d, bf16 inputs, fp32 accumulation, seed %lu\n", p.tokens, p.hidden, seed);
-  // Inputs from the counter-based RNG: the same seed gives the same inputs on every machine.
-  ds::PhiloxStream rng(seed);
-  std::vector<ds::bf16> x(static_cast<std::size_t>(p.tokens) * p.hidden), wg(static_cast<std::size_t>(E) * p.hidden);
-  const float wscale = 2.0f / std::sqrt(static_cast<float>(p.hidden));
-  for (auto& v : x) v = ds::bf16(rng.normal());
-  for (auto& v : wg) v = ds::bf16(rng.normal() * wscale);
-  std::vector<float> bias;
-  if (Policy::kUsesBias)
-    for (int e = 0; e < E; ++e) bias.push_back(0.05f * rng.normal());
-  Run r;
-  if (const ds::Status st = run_router<Policy>(p, x, wg, bias, params, opt, reps, r); !st.ok()) {
-    std::printf("error: %s\n", st.to_string().c_str());
-    return 1;
-  }
-  const std::vector<double> logits = gate::reference::gate_logits(x.data(), wg.data(), p.tokens, p.hidden, E);
-  const auto ref = gate::reference::route<Policy>(logits, p.tokens, nullptr, bias.empty() ? nullptr : bias.data(),
-                                                  params, opt);
-  int compared = 0, id_bad = 0, w_bad = 0;
-  double max_err = 0.0;
-  for (int t = 0; t < p.tokens; ++t) {
-    if (!(ref.margin[static_cast<std::size_t>(t)] > 1e-4)) continue;  // a near-tie: fp32 may legitimately differ
-    ++compared;
-    for (int k = 0; k < K; ++k) {
-      const std::size_t i = static_cast<std::size_t>(t) * K + k;
-      id_bad += r.ids[i] != ref.ids[i];
-      const double err = std::abs(double(r.weights[i]) - ref.weights[i]);
-      w_bad += !(err <= 1e-4 * std::max(1.0, std::abs(ref.weights[i])));
-      max_err = std::max(max_err, std::isnan(err) ? INFINITY : err);
-    }
-  }
-  const long total = std::accumulate(r.counts.begin(), r.counts.end(), 0L);
+/// moe::host::run_layer (host routing in double, experts in fp32): max(reps, 1) runs, timed.
+template <class Gate>
+ds::Status run_host(const moe::LayerDims& dims, const gate::PolicyParams& params, const Model& m, moe::SharedGate sg, int reps,
+                    RunResult& r) {
+  constexpr int E = Gate::kExperts, K = Gate::kTopK;
+  const std::array<const bf16*, kTensors> ptr = pointers(m);
+  const std::size_t T = dims.max_tokens, H = dims.hidden;
+  r.y.assign(T * H, bf16::from_bits(0x7FC0));  // poison: NaN unless written
+  r.ids.assign(T * K, -1);
+  r.weights.assign(T * K, NAN);
+  r.counts.assign(E, -1);
+  const moe::LayerWeights<bf16> w = layer_weights(ptr, sg);
+  const moe::LayerInputs<bf16> in{ptr[kX], dims.max_tokens, 0, nullptr};
+  const moe::LayerOutputs<bf16> out{.y = r.y.data(), .topk_ids = r.ids.data(), .topk_weights = r.weights.data(),
+                                    .expert_counts = r.counts.data()};
+  const int runs = std::max(reps, 1);
+  const auto t0 = std::chrono::steady_clock::now();
+  for (int i = 0; i < runs; ++i) DEEPSHOCK_RETURN_IF_ERROR(moe::host::run_layer<Gate>(dims, params, gate::RouterOptions{}, w, in, out));
+  const std::chrono::duration<double, std::micro> dt = std::chrono::steady_clock::now() - t0;
+  r.timed = reps;
+  r.us = reps > 0 ? dt.count() / runs : 0.0;
+  return ds::Status::success();
+}
+
+// ---- reporting -------------------------------------------------------------------------------
+void print_routing(const RunResult& r, int tokens, int k) {
+  const int E = static_cast<int>(r.counts.size());
+  long total = 0;
+  int touched = 0;
+  for (int c : r.counts) total += c, touched += c > 0;
   const auto [mn, mx] = std::minmax_element(r.counts.begin(), r.counts.end());
   const double mean = double(total) / E;
-  std::printf("routing : %ld assignments (expected %d), tokens per expert min %d / mean %.1f / max %d (max/mean %.2f)\n", total,
-              p.tokens * K, *mn, mean, *mx, *mx / mean);
-  std::printf("check   : %d of %d tokens compared with the double reference (the rest are near-ties): %d id mismatches, "
-              "%d weights off by > 1e-4 (max error %.2e)\n",
-              compared, p.tokens, id_bad, w_bad, max_err);
-  const double bytes = 2.0 * (x.size() + wg.size()) + 8.0 * p.tokens * K + 4.0 * E;
-  if (reps > 0)
-    std::printf("time    : %.4f ms per call over %d calls, %.2f GB/s of compulsory traffic%s\n", r.ms, reps, bytes / (r.ms * 1e-3) / 1e9,
-                DEEPSHOCK_SIM ? " (CPU simulator: not GPU performance)" : "");
-  const bool ok = id_bad == 0 && w_bad == 0 && total == long(p.tokens) * K && compared >= p.tokens * 9 / 10;
+  std::printf("routing : %ld assignments (%d tokens x top-%d); %d of %d experts touched; tokens per expert min %d / mean %.2f / "
+              "max %d (max/mean %.2f)\n",
+              total, tokens, k, touched, E, *mn, mean, *mx, mean > 0 ? *mx / mean : 0.0);
+  std::vector<int> order(E);
+  for (int e = 0; e < E; ++e) order[e] = e;
+  std::stable_sort(order.begin(), order.end(), [&](int a, int b) { return r.counts[a] > r.counts[b]; });
+  std::printf("busiest :");
+  for (int i = 0; i < std::min(E, 8); ++i) {
+    const int c = r.counts[order[i]], bar = *mx > 0 ? (c * 24 + *mx - 1) / *mx : 0;
+    std::printf("%s e%-3d %4d %s\n", i == 0 ? "" : "         ", order[i], c, std::string(bar, '#').c_str());
+  }
+}
+
+template <class Gate>
+int run_preset(const Preset& p, const Options& o, Exec exec) {
+  constexpr int E = Gate::kExperts, K = Gate::kTopK;
+  if (p.experts != E || p.topk != K) {  // the preset table and the switch in main must agree
+    std::printf("error   : preset %s says %d experts top-%d, its gate has %d top-%d\n", p.name, p.experts, p.topk, E, K);
+    return 1;
+  }
+  const int T = o.tokens, H = p.hidden, I = p.inter, Is = p.shared;
+  const int reps = o.reps >= 0 ? o.reps : exec == Exec::gpu ? 20 : 3;
+  std::printf("model   : %s\n", p.about);
+  std::printf("shape   : %d token(s), hidden %d, expert intermediate %d, shared intermediate %d%s; SwiGLU experts, bf16 weights "
+              "and activations, fp32 accumulation; seed %llu\n",
+              T, H, I, Is, p.shared_gate == moe::SharedGate::sigmoid ? " (sigmoid-gated)" : "",
+              static_cast<unsigned long long>(o.seed));
+  if (exec == Exec::sim && (H > 256 || T > 64))  // small: 0.2 s for 4 tokens; deepseek-v2-lite: 6 s for 1 token
+    std::printf("hint    : the simulator runs about 1 us per warp-level op: seconds to minutes per run at this size "
+                "(try --preset small --tokens 4, or --executor host)\n");
+  if (exec == Exec::host && p.gate == GateKind::mixtral)
+    std::printf("note    : mixtral on the CPU: 2.8 GB of weights through plain fp32 loops, seconds per run (try --tokens 4 --reps 1)\n");
+
+  const auto g0 = std::chrono::steady_clock::now();
+  const Model m = make_model(p, T, o.seed);
+  double gb = 0.0;
+  for (const HostTensor& t : m) gb += 2e-9 * static_cast<double>(t.n);
+  std::printf("weights : %.2f GB of random bf16 tensors generated in %.2f s (U(-s, s), s = 3/sqrt(fan_in); x ~ U(-1, 1))\n", gb,
+              std::chrono::duration<double>(std::chrono::steady_clock::now() - g0).count());
+
+  gate::PolicyParams params;
+  params.renormalize = p.renormalize;
+  const moe::LayerDims dims{H, I, Is, T};
+  RunResult r;
+  const ds::Status st = exec == Exec::host ? run_host<Gate>(dims, params, m, p.shared_gate, reps, r)
+                                           : run_device<Gate>(dims, params, m, p.shared_gate, reps, r);
+  if (!st.ok()) {
+    std::printf("error   : %s\n", st.to_string().c_str());
+    return 1;
+  }
+  print_routing(r, T, K);
+
+  // Performance: what the layer must move and compute once.
+  long assignments = 0;
+  int touched = 0;
+  for (int c : r.counts) assignments += c, touched += c > 0;
+  const double HI = double(H) * I, HIs = double(H) * Is;
+  const double expert_bytes = touched * 3.0 * HI * 2.0;
+  const double shared_bytes = 3.0 * HIs * 2.0 + (p.shared_gate == moe::SharedGate::sigmoid ? 2.0 * H : 0.0);
+  const double router_bytes = 2.0 * E * H, xy_bytes = 2.0 * 2.0 * T * H;
+  const double bytes = expert_bytes + shared_bytes + router_bytes + xy_bytes;
+  const double flops = assignments * 6.0 * HI + T * (6.0 * HIs + 2.0 * E * H);
+  std::printf("traffic : %.1f MB must move: %d touched experts x 3 x %d x %d x 2 B = %.1f MB, shared %.1f MB, router %.2f MB, "
+              "x and y %.2f MB; %.2f GFLOP per layer\n",
+              bytes * 1e-6, touched, H, I, expert_bytes * 1e-6, shared_bytes * 1e-6, router_bytes * 1e-6, xy_bytes * 1e-6, flops * 1e-9);
+  if (r.timed > 0) {
+    const double s = r.us * 1e-6;
+    const char* how = exec == Exec::gpu ? "CUDA events, after a warm-up run" : exec == Exec::host ? "std::chrono" : "simulator clock";
+    std::printf("time    : %.1f us per layer (mean of %d runs; %s)\n", r.us, r.timed, how);
+    std::printf("speed   : %.2f GB/s, %.3f TFLOP/s%s\n", bytes / s * 1e-9, flops / s * 1e-12,
+                exec == Exec::sim ? " (CPU simulator: not GPU performance)" : "");
+    if (exec == Exec::gpu && rt::device_name().find("H200") != std::string::npos)
+      std::printf("roofline: %.1f %% of the H200's 4.8 TB/s (floor %.1f us for these bytes)%s\n", bytes / s / 4.8e12 * 100.0,
+                  bytes / 4.8e12 * 1e6, bytes < 60e6 ? "; they fit in the 60 MB L2, so repeated runs can beat HBM" : "");
+  }
+
+  // Check: y of the first C tokens against the double reference from the run's own routing.
+  bool ok = assignments == long(T) * K;
+  if (!ok) std::printf("check   : the expert counts sum to %ld, expected %d\n", assignments, T * K);
+  const int C = std::min(o.check, T);
+  if (C > 0) {
+    const std::array<const bf16*, kTensors> hp = pointers(m);
+    const moe::LayerInputs<bf16> in{hp[kX], C, 0, nullptr};
+    const auto c0 = std::chrono::steady_clock::now();
+    const std::vector<double> ref =
+        moe::reference::layer_from_routing(dims, E, K, layer_weights(hp, p.shared_gate), in, r.ids.data(), r.weights.data());
+    double max_err = 0.0, sum_err = 0.0, sum_ref = 0.0;
+    long bad = 0;
+    for (std::size_t i = 0; i < ref.size(); ++i) {
+      const double err = std::abs(double(r.y[i].to_float()) - ref[i]);
+      bad += !(err <= 2e-2 + 2e-2 * std::abs(ref[i]));  // NaN fails
+      max_err = std::max(max_err, std::isnan(err) ? INFINITY : err);
+      sum_err += err;
+      sum_ref += std::abs(ref[i]);
+    }
+    const double mean_rel = sum_ref > 0 ? sum_err / sum_ref : sum_err;
+    const bool y_ok = bad == 0 && mean_rel <= 5e-3;
+    std::printf("check   : y of %d token(s) vs the double reference from the run's routing (%.1f s): max |err| %.2e, mean rel "
+                "%.2e, %ld element(s) out of tolerance (bf16: |err| <= 2e-2 + 2e-2 |ref| each, mean rel <= 5e-3)\n",
+                C, std::chrono::duration<double>(std::chrono::steady_clock::now() - c0).count(), max_err, mean_rel, bad);
+    ok = ok && y_ok;
+    if (exec != Exec::host) {  // the host executor routes with the host reference itself
+      const std::vector<double> logits = gate::reference::gate_logits(hp[kX], hp[kWGate], C, H, E);
+      const auto hr = gate::reference::route<Gate>(logits, C, nullptr, nullptr, params, gate::RouterOptions{});
+      int compared = 0, differ = 0;
+      for (int t = 0; t < C; ++t) {
+        if (!(hr.margin[t] > 1e-4)) continue;  // a near-tie: fp32 logits may legitimately choose differently
+        ++compared;
+        bool same = true;
+        for (int j = 0; j < K; ++j) {
+          const std::size_t a = std::size_t(t) * K + j;
+          same = same && r.ids[a] == hr.ids[a] && std::abs(r.weights[a] - hr.weights[a]) <= 1e-4;
+        }
+        differ += !same;
+      }
+      std::printf("routing : %d of %d token(s) compared with the host's double routing (the rest are near-ties): %d differ\n",
+                  compared, C, differ);
+      ok = ok && differ == 0;
+    }
+  }
   std::printf("result  : %s\n", ok ? "PASS" : "FAIL");
   return ok ? 0 : 1;
 }
 
-int usage() {
-  std::printf("usage: demo [--preset NAME] [--reps N] [--seed S]\npresets:");
-  for (const Preset& p : kPresets) std::printf(" %s", p.name);
-  std::printf("\n");
+int usage(const char* why) {
+  if (why) std::printf("demo: %s\n", why);
+  std::printf("usage: demo [--preset NAME] [--tokens N] [--seed S] [--reps R] [--executor auto|gpu|host|sim] [--check-tokens C]\n"
+              "  --tokens N        tokens in the batch (default 32)\n"
+              "  --reps R          timed runs (default 20 on the GPU, 3 on the CPU)\n"
+              "  --executor E      auto: gpu in demo_gpu, host in demo_sim; sim: the kernels in the CPU simulator (demo_sim)\n"
+              "  --check-tokens C  tokens checked against the double reference (default 8; 0 = none)\npresets:\n");
+  for (const Preset& p : kPresets) std::printf("  %-17s %s\n", p.name, p.about);
   return 2;
+}
+
+/// Parses a whole decimal integer in [lo, hi].
+bool parse_int(const char* s, long long lo, long long hi, long long& v) {
+  char* end = nullptr;
+  v = std::strtoll(s, &end, 10);
+  return end != s && *end == '\0' && v >= lo && v <= hi;
 }
 
 }  // namespace
 
 int main(int argc, char** argv) {
-  std::string preset = DEEPSHOCK_SIM ? "small" : "deepseek-v2-lite";
-  int reps = DEEPSHOCK_SIM ? 2 : 100;
-  unsigned long seed = 2026;
+  Options o;
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
-    if (a == "--preset" && i + 1 < argc) preset = argv[++i];
-    else if (a == "--reps" && i + 1 < argc) reps = std::atoi(argv[++i]);
-    else if (a == "--seed" && i + 1 < argc) seed = std::strtoul(argv[++i], nullptr, 10);
-    else return usage();
+    if (a == "-h" || a == "--help") {
+      (void)usage(nullptr);
+      return 0;
+    }
+    if (i + 1 >= argc) return usage(("missing value after " + a).c_str());
+    const char* v = argv[++i];
+    long long n = 0;
+    if (a == "--preset") {
+      o.preset = nullptr;
+      for (const Preset& p : kPresets)
+        if (p.name == std::string(v)) o.preset = &p;
+      if (!o.preset) return usage(("unknown preset " + std::string(v)).c_str());
+    } else if (a == "--executor") {
+      o.executor = v;
+      if (o.executor != "auto" && o.executor != "gpu" && o.executor != "host" && o.executor != "sim")
+        return usage(("unknown executor " + o.executor).c_str());
+    } else if (a == "--tokens" && parse_int(v, 1, 1 << 20, n)) {
+      o.tokens = static_cast<int>(n);
+    } else if (a == "--reps" && parse_int(v, 0, 1 << 20, n)) {
+      o.reps = static_cast<int>(n);
+    } else if (a == "--check-tokens" && parse_int(v, 0, 1 << 20, n)) {
+      o.check = static_cast<int>(n);
+    } else if (a == "--seed" && parse_int(v, 0, INT64_MAX, n)) {
+      o.seed = static_cast<std::uint64_t>(n);
+    } else {
+      return usage(("bad argument " + a + " " + v).c_str());
+    }
   }
-  const Preset* p = nullptr;
-  for (const Preset& q : kPresets)
-    if (preset == q.name) p = &q;
-  if (!p || reps < 0) return usage();
-  if (!ds::rt::device_available()) {
-    std::printf("demo: no CUDA device on this machine (backend %s)\n", ds::rt::backend_name());
+  // Which executor this binary runs: demo_gpu has gpu and host, demo_sim has sim and host.
+  Exec exec = DEEPSHOCK_SIM ? Exec::host : Exec::gpu;
+  if (o.executor == "host") exec = Exec::host;
+  if (o.executor == "sim") {
+    if (!DEEPSHOCK_SIM) return usage("--executor sim runs in demo_sim (build/examples/demo_sim)");
+    exec = Exec::sim;
+  }
+  if (o.executor == "gpu" && DEEPSHOCK_SIM) {
+    std::printf("demo: demo_sim has no GPU executor (run demo_gpu on a machine with a CUDA device)\n");
     return 77;
   }
-  std::printf("deepshock demo — MoE routing stage\n");
-  std::printf("backend : %s, device: %s\n", ds::rt::backend_name(), ds::rt::device_name().c_str());
-  gate::RouterOptions opt;
-  if (preset == "mixtral") {
-    using Mixtral = gate::SoftmaxTopK<ds::Experts<8>, ds::TopK<2>>;
-    return demo<Mixtral>(*p, gate::default_params<Mixtral>(), opt, seed, reps);
+  if (exec == Exec::gpu && !rt::device_available()) {
+    std::printf("demo: no CUDA device on this machine (backend %s)\n", rt::backend_name());
+    return 77;
   }
-  if (preset == "deepseek-v3") {
-    using V3 = gate::DeepSeekV3<ds::Experts<256>, ds::TopK<8>, ds::Groups<8, 4>>;
-    opt.routed_scaling_factor = 2.5f;
-    return demo<V3>(*p, gate::default_params<V3>(), opt, seed, reps);
+  std::printf("deepshock demo - one MoE layer, end to end\n");
+  if (exec == Exec::host) {
+    const unsigned hw = std::thread::hardware_concurrency();
+#if defined(_OPENMP)
+    std::printf("executor: host (moe::host::run_layer: routing in double, experts in fp32, OpenMP on %u hardware threads)\n", hw);
+#else
+    std::printf("executor: host (moe::host::run_layer: routing in double, experts in fp32, one thread: built without OpenMP; %u "
+                "hardware threads)\n", hw);
+#endif
+  } else {
+    std::printf("executor: %s (moe::Layer on %s: %s)\n", exec_name(exec), rt::backend_name(), rt::device_name().c_str());
   }
-  gate::PolicyParams v2lite;  // DeepSeek-V2-Lite: softmax top-6 without renormalisation
-  v2lite.renormalize = false;
-  return demo<gate::SoftmaxTopK<ds::Experts<64>, ds::TopK<6>>>(*p, v2lite, opt, seed, reps);
+  std::printf("preset  : %s\n", o.preset->name);
+  switch (o.preset->gate) {
+    case GateKind::v2lite:  // DeepSeek-V2-Lite and small
+      return run_preset<gate::SoftmaxTopK<ds::Experts<64>, ds::TopK<6>>>(*o.preset, o, exec);
+    case GateKind::qwen3:
+      return run_preset<gate::SoftmaxTopK<ds::Experts<128>, ds::TopK<8>>>(*o.preset, o, exec);
+    case GateKind::qwen15:
+      return run_preset<gate::SoftmaxTopK<ds::Experts<60>, ds::TopK<4>>>(*o.preset, o, exec);
+    case GateKind::mixtral:
+      return run_preset<gate::SoftmaxTopK<ds::Experts<8>, ds::TopK<2>>>(*o.preset, o, exec);
+  }
+  return 2;
 }

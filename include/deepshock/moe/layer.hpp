@@ -3,7 +3,9 @@
 //
 //   using Gate  = ds::gate::SoftmaxTopK<ds::Experts<64>, ds::TopK<6>>;       // DeepSeek-V2-Lite
 //   using Layer = ds::moe::Layer<Gate, ds::moe::Expert<>, ds::bf16>;           // SwiGLU experts
-//   Layer layer({.hidden = 2048, .intermediate = 1408, .shared_intermediate = 2816, .max_tokens = 4096});
+//   ds::gate::PolicyParams p = ds::gate::default_params<Gate>();
+//   p.renormalize = false;                                                      // V2-Lite keeps softmax weights
+//   Layer layer({.hidden = 2048, .intermediate = 1408, .shared_intermediate = 2816, .max_tokens = 4096}, p);
 //   std::size_t ws = layer.workspace_bytes();                 // size first ...
 //   ds::Status st = layer.run(inputs, weights, outputs, workspace, ws, stream);   // ... then run
 //
