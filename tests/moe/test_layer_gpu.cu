@@ -53,4 +53,23 @@ TEST_CASE("MoE layer: a captured CUDA graph replays the layer bitwise, with new 
   }
   cudaGraphExecDestroy(exec);
   cudaGraphDestroy(graph);
+
+  // run_routed's id check needs a host synchronisation: under capture it must refuse clearly
+  // and leave the capture intact.
+  rt::DeviceBuffer<int> ids;
+  rt::DeviceBuffer<float> wts;
+  REQUIRE(ids.allocate(std::size_t(T) * 6).ok());
+  REQUIRE(wts.allocate(std::size_t(T) * 6).ok());
+  REQUIRE(ids.fill_bytes(0).ok());
+  REQUIRE(wts.fill_bytes(0).ok());
+  REQUIRE(rt::device_synchronize().ok());
+  cudaGraph_t g2 = nullptr;
+  REQUIRE(cudaStreamBeginCapture(stream.get(), cudaStreamCaptureModeThreadLocal) == cudaSuccess);
+  const ds::Status refused = layer.run_routed(in, ids.data(), wts.data(), w, out, ws.data(), layer.workspace_bytes(), stream.get());
+  const ds::Status unchecked =
+      layer.run_routed(in, ids.data(), wts.data(), w, out, ws.data(), layer.workspace_bytes(), stream.get(), moe::RunOptions{false});
+  REQUIRE(cudaStreamEndCapture(stream.get(), &g2) == cudaSuccess);
+  check_rejects(refused, "options.check_ids");
+  DS_REQUIRE_OK(unchecked);
+  cudaGraphDestroy(g2);
 }

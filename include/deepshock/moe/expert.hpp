@@ -17,6 +17,7 @@
 #include <cstdint>
 #include <string>
 #include <type_traits>
+#include <utility>
 
 #include "deepshock/core/numeric.hpp"
 #include "deepshock/core/status.hpp"
@@ -122,9 +123,16 @@ inline Status check_vec_size(const char* name, long long v) {
   return Status::success();
 }
 
+/// Largest hidden / intermediate size (keeps the GEMM grids' n-tile dimension far below 65535).
+inline constexpr int kMaxLayerDim = 1 << 20;
+
 /// Checks the sizes (at construction).
 template <class T>
 inline Status check_layer_dims(const LayerDims& d) {
+  for (const auto& [name, v] : {std::pair<const char*, int>{"hidden", d.hidden}, {"intermediate", d.intermediate},
+                                {"shared_intermediate", d.shared_intermediate}})
+    if (v > kMaxLayerDim)
+      return Status::invalid_argument(name, "must be at most " + std::to_string(kMaxLayerDim) + ", got " + std::to_string(v));
   if (d.hidden < 1) return Status::invalid_argument("hidden", "must be at least 1, got " + std::to_string(d.hidden));
   if (d.intermediate < 1) return Status::invalid_argument("intermediate", "must be at least 1, got " + std::to_string(d.intermediate));
   if (d.shared_intermediate < 0)

@@ -77,6 +77,17 @@ struct ActEpilogue {
   DEEPSHOCK_HOST_DEVICE void store(int p, int n, float gate, float up) const {
     out[static_cast<long long>(p) * ld + n] = T(Act::apply(gate, up));
   }
+  /// Columns n and n + 1 (n even, ld even): one 4-byte store.
+  DEEPSHOCK_HOST_DEVICE void store2(int p, int n, float g0, float u0, float g1, float u1) const {
+    const std::uint32_t v = static_cast<std::uint32_t>(T(Act::apply(g0, u0)).bits) |
+                            (static_cast<std::uint32_t>(T(Act::apply(g1, u1)).bits) << 16);
+    T* dst = out + static_cast<long long>(p) * ld + n;
+#if DEEPSHOCK_SIM || !DEEPSHOCK_HAS_KERNELS
+    std::memcpy(dst, &v, sizeof v);
+#else
+    *reinterpret_cast<std::uint32_t*>(dst) = v;
+#endif
+  }
 };
 template <class Act>
 struct ActEpilogue<Act, float> {
@@ -85,6 +96,10 @@ struct ActEpilogue<Act, float> {
   long long ld = 0;
   DEEPSHOCK_HOST_DEVICE void store(int p, int n, float gate, float up) const {
     out[static_cast<long long>(p) * ld + n] = Act::apply(gate, up);
+  }
+  DEEPSHOCK_HOST_DEVICE void store2(int p, int n, float g0, float u0, float g1, float u1) const {
+    store(p, n, g0, u0);
+    store(p, n + 1, g1, u1);
   }
 };
 
@@ -105,6 +120,18 @@ struct DownEpilogue {
     float* dst = out + static_cast<long long>(d) * ld + n;
     if constexpr (Atomic) atomicAdd(dst, s * acc);
     else *dst = s * acc;
+  }
+  /// Columns n and n + 1 (n even, ld even): one 8-byte store (ordered) or two atomics.
+  DEEPSHOCK_DEVICE void store2(int p, int n, float a0, float, float a1, float) const {
+    const int d = dest_row != nullptr ? dest_row[p] : p;
+    const float s = scale == nullptr ? 1.0f : scale[scale_index != nullptr ? scale_index[p] : d];
+    float* dst = out + static_cast<long long>(d) * ld + n;
+    if constexpr (Atomic) {
+      atomicAdd(dst, s * a0);
+      atomicAdd(dst + 1, s * a1);
+    } else {
+      *reinterpret_cast<float2*>(dst) = make_float2(s * a0, s * a1);
+    }
   }
 #endif
 };
@@ -231,11 +258,15 @@ DEEPSHOCK_KERNEL void grouped_gemm_kernel(GroupedGemmArgs<T> args, Epi epi) {
   // Accumulators: the mma warp tile, or BM x BN / threads outputs per thread for fp32.
   constexpr int MI = Tile::kWM / 16, NI = Tile::kWN / 8;
   constexpr int kOut = BM * BN / kThreads;
-  float acc[NB][kMma ? MI * NI * 4 : kOut];
+  constexpr int kFrags = kMma ? MI * NI : kOut / 4;  // groups of 4 accumulators
+  static_assert(kMma || kOut % 4 == 0, "grouped_gemm_kernel: fp32 outputs per thread must be a multiple of 4.");
+  float acc[NB][kFrags][4];
   DEEPSHOCK_UNROLL
   for (int m = 0; m < NB; ++m)
     DEEPSHOCK_UNROLL
-    for (int i = 0; i < (kMma ? MI * NI * 4 : kOut); ++i) acc[m][i] = 0.0f;
+    for (int f = 0; f < kFrags; ++f)
+      DEEPSHOCK_UNROLL
+      for (int i = 0; i < 4; ++i) acc[m][f][i] = 0.0f;
 
   const int warp_id = tid / 32, lane = tid % 32;
   const int warp_m = warp_id % Tile::kWarpsM, warp_n = warp_id / Tile::kWarpsM;
@@ -306,20 +337,19 @@ DEEPSHOCK_KERNEL void grouped_gemm_kernel(GroupedGemmArgs<T> args, Epi epi) {
             const int col = warp_n * Tile::kWN + ni * 8 + fg;
             const std::uint32_t bf[2] = {detail::lds32(&sm.b[m][col][kk + 2 * ft]), detail::lds32(&sm.b[m][col][kk + 2 * ft + 8])};
             DEEPSHOCK_UNROLL
-            for (int mi = 0; mi < MI; ++mi) {
-              float(&c)[4] = *reinterpret_cast<float(*)[4]>(&acc[m][(mi * NI + ni) * 4]);
-              arch::mma_m16n8k16<T>(c, af[mi], bf, c);
-            }
+            for (int mi = 0; mi < MI; ++mi) arch::mma_m16n8k16<T>(acc[m][mi * NI + ni], af[mi], bf, acc[m][mi * NI + ni]);
           }
         }
       }
     } else {
+      DEEPSHOCK_UNROLL
       for (int o = 0; o < kOut; ++o) {
         const int idx = tid + o * kThreads, r = idx / BN, col = idx % BN;
+        DEEPSHOCK_UNROLL
         for (int m = 0; m < NB; ++m) {
-          float s = acc[m][o];
+          float s = acc[m][o / 4][o % 4];
           for (int kk = 0; kk < BK; ++kk) s = fmaf(sm.a[r][kk], sm.b[m][col][kk], s);
-          acc[m][o] = s;
+          acc[m][o / 4][o % 4] = s;
         }
       }
     }
@@ -330,7 +360,9 @@ DEEPSHOCK_KERNEL void grouped_gemm_kernel(GroupedGemmArgs<T> args, Epi epi) {
     }
   }
 
-  // Epilogue: each accumulator to its (row, column).
+  // Epilogue: each accumulator to its (row, column). In the mma layout c0, c1 (and c2, c3) are
+  // columns n, n + 1 of one row with n even; N is a multiple of 8, so both are in range or
+  // neither, and they go out as one paired store.
   const int rows_here = row_end - m0;
   if constexpr (kMma) {
     DEEPSHOCK_UNROLL
@@ -338,18 +370,21 @@ DEEPSHOCK_KERNEL void grouped_gemm_kernel(GroupedGemmArgs<T> args, Epi epi) {
       DEEPSHOCK_UNROLL
       for (int ni = 0; ni < NI; ++ni)
         DEEPSHOCK_UNROLL
-        for (int i = 0; i < 4; ++i) {
-          const int r = warp_m * Tile::kWM + mi * 16 + fg + 8 * (i / 2);
-          const int n = n0 + warp_n * Tile::kWN + ni * 8 + 2 * ft + (i % 2);
+        for (int half = 0; half < 2; ++half) {
+          const int r = warp_m * Tile::kWM + mi * 16 + fg + 8 * half;
+          const int n = n0 + warp_n * Tile::kWN + ni * 8 + 2 * ft;
           if (r < rows_here && n < args.n) {
-            const int a = (mi * NI + ni) * 4 + i;
-            epi.store(m0 + r, n, acc[0][a], NB == 2 ? acc[NB - 1][a] : 0.0f);
+            const float* c0 = acc[0][mi * NI + ni];
+            const float* c1 = acc[NB - 1][mi * NI + ni];
+            epi.store2(m0 + r, n, c0[2 * half], NB == 2 ? c1[2 * half] : 0.0f, c0[2 * half + 1], NB == 2 ? c1[2 * half + 1] : 0.0f);
           }
         }
   } else {
+    DEEPSHOCK_UNROLL
     for (int o = 0; o < kOut; ++o) {
       const int idx = tid + o * kThreads, r = idx / BN, n = n0 + idx % BN;
-      if (r < rows_here && n < args.n) epi.store(m0 + r, n, acc[0][o], NB == 2 ? acc[NB - 1][o] : 0.0f);
+      if (r < rows_here && n < args.n)
+        epi.store(m0 + r, n, acc[0][o / 4][o % 4], NB == 2 ? acc[NB - 1][o / 4][o % 4] : 0.0f);
     }
   }
 }

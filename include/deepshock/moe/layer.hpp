@@ -92,6 +92,12 @@ DEEPSHOCK_KERNEL void combine_kernel(CombineArgs<T> a) {
   }
 }
 
+/// Expert-parallel ranks: global ids -> local ids (id - begin inside [begin, end), else -1).
+DEEPSHOCK_KERNEL void local_ids_kernel(const int* ids, long long n, int begin, int end, int* local) {
+  const long long i = static_cast<long long>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (i < n) local[i] = ids[i] >= begin && ids[i] < end ? ids[i] - begin : -1;
+}
+
 /// Counts ids < -1 or >= E (caller-supplied routing).
 DEEPSHOCK_KERNEL void count_bad_ids_kernel(const int* ids, long long n, int E, int* bad) {
   const long long i = static_cast<long long>(blockIdx.x) * blockDim.x + threadIdx.x;
@@ -103,12 +109,18 @@ DEEPSHOCK_KERNEL void count_bad_ids_kernel(const int* ids, long long n, int E, i
 /// Per-run options.
 struct RunOptions {
   /// run_routed only: check the caller's ids on the device and return invalid_argument for an
-  /// id < -1 or >= E. This copies one int to the host and synchronises the stream, so a run to
-  /// be captured in a CUDA graph must pass false (ids outside [0, E) then just contribute 0).
+  /// id < -1 or >= E. This copies one int to the host and synchronises the stream; inside a CUDA
+  /// graph capture that is impossible, and run_routed returns invalid_argument naming
+  /// options.check_ids instead of breaking the capture: pass false there (ids outside [0, E)
+  /// then just contribute 0).
   bool check_ids = true;
 };
 
 /// The MoE layer. T: bf16, fp16 (tensor cores) or float (exact testing).
+/// Expert parallelism: with RouterOptions::expert_begin / expert_end = [b, e) the layer is one
+/// rank's share: the router still scores all E experts (ids and weights stay global), only
+/// assignments to experts in [b, e) are computed, and LayerWeights' w1 / w3 / w2 hold just
+/// those e - b experts (expert b first). expert_counts stays [E], zero outside the range.
 template <class Gate, class ExpertT = Expert<>, class T = bf16, class Combine = OrderedCombine>
 class Layer {
  public:
@@ -124,17 +136,24 @@ class Layer {
   static_assert(!Gate::kNoisy, "deepshock::moe::Layer: NoisyTopK is a training-time router; route it with gate::Router and call run_routed.");
 
   explicit Layer(LayerDims dims, gate::PolicyParams params = gate::default_params<Gate>(), gate::RouterOptions options = {})
-      : dims_(dims), router_(params, options), status_(detail::check_layer_dims<T>(dims)) {}
+      : dims_(dims),
+        router_(params, options),
+        begin_(options.expert_begin),
+        end_(options.expert_end < 0 ? kExperts : options.expert_end),
+        status_(check_config(dims, options)) {}
 
   const LayerDims& dims() const noexcept { return dims_; }
   const gate::Router<Gate>& router() const noexcept { return router_; }
   /// The constructor's check of the sizes; every run returns it too.
   const Status& status() const noexcept { return status_; }
+  /// The experts this layer computes (and holds weights for): [expert_begin(), expert_end()).
+  int expert_begin() const noexcept { return begin_; }
+  int expert_end() const noexcept { return end_; }
 
   /// Workspace bytes for runs of up to dims().max_tokens tokens (256-byte aligned pieces).
   std::size_t workspace_bytes() const { return plan(dims_.max_tokens).total; }
   /// Workspace bytes for runs of up to `tokens` tokens (a run of T tokens needs
-  /// workspace_bytes(T); sizes grow with T).
+  /// workspace_bytes(T); sizes grow with T; 0 for T = 0, whose run needs no workspace).
   std::size_t workspace_bytes(int tokens) const { return plan(tokens).total; }
 
   /// Router -> dispatch -> experts -> combine (device pointers). x must be dense (x_stride 0 or H).
@@ -176,10 +195,17 @@ class Layer {
     DEEPSHOCK_RETURN_IF_ERROR(check_workspace(workspace, workspace_size, in.tokens));
     if (in.tokens > 0 && topk_ids == nullptr) return Status::invalid_argument("topk_ids", "must not be null");
     if (in.tokens > 0 && topk_weights == nullptr) return Status::invalid_argument("topk_weights", "must not be null");
+    if (in.token_mask != nullptr)
+      return Status::invalid_argument("token_mask", "run_routed takes the routing as given: give padding tokens ids of -1");
     const Plan p = plan(in.tokens);
     auto* base = static_cast<unsigned char*>(workspace);
     if (in.tokens == 0) return zero_counts(out, stream);
     if (options.check_ids) {
+      bool capturing = false;
+      DEEPSHOCK_RETURN_IF_ERROR(rt::stream_is_capturing(stream, capturing));
+      if (capturing)
+        return Status::invalid_argument("options.check_ids", "the id check synchronises the host, which a CUDA graph capture forbids; "
+                                                             "pass RunOptions{.check_ids = false} when capturing");
       int* bad = reinterpret_cast<int*>(base + p.bad_ids);
       const long long n = static_cast<long long>(in.tokens) * kTopK;
       DEEPSHOCK_RETURN_IF_ERROR(rt::memset_async(bad, 0, sizeof(int), stream));
@@ -201,12 +227,13 @@ class Layer {
   /// Byte offsets of the workspace pieces for T tokens.
   struct Plan {
     std::size_t router = 0, router_bytes = 0, ids = 0, weights = 0, counts = 0, offsets = 0, tile_offsets = 0, sorted_token = 0,
-                sorted_slot = 0, slot_position = 0, bad_ids = 0, dispatch = 0, dispatch_bytes = 0, h = 0, out = 0, shared_h = 0,
+                sorted_slot = 0, slot_position = 0, bad_ids = 0, local_ids = 0, dispatch = 0, dispatch_bytes = 0, h = 0, out = 0, shared_h = 0,
                 shared_out = 0, total = 0;
   };
   Plan plan(int tokens) const {
     Plan p;
-    const std::size_t Tn = static_cast<std::size_t>(tokens > 0 ? tokens : 0), N = Tn * kTopK;
+    if (tokens <= 0) return p;
+    const std::size_t Tn = static_cast<std::size_t>(tokens), N = Tn * kTopK;
     const std::size_t H = static_cast<std::size_t>(dims_.hidden), I = static_cast<std::size_t>(dims_.intermediate);
     const std::size_t Is = static_cast<std::size_t>(dims_.shared_intermediate);
     std::size_t at = 0;
@@ -226,6 +253,7 @@ class Layer {
     p.sorted_slot = take(N * sizeof(int));
     p.slot_position = take(N * sizeof(int));
     p.bad_ids = take(sizeof(int));
+    p.local_ids = take(local() ? N * sizeof(int) : 0);
     p.dispatch_bytes = dispatch_workspace_bytes(tokens, kTopK, kExperts);
     p.dispatch = take(p.dispatch_bytes);
     p.h = take(N * I * sizeof(T));
@@ -238,6 +266,7 @@ class Layer {
 
   Status check_workspace(const void* workspace, std::size_t size, int tokens) const {
     const std::size_t need = workspace_bytes(tokens);
+    if (need == 0) return Status::success();
     if (size < need) return Status::resource_exhausted("workspace_size", std::to_string(size) + " bytes, need " + std::to_string(need));
     if (workspace == nullptr) return Status::invalid_argument("workspace", "must not be null (query workspace_bytes)");
     if (reinterpret_cast<std::uintptr_t>(workspace) % 256 != 0) return Status::invalid_argument("workspace", "must be 256-byte aligned");
@@ -265,12 +294,12 @@ class Layer {
   template <class Tile>
   Status routed_experts(const LayerWeights<T, ExpertT>& w, const T* x, long long ldx, long long n, const int* offsets, int* tile_offsets,
                         const int* sorted_token, const int* sorted_slot, const float* weights, T* h, float* out, rt::stream_t stream) const {
-    const int H = dims_.hidden, I = dims_.intermediate;
-    const unsigned scan_threads = static_cast<unsigned>((kExperts + 31) / 32 * 32);
+    const int H = dims_.hidden, I = dims_.intermediate, groups = end_ - begin_;
+    const unsigned scan_threads = static_cast<unsigned>((groups + 31) / 32 * 32);
     DEEPSHOCK_RETURN_IF_ERROR(
-        launch(kernels::tile_scan_kernel<Tile::kBM>, {dim3(1), dim3(scan_threads), 0, stream}, offsets, kExperts, tile_offsets));
-    GroupedGemmArgs<T> g1{x, ldx, sorted_token, w.w1, w.w3, static_cast<long long>(I) * H, I, H, offsets, tile_offsets, kExperts, 0};
-    GroupedGemmArgs<T> g2{h, I, nullptr, w.w2, nullptr, static_cast<long long>(H) * I, H, I, offsets, tile_offsets, kExperts, 0};
+        launch(kernels::tile_scan_kernel<Tile::kBM>, {dim3(1), dim3(scan_threads), 0, stream}, offsets, groups, tile_offsets));
+    GroupedGemmArgs<T> g1{x, ldx, sorted_token, w.w1, w.w3, static_cast<long long>(I) * H, I, H, offsets, tile_offsets, groups, 0};
+    GroupedGemmArgs<T> g2{h, I, nullptr, w.w2, nullptr, static_cast<long long>(H) * I, H, I, offsets, tile_offsets, groups, 0};
     DownEpilogue<!Combine::kDeterministic> down;
     down.out = out;
     down.ld = H;
@@ -281,7 +310,7 @@ class Layer {
       down.dest_row = sorted_token;
       down.scale_index = sorted_slot;
     }
-    return mlp<Tile>(g1, max_m_tiles(n, Tile::kBM, kExperts), I, h, g2, down, stream);
+    return mlp<Tile>(g1, max_m_tiles(n, Tile::kBM, groups), I, h, g2, down, stream);
   }
 
   template <class Tile>
@@ -301,19 +330,28 @@ class Layer {
     const long long n = static_cast<long long>(Tn) * kTopK;
     const long long ldx = in.x_stride != 0 ? in.x_stride : H;
     auto at = [base](std::size_t off) { return base + off; };
+    // Expert-parallel ranks dispatch local ids (their weights hold only [begin, end)).
+    const int groups = end_ - begin_;
+    if (local()) {
+      int* local_ids = reinterpret_cast<int*>(at(p.local_ids));
+      DEEPSHOCK_RETURN_IF_ERROR(launch(kernels::local_ids_kernel, {dim3(static_cast<unsigned>((n + 255) / 256)), dim3(256), 0, stream}, ids,
+                                       n, begin_, end_, local_ids));
+      ids = local_ids;
+      if (out.expert_counts != nullptr) DEEPSHOCK_RETURN_IF_ERROR(zero_counts(out, stream));
+    }
     DispatchOutputs d;
-    d.expert_counts = out.expert_counts != nullptr ? out.expert_counts : reinterpret_cast<int*>(at(p.counts));
+    d.expert_counts = out.expert_counts != nullptr ? out.expert_counts + begin_ : reinterpret_cast<int*>(at(p.counts));
     d.expert_offsets = reinterpret_cast<int*>(at(p.offsets));
     d.sorted_token = reinterpret_cast<int*>(at(p.sorted_token));
     d.sorted_slot = reinterpret_cast<int*>(at(p.sorted_slot));
     d.slot_position = reinterpret_cast<int*>(at(p.slot_position));
-    DEEPSHOCK_RETURN_IF_ERROR(dispatch(ids, Tn, kTopK, kExperts, d, at(p.dispatch), p.dispatch_bytes, stream));
+    DEEPSHOCK_RETURN_IF_ERROR(dispatch(ids, Tn, kTopK, groups, d, at(p.dispatch), p.dispatch_bytes, stream));
     T* h = reinterpret_cast<T*>(at(p.h));
     float* routed = reinterpret_cast<float*>(at(p.out));
     if constexpr (!Combine::kDeterministic)
       DEEPSHOCK_RETURN_IF_ERROR(rt::memset_async(routed, 0, static_cast<std::size_t>(Tn) * H * sizeof(float), stream));
     int* tiles = reinterpret_cast<int*>(at(p.tile_offsets));
-    if (GemmTuning::use_decode(n, kExperts))
+    if (GemmTuning::use_decode(n, groups))
       DEEPSHOCK_RETURN_IF_ERROR(routed_experts<GemmTuning::Decode>(w, in.x, ldx, n, d.expert_offsets, tiles, d.sorted_token, d.sorted_slot,
                                                                    weights, h, routed, stream));
     else
@@ -347,8 +385,22 @@ class Layer {
     return launch(kernels::combine_kernel<T, kCombineThreads>, {dim3(static_cast<unsigned>(Tn)), dim3(kCombineThreads), 0, stream}, c);
   }
 
+  static Status check_config(const LayerDims& dims, const gate::RouterOptions& o) {
+    DEEPSHOCK_RETURN_IF_ERROR(detail::check_layer_dims<T>(dims));
+    const int end = o.expert_end < 0 ? kExperts : o.expert_end;
+    if (!(o.expert_begin >= 0 && o.expert_begin < end && end <= kExperts))
+      return Status::invalid_argument("options.expert_begin/expert_end", "need 0 <= begin < end <= " + std::to_string(kExperts) + ", got [" +
+                                                                             std::to_string(o.expert_begin) + ", " +
+                                                                             std::to_string(o.expert_end) + ")");
+    return Status::success();
+  }
+
+  /// True when this layer computes only part of the experts (expert parallelism).
+  bool local() const noexcept { return begin_ != 0 || end_ != kExperts; }
+
   LayerDims dims_;
   gate::Router<Gate> router_;
+  int begin_ = 0, end_ = kExperts;
   Status status_;
 };
 #endif  // DEEPSHOCK_HAS_KERNELS

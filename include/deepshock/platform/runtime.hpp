@@ -144,6 +144,22 @@ inline Status stream_synchronize(stream_t stream) {
 #endif
 }
 
+/// Whether `stream` is being captured into a CUDA graph (always false in the simulator).
+/// Entry points that must synchronise the host use it to fail clearly instead of invalidating
+/// the capture.
+inline Status stream_is_capturing(stream_t stream, bool& capturing) {
+  capturing = false;
+#if DEEPSHOCK_SIM
+  (void)stream;
+  return Status::success();
+#else
+  cudaStreamCaptureStatus st = cudaStreamCaptureStatusNone;
+  DEEPSHOCK_RETURN_IF_ERROR(from_cuda(cudaStreamIsCapturing(stream, &st), "cudaStreamIsCapturing"));
+  capturing = st != cudaStreamCaptureStatusNone;
+  return Status::success();
+#endif
+}
+
 inline Status device_synchronize() {
 #if DEEPSHOCK_SIM
   return Status::success();
