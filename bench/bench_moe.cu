@@ -482,6 +482,36 @@ void BM_router(benchmark::State& state) {
   b.counters(state, bytes, 2.0 * T * E * H);
 }
 
+/// Dispatch alone (the stable counting sort of the run's ids): bytes = ids read twice + the
+/// four [T*k] int outputs + counts and offsets.
+template <class M>
+void BM_dispatch(benchmark::State& state) {
+  using G = typename M::Gate;
+  state.SetLabel(model_label<M>() + " (dispatch)");
+  MoeBench<M> b(static_cast<int>(state.range(0)));
+  if (!bench::ok_or_skip(state, b.init())) return;
+  const int T = b.T, k = G::kTopK, E = G::kExperts;
+  const std::size_t n = static_cast<std::size_t>(T) * k;
+  rt::DeviceBuffer<int> counts, offsets, sorted_token, sorted_slot, position;
+  rt::DeviceBuffer<unsigned char> ws;
+  const std::size_t ws_bytes = moe::dispatch_workspace_bytes(T, k, E);
+  for (auto* buf : {&sorted_token, &sorted_slot, &position})
+    if (!bench::ok_or_skip(state, buf->allocate(n))) return;
+  if (!bench::ok_or_skip(state, counts.allocate(E)) || !bench::ok_or_skip(state, offsets.allocate(E + 1)) ||
+      !bench::ok_or_skip(state, ws.allocate(ws_bytes > 0 ? ws_bytes : 1)))
+    return;
+  moe::DispatchOutputs out;
+  out.expert_counts = counts.data();
+  out.expert_offsets = offsets.data();
+  out.sorted_token = sorted_token.data();
+  out.sorted_slot = sorted_slot.data();
+  out.slot_position = position.data();
+  auto work = [&]() -> Status { return moe::dispatch(b.ids.data(), T, k, E, out, ws.data(), ws_bytes, b.s()); };
+  if (!time_loop(state, b, work)) return;
+  const double bytes = 4.0 * (2.0 * n + 3.0 * n) + 4.0 * (2.0 * E + 1);
+  b.counters(state, bytes, 0.0);
+}
+
 template <class M>
 void BM_cublas_loop(benchmark::State& state) {
   state.SetLabel(model_label<M>() + " (per-expert cuBLAS loop)");
@@ -511,6 +541,7 @@ void register_model(bool stages) {
   add("layer", BM_layer<M>);
   add("routed", BM_routed<M>);
   if (stages) add("router", BM_router<M>);
+  if (stages) add("dispatch", BM_dispatch<M>);
   add("cublas_loop", BM_cublas_loop<M>);
 }
 
