@@ -33,6 +33,7 @@
 
 #include "deepshock/deepshock.hpp"
 #include "deepshock/moe/layer.hpp"
+#include "deepshock/moe/host_layer.hpp"
 #include "deepshock/moe/reference_layer.hpp"
 
 namespace ds = deepshock;

@@ -25,6 +25,7 @@
 #include "deepshock/moe/dispatch.hpp"
 #include "deepshock/moe/expert.hpp"
 #include "deepshock/moe/grouped_gemm.hpp"
+#include "deepshock/moe/host_layer.hpp"
 #include "deepshock/moe/layer.hpp"
 #include "deepshock/moe/reference_layer.hpp"
 #include "deepshock/platform/block.hpp"

@@ -1,9 +1,11 @@
-// MoE layer on the host (moe/reference_layer.hpp): the CPU executor (host::run_layer_routed,
+// MoE layer on the host (moe/host_layer.hpp): the CPU executor (host::run_layer_routed,
 // host::run_layer) against the double-precision reference (reference::layer_from_routing), with
 // fresh random inputs each run. Every run poisons y with NaN first (padding columns of a strided
 // y with a sentinel that must survive), uses odd sizes (H 136, I 200, shared 72), -1 ids with
 // non-zero weights, a 90% hot expert, and all four activations in fp32, bf16 and fp16.
 // Tolerances are scaled by the largest |y| of the case (outputs are ~0.05 with these weights).
+// Also, bit for bit: y against a scalar model of the executor's documented fp32 order, and its
+// weight conversion for every bf16 and fp16 encoding.
 #include <catch2/catch.hpp>
 
 #include <algorithm>
@@ -17,6 +19,7 @@
 
 #include "deepshock/gate/reference.hpp"
 #include "deepshock/gate/reference_stats.hpp"
+#include "deepshock/moe/host_layer.hpp"
 #include "deepshock/moe/reference_layer.hpp"
 #include "test_support.hpp"
 
@@ -249,6 +252,117 @@ TEMPLATE_TEST_CASE("host layer with given routing matches the double reference",
     each_act.template operator()<ds::act::SiLU>();
     each_act.template operator()<ds::act::GELU>();
   }
+}
+
+namespace {
+/// The executor's documented dot product: element c into lane c % 16 (c ascending), then the
+/// lanes summed pairwise (s = 8, 4, 2, 1: lane l += lane l + s).
+float lane_dot(const float* a, const float* b, int n) {
+  float lane[16] = {};
+  for (int c = 0; c < n; ++c) lane[c % 16] += a[c] * b[c];
+  for (int s = 8; s > 0; s /= 2)
+    for (int l = 0; l < s; ++l) lane[l] += lane[l + s];
+  return lane[0];
+}
+
+/// One expert with the executor's documented numerics: h = T(act(W1 x, W3 x)), o = W2 h in fp32.
+template <class T, class Act>
+std::vector<float> documented_mlp(const float* w1, const float* w3, const float* w2, int I, const float* x) {
+  std::vector<float> h(static_cast<std::size_t>(I)), o(kH);
+  for (int i = 0; i < I; ++i) {
+    const float g = lane_dot(w1 + static_cast<std::size_t>(i) * kH, x, kH);
+    const float u = Act::kGated ? lane_dot(w3 + static_cast<std::size_t>(i) * kH, x, kH) : 0.0f;
+    h[static_cast<std::size_t>(i)] = to_f<T>(to_t<T>(Act::apply(g, u)));
+  }
+  for (int n = 0; n < kH; ++n) o[static_cast<std::size_t>(n)] = lane_dot(w2 + static_cast<std::size_t>(n) * I, h.data(), I);
+  return o;
+}
+
+/// Bit for bit, y equals the header's description of the executor: the dot order above, h
+/// rounded to T, y = T(sum_j (slot order) w o_j + g s) in fp32. This pins the order whatever
+/// the vector width, the pairing of tokens in the kernel or the other tokens of the batch.
+template <class T, class Act>
+void check_documented_order(const Model<T>& m, const Case& c, std::mt19937_64& rng) {
+  using X = moe::Expert<ds::quant::None, ds::lora::None, Act>;
+  INFO(Act::kName << " E " << c.E << " T " << c.tokens << " k " << c.k << " shared " << static_cast<int>(c.shared) << " strided "
+                  << c.strided << " hot " << c.hot);
+  const int xs = c.strided ? kH + 8 : kH, ys = c.strided ? kH + 24 : kH;
+  const moe::LayerDims d = m.dims(c.shared, c.tokens);
+  const auto w = m.template weights<X>(c.shared);
+  const std::vector<T> x = random_x<T>(c.tokens, xs, rng);
+  std::vector<int> ids;
+  std::vector<float> wts;
+  random_routing(c, rng, ids, wts);
+  std::vector<T> y = poisoned_y<T>(c.tokens, ys);
+  moe::LayerOutputs<T> out;
+  out.y = y.data();
+  out.y_stride = c.strided ? ys : 0;
+  DS_REQUIRE_OK(moe::host::run_layer_routed(d, c.E, c.k, w, moe::LayerInputs<T>{x.data(), c.tokens, c.strided ? xs : 0, nullptr},
+                                            ids.data(), wts.data(), out));
+
+  const auto f = [](const std::vector<T>& v) {
+    std::vector<float> r(v.size());
+    for (std::size_t i = 0; i < v.size(); ++i) r[i] = to_f<T>(v[i]);
+    return r;
+  };
+  const std::vector<float> w1 = f(m.w1), w3 = f(m.w3), w2 = f(m.w2), sw1 = f(m.sw1), sw3 = f(m.sw3), sw2 = f(m.sw2), sg = f(m.sgate);
+  const std::size_t per = static_cast<std::size_t>(kI) * kH;
+  int mismatches = 0;
+  for (int t = 0; t < c.tokens; ++t) {
+    std::vector<float> xr(kH), acc(kH, 0.0f);
+    for (int i = 0; i < kH; ++i) xr[static_cast<std::size_t>(i)] = to_f<T>(x[static_cast<std::size_t>(t) * xs + i]);
+    for (int j = 0; j < c.k; ++j) {
+      const std::size_t a = static_cast<std::size_t>(t) * c.k + j;
+      if (ids[a] < 0) continue;
+      const std::size_t off = static_cast<std::size_t>(ids[a]) * per;
+      const std::vector<float> o = documented_mlp<T, Act>(w1.data() + off, w3.data() + off, w2.data() + off, kI, xr.data());
+      for (int n = 0; n < kH; ++n) acc[static_cast<std::size_t>(n)] += wts[a] * o[static_cast<std::size_t>(n)];
+    }
+    if (c.shared != Shared::none) {
+      const float g = c.shared == Shared::sigmoid ? gate::sigmoid(lane_dot(sg.data(), xr.data(), kH)) : 1.0f;
+      const std::vector<float> s = documented_mlp<T, Act>(sw1.data(), sw3.data(), sw2.data(), kIs, xr.data());
+      for (int n = 0; n < kH; ++n) acc[static_cast<std::size_t>(n)] += g * s[static_cast<std::size_t>(n)];
+    }
+    for (int n = 0; n < kH; ++n)
+      mismatches += bits_of(y[static_cast<std::size_t>(t) * ys + n]) != bits_of(to_t<T>(acc[static_cast<std::size_t>(n)]));
+  }
+  CHECK(mismatches == 0);
+}
+}  // namespace
+
+TEMPLATE_TEST_CASE("host layer computes in its documented fp32 order, bit for bit", "[host][moe]", float, ds::bf16, ds::fp16) {
+  using T = TestType;
+  auto rng = ds_test::make_rng(0x0D0C + sizeof(T) * 17 + std::is_same_v<T, ds::bf16>);
+  for (int E : {8, 60}) {
+    const Model<T> m(Master(E, rng));
+    const auto each_act = [&]<class Act>() {
+      if (E == 8) {
+        check_documented_order<T, Act>(m, {8, 33, 2, Shared::sigmoid, false, true, true}, rng);
+        check_documented_order<T, Act>(m, {8, 5, 1, Shared::none, true, false, false}, rng);
+      } else {
+        check_documented_order<T, Act>(m, {60, 7, 6, Shared::plain, true, true, false}, rng);
+      }
+    };
+    each_act.template operator()<ds::act::SwiGLU>();
+    each_act.template operator()<ds::act::GELU>();
+  }
+}
+
+TEST_CASE("host layer converts every bf16 and fp16 encoding to float exactly", "[host][moe]") {
+  const auto check = []<class T>() {
+    INFO(sizeof(T) << "-byte " << (std::is_same_v<T, ds::bf16> ? "bf16" : "fp16"));
+    std::vector<T> v(65536 + 3);
+    for (std::size_t i = 0; i < v.size(); ++i) v[i] = T::from_bits(static_cast<std::uint16_t>(i));
+    std::vector<float> got(v.size());
+    // From element 1, an odd count: the chunked loop and its tail.
+    const int n = static_cast<int>(v.size()) - 1;
+    const float* r = moe::host::detail::row_as_float(v.data() + 1, n, got.data());
+    int bad = 0;
+    for (int i = 0; i < n; ++i) bad += ds::detail::float_to_bits(r[i]) != ds::detail::float_to_bits(v[static_cast<std::size_t>(i) + 1].to_float());
+    CHECK(bad == 0);
+  };
+  check.operator()<ds::bf16>();
+  check.operator()<ds::fp16>();
 }
 
 namespace {

@@ -1,0 +1,484 @@
+// deepshock/moe/host_layer.hpp — the MoE layer on the CPU: the host executor.
+//
+// This header compiles in every mode (plain host compiler, simulator, nvcc), needs no CUDA and
+// launches no kernels. All pointers are host pointers; semantics as in moe/expert.hpp.
+//
+//   host::run_layer<Gate> / host::run_layer_routed — the CPU path of the layer, with the GPU
+//     kernels' numerics: products and sums in fp32, the intermediate activation h rounded to T
+//     before the down projection, each (token, slot) output kept in an fp32 [T*k, H] buffer,
+//     then y[t] = sum_j (slot order) w[t, j] * o[t*k + j] + g_t * S(x_t) in fp32, rounded to T
+//     once. Every dot product (W1 / W3 rows with x, W2 rows with h, the shared gate with x) has
+//     one fixed order: element c goes into partial sum c % 16 (c ascending), then the 16 partial
+//     sums are folded in halves (s = 8, 4, 2, 1: sum[l] += sum[l + s]). The independent partial
+//     sums vectorise without fast-math, and the order, hence every bit, does not depend on the
+//     vector width. Assignments are grouped by expert, and each weight row is converted to fp32
+//     once and used for all of that expert's tokens (the shared expert: all tokens). Blocks of
+//     (expert, rows) run in parallel under OpenMP when it is enabled; every output element is
+//     computed by one thread, so results are bitwise the same for any thread count (and do not
+//     depend on the other tokens of the batch).
+//     run_layer routes on the host first: gate logits in double (gate::reference::gate_logits),
+//     gate::reference::route<Gate> (weights stored as float), and Switch capacity
+//     (gate::reference::apply_switch_capacity, C = ceil(T / E * capacity_factor) over all T
+//     tokens, padding included, as gate::Router does). The device router computes logits in
+//     fp32, so near-ties may route differently there. Both validate like the device layer and
+//     return the same Status.
+#pragma once
+
+#include <cmath>
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <type_traits>
+#include <vector>
+
+#include "deepshock/core/numeric.hpp"
+#include "deepshock/core/status.hpp"
+#include "deepshock/gate/policies.hpp"
+#include "deepshock/gate/reference.hpp"
+#include "deepshock/gate/reference_stats.hpp"
+#include "deepshock/moe/expert.hpp"
+#include "deepshock/moe/reference_dispatch.hpp"
+#include "deepshock/moe/reference_layer.hpp"
+
+namespace deepshock::moe {
+
+// `#pragma GCC unroll n` on the host executor's short fixed-count loops, so that they unroll
+// (and their vectors stay in registers) at -O2 too; GCC and Clang take it, nvcc's front end not.
+#if defined(__GNUC__) && !DEEPSHOCK_CUDA
+#define DEEPSHOCK_HOST_PRAGMA_(x) _Pragma(#x)
+#define DEEPSHOCK_HOST_UNROLL(n) DEEPSHOCK_HOST_PRAGMA_(GCC unroll n)
+#else
+#define DEEPSHOCK_HOST_UNROLL(n)
+#endif
+
+namespace host {
+
+namespace detail {
+using moe::detail::from_float;
+using moe::detail::to_float;
+
+/// Lanes (independent partial sums) of every fp32 dot product of the host executor (dots_fp32).
+inline constexpr int kDotLanes = 16;
+
+/// out[t] = w . x[t] over n floats for t < N, each in the executor's fixed order: element c is
+/// added to lane c % kDotLanes (c ascending; each product rounded to fp32, then added), then the
+/// lanes are folded in halves (for s = 8, 4, 2, 1: lane l += lane l + s, l < s). Independent lanes
+/// vectorise without reassociation (no fast-math needed), and the order depends neither on the
+/// vector width nor on N (N rows share the loads of w). Also prefetches
+/// [prefetch, prefetch + prefetch_bytes), where given.
+template <int N>
+inline void dots_fp32(const float* __restrict w, const float* const* __restrict x, int n, float* __restrict out,
+                      const void* prefetch = nullptr, std::size_t prefetch_bytes = 0) {
+  float acc[N][kDotLanes] = {};
+  int c = 0;
+  std::size_t pf = 0;
+#if defined(__GNUC__)
+  // GNU vector extensions, at the target's register width: lane l of the order above is element
+  // l % W of vector l / W, so the order is that of the scalar loop whatever W is. The prefetches
+  // (into L2) are spread over the loop, one cache line every `every` steps.
+  {
+    const int steps = n / kDotLanes, lines = static_cast<int>((prefetch_bytes + 63) / 64);
+    const int every = lines > 0 && steps > lines ? steps / lines : 1;
+    int countdown = every;
+#if defined(__AVX512F__)
+    constexpr int W = 16;
+#elif defined(__AVX__)
+    constexpr int W = 8;
+#else
+    constexpr int W = 4;
+#endif
+    constexpr int S = kDotLanes / W;
+    typedef float Vec __attribute__((vector_size(W * sizeof(float))));
+    Vec v[N][S];
+    DEEPSHOCK_HOST_UNROLL(8)
+    for (int t = 0; t < N; ++t)
+      DEEPSHOCK_HOST_UNROLL(4)
+      for (int q = 0; q < S; ++q) v[t][q] = Vec{};
+    for (; c + kDotLanes <= n; c += kDotLanes) {
+      if (--countdown == 0) {
+        countdown = every;
+        if (pf < prefetch_bytes) {
+          __builtin_prefetch(static_cast<const char*>(prefetch) + pf, 0, 1);
+          pf += 64;
+        }
+      }
+      Vec wv[S];
+      DEEPSHOCK_HOST_UNROLL(4)
+      for (int q = 0; q < S; ++q) __builtin_memcpy(&wv[q], w + c + q * W, sizeof(Vec));
+      DEEPSHOCK_HOST_UNROLL(8)
+      for (int t = 0; t < N; ++t)
+        DEEPSHOCK_HOST_UNROLL(4)
+        for (int q = 0; q < S; ++q) {
+          Vec xv;
+          __builtin_memcpy(&xv, x[t] + c + q * W, sizeof(Vec));
+          v[t][q] += wv[q] * xv;
+        }
+    }
+    for (int t = 0; t < N; ++t) __builtin_memcpy(acc[t], v[t], sizeof v[t]);
+  }
+#else
+  for (; c + kDotLanes <= n; c += kDotLanes)
+    for (int t = 0; t < N; ++t)
+      for (int l = 0; l < kDotLanes; ++l) acc[t][l] += w[c + l] * x[t][c + l];
+#endif
+#if defined(__GNUC__)
+  for (; pf < prefetch_bytes; pf += 64) __builtin_prefetch(static_cast<const char*>(prefetch) + pf, 0, 1);
+#else
+  (void)prefetch;
+  (void)pf;
+#endif
+  for (int t = 0; t < N; ++t) {
+    for (int l = 0; c + l < n; ++l) acc[t][l] += w[c + l] * x[t][c + l];
+    for (int s = kDotLanes / 2; s > 0; s /= 2)
+      for (int l = 0; l < s; ++l) acc[t][l] += acc[t][l + s];
+    out[t] = acc[t][0];
+  }
+}
+
+/// a . b over n floats, in dots_fp32's order.
+inline float dot_fp32(const float* a, const float* b, int n) {
+  float r;
+  dots_fp32<1>(a, &b, n, &r);
+  return r;
+}
+
+/// out[q] = w . x[q] for q < m: dots_fp32 on two rows at a time (the same bits as one at a time).
+/// [prefetch, prefetch + prefetch_bytes) (the caller's next weight row) is prefetched, spread
+/// over the calls, so that memory traffic overlaps with the arithmetic.
+inline void dot_rows(const float* w, const float* const* x, long long m, int n, float* out, const void* prefetch,
+                     std::size_t prefetch_bytes) {
+  const long long calls = (m + 1) / 2;
+  const std::size_t lines = (prefetch_bytes + 63) / 64;
+  const std::size_t per_call = calls > 0 ? 64 * ((lines + static_cast<std::size_t>(calls) - 1) / static_cast<std::size_t>(calls)) : 0;
+  const char* pf = static_cast<const char*>(prefetch);
+  std::size_t pf_left = prefetch_bytes;
+  for (long long q = 0; q < m; q += 2) {
+    const std::size_t bytes = pf_left < per_call ? pf_left : per_call;
+    if (q + 1 < m) dots_fp32<2>(w, x + q, n, out + q, pf, bytes);
+    else dots_fp32<1>(w, x + q, n, out + q, pf, bytes);
+    pf += bytes;
+    pf_left -= bytes;
+  }
+}
+
+/// fp16 bits -> float, exactly as fp16::to_float (NaN -> quiet NaN keeping sign and payload),
+/// in integer steps and masks (no branches, so a loop over it vectorises, and no denormal
+/// arithmetic, so flush-to-zero modes do not change it).
+inline float fp16_bits_to_float(std::uint32_t h) {
+  using deepshock::detail::bits_to_float;
+  using deepshock::detail::float_to_bits;
+  const std::uint32_t em = h & 0x7FFFu;
+  std::uint32_t r = (em << 13) + 0x38000000u;                          // normal: exponent 15 -> 127 bias
+  r += (0u - static_cast<std::uint32_t>(em >= 0x7C00u)) & 0x38000000u;  // inf, NaN: exponent 255
+  r |= (0u - static_cast<std::uint32_t>(em > 0x7C00u)) & 0x00400000u;   // NaN: quiet
+  // Subnormal or zero, m * 2^-24 = 2^-14 (1 + m / 1024) - 2^-14: exact, and normal or zero.
+  const std::uint32_t sub = float_to_bits(bits_to_float(r + 0x00800000u) - 0x1p-14f);
+  const std::uint32_t is_sub = 0u - static_cast<std::uint32_t>(em < 0x0400u);
+  return bits_to_float(((r & ~is_sub) | (sub & is_sub)) | ((h & 0x8000u) << 16));
+}
+
+/// One weight as float, exactly (T::to_float), in a form that vectorises.
+template <class T>
+inline float weight_to_float(T v) {
+  if constexpr (std::is_same_v<T, float>) return v;
+  else if constexpr (std::is_same_v<T, bf16>) return deepshock::detail::bits_to_float(static_cast<std::uint32_t>(v.bits) << 16);
+  else if constexpr (std::is_same_v<T, fp16>) return fp16_bits_to_float(v.bits);
+  else return to_float(v);
+}
+
+/// Row `src` [n] as floats: `src` itself for float, else converted (exactly) into `scratch`.
+template <class T>
+inline const float* row_as_float(const T* __restrict src, int n, float* __restrict scratch) {
+  if constexpr (std::is_same_v<T, float>) {
+    return src;
+  } else {
+    // Fixed-size chunks, which the compiler vectorises at -O2 as well (no epilogue to cost).
+    constexpr int C = 16;
+    int c = 0;
+    for (; c + C <= n; c += C)
+      for (int l = 0; l < C; ++l) scratch[c + l] = weight_to_float(src[c + l]);
+    for (; c < n; ++c) scratch[c] = weight_to_float(src[c]);
+    return scratch;
+  }
+}
+
+/// One block of work: rows [r0, r1) of one expert's projection (e == E: the shared expert).
+struct RowBlock {
+  int e, r0, r1;
+};
+
+/// Rows per RowBlock: enough work per block to amortise the scheduling, enough blocks per
+/// expert to balance a few hot experts over the threads.
+inline constexpr int kRowsPerBlock = 32;
+
+inline void add_row_blocks(std::vector<RowBlock>& v, int e, int rows) {
+  for (int r = 0; r < rows; r += kRowsPerBlock) v.push_back({e, r, r + kRowsPerBlock < rows ? r + kRowsPerBlock : rows});
+}
+
+/// The experts and the combine, on checked arguments and a checked routing.
+///
+/// x rows are converted to fp32 once; the valid assignments are grouped by expert (counting sort,
+/// ascending assignment index within an expert). Up projection: parallel over blocks of
+/// (expert, intermediate rows); each W1 / W3 row is converted to fp32 once and dotted with the x
+/// row of every assignment of that expert, h = T(act(g, u)) stored as fp32 [T*k, I]. Down
+/// projection: parallel over blocks of (expert, output rows); each W2 row is converted once and
+/// dotted with h of every assignment: o [T*k, H] in fp32. The shared expert runs the same way as
+/// one more expert over all tokens. Combine: parallel over tokens. Every output element is written
+/// by one thread, in dots_fp32's fixed order, so the result does not depend on the thread count
+/// or the schedule (nor on which other tokens share the batch).
+template <class T, class ExpertT>
+void execute(const LayerDims& d, int k, const LayerWeights<T, ExpertT>& w, const LayerInputs<T>& in, const int* ids,
+             const float* wts, int E, const LayerOutputs<T>& out) {
+  using Act = typename ExpertT::activation;
+  constexpr bool gated = Act::kGated;
+  const int H = d.hidden, I = d.intermediate, Is = d.shared_intermediate;
+  const long long T_ = in.tokens, n = T_ * k;
+  const std::size_t Hz = static_cast<std::size_t>(H), Iz = static_cast<std::size_t>(I), Isz = static_cast<std::size_t>(Is);
+  const std::size_t xs = static_cast<std::size_t>(in.x_stride == 0 ? H : in.x_stride);
+  const std::size_t ys = static_cast<std::size_t>(out.y_stride == 0 ? H : out.y_stride);
+  const std::size_t wsz = Iz * Hz;
+  const bool sigmoid_gate = Is > 0 && w.shared_gate_kind == SharedGate::sigmoid;
+
+  // Assignments grouped by expert: order[begin[e], begin[e + 1]).
+  std::vector<long long> begin(static_cast<std::size_t>(E) + 1, 0), order;
+  for (long long a = 0; a < n; ++a)
+    if (ids[a] >= 0 && ids[a] < E) ++begin[static_cast<std::size_t>(ids[a]) + 1];
+  for (int e = 0; e < E; ++e) begin[static_cast<std::size_t>(e) + 1] += begin[static_cast<std::size_t>(e)];
+  order.resize(static_cast<std::size_t>(begin[static_cast<std::size_t>(E)]));
+  {
+    std::vector<long long> next(begin.begin(), begin.end() - 1);
+    for (long long a = 0; a < n; ++a)
+      if (ids[a] >= 0 && ids[a] < E) order[static_cast<std::size_t>(next[static_cast<std::size_t>(ids[a])]++)] = a;
+  }
+
+  // Work lists; the shared expert (most tokens per row) first, so that dynamic scheduling ends evenly.
+  std::vector<RowBlock> up, down;
+  if (Is > 0) {
+    add_row_blocks(up, E, Is);
+    add_row_blocks(down, E, H);
+  }
+  for (int e = 0; e < E; ++e)
+    if (begin[static_cast<std::size_t>(e) + 1] > begin[static_cast<std::size_t>(e)]) {
+      add_row_blocks(up, e, I);
+      add_row_blocks(down, e, H);
+    }
+  const long long n_up = static_cast<long long>(up.size()), n_down = static_cast<long long>(down.size());
+  long long max_rows = Is > 0 ? T_ : 0;  // x or h rows one block reads
+  for (int e = 0; e < E; ++e) {
+    const long long c = begin[static_cast<std::size_t>(e) + 1] - begin[static_cast<std::size_t>(e)];
+    max_rows = c > max_rows ? c : max_rows;
+  }
+
+  std::vector<float> xf(static_cast<std::size_t>(T_) * Hz), h(static_cast<std::size_t>(n) * Iz), o(static_cast<std::size_t>(n) * Hz);
+  std::vector<float> hs(static_cast<std::size_t>(T_) * Isz), s(Is > 0 ? static_cast<std::size_t>(T_) * Hz : 0);
+  std::vector<float> g(static_cast<std::size_t>(T_), 1.0f), gate_f(sigmoid_gate ? Hz : 0);
+  const float* gate_row = sigmoid_gate ? row_as_float(w.shared_gate, H, gate_f.data()) : nullptr;
+  const std::size_t scratch = Hz > Iz ? (Hz > Isz ? Hz : Isz) : (Iz > Isz ? Iz : Isz);
+
+#if defined(_OPENMP)
+#pragma omp parallel
+#endif
+  {
+    // Per thread: a converted weight row or two, the rows one block dots with, their results.
+    std::vector<float> r1(std::is_same_v<T, float> ? 0 : scratch), r3(std::is_same_v<T, float> || !gated ? 0 : scratch);
+    std::vector<const float*> rowp(static_cast<std::size_t>(max_rows));
+    std::vector<float> gv(static_cast<std::size_t>(max_rows)), uv(gated ? static_cast<std::size_t>(max_rows) : 0);
+
+    // x -> fp32, and the shared expert's sigmoid gate.
+#if defined(_OPENMP)
+#pragma omp for schedule(static)
+#endif
+    for (long long t = 0; t < T_; ++t) {
+      float* xr = xf.data() + static_cast<std::size_t>(t) * Hz;
+      const float* src = row_as_float(in.x + static_cast<std::size_t>(t) * xs, H, xr);
+      if (src != xr)
+        for (int c = 0; c < H; ++c) xr[c] = src[c];
+      if (sigmoid_gate) g[static_cast<std::size_t>(t)] = gate::sigmoid(dot_fp32(gate_row, xr, H));
+    }
+
+    // Up projection and activation: h = T(act(W1 x, W3 x)).
+#if defined(_OPENMP)
+#pragma omp for schedule(dynamic, 1)
+#endif
+    for (long long b = 0; b < n_up; ++b) {
+      const RowBlock blk = up[static_cast<std::size_t>(b)];
+      const bool sh = blk.e == E;
+      const std::size_t rows = static_cast<std::size_t>(sh ? Is : I);
+      const T* w1 = sh ? w.shared_w1 : w.w1 + static_cast<std::size_t>(blk.e) * wsz;
+      const T* w3 = gated ? (sh ? w.shared_w3 : w.w3 + static_cast<std::size_t>(blk.e) * wsz) : nullptr;
+      float* hb = sh ? hs.data() : h.data();
+      const long long m = sh ? T_ : begin[static_cast<std::size_t>(blk.e) + 1] - begin[static_cast<std::size_t>(blk.e)];
+      const long long* list = sh ? nullptr : order.data() + begin[static_cast<std::size_t>(blk.e)];
+      for (long long q = 0; q < m; ++q)
+        rowp[static_cast<std::size_t>(q)] = xf.data() + static_cast<std::size_t>(sh ? q : list[q] / k) * Hz;
+      for (int i = blk.r0; i < blk.r1; ++i) {
+        const std::size_t pf = i + 1 < blk.r1 ? Hz * sizeof(T) : 0;  // the next rows, while this one is used
+        dot_rows(row_as_float(w1 + static_cast<std::size_t>(i) * Hz, H, r1.data()), rowp.data(), m, H, gv.data(),
+                 w1 + static_cast<std::size_t>(i + 1) * Hz, pf);
+        if constexpr (gated)
+          dot_rows(row_as_float(w3 + static_cast<std::size_t>(i) * Hz, H, r3.data()), rowp.data(), m, H, uv.data(),
+                   w3 + static_cast<std::size_t>(i + 1) * Hz, pf);
+        for (long long q = 0; q < m; ++q) {
+          const std::size_t a = static_cast<std::size_t>(sh ? q : list[q]);
+          hb[a * rows + static_cast<std::size_t>(i)] =
+              to_float(from_float<T>(Act::apply(gv[static_cast<std::size_t>(q)], gated ? uv[static_cast<std::size_t>(q)] : 0.0f)));
+        }
+      }
+    }
+
+    // Down projection: o = W2 h (s for the shared expert).
+#if defined(_OPENMP)
+#pragma omp for schedule(dynamic, 1)
+#endif
+    for (long long b = 0; b < n_down; ++b) {
+      const RowBlock blk = down[static_cast<std::size_t>(b)];
+      const bool sh = blk.e == E;
+      const int cols = sh ? Is : I;
+      const T* w2 = sh ? w.shared_w2 : w.w2 + static_cast<std::size_t>(blk.e) * wsz;
+      float* ob = sh ? s.data() : o.data();
+      const long long m = sh ? T_ : begin[static_cast<std::size_t>(blk.e) + 1] - begin[static_cast<std::size_t>(blk.e)];
+      const long long* list = sh ? nullptr : order.data() + begin[static_cast<std::size_t>(blk.e)];
+      for (long long q = 0; q < m; ++q)
+        rowp[static_cast<std::size_t>(q)] = (sh ? hs.data() : h.data()) + static_cast<std::size_t>(sh ? q : list[q]) * static_cast<std::size_t>(cols);
+      for (int r = blk.r0; r < blk.r1; ++r) {
+        dot_rows(row_as_float(w2 + static_cast<std::size_t>(r) * static_cast<std::size_t>(cols), cols, r1.data()), rowp.data(), m, cols,
+                 gv.data(), w2 + static_cast<std::size_t>(r + 1) * static_cast<std::size_t>(cols),
+                 r + 1 < blk.r1 ? static_cast<std::size_t>(cols) * sizeof(T) : 0);
+        for (long long q = 0; q < m; ++q)
+          ob[static_cast<std::size_t>(sh ? q : list[q]) * Hz + static_cast<std::size_t>(r)] = gv[static_cast<std::size_t>(q)];
+      }
+    }
+
+    // Combine: y[t] = T(sum_j (slot order) w[t, j] o[t*k + j] + g_t s[t]).
+#if defined(_OPENMP)
+#pragma omp for schedule(static)
+#endif
+    for (long long t = 0; t < T_; ++t)
+      for (int c = 0; c < H; ++c) {
+        float acc = 0.0f;
+        for (int j = 0; j < k; ++j) {
+          const long long a = t * k + j;
+          if (ids[a] >= 0 && ids[a] < E) acc += wts[a] * o[static_cast<std::size_t>(a) * Hz + static_cast<std::size_t>(c)];
+        }
+        if (Is > 0) acc += g[static_cast<std::size_t>(t)] * s[static_cast<std::size_t>(t) * Hz + static_cast<std::size_t>(c)];
+        out.y[static_cast<std::size_t>(t) * ys + static_cast<std::size_t>(c)] = from_float<T>(acc);
+      }
+  }
+}
+
+/// The gate's own checks (as gate::Router's, with the layer's argument names).
+template <class Gate, class T, class ExpertT>
+Status check_gate(const gate::PolicyParams& p, const gate::RouterOptions& o, const LayerWeights<T, ExpertT>& w) {
+  constexpr int E = Gate::kExperts;
+  if constexpr (Gate::kUsesBias) {
+    if (w.gate_bias == nullptr) return Status::invalid_argument("gate_bias", std::string(Gate::kName) + " needs the correction bias");
+    if (w.gate_bias_size != E)
+      return Status::invalid_argument("gate_bias", "expected " + std::to_string(E) + " values (one per expert), got " +
+                                                       std::to_string(w.gate_bias_size));
+  } else if (w.gate_bias != nullptr) {
+    return Status::invalid_argument("gate_bias", std::string(Gate::kName) + " takes no correction bias");
+  }
+  const int end = o.expert_end == -1 ? E : o.expert_end;
+  if (o.expert_begin < 0 || o.expert_begin >= end || end > E)
+    return Status::invalid_argument("options.expert_begin/expert_end", "need 0 <= begin < end <= " + std::to_string(E) + ", got [" +
+                                                                           std::to_string(o.expert_begin) + ", " +
+                                                                           std::to_string(o.expert_end) + ")");
+  if (!std::isfinite(o.routed_scaling_factor)) return Status::invalid_argument("options.routed_scaling_factor", "must be finite");
+  if (Gate::kWeightRule == gate::WeightRule::softmax_selected && !(p.temperature > 0.0f && std::isfinite(p.temperature)))
+    return Status::invalid_argument("params.temperature", "must be finite and > 0");
+  if (!(p.renorm_eps >= 0.0f && std::isfinite(p.renorm_eps))) return Status::invalid_argument("params.renorm_eps", "must be finite and >= 0");
+  if (Gate::kCapacity && !(p.capacity_factor > 0.0f && std::isfinite(p.capacity_factor)))
+    return Status::invalid_argument("params.capacity_factor", "must be finite and > 0");
+  return Status::success();
+}
+}  // namespace detail
+
+/// The layer with caller-supplied routing: ids [T, k] (-1 = none), weights [T, k]. Writes y and,
+/// where given, expert_counts (valid assignments per expert); out.topk_ids / topk_weights /
+/// dropped_count are not used (as the device layer's run_routed). An id < -1 or >= E is an error, reported
+/// before anything is written.
+template <class T, class ExpertT>
+Status run_layer_routed(const LayerDims& d, int E, int k, const LayerWeights<T, ExpertT>& w, const LayerInputs<T>& in,
+                        const int* topk_ids, const float* topk_weights, const LayerOutputs<T>& out) {
+  static_assert(moe::detail::HostExpertCheck<ExpertT>::value);
+  DEEPSHOCK_RETURN_IF_ERROR(moe::detail::check_layer_dims<T>(d));
+  DEEPSHOCK_RETURN_IF_ERROR(moe::detail::check_layer_run(d, w, in, out, /*routed=*/true, /*need_align=*/false));
+  if (E < 1 || E > kMaxDispatchExperts)
+    return Status::invalid_argument("E", "must be in [1, " + std::to_string(kMaxDispatchExperts) + "], got " + std::to_string(E));
+  if (k < 1 || k > kMaxDispatchTopK)
+    return Status::invalid_argument("k", "must be in [1, " + std::to_string(kMaxDispatchTopK) + "], got " + std::to_string(k));
+  const long long n = static_cast<long long>(in.tokens) * k;
+  if (n > 0 && topk_ids == nullptr) return Status::invalid_argument("topk_ids", "must not be null");
+  if (n > 0 && topk_weights == nullptr) return Status::invalid_argument("topk_weights", "must not be null");
+  for (long long a = 0; a < n; ++a)
+    if (topk_ids[a] < -1 || topk_ids[a] >= E)
+      return Status::invalid_argument("topk_ids", "entry " + std::to_string(a) + " (token " + std::to_string(a / k) + ", slot " +
+                                                      std::to_string(a % k) + ") is " + std::to_string(topk_ids[a]) +
+                                                      "; ids must be -1 or in [0, " + std::to_string(E) + ")");
+  if (out.expert_counts != nullptr) {
+    for (int e = 0; e < E; ++e) out.expert_counts[e] = 0;
+    for (long long a = 0; a < n; ++a)
+      if (topk_ids[a] >= 0) ++out.expert_counts[topk_ids[a]];
+  }
+  if (n > 0) detail::execute(d, k, w, in, topk_ids, topk_weights, E, out);
+  return Status::success();
+}
+
+/// The layer with host routing by `Gate` (gate/policies.hpp; NoisyTopK is training-only and
+/// returns unsupported). The padding mask is in.token_mask (options.token_mask is not read).
+/// Writes y and, where given, topk_ids / topk_weights [T, k], expert_counts [E] (valid
+/// assignments per expert after drops) and dropped_count (Switch capacity drops; 0 otherwise).
+template <class Gate, class T, class ExpertT>
+Status run_layer(const LayerDims& d, const gate::PolicyParams& params, const gate::RouterOptions& options,
+                 const LayerWeights<T, ExpertT>& w, const LayerInputs<T>& in, const LayerOutputs<T>& out) {
+  static_assert(moe::detail::HostExpertCheck<ExpertT>::value);
+  if constexpr (Gate::kNoisy) {
+    return Status::unsupported(std::string("deepshock::moe::host::run_layer: ") + Gate::kName +
+                               " is a training-time gate (it needs the noise weights); the layer serves inference gates only");
+  } else {
+    constexpr int E = Gate::kExperts, k = Gate::kTopK;
+    DEEPSHOCK_RETURN_IF_ERROR(moe::detail::check_layer_dims<T>(d));
+    DEEPSHOCK_RETURN_IF_ERROR(moe::detail::check_layer_run(d, w, in, out, /*routed=*/false, /*need_align=*/false));
+    DEEPSHOCK_RETURN_IF_ERROR((detail::check_gate<Gate>(params, options, w)));
+    const int T_ = in.tokens, H = d.hidden;
+    const std::size_t xs = static_cast<std::size_t>(in.x_stride == 0 ? H : in.x_stride);
+    std::vector<T> xp(static_cast<std::size_t>(T_) * H);  // gate_logits reads rows of stride H
+    for (int t = 0; t < T_; ++t)
+      for (int c = 0; c < H; ++c) xp[static_cast<std::size_t>(t) * H + c] = in.x[t * xs + c];
+    const std::vector<double> logits = gate::reference::gate_logits<T>(xp.data(), w.w_gate, T_, H, E);
+    const gate::reference::Routing r = gate::reference::route<Gate>(logits, T_, nullptr, w.gate_bias, params, options, in.token_mask);
+    std::vector<int> ids(r.ids);
+    std::vector<float> wts(r.weights.begin(), r.weights.end());
+    std::vector<int> counts(r.counts);
+    int dropped = 0;
+    if constexpr (Gate::kCapacity) {
+      static_assert(k == 1, "deepshock::moe::host::run_layer: capacity is defined for top-1 (Switch) gates only.");
+      std::vector<int> position(static_cast<std::size_t>(T_));
+      std::vector<std::uint8_t> dropped_flags(static_cast<std::size_t>(T_));
+      gate::CapacityOutputs co;
+      co.position = position.data();
+      co.dropped = dropped_flags.data();
+      co.dropped_count = &dropped;
+      co.kept_counts = counts.data();
+      co.topk_weights = wts.data();
+      co.topk_ids = ids.data();
+      const int capacity = gate::switch_capacity(T_, E, params.capacity_factor);
+      DEEPSHOCK_RETURN_IF_ERROR(gate::reference::apply_switch_capacity(ids.data(), T_, E, capacity, co));
+    }
+    for (std::size_t a = 0; a < ids.size(); ++a) {
+      if (out.topk_ids != nullptr) out.topk_ids[a] = ids[a];
+      if (out.topk_weights != nullptr) out.topk_weights[a] = wts[a];
+    }
+    if (out.expert_counts != nullptr)
+      for (int e = 0; e < E; ++e) out.expert_counts[e] = counts[static_cast<std::size_t>(e)];
+    if (out.dropped_count != nullptr) *out.dropped_count = dropped;
+    if (T_ > 0) detail::execute(d, k, w, in, ids.data(), wts.data(), E, out);
+    return Status::success();
+  }
+}
+
+}  // namespace host
+}  // namespace deepshock::moe
+
+#undef DEEPSHOCK_HOST_UNROLL
+#undef DEEPSHOCK_HOST_PRAGMA_
