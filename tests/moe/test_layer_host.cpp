@@ -389,7 +389,13 @@ void check_gated(const gate::PolicyParams& p, const gate::RouterOptions& o, cons
   std::vector<float> wts(ids.size(), ds_test::poison_float());
   int dropped = -7;
   const moe::LayerOutputs<T> out{y.data(), 0, ids.data(), wts.data(), counts.data(), &dropped};
-  DS_REQUIRE_OK((moe::host::run_layer<Gate>(d, p, o, w, in, out)));
+  // An expert-parallel rank holds the weights of its experts [begin, end) only.
+  auto rank_w = w;
+  const std::size_t slice = static_cast<std::size_t>(o.expert_begin) * d.intermediate * d.hidden;
+  rank_w.w1 += slice;
+  if (rank_w.w3 != nullptr) rank_w.w3 += slice;
+  rank_w.w2 += slice;
+  DS_REQUIRE_OK((moe::host::run_layer<Gate>(d, p, o, rank_w, in, out)));
 
   std::vector<T> xp(static_cast<std::size_t>(tokens) * kH);
   for (int t = 0; t < tokens; ++t) std::copy_n(x.begin() + static_cast<long>(t) * xs, kH, xp.begin() + static_cast<long>(t) * kH);

@@ -21,7 +21,8 @@
 //     (gate::reference::apply_switch_capacity, C = ceil(T / E * capacity_factor) over all T
 //     tokens, padding included, as gate::Router does). The device router computes logits in
 //     fp32, so near-ties may route differently there. Both validate like the device layer and
-//     return the same Status.
+//     return the same Status. Expert parallelism as in moe::Layer: with RouterOptions'
+//     [expert_begin, expert_end) the weights w1 / w3 / w2 hold those experts only.
 #pragma once
 
 #include <cmath>
@@ -472,7 +473,16 @@ Status run_layer(const LayerDims& d, const gate::PolicyParams& params, const gat
     if (out.expert_counts != nullptr)
       for (int e = 0; e < E; ++e) out.expert_counts[e] = counts[static_cast<std::size_t>(e)];
     if (out.dropped_count != nullptr) *out.dropped_count = dropped;
-    if (T_ > 0) detail::execute(d, k, w, in, ids.data(), wts.data(), E, out);
+    if (T_ == 0) return Status::success();
+    // Expert parallelism as in the device layer: the weights hold experts [begin, end) only.
+    const int begin = options.expert_begin, end = options.expert_end < 0 ? E : options.expert_end;
+    if (begin == 0 && end == E) {
+      detail::execute(d, k, w, in, ids.data(), wts.data(), E, out);
+    } else {
+      std::vector<int> local(ids.size());
+      for (std::size_t a = 0; a < ids.size(); ++a) local[a] = ids[a] >= begin && ids[a] < end ? ids[a] - begin : -1;
+      detail::execute(d, k, w, in, local.data(), wts.data(), end - begin, out);
+    }
     return Status::success();
   }
 }
