@@ -4,9 +4,13 @@
 #
 #   scripts/gpu_check.sh OUTDIR            build and run here (a machine with nvcc and a GPU)
 #   scripts/gpu_check.sh build             only build (e.g. on a CPU machine) into build-gpu/
-#   scripts/gpu_check.sh run OUTDIR        only run an existing build-gpu/ (e.g. on a GPU machine
-#                                          that received build-gpu/ as a carried folder)
-# Environment: DS_GPU_BUILD_DIR (default build-gpu), DS_BENCH_MIN_TIME (default 0.05 s).
+#   scripts/gpu_check.sh pack              copy the built binaries, stripped, into build-gpu-pack/
+#                                          (same layout, a few tens of MB: small enough to carry to
+#                                          a GPU machine instead of the whole build folder)
+#   scripts/gpu_check.sh run OUTDIR        only run an existing build (e.g. on a GPU machine that
+#                                          received build-gpu-pack/: DS_GPU_BUILD_DIR=build-gpu-pack)
+# Environment: DS_GPU_BUILD_DIR (default build-gpu), DS_BENCH_MIN_TIME (default 0.05 s),
+# DS_BENCH_FILTER (a --benchmark_filter for every benchmark, default all).
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 build="${DS_GPU_BUILD_DIR:-$DS_ROOT/build-gpu}"
@@ -23,6 +27,19 @@ gpu_build() {
   # Shared libraries the binaries need that a bare GPU machine may lack.
   mkdir -p "$build/lib"
   cp -L /usr/lib/x86_64-linux-gnu/libbenchmark.so.1debian "$build/lib/" 2>/dev/null || true
+}
+
+gpu_pack() {
+  local pack="${DS_GPU_PACK_DIR:-$DS_ROOT/build-gpu-pack}" f
+  rm -rf "$pack"
+  mkdir -p "$pack/tests" "$pack/bench" "$pack/examples" "$pack/lib"
+  for f in $GPU_TESTS; do cp "$build/tests/$f" "$pack/tests/"; done
+  for f in $GPU_BENCHES; do cp "$build/bench/$f" "$pack/bench/"; done
+  cp "$build/examples/demo_gpu" "$build/examples/recommend_gpu" "$pack/examples/"
+  cp "$build"/lib/* "$pack/lib/" 2>/dev/null || true
+  # Symbols only: the device code lives in the .nv_fatbin section, which strip keeps.
+  strip "$pack"/tests/* "$pack"/bench/* "$pack"/examples/*
+  du -sh "$pack"
 }
 
 gpu_run() {
@@ -46,7 +63,7 @@ gpu_run() {
   "$build/examples/demo_gpu" 2>&1 | tee "$out/demo.log" || rc=$?
   "$build/examples/recommend_gpu" 2>&1 | tee "$out/recommend.log" || rc=$?
   for b in $GPU_BENCHES; do
-    "$build/bench/$b" --benchmark_min_time="${DS_BENCH_MIN_TIME:-0.05}" \
+    "$build/bench/$b" --benchmark_min_time="${DS_BENCH_MIN_TIME:-0.05}" --benchmark_filter="${DS_BENCH_FILTER:-.}" \
       --benchmark_out="$out/$b.json" --benchmark_out_format=json 2>&1 | tee "$out/$b.log" || rc=$?
   done
   echo "gpu_check: finished with status $rc; results in $out"
@@ -55,7 +72,8 @@ gpu_run() {
 
 case "${1:-}" in
   build) gpu_build ;;
+  pack) gpu_pack ;;
   run) gpu_run "${2:?usage: gpu_check.sh run OUTDIR}" ;;
-  ""|-h|--help) sed -n '2,11p' "$0"; exit 2 ;;
+  ""|-h|--help) sed -n '2,13p' "$0"; exit 2 ;;
   *) gpu_build; gpu_run "$1" ;;
 esac
