@@ -44,6 +44,7 @@
 #include <cublas_v2.h>
 
 #include "bench_util.hpp"
+#include "models.hpp"
 #include "deepshock/core/numeric.hpp"
 #include "deepshock/gate/policies.hpp"
 #include "deepshock/gate/router.hpp"
@@ -57,38 +58,15 @@ namespace gate = deepshock::gate;
 namespace moe = deepshock::moe;
 namespace rt = deepshock::rt;
 namespace bench = deepshock::bench;
+namespace models = deepshock::bench::models;
 using ds::bf16;
 using ds::Status;
 
-// ---- model shapes (REFERENCE.md section 2) ---------------------------------------------------------
-struct DeepSeekV2Lite {
-  static constexpr const char* kName = "DeepSeek-V2-Lite";
-  using Gate = gate::SoftmaxTopK<ds::Experts<64>, ds::TopK<6>>;
-  static constexpr int kHidden = 2048, kInter = 1408, kShared = 2816;  // 2 shared experts of 1408
-  static constexpr bool kRenormalize = false;
-  static constexpr float kScale = 1.0f;
-};
-struct Qwen3_30B_A3B {
-  static constexpr const char* kName = "Qwen3-30B-A3B";
-  using Gate = gate::SoftmaxTopK<ds::Experts<128>, ds::TopK<8>>;
-  static constexpr int kHidden = 2048, kInter = 768, kShared = 0;
-  static constexpr bool kRenormalize = true;
-  static constexpr float kScale = 1.0f;
-};
-struct Mixtral8x7B {
-  static constexpr const char* kName = "Mixtral-8x7B";
-  using Gate = gate::SoftmaxTopK<ds::Experts<8>, ds::TopK<2>>;
-  static constexpr int kHidden = 4096, kInter = 14336, kShared = 0;
-  static constexpr bool kRenormalize = true;
-  static constexpr float kScale = 1.0f;
-};
-struct DeepSeekV3 {  // the routed part + 1 shared expert; 22.5 GB of bf16 expert weights
-  static constexpr const char* kName = "DeepSeek-V3";
-  using Gate = gate::DeepSeekV3<ds::Experts<256>, ds::TopK<8>, ds::Groups<8, 4>>;
-  static constexpr int kHidden = 7168, kInter = 2048, kShared = 2048;
-  static constexpr bool kRenormalize = true;  // with the policy's renorm_eps 1e-20; bias: zeros
-  static constexpr float kScale = 2.5f;
-};
+// ---- model shapes (bench/support/models.hpp) -------------------------------------------------------
+using models::DeepSeekV2Lite;
+using models::DeepSeekV3;  // the routed part + 1 shared expert; 22.5 GB of bf16 expert weights
+using models::Mixtral8x7B;
+using models::Qwen3_30B_A3B;
 
 // ---- kernels (launched through deepshock::launch) ----------------------------------------------------
 constexpr std::uint32_t kSeedX = 11, kSeedGate = 22, kSeedW1 = 33, kSeedW3 = 44, kSeedW2 = 55, kSeedS1 = 66, kSeedS3 = 77, kSeedS2 = 88;
@@ -218,18 +196,7 @@ struct MoeBench {
   using LayerT = moe::Layer<Gate, moe::Expert<>, bf16>;
   static constexpr int E = Gate::kExperts, K = Gate::kTopK, H = M::kHidden, I = M::kInter, Is = M::kShared;
 
-  static gate::PolicyParams params() {
-    gate::PolicyParams p = gate::default_params<Gate>();
-    p.renormalize = M::kRenormalize;
-    return p;
-  }
-  static gate::RouterOptions options() {
-    gate::RouterOptions o;
-    o.routed_scaling_factor = M::kScale;
-    return o;
-  }
-
-  explicit MoeBench(int tokens) : T(tokens), layer(moe::LayerDims{H, I, Is, tokens}, params(), options()) {}
+  explicit MoeBench(int tokens) : T(tokens), layer(moe::LayerDims{H, I, Is, tokens}, models::params<M>(), models::options<M>()) {}
 
   int T;
   LayerT layer;

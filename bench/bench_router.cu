@@ -59,6 +59,7 @@
 #include <vector>
 
 #include "bench_util.hpp"
+#include "models.hpp"
 #include "deepshock/core/numeric.hpp"
 #include "deepshock/core/philox.hpp"
 #include "deepshock/gate/policies.hpp"
@@ -76,65 +77,18 @@ namespace ds = deepshock;
 namespace gate = deepshock::gate;
 namespace rt = deepshock::rt;
 namespace bench = deepshock::bench;
+namespace models = deepshock::bench::models;
 using ds::bf16;
 using ds::Status;
 
-// ---- model shapes (REFERENCE.md section 2): one Router instantiation each, bf16 only -----------
-struct Mixtral8x7B {
-  static constexpr const char* kName = "Mixtral-8x7B";
-  using Policy = gate::SoftmaxTopK<ds::Experts<8>, ds::TopK<2>>;
-  static constexpr int kHidden = 4096;
-  static constexpr bool kRenormalize = true;
-  static constexpr float kScale = 1.0f;
-};
-struct DeepSeekV2Lite {
-  static constexpr const char* kName = "DeepSeek-V2-Lite";
-  using Policy = gate::SoftmaxTopK<ds::Experts<64>, ds::TopK<6>>;
-  static constexpr int kHidden = 2048;
-  static constexpr bool kRenormalize = false;
-  static constexpr float kScale = 1.0f;
-};
-struct DeepSeekV2 {
-  static constexpr const char* kName = "DeepSeek-V2";
-  using Policy = gate::DeepSeekV2<ds::Experts<160>, ds::TopK<6>, ds::Groups<8, 3>>;
-  static constexpr int kHidden = 5120;
-  static constexpr bool kRenormalize = false;
-  static constexpr float kScale = 16.0f;
-};
-struct DeepSeekV3 {
-  static constexpr const char* kName = "DeepSeek-V3";
-  using Policy = gate::DeepSeekV3<ds::Experts<256>, ds::TopK<8>, ds::Groups<8, 4>>;  // sigmoid + bias
-  static constexpr int kHidden = 7168;
-  static constexpr bool kRenormalize = true;  // with the policy's renorm_eps 1e-20
-  static constexpr float kScale = 2.5f;
-};
-struct Qwen3_30B_A3B {
-  static constexpr const char* kName = "Qwen3-30B-A3B";
-  using Policy = gate::SoftmaxTopK<ds::Experts<128>, ds::TopK<8>>;
-  static constexpr int kHidden = 2048;
-  static constexpr bool kRenormalize = true;
-  static constexpr float kScale = 1.0f;
-};
-struct Qwen15MoE {
-  static constexpr const char* kName = "Qwen1.5-MoE-A2.7B";
-  using Policy = gate::SoftmaxTopK<ds::Experts<60>, ds::TopK<4>>;
-  static constexpr int kHidden = 2048;
-  static constexpr bool kRenormalize = false;
-  static constexpr float kScale = 1.0f;
-};
+// ---- model shapes (bench/support/models.hpp): one Router instantiation each, bf16 only ---------
+using models::DeepSeekV2;
+using models::DeepSeekV2Lite;
+using models::DeepSeekV3;
+using models::Mixtral8x7B;
+using models::Qwen15MoE;
+using models::Qwen3_30B_A3B;
 
-template <class M>
-gate::PolicyParams model_params() {
-  gate::PolicyParams p = gate::default_params<typename M::Policy>();
-  p.renormalize = M::kRenormalize;
-  return p;
-}
-template <class M>
-gate::RouterOptions model_options() {
-  gate::RouterOptions o;
-  o.routed_scaling_factor = M::kScale;
-  return o;
-}
 std::string scale_text(float v) {
   char buf[32];
   std::snprintf(buf, sizeof buf, "%g", static_cast<double>(v));
@@ -142,7 +96,7 @@ std::string scale_text(float v) {
 }
 template <class M>
 std::string model_label() {
-  using P = typename M::Policy;
+  using P = typename M::Gate;
   return std::string(M::kName) + ": " + P::kName + " E=" + std::to_string(P::kExperts) + " k=" + std::to_string(P::kTopK) +
          (P::kGroups > 1 ? " groups=" + std::to_string(P::kGroups) + "/" + std::to_string(P::kKeepGroups) : "") +
          " H=" + std::to_string(M::kHidden) + (M::kRenormalize ? " renorm" : "") +
@@ -421,10 +375,10 @@ constexpr double kWeightAtol = 1e-5, kWeightRtol = 1e-3;
 /// Everything one benchmark run of model M at T tokens needs: stream, timers, inputs, outputs.
 template <class M>
 struct RouterBench {
-  using Policy = typename M::Policy;
+  using Policy = typename M::Gate;
   static constexpr int E = Policy::kExperts, K = Policy::kTopK, H = M::kHidden;
 
-  explicit RouterBench(int tokens) : T(tokens), router(model_params<M>(), model_options<M>()) {}
+  explicit RouterBench(int tokens) : T(tokens), router(models::params<M>(), models::options<M>()) {}
 
   int T;
   gate::Router<Policy> router;
@@ -590,13 +544,13 @@ bool warm_up_checked(benchmark::State& state, RouterBench<M>& b, Work& work, con
 
 template <class M>
 double projection_bytes(int T) {
-  using P = typename M::Policy;
+  using P = typename M::Gate;
   return 2.0 * T * M::kHidden + 2.0 * P::kExperts * M::kHidden + 8.0 * T * P::kTopK + 4.0 * P::kExperts +
          (P::kUsesBias ? 4.0 * P::kExperts : 0.0);
 }
 template <class M>
 double projection_flops(int T) {
-  return 2.0 * T * M::Policy::kExperts * M::kHidden;
+  return 2.0 * T * M::Gate::kExperts * M::kHidden;
 }
 
 // ---- benchmarks ----------------------------------------------------------------------------------
@@ -635,7 +589,7 @@ void BM_unfused_baseline(benchmark::State& state) {
 
 template <class M>
 void BM_router_only(benchmark::State& state) {
-  using P = typename M::Policy;
+  using P = typename M::Gate;
   const int T = static_cast<int>(state.range(0));
   state.SetLabel(model_label<M>());
   RouterBench<M> b(T);

@@ -74,32 +74,28 @@ struct ActEpilogue {
   static constexpr bool kGated = Act::kGated;
   T* out = nullptr;
   long long ld = 0;
-  DEEPSHOCK_HOST_DEVICE void store(int p, int n, float gate, float up) const {
-    out[static_cast<long long>(p) * ld + n] = T(Act::apply(gate, up));
+  DEEPSHOCK_HOST_DEVICE static T convert(float v) {
+    if constexpr (std::is_same_v<T, float>) return v;
+    else return T(v);
   }
-  /// Columns n and n + 1 (n even, ld even): one 4-byte store.
+  DEEPSHOCK_HOST_DEVICE void store(int p, int n, float gate, float up) const {
+    out[static_cast<long long>(p) * ld + n] = convert(Act::apply(gate, up));
+  }
+  /// Columns n and n + 1 (n even, ld even): one 4-byte store for the 16-bit types.
   DEEPSHOCK_HOST_DEVICE void store2(int p, int n, float g0, float u0, float g1, float u1) const {
-    const std::uint32_t v = static_cast<std::uint32_t>(T(Act::apply(g0, u0)).bits) |
-                            (static_cast<std::uint32_t>(T(Act::apply(g1, u1)).bits) << 16);
-    T* dst = out + static_cast<long long>(p) * ld + n;
+    if constexpr (std::is_same_v<T, float>) {
+      store(p, n, g0, u0);
+      store(p, n + 1, g1, u1);
+    } else {
+      const std::uint32_t v = static_cast<std::uint32_t>(convert(Act::apply(g0, u0)).bits) |
+                              (static_cast<std::uint32_t>(convert(Act::apply(g1, u1)).bits) << 16);
+      T* dst = out + static_cast<long long>(p) * ld + n;
 #if DEEPSHOCK_SIM || !DEEPSHOCK_HAS_KERNELS
-    std::memcpy(dst, &v, sizeof v);
+      std::memcpy(dst, &v, sizeof v);
 #else
-    *reinterpret_cast<std::uint32_t*>(dst) = v;
+      *reinterpret_cast<std::uint32_t*>(dst) = v;
 #endif
-  }
-};
-template <class Act>
-struct ActEpilogue<Act, float> {
-  static constexpr bool kGated = Act::kGated;
-  float* out = nullptr;
-  long long ld = 0;
-  DEEPSHOCK_HOST_DEVICE void store(int p, int n, float gate, float up) const {
-    out[static_cast<long long>(p) * ld + n] = Act::apply(gate, up);
-  }
-  DEEPSHOCK_HOST_DEVICE void store2(int p, int n, float g0, float u0, float g1, float u1) const {
-    store(p, n, g0, u0);
-    store(p, n + 1, g1, u1);
+    }
   }
 };
 
@@ -114,18 +110,22 @@ struct DownEpilogue {
   const int* scale_index = nullptr;
   const float* scale = nullptr;
 #if DEEPSHOCK_HAS_KERNELS
-  DEEPSHOCK_DEVICE void store(int p, int n, float acc, float) const {
+  /// Destination row of sorted row p and its scale.
+  DEEPSHOCK_DEVICE float* target(int p, int n, float& s) const {
     const int d = dest_row != nullptr ? dest_row[p] : p;
-    const float s = scale == nullptr ? 1.0f : scale[scale_index != nullptr ? scale_index[p] : d];
-    float* dst = out + static_cast<long long>(d) * ld + n;
+    s = scale == nullptr ? 1.0f : scale[scale_index != nullptr ? scale_index[p] : d];
+    return out + static_cast<long long>(d) * ld + n;
+  }
+  DEEPSHOCK_DEVICE void store(int p, int n, float acc, float) const {
+    float s;
+    float* dst = target(p, n, s);
     if constexpr (Atomic) atomicAdd(dst, s * acc);
     else *dst = s * acc;
   }
   /// Columns n and n + 1 (n even, ld even): one 8-byte store (ordered) or two atomics.
   DEEPSHOCK_DEVICE void store2(int p, int n, float a0, float, float a1, float) const {
-    const int d = dest_row != nullptr ? dest_row[p] : p;
-    const float s = scale == nullptr ? 1.0f : scale[scale_index != nullptr ? scale_index[p] : d];
-    float* dst = out + static_cast<long long>(d) * ld + n;
+    float s;
+    float* dst = target(p, n, s);
     if constexpr (Atomic) {
       atomicAdd(dst, s * a0);
       atomicAdd(dst + 1, s * a1);
