@@ -4,6 +4,8 @@
 // For each model (hidden H, E routed experts, top-k, its policy) and T in {1, 16, 128, 1024, 8192}
 // tokens, bf16 inputs:
 //   fused/<model>/T:n             gate::Router<Policy>::run: x . W_g^T and the routing in one kernel
+//                                 (tensor cores; T <= 64: a projection kernel, then the routing
+//                                 kernel); the label names the path taken
 //   unfused_baseline/<model>/T:n  cublasGemmEx (bf16 in, fp32 out and compute) writes logits [T, E],
 //                                 then plain_route_kernel (below) routes them; both timed together
 //   router_only/<model>/T:n       gate::Router<Policy>::run_logits on precomputed fp32 logits [T, E]
@@ -20,8 +22,12 @@
 // FLOPs (fused, unfused_baseline): 2TEH, the projection only (routing arithmetic is left out).
 // Counters (bench_util.hpp, set_roofline_counters): bytes_per_second and pct_of_bw_roofline
 // against the H200's 4.8 TB/s HBM; flop_per_second and pct_of_flop_roofline against 989 TFLOP/s
-// dense bf16 (secondary: the projection has only ~T FLOP per byte of W_g, so every shape here is
-// memory- or latency-bound). Both peaks are datasheet leads, not measurements.
+// dense bf16. The projection does E FLOP per byte of x (2TEH FLOP over ~2TH bytes at large T):
+// below the H200's ridge (989 / 4.8 = ~206 FLOP/B) for E <= 128, so those shapes are memory- or
+// latency-bound; DeepSeek-V3 (E = 256) is above it, so at large T its time is bounded by tensor
+// throughput: even 100% of the dense peak gives only 989e12 / 256 B/s = 3.9 TB/s (80% of HBM),
+// so pct_of_flop_roofline is the meaningful counter there. Both peaks are datasheet leads, not
+// measurements.
 //
 // speedup_vs_unfused (fused rows only) = (time of the unfused baseline) / (time of the fused
 // router), both measured in the same benchmark, interleaved: every iteration runs the fused router
@@ -294,7 +300,7 @@ Status bind_blas(blas_handle_t& h, rt::stream_t s) {
 }
 
 /// logits = x . W_g^T through cublasGemmEx (arguments: gate_gemm_args). CUBLAS_COMPUTE_32F with
-/// bf16 inputs runs on the tensor cores with fp32 accumulation, as the fused router's fp32 FMAs do.
+/// bf16 inputs runs on the tensor cores with fp32 accumulation, as the fused router's does.
 Status gate_gemm(blas_handle_t h, rt::stream_t, const bf16* x, const bf16* w, float* logits, int T, int H, int E) {
   static_assert(sizeof(bf16) == 2, "deepshock::bf16 must have __nv_bfloat16's layout");
   const GemmArgs g = gate_gemm_args(T, H, E);
@@ -449,6 +455,16 @@ struct RouterBench {
     in.bias_size = Policy::kUsesBias ? E : 0;
     return router.run(in, outputs(), workspace.data(), workspace.size(), s());
   }
+  /// The kernel path `fused()` takes, for the label.
+  std::string fused_path() const {
+    if (T <= gate::detail::kSplitMaxTokens) return "decode path: projection kernel + routing kernel";
+    gate::GateInputs<bf16> in;
+    in.x = x.data();
+    in.w_gate = w.data();
+    in.tokens = T;
+    in.hidden = H;
+    return gate::Router<Policy>::uses_tensor_cores(in) ? "fused, tensor cores" : "fused, FMA";
+  }
   Status router_only() const {
     gate::LogitInputs in;
     in.logits = logits.data();
@@ -561,6 +577,7 @@ void BM_fused(benchmark::State& state) {
   RouterBench<M> b(T);
   SideTimer baseline_timer;
   if (!bench::ok_or_skip(state, b.init(/*with_projection=*/true)) || !bench::ok_or_skip(state, baseline_timer.init())) return;
+  state.SetLabel(model_label<M>() + " [" + b.fused_path() + "]");
   auto fused = [&]() -> Status { return b.fused(); };
   auto unfused = [&]() -> Status { return b.unfused(); };
   if (!warm_up_checked(state, b, unfused, "the unfused baseline") || !warm_up_checked(state, b, fused, "the fused router")) return;

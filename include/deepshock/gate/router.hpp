@@ -5,7 +5,8 @@
 //   std::size_t ws = router.workspace_bytes(max_tokens);          // size first ...
 //   ds::Status st = router.run(inputs, outputs, workspace, ws, stream);   // ... then run
 //
-// `run` fuses the gate projection (x . W_g^T, bf16/fp16/fp32 in, fp32 accumulate) with the
+// `run` fuses the gate projection (x . W_g^T, bf16/fp16/fp32 in, fp32 accumulate; tensor cores
+// for bf16/fp16 when H is a multiple of 8 and the pointers are 16-byte aligned) with the
 // routing; `run_logits` routes precomputed fp32 logits. Both validate every argument (a Status
 // names the bad one), never allocate and never synchronise the host, so a captured CUDA graph
 // can replay them. T = 0 is a valid no-op (counts are still zeroed).
@@ -101,6 +102,14 @@ class Router {
       const unsigned blocks = static_cast<unsigned>((in.tokens + detail::kRouterWarps - 1) / detail::kRouterWarps);
       DEEPSHOCK_RETURN_IF_ERROR(launch(detail::logits_router_kernel<Policy>, {dim3(blocks), dim3(detail::kRouterThreads), 0, stream},
                                        logits, Policy::kNoisy ? logits + kExperts : nullptr, static_cast<long long>(columns), args));
+    } else if (uses_tensor_cores(in)) {
+      if constexpr (sizeof(In) == 2) {
+        const unsigned blocks =
+            static_cast<unsigned>((static_cast<long long>(in.tokens) + detail::kMmaRouterTokens - 1) / detail::kMmaRouterTokens);
+        DEEPSHOCK_RETURN_IF_ERROR(launch(detail::mma_router_kernel<Policy, In>,
+                                         {dim3(blocks), dim3(detail::kRouterThreads), detail::mma_fused_smem_bytes<Policy>(), stream},
+                                         in.x, in.w_gate, in.w_noise, args));
+      }
     } else {
       const unsigned blocks =
           static_cast<unsigned>((static_cast<long long>(in.tokens) + detail::kRouterTokens - 1) / detail::kRouterTokens);
@@ -109,6 +118,14 @@ class Router {
                                        in.w_gate, in.w_noise, args));
     }
     return apply_capacity(in.tokens, out, workspace, stream);
+  }
+
+  /// Whether `run` projects these inputs on tensor cores (T > detail::kSplitMaxTokens, the fused
+  /// path): bf16 or fp16 values, H a multiple of 8, and x, w_gate (and w_noise) 16-byte aligned.
+  /// Other inputs take the FMA kernels, which accept any H and alignment.
+  template <class In>
+  static bool uses_tensor_cores(const GateInputs<In>& in) {
+    return in.tokens > detail::kSplitMaxTokens && detail::mma_projection_ok(in.x, in.w_gate, in.w_noise, in.hidden);
   }
 
   /// Routing on precomputed logits.

@@ -7,8 +7,22 @@
 // lane l holds experts l, l+32, ...; scoring, bias, group selection, warp top-k and the weights
 // follow the policy (gate/policies.hpp). logits_router_kernel runs phase 2 alone on given logits.
 //
-// Every value is computed in a fixed order (no float atomics): results are bitwise reproducible,
-// and the explicit FMAs make the simulator's results equal the GPU's for the projection.
+// mma_router_kernel is the tensor-core form of the fused kernel for bf16 / fp16 inputs (H a
+// multiple of 8, 16-byte aligned x and weights): one block of 4 warps routes 16 tokens; the
+// projection runs on mma.sync m16n8k16 with fp32 accumulators, each lane loading its A and B
+// fragments straight from global memory as 16-byte vectors (no shared-memory staging, no
+// barriers in the K loop; the next chunk's loads are in flight while the current one is
+// multiplied). The kernel reads the hidden dimension in a permuted order that is the same for
+// x and the weights, so one 16-byte load per row and lane serves two instructions:
+//   chunk of 32 values, lane quad q = lane % 4 loads values 8q .. 8q + 7 of its rows;
+//   instruction 1 takes 8q .. 8q + 3 as the logical k = 2q, 2q + 1, 2q + 8, 2q + 9,
+//   instruction 2 takes 8q + 4 .. 8q + 7 the same way.
+// Phase 2 (routing) is shared with the other kernels.
+//
+// Every value is computed in a fixed order (no float atomics): results are bitwise reproducible.
+// The FMA kernels' explicit FMAs make the simulator's results equal the GPU's for the
+// projection; the tensor-core kernel's accumulation order inside an instruction is the
+// hardware's, so there simulator and GPU agree to rounding, not bitwise.
 #pragma once
 
 #include <cstddef>
@@ -20,6 +34,8 @@
 #include "deepshock/gate/policies.hpp"
 #include "deepshock/gate/types.hpp"
 #include "deepshock/platform/launch.hpp"
+#include "deepshock/platform/memory.hpp"
+#include "deepshock/platform/mma.hpp"
 #include "deepshock/platform/warp.hpp"
 
 namespace deepshock::gate::detail {
@@ -55,6 +71,45 @@ template <class Policy>
 constexpr std::size_t fused_smem_bytes() {
   return sizeof(float) * (std::size_t(kRouterTokens) * kRouterChunk + std::size_t(kRouterThreads) * (kRouterChunk + 1) +
                           std::size_t(kRouterTokens) * logit_columns<Policy>());
+}
+
+/// Work split of the tensor-core fused kernel over `Columns` logit columns (compile time).
+/// The columns form n8 fragments, dealt to column groups of at most 8 fragments; with fewer
+/// than 4 groups the 4 warps also split the hidden dimension into slices (summed in slice
+/// order afterwards), with more the groups run in passes of 4.
+template <int Columns>
+struct MmaRouterShape {
+  static constexpr int kFrags = (Columns + 7) / 8;
+  static constexpr int kGroups = (kFrags + 7) / 8 <= 2 ? (kFrags + 7) / 8 : ((kFrags + 7) / 8 + 3) / 4 * 4;
+  static constexpr int kFragsPerGroup = (kFrags + kGroups - 1) / kGroups;
+  static constexpr int kSlices = kGroups < kRouterWarps ? kRouterWarps / kGroups : 1;
+  static constexpr int kPasses = kGroups < kRouterWarps ? 1 : kGroups / kRouterWarps;
+  /// Chunks a warp loads at once: 1 for 4+ fragments, more for narrow groups.
+  static constexpr int kBatch = kFragsPerGroup >= 4 ? 1 : 4 / kFragsPerGroup;
+  // Every warp has a (group, slice) pair and every pair a warp: 1 or 2 groups, or a multiple of 4.
+  static_assert(kRouterWarps == 4 && (kGroups <= 2 || kGroups % 4 == 0) && kFragsPerGroup <= 8);
+};
+inline constexpr int kMmaRouterTokens = 16;  ///< tokens per block (one m16 tile)
+inline constexpr int kMmaRouterChunk = 32;   ///< hidden values per lane step (two k16 instructions)
+
+/// Dynamic shared memory of the tensor-core fused kernel: the logits of its 16 tokens, once per
+/// hidden-dimension slice.
+template <class Policy>
+constexpr std::size_t mma_fused_smem_bytes() {
+  return sizeof(float) * std::size_t(MmaRouterShape<logit_columns<Policy>()>::kSlices) * kMmaRouterTokens * logit_columns<Policy>();
+}
+
+/// Whether `run` takes the tensor-core kernel for these inputs: bf16 / fp16, H a multiple of 8
+/// and 16-byte aligned x, W_g (and W_noise).
+template <class In>
+bool mma_projection_ok(const In* x, const In* w_gate, const In* w_noise, int hidden) {
+  if constexpr (sizeof(In) != 2) {
+    (void)x; (void)w_gate; (void)w_noise; (void)hidden;
+    return false;
+  } else {
+    auto aligned = [](const void* p) { return reinterpret_cast<std::uintptr_t>(p) % 16 == 0; };
+    return hidden % 8 == 0 && aligned(x) && aligned(w_gate) && aligned(w_noise);
+  }
 }
 
 #if DEEPSHOCK_HAS_KERNELS
@@ -245,6 +300,104 @@ DEEPSHOCK_KERNEL void fused_router_kernel(const In* x, const In* w_gate, const I
   __syncthreads();
   for (int t = tid / 32; t < ntok; t += kRouterWarps)
     route_token<Policy>(logits + t * EC, Policy::kNoisy ? logits + t * EC + E : nullptr, t0 + t, a);
+}
+
+/// Tensor-core fused router; see the file comment. Block: kRouterThreads threads,
+/// kMmaRouterTokens tokens; dynamic shared memory mma_fused_smem_bytes<Policy>().
+template <class Policy, class In>
+DEEPSHOCK_KERNEL void mma_router_kernel(const In* x, const In* w_gate, const In* w_noise, RouterArgs a) {
+  constexpr int E = Policy::kExperts, EC = logit_columns<Policy>(), TT = kMmaRouterTokens, CH = kMmaRouterChunk;
+  using S = MmaRouterShape<EC>;
+  constexpr int NF = S::kFragsPerGroup, KS = S::kSlices, U = S::kBatch;
+  float* slab = dynamic_smem<float>();  // [KS][TT][EC]
+  const int H = a.hidden;
+  const int t0 = static_cast<int>(blockIdx.x) * TT;
+  const int ntok = a.tokens - t0 < TT ? a.tokens - t0 : TT;
+  const int tid = static_cast<int>(threadIdx.x), warp_id = tid / 32, lane = tid % 32;
+  const int fg = lane / 4, fq = lane % 4;  // fragment row / column group and quad
+  const int slice = S::kGroups < kRouterWarps ? warp_id / S::kGroups : 0;
+  const int chunks = (H + CH - 1) / CH;
+  // This lane's A rows: tokens t0 + fg and t0 + fg + 8 (rows past T read zeros).
+  const In* xr0 = fg < ntok ? x + static_cast<long long>(t0 + fg) * H : nullptr;
+  const In* xr1 = fg + 8 < ntok ? x + static_cast<long long>(t0 + fg + 8) * H : nullptr;
+
+  for (int pass = 0; pass < S::kPasses; ++pass) {
+    const int group = S::kGroups < kRouterWarps ? warp_id % S::kGroups : pass * kRouterWarps + warp_id;
+    const int f0 = group * NF;
+    // This lane's B rows: column (f0 + f) * 8 + fg of [W_g | W_noise] (past the end: zeros).
+    const In* wr[NF];
+    DEEPSHOCK_UNROLL
+    for (int f = 0; f < NF; ++f) {
+      const int n = (f0 + f) * 8 + fg;
+      wr[f] = n >= EC ? nullptr : n < E ? w_gate + static_cast<long long>(n) * H : w_noise + static_cast<long long>(n - E) * H;
+    }
+    float acc[NF][4];
+    DEEPSHOCK_UNROLL
+    for (int f = 0; f < NF; ++f)
+      DEEPSHOCK_UNROLL
+      for (int i = 0; i < 4; ++i) acc[f][i] = 0.0f;
+    // Register double buffering in batches of U chunks (U > 1 for narrow groups, to keep enough
+    // bytes in flight): the loads of the next batch are issued before the current batch is
+    // multiplied. Chunks past the end load zeros without touching memory.
+    uint4 ca0[U], ca1[U], cb[U][NF];
+    auto load = [&](int c, uint4 (&a0)[U], uint4 (&a1)[U], uint4 (&b)[U][NF]) {
+      DEEPSHOCK_UNROLL
+      for (int u = 0; u < U; ++u) {
+        const int k = (c + u * KS) * CH + 8 * fq;
+        const bool in = k < H;  // H is a multiple of 8: all eight values are in range or none
+        a0[u] = mem::load16_or_zero(in && xr0 != nullptr ? xr0 + k : nullptr);
+        a1[u] = mem::load16_or_zero(in && xr1 != nullptr ? xr1 + k : nullptr);
+        DEEPSHOCK_UNROLL
+        for (int f = 0; f < NF; ++f) b[u][f] = mem::load16_or_zero(in && wr[f] != nullptr ? wr[f] + k : nullptr);
+      }
+    };
+    load(slice, ca0, ca1, cb);
+    for (int c = slice; c < chunks; c += U * KS) {
+      uint4 na0[U], na1[U], nb[U][NF];
+      load(c + U * KS, na0, na1, nb);
+      DEEPSHOCK_UNROLL
+      for (int u = 0; u < U; ++u) {
+        const std::uint32_t a_lo[4] = {ca0[u].x, ca1[u].x, ca0[u].y, ca1[u].y};
+        const std::uint32_t a_hi[4] = {ca0[u].z, ca1[u].z, ca0[u].w, ca1[u].w};
+        DEEPSHOCK_UNROLL
+        for (int f = 0; f < NF; ++f) {
+          if (f0 + f >= S::kFrags) continue;  // warp-uniform
+          const std::uint32_t b_lo[2] = {cb[u][f].x, cb[u][f].y};
+          const std::uint32_t b_hi[2] = {cb[u][f].z, cb[u][f].w};
+          arch::mma_m16n8k16<In>(acc[f], a_lo, b_lo, acc[f]);
+          arch::mma_m16n8k16<In>(acc[f], a_hi, b_hi, acc[f]);
+        }
+      }
+      DEEPSHOCK_UNROLL
+      for (int u = 0; u < U; ++u) {
+        ca0[u] = na0[u];
+        ca1[u] = na1[u];
+        DEEPSHOCK_UNROLL
+        for (int f = 0; f < NF; ++f) cb[u][f] = nb[u][f];
+      }
+    }
+    // Accumulators to this slice's logits: c0, c1 at (row fg, columns 2fq, 2fq + 1), c2, c3 at row fg + 8.
+    float* out = slab + static_cast<long long>(slice) * TT * EC;
+    DEEPSHOCK_UNROLL
+    for (int f = 0; f < NF; ++f)
+      DEEPSHOCK_UNROLL
+      for (int i = 0; i < 4; ++i) {
+        const int row = fg + 8 * (i / 2), col = (f0 + f) * 8 + 2 * fq + (i % 2);
+        if (col < EC) out[row * EC + col] = acc[f][i];
+      }
+  }
+  __syncthreads();
+  if constexpr (KS > 1) {  // slices summed in slice order (deterministic)
+    for (int i = tid; i < TT * EC; i += kRouterThreads) {
+      float v = slab[i];
+      DEEPSHOCK_UNROLL
+      for (int s = 1; s < KS; ++s) v += slab[s * TT * EC + i];
+      slab[i] = v;
+    }
+    __syncthreads();
+  }
+  for (int t = warp_id; t < ntok; t += kRouterWarps)
+    route_token<Policy>(slab + t * EC, Policy::kNoisy ? slab + t * EC + E : nullptr, t0 + t, a);
 }
 
 /// Decode-sized projection: logits[t, e] = x[t] . W[e] for a tile of kProjTokens tokens and

@@ -37,6 +37,7 @@
 #if DEEPSHOCK_HAS_KERNELS
 #include "deepshock/platform/block.hpp"
 #include "deepshock/platform/cuda.hpp"
+#include "deepshock/platform/memory.hpp"
 #include "deepshock/platform/mma.hpp"
 #endif
 
@@ -156,32 +157,6 @@ struct GroupedGemmArgs {
 #if DEEPSHOCK_HAS_KERNELS
 namespace detail {
 
-/// 16-byte copy between 16-byte aligned addresses.
-DEEPSHOCK_DEVICE void copy16(void* dst, const void* src) {
-#if DEEPSHOCK_SIM
-  std::memcpy(dst, src, 16);
-#else
-  *static_cast<uint4*>(dst) = *static_cast<const uint4*>(src);
-#endif
-}
-DEEPSHOCK_DEVICE void zero16(void* dst) {
-#if DEEPSHOCK_SIM
-  std::memset(dst, 0, 16);
-#else
-  *static_cast<uint4*>(dst) = make_uint4(0u, 0u, 0u, 0u);
-#endif
-}
-/// Two consecutive 16-bit values as one fragment register.
-DEEPSHOCK_DEVICE std::uint32_t lds32(const std::uint16_t* p) {
-#if DEEPSHOCK_SIM
-  std::uint32_t v;
-  std::memcpy(&v, p, 4);
-  return v;
-#else
-  return *reinterpret_cast<const std::uint32_t*>(p);
-#endif
-}
-
 /// Storage type of T in shared memory (raw bits for the 16-bit types).
 template <class T>
 using smem_t = std::conditional_t<sizeof(T) == 2, std::uint16_t, float>;
@@ -283,16 +258,16 @@ DEEPSHOCK_KERNEL void grouped_gemm_kernel(GroupedGemmArgs<T> args, Epi epi) {
     for (int i = 0; i < kAChunks; ++i) {
       const int c = tid + i * kThreads, r = c / kChunksPerRow, kc = (c % kChunksPerRow) * VEC;
       const int row = sm.rows[r];
-      if (row >= 0 && k0 + kc < args.k) detail::copy16(&ra[i], args.a + static_cast<long long>(row) * args.lda + k0 + kc);
-      else detail::zero16(&ra[i]);
+      if (row >= 0 && k0 + kc < args.k) mem::copy16(&ra[i], args.a + static_cast<long long>(row) * args.lda + k0 + kc);
+      else mem::zero16(&ra[i]);
     }
     DEEPSHOCK_UNROLL
     for (int m = 0; m < NB; ++m) {
       DEEPSHOCK_UNROLL
       for (int i = 0; i < kBChunks; ++i) {
         const int c = tid + i * kThreads, r = c / kChunksPerRow, kc = (c % kChunksPerRow) * VEC;
-        if (n0 + r < args.n && k0 + kc < args.k) detail::copy16(&rb[m][i], b[m] + static_cast<long long>(n0 + r) * args.k + k0 + kc);
-        else detail::zero16(&rb[m][i]);
+        if (n0 + r < args.n && k0 + kc < args.k) mem::copy16(&rb[m][i], b[m] + static_cast<long long>(n0 + r) * args.k + k0 + kc);
+        else mem::zero16(&rb[m][i]);
       }
     }
   };
@@ -300,14 +275,14 @@ DEEPSHOCK_KERNEL void grouped_gemm_kernel(GroupedGemmArgs<T> args, Epi epi) {
     DEEPSHOCK_UNROLL
     for (int i = 0; i < kAChunks; ++i) {
       const int c = tid + i * kThreads;
-      detail::copy16(&sm.a[c / kChunksPerRow][(c % kChunksPerRow) * VEC], &ra[i]);
+      mem::copy16(&sm.a[c / kChunksPerRow][(c % kChunksPerRow) * VEC], &ra[i]);
     }
     DEEPSHOCK_UNROLL
     for (int m = 0; m < NB; ++m) {
       DEEPSHOCK_UNROLL
       for (int i = 0; i < kBChunks; ++i) {
         const int c = tid + i * kThreads;
-        detail::copy16(&sm.b[m][c / kChunksPerRow][(c % kChunksPerRow) * VEC], &rb[m][i]);
+        mem::copy16(&sm.b[m][c / kChunksPerRow][(c % kChunksPerRow) * VEC], &rb[m][i]);
       }
     }
   };
@@ -325,17 +300,17 @@ DEEPSHOCK_KERNEL void grouped_gemm_kernel(GroupedGemmArgs<T> args, Epi epi) {
         DEEPSHOCK_UNROLL
         for (int mi = 0; mi < MI; ++mi) {
           const int r = warp_m * Tile::kWM + mi * 16 + fg;
-          af[mi][0] = detail::lds32(&sm.a[r][kk + 2 * ft]);
-          af[mi][1] = detail::lds32(&sm.a[r + 8][kk + 2 * ft]);
-          af[mi][2] = detail::lds32(&sm.a[r][kk + 2 * ft + 8]);
-          af[mi][3] = detail::lds32(&sm.a[r + 8][kk + 2 * ft + 8]);
+          af[mi][0] = mem::lds32(&sm.a[r][kk + 2 * ft]);
+          af[mi][1] = mem::lds32(&sm.a[r + 8][kk + 2 * ft]);
+          af[mi][2] = mem::lds32(&sm.a[r][kk + 2 * ft + 8]);
+          af[mi][3] = mem::lds32(&sm.a[r + 8][kk + 2 * ft + 8]);
         }
         DEEPSHOCK_UNROLL
         for (int m = 0; m < NB; ++m) {
           DEEPSHOCK_UNROLL
           for (int ni = 0; ni < NI; ++ni) {
             const int col = warp_n * Tile::kWN + ni * 8 + fg;
-            const std::uint32_t bf[2] = {detail::lds32(&sm.b[m][col][kk + 2 * ft]), detail::lds32(&sm.b[m][col][kk + 2 * ft + 8])};
+            const std::uint32_t bf[2] = {mem::lds32(&sm.b[m][col][kk + 2 * ft]), mem::lds32(&sm.b[m][col][kk + 2 * ft + 8])};
             DEEPSHOCK_UNROLL
             for (int mi = 0; mi < MI; ++mi) arch::mma_m16n8k16<T>(acc[m][mi * NI + ni], af[mi], bf, acc[m][mi * NI + ni]);
           }
