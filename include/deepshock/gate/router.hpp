@@ -97,8 +97,13 @@ class Router {
       float* logits = reinterpret_cast<float*>(static_cast<unsigned char*>(workspace) + capacity_bytes(in.tokens));
       const dim3 grid((columns + detail::kProjWarps - 1) / detail::kProjWarps,
                       static_cast<unsigned>((in.tokens + detail::kProjTokens - 1) / detail::kProjTokens));
-      DEEPSHOCK_RETURN_IF_ERROR(launch(detail::gate_projection_kernel<In>, {grid, dim3(32 * detail::kProjWarps), 0, stream}, in.x,
-                                       in.w_gate, in.w_noise, in.tokens, in.hidden, kExperts, columns, logits));
+      const LaunchConfig cfg{grid, dim3(32 * detail::kProjWarps), 0, stream};
+      if (detail::vector_loads_ok(in.x, in.w_gate, in.w_noise, in.hidden))
+        DEEPSHOCK_RETURN_IF_ERROR(launch(detail::gate_projection_kernel<In, true>, cfg, in.x, in.w_gate, in.w_noise, in.tokens, in.hidden,
+                                         kExperts, columns, logits));
+      else
+        DEEPSHOCK_RETURN_IF_ERROR(launch(detail::gate_projection_kernel<In, false>, cfg, in.x, in.w_gate, in.w_noise, in.tokens,
+                                         in.hidden, kExperts, columns, logits));
       const unsigned blocks = static_cast<unsigned>((in.tokens + detail::kRouterWarps - 1) / detail::kRouterWarps);
       DEEPSHOCK_RETURN_IF_ERROR(launch(detail::logits_router_kernel<Policy>, {dim3(blocks), dim3(detail::kRouterThreads), 0, stream},
                                        logits, Policy::kNoisy ? logits + kExperts : nullptr, static_cast<long long>(columns), args));

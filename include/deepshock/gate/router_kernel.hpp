@@ -99,17 +99,18 @@ constexpr std::size_t mma_fused_smem_bytes() {
   return sizeof(float) * std::size_t(MmaRouterShape<logit_columns<Policy>()>::kSlices) * kMmaRouterTokens * logit_columns<Policy>();
 }
 
-/// Whether `run` takes the tensor-core kernel for these inputs: bf16 / fp16, H a multiple of 8
-/// and 16-byte aligned x, W_g (and W_noise).
+/// Whether every row of x, W_g (and W_noise) starts 16-byte aligned: H a multiple of
+/// 16 / sizeof(In) values and the pointers 16-byte aligned (16-byte vector loads).
+template <class In>
+bool vector_loads_ok(const In* x, const In* w_gate, const In* w_noise, int hidden) {
+  auto aligned = [](const void* p) { return reinterpret_cast<std::uintptr_t>(p) % 16 == 0; };
+  return hidden % static_cast<int>(16 / sizeof(In)) == 0 && aligned(x) && aligned(w_gate) && aligned(w_noise);
+}
+
+/// Whether `run` takes the tensor-core kernel for these inputs: bf16 / fp16 with vector loads.
 template <class In>
 bool mma_projection_ok(const In* x, const In* w_gate, const In* w_noise, int hidden) {
-  if constexpr (sizeof(In) != 2) {
-    (void)x; (void)w_gate; (void)w_noise; (void)hidden;
-    return false;
-  } else {
-    auto aligned = [](const void* p) { return reinterpret_cast<std::uintptr_t>(p) % 16 == 0; };
-    return hidden % 8 == 0 && aligned(x) && aligned(w_gate) && aligned(w_noise);
-  }
+  return sizeof(In) == 2 && vector_loads_ok(x, w_gate, w_noise, hidden);
 }
 
 #if DEEPSHOCK_HAS_KERNELS
@@ -403,11 +404,27 @@ DEEPSHOCK_KERNEL void mma_router_kernel(const In* x, const In* w_gate, const In*
 /// Decode-sized projection: logits[t, e] = x[t] . W[e] for a tile of kProjTokens tokens and
 /// kProjWarps experts per block, one warp per expert; lanes stride over H (coalesced rows of
 /// W), then a fixed tree sums the lanes. Many blocks share the weight read when T is small,
-/// where the fused kernel would put the whole of W_g through one block.
+/// where the fused kernel would put the whole of W_g through one block. With `Vec` (see
+/// vector_loads_ok) each lane reads 16 bytes of a row per step instead of one value.
 inline constexpr int kProjWarps = 4;
 inline constexpr int kProjTokens = 8;
 
+/// The 16 / sizeof(In) values of a 16-byte vector, as floats.
 template <class In>
+DEEPSHOCK_DEVICE void unpack16(const uint4& v, float (&out)[16 / sizeof(In)]) {
+  const std::uint32_t w[4] = {v.x, v.y, v.z, v.w};
+  DEEPSHOCK_UNROLL
+  for (int i = 0; i < 4; ++i) {
+    if constexpr (std::is_same_v<In, float>) {
+      out[i] = __uint_as_float(w[i]);
+    } else {
+      out[2 * i] = In::from_bits(static_cast<std::uint16_t>(w[i] & 0xFFFFu)).to_float();
+      out[2 * i + 1] = In::from_bits(static_cast<std::uint16_t>(w[i] >> 16)).to_float();
+    }
+  }
+}
+
+template <class In, bool Vec>
 DEEPSHOCK_KERNEL void gate_projection_kernel(const In* x, const In* w_gate, const In* w_noise, int T, int H, int E, int columns,
                                              float* logits) {
   const int lane = static_cast<int>(threadIdx.x) % 32;
@@ -418,11 +435,27 @@ DEEPSHOCK_KERNEL void gate_projection_kernel(const In* x, const In* w_gate, cons
   float acc[kProjTokens];
   DEEPSHOCK_UNROLL
   for (int t = 0; t < kProjTokens; ++t) acc[t] = 0.0f;
-  for (int h = lane; h < H; h += 32) {
-    const float wv = to_float(wrow[h]);
-    DEEPSHOCK_UNROLL
-    for (int t = 0; t < kProjTokens; ++t)
-      if (t0 + t < T) acc[t] = math::fma(to_float(x[static_cast<long long>(t0 + t) * H + h]), wv, acc[t]);
+  if constexpr (Vec) {
+    constexpr int V = static_cast<int>(16 / sizeof(In));
+    for (int h = lane * V; h < H; h += 32 * V) {
+      float wv[V];
+      unpack16<In>(mem::load16_or_zero(wrow + h), wv);
+      DEEPSHOCK_UNROLL
+      for (int t = 0; t < kProjTokens; ++t) {
+        if (t0 + t >= T) continue;
+        float xv[V];
+        unpack16<In>(mem::load16_or_zero(x + static_cast<long long>(t0 + t) * H + h), xv);
+        DEEPSHOCK_UNROLL
+        for (int j = 0; j < V; ++j) acc[t] = math::fma(xv[j], wv[j], acc[t]);
+      }
+    }
+  } else {
+    for (int h = lane; h < H; h += 32) {
+      const float wv = to_float(wrow[h]);
+      DEEPSHOCK_UNROLL
+      for (int t = 0; t < kProjTokens; ++t)
+        if (t0 + t < T) acc[t] = math::fma(to_float(x[static_cast<long long>(t0 + t) * H + h]), wv, acc[t]);
+    }
   }
   DEEPSHOCK_UNROLL
   for (int t = 0; t < kProjTokens; ++t) {
