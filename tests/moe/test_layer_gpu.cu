@@ -13,7 +13,7 @@ TEST_CASE("MoE layer: a captured CUDA graph replays the layer bitwise, with new 
   Problem<ds::bf16, SwiGLU> P(dims, 64, T, rng);
   L layer(dims);
   DS_REQUIRE_OK(layer.status());
-  auto ws = workspace(layer.workspace_bytes());
+  auto ws = poisoned_nonnull<unsigned char>(layer.workspace_bytes());
   rt::DeviceBuffer<ds::bf16> y, y_direct;
   REQUIRE(y.allocate(std::size_t(T) * dims.hidden).ok());
   REQUIRE(y_direct.allocate(std::size_t(T) * dims.hidden).ok());
