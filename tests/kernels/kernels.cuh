@@ -8,6 +8,7 @@
 
 #include "deepshock/platform/block.hpp"
 #include "deepshock/platform/launch.hpp"
+#include "deepshock/platform/memory.hpp"
 #include "deepshock/platform/mma.hpp"
 #include "deepshock/platform/warp.hpp"
 
@@ -90,6 +91,32 @@ DEEPSHOCK_KERNEL void smem_gemm_kernel(const float* A, const float* B, float* C,
     __syncthreads();
   }
   if (row < M && col < N) C[row * N + col] = acc;
+}
+
+// ---- asynchronous copies (cp.async) -------------------------------------------------------------
+/// One block of `threads` threads; dynamic shared memory 3 x threads x 16 bytes. Group g
+/// (g = 0, 1, 2, committed separately) copies 16-byte chunk c = g * threads + t of `src` to slot
+/// [g][t] (zero-filled when c >= valid_chunks). Then wait<2>, wait<1>, wait<0> each publish the
+/// thread's own slot of the group just completed to out[c]; after a barrier, thread t copies its
+/// neighbour's group-2 slot to neighbour[t]. `early[t]` gets slot [2][t] read before any wait
+/// (undefined on hardware; the simulator's model makes it 0xFF poison).
+DEEPSHOCK_KERNEL void cp_async_kernel(const uint4* src, int valid_chunks, uint4* out, uint4* neighbour, uint4* early) {
+  const int t = static_cast<int>(threadIdx.x), threads = static_cast<int>(blockDim.x);
+  uint4* slot = dynamic_smem<uint4>();
+  for (int g = 0; g < 3; ++g) {
+    const int c = g * threads + t;
+    mem::cp_async16(&slot[c], c < valid_chunks ? &src[c] : src, c < valid_chunks);
+    mem::cp_async_commit();
+  }
+  mem::copy16(&early[t], &slot[2 * threads + t]);
+  mem::cp_async_wait<2>();
+  mem::copy16(&out[t], &slot[t]);
+  mem::cp_async_wait<1>();
+  mem::copy16(&out[threads + t], &slot[threads + t]);
+  mem::cp_async_wait<0>();
+  mem::copy16(&out[2 * threads + t], &slot[2 * threads + t]);
+  __syncthreads();
+  mem::copy16(&neighbour[t], &slot[2 * threads + (t + 1) % threads]);
 }
 
 // ---- tensor-core GEMM tile (mma.sync m16n8k16) --------------------------------------------------

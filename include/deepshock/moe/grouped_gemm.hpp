@@ -16,16 +16,20 @@
 //
 // Math: bf16 / fp16 through arch::mma_m16n8k16 (sm_80+, fp32 accumulators, a warp tile of
 // MI x NI instructions); fp32 inputs use plain FMAs (exact testing, not a fast path).
-// Tiles: GemmTile<BM, BN, KBytes, WarpsM, WarpsN>, the K step is KBytes / sizeof(T) elements
-// (128 bytes: 64 bf16 or 32 fp32 per row and stage). Shared-memory rows are padded by 16 bytes
-// so that the fragment loads (row stride 36 words) hit 32 different banks.
+// Tiles: GemmTile<BM, BN, KBytes, WarpsM, WarpsN, Stages>, the K step is KBytes / sizeof(T)
+// elements (128 bytes: 64 bf16 or 32 fp32 per row and stage). Shared-memory rows are padded by
+// 16 bytes so that the fragment loads (row stride 36 words) hit 32 different banks.
 // Requirements (checked by the layer): K a multiple of 16 / sizeof(T), 16-byte aligned A, B and
-// row strides (vector loads). Loads are register-staged: the next K stage is fetched into
-// registers while the current one is multiplied from shared memory. cp.async / TMA multi-stage
-// pipelines, split-K for decode and a wgmma path for sm_90 are tuning work that slots in behind
-// GemmTile.
+// row strides (vector loads).
+// Loads: a `Stages`-deep cp.async pipeline (sm_80+) in dynamic shared memory — while one k-tile
+// is multiplied, Stages - 1 more are in flight, with one barrier per k-tile. Decode is limited by
+// the bytes in flight: at T = 1 a DeepSeek-V2-Lite layer has only ~130-190 blocks per GEMM (about
+// one per SM), so the decode tile keeps 3 weight k-tiles (3 x 18 KiB gated) in flight per block,
+// where a register-staged loop kept one. Split-K for decode and a wgmma / TMA path for sm_90 are
+// tuning work that slots in behind GemmTile.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <cstring>
 #include <type_traits>
@@ -37,6 +41,7 @@
 #if DEEPSHOCK_HAS_KERNELS
 #include "deepshock/platform/block.hpp"
 #include "deepshock/platform/cuda.hpp"
+#include "deepshock/platform/launch.hpp"
 #include "deepshock/platform/memory.hpp"
 #include "deepshock/platform/mma.hpp"
 #endif
@@ -44,13 +49,14 @@
 namespace deepshock::moe {
 
 /// A grouped-GEMM tile shape (tuning values; see the file comment).
-template <int BM, int BN, int KBytes, int WarpsM, int WarpsN>
+template <int BM, int BN, int KBytes, int WarpsM, int WarpsN, int Stages>
 struct GemmTile {
   static constexpr int kBM = BM;
   static constexpr int kBN = BN;
   static constexpr int kKBytes = KBytes;
   static constexpr int kWarpsM = WarpsM;
   static constexpr int kWarpsN = WarpsN;
+  static constexpr int kStages = Stages;
   static constexpr int kThreads = 32 * WarpsM * WarpsN;
   static constexpr int kWM = BM / WarpsM;  ///< warp tile rows
   static constexpr int kWN = BN / WarpsN;  ///< warp tile columns
@@ -58,13 +64,14 @@ struct GemmTile {
   static_assert(BN % (8 * WarpsN) == 0, "GemmTile: BN must be a multiple of 8 x WarpsN.");
   static_assert(KBytes % 64 == 0, "GemmTile: the K stage must be a multiple of 64 bytes (32 half-precision values).");
   static_assert((BM * BN) % kThreads == 0, "GemmTile: BM x BN must divide evenly among the threads.");
+  static_assert(Stages >= 2 && Stages <= 8, "GemmTile: the pipeline needs 2 to 8 stages.");
 };
 
 /// Tile choices. Decode: few rows per expert, so short and wide tiles that read each weight
 /// row once; prefill: square tiles that reuse both operands.
 struct GemmTuning {
-  using Decode = GemmTile<16, 64, 128, 1, 4>;
-  using Prefill = GemmTile<64, 64, 128, 2, 2>;
+  using Decode = GemmTile<16, 64, 128, 1, 4, 4>;
+  using Prefill = GemmTile<64, 64, 128, 2, 2, 3>;
   /// Decode tiles while the average rows per expert stay small.
   static bool use_decode(long long assignments, int groups) { return assignments <= 16LL * groups; }
 };
@@ -161,14 +168,22 @@ namespace detail {
 template <class T>
 using smem_t = std::conditional_t<sizeof(T) == 2, std::uint16_t, float>;
 
-/// Shared memory of one block.
+/// Dynamic shared memory of one block: kStages stages of {A [BM][LD], B [NB][BN][LD]}, then
+/// the BM gathered row indices. Rows are padded by 16 bytes (see the file comment).
 template <class T, class Tile, int NB>
 struct GemmSmem {
+  using S = smem_t<T>;
   static constexpr int kBK = Tile::kKBytes / static_cast<int>(sizeof(T));
-  static constexpr int kLD = kBK + 16 / static_cast<int>(sizeof(T));  ///< padded row (16 bytes)
-  alignas(16) smem_t<T> a[Tile::kBM][kLD];
-  alignas(16) smem_t<T> b[NB][Tile::kBN][kLD];
-  int rows[Tile::kBM];
+  static constexpr int kLD = kBK + 16 / static_cast<int>(sizeof(T));
+  static constexpr int kStageElems = (Tile::kBM + NB * Tile::kBN) * kLD;
+  static constexpr std::size_t kRowsOffset = static_cast<std::size_t>(Tile::kStages) * kStageElems * sizeof(S);
+  static constexpr std::size_t kBytes = kRowsOffset + Tile::kBM * sizeof(int);
+  static_assert(kStageElems * sizeof(S) % 16 == 0, "GemmSmem: stages must stay 16-byte aligned.");
+  DEEPSHOCK_HOST_DEVICE static S* a(unsigned char* base, int stage) { return reinterpret_cast<S*>(base) + stage * kStageElems; }
+  DEEPSHOCK_HOST_DEVICE static S* b(unsigned char* base, int stage, int m) {
+    return a(base, stage) + Tile::kBM * kLD + m * Tile::kBN * kLD;
+  }
+  DEEPSHOCK_HOST_DEVICE static int* rows(unsigned char* base) { return reinterpret_cast<int*>(base + kRowsOffset); }
 };
 
 }  // namespace detail
@@ -188,15 +203,17 @@ DEEPSHOCK_KERNEL void tile_scan_kernel(const int* group_offsets, int groups, int
   if (g == 0) tile_offsets[groups] = total;
 }
 
-/// One block per (m-tile, n-tile); see the file comment.
+/// One block per (m-tile, n-tile); see the file comment. Dynamic shared memory:
+/// grouped_gemm_smem_bytes<T, Tile, Epi>().
 template <class T, class Tile, class Epi>
 DEEPSHOCK_KERNEL void grouped_gemm_kernel(GroupedGemmArgs<T> args, Epi epi) {
   constexpr int NB = Epi::kGated ? 2 : 1;
   using Smem = detail::GemmSmem<T, Tile, NB>;
-  constexpr int BM = Tile::kBM, BN = Tile::kBN, BK = Smem::kBK, VEC = 16 / static_cast<int>(sizeof(T));
-  constexpr int kThreads = Tile::kThreads;
+  constexpr int BM = Tile::kBM, BN = Tile::kBN, BK = Smem::kBK, LD = Smem::kLD, VEC = 16 / static_cast<int>(sizeof(T));
+  constexpr int kThreads = Tile::kThreads, kStages = Tile::kStages;
   constexpr int kChunksPerRow = BK / VEC;
-  __shared__ Smem sm;
+  unsigned char* smem = dynamic_smem<unsigned char>();
+  int* rows = Smem::rows(smem);
   const int tid = static_cast<int>(threadIdx.x);
 
   // Which group and which of its m-tiles this block computes.
@@ -225,7 +242,7 @@ DEEPSHOCK_KERNEL void grouped_gemm_kernel(GroupedGemmArgs<T> args, Epi epi) {
 
   for (int r = tid; r < BM; r += kThreads) {
     const int p = m0 + r;
-    sm.rows[r] = p < row_end ? (args.a_rows != nullptr ? args.a_rows[p] : p) : -1;
+    rows[r] = p < row_end ? (args.a_rows != nullptr ? args.a_rows[p] : p) : -1;
   }
   __syncthreads();
 
@@ -247,52 +264,49 @@ DEEPSHOCK_KERNEL void grouped_gemm_kernel(GroupedGemmArgs<T> args, Epi epi) {
   const int warp_m = warp_id % Tile::kWarpsM, warp_n = warp_id / Tile::kWarpsM;
   const int fg = lane / 4, ft = lane % 4;  // fragment group and thread in group
 
-  // Register-staged pipeline: the global loads of stage s + 1 are in flight while stage s is
-  // multiplied out of shared memory. Each thread owns fixed 16-byte chunks of the tiles.
+  // Multi-stage cp.async pipeline: k-tile kt lives in stage kt % kStages; kStages - 1 k-tiles
+  // are in flight while one is multiplied. Each thread owns fixed 16-byte chunks of the tiles
+  // and commits one group per k-tile (empty past the end, so that the group count stays uniform).
   constexpr int kAChunks = BM * kChunksPerRow / kThreads, kBChunks = BN * kChunksPerRow / kThreads;
   static_assert(BM * kChunksPerRow % kThreads == 0 && BN * kChunksPerRow % kThreads == 0,
                 "grouped_gemm_kernel: the tile loads must divide evenly among the threads.");
-  uint4 ra[kAChunks], rb[NB][kBChunks];
-  auto load_global = [&](int k0) {
-    DEEPSHOCK_UNROLL
-    for (int i = 0; i < kAChunks; ++i) {
-      const int c = tid + i * kThreads, r = c / kChunksPerRow, kc = (c % kChunksPerRow) * VEC;
-      const int row = sm.rows[r];
-      if (row >= 0 && k0 + kc < args.k) mem::copy16(&ra[i], args.a + static_cast<long long>(row) * args.lda + k0 + kc);
-      else mem::zero16(&ra[i]);
-    }
-    DEEPSHOCK_UNROLL
-    for (int m = 0; m < NB; ++m) {
+  const int ktiles = (args.k + BK - 1) / BK;
+  auto issue = [&](int kt) {
+    if (kt < ktiles) {
+      const int k0 = kt * BK, stage = kt % kStages;
+      auto* sa = Smem::a(smem, stage);
       DEEPSHOCK_UNROLL
-      for (int i = 0; i < kBChunks; ++i) {
+      for (int i = 0; i < kAChunks; ++i) {
         const int c = tid + i * kThreads, r = c / kChunksPerRow, kc = (c % kChunksPerRow) * VEC;
-        if (n0 + r < args.n && k0 + kc < args.k) mem::copy16(&rb[m][i], b[m] + static_cast<long long>(n0 + r) * args.k + k0 + kc);
-        else mem::zero16(&rb[m][i]);
+        const int row = rows[r];
+        const bool ok = row >= 0 && k0 + kc < args.k;
+        mem::cp_async16(sa + r * LD + kc, ok ? args.a + static_cast<long long>(row) * args.lda + k0 + kc : args.a, ok);
       }
-    }
-  };
-  auto store_shared = [&]() {
-    DEEPSHOCK_UNROLL
-    for (int i = 0; i < kAChunks; ++i) {
-      const int c = tid + i * kThreads;
-      mem::copy16(&sm.a[c / kChunksPerRow][(c % kChunksPerRow) * VEC], &ra[i]);
-    }
-    DEEPSHOCK_UNROLL
-    for (int m = 0; m < NB; ++m) {
       DEEPSHOCK_UNROLL
-      for (int i = 0; i < kBChunks; ++i) {
-        const int c = tid + i * kThreads;
-        mem::copy16(&sm.b[m][c / kChunksPerRow][(c % kChunksPerRow) * VEC], &rb[m][i]);
+      for (int m = 0; m < NB; ++m) {
+        auto* sb = Smem::b(smem, stage, m);
+        DEEPSHOCK_UNROLL
+        for (int i = 0; i < kBChunks; ++i) {
+          const int c = tid + i * kThreads, r = c / kChunksPerRow, kc = (c % kChunksPerRow) * VEC;
+          const bool ok = n0 + r < args.n && k0 + kc < args.k;
+          mem::cp_async16(sb + r * LD + kc, ok ? b[m] + static_cast<long long>(n0 + r) * args.k + k0 + kc : b[m], ok);
+        }
       }
     }
+    mem::cp_async_commit();
   };
 
-  load_global(0);
-  store_shared();
-  __syncthreads();
-  for (int k0 = 0; k0 < args.k; k0 += BK) {
-    const bool more = k0 + BK < args.k;
-    if (more) load_global(k0 + BK);
+  DEEPSHOCK_UNROLL
+  for (int s = 0; s < kStages - 1; ++s) issue(s);
+  for (int kt = 0; kt < ktiles; ++kt) {
+    // Groups committed so far: kStages - 1 + kt; allowing kStages - 2 pending completes k-tile
+    // kt. The barrier publishes every thread's part of it and ends the reads of k-tile kt - 1,
+    // whose stage the next issue refills.
+    mem::cp_async_wait<kStages - 2>();
+    __syncthreads();
+    issue(kt + kStages - 1);
+    const int stage = kt % kStages;
+    const auto* sa = Smem::a(smem, stage);
     if constexpr (kMma) {
       DEEPSHOCK_UNROLL
       for (int kk = 0; kk < BK; kk += 16) {
@@ -300,17 +314,18 @@ DEEPSHOCK_KERNEL void grouped_gemm_kernel(GroupedGemmArgs<T> args, Epi epi) {
         DEEPSHOCK_UNROLL
         for (int mi = 0; mi < MI; ++mi) {
           const int r = warp_m * Tile::kWM + mi * 16 + fg;
-          af[mi][0] = mem::lds32(&sm.a[r][kk + 2 * ft]);
-          af[mi][1] = mem::lds32(&sm.a[r + 8][kk + 2 * ft]);
-          af[mi][2] = mem::lds32(&sm.a[r][kk + 2 * ft + 8]);
-          af[mi][3] = mem::lds32(&sm.a[r + 8][kk + 2 * ft + 8]);
+          af[mi][0] = mem::lds32(sa + r * LD + kk + 2 * ft);
+          af[mi][1] = mem::lds32(sa + (r + 8) * LD + kk + 2 * ft);
+          af[mi][2] = mem::lds32(sa + r * LD + kk + 2 * ft + 8);
+          af[mi][3] = mem::lds32(sa + (r + 8) * LD + kk + 2 * ft + 8);
         }
         DEEPSHOCK_UNROLL
         for (int m = 0; m < NB; ++m) {
+          const auto* sb = Smem::b(smem, stage, m);
           DEEPSHOCK_UNROLL
           for (int ni = 0; ni < NI; ++ni) {
             const int col = warp_n * Tile::kWN + ni * 8 + fg;
-            const std::uint32_t bf[2] = {mem::lds32(&sm.b[m][col][kk + 2 * ft]), mem::lds32(&sm.b[m][col][kk + 2 * ft + 8])};
+            const std::uint32_t bf[2] = {mem::lds32(sb + col * LD + kk + 2 * ft), mem::lds32(sb + col * LD + kk + 2 * ft + 8)};
             DEEPSHOCK_UNROLL
             for (int mi = 0; mi < MI; ++mi) arch::mma_m16n8k16<T>(acc[m][mi * NI + ni], af[mi], bf, acc[m][mi * NI + ni]);
           }
@@ -322,16 +337,12 @@ DEEPSHOCK_KERNEL void grouped_gemm_kernel(GroupedGemmArgs<T> args, Epi epi) {
         const int idx = tid + o * kThreads, r = idx / BN, col = idx % BN;
         DEEPSHOCK_UNROLL
         for (int m = 0; m < NB; ++m) {
+          const auto* sb = Smem::b(smem, stage, m);
           float s = acc[m][o / 4][o % 4];
-          for (int kk = 0; kk < BK; ++kk) s = fmaf(sm.a[r][kk], sm.b[m][col][kk], s);
+          for (int kk = 0; kk < BK; ++kk) s = fmaf(sa[r * LD + kk], sb[col * LD + kk], s);
           acc[m][o / 4][o % 4] = s;
         }
       }
-    }
-    __syncthreads();
-    if (more) {
-      store_shared();
-      __syncthreads();
     }
   }
 
@@ -365,6 +376,12 @@ DEEPSHOCK_KERNEL void grouped_gemm_kernel(GroupedGemmArgs<T> args, Epi epi) {
 }
 
 }  // namespace kernels
+
+/// Dynamic shared memory (bytes) of grouped_gemm_kernel<T, Tile, Epi>.
+template <class T, class Tile, class Epi>
+constexpr std::size_t grouped_gemm_smem_bytes() {
+  return detail::GemmSmem<T, Tile, Epi::kGated ? 2 : 1>::kBytes;
+}
 #endif  // DEEPSHOCK_HAS_KERNELS
 
 /// Upper bound of the m-tiles of `rows` rows split into `groups` groups of any sizes.

@@ -284,11 +284,16 @@ class Layer {
     if (max_tiles == 0) return Status::success();
     const dim3 block(Tile::kThreads);
     const unsigned mt = static_cast<unsigned>(max_tiles);
-    ActEpilogue<Act, T> act{h, inter};
-    DEEPSHOCK_RETURN_IF_ERROR(launch(kernels::grouped_gemm_kernel<T, Tile, ActEpilogue<Act, T>>,
-                                     {dim3(mt, static_cast<unsigned>((g1.n + Tile::kBN - 1) / Tile::kBN)), block, 0, stream}, g1, act));
+    using UpEpi = ActEpilogue<Act, T>;
+    UpEpi act{h, inter};
+    DEEPSHOCK_RETURN_IF_ERROR(launch(kernels::grouped_gemm_kernel<T, Tile, UpEpi>,
+                                     {dim3(mt, static_cast<unsigned>((g1.n + Tile::kBN - 1) / Tile::kBN)), block,
+                                      grouped_gemm_smem_bytes<T, Tile, UpEpi>(), stream},
+                                     g1, act));
     return launch(kernels::grouped_gemm_kernel<T, Tile, DownEpi>,
-                  {dim3(mt, static_cast<unsigned>((g2.n + Tile::kBN - 1) / Tile::kBN)), block, 0, stream}, g2, down);
+                  {dim3(mt, static_cast<unsigned>((g2.n + Tile::kBN - 1) / Tile::kBN)), block, grouped_gemm_smem_bytes<T, Tile, DownEpi>(),
+                   stream},
+                  g2, down);
   }
 
   template <class Tile>

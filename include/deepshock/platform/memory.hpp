@@ -1,7 +1,14 @@
 // deepshock/platform/memory.hpp — vector memory accesses of the kernels: 16-byte loads and
-// stores (global or shared, 16-byte aligned addresses) and the 32-bit loads of two 16-bit
-// values that fill tensor-core fragments. Under nvcc they are single vector instructions; in
-// the simulator they copy bytes (no type punning on the host).
+// stores (global or shared, 16-byte aligned addresses), the 32-bit loads of two 16-bit values
+// that fill tensor-core fragments, and the asynchronous global -> shared copies (cp.async,
+// sm_80+). Under nvcc they are single instructions; in the simulator they copy bytes (no type
+// punning on the host), and cp.async runs through the simulator's model (sim/engine.hpp): the
+// destination holds 0xFF poison from the issue until a wait completes the copy's group.
+//
+// cp.async protocol (as in PTX): issue copies with cp_async16, close a group with
+// cp_async_commit, and cp_async_wait<N>() blocks until at most N of this thread's committed
+// groups are still in flight. The wait covers only the calling thread's copies: a
+// __syncthreads() after it makes every thread's data visible to the block.
 #pragma once
 
 #include <cstdint>
@@ -48,6 +55,44 @@ DEEPSHOCK_DEVICE std::uint32_t lds32(const std::uint16_t* p) {
   return v;
 #else
   return *reinterpret_cast<const std::uint32_t*>(p);
+#endif
+}
+
+/// Asynchronous 16-byte copy global -> shared (cp.async.cg: cached in L2 only, the right
+/// choice for streamed weights). `valid` false: the destination is zero-filled and `src` is not
+/// read (it must still be a valid address expression; pass any in-range pointer).
+DEEPSHOCK_DEVICE void cp_async16(void* smem_dst, const void* gmem_src, bool valid) {
+#if DEEPSHOCK_SIM
+  sim::detail::async_copy(smem_dst, gmem_src, 16, valid ? 16u : 0u);
+#elif DEEPSHOCK_DEVICE_PASS && __CUDA_ARCH__ >= 800
+  const unsigned dst = static_cast<unsigned>(__cvta_generic_to_shared(smem_dst));
+  const int src_bytes = valid ? 16 : 0;
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(gmem_src), "r"(src_bytes) : "memory");
+#elif DEEPSHOCK_DEVICE_PASS
+  (void)smem_dst; (void)gmem_src; (void)valid;
+  __trap();  // cp.async needs sm_80 or newer
+#else
+  (void)smem_dst; (void)gmem_src; (void)valid;
+#endif
+}
+
+/// Closes the group of the copies issued since the last commit (cp.async.commit_group).
+DEEPSHOCK_DEVICE void cp_async_commit() {
+#if DEEPSHOCK_SIM
+  sim::detail::async_commit();
+#elif DEEPSHOCK_DEVICE_PASS && __CUDA_ARCH__ >= 800
+  asm volatile("cp.async.commit_group;\n" ::: "memory");
+#endif
+}
+
+/// Waits until at most N of this thread's committed groups are pending (cp.async.wait_group N).
+template <int N>
+DEEPSHOCK_DEVICE void cp_async_wait() {
+  static_assert(N >= 0 && N < 8, "deepshock::mem::cp_async_wait: N must be in [0, 8).");
+#if DEEPSHOCK_SIM
+  sim::detail::async_wait(static_cast<unsigned>(N));
+#elif DEEPSHOCK_DEVICE_PASS && __CUDA_ARCH__ >= 800
+  asm volatile("cp.async.wait_group %0;\n" ::"n"(N) : "memory");
 #endif
 }
 

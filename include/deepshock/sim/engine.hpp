@@ -3,7 +3,8 @@
 // A grid runs block by block on the calling OS thread. Each block's threads are fibers that
 // run cooperatively: a fiber runs until it reaches a block barrier (`__syncthreads`), a
 // warp-synchronous operation (shuffles, votes, match, reduce, `__syncwarp`, the mma model) or
-// `__nanosleep`, then yields. A barrier completes when every live thread (warp op: every lane of
+// `__nanosleep`, then yields. Asynchronous copies (cp.async) complete at the issuing thread's
+// wait; until then their destination holds poison (see "cp.async model" below). A barrier completes when every live thread (warp op: every lane of
 // the mask) has arrived; the last to arrive computes the result and wakes the others.
 //
 // The order in which ready fibers (and blocks) resume is the *schedule*: in order, reversed, or
@@ -196,6 +197,16 @@ struct Thread {
   // TSan: a lane releases `hb_arrive` when it arrives at a warp op; the lane that completes
   // the group acquires every participant's `hb_arrive` and releases each waiter's `hb_wake`.
   int hb_arrive = 0, hb_wake = 0;
+  // cp.async model (see async_copy): copies issued and not yet completed by a wait. Copies
+  // issued after the last commit carry group `async_committed` (not waited for by wait_group).
+  struct AsyncCopy {
+    void* dst;
+    unsigned char data[16];
+    unsigned bytes;
+    unsigned group;
+  };
+  std::vector<AsyncCopy> async_copies;
+  unsigned async_committed = 0;
 };
 
 struct Warp {
@@ -427,6 +438,45 @@ inline void fiber_entry(bctx::transfer_t t) {
   finish_fiber(w.sched);
 }
 
+// ---- cp.async model --------------------------------------------------------------------------
+// An asynchronous global -> shared copy's destination is undefined from the issue until a wait
+// covers it. The model makes that visible: the issue writes 0xFF bytes (NaN for every float
+// type) to the destination and remembers the source bytes; the wait that completes the copy's
+// group writes them. A kernel that reads a stage before waiting for it, or that overwrites a
+// stage other threads still read (a missing barrier), thus computes with poison.
+
+/// Issues a copy of `bytes` (4, 8 or 16) from `src` to `dst`; only the first `src_bytes` are
+/// read, the rest of the destination is zero-filled (cp.async's src-size operand).
+inline void async_copy(void* dst, const void* src, unsigned bytes, unsigned src_bytes) {
+  Thread& t = current_thread();
+  if (bytes != 4 && bytes != 8 && bytes != 16) fail("cp.async: the copy size must be 4, 8 or 16 bytes");
+  if (src_bytes > bytes) fail("cp.async: src-size exceeds the copy size");
+  if (reinterpret_cast<std::uintptr_t>(dst) % bytes != 0 || (src_bytes > 0 && reinterpret_cast<std::uintptr_t>(src) % bytes != 0))
+    fail("cp.async: addresses must be aligned to the copy size");
+  Thread::AsyncCopy c{dst, {}, bytes, t.async_committed};
+  if (src_bytes > 0) std::memcpy(c.data, src, src_bytes);
+  std::memset(c.data + src_bytes, 0, bytes - src_bytes);
+  std::memset(dst, 0xFF, bytes);
+  t.async_copies.push_back(c);
+}
+
+/// cp.async.commit_group: the copies issued since the last commit form one group.
+inline void async_commit() { ++current_thread().async_committed; }
+
+/// cp.async.wait_group n: completes every committed group except the newest `n`
+/// (cp.async.wait_all: `all` also completes the copies not yet committed).
+inline void async_wait(unsigned n, bool all = false) {
+  Thread& t = current_thread();
+  const unsigned limit = all ? ~0u : (t.async_committed > n ? t.async_committed - n : 0u);
+  std::size_t kept = 0;
+  for (std::size_t i = 0; i < t.async_copies.size(); ++i) {
+    const Thread::AsyncCopy& c = t.async_copies[i];
+    if (c.group < limit) std::memcpy(c.dst, c.data, c.bytes);
+    else t.async_copies[kept++] = c;
+  }
+  t.async_copies.resize(kept);
+}
+
 inline std::string describe_deadlock(const Block& b) {
   std::string s = "deadlock: no simulated thread can proceed;";
   int shown = 0;
@@ -451,6 +501,8 @@ inline void run_block(Worker& w, Block& b, std::mt19937_64& rng, Schedule schedu
     Thread& t = b.threads[i];
     t.state.store(ThreadState::ready, std::memory_order_relaxed);
     t.pending_mask.store(0, std::memory_order_relaxed);
+    t.async_copies.clear();
+    t.async_committed = 0;
     t.fiber->reset(&fiber_entry);
   }
   hb_release(&w.hb_start);
