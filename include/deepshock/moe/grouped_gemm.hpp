@@ -8,11 +8,12 @@
 //   * DownEpilogue: GEMM 2 — writes scale[dest] * acc as fp32 to out[dest(p), n] (ordered
 //     combine), or atomically adds it (AtomicCombine).
 //
-// Mapping without a host round trip: the grid covers an upper bound of the m-tiles
-// (ceil(rows / BM) + groups); a one-block scan (tile_scan_kernel) turns the device-side group
-// sizes into m-tile offsets and each block finds its group by binary search; blocks past the
-// last tile return at once. Empty groups cost nothing. The grid depends only on the planned
-// row count, so the launches can be captured in a CUDA graph.
+// Mapping without a host round trip: the 1-D grid covers an upper bound of the m-tiles
+// (ceil(rows / BM) + groups) times the n-tiles, of one or two problems (GemmBatch); a one-block
+// scan (tile_scan_kernel) turns the device-side group sizes into m-tile offsets and each block
+// finds its group by binary search; blocks past the last tile return at once. Empty groups cost
+// nothing. The grid depends only on the planned row count, so the launches can be captured in a
+// CUDA graph.
 //
 // Math: bf16 / fp16 through arch::mma_m16n8k16 (sm_80+, fp32 accumulators, a warp tile of
 // MI x NI instructions); fp32 inputs use plain FMAs (exact testing, not a fast path).
@@ -36,6 +37,7 @@
 
 #include "deepshock/core/config.hpp"
 #include "deepshock/core/numeric.hpp"
+#include "deepshock/core/status.hpp"
 #include "deepshock/moe/activation.hpp"
 
 #if DEEPSHOCK_HAS_KERNELS
@@ -161,6 +163,31 @@ struct GroupedGemmArgs {
   int rows = 0;                     ///< rows of the single group when group_offsets is null
 };
 
+/// One launch of grouped_gemm_kernel: one or two independent grouped GEMMs with the same tile
+/// and epilogue type. The MoE layer runs its routed experts and its shared expert together, so
+/// that at decode every SM streams weights at once instead of two half-empty launches. Blocks
+/// [0, blocks(0)) compute problem 0 and the next blocks(1) problem 1; inside a problem the
+/// m-tile varies fastest (neighbouring blocks share a weight tile).
+template <class T, class Epi>
+struct GemmBatch {
+  GroupedGemmArgs<T> args[2];
+  Epi epi[2];
+  int m_tiles[2] = {0, 0};  ///< m-tile slots of each problem (max_m_tiles: an upper bound)
+  int n_tiles[2] = {0, 0};
+  int count = 0;
+  DEEPSHOCK_HOST_DEVICE long long blocks(int i) const { return i < count ? static_cast<long long>(m_tiles[i]) * n_tiles[i] : 0; }
+  DEEPSHOCK_HOST_DEVICE long long total_blocks() const { return blocks(0) + blocks(1); }
+  /// Appends a problem of `m_tile_slots` m-tiles and `bn`-wide n-tiles; empty ones are skipped.
+  void add(const GroupedGemmArgs<T>& a, const Epi& e, long long m_tile_slots, int bn) {
+    if (m_tile_slots <= 0 || a.n <= 0 || count == 2) return;
+    args[count] = a;
+    epi[count] = e;
+    m_tiles[count] = static_cast<int>(m_tile_slots);
+    n_tiles[count] = (a.n + bn - 1) / bn;
+    ++count;
+  }
+};
+
 #if DEEPSHOCK_HAS_KERNELS
 namespace detail {
 
@@ -206,7 +233,7 @@ DEEPSHOCK_KERNEL void tile_scan_kernel(const int* group_offsets, int groups, int
 /// One block per (m-tile, n-tile); see the file comment. Dynamic shared memory:
 /// grouped_gemm_smem_bytes<T, Tile, Epi>().
 template <class T, class Tile, class Epi>
-DEEPSHOCK_KERNEL void grouped_gemm_kernel(GroupedGemmArgs<T> args, Epi epi) {
+DEEPSHOCK_KERNEL void grouped_gemm_kernel(GemmBatch<T, Epi> batch) {
   constexpr int NB = Epi::kGated ? 2 : 1;
   using Smem = detail::GemmSmem<T, Tile, NB>;
   constexpr int BM = Tile::kBM, BN = Tile::kBN, BK = Smem::kBK, LD = Smem::kLD, VEC = 16 / static_cast<int>(sizeof(T));
@@ -216,8 +243,15 @@ DEEPSHOCK_KERNEL void grouped_gemm_kernel(GroupedGemmArgs<T> args, Epi epi) {
   int* rows = Smem::rows(smem);
   const int tid = static_cast<int>(threadIdx.x);
 
-  // Which group and which of its m-tiles this block computes.
-  const int tile = static_cast<int>(blockIdx.x);
+  // Which problem, which n-tile, which group and which of its m-tiles this block computes.
+  const long long first_second = batch.blocks(0), bid = blockIdx.x;
+  const bool second = bid >= first_second;
+  const GroupedGemmArgs<T> args = second ? batch.args[1] : batch.args[0];
+  const Epi epi = second ? batch.epi[1] : batch.epi[0];
+  const long long local = second ? bid - first_second : bid;
+  const int m_slots = second ? batch.m_tiles[1] : batch.m_tiles[0];
+  const int tile = static_cast<int>(local % m_slots);
+  const int n0 = static_cast<int>(local / m_slots) * BN;
   int g = 0, row_begin = 0, row_end = args.rows, local_tile = tile;
   if (args.group_offsets != nullptr) {
     if (tile >= args.tile_offsets[args.groups]) return;
@@ -235,7 +269,6 @@ DEEPSHOCK_KERNEL void grouped_gemm_kernel(GroupedGemmArgs<T> args, Epi epi) {
     return;
   }
   const int m0 = row_begin + local_tile * BM;
-  const int n0 = static_cast<int>(blockIdx.y) * BN;
   const T* b[NB];
   b[0] = args.b0 + static_cast<long long>(g) * args.b_stride;
   if constexpr (NB == 2) b[1] = args.b1 + static_cast<long long>(g) * args.b_stride;
@@ -381,6 +414,16 @@ DEEPSHOCK_KERNEL void grouped_gemm_kernel(GroupedGemmArgs<T> args, Epi epi) {
 template <class T, class Tile, class Epi>
 constexpr std::size_t grouped_gemm_smem_bytes() {
   return detail::GemmSmem<T, Tile, Epi::kGated ? 2 : 1>::kBytes;
+}
+
+/// Launches the problems of `batch` (nothing when it has no blocks).
+template <class T, class Tile, class Epi>
+Status launch_grouped_gemm(const GemmBatch<T, Epi>& batch, rt::stream_t stream) {
+  const long long blocks = batch.total_blocks();
+  if (blocks == 0) return Status::success();
+  if (blocks > 0x7fffffffLL) return Status::invalid_argument("tokens", "the grouped GEMM needs more than 2^31 - 1 blocks");
+  return launch(kernels::grouped_gemm_kernel<T, Tile, Epi>,
+                {dim3(static_cast<unsigned>(blocks)), dim3(Tile::kThreads), grouped_gemm_smem_bytes<T, Tile, Epi>(), stream}, batch);
 }
 #endif  // DEEPSHOCK_HAS_KERNELS
 

@@ -16,7 +16,8 @@
 //      intermediate h [T*k, I] in expert-sorted order (moe/grouped_gemm.hpp);
 //   4. GEMM 2: h . W2^T, scaled by the routing weight, written per (token, slot) (ordered) or
 //      added atomically into an fp32 accumulator (AtomicCombine);
-//   5. shared expert: the same two GEMMs over all tokens;
+//   5. shared expert: the same two GEMMs over all tokens, in the same launches as stages 3 and 4
+//      when it uses the same tile shape (at decode: every SM streams weights at once);
 //   6. combine: y[t] = sum_j (slot order) + g_t * shared, rounded once to T.
 // `run_routed` starts at stage 2 with caller-supplied ids and weights.
 // Nothing allocates or synchronises the host (except run_routed's optional id check), and the
@@ -278,55 +279,99 @@ class Layer {
     return Status::success();
   }
 
-  /// Two grouped GEMMs (+ the activation between them) for `rows` rows in `groups` groups.
-  template <class Tile, class DownEpi>
-  static Status mlp(GroupedGemmArgs<T> g1, long long max_tiles, int inter, T* h, GroupedGemmArgs<T> g2, DownEpi down, rt::stream_t stream) {
-    if (max_tiles == 0) return Status::success();
-    const dim3 block(Tile::kThreads);
-    const unsigned mt = static_cast<unsigned>(max_tiles);
+  /// The two grouped GEMMs of one expert family (the routed experts or the shared expert):
+  /// GEMM 1 writes the activation to h [rows, inter], GEMM 2 goes through `down_epi`.
+  template <class DownEpi>
+  struct Mlp {
+    GroupedGemmArgs<T> up, down;
+    long long m_tiles = 0;  ///< m-tile slots (max_m_tiles)
+    T* h = nullptr;
+    int inter = 0;
+    DownEpi down_epi;
+  };
+  using SharedMlp = Mlp<DownEpilogue<false>>;
+
+  /// GEMM 1 of `a` (and `b`) in one launch, then GEMM 2: one launch when the two down
+  /// epilogues have the same type (ordered combine), else one each.
+  template <class Tile, class EpiA>
+  static Status mlp(const Mlp<EpiA>& a, const SharedMlp* b, rt::stream_t stream) {
     using UpEpi = ActEpilogue<Act, T>;
-    UpEpi act{h, inter};
-    DEEPSHOCK_RETURN_IF_ERROR(launch(kernels::grouped_gemm_kernel<T, Tile, UpEpi>,
-                                     {dim3(mt, static_cast<unsigned>((g1.n + Tile::kBN - 1) / Tile::kBN)), block,
-                                      grouped_gemm_smem_bytes<T, Tile, UpEpi>(), stream},
-                                     g1, act));
-    return launch(kernels::grouped_gemm_kernel<T, Tile, DownEpi>,
-                  {dim3(mt, static_cast<unsigned>((g2.n + Tile::kBN - 1) / Tile::kBN)), block, grouped_gemm_smem_bytes<T, Tile, DownEpi>(),
-                   stream},
-                  g2, down);
+    GemmBatch<T, UpEpi> up;
+    up.add(a.up, UpEpi{a.h, a.inter}, a.m_tiles, Tile::kBN);
+    if (b != nullptr) up.add(b->up, UpEpi{b->h, b->inter}, b->m_tiles, Tile::kBN);
+    DEEPSHOCK_RETURN_IF_ERROR((launch_grouped_gemm<T, Tile>(up, stream)));
+    GemmBatch<T, EpiA> down;
+    down.add(a.down, a.down_epi, a.m_tiles, Tile::kBN);
+    if constexpr (std::is_same_v<EpiA, DownEpilogue<false>>) {
+      if (b != nullptr) down.add(b->down, b->down_epi, b->m_tiles, Tile::kBN);
+      return launch_grouped_gemm<T, Tile>(down, stream);
+    } else {
+      DEEPSHOCK_RETURN_IF_ERROR((launch_grouped_gemm<T, Tile>(down, stream)));
+      if (b == nullptr) return Status::success();
+      GemmBatch<T, DownEpilogue<false>> second;
+      second.add(b->down, b->down_epi, b->m_tiles, Tile::kBN);
+      return launch_grouped_gemm<T, Tile>(second, stream);
+    }
   }
 
+  /// The routed experts' MLP over the n expert-sorted assignments (tile_offsets from the scan).
   template <class Tile>
-  Status routed_experts(const LayerWeights<T, ExpertT>& w, const T* x, long long ldx, long long n, const int* offsets, int* tile_offsets,
-                        const int* sorted_token, const int* sorted_slot, const float* weights, T* h, float* out, rt::stream_t stream) const {
+  Mlp<DownEpilogue<!Combine::kDeterministic>> routed_mlp(const LayerWeights<T, ExpertT>& w, const T* x, long long ldx, long long n,
+                                                        const int* offsets, const int* tile_offsets, const int* sorted_token,
+                                                        const int* sorted_slot, const float* weights, T* h, float* out) const {
     const int H = dims_.hidden, I = dims_.intermediate, groups = end_ - begin_;
+    Mlp<DownEpilogue<!Combine::kDeterministic>> m;
+    m.up = {x, ldx, sorted_token, w.w1, w.w3, static_cast<long long>(I) * H, I, H, offsets, tile_offsets, groups, 0};
+    m.down = {h, I, nullptr, w.w2, nullptr, static_cast<long long>(H) * I, H, I, offsets, tile_offsets, groups, 0};
+    m.m_tiles = max_m_tiles(n, Tile::kBM, groups);
+    m.h = h;
+    m.inter = I;
+    m.down_epi.out = out;
+    m.down_epi.ld = H;
+    m.down_epi.scale = weights;
+    if constexpr (Combine::kDeterministic) {
+      m.down_epi.dest_row = sorted_slot;  // one row per (token, slot); the weight is indexed by the slot too
+    } else {
+      m.down_epi.dest_row = sorted_token;
+      m.down_epi.scale_index = sorted_slot;
+    }
+    return m;
+  }
+
+  /// The shared expert's MLP over all tokens (weight 1 here; the combine applies a sigmoid gate).
+  template <class Tile>
+  SharedMlp shared_mlp(const LayerWeights<T, ExpertT>& w, const T* x, long long ldx, int tokens, T* h, float* out) const {
+    const int H = dims_.hidden, Is = dims_.shared_intermediate;
+    SharedMlp m;
+    m.up = {x, ldx, nullptr, w.shared_w1, w.shared_w3, 0, Is, H, nullptr, nullptr, 1, tokens};
+    m.down = {h, Is, nullptr, w.shared_w2, nullptr, 0, H, Is, nullptr, nullptr, 1, tokens};
+    m.m_tiles = max_m_tiles(tokens, Tile::kBM, 1);
+    m.h = h;
+    m.inter = Is;
+    m.down_epi.out = out;
+    m.down_epi.ld = H;
+    return m;
+  }
+
+  /// Routed experts (+ shared expert) for one tile shape; the shared expert rides in the same
+  /// launches when it wants the same tile (`with_shared`), else it runs on its own afterwards.
+  template <class Tile, class SharedTile>
+  Status expert_mlps(const LayerWeights<T, ExpertT>& w, const T* x, long long ldx, long long n, int tokens, const int* offsets,
+                     int* tile_offsets, const int* sorted_token, const int* sorted_slot, const float* weights, T* h, float* out, T* hs,
+                     float* shared_out, rt::stream_t stream) const {
+    const int groups = end_ - begin_;
     const unsigned scan_threads = static_cast<unsigned>((groups + 31) / 32 * 32);
     DEEPSHOCK_RETURN_IF_ERROR(
         launch(kernels::tile_scan_kernel<Tile::kBM>, {dim3(1), dim3(scan_threads), 0, stream}, offsets, groups, tile_offsets));
-    GroupedGemmArgs<T> g1{x, ldx, sorted_token, w.w1, w.w3, static_cast<long long>(I) * H, I, H, offsets, tile_offsets, groups, 0};
-    GroupedGemmArgs<T> g2{h, I, nullptr, w.w2, nullptr, static_cast<long long>(H) * I, H, I, offsets, tile_offsets, groups, 0};
-    DownEpilogue<!Combine::kDeterministic> down;
-    down.out = out;
-    down.ld = H;
-    down.scale = weights;
-    if constexpr (Combine::kDeterministic) {
-      down.dest_row = sorted_slot;  // one row per (token, slot); the weight is indexed by the slot too
+    const auto routed = routed_mlp<Tile>(w, x, ldx, n, offsets, tile_offsets, sorted_token, sorted_slot, weights, h, out);
+    if (shared_out == nullptr) return mlp<Tile>(routed, nullptr, stream);
+    if constexpr (std::is_same_v<Tile, SharedTile>) {
+      const SharedMlp shared = shared_mlp<Tile>(w, x, ldx, tokens, hs, shared_out);
+      return mlp<Tile>(routed, &shared, stream);
     } else {
-      down.dest_row = sorted_token;
-      down.scale_index = sorted_slot;
+      DEEPSHOCK_RETURN_IF_ERROR(mlp<Tile>(routed, nullptr, stream));
+      return mlp<SharedTile>(shared_mlp<SharedTile>(w, x, ldx, tokens, hs, shared_out), nullptr, stream);
     }
-    return mlp<Tile>(g1, max_m_tiles(n, Tile::kBM, groups), I, h, g2, down, stream);
-  }
-
-  template <class Tile>
-  Status shared_expert(const LayerWeights<T, ExpertT>& w, const T* x, long long ldx, int tokens, T* h, float* out, rt::stream_t stream) const {
-    const int H = dims_.hidden, Is = dims_.shared_intermediate;
-    GroupedGemmArgs<T> g1{x, ldx, nullptr, w.shared_w1, w.shared_w3, 0, Is, H, nullptr, nullptr, 1, tokens};
-    GroupedGemmArgs<T> g2{h, Is, nullptr, w.shared_w2, nullptr, 0, H, Is, nullptr, nullptr, 1, tokens};
-    DownEpilogue<false> down;
-    down.out = out;
-    down.ld = H;
-    return mlp<Tile>(g1, max_m_tiles(tokens, Tile::kBM, 1), Is, h, g2, down, stream);
   }
 
   Status experts(const LayerInputs<T>& in, const LayerWeights<T, ExpertT>& w, const LayerOutputs<T>& out, const int* ids,
@@ -356,21 +401,21 @@ class Layer {
     if constexpr (!Combine::kDeterministic)
       DEEPSHOCK_RETURN_IF_ERROR(rt::memset_async(routed, 0, static_cast<std::size_t>(Tn) * H * sizeof(float), stream));
     int* tiles = reinterpret_cast<int*>(at(p.tile_offsets));
-    if (GemmTuning::use_decode(n, groups))
-      DEEPSHOCK_RETURN_IF_ERROR(routed_experts<GemmTuning::Decode>(w, in.x, ldx, n, d.expert_offsets, tiles, d.sorted_token, d.sorted_slot,
-                                                                   weights, h, routed, stream));
+    float* shared_out = dims_.shared_intermediate > 0 ? reinterpret_cast<float*>(at(p.shared_out)) : nullptr;
+    T* hs = reinterpret_cast<T*>(at(p.shared_h));
+    const bool routed_decode = GemmTuning::use_decode(n, groups), shared_decode = GemmTuning::use_decode(Tn, 1);
+    using D = GemmTuning::Decode;
+    using P = GemmTuning::Prefill;
+    const int* so = d.expert_offsets;
+    const int *st = d.sorted_token, *ss = d.sorted_slot;
+    if (routed_decode && shared_decode)
+      DEEPSHOCK_RETURN_IF_ERROR((expert_mlps<D, D>(w, in.x, ldx, n, Tn, so, tiles, st, ss, weights, h, routed, hs, shared_out, stream)));
+    else if (routed_decode)
+      DEEPSHOCK_RETURN_IF_ERROR((expert_mlps<D, P>(w, in.x, ldx, n, Tn, so, tiles, st, ss, weights, h, routed, hs, shared_out, stream)));
+    else if (shared_decode)
+      DEEPSHOCK_RETURN_IF_ERROR((expert_mlps<P, D>(w, in.x, ldx, n, Tn, so, tiles, st, ss, weights, h, routed, hs, shared_out, stream)));
     else
-      DEEPSHOCK_RETURN_IF_ERROR(routed_experts<GemmTuning::Prefill>(w, in.x, ldx, n, d.expert_offsets, tiles, d.sorted_token,
-                                                                    d.sorted_slot, weights, h, routed, stream));
-    float* shared_out = nullptr;
-    if (dims_.shared_intermediate > 0) {
-      shared_out = reinterpret_cast<float*>(at(p.shared_out));
-      T* hs = reinterpret_cast<T*>(at(p.shared_h));
-      if (GemmTuning::use_decode(Tn, 1))
-        DEEPSHOCK_RETURN_IF_ERROR(shared_expert<GemmTuning::Decode>(w, in.x, ldx, Tn, hs, shared_out, stream));
-      else
-        DEEPSHOCK_RETURN_IF_ERROR(shared_expert<GemmTuning::Prefill>(w, in.x, ldx, Tn, hs, shared_out, stream));
-    }
+      DEEPSHOCK_RETURN_IF_ERROR((expert_mlps<P, P>(w, in.x, ldx, n, Tn, so, tiles, st, ss, weights, h, routed, hs, shared_out, stream)));
     CombineArgs<T> c;
     if constexpr (Combine::kDeterministic) {
       c.slot_out = routed;
