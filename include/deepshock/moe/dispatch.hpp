@@ -24,6 +24,10 @@
 //      a round then take turns in warp order (one barrier each), each reading its positions and
 //      advancing the counters. Processing is thus in exact slot order: stable and deterministic
 //      without any ordering of atomics.
+// With one chunk (N <= 2048 assignments: decode and small batches) the three steps run in one
+// block of one kernel (dispatch_single_kernel), since at decode every launch boundary costs
+// more than the work. The scan also writes the grouped GEMM's m-tile offsets when asked
+// (DispatchOutputs::tile_offsets), so the MoE layer needs no separate tile scan.
 // Costs: two reads of the ids, one write of each output; empty experts cost only their count
 // (E x C workspace ints and the scan). Workspace: dispatch_workspace_bytes(T, k, E).
 // Never allocates or synchronises with the host; graph-capturable.
@@ -82,50 +86,18 @@ DEEPSHOCK_KERNEL void dispatch_count_kernel(const int* ids, long long n, int E, 
   for (int e = tid; e < E; e += Threads) chunk_counts[c * E + e] = hist[e];
 }
 
-/// One block of at least E threads (a multiple of 32, <= 1024): expert counts and offsets, the
-/// invalid count, and chunk_counts rewritten as (expert, chunk)-order exclusive offsets.
-DEEPSHOCK_KERNEL void dispatch_scan_kernel(int* chunk_counts, long long chunks, int E, long long n, int* expert_counts,
-                                           int* expert_offsets, int* invalid_count) {
-  __shared__ int scratch[block::kScratchWords];
-  const int e = static_cast<int>(threadIdx.x);
-  int count = 0;
-  if (e < E)
-    for (long long c = 0; c < chunks; ++c) count += chunk_counts[c * E + e];
-  int total = 0;
-  const int offset = block::exclusive_scan_sum(count, total, scratch);
-  if (e < E) {
-    expert_counts[e] = count;
-    expert_offsets[e] = offset;
-    int running = offset;
-    for (long long c = 0; c < chunks; ++c) {
-      const int v = chunk_counts[c * E + e];
-      chunk_counts[c * E + e] = running;
-      running += v;
-    }
-  }
-  if (e == 0) {
-    expert_offsets[E] = total;
-    if (invalid_count != nullptr) *invalid_count = static_cast<int>(n - total);
-  }
-}
-
-/// Block c: places chunk c's assignments in slot order, starting each expert at the offset the
-/// scan left in chunk_offsets[c * E + e].
-template <int Threads, int Rounds>
-DEEPSHOCK_KERNEL void dispatch_place_kernel(const int* ids, long long n, int k, int E, const int* chunk_offsets, int* sorted_token,
-                                            int* sorted_slot, int* slot_position) {
-  static_assert(Threads % 32 == 0, "dispatch_place_kernel: whole warps only.");
-  constexpr int kWarps = Threads / 32;
-  __shared__ int next[kMaxDispatchExperts];
+/// Places assignments [begin, end) in slot order, advancing the per-expert positions `next`
+/// (shared memory). The block's `warps` warps read Threads = 32 x warps consecutive
+/// assignments per round (coalesced); within a warp __match_any_sync groups lanes with the same
+/// expert and a lane's rank is the number of lower peers; the warps of a round then take turns
+/// in warp order (one barrier each). Every thread of the block must call it.
+DEEPSHOCK_DEVICE void place_assignments(const int* ids, long long begin, long long end, int k, int E, int* next, int warps,
+                                        const DispatchOutputs& out) {
   const int tid = static_cast<int>(threadIdx.x);
   const int warp_id = tid / 32;
   const unsigned lane = static_cast<unsigned>(tid) & 31u;
-  const long long c = blockIdx.x;
-  for (int e = tid; e < E; e += Threads) next[e] = chunk_offsets[c * E + e];
-  __syncthreads();
-  const long long begin = c * (static_cast<long long>(Threads) * Rounds);
-  const long long end = begin + static_cast<long long>(Threads) * Rounds < n ? begin + static_cast<long long>(Threads) * Rounds : n;
-  for (long long base = begin; base < end; base += Threads) {  // uniform trip count in the block
+  const int threads = 32 * warps;
+  for (long long base = begin; base < end; base += threads) {  // uniform trip count in the block
     const long long a = base + tid;
     int id = a < end ? ids[a] : -1;
     if (id < 0 || id >= E) id = -1;
@@ -133,20 +105,99 @@ DEEPSHOCK_KERNEL void dispatch_place_kernel(const int* ids, long long n, int k, 
     const int rank = __popc(peers & ((1u << lane) - 1u));
     const bool last = (peers >> lane) == 1u;  // highest lane of its group
     int pos = -1;
-    for (int w = 0; w < kWarps; ++w) {
+    for (int w = 0; w < warps; ++w) {
       if (w == warp_id && id >= 0) pos = next[id] + rank;
       __syncwarp(0xffffffffu);
       if (w == warp_id && id >= 0 && last) next[id] = pos + 1;
       __syncthreads();
     }
     if (a < end) {
-      slot_position[a] = pos;
+      out.slot_position[a] = pos;
       if (pos >= 0) {
-        sorted_token[pos] = static_cast<int>(a / k);
-        sorted_slot[pos] = static_cast<int>(a);
+        out.sorted_token[pos] = static_cast<int>(a / k);
+        out.sorted_slot[pos] = static_cast<int>(a);
       }
     }
   }
+}
+
+/// Thread e < E holds expert e's count: writes counts, offsets, the invalid count and (when
+/// asked) the tile offsets; returns e's offset. Every thread of the block must call it.
+DEEPSHOCK_DEVICE int scan_experts(int count, int E, long long n, const DispatchOutputs& out, int* scratch) {
+  const int e = static_cast<int>(threadIdx.x);
+  int total = 0;
+  const int offset = block::exclusive_scan_sum(count, total, scratch);
+  if (e < E) {
+    out.expert_counts[e] = count;
+    out.expert_offsets[e] = offset;
+  }
+  if (e == 0) {
+    out.expert_offsets[E] = total;
+    if (out.invalid_count != nullptr) *out.invalid_count = static_cast<int>(n - total);
+  }
+  if (out.tile_offsets != nullptr) {  // uniform in the block
+    const int tiles = e < E ? (count + out.tile_rows - 1) / out.tile_rows : 0;
+    int all = 0;
+    const int first = block::exclusive_scan_sum(tiles, all, scratch);
+    if (e < E) out.tile_offsets[e] = first;
+    if (e == 0) out.tile_offsets[E] = all;
+  }
+  return offset;
+}
+
+/// One block of at least E threads (a multiple of 32, <= 1024): expert counts and offsets, the
+/// invalid count, the tile offsets (when asked), and chunk_counts rewritten as (expert,
+/// chunk)-order exclusive offsets.
+DEEPSHOCK_KERNEL void dispatch_scan_kernel(int* chunk_counts, long long chunks, int E, long long n, DispatchOutputs out) {
+  __shared__ int scratch[block::kScratchWords];
+  const int e = static_cast<int>(threadIdx.x);
+  int count = 0;
+  if (e < E)
+    for (long long c = 0; c < chunks; ++c) count += chunk_counts[c * E + e];
+  const int offset = scan_experts(count, E, n, out, scratch);
+  if (e < E) {
+    int running = offset;
+    for (long long c = 0; c < chunks; ++c) {
+      const int v = chunk_counts[c * E + e];
+      chunk_counts[c * E + e] = running;
+      running += v;
+    }
+  }
+}
+
+/// Block c: places chunk c's assignments in slot order, starting each expert at the offset the
+/// scan left in chunk_offsets[c * E + e].
+template <int Threads, int Rounds>
+DEEPSHOCK_KERNEL void dispatch_place_kernel(const int* ids, long long n, int k, int E, const int* chunk_offsets, DispatchOutputs out) {
+  static_assert(Threads % 32 == 0, "dispatch_place_kernel: whole warps only.");
+  __shared__ int next[kMaxDispatchExperts];
+  const int tid = static_cast<int>(threadIdx.x);
+  const long long c = blockIdx.x;
+  for (int e = tid; e < E; e += Threads) next[e] = chunk_offsets[c * E + e];
+  __syncthreads();
+  const long long begin = c * (static_cast<long long>(Threads) * Rounds);
+  const long long end = begin + static_cast<long long>(Threads) * Rounds < n ? begin + static_cast<long long>(Threads) * Rounds : n;
+  place_assignments(ids, begin, end, k, E, next, Threads / 32, out);
+}
+
+/// n <= kDispatchChunk: count, scan and place in one block of at least E threads (a multiple of
+/// 32, <= 1024); the same integers as the three kernels above with one chunk.
+DEEPSHOCK_KERNEL void dispatch_single_kernel(const int* ids, long long n, int k, int E, DispatchOutputs out) {
+  __shared__ int next[kMaxDispatchExperts];
+  __shared__ int scratch[block::kScratchWords];
+  const int tid = static_cast<int>(threadIdx.x), threads = static_cast<int>(blockDim.x);
+  for (int e = tid; e < E; e += threads) next[e] = 0;
+  __syncthreads();
+  for (long long a = tid; a < n; a += threads) {
+    const int id = ids[a];
+    if (id >= 0 && id < E) atomicAdd(&next[id], 1);
+  }
+  __syncthreads();
+  const int count = tid < E ? next[tid] : 0;
+  const int offset = scan_experts(count, E, n, out, scratch);  // ends with a barrier: every count is read
+  if (tid < E) next[tid] = offset;
+  __syncthreads();
+  place_assignments(ids, 0, n, k, E, next, threads / 32, out);
 }
 
 }  // namespace kernels
@@ -170,15 +221,18 @@ inline Status dispatch(const int* topk_ids, int T, int k, int E, DispatchOutputs
   const long long chunks = detail::dispatch_chunks(n);
   constexpr int kThreads = detail::kDispatchThreads;
   constexpr int kRounds = detail::kDispatchRounds;
+  const unsigned scan_threads = static_cast<unsigned>((E + 31) / 32 * 32);
+  if (chunks == 1) {
+    const unsigned threads = scan_threads > static_cast<unsigned>(kThreads) ? scan_threads : static_cast<unsigned>(kThreads);
+    return launch(kernels::dispatch_single_kernel, {dim3(1), dim3(threads), 0, stream}, topk_ids, n, k, E, out);
+  }
   if (chunks > 0)
     DEEPSHOCK_RETURN_IF_ERROR(launch(kernels::dispatch_count_kernel<kThreads, kRounds>,
                                      {dim3(static_cast<unsigned>(chunks)), dim3(kThreads), 0, stream}, topk_ids, n, E, chunk_counts));
-  const unsigned scan_threads = static_cast<unsigned>((E + 31) / 32 * 32);
-  DEEPSHOCK_RETURN_IF_ERROR(launch(kernels::dispatch_scan_kernel, {dim3(1), dim3(scan_threads), 0, stream}, chunk_counts, chunks, E, n,
-                                   out.expert_counts, out.expert_offsets, out.invalid_count));
+  DEEPSHOCK_RETURN_IF_ERROR(launch(kernels::dispatch_scan_kernel, {dim3(1), dim3(scan_threads), 0, stream}, chunk_counts, chunks, E, n, out));
   if (chunks == 0) return Status::success();
   return launch(kernels::dispatch_place_kernel<kThreads, kRounds>, {dim3(static_cast<unsigned>(chunks)), dim3(kThreads), 0, stream},
-                topk_ids, n, k, E, chunk_counts, out.sorted_token, out.sorted_slot, out.slot_position);
+                topk_ids, n, k, E, chunk_counts, out);
 }
 
 #endif  // DEEPSHOCK_HAS_KERNELS

@@ -9,9 +9,9 @@
 //     combine), or atomically adds it (AtomicCombine).
 //
 // Mapping without a host round trip: the 1-D grid covers an upper bound of the m-tiles
-// (ceil(rows / BM) + groups) times the n-tiles, of one or two problems (GemmBatch); a one-block
-// scan (tile_scan_kernel) turns the device-side group sizes into m-tile offsets and each block
-// finds its group by binary search; blocks past the last tile return at once. Empty groups cost
+// (ceil(rows / BM) + groups) times the n-tiles, of one or two problems (GemmBatch); the
+// device-side m-tile offsets of the groups come from dispatch (DispatchOutputs::tile_offsets
+// with tile_rows = BM, moe/dispatch.hpp) and each block finds its group by binary search; blocks past the last tile return at once. Empty groups cost
 // nothing. The grid depends only on the planned row count, so the launches can be captured in a
 // CUDA graph.
 //
@@ -41,7 +41,6 @@
 #include "deepshock/moe/activation.hpp"
 
 #if DEEPSHOCK_HAS_KERNELS
-#include "deepshock/platform/block.hpp"
 #include "deepshock/platform/cuda.hpp"
 #include "deepshock/platform/launch.hpp"
 #include "deepshock/platform/memory.hpp"
@@ -158,7 +157,7 @@ struct GroupedGemmArgs {
   int n = 0;                        ///< N
   int k = 0;                        ///< K (a multiple of 16 / sizeof(T))
   const int* group_offsets = nullptr;  ///< [groups + 1] row ranges; null: one group [0, rows)
-  const int* tile_offsets = nullptr;   ///< [groups + 1] m-tile offsets (tile_scan_kernel); null with group_offsets
+  const int* tile_offsets = nullptr;   ///< [groups + 1] m-tile offsets (dispatch's tile_offsets); null with group_offsets
   int groups = 1;
   int rows = 0;                     ///< rows of the single group when group_offsets is null
 };
@@ -216,19 +215,6 @@ struct GemmSmem {
 }  // namespace detail
 
 namespace kernels {
-
-/// tile_offsets[g] = sum over g' < g of ceil(count_g' / BM), tile_offsets[G] = total. One block
-/// of at least G threads (a multiple of 32, <= 1024).
-template <int BM>
-DEEPSHOCK_KERNEL void tile_scan_kernel(const int* group_offsets, int groups, int* tile_offsets) {
-  __shared__ int scratch[block::kScratchWords];
-  const int g = static_cast<int>(threadIdx.x);
-  const int tiles = g < groups ? (group_offsets[g + 1] - group_offsets[g] + BM - 1) / BM : 0;
-  int total = 0;
-  const int offset = block::exclusive_scan_sum(tiles, total, scratch);
-  if (g < groups) tile_offsets[g] = offset;
-  if (g == 0) tile_offsets[groups] = total;
-}
 
 /// One block per (m-tile, n-tile); see the file comment. Dynamic shared memory:
 /// grouped_gemm_smem_bytes<T, Tile, Epi>().

@@ -314,7 +314,7 @@ class Layer {
     }
   }
 
-  /// The routed experts' MLP over the n expert-sorted assignments (tile_offsets from the scan).
+  /// The routed experts' MLP over the n expert-sorted assignments (tile_offsets from dispatch).
   template <class Tile>
   Mlp<DownEpilogue<!Combine::kDeterministic>> routed_mlp(const LayerWeights<T, ExpertT>& w, const T* x, long long ldx, long long n,
                                                         const int* offsets, const int* tile_offsets, const int* sorted_token,
@@ -357,12 +357,8 @@ class Layer {
   /// launches when it wants the same tile (`with_shared`), else it runs on its own afterwards.
   template <class Tile, class SharedTile>
   Status expert_mlps(const LayerWeights<T, ExpertT>& w, const T* x, long long ldx, long long n, int tokens, const int* offsets,
-                     int* tile_offsets, const int* sorted_token, const int* sorted_slot, const float* weights, T* h, float* out, T* hs,
+                     const int* tile_offsets, const int* sorted_token, const int* sorted_slot, const float* weights, T* h, float* out, T* hs,
                      float* shared_out, rt::stream_t stream) const {
-    const int groups = end_ - begin_;
-    const unsigned scan_threads = static_cast<unsigned>((groups + 31) / 32 * 32);
-    DEEPSHOCK_RETURN_IF_ERROR(
-        launch(kernels::tile_scan_kernel<Tile::kBM>, {dim3(1), dim3(scan_threads), 0, stream}, offsets, groups, tile_offsets));
     const auto routed = routed_mlp<Tile>(w, x, ldx, n, offsets, tile_offsets, sorted_token, sorted_slot, weights, h, out);
     if (shared_out == nullptr) return mlp<Tile>(routed, nullptr, stream);
     if constexpr (std::is_same_v<Tile, SharedTile>) {
@@ -395,17 +391,21 @@ class Layer {
     d.sorted_token = reinterpret_cast<int*>(at(p.sorted_token));
     d.sorted_slot = reinterpret_cast<int*>(at(p.sorted_slot));
     d.slot_position = reinterpret_cast<int*>(at(p.slot_position));
+    // The tile shapes are a host decision (from T alone), so dispatch can write the routed
+    // GEMMs' m-tile offsets in the same pass.
+    const bool routed_decode = GemmTuning::use_decode(n, groups), shared_decode = GemmTuning::use_decode(Tn, 1);
+    using D = GemmTuning::Decode;
+    using P = GemmTuning::Prefill;
+    int* tiles = reinterpret_cast<int*>(at(p.tile_offsets));
+    d.tile_offsets = tiles;
+    d.tile_rows = routed_decode ? D::kBM : P::kBM;
     DEEPSHOCK_RETURN_IF_ERROR(dispatch(ids, Tn, kTopK, groups, d, at(p.dispatch), p.dispatch_bytes, stream));
     T* h = reinterpret_cast<T*>(at(p.h));
     float* routed = reinterpret_cast<float*>(at(p.out));
     if constexpr (!Combine::kDeterministic)
       DEEPSHOCK_RETURN_IF_ERROR(rt::memset_async(routed, 0, static_cast<std::size_t>(Tn) * H * sizeof(float), stream));
-    int* tiles = reinterpret_cast<int*>(at(p.tile_offsets));
     float* shared_out = dims_.shared_intermediate > 0 ? reinterpret_cast<float*>(at(p.shared_out)) : nullptr;
     T* hs = reinterpret_cast<T*>(at(p.shared_h));
-    const bool routed_decode = GemmTuning::use_decode(n, groups), shared_decode = GemmTuning::use_decode(Tn, 1);
-    using D = GemmTuning::Decode;
-    using P = GemmTuning::Prefill;
     const int* so = d.expert_offsets;
     const int *st = d.sorted_token, *ss = d.sorted_slot;
     if (routed_decode && shared_decode)

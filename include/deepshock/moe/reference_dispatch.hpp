@@ -20,7 +20,10 @@
 //     sorted_slot[p] = t * k + j and sorted_token[p] = t.
 //   * slot_position[a] = p, the position of assignment a in the sorted arrays; -1 if invalid.
 //   * entries of sorted_token / sorted_slot at positions >= total are left untouched.
-//   * T = 0 is valid: counts and offsets are zeroed, invalid_count is 0.
+//   * tile_offsets (optional) is the exclusive scan of ceil(expert_counts[e] / tile_rows):
+//     where expert e's m-tiles start when a grouped GEMM (moe/grouped_gemm.hpp) splits every
+//     expert's rows into tiles of tile_rows rows; tile_offsets[E] = all tiles.
+//   * T = 0 is valid: counts, offsets and tile offsets are zeroed, invalid_count is 0.
 #pragma once
 
 #include <cstddef>
@@ -47,6 +50,8 @@ struct DispatchOutputs {
   int* sorted_slot = nullptr;     ///< [N] (first total used) flat index t * k + j; required when N > 0
   int* slot_position = nullptr;   ///< [N] position in the sorted arrays, -1 if invalid; required when N > 0
   int* invalid_count = nullptr;   ///< [1] assignments with an id outside [0, E) (-1 included); optional
+  int* tile_offsets = nullptr;    ///< [E + 1] m-tile offsets for a grouped GEMM (see below); optional
+  int tile_rows = 0;              ///< rows per m-tile; >= 1 when tile_offsets is set
 };
 
 namespace detail {
@@ -65,6 +70,8 @@ inline Status check_dispatch_args(const int* topk_ids, int T, int k, int E, cons
     return Status::invalid_argument("T", "T * k must fit in int32 (slot indices are int32)");
   if (out.expert_counts == nullptr) return Status::invalid_argument("out.expert_counts", "must not be null");
   if (out.expert_offsets == nullptr) return Status::invalid_argument("out.expert_offsets", "must not be null");
+  if (out.tile_offsets != nullptr && out.tile_rows < 1)
+    return Status::invalid_argument("out.tile_rows", "must be >= 1 when out.tile_offsets is set, got " + std::to_string(out.tile_rows));
   if (n > 0) {
     if (topk_ids == nullptr) return Status::invalid_argument("topk_ids", "must not be null");
     if (out.sorted_token == nullptr) return Status::invalid_argument("out.sorted_token", "must not be null");
@@ -101,6 +108,14 @@ inline Status dispatch(const int* topk_ids, int T, int k, int E, const DispatchO
     sum += counts[static_cast<std::size_t>(e)];
   }
   out.expert_offsets[E] = sum;
+  if (out.tile_offsets != nullptr) {
+    int tiles = 0;
+    for (int e = 0; e < E; ++e) {
+      out.tile_offsets[e] = tiles;
+      tiles += (counts[static_cast<std::size_t>(e)] + out.tile_rows - 1) / out.tile_rows;
+    }
+    out.tile_offsets[E] = tiles;
+  }
   for (long long a = 0; a < n; ++a) {
     const int id = topk_ids[a];
     if (id >= 0 && id < E) {
