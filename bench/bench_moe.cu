@@ -7,6 +7,10 @@
 //   routed/<model>/T:n       Layer::run_routed (RunOptions{.check_ids = false}) on the ids and
 //                            weights of one Layer::run: everything but the router
 //   router/<model>/T:n       gate::Router::run alone (DeepSeek-V2-Lite only)
+//   dispatch/<model>/T:n     moe::dispatch alone (DeepSeek-V2-Lite only)
+//   tiles/<model>/<tuning>/T:n  routed/ with other grouped-GEMM tile tunings (moe::GemmTuningOf;
+//                            DeepSeek-V2-Lite and Qwen3 only, T in {1, 8, 32, 1024, 8192}): the
+//                            data to choose moe::GemmTuning from
 //   cublas_loop/<model>/T:n  "per-expert cuBLAS loop, as frameworks do", same routing as routed/:
 //                            the tokens are grouped per expert on the host once (untimed); timed:
 //                            shared expert as dense GEMMs (cublasGemmEx bf16 in, fp32 compute) with
@@ -190,10 +194,10 @@ Status load_weights(const ModelWeights*& out, rt::stream_t s) {
 }
 
 // ---- one (model, T) --------------------------------------------------------------------------------------
-template <class M>
+template <class M, class Tuning = moe::GemmTuning>
 struct MoeBench {
   using Gate = typename M::Gate;
-  using LayerT = moe::Layer<Gate, moe::Expert<>, bf16>;
+  using LayerT = moe::Layer<Gate, moe::Expert<>, bf16, moe::OrderedCombine, Tuning>;
   static constexpr int E = Gate::kExperts, K = Gate::kTopK, H = M::kHidden, I = M::kInter, Is = M::kShared;
 
   explicit MoeBench(int tokens) : T(tokens), layer(moe::LayerDims{H, I, Is, tokens}, models::params<M>(), models::options<M>()) {}
@@ -412,8 +416,8 @@ std::string model_label() {
 }
 
 /// Times `work` (launches only) in the benchmark loop; false after an error.
-template <class M, class Work>
-bool time_loop(benchmark::State& state, MoeBench<M>& b, Work&& work) {
+template <class Bench, class Work>
+bool time_loop(benchmark::State& state, Bench& b, Work&& work) {
   for (auto _ : state)
     if (!bench::timed_gpu_iteration(state, b.ctx.timer, b.ctx.l2, b.s(), work)) return false;
   return true;
@@ -432,6 +436,34 @@ template <class M>
 void BM_routed(benchmark::State& state) {
   state.SetLabel(model_label<M>());
   MoeBench<M> b(static_cast<int>(state.range(0)));
+  if (!bench::ok_or_skip(state, b.init()) || !bench::ok_or_skip(state, b.run_routed())) return;
+  if (!time_loop(state, b, [&]() -> Status { return b.run_routed(); })) return;
+  b.counters(state, b.bytes(false), b.flops(false));
+}
+
+// Tile tunings for tiles/ (moe::GemmTuningOf<DecodeTile, PrefillTile>; GemmTile<BM, BN, KBytes,
+// WarpsM, WarpsN, Stages>). The layer tests check each against the reference in the simulator.
+struct TilesDefault {
+  using Tuning = moe::GemmTuning;
+  static constexpr const char* kName = "default";
+  static constexpr const char* kLabel = "decode 16x64 4 warps 4 stages, prefill 64x64 4 warps 3 stages";
+};
+struct TilesNarrowWide {
+  using Tuning = moe::GemmTuningOf<moe::GemmTile<16, 32, 128, 1, 4, 4>, moe::GemmTile<128, 64, 128, 2, 2, 3>>;
+  static constexpr const char* kName = "narrow_wide";
+  static constexpr const char* kLabel = "decode 16x32 4 warps 4 stages, prefill 128x64 4 warps 3 stages";
+};
+struct TilesDeepBig {
+  using Tuning = moe::GemmTuningOf<moe::GemmTile<16, 64, 128, 1, 4, 6>, moe::GemmTile<128, 128, 128, 2, 4, 3>>;
+  static constexpr const char* kName = "deep_big";
+  static constexpr const char* kLabel = "decode 16x64 4 warps 6 stages, prefill 128x128 8 warps 3 stages";
+};
+
+/// routed/ with another tile tuning: the data to set moe::GemmTuning from.
+template <class M, class Tiles>
+void BM_tiles(benchmark::State& state) {
+  state.SetLabel(model_label<M>() + " tiles: " + Tiles::kLabel);
+  MoeBench<M, typename Tiles::Tuning> b(static_cast<int>(state.range(0)));
   if (!bench::ok_or_skip(state, b.init()) || !bench::ok_or_skip(state, b.run_routed())) return;
   if (!time_loop(state, b, [&]() -> Status { return b.run_routed(); })) return;
   b.counters(state, b.bytes(false), b.flops(false));
@@ -498,7 +530,7 @@ void BM_cublas_loop(benchmark::State& state) {
 }
 
 template <class M>
-void register_model(bool stages) {
+void register_model(bool stages, bool tile_sweep) {
   auto add = [](const char* kind, void (*fn)(benchmark::State&)) {
     auto* bm = benchmark::RegisterBenchmark((std::string(kind) + "/" + M::kName).c_str(), fn);
     bm->ArgName("T")->UseManualTime()->Unit(benchmark::kMicrosecond);
@@ -510,13 +542,23 @@ void register_model(bool stages) {
   if (stages) add("router", BM_router<M>);
   if (stages) add("dispatch", BM_dispatch<M>);
   add("cublas_loop", BM_cublas_loop<M>);
+  if (tile_sweep) {
+    auto tiles = [](const char* name, void (*fn)(benchmark::State&)) {
+      auto* bm = benchmark::RegisterBenchmark((std::string("tiles/") + M::kName + "/" + name).c_str(), fn);
+      bm->ArgName("T")->UseManualTime()->Unit(benchmark::kMicrosecond);
+      for (const int t : {1, 8, 32, 1024, 8192}) bm->Arg(t);
+    };
+    tiles(TilesDefault::kName, BM_tiles<M, TilesDefault>);
+    tiles(TilesNarrowWide::kName, BM_tiles<M, TilesNarrowWide>);
+    tiles(TilesDeepBig::kName, BM_tiles<M, TilesDeepBig>);
+  }
 }
 
 [[maybe_unused]] const bool kRegistered = [] {
-  register_model<DeepSeekV2Lite>(/*stages=*/true);
-  register_model<Qwen3_30B_A3B>(false);
-  register_model<Mixtral8x7B>(false);
-  register_model<DeepSeekV3>(false);
+  register_model<DeepSeekV2Lite>(/*stages=*/true, /*tile_sweep=*/true);
+  register_model<Qwen3_30B_A3B>(false, true);
+  register_model<Mixtral8x7B>(false, false);
+  register_model<DeepSeekV3>(false, false);
   return true;
 }();
 

@@ -68,14 +68,20 @@ struct GemmTile {
   static_assert(Stages >= 2 && Stages <= 8, "GemmTile: the pipeline needs 2 to 8 stages.");
 };
 
-/// Tile choices. Decode: few rows per expert, so short and wide tiles that read each weight
-/// row once; prefill: square tiles that reuse both operands.
-struct GemmTuning {
-  using Decode = GemmTile<16, 64, 128, 1, 4, 4>;
-  using Prefill = GemmTile<64, 64, 128, 2, 2, 3>;
-  /// Decode tiles while the average rows per expert stay small.
-  static bool use_decode(long long assignments, int groups) { return assignments <= 16LL * groups; }
+/// A pair of tile shapes for the MoE layer (its `Tuning` parameter). Decode: few rows per
+/// expert, so short and wide tiles that read each weight row once; prefill: tiles that reuse
+/// both operands. The decode tiles run while the assignments average at most one decode m-tile
+/// (Decode::kBM rows) per expert.
+template <class DecodeTile, class PrefillTile>
+struct GemmTuningOf {
+  using Decode = DecodeTile;
+  using Prefill = PrefillTile;
+  static bool use_decode(long long assignments, int groups) { return assignments <= static_cast<long long>(Decode::kBM) * groups; }
 };
+
+/// The default tiles. Tuning values, still to be set from bench_moe's tiles/ rows on a GPU
+/// (which time these against wider prefill tiles and narrower or deeper decode tiles).
+using GemmTuning = GemmTuningOf<GemmTile<16, 64, 128, 1, 4, 4>, GemmTile<64, 64, 128, 2, 2, 3>>;
 
 /// GEMM 1 epilogue: h[p, n] = T(Act::apply(gate, up)).
 template <class Act, class T>

@@ -122,7 +122,8 @@ struct RunOptions {
 /// rank's share: the router still scores all E experts (ids and weights stay global), only
 /// assignments to experts in [b, e) are computed, and LayerWeights' w1 / w3 / w2 hold just
 /// those e - b experts (expert b first). expert_counts stays [E], zero outside the range.
-template <class Gate, class ExpertT = Expert<>, class T = bf16, class Combine = OrderedCombine>
+/// Tuning: the grouped GEMMs' tile shapes (GemmTuningOf<DecodeTile, PrefillTile>).
+template <class Gate, class ExpertT = Expert<>, class T = bf16, class Combine = OrderedCombine, class Tuning = GemmTuning>
 class Layer {
  public:
   static constexpr int kExperts = Gate::kExperts;
@@ -393,9 +394,9 @@ class Layer {
     d.slot_position = reinterpret_cast<int*>(at(p.slot_position));
     // The tile shapes are a host decision (from T alone), so dispatch can write the routed
     // GEMMs' m-tile offsets in the same pass.
-    const bool routed_decode = GemmTuning::use_decode(n, groups), shared_decode = GemmTuning::use_decode(Tn, 1);
-    using D = GemmTuning::Decode;
-    using P = GemmTuning::Prefill;
+    const bool routed_decode = Tuning::use_decode(n, groups), shared_decode = Tuning::use_decode(Tn, 1);
+    using D = typename Tuning::Decode;
+    using P = typename Tuning::Prefill;
     int* tiles = reinterpret_cast<int*>(at(p.tile_offsets));
     d.tile_offsets = tiles;
     d.tile_rows = routed_decode ? D::kBM : P::kBM;
