@@ -10,6 +10,7 @@
 
 #include <algorithm>
 #include <cstddef>
+#include <cstring>
 #include <string>
 #include <vector>
 
@@ -79,6 +80,19 @@ std::vector<T> download(const deepshock::rt::DeviceBuffer<T>& d, std::size_t n) 
 template <class T>
 std::vector<T> download(const deepshock::rt::DeviceBuffer<T>& d) {
   return download(d, d.size());
+}
+
+/// Bitwise equality of two host vectors (reproducibility checks: NaN payloads and -0 count).
+template <class T>
+bool same_bytes(const std::vector<T>& a, const std::vector<T>& b) {
+  return a.size() == b.size() && (a.empty() || std::memcmp(a.data(), b.data(), a.size() * sizeof(T)) == 0);
+}
+
+/// A new stream for tests that run on their own stream.
+inline deepshock::rt::Stream make_stream() {
+  deepshock::rt::Stream s;
+  REQUIRE(s.create().ok());
+  return s;
 }
 
 /// A bad call: not ok, and the message starts with the argument's name and a colon
