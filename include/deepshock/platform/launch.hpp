@@ -12,6 +12,7 @@
 #pragma once
 
 #include <cstddef>
+#include <functional>
 #include <mutex>
 #include <tuple>
 #include <unordered_map>
@@ -40,31 +41,48 @@ inline constexpr bool always_false_v = false;
 
 #if DEEPSHOCK_CUDA
 namespace detail {
-/// Opts the kernel into more than 48 KiB of shared memory when static + dynamic needs it.
-/// Static shared memory of `kernel`, asked of the runtime once per kernel and cached.
-inline Status static_smem_bytes(const void* kernel, std::size_t& bytes) {
+/// Opts `kernel` into `dynamic_bytes` of dynamic shared memory when static + dynamic exceeds
+/// 48 KiB. Per (kernel, device) the static size is asked of the runtime once and the opt-in is
+/// remembered, so a steady stream of launches costs one cudaGetDevice and a map lookup, not a
+/// cudaFuncSetAttribute each (host time matters at decode).
+inline Status opt_in_smem(const void* kernel, std::size_t dynamic_bytes) {
+  struct Entry {
+    std::size_t static_bytes = 0;
+    std::size_t opted = 0;  ///< largest dynamic size set so far
+  };
+  struct Key {
+    const void* kernel;
+    int device;
+    bool operator==(const Key& o) const { return kernel == o.kernel && device == o.device; }
+  };
+  struct KeyHash {
+    std::size_t operator()(const Key& k) const { return std::hash<const void*>()(k.kernel) ^ static_cast<std::size_t>(k.device); }
+  };
   static std::mutex m;
-  static std::unordered_map<const void*, std::size_t> cache;
+  static std::unordered_map<Key, Entry, KeyHash> cache;
+  int device = 0;
+  DEEPSHOCK_RETURN_IF_ERROR(rt::from_cuda(cudaGetDevice(&device), "cudaGetDevice"));
   std::lock_guard<std::mutex> lock(m);
-  if (auto it = cache.find(kernel); it != cache.end()) {
-    bytes = it->second;
-    return Status::success();
+  const Key key{kernel, device};
+  auto it = cache.find(key);
+  if (it == cache.end()) {
+    cudaFuncAttributes attr{};
+    DEEPSHOCK_RETURN_IF_ERROR(rt::from_cuda(cudaFuncGetAttributes(&attr, kernel), "cudaFuncGetAttributes"));
+    it = cache.emplace(key, Entry{attr.sharedSizeBytes, 0}).first;
   }
-  cudaFuncAttributes attr{};
-  DEEPSHOCK_RETURN_IF_ERROR(rt::from_cuda(cudaFuncGetAttributes(&attr, kernel), "cudaFuncGetAttributes"));
-  bytes = cache[kernel] = attr.sharedSizeBytes;
+  Entry& e = it->second;
+  if (e.static_bytes + dynamic_bytes <= 48 * 1024 || dynamic_bytes <= e.opted) return Status::success();
+  DEEPSHOCK_RETURN_IF_ERROR(rt::from_cuda(
+      cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(dynamic_bytes)),
+      "cudaFuncSetAttribute(MaxDynamicSharedMemorySize)"));
+  e.opted = dynamic_bytes;
   return Status::success();
 }
 
 template <class... Params>
 Status prepare_smem(void (*kernel)(Params...), std::size_t dynamic_bytes) {
   if (dynamic_bytes == 0) return Status::success();
-  std::size_t static_bytes = 0;
-  DEEPSHOCK_RETURN_IF_ERROR(static_smem_bytes(reinterpret_cast<const void*>(kernel), static_bytes));
-  if (static_bytes + dynamic_bytes <= 48 * 1024) return Status::success();
-  return rt::from_cuda(cudaFuncSetAttribute(reinterpret_cast<const void*>(kernel), cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                            static_cast<int>(dynamic_bytes)),
-                       "cudaFuncSetAttribute(MaxDynamicSharedMemorySize)");
+  return opt_in_smem(reinterpret_cast<const void*>(kernel), dynamic_bytes);
 }
 }  // namespace detail
 #endif
