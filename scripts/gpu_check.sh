@@ -10,7 +10,9 @@
 #   scripts/gpu_check.sh run OUTDIR        only run an existing build (e.g. on a GPU machine that
 #                                          received build-gpu-pack/: DS_GPU_BUILD_DIR=build-gpu-pack)
 # Environment: DS_GPU_BUILD_DIR (default build-gpu), DS_BENCH_MIN_TIME (default 0.05 s),
-# DS_BENCH_FILTER (a --benchmark_filter for every benchmark, default all).
+# DS_BENCH_FILTER (a --benchmark_filter for every benchmark, default all), DS_STEP_TIMEOUT
+# (seconds per test binary, example or benchmark binary, default 300: a hung kernel costs one
+# step, and the logs written so far stay in OUTDIR).
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 build="${DS_GPU_BUILD_DIR:-$DS_ROOT/build-gpu}"
@@ -52,18 +54,19 @@ gpu_run() {
     nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm,clocks.max.mem --format=csv 2>&1 || true
   } | tee "$out/device.txt"
   local rc=0 test_rc=0
+  step() { timeout -k 10 "${DS_STEP_TIMEOUT:-300}" "$@"; }
   # The gpu tests exit 77 without a device: that is a failure of the GPU check.
-  "$build/tests/gpu_tests" --rng-seed time 2>&1 | tee "$out/gpu_tests.log" || test_rc=$?
+  step "$build/tests/gpu_tests" --rng-seed time 2>&1 | tee "$out/gpu_tests.log" || test_rc=$?
   if [ "$test_rc" = 77 ]; then echo "gpu_check: no CUDA device here" >&2; return 1; fi
   rc=$test_rc
   for t in $GPU_TESTS; do
     [ "$t" = gpu_tests ] && continue
-    "$build/tests/$t" --rng-seed time 2>&1 | tee -a "$out/gpu_tests.log" || rc=$?
+    step "$build/tests/$t" --rng-seed time 2>&1 | tee -a "$out/gpu_tests.log" || rc=$?
   done
-  "$build/examples/demo_gpu" 2>&1 | tee "$out/demo.log" || rc=$?
-  "$build/examples/recommend_gpu" 2>&1 | tee "$out/recommend.log" || rc=$?
+  step "$build/examples/demo_gpu" 2>&1 | tee "$out/demo.log" || rc=$?
+  step "$build/examples/recommend_gpu" 2>&1 | tee "$out/recommend.log" || rc=$?
   for b in $GPU_BENCHES; do
-    "$build/bench/$b" --benchmark_min_time="${DS_BENCH_MIN_TIME:-0.05}" --benchmark_filter="${DS_BENCH_FILTER:-.}" \
+    step "$build/bench/$b" --benchmark_min_time="${DS_BENCH_MIN_TIME:-0.05}" --benchmark_filter="${DS_BENCH_FILTER:-.}" \
       --benchmark_out="$out/$b.json" --benchmark_out_format=json 2>&1 | tee "$out/$b.log" || rc=$?
   done
   echo "gpu_check: finished with status $rc; results in $out"
@@ -74,6 +77,6 @@ case "${1:-}" in
   build) gpu_build ;;
   pack) gpu_pack ;;
   run) gpu_run "${2:?usage: gpu_check.sh run OUTDIR}" ;;
-  ""|-h|--help) sed -n '2,13p' "$0"; exit 2 ;;
+  ""|-h|--help) sed -n '2,16p' "$0"; exit 2 ;;
   *) gpu_build; gpu_run "$1" ;;
 esac
