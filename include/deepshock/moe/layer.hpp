@@ -40,6 +40,7 @@
 #include "deepshock/gate/router.hpp"
 #include "deepshock/platform/block.hpp"
 #include "deepshock/platform/launch.hpp"
+#include "deepshock/platform/memory.hpp"
 #include "deepshock/platform/runtime.hpp"
 #endif
 
@@ -63,7 +64,11 @@ struct CombineArgs {
 
 namespace kernels {
 
-/// One block per token: y[t] = sum_j slot_out[t*k + j] (slot order) + g_t * shared_out[t].
+/// y[t] = sum_j slot_out[t*k + j] (slot order) + g_t * shared_out[t]. Grid (T, ceil(H / (4 x
+/// Threads))): block (t, c) does columns [4 c Threads, 4 (c + 1) Threads) of token t, each thread
+/// four consecutive columns with 16-byte loads (H % 4 == 0, 16-byte aligned rows), so that at
+/// decode (T = 1) the k slot rows are read by several blocks in one round of loads rather than
+/// by one block looping over H.
 template <class T, int Threads>
 DEEPSHOCK_KERNEL void combine_kernel(CombineArgs<T> a) {
   __shared__ float scratch[block::kScratchWords];
@@ -72,24 +77,35 @@ DEEPSHOCK_KERNEL void combine_kernel(CombineArgs<T> a) {
   const long long t = blockIdx.x;
   if (a.slot_out != nullptr && tid < a.k) pos[tid] = a.slot_position[t * a.k + tid];
   float g = 1.0f;
-  if (a.shared_gate != nullptr) {
+  if (a.shared_gate != nullptr) {  // every block of the token computes the same gate
     float dot = 0.0f;
     for (int h = tid; h < a.hidden; h += Threads) dot = fmaf(static_cast<float>(a.x[t * a.ldx + h]), static_cast<float>(a.shared_gate[h]), dot);
     dot = block::reduce_sum(dot, scratch);
     g = 1.0f / (1.0f + expf(-dot));
   }
   __syncthreads();
-  for (int h = tid; h < a.hidden; h += Threads) {
-    float s = 0.0f;
-    if (a.routed_sum != nullptr) {
-      s = a.routed_sum[t * a.hidden + h];
-    } else {
-      for (int j = 0; j < a.k; ++j)
-        if (pos[j] >= 0) s += a.slot_out[(t * a.k + j) * a.hidden + h];
-    }
-    if (a.shared_out != nullptr) s = fmaf(g, a.shared_out[t * a.hidden + h], s);
-    if constexpr (std::is_same_v<T, float>) a.y[t * a.ldy + h] = s;
-    else a.y[t * a.ldy + h] = T(s);
+  const int h = (static_cast<int>(blockIdx.y) * Threads + tid) * 4;
+  if (h >= a.hidden) return;
+  float s[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+  auto add4 = [&s](const float* src) {
+    float v[4];
+    mem::copy16(v, src);
+    for (int i = 0; i < 4; ++i) s[i] += v[i];
+  };
+  if (a.routed_sum != nullptr) {
+    add4(a.routed_sum + t * a.hidden + h);
+  } else {
+    for (int j = 0; j < a.k; ++j)
+      if (pos[j] >= 0) add4(a.slot_out + (t * a.k + j) * a.hidden + h);
+  }
+  if (a.shared_out != nullptr) {
+    float v[4];
+    mem::copy16(v, a.shared_out + t * a.hidden + h);
+    for (int i = 0; i < 4; ++i) s[i] = fmaf(g, v[i], s[i]);
+  }
+  for (int i = 0; i < 4; ++i) {
+    if constexpr (std::is_same_v<T, float>) a.y[t * a.ldy + h + i] = s[i];
+    else a.y[t * a.ldy + h + i] = T(s[i]);
   }
 }
 
@@ -433,7 +449,9 @@ class Layer {
     c.y = out.y;
     c.ldy = out.y_stride != 0 ? out.y_stride : H;
     constexpr int kCombineThreads = 128;
-    return launch(kernels::combine_kernel<T, kCombineThreads>, {dim3(static_cast<unsigned>(Tn)), dim3(kCombineThreads), 0, stream}, c);
+    const unsigned column_blocks = static_cast<unsigned>((H + 4 * kCombineThreads - 1) / (4 * kCombineThreads));
+    return launch(kernels::combine_kernel<T, kCombineThreads>, {dim3(static_cast<unsigned>(Tn), column_blocks), dim3(kCombineThreads), 0, stream},
+                  c);
   }
 
   static Status check_config(const LayerDims& dims, const gate::RouterOptions& o) {
