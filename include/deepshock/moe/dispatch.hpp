@@ -70,7 +70,7 @@ namespace kernels {
 
 /// Block c: chunk_counts[c * E + e] = assignments to e among ids[c * Chunk, (c + 1) * Chunk).
 template <int Threads, int Rounds>
-DEEPSHOCK_KERNEL void dispatch_count_kernel(const int* ids, long long n, int E, int* chunk_counts) {
+DEEPSHOCK_KERNEL void dispatch_count_kernel(const int* ids, long long n, int first, int E, int* chunk_counts) {
   __shared__ int hist[kMaxDispatchExperts];
   const int tid = static_cast<int>(threadIdx.x);
   const long long c = blockIdx.x;
@@ -79,8 +79,8 @@ DEEPSHOCK_KERNEL void dispatch_count_kernel(const int* ids, long long n, int E, 
   const long long begin = c * (static_cast<long long>(Threads) * Rounds);
   const long long end = begin + static_cast<long long>(Threads) * Rounds < n ? begin + static_cast<long long>(Threads) * Rounds : n;
   for (long long a = begin + tid; a < end; a += Threads) {
-    const int id = ids[a];
-    if (id >= 0 && id < E) atomicAdd(&hist[id], 1);
+    const int id = detail::local_expert(ids[a], first, E);
+    if (id >= 0) atomicAdd(&hist[id], 1);
   }
   __syncthreads();
   for (int e = tid; e < E; e += Threads) chunk_counts[c * E + e] = hist[e];
@@ -91,7 +91,7 @@ DEEPSHOCK_KERNEL void dispatch_count_kernel(const int* ids, long long n, int E, 
 /// assignments per round (coalesced); within a warp __match_any_sync groups lanes with the same
 /// expert and a lane's rank is the number of lower peers; the warps of a round then take turns
 /// in warp order (one barrier each). Every thread of the block must call it.
-DEEPSHOCK_DEVICE void place_assignments(const int* ids, long long begin, long long end, int k, int E, int* next, int warps,
+DEEPSHOCK_DEVICE void place_assignments(const int* ids, long long begin, long long end, int k, int first, int E, int* next, int warps,
                                         const DispatchOutputs& out) {
   const int tid = static_cast<int>(threadIdx.x);
   const int warp_id = tid / 32;
@@ -99,8 +99,7 @@ DEEPSHOCK_DEVICE void place_assignments(const int* ids, long long begin, long lo
   const int threads = 32 * warps;
   for (long long base = begin; base < end; base += threads) {  // uniform trip count in the block
     const long long a = base + tid;
-    int id = a < end ? ids[a] : -1;
-    if (id < 0 || id >= E) id = -1;
+    const int id = a < end ? detail::local_expert(ids[a], first, E) : -1;
     const unsigned peers = __match_any_sync(0xffffffffu, id);
     const int rank = __popc(peers & ((1u << lane) - 1u));
     const bool last = (peers >> lane) == 1u;  // highest lane of its group
@@ -168,7 +167,8 @@ DEEPSHOCK_KERNEL void dispatch_scan_kernel(int* chunk_counts, long long chunks, 
 /// Block c: places chunk c's assignments in slot order, starting each expert at the offset the
 /// scan left in chunk_offsets[c * E + e].
 template <int Threads, int Rounds>
-DEEPSHOCK_KERNEL void dispatch_place_kernel(const int* ids, long long n, int k, int E, const int* chunk_offsets, DispatchOutputs out) {
+DEEPSHOCK_KERNEL void dispatch_place_kernel(const int* ids, long long n, int k, int first, int E, const int* chunk_offsets,
+                                            DispatchOutputs out) {
   static_assert(Threads % 32 == 0, "dispatch_place_kernel: whole warps only.");
   __shared__ int next[kMaxDispatchExperts];
   const int tid = static_cast<int>(threadIdx.x);
@@ -177,27 +177,27 @@ DEEPSHOCK_KERNEL void dispatch_place_kernel(const int* ids, long long n, int k, 
   __syncthreads();
   const long long begin = c * (static_cast<long long>(Threads) * Rounds);
   const long long end = begin + static_cast<long long>(Threads) * Rounds < n ? begin + static_cast<long long>(Threads) * Rounds : n;
-  place_assignments(ids, begin, end, k, E, next, Threads / 32, out);
+  place_assignments(ids, begin, end, k, first, E, next, Threads / 32, out);
 }
 
 /// n <= kDispatchChunk: count, scan and place in one block of at least E threads (a multiple of
 /// 32, <= 1024); the same integers as the three kernels above with one chunk.
-DEEPSHOCK_KERNEL void dispatch_single_kernel(const int* ids, long long n, int k, int E, DispatchOutputs out) {
+DEEPSHOCK_KERNEL void dispatch_single_kernel(const int* ids, long long n, int k, int first, int E, DispatchOutputs out) {
   __shared__ int next[kMaxDispatchExperts];
   __shared__ int scratch[block::kScratchWords];
   const int tid = static_cast<int>(threadIdx.x), threads = static_cast<int>(blockDim.x);
   for (int e = tid; e < E; e += threads) next[e] = 0;
   __syncthreads();
   for (long long a = tid; a < n; a += threads) {
-    const int id = ids[a];
-    if (id >= 0 && id < E) atomicAdd(&next[id], 1);
+    const int id = detail::local_expert(ids[a], first, E);
+    if (id >= 0) atomicAdd(&next[id], 1);
   }
   __syncthreads();
   const int count = tid < E ? next[tid] : 0;
   const int offset = scan_experts(count, E, n, out, scratch);  // ends with a barrier: every count is read
   if (tid < E) next[tid] = offset;
   __syncthreads();
-  place_assignments(ids, 0, n, k, E, next, threads / 32, out);
+  place_assignments(ids, 0, n, k, first, E, next, threads / 32, out);
 }
 
 }  // namespace kernels
@@ -207,11 +207,12 @@ DEEPSHOCK_KERNEL void dispatch_single_kernel(const int* ids, long long n, int k,
 /// at least dispatch_workspace_bytes(T, k, E) bytes (may be null when that is 0); its contents
 /// on entry do not matter. Bad arguments return invalid_argument naming them; a small workspace
 /// returns resource_exhausted. Never allocates or synchronises; graph-capturable; results are
-/// bitwise reproducible.
+/// bitwise reproducible. first_expert: an expert-parallel rank dispatches the global ids
+/// [first_expert, first_expert + E) as its local experts 0..E-1 (no separate id mapping pass).
 inline Status dispatch(const int* topk_ids, int T, int k, int E, DispatchOutputs out, void* workspace,
-                       std::size_t workspace_bytes, rt::stream_t stream) {
+                       std::size_t workspace_bytes, rt::stream_t stream, int first_expert = 0) {
   long long n = 0;
-  DEEPSHOCK_RETURN_IF_ERROR(detail::check_dispatch_args(topk_ids, T, k, E, out, n));
+  DEEPSHOCK_RETURN_IF_ERROR(detail::check_dispatch_args(topk_ids, T, k, E, out, n, first_expert));
   const std::size_t need = dispatch_workspace_bytes(T, k, E);
   if (workspace_bytes < need)
     return Status::resource_exhausted("workspace_bytes",
@@ -224,15 +225,16 @@ inline Status dispatch(const int* topk_ids, int T, int k, int E, DispatchOutputs
   const unsigned scan_threads = static_cast<unsigned>((E + 31) / 32 * 32);
   if (chunks == 1) {
     const unsigned threads = scan_threads > static_cast<unsigned>(kThreads) ? scan_threads : static_cast<unsigned>(kThreads);
-    return launch(kernels::dispatch_single_kernel, {dim3(1), dim3(threads), 0, stream}, topk_ids, n, k, E, out);
+    return launch(kernels::dispatch_single_kernel, {dim3(1), dim3(threads), 0, stream}, topk_ids, n, k, first_expert, E, out);
   }
   if (chunks > 0)
     DEEPSHOCK_RETURN_IF_ERROR(launch(kernels::dispatch_count_kernel<kThreads, kRounds>,
-                                     {dim3(static_cast<unsigned>(chunks)), dim3(kThreads), 0, stream}, topk_ids, n, E, chunk_counts));
+                                     {dim3(static_cast<unsigned>(chunks)), dim3(kThreads), 0, stream}, topk_ids, n, first_expert, E,
+                                     chunk_counts));
   DEEPSHOCK_RETURN_IF_ERROR(launch(kernels::dispatch_scan_kernel, {dim3(1), dim3(scan_threads), 0, stream}, chunk_counts, chunks, E, n, out));
   if (chunks == 0) return Status::success();
   return launch(kernels::dispatch_place_kernel<kThreads, kRounds>, {dim3(static_cast<unsigned>(chunks)), dim3(kThreads), 0, stream},
-                topk_ids, n, k, E, chunk_counts, out);
+                topk_ids, n, k, first_expert, E, chunk_counts, out);
 }
 
 #endif  // DEEPSHOCK_HAS_KERNELS

@@ -109,12 +109,6 @@ DEEPSHOCK_KERNEL void combine_kernel(CombineArgs<T> a) {
   }
 }
 
-/// Expert-parallel ranks: global ids -> local ids (id - begin inside [begin, end), else -1).
-DEEPSHOCK_KERNEL void local_ids_kernel(const int* ids, long long n, int begin, int end, int* local) {
-  const long long i = static_cast<long long>(blockIdx.x) * blockDim.x + threadIdx.x;
-  if (i < n) local[i] = ids[i] >= begin && ids[i] < end ? ids[i] - begin : -1;
-}
-
 /// Counts ids < -1 or >= E (caller-supplied routing).
 DEEPSHOCK_KERNEL void count_bad_ids_kernel(const int* ids, long long n, int E, int* bad) {
   const long long i = static_cast<long long>(blockIdx.x) * blockDim.x + threadIdx.x;
@@ -245,7 +239,7 @@ class Layer {
   /// Byte offsets of the workspace pieces for T tokens.
   struct Plan {
     std::size_t router = 0, router_bytes = 0, ids = 0, weights = 0, counts = 0, offsets = 0, tile_offsets = 0, sorted_token = 0,
-                sorted_slot = 0, slot_position = 0, bad_ids = 0, local_ids = 0, dispatch = 0, dispatch_bytes = 0, h = 0, out = 0, shared_h = 0,
+                sorted_slot = 0, slot_position = 0, bad_ids = 0, dispatch = 0, dispatch_bytes = 0, h = 0, out = 0, shared_h = 0,
                 shared_out = 0, total = 0;
   };
   Plan plan(int tokens) const {
@@ -271,7 +265,6 @@ class Layer {
     p.sorted_slot = take(N * sizeof(int));
     p.slot_position = take(N * sizeof(int));
     p.bad_ids = take(sizeof(int));
-    p.local_ids = take(local() ? N * sizeof(int) : 0);
     p.dispatch_bytes = dispatch_workspace_bytes(tokens, kTopK, kExperts);
     p.dispatch = take(p.dispatch_bytes);
     p.h = take(N * I * sizeof(T));
@@ -393,15 +386,10 @@ class Layer {
     const long long n = static_cast<long long>(Tn) * kTopK;
     const long long ldx = in.x_stride != 0 ? in.x_stride : H;
     auto at = [base](std::size_t off) { return base + off; };
-    // Expert-parallel ranks dispatch local ids (their weights hold only [begin, end)).
+    // Expert-parallel ranks dispatch the global ids [begin, end) as local experts 0..groups-1
+    // (their weights hold only those); counts outside the range are zero.
     const int groups = end_ - begin_;
-    if (local()) {
-      int* local_ids = reinterpret_cast<int*>(at(p.local_ids));
-      DEEPSHOCK_RETURN_IF_ERROR(launch(kernels::local_ids_kernel, {dim3(static_cast<unsigned>((n + 255) / 256)), dim3(256), 0, stream}, ids,
-                                       n, begin_, end_, local_ids));
-      ids = local_ids;
-      if (out.expert_counts != nullptr) DEEPSHOCK_RETURN_IF_ERROR(zero_counts(out, stream));
-    }
+    if (local() && out.expert_counts != nullptr) DEEPSHOCK_RETURN_IF_ERROR(zero_counts(out, stream));
     DispatchOutputs d;
     d.expert_counts = out.expert_counts != nullptr ? out.expert_counts + begin_ : reinterpret_cast<int*>(at(p.counts));
     d.expert_offsets = reinterpret_cast<int*>(at(p.offsets));
@@ -416,7 +404,7 @@ class Layer {
     int* tiles = reinterpret_cast<int*>(at(p.tile_offsets));
     d.tile_offsets = tiles;
     d.tile_rows = routed_decode ? D::kBM : P::kBM;
-    DEEPSHOCK_RETURN_IF_ERROR(dispatch(ids, Tn, kTopK, groups, d, at(p.dispatch), p.dispatch_bytes, stream));
+    DEEPSHOCK_RETURN_IF_ERROR(dispatch(ids, Tn, kTopK, groups, d, at(p.dispatch), p.dispatch_bytes, stream, begin_));
     T* h = reinterpret_cast<T*>(at(p.h));
     float* routed = reinterpret_cast<float*>(at(p.out));
     if constexpr (!Combine::kDeterministic)

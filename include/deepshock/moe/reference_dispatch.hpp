@@ -13,6 +13,9 @@
 //   * topk_ids is [T, k] row-major int32; assignment a = t * k + j (the "slot") routes token t to
 //     expert topk_ids[a]. Ids of -1 mean "no expert"; ids < -1 or >= E are treated like -1 (no
 //     error; they are counted in the optional invalid_count, -1 included).
+//   * first_expert (default 0; expert parallelism): the E experts dispatched are the global ids
+//     [first_expert, first_expert + E); expert e below means global id first_expert + e, and
+//     every other id counts as invalid.
 //   * expert_counts[e] = number of valid assignments to e; expert_offsets[E + 1] is the exclusive
 //     scan (expert_offsets[E] = total valid assignments).
 //   * sorted_token / sorted_slot [total] list the valid assignments expert-major; within an
@@ -32,6 +35,7 @@
 #include <string>
 #include <vector>
 
+#include "deepshock/core/config.hpp"
 #include "deepshock/core/status.hpp"
 
 namespace deepshock::moe {
@@ -56,15 +60,25 @@ struct DispatchOutputs {
 
 namespace detail {
 
+/// The local expert of global id `id` when the dispatched experts are [first, first + E), else
+/// -1 (unsigned wrap-around: no overflow for any id).
+DEEPSHOCK_HOST_DEVICE int local_expert(int id, int first, int E) {
+  const unsigned u = static_cast<unsigned>(id) - static_cast<unsigned>(first);
+  return u < static_cast<unsigned>(E) ? static_cast<int>(u) : -1;
+}
+
 /// Checks shapes and pointers; `n` receives T * k. Shared by the device entry point and the
 /// reference.
-inline Status check_dispatch_args(const int* topk_ids, int T, int k, int E, const DispatchOutputs& out, long long& n) {
+inline Status check_dispatch_args(const int* topk_ids, int T, int k, int E, const DispatchOutputs& out, long long& n,
+                                  int first_expert = 0) {
   n = 0;
   if (T < 0) return Status::invalid_argument("T", "must be >= 0, got " + std::to_string(T));
   if (k < 1 || k > kMaxDispatchTopK)
     return Status::invalid_argument("k", "must be in [1, " + std::to_string(kMaxDispatchTopK) + "], got " + std::to_string(k));
   if (E < 1 || E > kMaxDispatchExperts)
     return Status::invalid_argument("E", "must be in [1, " + std::to_string(kMaxDispatchExperts) + "], got " + std::to_string(E));
+  if (first_expert < 0 || first_expert > std::numeric_limits<int>::max() - E)
+    return Status::invalid_argument("first_expert", "must be >= 0 with first_expert + E in int32, got " + std::to_string(first_expert));
   n = static_cast<long long>(T) * k;
   if (n > std::numeric_limits<int>::max())
     return Status::invalid_argument("T", "T * k must fit in int32 (slot indices are int32)");
@@ -86,14 +100,14 @@ inline Status check_dispatch_args(const int* topk_ids, int T, int k, int E, cons
 namespace reference {
 
 /// Host reference of moe::dispatch (host pointers; same checks, same results).
-inline Status dispatch(const int* topk_ids, int T, int k, int E, const DispatchOutputs& out) {
+inline Status dispatch(const int* topk_ids, int T, int k, int E, const DispatchOutputs& out, int first_expert = 0) {
   long long n = 0;
-  DEEPSHOCK_RETURN_IF_ERROR(detail::check_dispatch_args(topk_ids, T, k, E, out, n));
+  DEEPSHOCK_RETURN_IF_ERROR(detail::check_dispatch_args(topk_ids, T, k, E, out, n, first_expert));
   std::vector<int> counts(static_cast<std::size_t>(E), 0);
   int invalid = 0;
   for (long long a = 0; a < n; ++a) {
-    const int id = topk_ids[a];
-    if (id >= 0 && id < E) {
+    const int id = detail::local_expert(topk_ids[a], first_expert, E);
+    if (id >= 0) {
       ++counts[static_cast<std::size_t>(id)];
     } else {
       ++invalid;
@@ -117,8 +131,8 @@ inline Status dispatch(const int* topk_ids, int T, int k, int E, const DispatchO
     out.tile_offsets[E] = tiles;
   }
   for (long long a = 0; a < n; ++a) {
-    const int id = topk_ids[a];
-    if (id >= 0 && id < E) {
+    const int id = detail::local_expert(topk_ids[a], first_expert, E);
+    if (id >= 0) {
       const int p = next[static_cast<std::size_t>(id)]++;
       out.sorted_token[p] = static_cast<int>(a / k);
       out.sorted_slot[p] = static_cast<int>(a);
