@@ -109,8 +109,8 @@ class Router {
                                        logits, Policy::kNoisy ? logits + kExperts : nullptr, static_cast<long long>(columns), args));
     } else if (uses_tensor_cores(in)) {
       if constexpr (sizeof(In) == 2) {
-        const unsigned blocks =
-            static_cast<unsigned>((static_cast<long long>(in.tokens) + detail::kMmaRouterTokens - 1) / detail::kMmaRouterTokens);
+        constexpr long long kTokens = detail::mma_router_tokens<Policy>();
+        const unsigned blocks = static_cast<unsigned>((static_cast<long long>(in.tokens) + kTokens - 1) / kTokens);
         DEEPSHOCK_RETURN_IF_ERROR(launch(detail::mma_router_kernel<Policy, In>,
                                          {dim3(blocks), dim3(detail::kRouterThreads), detail::mma_fused_smem_bytes<Policy>(), stream},
                                          in.x, in.w_gate, in.w_noise, args));

@@ -8,7 +8,8 @@
 // follow the policy (gate/policies.hpp). logits_router_kernel runs phase 2 alone on given logits.
 //
 // mma_router_kernel is the tensor-core form of the fused kernel for bf16 / fp16 inputs (H a
-// multiple of 8, 16-byte aligned x and weights): one block of 4 warps routes 16 tokens; the
+// multiple of 8, 16-byte aligned x and weights): one block of 4 warps routes 16 or 32 tokens
+// (MmaRouterShape::kTiles m16 tiles; every loaded weight fragment feeds all of them); the
 // projection runs on mma.sync m16n8k16 with fp32 accumulators, each lane loading its A and B
 // fragments straight from global memory as 16-byte vectors (no shared-memory staging, no
 // barriers in the K loop; the next chunk's loads are in flight while the current one is
@@ -86,17 +87,30 @@ struct MmaRouterShape {
   static constexpr int kPasses = kGroups < kRouterWarps ? 1 : kGroups / kRouterWarps;
   /// Chunks a warp loads at once: 1 for 4+ fragments, more for narrow groups.
   static constexpr int kBatch = kFragsPerGroup >= 4 ? 1 : 4 / kFragsPerGroup;
+  /// m16 token tiles per block (every warp multiplies each weight fragment it loads into all of
+  /// them): 2 for wide groups (kBatch 1) whose block logits fit in 96 KiB of shared memory,
+  /// else 1. Every block re-reads all of W_g from L2, so the L2 traffic is E / tokens-per-block
+  /// times that of x: 32 tokens halve it where E is large (E >= 32); narrow groups already
+  /// hold several chunks of registers and have little W_g to re-read.
+  static constexpr int kTiles = kBatch == 1 && sizeof(float) * kSlices * 32 * Columns <= 96 * 1024 ? 2 : 1;
+  static constexpr int kTokens = 16 * kTiles;  ///< tokens per block
   // Every warp has a (group, slice) pair and every pair a warp: 1 or 2 groups, or a multiple of 4.
   static_assert(kRouterWarps == 4 && (kGroups <= 2 || kGroups % 4 == 0) && kFragsPerGroup <= 8);
 };
-inline constexpr int kMmaRouterTokens = 16;  ///< tokens per block (one m16 tile)
 inline constexpr int kMmaRouterChunk = 32;   ///< hidden values per lane step (two k16 instructions)
 
-/// Dynamic shared memory of the tensor-core fused kernel: the logits of its 16 tokens, once per
+/// Tokens per block of the tensor-core fused kernel.
+template <class Policy>
+constexpr int mma_router_tokens() {
+  return MmaRouterShape<logit_columns<Policy>()>::kTokens;
+}
+
+/// Dynamic shared memory of the tensor-core fused kernel: the logits of its tokens, once per
 /// hidden-dimension slice.
 template <class Policy>
 constexpr std::size_t mma_fused_smem_bytes() {
-  return sizeof(float) * std::size_t(MmaRouterShape<logit_columns<Policy>()>::kSlices) * kMmaRouterTokens * logit_columns<Policy>();
+  using S = MmaRouterShape<logit_columns<Policy>()>;
+  return sizeof(float) * std::size_t(S::kSlices) * S::kTokens * logit_columns<Policy>();
 }
 
 /// Whether every row of x, W_g (and W_noise) starts 16-byte aligned: H a multiple of
@@ -304,12 +318,12 @@ DEEPSHOCK_KERNEL void fused_router_kernel(const In* x, const In* w_gate, const I
 }
 
 /// Tensor-core fused router; see the file comment. Block: kRouterThreads threads,
-/// kMmaRouterTokens tokens; dynamic shared memory mma_fused_smem_bytes<Policy>().
+/// mma_router_tokens<Policy>() tokens; dynamic shared memory mma_fused_smem_bytes<Policy>().
 template <class Policy, class In>
 DEEPSHOCK_KERNEL void mma_router_kernel(const In* x, const In* w_gate, const In* w_noise, RouterArgs a) {
-  constexpr int E = Policy::kExperts, EC = logit_columns<Policy>(), TT = kMmaRouterTokens, CH = kMmaRouterChunk;
+  constexpr int E = Policy::kExperts, EC = logit_columns<Policy>(), CH = kMmaRouterChunk;
   using S = MmaRouterShape<EC>;
-  constexpr int NF = S::kFragsPerGroup, KS = S::kSlices, U = S::kBatch;
+  constexpr int NF = S::kFragsPerGroup, KS = S::kSlices, U = S::kBatch, MI = S::kTiles, TT = S::kTokens;
   float* slab = dynamic_smem<float>();  // [KS][TT][EC]
   const int H = a.hidden;
   const int t0 = static_cast<int>(blockIdx.x) * TT;
@@ -318,9 +332,15 @@ DEEPSHOCK_KERNEL void mma_router_kernel(const In* x, const In* w_gate, const In*
   const int fg = lane / 4, fq = lane % 4;  // fragment row / column group and quad
   const int slice = S::kGroups < kRouterWarps ? warp_id / S::kGroups : 0;
   const int chunks = (H + CH - 1) / CH;
-  // This lane's A rows: tokens t0 + fg and t0 + fg + 8 (rows past T read zeros).
-  const In* xr0 = fg < ntok ? x + static_cast<long long>(t0 + fg) * H : nullptr;
-  const In* xr1 = fg + 8 < ntok ? x + static_cast<long long>(t0 + fg + 8) * H : nullptr;
+  // This lane's A rows: tokens t0 + 16 mi + fg and t0 + 16 mi + fg + 8 (rows past T read zeros).
+  const In* xr[MI][2];
+  DEEPSHOCK_UNROLL
+  for (int mi = 0; mi < MI; ++mi)
+    DEEPSHOCK_UNROLL
+    for (int h = 0; h < 2; ++h) {
+      const int r = 16 * mi + 8 * h + fg;
+      xr[mi][h] = r < ntok ? x + static_cast<long long>(t0 + r) * H : nullptr;
+    }
 
   for (int pass = 0; pass < S::kPasses; ++pass) {
     const int group = S::kGroups < kRouterWarps ? warp_id % S::kGroups : pass * kRouterWarps + warp_id;
@@ -332,60 +352,74 @@ DEEPSHOCK_KERNEL void mma_router_kernel(const In* x, const In* w_gate, const In*
       const int n = (f0 + f) * 8 + fg;
       wr[f] = n >= EC ? nullptr : n < E ? w_gate + static_cast<long long>(n) * H : w_noise + static_cast<long long>(n - E) * H;
     }
-    float acc[NF][4];
+    float acc[MI][NF][4];
     DEEPSHOCK_UNROLL
-    for (int f = 0; f < NF; ++f)
+    for (int mi = 0; mi < MI; ++mi)
       DEEPSHOCK_UNROLL
-      for (int i = 0; i < 4; ++i) acc[f][i] = 0.0f;
+      for (int f = 0; f < NF; ++f)
+        DEEPSHOCK_UNROLL
+        for (int i = 0; i < 4; ++i) acc[mi][f][i] = 0.0f;
     // Register double buffering in batches of U chunks (U > 1 for narrow groups, to keep enough
     // bytes in flight): the loads of the next batch are issued before the current batch is
     // multiplied. Chunks past the end load zeros without touching memory.
-    uint4 ca0[U], ca1[U], cb[U][NF];
-    auto load = [&](int c, uint4 (&a0)[U], uint4 (&a1)[U], uint4 (&b)[U][NF]) {
+    uint4 ca[U][MI][2], cb[U][NF];
+    auto load = [&](int c, uint4 (&av)[U][MI][2], uint4 (&b)[U][NF]) {
       DEEPSHOCK_UNROLL
       for (int u = 0; u < U; ++u) {
         const int k = (c + u * KS) * CH + 8 * fq;
         const bool in = k < H;  // H is a multiple of 8: all eight values are in range or none
-        a0[u] = mem::load16_or_zero(in && xr0 != nullptr ? xr0 + k : nullptr);
-        a1[u] = mem::load16_or_zero(in && xr1 != nullptr ? xr1 + k : nullptr);
+        DEEPSHOCK_UNROLL
+        for (int mi = 0; mi < MI; ++mi)
+          DEEPSHOCK_UNROLL
+          for (int h = 0; h < 2; ++h) av[u][mi][h] = mem::load16_or_zero(in && xr[mi][h] != nullptr ? xr[mi][h] + k : nullptr);
         DEEPSHOCK_UNROLL
         for (int f = 0; f < NF; ++f) b[u][f] = mem::load16_or_zero(in && wr[f] != nullptr ? wr[f] + k : nullptr);
       }
     };
-    load(slice, ca0, ca1, cb);
+    load(slice, ca, cb);
     for (int c = slice; c < chunks; c += U * KS) {
-      uint4 na0[U], na1[U], nb[U][NF];
-      load(c + U * KS, na0, na1, nb);
+      uint4 na[U][MI][2], nb[U][NF];
+      load(c + U * KS, na, nb);
       DEEPSHOCK_UNROLL
       for (int u = 0; u < U; ++u) {
-        const std::uint32_t a_lo[4] = {ca0[u].x, ca1[u].x, ca0[u].y, ca1[u].y};
-        const std::uint32_t a_hi[4] = {ca0[u].z, ca1[u].z, ca0[u].w, ca1[u].w};
         DEEPSHOCK_UNROLL
-        for (int f = 0; f < NF; ++f) {
-          if (f0 + f >= S::kFrags) continue;  // warp-uniform
-          const std::uint32_t b_lo[2] = {cb[u][f].x, cb[u][f].y};
-          const std::uint32_t b_hi[2] = {cb[u][f].z, cb[u][f].w};
-          arch::mma_m16n8k16<In>(acc[f], a_lo, b_lo, acc[f]);
-          arch::mma_m16n8k16<In>(acc[f], a_hi, b_hi, acc[f]);
+        for (int mi = 0; mi < MI; ++mi) {
+          const uint4 &a0 = ca[u][mi][0], &a1 = ca[u][mi][1];
+          const std::uint32_t a_lo[4] = {a0.x, a1.x, a0.y, a1.y};
+          const std::uint32_t a_hi[4] = {a0.z, a1.z, a0.w, a1.w};
+          DEEPSHOCK_UNROLL
+          for (int f = 0; f < NF; ++f) {
+            if (f0 + f >= S::kFrags) continue;  // warp-uniform
+            const std::uint32_t b_lo[2] = {cb[u][f].x, cb[u][f].y};
+            const std::uint32_t b_hi[2] = {cb[u][f].z, cb[u][f].w};
+            arch::mma_m16n8k16<In>(acc[mi][f], a_lo, b_lo, acc[mi][f]);
+            arch::mma_m16n8k16<In>(acc[mi][f], a_hi, b_hi, acc[mi][f]);
+          }
         }
       }
       DEEPSHOCK_UNROLL
       for (int u = 0; u < U; ++u) {
-        ca0[u] = na0[u];
-        ca1[u] = na1[u];
+        DEEPSHOCK_UNROLL
+        for (int mi = 0; mi < MI; ++mi) {
+          ca[u][mi][0] = na[u][mi][0];
+          ca[u][mi][1] = na[u][mi][1];
+        }
         DEEPSHOCK_UNROLL
         for (int f = 0; f < NF; ++f) cb[u][f] = nb[u][f];
       }
     }
-    // Accumulators to this slice's logits: c0, c1 at (row fg, columns 2fq, 2fq + 1), c2, c3 at row fg + 8.
+    // Accumulators to this slice's logits: c0, c1 at (row 16 mi + fg, columns 2fq, 2fq + 1),
+    // c2, c3 at row 16 mi + fg + 8.
     float* out = slab + static_cast<long long>(slice) * TT * EC;
     DEEPSHOCK_UNROLL
-    for (int f = 0; f < NF; ++f)
+    for (int mi = 0; mi < MI; ++mi)
       DEEPSHOCK_UNROLL
-      for (int i = 0; i < 4; ++i) {
-        const int row = fg + 8 * (i / 2), col = (f0 + f) * 8 + 2 * fq + (i % 2);
-        if (col < EC) out[row * EC + col] = acc[f][i];
-      }
+      for (int f = 0; f < NF; ++f)
+        DEEPSHOCK_UNROLL
+        for (int i = 0; i < 4; ++i) {
+          const int row = 16 * mi + fg + 8 * (i / 2), col = (f0 + f) * 8 + 2 * fq + (i % 2);
+          if (col < EC) out[row * EC + col] = acc[mi][f][i];
+        }
   }
   __syncthreads();
   if constexpr (KS > 1) {  // slices summed in slice order (deterministic)
