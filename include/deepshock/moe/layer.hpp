@@ -87,9 +87,17 @@ DEEPSHOCK_KERNEL void combine_kernel(CombineArgs<T> a) {
   const int h = (static_cast<int>(blockIdx.y) * Threads + tid) * 4;
   if (h >= a.hidden) return;
   float s[4] = {0.0f, 0.0f, 0.0f, 0.0f};
-  auto add4 = [&s](const float* src) {
+  auto load4 = [](const float* src, float (&v)[4]) {
+    float4 q;  // a 16-byte aligned register quad for the vector load
+    mem::copy16(&q, src);
+    v[0] = q.x;
+    v[1] = q.y;
+    v[2] = q.z;
+    v[3] = q.w;
+  };
+  auto add4 = [&](const float* src) {
     float v[4];
-    mem::copy16(v, src);
+    load4(src, v);
     for (int i = 0; i < 4; ++i) s[i] += v[i];
   };
   if (a.routed_sum != nullptr) {
@@ -100,7 +108,7 @@ DEEPSHOCK_KERNEL void combine_kernel(CombineArgs<T> a) {
   }
   if (a.shared_out != nullptr) {
     float v[4];
-    mem::copy16(v, a.shared_out + t * a.hidden + h);
+    load4(a.shared_out + t * a.hidden + h, v);
     for (int i = 0; i < 4; ++i) s[i] = fmaf(g, v[i], s[i]);
   }
   for (int i = 0; i < 4; ++i) {
