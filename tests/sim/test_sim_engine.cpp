@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "deepshock/platform/launch.hpp"
+#include "deepshock/platform/memory.hpp"
 #include "deepshock/platform/runtime.hpp"
 #include "test_support.hpp"
 
@@ -21,6 +22,19 @@ DEEPSHOCK_KERNEL void racy_shift(const int* in, int* out, int n) {
   const int t = static_cast<int>(threadIdx.x);
   if (t < n) s[t] = in[t];
   if (t < n) out[t] = t > 0 ? s[t - 1] : 0;  // missing __syncthreads() (deliberate)
+}
+
+/// A 16-byte copy from `src` (misaligned when the caller offsets it) and a cp.async whose
+/// source is misaligned when `bad_async`.
+DEEPSHOCK_KERNEL void vector_copy(const unsigned char* src, unsigned char* dst, int bad_async) {
+  if (bad_async) {
+    unsigned char* s = ds::dynamic_smem<unsigned char>();
+    ds::mem::cp_async16(s, src + 4, true);
+    ds::mem::cp_async_commit();
+    ds::mem::cp_async_wait<0>();
+  } else {
+    ds::mem::copy16(dst, src);
+  }
 }
 
 DEEPSHOCK_KERNEL void mixed_barriers(int* out) {
@@ -142,6 +156,14 @@ TEST_CASE("the simulator reports deadlocks and misuse of warp operations as a St
     std::vector<int> big(4 * 32, 0);
     const ds::Status st = ds::launch(traps, {dim3(4), dim3(32)}, big.data());
     CHECK_THAT(st.message(), Catch::Contains("block (1,0,0)") && Catch::Contains("__trap"));
+  }
+  SECTION("misaligned vector accesses fail the launch, as on a GPU") {
+    alignas(16) unsigned char buf[64] = {};
+    CHECK(ds::launch(vector_copy, {dim3(1), dim3(1)}, buf, buf + 32, 0).ok());
+    const ds::Status st = ds::launch(vector_copy, {dim3(1), dim3(1)}, buf + 4, buf + 32, 0);
+    CHECK_THAT(st.message(), Catch::Contains("mem::copy16 source: misaligned address"));
+    const ds::Status st2 = ds::launch(vector_copy, {dim3(1), dim3(1), 16}, buf, buf + 32, 1);
+    CHECK_THAT(st2.message(), Catch::Contains("cp.async: addresses must be aligned"));
   }
   SECTION("the simulator keeps working after a failed launch") {
     CHECK(!ds::launch(mixed_barriers, {dim3(1), dim3(32)}, out.data()).ok());

@@ -2,8 +2,9 @@
 // stores (global or shared, 16-byte aligned addresses), the 32-bit loads of two 16-bit values
 // that fill tensor-core fragments, and the asynchronous global -> shared copies (cp.async,
 // sm_80+). Under nvcc they are single instructions; in the simulator they copy bytes (no type
-// punning on the host), and cp.async runs through the simulator's model (sim/engine.hpp): the
-// destination holds 0xFF poison from the issue until a wait completes the copy's group.
+// punning on the host) and fail the launch on a misaligned address, as the GPU would; cp.async
+// runs through the simulator's model (sim/engine.hpp): the destination holds 0xFF poison from
+// the issue until a wait completes the copy's group.
 //
 // cp.async protocol (as in PTX): issue copies with cp_async16, close a group with
 // cp_async_commit, and cp_async_wait<N>() blocks until at most N of this thread's committed
@@ -11,8 +12,10 @@
 // __syncthreads() after it makes every thread's data visible to the block.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <cstring>
+#include <string>
 
 #include "deepshock/core/config.hpp"
 
@@ -21,9 +24,21 @@
 
 namespace deepshock::mem {
 
+#if DEEPSHOCK_SIM
+namespace detail {
+/// The simulator faults on a misaligned vector access, as the GPU does.
+inline void check_aligned(std::uintptr_t address, std::size_t bytes, const char* what) {
+  if (address % bytes != 0)
+    sim::detail::fail(std::string(what) + ": misaligned address (needs " + std::to_string(bytes) + "-byte alignment)");
+}
+}  // namespace detail
+#endif
+
 /// 16-byte copy between 16-byte aligned addresses.
 DEEPSHOCK_DEVICE void copy16(void* dst, const void* src) {
 #if DEEPSHOCK_SIM
+  detail::check_aligned(reinterpret_cast<std::uintptr_t>(dst), 16, "mem::copy16 destination");
+  detail::check_aligned(reinterpret_cast<std::uintptr_t>(src), 16, "mem::copy16 source");
   std::memcpy(dst, src, 16);
 #else
   *static_cast<uint4*>(dst) = *static_cast<const uint4*>(src);
@@ -33,6 +48,7 @@ DEEPSHOCK_DEVICE void copy16(void* dst, const void* src) {
 /// 16 zero bytes at a 16-byte aligned address.
 DEEPSHOCK_DEVICE void zero16(void* dst) {
 #if DEEPSHOCK_SIM
+  detail::check_aligned(reinterpret_cast<std::uintptr_t>(dst), 16, "mem::zero16");
   std::memset(dst, 0, 16);
 #else
   *static_cast<uint4*>(dst) = make_uint4(0u, 0u, 0u, 0u);
@@ -50,6 +66,7 @@ DEEPSHOCK_DEVICE uint4 load16_or_zero(const void* src) {
 /// address goes to the lower half.
 DEEPSHOCK_DEVICE std::uint32_t lds32(const std::uint16_t* p) {
 #if DEEPSHOCK_SIM
+  detail::check_aligned(reinterpret_cast<std::uintptr_t>(p), 4, "mem::lds32");
   std::uint32_t v;
   std::memcpy(&v, p, 4);
   return v;
