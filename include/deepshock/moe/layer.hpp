@@ -372,7 +372,7 @@ class Layer {
   }
 
   /// Routed experts (+ shared expert) for one tile shape; the shared expert rides in the same
-  /// launches when it wants the same tile (`with_shared`), else it runs on its own afterwards.
+  /// launches when it wants the same tile (SharedTile = Tile), else it runs on its own afterwards.
   template <class Tile, class SharedTile>
   Status expert_mlps(const LayerWeights<T, ExpertT>& w, const T* x, long long ldx, long long n, int tokens, const int* offsets,
                      const int* tile_offsets, const int* sorted_token, const int* sorted_slot, const float* weights, T* h, float* out, T* hs,
