@@ -156,6 +156,7 @@ struct RunResult {
   std::vector<float> weights;
   double us = 0.0;  // per layer
   int timed = 0;    // runs timed (0: not timed)
+  std::string plan;  // the device layer's kernel_plan (empty for the host executor)
 };
 
 /// moe::Layer on the device (CUDA, or the simulator in demo_sim): upload, warm up (GPU), time
@@ -191,6 +192,7 @@ ds::Status run_device(const moe::LayerDims& dims, const gate::PolicyParams& para
   const moe::LayerWeights<bf16> w = layer_weights(ptr, sg);
   const moe::LayerInputs<bf16> in{ptr[kX], dims.max_tokens, 0, nullptr};
   const moe::LayerOutputs<bf16> out{.y = y.data(), .topk_ids = ids.data(), .topk_weights = wts.data(), .expert_counts = counts.data()};
+  r.plan = layer.kernel_plan(in, w);
   const int warm = (!DEEPSHOCK_SIM || reps == 0) ? 1 : 0;  // a simulator warm-up would only cost time
   for (int i = 0; i < warm; ++i) DEEPSHOCK_RETURN_IF_ERROR(layer.run(in, w, out, ws.data(), ws_bytes, stream.get()));
   rt::Event start, stop;
@@ -297,6 +299,7 @@ int run_preset(const Preset& p, const Options& o, Exec exec) {
     std::printf("error   : %s\n", st.to_string().c_str());
     return 1;
   }
+  if (!r.plan.empty()) std::printf("kernels : %s\n", r.plan.c_str());
   print_routing(r, T, K);
 
   // Performance: what the layer must move and compute once.

@@ -133,6 +133,24 @@ class Router {
     return in.tokens > detail::kSplitMaxTokens && detail::mma_projection_ok(in.x, in.w_gate, in.w_noise, in.hidden);
   }
 
+  /// The kernels `run` takes for these inputs, in words (logs, demos): the decode pair, the
+  /// tensor-core fused kernel or the FMA fused kernel, and Switch's capacity pass.
+  template <class In>
+  static std::string path(const GateInputs<In>& in) {
+    std::string s;
+    if (in.tokens <= 0) {
+      s = "nothing (T = 0)";
+    } else if (in.tokens <= detail::kSplitMaxTokens) {
+      s = "decode: projection spread over the experts + routing kernel";
+    } else if (uses_tensor_cores(in)) {
+      s = "fused tensor-core kernel, " + std::to_string(detail::mma_router_tokens<Policy>()) + " tokens per block";
+    } else {
+      s = "fused FMA kernel, " + std::to_string(detail::kRouterTokens) + " tokens per block";
+    }
+    if (Policy::kCapacity && in.tokens > 0) s += " + capacity pass";
+    return s;
+  }
+
   /// Routing on precomputed logits.
   Status run_logits(const LogitInputs& in, const RoutingOutputs& out, void* workspace, std::size_t workspace_size,
                     rt::stream_t stream) const {

@@ -176,6 +176,34 @@ class Layer {
   /// workspace_bytes(T); sizes grow with T; 0 for T = 0, whose run needs no workspace).
   std::size_t workspace_bytes(int tokens) const { return plan(tokens).total; }
 
+  /// The kernels `run` (with_router) or `run_routed` takes for these inputs, in words (logs,
+  /// demos): the router's path, dispatch, the expert GEMMs' tiles and where the shared expert
+  /// runs, and the combine.
+  std::string kernel_plan(const LayerInputs<T>& in, const LayerWeights<T, ExpertT>& w, bool with_router = true) const {
+    if (in.tokens <= 0) return "nothing (T = 0)";
+    const long long n = static_cast<long long>(in.tokens) * kTopK;
+    const int groups = end_ - begin_;
+    std::string s;
+    if (with_router) {
+      const gate::GateInputs<T> gi{in.x, w.w_gate, nullptr, in.tokens, dims_.hidden, w.gate_bias, w.gate_bias_size};
+      s += "router: " + gate::Router<Gate>::path(gi) + "; ";
+    }
+    s += std::string("dispatch: ") + (n <= detail::kDispatchChunk ? "one kernel" : "three kernels (count, scan, place)") + "; ";
+    auto tiles = [](bool decode) {
+      auto shape = [](auto tile) {
+        using Tile = decltype(tile);
+        return std::to_string(Tile::kBM) + "x" + std::to_string(Tile::kBN) + " (" + std::to_string(Tile::kStages) + "-stage cp.async)";
+      };
+      return decode ? "decode tiles " + shape(typename Tuning::Decode{}) : "prefill tiles " + shape(typename Tuning::Prefill{});
+    };
+    const bool routed_decode = Tuning::use_decode(n, groups), shared_decode = Tuning::use_decode(in.tokens, 1);
+    s += "expert GEMMs: " + tiles(routed_decode);
+    if (dims_.shared_intermediate > 0)
+      s += routed_decode == shared_decode ? ", shared expert in the same launches" : ", shared expert in its own launches with " + tiles(shared_decode);
+    s += std::string("; combine: ") + (Combine::kDeterministic ? "ordered" : "atomic");
+    return s;
+  }
+
   /// Router -> dispatch -> experts -> combine (device pointers). x must be dense (x_stride 0 or H).
   Status run(const LayerInputs<T>& in, const LayerWeights<T, ExpertT>& w, const LayerOutputs<T>& out, void* workspace,
              std::size_t workspace_size, rt::stream_t stream) const {
