@@ -91,23 +91,21 @@ class Router {
     DEEPSHOCK_RETURN_IF_ERROR(zero_outputs(out, stream));
     if (in.tokens == 0) return Status::success();
     const detail::RouterArgs args = make_args(in.tokens, in.hidden, in.bias, out);
-    if (in.tokens <= detail::kSplitMaxTokens) {
+    const Path kernels = choose_path(in);
+    if (kernels == Path::decode) {
       // Decode: project with many blocks into the workspace, then route.
       constexpr int columns = detail::logit_columns<Policy>();
       float* logits = reinterpret_cast<float*>(static_cast<unsigned char*>(workspace) + capacity_bytes(in.tokens));
       const dim3 grid((columns + detail::kProjWarps - 1) / detail::kProjWarps,
                       static_cast<unsigned>((in.tokens + detail::kProjTokens - 1) / detail::kProjTokens));
-      const LaunchConfig cfg{grid, dim3(32 * detail::kProjWarps), 0, stream};
-      if (detail::vector_loads_ok(in.x, in.w_gate, in.w_noise, in.hidden))
-        DEEPSHOCK_RETURN_IF_ERROR(launch(detail::gate_projection_kernel<In, true>, cfg, in.x, in.w_gate, in.w_noise, in.tokens, in.hidden,
-                                         kExperts, columns, logits));
-      else
-        DEEPSHOCK_RETURN_IF_ERROR(launch(detail::gate_projection_kernel<In, false>, cfg, in.x, in.w_gate, in.w_noise, in.tokens,
-                                         in.hidden, kExperts, columns, logits));
+      auto* projection = detail::vector_loads_ok(in.x, in.w_gate, in.w_noise, in.hidden) ? detail::gate_projection_kernel<In, true>
+                                                                                         : detail::gate_projection_kernel<In, false>;
+      DEEPSHOCK_RETURN_IF_ERROR(launch(projection, {grid, dim3(32 * detail::kProjWarps), 0, stream}, in.x, in.w_gate, in.w_noise, in.tokens,
+                                       in.hidden, kExperts, columns, logits));
       const unsigned blocks = static_cast<unsigned>((in.tokens + detail::kRouterWarps - 1) / detail::kRouterWarps);
       DEEPSHOCK_RETURN_IF_ERROR(launch(detail::logits_router_kernel<Policy>, {dim3(blocks), dim3(detail::kRouterThreads), 0, stream},
                                        logits, Policy::kNoisy ? logits + kExperts : nullptr, static_cast<long long>(columns), args));
-    } else if (uses_tensor_cores(in)) {
+    } else if (kernels == Path::tensor_cores) {
       if constexpr (sizeof(In) == 2) {
         constexpr long long kTokens = detail::mma_router_tokens<Policy>();
         const unsigned blocks = static_cast<unsigned>((static_cast<long long>(in.tokens) + kTokens - 1) / kTokens);
@@ -130,24 +128,21 @@ class Router {
   /// Other inputs take the FMA kernels, which accept any H and alignment.
   template <class In>
   static bool uses_tensor_cores(const GateInputs<In>& in) {
-    return in.tokens > detail::kSplitMaxTokens && detail::mma_projection_ok(in.x, in.w_gate, in.w_noise, in.hidden);
+    return choose_path(in) == Path::tensor_cores;
   }
 
   /// The kernels `run` takes for these inputs, in words (logs, demos): the decode pair, the
   /// tensor-core fused kernel or the FMA fused kernel, and Switch's capacity pass.
   template <class In>
   static std::string path(const GateInputs<In>& in) {
+    if (in.tokens <= 0) return "nothing (T = 0)";
     std::string s;
-    if (in.tokens <= 0) {
-      s = "nothing (T = 0)";
-    } else if (in.tokens <= detail::kSplitMaxTokens) {
-      s = "decode: projection spread over the experts + routing kernel";
-    } else if (uses_tensor_cores(in)) {
-      s = "fused tensor-core kernel, " + std::to_string(detail::mma_router_tokens<Policy>()) + " tokens per block";
-    } else {
-      s = "fused FMA kernel, " + std::to_string(detail::kRouterTokens) + " tokens per block";
+    switch (choose_path(in)) {
+      case Path::decode: s = "decode: projection spread over the experts + routing kernel"; break;
+      case Path::tensor_cores: s = "fused tensor-core kernel, " + std::to_string(detail::mma_router_tokens<Policy>()) + " tokens per block"; break;
+      case Path::fma: s = "fused FMA kernel, " + std::to_string(detail::kRouterTokens) + " tokens per block"; break;
     }
-    if (Policy::kCapacity && in.tokens > 0) s += " + capacity pass";
+    if (Policy::kCapacity) s += " + capacity pass";
     return s;
   }
 
@@ -171,6 +166,14 @@ class Router {
   }
 
  private:
+  /// The projection kernels `run` takes (the one decision behind run, uses_tensor_cores, path).
+  enum class Path { decode, tensor_cores, fma };
+  template <class In>
+  static Path choose_path(const GateInputs<In>& in) {
+    if (in.tokens <= detail::kSplitMaxTokens) return Path::decode;
+    return detail::mma_projection_ok(in.x, in.w_gate, in.w_noise, in.hidden) ? Path::tensor_cores : Path::fma;
+  }
+
   static constexpr std::size_t align(std::size_t bytes) { return (bytes + 255) / 256 * 256; }
   /// Switch's capacity bookkeeping (0 for other policies); lies first in the workspace.
   static std::size_t capacity_bytes(int tokens) {

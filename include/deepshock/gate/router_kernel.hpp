@@ -352,13 +352,7 @@ DEEPSHOCK_KERNEL void mma_router_kernel(const In* x, const In* w_gate, const In*
       const int n = (f0 + f) * 8 + fg;
       wr[f] = n >= EC ? nullptr : n < E ? w_gate + static_cast<long long>(n) * H : w_noise + static_cast<long long>(n - E) * H;
     }
-    float acc[MI][NF][4];
-    DEEPSHOCK_UNROLL
-    for (int mi = 0; mi < MI; ++mi)
-      DEEPSHOCK_UNROLL
-      for (int f = 0; f < NF; ++f)
-        DEEPSHOCK_UNROLL
-        for (int i = 0; i < 4; ++i) acc[mi][f][i] = 0.0f;
+    float acc[MI][NF][4] = {};
     // Register double buffering in batches of U chunks (U > 1 for narrow groups, to keep enough
     // bytes in flight): the loads of the next batch are issued before the current batch is
     // multiplied. Chunks past the end load zeros without touching memory.

@@ -69,20 +69,28 @@ inline std::size_t dispatch_workspace_bytes(int T, int k, int E) {
 namespace kernels {
 
 /// Block c: chunk_counts[c * E + e] = assignments to e among ids[c * Chunk, (c + 1) * Chunk).
+/// hist[e] (shared memory) = assignments to local expert e among ids[begin, end), by the
+/// block's `threads` threads (integer shared atomics: exact, order-independent). Every thread of
+/// the block must call it; it ends with a barrier.
+DEEPSHOCK_DEVICE void count_assignments(const int* ids, long long begin, long long end, int first, int E, int* hist, int threads) {
+  const int tid = static_cast<int>(threadIdx.x);
+  for (int e = tid; e < E; e += threads) hist[e] = 0;
+  __syncthreads();
+  for (long long a = begin + tid; a < end; a += threads) {
+    const int id = detail::local_expert(ids[a], first, E);
+    if (id >= 0) atomicAdd(&hist[id], 1);
+  }
+  __syncthreads();
+}
+
 template <int Threads, int Rounds>
 DEEPSHOCK_KERNEL void dispatch_count_kernel(const int* ids, long long n, int first, int E, int* chunk_counts) {
   __shared__ int hist[kMaxDispatchExperts];
   const int tid = static_cast<int>(threadIdx.x);
   const long long c = blockIdx.x;
-  for (int e = tid; e < E; e += Threads) hist[e] = 0;
-  __syncthreads();
   const long long begin = c * (static_cast<long long>(Threads) * Rounds);
   const long long end = begin + static_cast<long long>(Threads) * Rounds < n ? begin + static_cast<long long>(Threads) * Rounds : n;
-  for (long long a = begin + tid; a < end; a += Threads) {
-    const int id = detail::local_expert(ids[a], first, E);
-    if (id >= 0) atomicAdd(&hist[id], 1);
-  }
-  __syncthreads();
+  count_assignments(ids, begin, end, first, E, hist, Threads);
   for (int e = tid; e < E; e += Threads) chunk_counts[c * E + e] = hist[e];
 }
 
@@ -186,13 +194,7 @@ DEEPSHOCK_KERNEL void dispatch_single_kernel(const int* ids, long long n, int k,
   __shared__ int next[kMaxDispatchExperts];
   __shared__ int scratch[block::kScratchWords];
   const int tid = static_cast<int>(threadIdx.x), threads = static_cast<int>(blockDim.x);
-  for (int e = tid; e < E; e += threads) next[e] = 0;
-  __syncthreads();
-  for (long long a = tid; a < n; a += threads) {
-    const int id = detail::local_expert(ids[a], first, E);
-    if (id >= 0) atomicAdd(&next[id], 1);
-  }
-  __syncthreads();
+  count_assignments(ids, 0, n, first, E, next, threads);
   const int count = tid < E ? next[tid] : 0;
   const int offset = scan_experts(count, E, n, out, scratch);  // ends with a barrier: every count is read
   if (tid < E) next[tid] = offset;

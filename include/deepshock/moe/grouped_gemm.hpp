@@ -277,13 +277,7 @@ DEEPSHOCK_KERNEL void grouped_gemm_kernel(GemmBatch<T, Epi> batch) {
   constexpr int kOut = BM * BN / kThreads;
   constexpr int kFrags = kMma ? MI * NI : kOut / 4;  // groups of 4 accumulators
   static_assert(kMma || kOut % 4 == 0, "grouped_gemm_kernel: fp32 outputs per thread must be a multiple of 4.");
-  float acc[NB][kFrags][4];
-  DEEPSHOCK_UNROLL
-  for (int m = 0; m < NB; ++m)
-    DEEPSHOCK_UNROLL
-    for (int f = 0; f < kFrags; ++f)
-      DEEPSHOCK_UNROLL
-      for (int i = 0; i < 4; ++i) acc[m][f][i] = 0.0f;
+  float acc[NB][kFrags][4] = {};
 
   const int warp_id = tid / 32, lane = tid % 32;
   const int warp_m = warp_id % Tile::kWarpsM, warp_n = warp_id / Tile::kWarpsM;

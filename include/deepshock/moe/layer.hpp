@@ -182,13 +182,12 @@ class Layer {
   std::string kernel_plan(const LayerInputs<T>& in, const LayerWeights<T, ExpertT>& w, bool with_router = true) const {
     if (in.tokens <= 0) return "nothing (T = 0)";
     const long long n = static_cast<long long>(in.tokens) * kTopK;
-    const int groups = end_ - begin_;
     std::string s;
     if (with_router) {
       const gate::GateInputs<T> gi{in.x, w.w_gate, nullptr, in.tokens, dims_.hidden, w.gate_bias, w.gate_bias_size};
       s += "router: " + gate::Router<Gate>::path(gi) + "; ";
     }
-    s += std::string("dispatch: ") + (n <= detail::kDispatchChunk ? "one kernel" : "three kernels (count, scan, place)") + "; ";
+    s += std::string("dispatch: ") + (detail::dispatch_chunks(n) == 1 ? "one kernel" : "three kernels (count, scan, place)") + "; ";
     auto tiles = [](bool decode) {
       auto shape = [](auto tile) {
         using Tile = decltype(tile);
@@ -196,10 +195,11 @@ class Layer {
       };
       return decode ? "decode tiles " + shape(typename Tuning::Decode{}) : "prefill tiles " + shape(typename Tuning::Prefill{});
     };
-    const bool routed_decode = Tuning::use_decode(n, groups), shared_decode = Tuning::use_decode(in.tokens, 1);
-    s += "expert GEMMs: " + tiles(routed_decode);
+    const TileChoice choice = choose_tiles(in.tokens);
+    s += "expert GEMMs: " + tiles(choice.routed_decode);
     if (dims_.shared_intermediate > 0)
-      s += routed_decode == shared_decode ? ", shared expert in the same launches" : ", shared expert in its own launches with " + tiles(shared_decode);
+      s += choice.routed_decode == choice.shared_decode ? ", shared expert in the same launches"
+                                                        : ", shared expert in its own launches with " + tiles(choice.shared_decode);
     s += std::string("; combine: ") + (Combine::kDeterministic ? "ordered" : "atomic");
     return s;
   }
@@ -272,6 +272,14 @@ class Layer {
  private:
   static constexpr std::size_t align(std::size_t b) { return (b + 255) / 256 * 256; }
 
+  /// Decode or prefill tiles for the routed experts and for the shared expert of a T-token run.
+  struct TileChoice {
+    bool routed_decode, shared_decode;
+  };
+  TileChoice choose_tiles(int tokens) const {
+    return {Tuning::use_decode(static_cast<long long>(tokens) * kTopK, end_ - begin_), Tuning::use_decode(tokens, 1)};
+  }
+
   /// Byte offsets of the workspace pieces for T tokens.
   struct Plan {
     std::size_t router = 0, router_bytes = 0, ids = 0, weights = 0, counts = 0, offsets = 0, tile_offsets = 0, sorted_token = 0,
@@ -325,14 +333,14 @@ class Layer {
     return Status::success();
   }
 
+  using UpEpi = ActEpilogue<Act, T>;
   /// The two grouped GEMMs of one expert family (the routed experts or the shared expert):
-  /// GEMM 1 writes the activation to h [rows, inter], GEMM 2 goes through `down_epi`.
+  /// GEMM 1 writes the activation through `up_epi`, GEMM 2 goes through `down_epi`.
   template <class DownEpi>
   struct Mlp {
     GroupedGemmArgs<T> up, down;
     long long m_tiles = 0;  ///< m-tile slots (max_m_tiles)
-    T* h = nullptr;
-    int inter = 0;
+    UpEpi up_epi;
     DownEpi down_epi;
   };
   using SharedMlp = Mlp<DownEpilogue<false>>;
@@ -341,10 +349,9 @@ class Layer {
   /// epilogues have the same type (ordered combine), else one each.
   template <class Tile, class EpiA>
   static Status mlp(const Mlp<EpiA>& a, const SharedMlp* b, rt::stream_t stream) {
-    using UpEpi = ActEpilogue<Act, T>;
     GemmBatch<T, UpEpi> up;
-    up.add(a.up, UpEpi{a.h, a.inter}, a.m_tiles, Tile::kBN);
-    if (b != nullptr) up.add(b->up, UpEpi{b->h, b->inter}, b->m_tiles, Tile::kBN);
+    up.add(a.up, a.up_epi, a.m_tiles, Tile::kBN);
+    if (b != nullptr) up.add(b->up, b->up_epi, b->m_tiles, Tile::kBN);
     DEEPSHOCK_RETURN_IF_ERROR((launch_grouped_gemm<T, Tile>(up, stream)));
     GemmBatch<T, EpiA> down;
     down.add(a.down, a.down_epi, a.m_tiles, Tile::kBN);
@@ -370,8 +377,7 @@ class Layer {
     m.up = {x, ldx, sorted_token, w.w1, w.w3, static_cast<long long>(I) * H, I, H, offsets, tile_offsets, groups, 0};
     m.down = {h, I, nullptr, w.w2, nullptr, static_cast<long long>(H) * I, H, I, offsets, tile_offsets, groups, 0};
     m.m_tiles = max_m_tiles(n, Tile::kBM, groups);
-    m.h = h;
-    m.inter = I;
+    m.up_epi = {h, I};
     m.down_epi.out = out;
     m.down_epi.ld = H;
     m.down_epi.scale = weights;
@@ -387,33 +393,15 @@ class Layer {
   /// The shared expert's MLP over all tokens (weight 1 here; the combine applies a sigmoid gate).
   template <class Tile>
   SharedMlp shared_mlp(const LayerWeights<T, ExpertT>& w, const T* x, long long ldx, int tokens, T* h, float* out) const {
-    const int H = dims_.hidden, Is = dims_.shared_intermediate;
+    const LayerDims& d = dims_;
     SharedMlp m;
-    m.up = {x, ldx, nullptr, w.shared_w1, w.shared_w3, 0, Is, H, nullptr, nullptr, 1, tokens};
-    m.down = {h, Is, nullptr, w.shared_w2, nullptr, 0, H, Is, nullptr, nullptr, 1, tokens};
+    m.up = {x, ldx, nullptr, w.shared_w1, w.shared_w3, 0, d.shared_intermediate, d.hidden, nullptr, nullptr, 1, tokens};
+    m.down = {h, d.shared_intermediate, nullptr, w.shared_w2, nullptr, 0, d.hidden, d.shared_intermediate, nullptr, nullptr, 1, tokens};
     m.m_tiles = max_m_tiles(tokens, Tile::kBM, 1);
-    m.h = h;
-    m.inter = Is;
+    m.up_epi = {h, d.shared_intermediate};
     m.down_epi.out = out;
-    m.down_epi.ld = H;
+    m.down_epi.ld = d.hidden;
     return m;
-  }
-
-  /// Routed experts (+ shared expert) for one tile shape; the shared expert rides in the same
-  /// launches when it wants the same tile (SharedTile = Tile), else it runs on its own afterwards.
-  template <class Tile, class SharedTile>
-  Status expert_mlps(const LayerWeights<T, ExpertT>& w, const T* x, long long ldx, long long n, int tokens, const int* offsets,
-                     const int* tile_offsets, const int* sorted_token, const int* sorted_slot, const float* weights, T* h, float* out, T* hs,
-                     float* shared_out, rt::stream_t stream) const {
-    const auto routed = routed_mlp<Tile>(w, x, ldx, n, offsets, tile_offsets, sorted_token, sorted_slot, weights, h, out);
-    if (shared_out == nullptr) return mlp<Tile>(routed, nullptr, stream);
-    if constexpr (std::is_same_v<Tile, SharedTile>) {
-      const SharedMlp shared = shared_mlp<Tile>(w, x, ldx, tokens, hs, shared_out);
-      return mlp<Tile>(routed, &shared, stream);
-    } else {
-      DEEPSHOCK_RETURN_IF_ERROR(mlp<Tile>(routed, nullptr, stream));
-      return mlp<SharedTile>(shared_mlp<SharedTile>(w, x, ldx, tokens, hs, shared_out), nullptr, stream);
-    }
   }
 
   Status experts(const LayerInputs<T>& in, const LayerWeights<T, ExpertT>& w, const LayerOutputs<T>& out, const int* ids,
@@ -434,12 +422,12 @@ class Layer {
     d.slot_position = reinterpret_cast<int*>(at(p.slot_position));
     // The tile shapes are a host decision (from T alone), so dispatch can write the routed
     // GEMMs' m-tile offsets in the same pass.
-    const bool routed_decode = Tuning::use_decode(n, groups), shared_decode = Tuning::use_decode(Tn, 1);
+    const TileChoice choice = choose_tiles(Tn);
     using D = typename Tuning::Decode;
     using P = typename Tuning::Prefill;
     int* tiles = reinterpret_cast<int*>(at(p.tile_offsets));
     d.tile_offsets = tiles;
-    d.tile_rows = routed_decode ? D::kBM : P::kBM;
+    d.tile_rows = choice.routed_decode ? D::kBM : P::kBM;
     DEEPSHOCK_RETURN_IF_ERROR(dispatch(ids, Tn, kTopK, groups, d, at(p.dispatch), p.dispatch_bytes, stream, begin_));
     T* h = reinterpret_cast<T*>(at(p.h));
     float* routed = reinterpret_cast<float*>(at(p.out));
@@ -447,16 +435,23 @@ class Layer {
       DEEPSHOCK_RETURN_IF_ERROR(rt::memset_async(routed, 0, static_cast<std::size_t>(Tn) * H * sizeof(float), stream));
     float* shared_out = dims_.shared_intermediate > 0 ? reinterpret_cast<float*>(at(p.shared_out)) : nullptr;
     T* hs = reinterpret_cast<T*>(at(p.shared_h));
-    const int* so = d.expert_offsets;
-    const int *st = d.sorted_token, *ss = d.sorted_slot;
-    if (routed_decode && shared_decode)
-      DEEPSHOCK_RETURN_IF_ERROR((expert_mlps<D, D>(w, in.x, ldx, n, Tn, so, tiles, st, ss, weights, h, routed, hs, shared_out, stream)));
-    else if (routed_decode)
-      DEEPSHOCK_RETURN_IF_ERROR((expert_mlps<D, P>(w, in.x, ldx, n, Tn, so, tiles, st, ss, weights, h, routed, hs, shared_out, stream)));
-    else if (shared_decode)
-      DEEPSHOCK_RETURN_IF_ERROR((expert_mlps<P, D>(w, in.x, ldx, n, Tn, so, tiles, st, ss, weights, h, routed, hs, shared_out, stream)));
-    else
-      DEEPSHOCK_RETURN_IF_ERROR((expert_mlps<P, P>(w, in.x, ldx, n, Tn, so, tiles, st, ss, weights, h, routed, hs, shared_out, stream)));
+    // Routed experts (+ shared expert) with tile shapes R and S: the shared expert rides in the
+    // same launches when S = R, else it runs on its own afterwards.
+    auto run_mlps = [&](auto routed_tile, auto shared_tile) -> Status {
+      using R = decltype(routed_tile);
+      using S = decltype(shared_tile);
+      const auto r = routed_mlp<R>(w, in.x, ldx, n, d.expert_offsets, tiles, d.sorted_token, d.sorted_slot, weights, h, routed);
+      if (shared_out == nullptr) return mlp<R>(r, nullptr, stream);
+      const SharedMlp sh = shared_mlp<S>(w, in.x, ldx, Tn, hs, shared_out);
+      if constexpr (std::is_same_v<R, S>) {
+        return mlp<R>(r, &sh, stream);
+      } else {
+        DEEPSHOCK_RETURN_IF_ERROR(mlp<R>(r, nullptr, stream));
+        return mlp<S>(sh, nullptr, stream);
+      }
+    };
+    if (choice.routed_decode) DEEPSHOCK_RETURN_IF_ERROR(choice.shared_decode ? run_mlps(D{}, D{}) : run_mlps(D{}, P{}));
+    else DEEPSHOCK_RETURN_IF_ERROR(choice.shared_decode ? run_mlps(P{}, D{}) : run_mlps(P{}, P{}));
     CombineArgs<T> c;
     if constexpr (Combine::kDeterministic) {
       c.slot_out = routed;

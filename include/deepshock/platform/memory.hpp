@@ -45,16 +45,6 @@ DEEPSHOCK_DEVICE void copy16(void* dst, const void* src) {
 #endif
 }
 
-/// 16 zero bytes at a 16-byte aligned address.
-DEEPSHOCK_DEVICE void zero16(void* dst) {
-#if DEEPSHOCK_SIM
-  detail::check_aligned(reinterpret_cast<std::uintptr_t>(dst), 16, "mem::zero16");
-  std::memset(dst, 0, 16);
-#else
-  *static_cast<uint4*>(dst) = make_uint4(0u, 0u, 0u, 0u);
-#endif
-}
-
 /// 16 bytes from a 16-byte aligned address, or zeros when `src` is null.
 DEEPSHOCK_DEVICE uint4 load16_or_zero(const void* src) {
   uint4 v = make_uint4(0u, 0u, 0u, 0u);
