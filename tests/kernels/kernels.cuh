@@ -11,6 +11,7 @@
 #include "deepshock/platform/memory.hpp"
 #include "deepshock/platform/mma.hpp"
 #include "deepshock/platform/warp.hpp"
+#include "deepshock/platform/wgmma.hpp"
 
 namespace ds_kernels {
 using namespace deepshock;
@@ -117,6 +118,40 @@ DEEPSHOCK_KERNEL void cp_async_kernel(const uint4* src, int valid_chunks, uint4*
   mem::copy16(&out[2 * threads + t], &slot[2 * threads + t]);
   __syncthreads();
   mem::copy16(&neighbour[t], &slot[2 * threads + (t + 1) % threads]);
+}
+
+// ---- warpgroup MMA (wgmma, sm_90a) ---------------------------------------------------------------
+/// Writes DEEPSHOCK_WGMMA as the device code was compiled (1: wgmma available).
+DEEPSHOCK_KERNEL void wgmma_built_kernel(int* out) { *out = DEEPSHOCK_WGMMA; }
+
+/// D[64, N] = C + A[64, K] * B[N, K]^T (row-major A and B, K a multiple of 64 here, C = 1 in every
+/// element) by one warpgroup (128 threads). Each 64-wide K stage is stored into 128-byte swizzled
+/// tiles (A 64 rows, B N rows, after 1024 bytes of alignment slack: dynamic shared memory
+/// 1024 + (64 + N) * 128 bytes), then multiplied by 4 wgmmas of k16 in one group. The result goes
+/// out through the documented D fragment layout.
+template <class T, int N>
+DEEPSHOCK_KERNEL void wgmma_tile_kernel(const T* a, const T* b, float* d, int K) {
+  unsigned char* sa = arch::align_smem_1024(dynamic_smem<unsigned char>());
+  unsigned char* sb = sa + 64 * 128;
+  const int tid = static_cast<int>(threadIdx.x);
+  float acc[N / 2];
+  for (int i = 0; i < N / 2; ++i) acc[i] = 1.0f;
+  for (int k0 = 0; k0 < K; k0 += 64) {
+    for (int c = tid; c < 64 * 8; c += 128) mem::copy16(sa + arch::sw128_offset(c / 8, c % 8), a + (c / 8) * K + k0 + (c % 8) * 8);
+    for (int c = tid; c < N * 8; c += 128) mem::copy16(sb + arch::sw128_offset(c / 8, c % 8), b + (c / 8) * K + k0 + (c % 8) * 8);
+    arch::fence_proxy_async_smem();
+    __syncthreads();
+    arch::wgmma_fence();
+    for (int kk = 0; kk < 4; ++kk) arch::wgmma_m64k16<T, N>(acc, sa + kk * 32, sb + kk * 32);
+    arch::wgmma_commit();
+    arch::wgmma_wait<0>();
+    __syncthreads();  // before the next stage overwrites the tiles
+  }
+  const int w = tid / 32, lane = tid % 32;
+  for (int i = 0; i < N / 2; ++i) {
+    const int row = 16 * w + lane / 4 + 8 * ((i / 2) % 2), col = 8 * (i / 4) + 2 * (lane % 4) + (i % 2);
+    d[row * N + col] = acc[i];
+  }
 }
 
 // ---- tensor-core GEMM tile (mma.sync m16n8k16) --------------------------------------------------

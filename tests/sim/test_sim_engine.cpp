@@ -2,6 +2,8 @@
 #include <catch2/catch.hpp>
 
 #include <algorithm>
+#include <cmath>
+#include <cstring>
 #include <numeric>
 #include <string>
 #include <vector>
@@ -9,6 +11,7 @@
 #include "deepshock/platform/launch.hpp"
 #include "deepshock/platform/memory.hpp"
 #include "deepshock/platform/runtime.hpp"
+#include "deepshock/platform/wgmma.hpp"
 #include "test_support.hpp"
 
 namespace ds = deepshock;
@@ -35,6 +38,30 @@ DEEPSHOCK_KERNEL void vector_copy(const unsigned char* src, unsigned char* dst, 
   } else {
     ds::mem::copy16(dst, src);
   }
+}
+
+/// One wgmma m64n64k16 on swizzled tiles of ones (A at `a_row` rows into the aligned area, B
+/// after A). mode 1: thread 0 overwrites an A element it uses after the issue, before the wait;
+/// otherwise every thread writes its first accumulator read before the wait to early[tid] and
+/// after it to late[tid] (16 = 1 x 1 x 16).
+DEEPSHOCK_KERNEL void wgmma_probe(int a_row, int mode, float* early, float* late) {
+  unsigned char* sa = ds::arch::align_smem_1024(ds::dynamic_smem<unsigned char>());
+  unsigned char* sb = sa + 2 * 64 * 128;
+  const int tid = static_cast<int>(threadIdx.x);
+  const ds::bf16 one(1.0f);
+  for (int i = tid; i < 3 * 64 * 64; i += static_cast<int>(blockDim.x)) std::memcpy(sa + 2 * i, &one.bits, 2);
+  __syncthreads();
+  float acc[32] = {};
+  ds::arch::wgmma_fence();
+  ds::arch::wgmma_m64k16<ds::bf16, 64>(acc, sa + a_row * 128, sb);
+  ds::arch::wgmma_commit();
+  if (mode == 1 && tid == 0) {
+    const ds::bf16 two(2.0f);
+    std::memcpy(sa, &two.bits, 2);  // A(0, 0): row 0 is thread 0's
+  }
+  early[tid] = acc[0];
+  ds::arch::wgmma_wait<0>();
+  late[tid] = acc[0];
 }
 
 DEEPSHOCK_KERNEL void mixed_barriers(int* out) {
@@ -164,6 +191,21 @@ TEST_CASE("the simulator reports deadlocks and misuse of warp operations as a St
     CHECK_THAT(st.message(), Catch::Contains("mem::copy16 source: misaligned address"));
     const ds::Status st2 = ds::launch(vector_copy, {dim3(1), dim3(1), 16}, buf, buf + 32, 1);
     CHECK_THAT(st2.message(), Catch::Contains("cp.async: addresses must be aligned"));
+  }
+  SECTION("the wgmma model: undefined accumulators until the wait, operands fixed while in flight, layout rules") {
+    const std::size_t smem = 1024 + 3 * 64 * 128;
+    std::vector<float> early(128, 0.0f), late(128, 0.0f);
+    REQUIRE(ds::launch(wgmma_probe, {dim3(1), dim3(128), smem}, 0, 0, early.data(), late.data()).ok());
+    CHECK(std::all_of(early.begin(), early.end(), [](float v) { return std::isnan(v); }));
+    CHECK(std::all_of(late.begin(), late.end(), [](float v) { return v == 16.0f; }));
+    const ds::Status changed = ds::launch(wgmma_probe, {dim3(1), dim3(128), smem}, 0, 1, early.data(), late.data());
+    CHECK_THAT(changed.message(), Catch::Contains("wgmma: a shared-memory operand changed while the instruction was in flight"));
+    const ds::Status unaligned = ds::launch(wgmma_probe, {dim3(1), dim3(128), smem}, 1, 0, early.data(), late.data());
+    CHECK_THAT(unaligned.message(), Catch::Contains("wgmma: operand A must start in row 0 of a 1024-byte aligned swizzle atom"));
+    const ds::Status partial = ds::launch(wgmma_probe, {dim3(1), dim3(96), smem}, 0, 0, early.data(), late.data());
+    CHECK_THAT(partial.message(), Catch::Contains("wgmma: the block must consist of whole warpgroups"));
+    const ds::Status outside = ds::launch(wgmma_probe, {dim3(1), dim3(128), smem}, 136, 0, early.data(), late.data());
+    CHECK_THAT(outside.message(), Catch::Contains("wgmma: operand A must lie in the block's dynamic shared memory"));
   }
   SECTION("the simulator keeps working after a failed launch") {
     CHECK(!ds::launch(mixed_barriers, {dim3(1), dim3(32)}, out.data()).ok());

@@ -207,6 +207,20 @@ struct Thread {
   };
   std::vector<AsyncCopy> async_copies;
   unsigned async_committed = 0;
+  // wgmma model (platform/wgmma.hpp): asynchronous warpgroup MMAs issued and not yet completed.
+  // `in` holds the accumulators the instruction started from, `out` its result as computed at
+  // the issue; the wait recomputes it from shared memory as it is then and fails the launch if
+  // the two differ (an operand overwritten while in flight).
+  struct AsyncMma {
+    float* d;
+    const void* a;
+    const void* b;
+    unsigned group;
+    void (*compute)(const AsyncMma&, unsigned linear, float* result);
+    std::vector<float> in, out;
+  };
+  std::vector<AsyncMma> async_mmas;
+  unsigned mma_committed = 0;
 };
 
 struct Warp {
@@ -503,6 +517,8 @@ inline void run_block(Worker& w, Block& b, std::mt19937_64& rng, Schedule schedu
     t.pending_mask.store(0, std::memory_order_relaxed);
     t.async_copies.clear();
     t.async_committed = 0;
+    t.async_mmas.clear();
+    t.mma_committed = 0;
     t.fiber->reset(&fiber_entry);
   }
   hb_release(&w.hb_start);
