@@ -10,7 +10,8 @@
 //   dispatch/<model>/T:n     moe::dispatch alone (DeepSeek-V2-Lite only)
 //   tiles/<model>/<tuning>/T:n  routed/ with other grouped-GEMM tile tunings (moe::GemmTuningOf;
 //                            DeepSeek-V2-Lite and Qwen3 only, T in {1, 8, 32, 1024, 8192}): the
-//                            data to choose moe::GemmTuning from
+//                            data to choose moe::GemmTuning from; hopper_wgmma
+//                            (moe::HopperGemmTuning) runs last
 //   cublas_loop/<model>/T:n  "per-expert cuBLAS loop, as frameworks do", same routing as routed/:
 //                            the tokens are grouped per expert on the host once (untimed); timed:
 //                            shared expert as dense GEMMs (cublasGemmEx bf16 in, fp32 compute) with
@@ -443,9 +444,10 @@ void BM_routed(benchmark::State& state) {
 
 // Tile tunings for tiles/ (moe::GemmTuningOf<DecodeTile, PrefillTile>; GemmTile<BM, BN, KBytes,
 // WarpsM, WarpsN, Stages>). The layer tests check each against the reference in the simulator.
-// The two alternatives' prefill tiles need 110 KiB and 166 KiB of shared memory per block (gated
-// GEMM 1): sm_90 only (sm_89 allows 99 KiB, sm_80 163 KiB); elsewhere those rows end with the
-// launch's error.
+// The alternatives' prefill tiles need 110 KiB, 166 KiB and (hopper_wgmma) 194 KiB of shared
+// memory per block (gated GEMM 1): sm_90 only (sm_89 allows 99 KiB, sm_80 163 KiB); elsewhere
+// those rows end with the launch's error. hopper_wgmma multiplies with wgmma only in a build for
+// sm_90a (scripts/gpu_check.sh builds one), with mma.sync from the same tiles otherwise.
 struct TilesDefault {
   using Tuning = moe::GemmTuning;
   static constexpr const char* kName = "default";
@@ -460,6 +462,12 @@ struct TilesDeepBig {
   using Tuning = moe::GemmTuningOf<moe::GemmTile<16, 64, 128, 1, 4, 6>, moe::GemmTile<128, 128, 128, 2, 4, 3>>;
   static constexpr const char* kName = "deep_big";
   static constexpr const char* kLabel = "decode 16x64 4 warps 6 stages, prefill 128x128 8 warps 3 stages";
+};
+
+struct TilesHopper {
+  using Tuning = moe::HopperGemmTuning;
+  static constexpr const char* kName = "hopper_wgmma";
+  static constexpr const char* kLabel = "decode 16x64 4 warps 4 stages, prefill 128x128 wgmma (sm_90a builds) 2 warpgroups 4 stages";
 };
 
 /// routed/ with another tile tuning: the data to set moe::GemmTuning from.
@@ -557,11 +565,22 @@ void register_model(bool stages, bool tile_sweep) {
   }
 }
 
+/// tiles/<model>/hopper_wgmma: registered after every model, so that if the first wgmma runs on
+/// a GPU fault, the rows already measured are kept (the console log is written as rows finish).
+template <class M>
+void register_hopper_tiles() {
+  auto* bm = benchmark::RegisterBenchmark((std::string("tiles/") + M::kName + "/" + TilesHopper::kName).c_str(), BM_tiles<M, TilesHopper>);
+  bm->ArgName("T")->UseManualTime()->Unit(benchmark::kMicrosecond);
+  for (const int t : {1, 8, 32, 1024, 8192}) bm->Arg(t);
+}
+
 [[maybe_unused]] const bool kRegistered = [] {
   register_model<DeepSeekV2Lite>(/*stages=*/true, /*tile_sweep=*/true);
   register_model<Qwen3_30B_A3B>(false, true);
   register_model<Mixtral8x7B>(false, false);
   register_model<DeepSeekV3>(false, false);
+  register_hopper_tiles<DeepSeekV2Lite>();
+  register_hopper_tiles<Qwen3_30B_A3B>();
   return true;
 }();
 

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# GPU check: builds for sm_90, runs the `gpu` tests, the demo and the GPU benchmarks, and writes
-# logs and JSON into OUTDIR (commit them under bench/results/<date>-<device>/).
+# GPU check: builds for sm_90a (sm_90 plus the wgmma instructions), runs the `gpu` tests, the demo
+# and the GPU benchmarks, and writes logs and JSON into OUTDIR (commit them under
+# bench/results/<date>-<device>/).
 #
 #   scripts/gpu_check.sh OUTDIR            build and run here (a machine with nvcc and a GPU)
 #   scripts/gpu_check.sh build             only build (e.g. on a CPU machine) into build-gpu/
@@ -23,7 +24,7 @@ GPU_TARGETS="$GPU_TESTS $GPU_BENCHES demo_gpu recommend_gpu"
 gpu_build() {
   ds_install_deps
   command -v nvcc >/dev/null 2>&1 || { echo "gpu_check: nvcc not found" >&2; exit 1; }
-  cmake -S "$DS_ROOT" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release -DCMAKE_CUDA_ARCHITECTURES=90 \
+  cmake -S "$DS_ROOT" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release -DCMAKE_CUDA_ARCHITECTURES=90a \
     -DCMAKE_CUDA_COMPILER="$(command -v nvcc)" -DDEEPSHOCK_HEADER_CHECKS=OFF >/dev/null
   cmake --build "$build" -j "${DS_JOBS:-2}" --target ${GPU_TARGETS}
   # Shared libraries the binaries need that a bare GPU machine may lack.

@@ -26,8 +26,13 @@
 // is multiplied, Stages - 1 more are in flight, with one barrier per k-tile. Decode is limited by
 // the bytes in flight: at T = 1 a DeepSeek-V2-Lite layer has only ~130-190 blocks per GEMM (about
 // one per SM), so the decode tile keeps 3 weight k-tiles (3 x 18 KiB gated) in flight per block,
-// where a register-staged loop kept one. Split-K for decode and a wgmma / TMA path for sm_90 are
-// tuning work that slots in behind GemmTile.
+// where a register-staged loop kept one.
+// Hopper: WgmmaTile<BM, BN, Stages> selects grouped_gemm_sw128_kernel for 16-bit inputs — the
+// same block mapping, gather and epilogue, with the tiles in 128-byte swizzled shared memory and
+// the math on wgmma (platform/wgmma.hpp; sm_90a builds) with one group in flight, or mma.sync
+// from the same layout where wgmma is not compiled. HopperGemmTuning uses it for prefill. The
+// A rows are gathered per token, so TMA (whole boxes) does not fit the A loads; split-K for
+// decode is tuning work still open.
 #pragma once
 
 #include <cstddef>
@@ -45,6 +50,7 @@
 #include "deepshock/platform/launch.hpp"
 #include "deepshock/platform/memory.hpp"
 #include "deepshock/platform/mma.hpp"
+#include "deepshock/platform/wgmma.hpp"
 #endif
 
 namespace deepshock::moe {
@@ -68,6 +74,26 @@ struct GemmTile {
   static_assert(Stages >= 2 && Stages <= 8, "GemmTile: the pipeline needs 2 to 8 stages.");
 };
 
+/// A Hopper tile: BM / 64 warpgroups (BM = 64 or 128), each computing 64 rows x BN columns (BN =
+/// 64 or 128 per weight matrix) with wgmma from 128-byte swizzled shared memory
+/// (platform/wgmma.hpp), K stage 64 values, a `Stages`-deep cp.async ring whose loads run
+/// Stages - 2 k-tiles ahead while one wgmma group stays in flight. Where wgmma is not available
+/// (a build without sm_90a, or UseWgmma = false) the same kernel multiplies with mma.sync from the
+/// same layout; fp32 inputs take the generic kernel with the GemmTile shape this derives from.
+template <int BM, int BN, int Stages, bool UseWgmma = true>
+struct WgmmaTile : GemmTile<BM, BN, 128, BM / 16, 1, Stages> {
+  static constexpr bool kSwizzled = true;
+  static constexpr bool kUseWgmma = UseWgmma;
+  static_assert(BM == 64 || BM == 128, "WgmmaTile: BM must be 64 or 128 (one or two warpgroups of 64 rows).");
+  static_assert(BN == 64 || BN == 128, "WgmmaTile: BN must be 64 or 128 (the wgmma widths wrapped).");
+  static_assert(Stages >= 3, "WgmmaTile: the loads run Stages - 2 k-tiles ahead of the MMAs, so at least 3 stages.");
+};
+
+namespace detail {
+template <class Tile>
+concept SwizzledTile = Tile::kSwizzled;
+}  // namespace detail
+
 /// A pair of tile shapes for the MoE layer (its `Tuning` parameter). Decode: few rows per
 /// expert, so short and wide tiles that read each weight row once; prefill: tiles that reuse
 /// both operands. The decode tiles run while the assignments average at most one decode m-tile
@@ -82,6 +108,11 @@ struct GemmTuningOf {
 /// The default tiles. Tuning values, still to be set from bench_moe's tiles/ rows on a GPU
 /// (which time these against wider prefill tiles and narrower or deeper decode tiles).
 using GemmTuning = GemmTuningOf<GemmTile<16, 64, 128, 1, 4, 4>, GemmTile<64, 64, 128, 2, 2, 3>>;
+
+/// Hopper tiles: the default decode tile, and wgmma prefill tiles of 128 rows x 128 columns per
+/// weight matrix (gated: 128 x 256 of MMA work per block) with 4 stages (gated: 192 KiB of
+/// shared memory, so sm_90 only). Needs a build for sm_90a to use wgmma (see WgmmaTile).
+using HopperGemmTuning = GemmTuningOf<GemmTile<16, 64, 128, 1, 4, 4>, WgmmaTile<128, 128, 4>>;
 
 /// GEMM 1 epilogue: h[p, n] = T(Act::apply(gate, up)).
 template <class Act, class T>
@@ -220,6 +251,111 @@ struct GemmSmem {
 
 }  // namespace detail
 
+namespace detail {
+
+/// What one block of a grouped-GEMM launch computes: its problem's operands and epilogue, the
+/// group g, the rows [m0, row_end) of its m-tile (row_end: the group's end) and the n-tile n0.
+template <class T, class Epi>
+struct TileJob {
+  GroupedGemmArgs<T> args;
+  Epi epi;
+  int g = 0, m0 = 0, row_end = 0, n0 = 0;
+  const T* b[2] = {nullptr, nullptr};  ///< the group's weights (b[1]: gated only)
+};
+
+/// Locates block `bid`'s tile (false: a block past the last tile, which returns at once).
+template <int BM, int BN, class T, class Epi>
+DEEPSHOCK_DEVICE bool locate_tile(const GemmBatch<T, Epi>& batch, long long bid, TileJob<T, Epi>& job) {
+  const long long first_second = batch.blocks(0);
+  const bool second = bid >= first_second;
+  job.args = second ? batch.args[1] : batch.args[0];
+  job.epi = second ? batch.epi[1] : batch.epi[0];
+  const GroupedGemmArgs<T>& args = job.args;
+  const long long local = second ? bid - first_second : bid;
+  const int m_slots = second ? batch.m_tiles[1] : batch.m_tiles[0];
+  const int tile = static_cast<int>(local % m_slots);
+  job.n0 = static_cast<int>(local / m_slots) * BN;
+  int row_begin = 0, local_tile = tile;
+  job.g = 0;
+  job.row_end = args.rows;
+  if (args.group_offsets != nullptr) {
+    if (tile >= args.tile_offsets[args.groups]) return false;
+    int lo = 0, hi = args.groups - 1;  // last g with tile_offsets[g] <= tile
+    while (lo < hi) {
+      const int mid = (lo + hi + 1) / 2;
+      if (args.tile_offsets[mid] <= tile) lo = mid;
+      else hi = mid - 1;
+    }
+    job.g = lo;
+    row_begin = args.group_offsets[lo];
+    job.row_end = args.group_offsets[lo + 1];
+    local_tile = tile - args.tile_offsets[lo];
+  } else if (static_cast<long long>(tile) * BM >= args.rows) {
+    return false;
+  }
+  job.m0 = row_begin + local_tile * BM;
+  job.b[0] = args.b0 + static_cast<long long>(job.g) * args.b_stride;
+  if constexpr (Epi::kGated) job.b[1] = args.b1 + static_cast<long long>(job.g) * args.b_stride;
+  return true;
+}
+
+/// Stores the tile's accumulators in the mma.sync warp-tile layout: frag(m, mi * NI + ni) are
+/// the 4 C-fragment floats of matrix m, m16 tile mi, n8 tile ni of this thread's warp. c0, c1 (and
+/// c2, c3) are columns n, n + 1 of one row with n even; N is a multiple of 8, so both are in
+/// range or neither, and they go out as one paired store.
+template <class Tile, int NB, class T, class Epi, class Frag>
+DEEPSHOCK_DEVICE void store_mma_tile(const TileJob<T, Epi>& job, int tid, Frag&& frag) {
+  constexpr int MI = Tile::kWM / 16, NI = Tile::kWN / 8;
+  const int warp_id = tid / 32, lane = tid % 32;
+  const int warp_m = warp_id % Tile::kWarpsM, warp_n = warp_id / Tile::kWarpsM;
+  const int fg = lane / 4, ft = lane % 4;
+  const int rows_here = job.row_end - job.m0;
+  DEEPSHOCK_UNROLL
+  for (int mi = 0; mi < MI; ++mi)
+    DEEPSHOCK_UNROLL
+    for (int ni = 0; ni < NI; ++ni)
+      DEEPSHOCK_UNROLL
+      for (int half = 0; half < 2; ++half) {
+        const int r = warp_m * Tile::kWM + mi * 16 + fg + 8 * half;
+        const int n = job.n0 + warp_n * Tile::kWN + ni * 8 + 2 * ft;
+        if (r < rows_here && n < job.args.n) {
+          const float* c0 = frag(0, mi * NI + ni);
+          const float* c1 = frag(NB - 1, mi * NI + ni);
+          job.epi.store2(job.m0 + r, n, c0[2 * half], NB == 2 ? c1[2 * half] : 0.0f, c0[2 * half + 1], NB == 2 ? c1[2 * half + 1] : 0.0f);
+        }
+      }
+}
+
+/// Locates the block's tile (false: nothing to do), then fills its gathered A-row indices (-1
+/// past the group's end) and publishes them.
+template <int BM, int BN, int kThreads, class T, class Epi>
+DEEPSHOCK_DEVICE bool start_tile(const GemmBatch<T, Epi>& batch, int* rows, int tid, TileJob<T, Epi>& job) {
+  if (!locate_tile<BM, BN>(batch, static_cast<long long>(blockIdx.x), job)) return false;
+  for (int r = tid; r < BM; r += kThreads) {
+    const int p = job.m0 + r;
+    rows[r] = p < job.row_end ? (job.args.a_rows != nullptr ? job.args.a_rows[p] : p) : -1;
+  }
+  __syncthreads();
+  return true;
+}
+
+/// Dynamic shared memory of the swizzled (wgmma) kernel, from a 1024-byte aligned base:
+/// kStages stages of {A [BM][128 B], B [NB][BN][128 B]} (each tile 1024-byte aligned), then the
+/// BM gathered row indices; 1024 bytes of slack for the alignment.
+template <class Tile, int NB>
+struct SwizzledSmem {
+  static constexpr int kABytes = Tile::kBM * 128, kBBytes = Tile::kBN * 128;
+  static constexpr int kStageBytes = kABytes + NB * kBBytes;
+  static constexpr std::size_t kRowsOffset = static_cast<std::size_t>(Tile::kStages) * kStageBytes;
+  static constexpr std::size_t kBytes = 1024 + kRowsOffset + Tile::kBM * sizeof(int);
+  static_assert(kABytes % 1024 == 0 && kBBytes % 1024 == 0, "SwizzledSmem: tiles must stay 1024-byte aligned.");
+  DEEPSHOCK_HOST_DEVICE static unsigned char* a(unsigned char* base, int stage) { return base + stage * kStageBytes; }
+  DEEPSHOCK_HOST_DEVICE static unsigned char* b(unsigned char* base, int stage, int m) { return a(base, stage) + kABytes + m * kBBytes; }
+  DEEPSHOCK_HOST_DEVICE static int* rows(unsigned char* base) { return reinterpret_cast<int*>(base + kRowsOffset); }
+};
+
+}  // namespace detail
+
 namespace kernels {
 
 /// One block per (m-tile, n-tile); see the file comment. Dynamic shared memory:
@@ -235,41 +371,11 @@ DEEPSHOCK_KERNEL void grouped_gemm_kernel(GemmBatch<T, Epi> batch) {
   int* rows = Smem::rows(smem);
   const int tid = static_cast<int>(threadIdx.x);
 
-  // Which problem, which n-tile, which group and which of its m-tiles this block computes.
-  const long long first_second = batch.blocks(0), bid = blockIdx.x;
-  const bool second = bid >= first_second;
-  const GroupedGemmArgs<T> args = second ? batch.args[1] : batch.args[0];
-  const Epi epi = second ? batch.epi[1] : batch.epi[0];
-  const long long local = second ? bid - first_second : bid;
-  const int m_slots = second ? batch.m_tiles[1] : batch.m_tiles[0];
-  const int tile = static_cast<int>(local % m_slots);
-  const int n0 = static_cast<int>(local / m_slots) * BN;
-  int g = 0, row_begin = 0, row_end = args.rows, local_tile = tile;
-  if (args.group_offsets != nullptr) {
-    if (tile >= args.tile_offsets[args.groups]) return;
-    int lo = 0, hi = args.groups - 1;  // last g with tile_offsets[g] <= tile
-    while (lo < hi) {
-      const int mid = (lo + hi + 1) / 2;
-      if (args.tile_offsets[mid] <= tile) lo = mid;
-      else hi = mid - 1;
-    }
-    g = lo;
-    row_begin = args.group_offsets[g];
-    row_end = args.group_offsets[g + 1];
-    local_tile = tile - args.tile_offsets[g];
-  } else if (static_cast<long long>(tile) * BM >= args.rows) {
-    return;
-  }
-  const int m0 = row_begin + local_tile * BM;
-  const T* b[NB];
-  b[0] = args.b0 + static_cast<long long>(g) * args.b_stride;
-  if constexpr (NB == 2) b[1] = args.b1 + static_cast<long long>(g) * args.b_stride;
-
-  for (int r = tid; r < BM; r += kThreads) {
-    const int p = m0 + r;
-    rows[r] = p < row_end ? (args.a_rows != nullptr ? args.a_rows[p] : p) : -1;
-  }
-  __syncthreads();
+  detail::TileJob<T, Epi> job;
+  if (!detail::start_tile<BM, BN, kThreads>(batch, rows, tid, job)) return;
+  const GroupedGemmArgs<T>& args = job.args;
+  const int n0 = job.n0;
+  const T* const* b = job.b;
 
   constexpr bool kMma = sizeof(T) == 2;
   // Accumulators: the mma warp tile, or BM x BN / threads outputs per thread for fp32.
@@ -365,41 +471,136 @@ DEEPSHOCK_KERNEL void grouped_gemm_kernel(GemmBatch<T, Epi> batch) {
     }
   }
 
-  // Epilogue: each accumulator to its (row, column). In the mma layout c0, c1 (and c2, c3) are
-  // columns n, n + 1 of one row with n even; N is a multiple of 8, so both are in range or
-  // neither, and they go out as one paired store.
-  const int rows_here = row_end - m0;
+  // Epilogue: each accumulator to its (row, column).
   if constexpr (kMma) {
-    DEEPSHOCK_UNROLL
-    for (int mi = 0; mi < MI; ++mi)
-      DEEPSHOCK_UNROLL
-      for (int ni = 0; ni < NI; ++ni)
-        DEEPSHOCK_UNROLL
-        for (int half = 0; half < 2; ++half) {
-          const int r = warp_m * Tile::kWM + mi * 16 + fg + 8 * half;
-          const int n = n0 + warp_n * Tile::kWN + ni * 8 + 2 * ft;
-          if (r < rows_here && n < args.n) {
-            const float* c0 = acc[0][mi * NI + ni];
-            const float* c1 = acc[NB - 1][mi * NI + ni];
-            epi.store2(m0 + r, n, c0[2 * half], NB == 2 ? c1[2 * half] : 0.0f, c0[2 * half + 1], NB == 2 ? c1[2 * half + 1] : 0.0f);
-          }
-        }
+    detail::store_mma_tile<Tile, NB>(job, tid, [&](int m, int f) -> const float* { return acc[m][f]; });
   } else {
+    const int rows_here = job.row_end - job.m0;
     DEEPSHOCK_UNROLL
     for (int o = 0; o < kOut; ++o) {
       const int idx = tid + o * kThreads, r = idx / BN, n = n0 + idx % BN;
       if (r < rows_here && n < args.n)
-        epi.store(m0 + r, n, acc[0][o / 4][o % 4], NB == 2 ? acc[NB - 1][o / 4][o % 4] : 0.0f);
+        job.epi.store(job.m0 + r, n, acc[0][o / 4][o % 4], NB == 2 ? acc[NB - 1][o / 4][o % 4] : 0.0f);
     }
   }
 }
 
+/// The WgmmaTile kernel for 16-bit inputs: the same block mapping and epilogue, with the tiles
+/// in 128-byte swizzled shared memory and the math on wgmma (sm_90a, the simulator) or mma.sync.
+/// Pipeline: k-tile kt lives in stage kt % kStages; the loads run kStages - 2 k-tiles ahead and
+/// the wgmma group of k-tile kt - 1 may still run while k-tile kt is issued, so the stage being
+/// refilled in iteration kt is that of k-tile kt - 2, which every warpgroup has finished
+/// (wgmma_wait<1> in iteration kt - 1, then this iteration's barrier).
+template <class T, class Tile, class Epi>
+DEEPSHOCK_KERNEL void grouped_gemm_sw128_kernel(GemmBatch<T, Epi> batch) {
+  static_assert(sizeof(T) == 2, "grouped_gemm_sw128_kernel: 16-bit inputs only.");
+  constexpr int NB = Epi::kGated ? 2 : 1;
+  using Smem = detail::SwizzledSmem<Tile, NB>;
+  constexpr int BM = Tile::kBM, BN = Tile::kBN, BK = 64, kThreads = Tile::kThreads, kStages = Tile::kStages;
+  constexpr bool kWgmma = Tile::kUseWgmma && DEEPSHOCK_WGMMA;
+  unsigned char* smem = arch::align_smem_1024(dynamic_smem<unsigned char>());
+  int* rows = Smem::rows(smem);
+  const int tid = static_cast<int>(threadIdx.x);
+
+  detail::TileJob<T, Epi> job;
+  if (!detail::start_tile<BM, BN, kThreads>(batch, rows, tid, job)) return;
+  const GroupedGemmArgs<T>& args = job.args;
+  const int n0 = job.n0;
+  const T* const* b = job.b;
+
+  // Accumulators of this thread: its warpgroup's 64 x BN per matrix, in the wgmma D layout (=
+  // per warp the m16n8 C fragments of n8 tiles 0 .. BN / 8 - 1).
+  float acc[NB][BN / 2] = {};
+  const int wg = tid / 128, warp_in_wg = (tid / 32) % 4, lane = tid % 32, fg = lane / 4, ft = lane % 4;
+
+  constexpr int kAChunks = BM * 8 / kThreads, kBChunks = BN * 8 / kThreads;
+  static_assert(BM * 8 % kThreads == 0 && BN * 8 % kThreads == 0, "grouped_gemm_sw128_kernel: the tile loads must divide evenly.");
+  const int ktiles = (args.k + BK - 1) / BK;
+  auto issue = [&](int kt) {
+    if (kt < ktiles) {
+      const int k0 = kt * BK, stage = kt % kStages;
+      unsigned char* sa = Smem::a(smem, stage);
+      DEEPSHOCK_UNROLL
+      for (int i = 0; i < kAChunks; ++i) {
+        const int c = tid + i * kThreads, r = c / 8, ch = c % 8, kc = ch * 8;
+        const int row = rows[r];
+        const bool ok = row >= 0 && k0 + kc < args.k;
+        mem::cp_async16(sa + arch::sw128_offset(r, ch), ok ? args.a + static_cast<long long>(row) * args.lda + k0 + kc : args.a, ok);
+      }
+      DEEPSHOCK_UNROLL
+      for (int m = 0; m < NB; ++m) {
+        unsigned char* sb = Smem::b(smem, stage, m);
+        DEEPSHOCK_UNROLL
+        for (int i = 0; i < kBChunks; ++i) {
+          const int c = tid + i * kThreads, r = c / 8, ch = c % 8, kc = ch * 8;
+          const bool ok = n0 + r < args.n && k0 + kc < args.k;
+          mem::cp_async16(sb + arch::sw128_offset(r, ch), ok ? b[m] + static_cast<long long>(n0 + r) * args.k + k0 + kc : b[m], ok);
+        }
+      }
+    }
+    mem::cp_async_commit();
+  };
+
+  DEEPSHOCK_UNROLL
+  for (int s = 0; s < kStages - 2; ++s) issue(s);
+  for (int kt = 0; kt < ktiles; ++kt) {
+    // Groups committed so far: kStages - 2 + kt; allowing kStages - 3 pending completes k-tile kt.
+    mem::cp_async_wait<kStages - 3>();
+    if constexpr (kWgmma) arch::fence_proxy_async_smem();
+    __syncthreads();
+    issue(kt + kStages - 2);
+    const int stage = kt % kStages;
+    unsigned char* sa = Smem::a(smem, stage) + wg * 64 * 128;
+    if constexpr (kWgmma) {
+      arch::wgmma_fence();
+      DEEPSHOCK_UNROLL
+      for (int kk = 0; kk < BK / 16; ++kk)
+        DEEPSHOCK_UNROLL
+        for (int m = 0; m < NB; ++m) arch::wgmma_m64k16<T, BN>(acc[m], sa + kk * 32, Smem::b(smem, stage, m) + kk * 32);
+      arch::wgmma_commit();
+      arch::wgmma_wait<1>();
+    } else {
+      const int r = warp_in_wg * 16 + fg;  // row in the warpgroup's 64-row slab
+      DEEPSHOCK_UNROLL
+      for (int kk = 0; kk < BK / 16; ++kk) {
+        const auto lds = [&](const unsigned char* tile, int row, int chunk) {
+          return mem::lds32(reinterpret_cast<const std::uint16_t*>(tile + arch::sw128_offset(row, chunk) + 4 * ft));
+        };
+        const std::uint32_t af[4] = {lds(sa, r, 2 * kk), lds(sa, r + 8, 2 * kk), lds(sa, r, 2 * kk + 1), lds(sa, r + 8, 2 * kk + 1)};
+        DEEPSHOCK_UNROLL
+        for (int m = 0; m < NB; ++m) {
+          const unsigned char* sb = Smem::b(smem, stage, m);
+          DEEPSHOCK_UNROLL
+          for (int ni = 0; ni < BN / 8; ++ni) {
+            const std::uint32_t bf[2] = {lds(sb, ni * 8 + fg, 2 * kk), lds(sb, ni * 8 + fg, 2 * kk + 1)};
+            float c[4] = {acc[m][ni * 4], acc[m][ni * 4 + 1], acc[m][ni * 4 + 2], acc[m][ni * 4 + 3]};
+            arch::mma_m16n8k16<T>(c, af, bf, c);
+            DEEPSHOCK_UNROLL
+            for (int j = 0; j < 4; ++j) acc[m][ni * 4 + j] = c[j];
+          }
+        }
+      }
+    }
+  }
+  if constexpr (kWgmma) arch::wgmma_wait<0>();
+
+  // The GemmTile this derives from has kWarpsM = BM / 16 warps of 16 rows and one warp column:
+  // warp w's rows 16w .. 16w + 15 are warpgroup w / 4's rows 16 (w % 4) .., as in the D layout.
+  detail::store_mma_tile<Tile, NB>(job, tid, [&](int m, int f) -> const float* { return &acc[m][f * 4]; });
+}
+
 }  // namespace kernels
 
-/// Dynamic shared memory (bytes) of grouped_gemm_kernel<T, Tile, Epi>.
+namespace detail {
+template <class T, class Tile>
+inline constexpr bool uses_sw128_kernel_v = SwizzledTile<Tile> && sizeof(T) == 2;
+}  // namespace detail
+
+/// Dynamic shared memory (bytes) of the grouped-GEMM kernel for <T, Tile, Epi>.
 template <class T, class Tile, class Epi>
 constexpr std::size_t grouped_gemm_smem_bytes() {
-  return detail::GemmSmem<T, Tile, Epi::kGated ? 2 : 1>::kBytes;
+  if constexpr (detail::uses_sw128_kernel_v<T, Tile>) return detail::SwizzledSmem<Tile, Epi::kGated ? 2 : 1>::kBytes;
+  else return detail::GemmSmem<T, Tile, Epi::kGated ? 2 : 1>::kBytes;
 }
 
 /// Launches the problems of `batch` (nothing when it has no blocks).
@@ -408,8 +609,9 @@ Status launch_grouped_gemm(const GemmBatch<T, Epi>& batch, rt::stream_t stream) 
   const long long blocks = batch.total_blocks();
   if (blocks == 0) return Status::success();
   if (blocks > 0x7fffffffLL) return Status::invalid_argument("tokens", "the grouped GEMM needs more than 2^31 - 1 blocks");
-  return launch(kernels::grouped_gemm_kernel<T, Tile, Epi>,
-                {dim3(static_cast<unsigned>(blocks)), dim3(Tile::kThreads), grouped_gemm_smem_bytes<T, Tile, Epi>(), stream}, batch);
+  const LaunchConfig cfg{dim3(static_cast<unsigned>(blocks)), dim3(Tile::kThreads), grouped_gemm_smem_bytes<T, Tile, Epi>(), stream};
+  if constexpr (detail::uses_sw128_kernel_v<T, Tile>) return launch(kernels::grouped_gemm_sw128_kernel<T, Tile, Epi>, cfg, batch);
+  else return launch(kernels::grouped_gemm_kernel<T, Tile, Epi>, cfg, batch);
 }
 #endif  // DEEPSHOCK_HAS_KERNELS
 

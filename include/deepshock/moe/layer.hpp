@@ -191,7 +191,9 @@ class Layer {
     auto tiles = [](bool decode) {
       auto shape = [](auto tile) {
         using Tile = decltype(tile);
-        return std::to_string(Tile::kBM) + "x" + std::to_string(Tile::kBN) + " (" + std::to_string(Tile::kStages) + "-stage cp.async)";
+        std::string math;
+        if constexpr (detail::uses_sw128_kernel_v<T, Tile>) math = Tile::kUseWgmma ? ", wgmma in sm_90a builds, else mma.sync" : ", swizzled, mma.sync";
+        return std::to_string(Tile::kBM) + "x" + std::to_string(Tile::kBN) + " (" + std::to_string(Tile::kStages) + "-stage cp.async" + math + ")";
       };
       return decode ? "decode tiles " + shape(typename Tuning::Decode{}) : "prefill tiles " + shape(typename Tuning::Prefill{});
     };
