@@ -141,10 +141,12 @@ DEEPSHOCK_KERNEL void wgmma_tile_kernel(const T* a, const T* b, float* d, int K)
     for (int c = tid; c < N * 8; c += 128) mem::copy16(sb + arch::sw128_offset(c / 8, c % 8), b + (c / 8) * K + k0 + (c % 8) * 8);
     arch::fence_proxy_async_smem();
     __syncthreads();
+    arch::wgmma_fence_operand(acc);
     arch::wgmma_fence();
     for (int kk = 0; kk < 4; ++kk) arch::wgmma_m64k16<T, N>(acc, sa + kk * 32, sb + kk * 32);
     arch::wgmma_commit();
     arch::wgmma_wait<0>();
+    arch::wgmma_fence_operand(acc);
     __syncthreads();  // before the next stage overwrites the tiles
   }
   const int w = tid / 32, lane = tid % 32;

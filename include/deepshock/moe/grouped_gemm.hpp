@@ -552,6 +552,8 @@ DEEPSHOCK_KERNEL void grouped_gemm_sw128_kernel(GemmBatch<T, Epi> batch) {
     const int stage = kt % kStages;
     unsigned char* sa = Smem::a(smem, stage) + wg * 64 * 128;
     if constexpr (kWgmma) {
+      DEEPSHOCK_UNROLL
+      for (int m = 0; m < NB; ++m) arch::wgmma_fence_operand(acc[m]);
       arch::wgmma_fence();
       DEEPSHOCK_UNROLL
       for (int kk = 0; kk < BK / 16; ++kk)
@@ -559,6 +561,8 @@ DEEPSHOCK_KERNEL void grouped_gemm_sw128_kernel(GemmBatch<T, Epi> batch) {
         for (int m = 0; m < NB; ++m) arch::wgmma_m64k16<T, BN>(acc[m], sa + kk * 32, Smem::b(smem, stage, m) + kk * 32);
       arch::wgmma_commit();
       arch::wgmma_wait<1>();
+      DEEPSHOCK_UNROLL
+      for (int m = 0; m < NB; ++m) arch::wgmma_fence_operand(acc[m]);
     } else {
       const int r = warp_in_wg * 16 + fg;  // row in the warpgroup's 64-row slab
       DEEPSHOCK_UNROLL
@@ -582,7 +586,11 @@ DEEPSHOCK_KERNEL void grouped_gemm_sw128_kernel(GemmBatch<T, Epi> batch) {
       }
     }
   }
-  if constexpr (kWgmma) arch::wgmma_wait<0>();
+  if constexpr (kWgmma) {
+    arch::wgmma_wait<0>();
+    DEEPSHOCK_UNROLL
+    for (int m = 0; m < NB; ++m) arch::wgmma_fence_operand(acc[m]);
+  }
 
   // The GemmTile this derives from has kWarpsM = BM / 16 warps of 16 rows and one warp column:
   // warp w's rows 16w .. 16w + 15 are warpgroup w / 4's rows 16 (w % 4) .., as in the D layout.

@@ -19,7 +19,8 @@
 // reads it; wgmma_fence() before the first wgmma of a batch (after the accumulators were
 // written by ordinary instructions); wgmma_commit() closes a group; wgmma_wait<N>() returns
 // when at most N of the warpgroup's groups are in flight. Until then the accumulators are
-// undefined and the operand tiles must not change.
+// undefined and the operand tiles must not change. wgmma_fence_operand(acc) around each batch
+// (before the fence, after the wait) keeps the compiler from moving accumulator accesses across.
 //
 // Availability: the instructions exist only for sm_90a (CMAKE_CUDA_ARCHITECTURES=90a).
 // DEEPSHOCK_WGMMA is 1 where they can be used — the device pass for sm_90a and the simulator —
@@ -220,6 +221,20 @@ DEEPSHOCK_DEVICE void wgmma_m64k16(float (&d)[N / 2], const void* a, const void*
   __trap();  // wgmma needs sm_90a; callers check DEEPSHOCK_WGMMA
 #else
   (void)d; (void)a; (void)b;
+#endif
+}
+
+/// A compiler code-motion barrier on accumulator registers (no instruction): the "memory"
+/// clobbers of the wgmma instructions do not order register values, so without it the compiler
+/// may move ordinary reads or writes of the accumulators across wgmma_fence / wgmma_wait. Call it
+/// on every accumulator array before wgmma_fence() and after the wgmma_wait that completes it.
+template <int R>
+DEEPSHOCK_DEVICE void wgmma_fence_operand(float (&d)[R]) {
+#if DEEPSHOCK_WGMMA && !DEEPSHOCK_SIM
+  DEEPSHOCK_UNROLL
+  for (int i = 0; i < R; ++i) asm volatile("" : "+f"(d[i])::"memory");
+#else
+  (void)d;
 #endif
 }
 
