@@ -5,12 +5,12 @@
 
 #include <cuda_runtime.h>
 
-TEST_CASE("MoE layer: a captured CUDA graph replays the layer bitwise, with new inputs" DS_BACKEND_TAG, "[moe][layer][graph]") {
-  auto rng = ds_test::make_rng(408);
-  using L = moe::Layer<gate::SoftmaxTopK<ds::Experts<64>, ds::TopK<6>>, SwiGLU, ds::bf16>;
-  const moe::LayerDims dims{256, 128, 256, 64};
-  const int T = 48;
-  Problem<ds::bf16, SwiGLU> P(dims, 64, T, rng);
+namespace {
+/// Captures one Layer::run in a CUDA graph, then twice: new activations in place, replay, and a
+/// direct run that must agree bitwise. check_refusal: also run_routed under capture.
+template <class L>
+void graph_replays_bitwise(const moe::LayerDims& dims, int T, std::mt19937_64& rng, bool check_refusal) {
+  Problem<ds::bf16, SwiGLU> P(dims, L::kExperts, T, rng);
   L layer(dims);
   DS_REQUIRE_OK(layer.status());
   auto ws = poisoned_nonnull<unsigned char>(layer.workspace_bytes());
@@ -23,6 +23,7 @@ TEST_CASE("MoE layer: a captured CUDA graph replays the layer bitwise, with new 
   out.y = y.data();
   const auto in = P.inputs(true);
   const auto w = P.weights(true);
+  INFO(layer.kernel_plan(in, w));
 
   // Capture one run (no host synchronisation or allocation may happen inside).
   cudaGraph_t graph = nullptr;
@@ -54,22 +55,36 @@ TEST_CASE("MoE layer: a captured CUDA graph replays the layer bitwise, with new 
   cudaGraphExecDestroy(exec);
   cudaGraphDestroy(graph);
 
-  // run_routed's id check needs a host synchronisation: under capture it must refuse clearly
-  // and leave the capture intact.
-  rt::DeviceBuffer<int> ids;
-  rt::DeviceBuffer<float> wts;
-  REQUIRE(ids.allocate(std::size_t(T) * 6).ok());
-  REQUIRE(wts.allocate(std::size_t(T) * 6).ok());
-  REQUIRE(ids.fill_bytes(0).ok());
-  REQUIRE(wts.fill_bytes(0).ok());
-  REQUIRE(rt::device_synchronize().ok());
-  cudaGraph_t g2 = nullptr;
-  REQUIRE(cudaStreamBeginCapture(stream.get(), cudaStreamCaptureModeThreadLocal) == cudaSuccess);
-  const ds::Status refused = layer.run_routed(in, ids.data(), wts.data(), w, out, ws.data(), layer.workspace_bytes(), stream.get());
-  const ds::Status unchecked =
-      layer.run_routed(in, ids.data(), wts.data(), w, out, ws.data(), layer.workspace_bytes(), stream.get(), moe::RunOptions{false});
-  REQUIRE(cudaStreamEndCapture(stream.get(), &g2) == cudaSuccess);
-  check_rejects(refused, "options.check_ids");
-  DS_REQUIRE_OK(unchecked);
-  cudaGraphDestroy(g2);
+  if (check_refusal) {
+    // run_routed's id check needs a host synchronisation: under capture it must refuse clearly
+    // and leave the capture intact.
+    rt::DeviceBuffer<int> ids;
+    rt::DeviceBuffer<float> wts;
+    REQUIRE(ids.allocate(std::size_t(T) * L::kTopK).ok());
+    REQUIRE(wts.allocate(std::size_t(T) * L::kTopK).ok());
+    REQUIRE(ids.fill_bytes(0).ok());
+    REQUIRE(wts.fill_bytes(0).ok());
+    REQUIRE(rt::device_synchronize().ok());
+    cudaGraph_t g2 = nullptr;
+    REQUIRE(cudaStreamBeginCapture(stream.get(), cudaStreamCaptureModeThreadLocal) == cudaSuccess);
+    const ds::Status refused = layer.run_routed(in, ids.data(), wts.data(), w, out, ws.data(), layer.workspace_bytes(), stream.get());
+    const ds::Status unchecked =
+        layer.run_routed(in, ids.data(), wts.data(), w, out, ws.data(), layer.workspace_bytes(), stream.get(), moe::RunOptions{false});
+    REQUIRE(cudaStreamEndCapture(stream.get(), &g2) == cudaSuccess);
+    check_rejects(refused, "options.check_ids");
+    DS_REQUIRE_OK(unchecked);
+    cudaGraphDestroy(g2);
+  }
 }
+}  // namespace
+
+TEST_CASE("MoE layer: captured CUDA graphs replay bitwise with new inputs (decode tiles; Hopper wgmma prefill tiles)" DS_BACKEND_TAG,
+          "[moe][layer][graph]") {
+  auto rng = ds_test::make_rng(415);
+  // Decode tiles: 48 x 6 assignments <= 16 x 64.
+  graph_replays_bitwise<moe::Layer<gate::SoftmaxTopK<ds::Experts<64>, ds::TopK<6>>, SwiGLU, ds::bf16>>({256, 128, 256, 64}, 48, rng, true);
+  // Prefill tiles of HopperGemmTuning (wgmma in an sm_90a build): 100 x 2 assignments > 16 x 8.
+  graph_replays_bitwise<moe::Layer<gate_mixtral, SwiGLU, ds::bf16, moe::OrderedCombine, moe::HopperGemmTuning>>({256, 192, 128, 128}, 100,
+                                                                                                                 rng, false);
+}
+
