@@ -41,7 +41,8 @@ DEEPSHOCK_KERNEL void vector_copy(const unsigned char* src, unsigned char* dst, 
 }
 
 /// One wgmma m64n64k16 on swizzled tiles of ones (A at `a_row` rows into the aligned area, B
-/// after A). mode 1: thread 0 overwrites an A element it uses after the issue, before the wait;
+/// after A; with 1024 + 3 x 64 x 128 bytes of dynamic shared memory at most 200 rows follow the
+/// aligned start, so a_row = 144 always runs past the end). mode 1: thread 0 overwrites an A element it uses after the issue, before the wait;
 /// otherwise every thread writes its first accumulator read before the wait to early[tid] and
 /// after it to late[tid] (16 = 1 x 1 x 16).
 DEEPSHOCK_KERNEL void wgmma_probe(int a_row, int mode, float* early, float* late) {
@@ -204,7 +205,7 @@ TEST_CASE("the simulator reports deadlocks and misuse of warp operations as a St
     CHECK_THAT(unaligned.message(), Catch::Contains("wgmma: operand A must start in row 0 of a 1024-byte aligned swizzle atom"));
     const ds::Status partial = ds::launch(wgmma_probe, {dim3(1), dim3(96), smem}, 0, 0, early.data(), late.data());
     CHECK_THAT(partial.message(), Catch::Contains("wgmma: the block must consist of whole warpgroups"));
-    const ds::Status outside = ds::launch(wgmma_probe, {dim3(1), dim3(128), smem}, 136, 0, early.data(), late.data());
+    const ds::Status outside = ds::launch(wgmma_probe, {dim3(1), dim3(128), smem}, 144, 0, early.data(), late.data());
     CHECK_THAT(outside.message(), Catch::Contains("wgmma: operand A must lie in the block's dynamic shared memory"));
   }
   SECTION("the simulator keeps working after a failed launch") {

@@ -26,8 +26,8 @@
 // DEEPSHOCK_WGMMA is 1 where they can be used — the device pass for sm_90a and the simulator —
 // and kernels choose another path otherwise (the grouped GEMM falls back to mma.sync).
 // Simulator model: the instruction is computed per thread from shared memory with fp32 fused
-// multiply-adds in k order at the issue; the accumulators hold NaN until the wait, which
-// recomputes the result and fails the launch if an operand changed in flight. Operands must lie
+// multiply-adds in k order at the issue; the accumulators hold NaN until the wait, which reads
+// the thread's operands again and fails the launch if one changed in flight. Operands must lie
 // in the block's dynamic shared memory; the model also checks the tile alignment rules above.
 // The proxy fence is a no-op in the model (a missing one is not detected).
 #pragma once
@@ -87,14 +87,30 @@ inline float sw128_load(const void* tile, int row, int k) {
   return T::from_bits(bits).to_float();
 }
 
-/// This thread's part of D = A * B^T + D_in (see the fragment layout in the file comment).
+/// The operands this thread's part of the instruction reads: A rows 16w + g and 16w + g + 8, then
+/// B columns 8j + 2t + c (j < N / 8, c < 2), 16 values of k each (fragment layout in the file
+/// comment; g = lane / 4, t = lane % 4).
+template <int N>
+inline constexpr int kWgmmaOperands = (2 + N / 4) * 16;
+
 template <class T, int N>
-inline void wgmma_compute(const sim::detail::Thread::AsyncMma& op, unsigned linear, float* result) {
+inline void wgmma_gather(const sim::detail::Thread::AsyncMma& op, unsigned linear, float* v) {
   const int w = static_cast<int>((linear / 32) % 4), lane = static_cast<int>(linear % 32);
+  for (int h = 0; h < 2; ++h)
+    for (int k = 0; k < 16; ++k) v[h * 16 + k] = sw128_load<T>(op.a, 16 * w + lane / 4 + 8 * h, k);
+  for (int c = 0; c < N / 4; ++c)
+    for (int k = 0; k < 16; ++k) v[(2 + c) * 16 + k] = sw128_load<T>(op.b, 8 * (c / 2) + 2 * (lane % 4) + c % 2, k);
+}
+
+/// This thread's part of D = A * B^T + D_in from its gathered operands: element i is row half
+/// (i / 2) % 2, column (i / 4) * 2 + i % 2 of the gather, fused multiply-adds in k order.
+template <int N>
+inline void wgmma_compute(const float* v, const float* in, float* result) {
   for (int i = 0; i < N / 2; ++i) {
-    const int row = 16 * w + lane / 4 + 8 * ((i / 2) % 2), col = 8 * (i / 4) + 2 * (lane % 4) + (i % 2);
-    float acc = op.in[i];
-    for (int k = 0; k < 16; ++k) acc = std::fma(sw128_load<T>(op.a, row, k), sw128_load<T>(op.b, col, k), acc);
+    const float* a = v + ((i / 2) % 2) * 16;
+    const float* b = v + (2 + (i / 4) * 2 + i % 2) * 16;
+    float acc = in[i];
+    for (int k = 0; k < 16; ++k) acc = std::fma(a[k], b[k], acc);
     result[i] = acc;
   }
 }
@@ -119,15 +135,18 @@ inline void wgmma_issue(float* d, const void* a, const void* b) {
   if ((static_cast<unsigned long long>(bd.x) * bd.y * bd.z) % 128 != 0) sim::detail::fail("wgmma: the block must consist of whole warpgroups (128 threads)");
   wgmma_check_operand(a, 64, "A");
   wgmma_check_operand(b, N, "B");
-  sim::detail::Thread::AsyncMma op{d, a, b, t.mma_committed, &wgmma_compute<T, N>, {}, {}};
+  sim::detail::Thread::AsyncMma op{d, a, b, t.mma_committed, &wgmma_gather<T, N>, {}, {}};
   // The input accumulators: the result of the newest instruction in flight on the same
   // registers (in-order accumulation, as the hardware guarantees for one shape), else d.
   const sim::detail::Thread::AsyncMma* prev = nullptr;
   for (const auto& o : t.async_mmas)
     if (o.d == d) prev = &o;
-  op.in = prev != nullptr ? prev->out : std::vector<float>(d, d + N / 2);
+  float in[N / 2];
+  std::memcpy(in, prev != nullptr ? prev->out.data() : d, sizeof in);
+  op.operands.resize(kWgmmaOperands<N>);
+  wgmma_gather<T, N>(op, t.linear, op.operands.data());
   op.out.resize(N / 2);
-  wgmma_compute<T, N>(op, t.linear, op.out.data());
+  wgmma_compute<N>(op.operands.data(), in, op.out.data());
   for (int i = 0; i < N / 2; ++i) d[i] = std::numeric_limits<float>::quiet_NaN();
   t.async_mmas.push_back(std::move(op));
 }
@@ -140,9 +159,9 @@ inline void wgmma_wait_model(unsigned n) {
   for (std::size_t i = 0; i < t.async_mmas.size(); ++i) {
     auto& o = t.async_mmas[i];
     if (o.group < limit) {
-      again.assign(o.out.size(), 0.0f);
-      o.compute(o, t.linear, again.data());
-      if (std::memcmp(again.data(), o.out.data(), again.size() * sizeof(float)) != 0)
+      again.assign(o.operands.size(), 0.0f);
+      o.gather(o, t.linear, again.data());
+      if (std::memcmp(again.data(), o.operands.data(), again.size() * sizeof(float)) != 0)
         sim::detail::fail("wgmma: a shared-memory operand changed while the instruction was in flight (refilled before wgmma.wait_group?)");
       std::memcpy(o.d, o.out.data(), o.out.size() * sizeof(float));
     } else {

@@ -208,16 +208,16 @@ struct Thread {
   std::vector<AsyncCopy> async_copies;
   unsigned async_committed = 0;
   // wgmma model (platform/wgmma.hpp): asynchronous warpgroup MMAs issued and not yet completed.
-  // `in` holds the accumulators the instruction started from, `out` its result as computed at
-  // the issue; the wait recomputes it from shared memory as it is then and fails the launch if
-  // the two differ (an operand overwritten while in flight).
+  // `operands` are the shared-memory values this thread's part read at the issue and `out` its
+  // result; the wait gathers the operands again and fails the launch if they changed while the
+  // instruction was in flight, then writes `out` to the registers at `d`.
   struct AsyncMma {
     float* d;
     const void* a;
     const void* b;
     unsigned group;
-    void (*compute)(const AsyncMma&, unsigned linear, float* result);
-    std::vector<float> in, out;
+    void (*gather)(const AsyncMma&, unsigned linear, float* operands);
+    std::vector<float> operands, out;
   };
   std::vector<AsyncMma> async_mmas;
   unsigned mma_committed = 0;
