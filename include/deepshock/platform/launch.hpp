@@ -14,6 +14,7 @@
 #include <cstddef>
 #include <functional>
 #include <mutex>
+#include <string>
 #include <tuple>
 #include <unordered_map>
 #include <type_traits>
@@ -44,11 +45,13 @@ namespace detail {
 /// Opts `kernel` into `dynamic_bytes` of dynamic shared memory when static + dynamic exceeds
 /// 48 KiB. Per (kernel, device) the static size is asked of the runtime once and the opt-in is
 /// remembered, so a steady stream of launches costs one cudaGetDevice and a map lookup, not a
-/// cudaFuncSetAttribute each (host time matters at decode).
+/// cudaFuncSetAttribute each (host time matters at decode). More than the device's opt-in
+/// maximum per block is an invalid_argument naming smem_bytes (e.g. Hopper tiles on an sm_89 GPU).
 inline Status opt_in_smem(const void* kernel, std::size_t dynamic_bytes) {
   struct Entry {
     std::size_t static_bytes = 0;
-    std::size_t opted = 0;  ///< largest dynamic size set so far
+    std::size_t opted = 0;      ///< largest dynamic size set so far
+    std::size_t max_block = 0;  ///< the device's opt-in maximum of shared memory per block
   };
   struct Key {
     const void* kernel;
@@ -68,10 +71,17 @@ inline Status opt_in_smem(const void* kernel, std::size_t dynamic_bytes) {
   if (it == cache.end()) {
     cudaFuncAttributes attr{};
     DEEPSHOCK_RETURN_IF_ERROR(rt::from_cuda(cudaFuncGetAttributes(&attr, kernel), "cudaFuncGetAttributes"));
-    it = cache.emplace(key, Entry{attr.sharedSizeBytes, 0}).first;
+    int max_block = 0;
+    DEEPSHOCK_RETURN_IF_ERROR(
+        rt::from_cuda(cudaDeviceGetAttribute(&max_block, cudaDevAttrMaxSharedMemoryPerBlockOptin, device), "cudaDeviceGetAttribute"));
+    it = cache.emplace(key, Entry{attr.sharedSizeBytes, 0, static_cast<std::size_t>(max_block)}).first;
   }
   Entry& e = it->second;
   if (e.static_bytes + dynamic_bytes <= 48 * 1024 || dynamic_bytes <= e.opted) return Status::success();
+  if (e.static_bytes + dynamic_bytes > e.max_block)
+    return Status::invalid_argument("smem_bytes", std::to_string(dynamic_bytes) + " bytes of dynamic (+ " + std::to_string(e.static_bytes) +
+                                                      " static) shared memory exceed this device's maximum of " + std::to_string(e.max_block) +
+                                                      " per block (a tile tuning for another architecture?)");
   DEEPSHOCK_RETURN_IF_ERROR(rt::from_cuda(
       cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(dynamic_bytes)),
       "cudaFuncSetAttribute(MaxDynamicSharedMemorySize)"));
