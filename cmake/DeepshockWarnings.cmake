@@ -1,7 +1,33 @@
 # Warning and sanitizer settings for deepshock's own tests, benchmarks and examples.
 # Applied per target (never directory-wide) through deepshock_project_options().
 
+# The simulator's tensor-core models spend most of their time in std::fma. With the build
+# machine's FMA instructions (-mfma) that is one instruction instead of a libm call; the result is
+# the same (a fused multiply-add is exactly rounded either way), and -ffp-contract=off keeps every
+# other expression rounded as written. Probed by running a program, so binaries built here are
+# meant to run on a machine like this one (gpu_check.sh's CUDA host code does not get the flag).
+set(DEEPSHOCK_HOST_FMA_FLAGS "")
+if(DEEPSHOCK_HOST_FMA AND NOT CMAKE_CROSSCOMPILING)
+  include(CheckCXXSourceRuns)
+  set(CMAKE_REQUIRED_FLAGS "-mfma -ffp-contract=off")
+  check_cxx_source_runs([=[
+    #include <cmath>
+    int main(int argc, char**) {
+      __builtin_cpu_init();
+      if (!__builtin_cpu_supports("fma")) return 1;
+      volatile float a = 1.0f + 0x1p-23f * static_cast<float>(argc);
+      return std::fma(a, a, -a * a) != 0.0f ? 0 : 1;
+    }]=] DEEPSHOCK_HAVE_HOST_FMA)
+  unset(CMAKE_REQUIRED_FLAGS)
+  if(DEEPSHOCK_HAVE_HOST_FMA)
+    set(DEEPSHOCK_HOST_FMA_FLAGS -mfma -ffp-contract=off)
+  endif()
+endif()
+
 function(deepshock_project_options target)
+  foreach(f IN LISTS DEEPSHOCK_HOST_FMA_FLAGS)
+    target_compile_options(${target} PRIVATE $<$<COMPILE_LANGUAGE:CXX>:${f}>)
+  endforeach()
   target_compile_options(${target} PRIVATE
     $<$<COMPILE_LANGUAGE:CXX>:-Wall -Wextra -Wpedantic -Wno-unused-parameter>
     $<$<COMPILE_LANGUAGE:CUDA>:-Xcompiler=-Wall --Werror=cross-execution-space-call>)
