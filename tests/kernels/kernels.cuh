@@ -6,6 +6,8 @@
 
 #include <cstdint>
 
+#include "deepshock/core/philox.hpp"
+#include "deepshock/gate/policies.hpp"
 #include "deepshock/platform/block.hpp"
 #include "deepshock/platform/launch.hpp"
 #include "deepshock/platform/memory.hpp"
@@ -15,6 +17,29 @@
 
 namespace ds_kernels {
 using namespace deepshock;
+
+// ---- counter-based random numbers ----------------------------------------------------------
+/// For i < n: the Philox4x32-10 block of counter {i, 7i, 0, 0} under `seed` (4 words), Box-Muller
+/// of its first two words, and the noisy router's draw gate_noise(seed, i / experts, i % experts);
+/// then Box-Muller of the given (a[j], b[j]) pairs (edge inputs) for j < m.
+DEEPSHOCK_KERNEL void philox_draws_kernel(std::uint64_t seed, int n, int experts, std::uint32_t* words, float* normals, float* noise,
+                                          const std::uint32_t* a, const std::uint32_t* b, int m, float* edge) {
+  const int i = static_cast<int>(blockIdx.x * blockDim.x + threadIdx.x);
+  if (i < n) {
+    const u32x4 r = Philox4x32::generate(u32x4{{static_cast<std::uint32_t>(i), 7u * static_cast<std::uint32_t>(i), 0u, 0u}},
+                                         u32x2{{static_cast<std::uint32_t>(seed), static_cast<std::uint32_t>(seed >> 32)}});
+    for (int k = 0; k < 4; ++k) words[4 * i + k] = r.v[k];
+    const f32x2 z = box_muller(r.v[0], r.v[1]);
+    normals[2 * i] = z.x;
+    normals[2 * i + 1] = z.y;
+    noise[i] = gate::gate_noise(seed, i / experts, i % experts);
+  }
+  if (i < m) {
+    const f32x2 z = box_muller(a[i], b[i]);
+    edge[2 * i] = z.x;
+    edge[2 * i + 1] = z.y;
+  }
+}
 
 // ---- block primitives ------------------------------------------------------------------------
 /// out[b] = sum of x[b*seg, min(n, (b+1)*seg)).

@@ -25,7 +25,10 @@ void graph_replays_bitwise(const moe::LayerDims& dims, int T, std::mt19937_64& r
   const auto w = P.weights(true);
   INFO(layer.kernel_plan(in, w));
 
-  // Capture one run (no host synchronisation or allocation may happen inside).
+  // A warm-up run outside the capture (module loading, shared-memory attributes: see layer.hpp),
+  // then capture one run (no host synchronisation or allocation may happen inside).
+  DS_REQUIRE_OK(layer.run(in, w, out, ws.data(), layer.workspace_bytes(), stream.get()));
+  DS_REQUIRE_OK(stream.synchronize());
   cudaGraph_t graph = nullptr;
   cudaGraphExec_t exec = nullptr;
   REQUIRE(cudaStreamBeginCapture(stream.get(), cudaStreamCaptureModeThreadLocal) == cudaSuccess);

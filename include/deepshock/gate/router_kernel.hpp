@@ -200,7 +200,8 @@ DEEPSHOCK_DEVICE void route_token(const float* row, const float* noise_row, int 
   // Group-limited selection.
   if constexpr (Policy::kGroupScore != GroupScore::none && Policy::kGroups > 1) {
     constexpr int G = Policy::kGroups, GS = Policy::kGroupSize;
-    float gscore[G];
+    float gscore[G];  // indexed by constants only (unrolled loops): stays in registers
+    DEEPSHOCK_UNROLL
     for (int g = 0; g < G; ++g) {
       Top2 local{-INFINITY, -INFINITY};
       DEEPSHOCK_UNROLL
@@ -212,8 +213,13 @@ DEEPSHOCK_DEVICE void route_token(const float* row, const float* noise_row, int 
     unsigned long long kept = 0;
     for (int r = 0; r < Policy::kKeepGroups; ++r) {
       int pick = -1;
+      float best = 0.0f;
+      DEEPSHOCK_UNROLL
       for (int g = 0; g < G; ++g)
-        if (!(kept >> g & 1ull) && (pick < 0 || gscore[g] > gscore[pick])) pick = g;
+        if (!(kept >> g & 1ull) && (pick < 0 || gscore[g] > best)) {
+          pick = g;
+          best = gscore[g];
+        }
       kept |= 1ull << pick;
     }
     DEEPSHOCK_UNROLL

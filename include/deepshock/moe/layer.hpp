@@ -21,8 +21,11 @@
 //   6. combine: y[t] = sum_j (slot order) + g_t * shared, rounded once to T.
 // `run_routed` starts at stage 2 with caller-supplied ids and weights.
 // Nothing allocates or synchronises the host (except run_routed's optional id check), and the
-// launch grids depend only on T, so a captured CUDA graph replays a run for a fixed T. With the
-// default OrderedCombine the output is bitwise reproducible.
+// launch grids depend only on T, so a captured CUDA graph replays a run for a fixed T. Run the
+// layer once outside the capture first (as engines warm up before capturing): the first launch
+// of each kernel loads its module and raises its shared-memory limit (launch.hpp), which drivers
+// older than CUDA 12.3 do not allow during a capture. With the default OrderedCombine the output
+// is bitwise reproducible.
 #pragma once
 
 #include <cstddef>
