@@ -3,6 +3,7 @@
 // independent implementation (tools/dp_golden.py, numpy/scipy, checked with 50-digit mpmath).
 #include <catch2/catch.hpp>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdlib>
 #include <fstream>
@@ -196,6 +197,19 @@ TEST_CASE("composed epsilon matches REFERENCE.md and the golden table", "[host]"
     CHECK(close(classic.epsilon, num(r[8]), kEpsRel));
     CHECK(classic.order == num(r[9]));
     CHECK(improved.epsilon < classic.epsilon);
+  }
+  // Published epsilons (TensorFlow Privacy's MNIST tutorial table, REFERENCE.md), to the digits
+  // published: the C++ accountant reproduces them as the script does.
+  const auto published = golden_rows("published");
+  REQUIRE(published.size() >= 4);
+  for (const auto& p : published) {
+    const auto row = std::find_if(rows.begin(), rows.end(), [&](const auto& r) { return r[1] == p[1]; });
+    REQUIRE(row != rows.end());
+    const double q = num((*row)[2]), sigma = num((*row)[3]), delta = num((*row)[5]);
+    const auto steps = static_cast<std::int64_t>(std::strtoll((*row)[4].c_str(), nullptr, 10));
+    const dp::Conversion c = p[2] == "classic" ? dp::Conversion::classic : dp::Conversion::improved;
+    INFO(p[1] << " " << p[2] << ": published " << p[3]);
+    CHECK(std::fabs(eps_for(q, sigma, steps, delta, c) - num(p[3])) < 0.5 * std::pow(10.0, -num(p[4])));
   }
   // Composing in pieces equals composing at once.
   dp::RdpAccountant a, b;
