@@ -23,6 +23,8 @@
 //     fp32, so near-ties may route differently there. Both validate like the device layer and
 //     return the same Status. Expert parallelism as in moe::Layer: with RouterOptions'
 //     [expert_begin, expert_end) the weights w1 / w3 / w2 hold those experts only.
+//   host::run(layer, weights, in, out) — run_layer for a configured moe::Layer (its dims,
+//     routing parameters and options), where moe::Layer exists (nvcc or simulator builds).
 #pragma once
 
 #include <cmath>
@@ -486,6 +488,24 @@ Status run_layer(const LayerDims& d, const gate::PolicyParams& params, const gat
     return Status::success();
   }
 }
+
+#if DEEPSHOCK_HAS_KERNELS
+}  // namespace host
+
+template <class Gate, class ExpertT, class T, class Combine, class Tuning>
+class Layer;  // moe/layer.hpp
+
+namespace host {
+/// The CPU executor for a configured moe::Layer (in builds that have it: nvcc or the simulator):
+/// run_layer with the layer's dims, routing parameters and options (expert range included), on
+/// host pointers. Returns the layer's own status first if its configuration was rejected.
+template <class Gate, class ExpertT, class T, class Combine, class Tuning>
+Status run(const Layer<Gate, ExpertT, T, Combine, Tuning>& layer, const LayerWeights<T, ExpertT>& w, const LayerInputs<T>& in,
+           const LayerOutputs<T>& out) {
+  DEEPSHOCK_RETURN_IF_ERROR(layer.status());
+  return run_layer<Gate>(layer.dims(), layer.router().params(), layer.router().options(), w, in, out);
+}
+#endif
 
 }  // namespace host
 }  // namespace deepshock::moe
