@@ -27,7 +27,9 @@
 
 namespace deepshock::gate {
 
-/// Inputs of the fused router (device pointers).
+/// Inputs of the fused router (device pointers). E is the policy's compile-time expert count, so
+/// W_g must be [E, H] with the same H as x; the only run-time length the router can check against
+/// E is `bias_size`.
 template <class In>
 struct GateInputs {
   const In* x = nullptr;        ///< [T, H] hidden states

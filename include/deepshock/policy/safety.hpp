@@ -24,6 +24,10 @@
 // so a fraction ~gamma of the vocabulary is green for each (key, previous token).
 // Detection: watermark_score() re-derives each token's list from its predecessor and returns
 // z = (G - gamma T) / sqrt(T gamma (1 - gamma)) over T scored tokens; z >= 4 flags a watermark.
+// The context is one previous token (Kirchenbauer et al.'s h = 1 scheme), the only one built in.
+// A caller wanting a wider context can pass a 32-bit hash of the last tokens as prev_token and
+// score with watermark_is_green() on the same values (watermark_score() derives prev from the
+// preceding token itself). Detection runs on the host: scoring a finished text is not a hot loop.
 #pragma once
 
 #include <cmath>
