@@ -155,7 +155,7 @@ DEEPSHOCK_DEVICE int scan_experts(int count, int E, long long n, const DispatchO
 /// One block of at least E threads (a multiple of 32, <= 1024): expert counts and offsets, the
 /// invalid count, the tile offsets (when asked), and chunk_counts rewritten as (expert,
 /// chunk)-order exclusive offsets.
-DEEPSHOCK_KERNEL void dispatch_scan_kernel(int* chunk_counts, long long chunks, int E, long long n, DispatchOutputs out) {
+DEEPSHOCK_KERNEL void __launch_bounds__(1024) dispatch_scan_kernel(int* chunk_counts, long long chunks, int E, long long n, DispatchOutputs out) {
   __shared__ int scratch[block::kScratchWords];
   const int e = static_cast<int>(threadIdx.x);
   int count = 0;
@@ -190,7 +190,7 @@ DEEPSHOCK_KERNEL void dispatch_place_kernel(const int* ids, long long n, int k, 
 
 /// n <= kDispatchChunk: count, scan and place in one block of at least E threads (a multiple of
 /// 32, <= 1024); the same integers as the three kernels above with one chunk.
-DEEPSHOCK_KERNEL void dispatch_single_kernel(const int* ids, long long n, int k, int first, int E, DispatchOutputs out) {
+DEEPSHOCK_KERNEL void __launch_bounds__(1024) dispatch_single_kernel(const int* ids, long long n, int k, int first, int E, DispatchOutputs out) {
   __shared__ int next[kMaxDispatchExperts];
   __shared__ int scratch[block::kScratchWords];
   const int tid = static_cast<int>(threadIdx.x), threads = static_cast<int>(blockDim.x);

@@ -161,7 +161,7 @@ namespace detail {
 /// one float4 (columns 4j..4j+3 of one row; vocab % 4 == 0 and 16-byte alignment checked by
 /// the host). `in` may equal `out`: every element is read and written by the same thread.
 template <class P, bool Vec4>
-DEEPSHOCK_KERNEL void pipeline_kernel(typename P::Params params, const float* in, float* out, int rows, int vocab) {
+DEEPSHOCK_KERNEL void __launch_bounds__(1024) pipeline_kernel(typename P::Params params, const float* in, float* out, int rows, int vocab) {
   const int n = Vec4 ? vocab / 4 : vocab;  // items per row
   const int stride = static_cast<int>(gridDim.x * blockDim.x);
   for (int r = static_cast<int>(blockIdx.y); r < rows; r += static_cast<int>(gridDim.y)) {
