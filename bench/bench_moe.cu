@@ -15,7 +15,8 @@
 //   cublas_loop/<model>/T:n  "per-expert cuBLAS loop, as frameworks do", same routing as routed/:
 //                            the tokens are grouped per expert on the host once (untimed); timed:
 //                            shared expert as dense GEMMs (cublasGemmEx bf16 in, fp32 compute) with
-//                            its down projection writing fp32 y (or a memset of y without one),
+//                            its down projection writing fp32 y (or a memset of y without one;
+//                            Qwen1.5's sigmoid gate: a GEMV for x . w_sg, then y rows scaled),
 //                            then for each touched expert a gather of its token rows, GEMMs for W1
 //                            and W3 (bf16 out), an elementwise SwiGLU, a GEMM for W2 and a scatter-
 //                            add of w * out into fp32 y (no atomics needed: one stream, and each
@@ -26,10 +27,13 @@
 //
 // Bytes (what must move: every input read once, every output written once):
 //   2TH (x) + 2TH (y) + 8Tk (ids + weights) + touched x 3HI x 2 (the routed experts this routing
-//   touches, from expert_counts of a warm-up run) + 3 H Is x 2 (shared) [+ 2EH router weights
-//   + 4E bias, layer/ only]; router/: 2TH + 2EH + 8Tk + 4E [+ 4E bias].
+//   touches, from expert_counts of a warm-up run) + 3 H Is x 2 (shared) [+ 2H shared gate]
+//   [+ 2EH router weights + 4E bias, layer/ only]; router/: 2TH + 2EH + 8Tk + 4E [+ 4E bias].
 // FLOPs: 2 x 3 x H x I per routed assignment (T k of them) + 2 x 3 x H x Is x T (shared)
-//   [+ 2TEH router, layer/ and router/].
+//   [+ 2TH shared gate] [+ 2TEH router, layer/ and router/].
+// Models: DeepSeek-V2-Lite (with the stage and tile rows), Qwen3-30B-A3B (tile rows), Mixtral
+// 8x7B, DeepSeek-V3, then the hopper_wgmma tile rows, then DeepSeek-V2 and Qwen1.5-MoE (sigmoid-
+// gated shared expert) last.
 // routed/ and cublas_loop/ count the same bytes and FLOPs, so the ratio of their GB/s is the ratio
 // of their times; layer/ adds the router on top. Counters (bench_util.hpp, set_roofline_counters):
 // bytes_per_second, pct_of_bw_roofline (4.8 TB/s), flop_per_second, pct_of_flop_roofline
@@ -68,13 +72,16 @@ using ds::bf16;
 using ds::Status;
 
 // ---- model shapes (bench/support/models.hpp) -------------------------------------------------------
+using models::DeepSeekV2;  // 160 experts, 7.5 GB of bf16 expert weights
 using models::DeepSeekV2Lite;
 using models::DeepSeekV3;  // the routed part + 1 shared expert; 22.5 GB of bf16 expert weights
 using models::Mixtral8x7B;
+using models::Qwen15MoE;  // sigmoid-gated shared expert
 using models::Qwen3_30B_A3B;
 
 // ---- kernels (launched through deepshock::launch) ----------------------------------------------------
-constexpr std::uint32_t kSeedX = 11, kSeedGate = 22, kSeedW1 = 33, kSeedW3 = 44, kSeedW2 = 55, kSeedS1 = 66, kSeedS3 = 77, kSeedS2 = 88;
+constexpr std::uint32_t kSeedX = 11, kSeedGate = 22, kSeedW1 = 33, kSeedW3 = 44, kSeedW2 = 55, kSeedS1 = 66, kSeedS3 = 77, kSeedS2 = 88,
+                        kSeedSg = 99;
 
 /// Uniform in [-1, 1) from a 64-bit mix of (i, seed) (splitmix64 finaliser).
 DEEPSHOCK_HOST_DEVICE float hash_pm1(unsigned long long i, std::uint32_t seed) {
@@ -107,6 +114,12 @@ DEEPSHOCK_KERNEL void scatter_add_kernel(const bf16* o, const int* tok, const fl
   const float s = w[r];
   float* dst = y + static_cast<long long>(tok[r]) * H;
   for (int h = static_cast<int>(threadIdx.x); h < H; h += static_cast<int>(blockDim.x)) dst[h] += s * o[r * H + h].to_float();
+}
+/// y[t] *= sigmoid(logit[t]); one block per row (the sigmoid-gated shared expert).
+DEEPSHOCK_KERNEL void scale_rows_sigmoid_kernel(float* y, const float* logit, int H) {
+  const long long t = blockIdx.x;
+  const float g = 1.0f / (1.0f + expf(-logit[t]));
+  for (int h = static_cast<int>(threadIdx.x); h < H; h += static_cast<int>(blockDim.x)) y[t * H + h] *= g;
 }
 DEEPSHOCK_KERNEL void cast_kernel(const float* y32, long long n, bf16* y) {
   const long long i = static_cast<long long>(blockIdx.x) * blockDim.x + threadIdx.x;
@@ -148,7 +161,7 @@ Status gemm_xwt(cublasHandle_t h, const bf16* X, const bf16* W, void* C, cudaDat
 // ---- weights: one model at a time ----------------------------------------------------------------------
 struct ModelWeights {
   std::string name;
-  rt::DeviceBuffer<bf16> w_gate, w1, w3, w2, s1, s3, s2;
+  rt::DeviceBuffer<bf16> w_gate, w1, w3, w2, s1, s3, s2, sg;
   rt::DeviceBuffer<float> bias;
 };
 std::unique_ptr<ModelWeights>& weight_cache() {
@@ -183,6 +196,11 @@ Status load_weights(const ModelWeights*& out, rt::stream_t s) {
     DEEPSHOCK_RETURN_IF_ERROR(fill(w->s3, kSeedS3, sh, s));
     DEEPSHOCK_RETURN_IF_ERROR(fill(w->s2, kSeedS2, 3.0f / std::sqrt(static_cast<float>(Is)), s));
   }
+  if constexpr (models::sigmoid_shared_gate<M>()) {
+    static_assert(Is > 0, "a sigmoid shared gate needs a shared expert");
+    DEEPSHOCK_RETURN_IF_ERROR(w->sg.allocate(H));
+    DEEPSHOCK_RETURN_IF_ERROR(fill(w->sg, kSeedSg, sh, s));
+  }
   if constexpr (M::Gate::kUsesBias) {
     DEEPSHOCK_RETURN_IF_ERROR(w->bias.allocate(E));
     DEEPSHOCK_RETURN_IF_ERROR(w->bias.fill_bytes(0, s));  // zeros
@@ -200,6 +218,7 @@ struct MoeBench {
   using Gate = typename M::Gate;
   using LayerT = moe::Layer<Gate, moe::Expert<>, bf16, moe::OrderedCombine, Tuning>;
   static constexpr int E = Gate::kExperts, K = Gate::kTopK, H = M::kHidden, I = M::kInter, Is = M::kShared;
+  static constexpr bool kSigmoidGate = models::sigmoid_shared_gate<M>();
 
   explicit MoeBench(int tokens) : T(tokens), layer(moe::LayerDims{H, I, Is, tokens}, models::params<M>(), models::options<M>()) {}
 
@@ -233,6 +252,10 @@ struct MoeBench {
       w.shared_w1 = mw->s1.data();
       w.shared_w3 = mw->s3.data();
       w.shared_w2 = mw->s2.data();
+    }
+    if (kSigmoidGate) {
+      w.shared_gate = mw->sg.data();
+      w.shared_gate_kind = moe::SharedGate::sigmoid;
     }
     const std::size_t tn = static_cast<std::size_t>(T);
     DEEPSHOCK_RETURN_IF_ERROR(x.allocate(tn * H));
@@ -274,12 +297,12 @@ struct MoeBench {
 
   /// Bytes and FLOPs of the experts + combine (routed/, cublas_loop/); with_router adds the gate.
   double bytes(bool with_router) const {
-    double b = 4.0 * T * H + 8.0 * T * K + 6.0 * touched * H * I + 6.0 * H * Is;
+    double b = 4.0 * T * H + 8.0 * T * K + 6.0 * touched * H * I + 6.0 * H * Is + (kSigmoidGate ? 2.0 * H : 0.0);
     if (with_router) b += 2.0 * E * H + (Gate::kUsesBias ? 4.0 * E : 0.0);
     return b;
   }
   double flops(bool with_router) const {
-    double f = 6.0 * H * I * static_cast<double>(assignments) + 6.0 * H * Is * static_cast<double>(T);
+    double f = 6.0 * H * I * static_cast<double>(assignments) + 6.0 * H * Is * static_cast<double>(T) + (kSigmoidGate ? 2.0 * T * H : 0.0);
     if (with_router) f += 2.0 * T * E * H;
     return f;
   }
@@ -298,7 +321,7 @@ struct CublasLoop {
   cublasHandle_t blas{};
   std::vector<int> offsets;  // [E + 1] rows of each expert in the grouped order
   rt::DeviceBuffer<int> tok;
-  rt::DeviceBuffer<float> wt, y32;
+  rt::DeviceBuffer<float> wt, y32, sg_logit;
   rt::DeviceBuffer<bf16> xg, g1, g3, o2, sg1, sg3, y;
 
   explicit CublasLoop(const MoeBench<M>& bench) : b(bench) {}
@@ -340,6 +363,7 @@ struct CublasLoop {
       DEEPSHOCK_RETURN_IF_ERROR(alloc(sg1, tn * Is));
       DEEPSHOCK_RETURN_IF_ERROR(alloc(sg3, tn * Is));
     }
+    if (MoeBench<M>::kSigmoidGate) DEEPSHOCK_RETURN_IF_ERROR(alloc(sg_logit, tn));
     return rt::stream_synchronize(b.s());
   }
 
@@ -354,6 +378,11 @@ struct CublasLoop {
       DEEPSHOCK_RETURN_IF_ERROR(gemm_xwt(blas, b.x.data(), b.w.shared_w3, sg3.data(), CUDA_R_16BF, T, Is, H, 0.0f));
       DEEPSHOCK_RETURN_IF_ERROR(ds::launch(swiglu_kernel, {dim3(blocks_for(ti, 256)), dim3(256), 0, s}, sg1.data(), sg3.data(), ti));
       DEEPSHOCK_RETURN_IF_ERROR(gemm_xwt(blas, sg1.data(), b.w.shared_w2, y32.data(), CUDA_R_32F, T, H, Is, 0.0f));
+      if (MoeBench<M>::kSigmoidGate) {  // y = sigmoid(x . w_sg) * shared(x), before the routed adds
+        DEEPSHOCK_RETURN_IF_ERROR(gemm_xwt(blas, b.x.data(), b.w.shared_gate, sg_logit.data(), CUDA_R_32F, T, 1, H, 0.0f));
+        DEEPSHOCK_RETURN_IF_ERROR(
+            ds::launch(scale_rows_sigmoid_kernel, {dim3(static_cast<unsigned>(T)), dim3(256), 0, s}, y32.data(), sg_logit.data(), H));
+      }
     } else {
       DEEPSHOCK_RETURN_IF_ERROR(rt::memset_async(y32.data(), 0, sizeof(float) * static_cast<std::size_t>(th), s));
     }
@@ -581,6 +610,8 @@ void register_hopper_tiles() {
   register_model<DeepSeekV3>(false, false);
   register_hopper_tiles<DeepSeekV2Lite>();
   register_hopper_tiles<Qwen3_30B_A3B>();
+  register_model<DeepSeekV2>(false, false);
+  register_model<Qwen15MoE>(false, false);
   return true;
 }();
 

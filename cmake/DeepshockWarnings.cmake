@@ -5,7 +5,8 @@
 # machine's FMA instructions (-mfma) that is one instruction instead of a libm call; the result is
 # the same (a fused multiply-add is exactly rounded either way), and -ffp-contract=off keeps every
 # other expression rounded as written. Probed by running a program, so binaries built here are
-# meant to run on a machine like this one (gpu_check.sh's CUDA host code does not get the flag).
+# meant to run on a machine like this one; scripts/gpu_check.sh, whose binaries travel to a GPU
+# machine, turns it off (DEEPSHOCK_HOST_FMA=OFF).
 set(DEEPSHOCK_HOST_FMA_FLAGS "")
 if(DEEPSHOCK_HOST_FMA AND NOT CMAKE_CROSSCOMPILING)
   include(CheckCXXSourceRuns)

@@ -25,7 +25,7 @@ gpu_build() {
   ds_install_deps
   command -v nvcc >/dev/null 2>&1 || { echo "gpu_check: nvcc not found" >&2; exit 1; }
   cmake -S "$DS_ROOT" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release -DCMAKE_CUDA_ARCHITECTURES=90a \
-    -DCMAKE_CUDA_COMPILER="$(command -v nvcc)" -DDEEPSHOCK_HEADER_CHECKS=OFF >/dev/null
+    -DCMAKE_CUDA_COMPILER="$(command -v nvcc)" -DDEEPSHOCK_HEADER_CHECKS=OFF -DDEEPSHOCK_HOST_FMA=OFF >/dev/null
   cmake --build "$build" -j "${DS_JOBS:-2}" --target ${GPU_TARGETS}
   # Shared libraries the binaries need that a bare GPU machine may lack.
   mkdir -p "$build/lib"

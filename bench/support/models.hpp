@@ -49,7 +49,16 @@ struct Qwen15MoE {
   static constexpr int kHidden = 2048, kInter = 1408, kShared = 5632;  // sigmoid-gated shared expert
   static constexpr bool kRenormalize = false;
   static constexpr float kScale = 1.0f;
+  static constexpr bool kSigmoidSharedGate = true;  // shared output x sigmoid(x . w_sg), w_sg [H]
 };
+
+/// Whether the model's shared expert is gated by sigmoid(x . w_sg) (Qwen-MoE) rather than added
+/// with weight 1 (DeepSeek).
+template <class M>
+constexpr bool sigmoid_shared_gate() {
+  if constexpr (requires { M::kSigmoidSharedGate; }) return M::kSigmoidSharedGate;
+  else return false;
+}
 
 /// The model's routing parameters: the policy's defaults with the model's renormalisation.
 template <class M>
