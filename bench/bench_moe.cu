@@ -8,6 +8,12 @@
 //                            weights of one Layer::run: everything but the router
 //   router/<model>/T:n       gate::Router::run alone (DeepSeek-V2-Lite only)
 //   dispatch/<model>/T:n     moe::dispatch alone (DeepSeek-V2-Lite only)
+//   through_dispatch/<model>/T:n, through_gemm1/<model>/T:n  routed/ stopped after dispatch and
+//                            after grouped GEMM 1 (RunOptions::stop_after; DeepSeek-V2-Lite only):
+//                            GEMM 1 = through_gemm1 - through_dispatch, GEMM 2 + combine =
+//                            routed - through_gemm1. Bytes of through_gemm1: x, ids, weights, the
+//                            touched experts' W1 and W3, h written (2TkI) and the shared W1, W3;
+//                            FLOPs: GEMM 1's. through_dispatch: the bytes of dispatch/.
 //   tiles/<model>/<tuning>/T:n  routed/ with other grouped-GEMM tile tunings (moe::GemmTuningOf;
 //                            DeepSeek-V2-Lite and Qwen3 only, T in {1, 8, 32, 1024, 8192}): the
 //                            data to choose moe::GemmTuning from; hopper_wgmma
@@ -280,11 +286,11 @@ struct MoeBench {
   moe::LayerOutputs<bf16> outputs() const { return {y.data(), 0, ids.data(), weights.data(), counts.data(), nullptr}; }
 
   Status run() const { return layer.run(inputs(), w, outputs(), workspace.data(), workspace.size(), s()); }
-  Status run_routed() const {
+  Status run_routed(moe::Stage stop = moe::Stage::all) const {
     moe::LayerOutputs<bf16> o;
     o.y = y.data();
     return layer.run_routed(inputs(), ids.data(), weights.data(), w, o, workspace.data(), workspace.size(), s(),
-                            moe::RunOptions{.check_ids = false});
+                            moe::RunOptions{.check_ids = false, .stop_after = stop});
   }
   Status route() const {
     gate::GateInputs<bf16> in{x.data(), w.w_gate, nullptr, T, H, w.gate_bias, w.gate_bias_size};
@@ -551,6 +557,24 @@ void BM_dispatch(benchmark::State& state) {
   b.counters(state, bytes, 0.0);
 }
 
+/// routed/ stopped after a stage (profiling by difference, see the file comment).
+template <class M, moe::Stage Stop>
+void BM_through(benchmark::State& state) {
+  using G = typename M::Gate;
+  state.SetLabel(model_label<M>() + (Stop == moe::Stage::dispatch ? " (through dispatch)" : " (through GEMM 1)"));
+  MoeBench<M> b(static_cast<int>(state.range(0)));
+  if (!bench::ok_or_skip(state, b.init()) || !bench::ok_or_skip(state, b.run_routed(Stop))) return;
+  if (!time_loop(state, b, [&]() -> Status { return b.run_routed(Stop); })) return;
+  const double T = b.T, H = M::kHidden, I = M::kInter, Is = M::kShared, n = T * G::kTopK, E = G::kExperts;
+  if constexpr (Stop == moe::Stage::dispatch) {
+    b.counters(state, 4.0 * (2.0 * n + 3.0 * n) + 4.0 * (2.0 * E + 1), 0.0);
+  } else {
+    const double bytes = 2.0 * T * H + 8.0 * n + 4.0 * b.touched * H * I + 2.0 * static_cast<double>(b.assignments) * I + 4.0 * H * Is +
+                         2.0 * T * Is;
+    b.counters(state, bytes, 4.0 * H * I * static_cast<double>(b.assignments) + 4.0 * H * Is * T);
+  }
+}
+
 template <class M>
 void BM_cublas_loop(benchmark::State& state) {
   state.SetLabel(model_label<M>() + " (per-expert cuBLAS loop)");
@@ -581,6 +605,8 @@ void register_model(bool stages, bool tile_sweep) {
   add("routed", BM_routed<M>);
   if (stages) add("router", BM_router<M>);
   if (stages) add("dispatch", BM_dispatch<M>);
+  if (stages) add("through_dispatch", BM_through<M, moe::Stage::dispatch>);
+  if (stages) add("through_gemm1", BM_through<M, moe::Stage::gemm1>);
   add("cublas_loop", BM_cublas_loop<M>);
   if (tile_sweep) {
     auto tiles = [](const char* name, void (*fn)(benchmark::State&)) {

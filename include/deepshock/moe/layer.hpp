@@ -128,6 +128,13 @@ DEEPSHOCK_KERNEL void count_bad_ids_kernel(const int* ids, long long n, int E, i
 
 }  // namespace kernels
 
+/// The stages of a run, in order (RunOptions::stop_after).
+enum class Stage : int {
+  dispatch = 1,  ///< dispatch (the counting sort of the assignments by expert)
+  gemm1 = 2,     ///< + grouped GEMM 1 with the activation (routed and shared experts)
+  all = 3,       ///< + grouped GEMM 2 and the combine: the whole run
+};
+
 /// Per-run options.
 struct RunOptions {
   /// run_routed only: check the caller's ids on the device and return invalid_argument for an
@@ -136,6 +143,10 @@ struct RunOptions {
   /// options.check_ids instead of breaking the capture: pass false there (ids outside [0, E)
   /// then just contribute 0).
   bool check_ids = true;
+  /// run_routed only, a profiling aid: stop after this stage, so that the stages can be timed by
+  /// difference (bench_moe's through_dispatch/ and through_gemm1/ rows). y is written only by
+  /// Stage::all; the stages run are exactly those of a whole run.
+  Stage stop_after = Stage::all;
 };
 
 /// The MoE layer. T: bf16, fp16 (tensor cores) or float (exact testing).
@@ -250,6 +261,9 @@ class Layer {
     if (in.tokens > 0 && topk_weights == nullptr) return Status::invalid_argument("topk_weights", "must not be null");
     if (in.token_mask != nullptr)
       return Status::invalid_argument("token_mask", "run_routed takes the routing as given: give padding tokens ids of -1");
+    if (options.stop_after != Stage::dispatch && options.stop_after != Stage::gemm1 && options.stop_after != Stage::all)
+      return Status::invalid_argument("options.stop_after", "must be Stage::dispatch, gemm1 or all, got " +
+                                                                std::to_string(static_cast<int>(options.stop_after)));
     const Plan p = plan(in.tokens);
     auto* base = static_cast<unsigned char*>(workspace);
     if (in.tokens == 0) return zero_counts(out, stream);
@@ -271,7 +285,7 @@ class Layer {
         return Status::invalid_argument("topk_ids", std::to_string(host_bad) + " id(s) outside [-1, " + std::to_string(kExperts) +
                                                         ") (-1 = no expert)");
     }
-    return experts(in, w, out, topk_ids, topk_weights, base, p, stream);
+    return experts(in, w, out, topk_ids, topk_weights, base, p, stream, options.stop_after);
   }
 
  private:
@@ -350,14 +364,15 @@ class Layer {
   };
   using SharedMlp = Mlp<DownEpilogue<false>>;
 
-  /// GEMM 1 of `a` (and `b`) in one launch, then GEMM 2: one launch when the two down
-  /// epilogues have the same type (ordered combine), else one each.
+  /// GEMM 1 of `a` (and `b`) in one launch, then GEMM 2 (unless up_only): one launch when the two
+  /// down epilogues have the same type (ordered combine), else one each.
   template <class Tile, class EpiA>
-  static Status mlp(const Mlp<EpiA>& a, const SharedMlp* b, rt::stream_t stream) {
+  static Status mlp(const Mlp<EpiA>& a, const SharedMlp* b, rt::stream_t stream, bool up_only) {
     GemmBatch<T, UpEpi> up;
     up.add(a.up, a.up_epi, a.m_tiles, Tile::kBN);
     if (b != nullptr) up.add(b->up, b->up_epi, b->m_tiles, Tile::kBN);
     DEEPSHOCK_RETURN_IF_ERROR((launch_grouped_gemm<T, Tile>(up, stream)));
+    if (up_only) return Status::success();
     GemmBatch<T, EpiA> down;
     down.add(a.down, a.down_epi, a.m_tiles, Tile::kBN);
     if constexpr (std::is_same_v<EpiA, DownEpilogue<false>>) {
@@ -410,7 +425,7 @@ class Layer {
   }
 
   Status experts(const LayerInputs<T>& in, const LayerWeights<T, ExpertT>& w, const LayerOutputs<T>& out, const int* ids,
-                 const float* weights, unsigned char* base, const Plan& p, rt::stream_t stream) const {
+                 const float* weights, unsigned char* base, const Plan& p, rt::stream_t stream, Stage stop = Stage::all) const {
     const int Tn = in.tokens, H = dims_.hidden;
     const long long n = static_cast<long long>(Tn) * kTopK;
     const long long ldx = in.x_stride != 0 ? in.x_stride : H;
@@ -434,6 +449,8 @@ class Layer {
     d.tile_offsets = tiles;
     d.tile_rows = choice.routed_decode ? D::kBM : P::kBM;
     DEEPSHOCK_RETURN_IF_ERROR(dispatch(ids, Tn, kTopK, groups, d, at(p.dispatch), p.dispatch_bytes, stream, begin_));
+    if (stop == Stage::dispatch) return Status::success();
+    const bool up_only = stop == Stage::gemm1;
     T* h = reinterpret_cast<T*>(at(p.h));
     float* routed = reinterpret_cast<float*>(at(p.out));
     if constexpr (!Combine::kDeterministic)
@@ -446,17 +463,18 @@ class Layer {
       using R = decltype(routed_tile);
       using S = decltype(shared_tile);
       const auto r = routed_mlp<R>(w, in.x, ldx, n, d.expert_offsets, tiles, d.sorted_token, d.sorted_slot, weights, h, routed);
-      if (shared_out == nullptr) return mlp<R>(r, nullptr, stream);
+      if (shared_out == nullptr) return mlp<R>(r, nullptr, stream, up_only);
       const SharedMlp sh = shared_mlp<S>(w, in.x, ldx, Tn, hs, shared_out);
       if constexpr (std::is_same_v<R, S>) {
-        return mlp<R>(r, &sh, stream);
+        return mlp<R>(r, &sh, stream, up_only);
       } else {
-        DEEPSHOCK_RETURN_IF_ERROR(mlp<R>(r, nullptr, stream));
-        return mlp<S>(sh, nullptr, stream);
+        DEEPSHOCK_RETURN_IF_ERROR(mlp<R>(r, nullptr, stream, up_only));
+        return mlp<S>(sh, nullptr, stream, up_only);
       }
     };
     if (choice.routed_decode) DEEPSHOCK_RETURN_IF_ERROR(choice.shared_decode ? run_mlps(D{}, D{}) : run_mlps(D{}, P{}));
     else DEEPSHOCK_RETURN_IF_ERROR(choice.shared_decode ? run_mlps(P{}, D{}) : run_mlps(P{}, P{}));
+    if (up_only) return Status::success();
     CombineArgs<T> c;
     if constexpr (Combine::kDeterministic) {
       c.slot_out = routed;
