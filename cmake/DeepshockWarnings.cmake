@@ -10,6 +10,8 @@
 set(DEEPSHOCK_HOST_FMA_FLAGS "")
 if(DEEPSHOCK_HOST_FMA AND NOT CMAKE_CROSSCOMPILING)
   include(CheckCXXSourceRuns)
+  include(CMakePushCheckState)
+  cmake_push_check_state(RESET)
   set(CMAKE_REQUIRED_FLAGS "-mfma -ffp-contract=off")
   check_cxx_source_runs([=[
     #include <cmath>
@@ -19,7 +21,7 @@ if(DEEPSHOCK_HOST_FMA AND NOT CMAKE_CROSSCOMPILING)
       volatile float a = 1.0f + 0x1p-23f * static_cast<float>(argc);
       return std::fma(a, a, -a * a) != 0.0f ? 0 : 1;
     }]=] DEEPSHOCK_HAVE_HOST_FMA)
-  unset(CMAKE_REQUIRED_FLAGS)
+  cmake_pop_check_state()
   if(DEEPSHOCK_HAVE_HOST_FMA)
     set(DEEPSHOCK_HOST_FMA_FLAGS -mfma -ffp-contract=off)
   endif()

@@ -168,8 +168,8 @@ DEEPSHOCK_DEVICE T ec_group_reduce(T v, Op op) {
 /// Kernel 1: softmax per token (a group of ec_lanes(E) lanes each) -> scores (optional,
 /// [T, E]) and keys ([E][T]). Block: whole warps; blockDim.x / ec_lanes(E) tokens.
 template <int E>
-DEEPSHOCK_KERNEL void expert_choice_softmax_kernel(const float* logits, int T, float* scores, std::uint32_t* keys,
-                                                   int* token_expert_count, int* nonfinite_count) {
+DEEPSHOCK_KERNEL void __launch_bounds__(1024) expert_choice_softmax_kernel(const float* logits, int T, float* scores, std::uint32_t* keys,
+                                                                        int* token_expert_count, int* nonfinite_count) {
   constexpr int L = ec_lanes(E);
   constexpr int kPerLane = (E + L - 1) / L;
   static_assert(kPerLane <= 32, "one bit per logit of a lane in `finite`");

@@ -23,9 +23,9 @@
 // Nothing allocates or synchronises the host (except run_routed's optional id check), and the
 // launch grids depend only on T, so a captured CUDA graph replays a run for a fixed T. Run the
 // layer once outside the capture first (as engines warm up before capturing): the first launch
-// of each kernel loads its module and raises its shared-memory limit (launch.hpp), which drivers
-// older than CUDA 12.3 do not allow during a capture. With the default OrderedCombine the output
-// is bitwise reproducible.
+// of each kernel loads its module (lazy loading) and raises its shared-memory limit
+// (launch.hpp), work that is best kept out of a capture. With the default OrderedCombine the
+// output is bitwise reproducible.
 #pragma once
 
 #include <cstddef>
