@@ -27,6 +27,9 @@ gpu_build() {
   cmake -S "$DS_ROOT" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release -DCMAKE_CUDA_ARCHITECTURES=90a \
     -DCMAKE_CUDA_COMPILER="$(command -v nvcc)" -DDEEPSHOCK_HEADER_CHECKS=OFF -DDEEPSHOCK_HOST_FMA=OFF >/dev/null
   cmake --build "$build" -j "${DS_JOBS:-2}" --target ${GPU_TARGETS}
+  # Which source the binaries are built from (a pack may travel after later commits).
+  echo "$(git -C "$DS_ROOT" rev-parse HEAD 2>/dev/null || echo unknown)$(git -C "$DS_ROOT" diff --quiet HEAD 2>/dev/null || echo '+local changes')" \
+    > "$build/BUILT_FROM"
   # Shared libraries the binaries need that a bare GPU machine may lack.
   mkdir -p "$build/lib"
   cp -L /usr/lib/x86_64-linux-gnu/libbenchmark.so.1debian "$build/lib/" 2>/dev/null || true
@@ -40,6 +43,7 @@ gpu_pack() {
   for f in $GPU_BENCHES; do cp "$build/bench/$f" "$pack/bench/"; done
   cp "$build/examples/demo_gpu" "$build/examples/recommend_gpu" "$pack/examples/"
   cp "$build"/lib/* "$pack/lib/" 2>/dev/null || true
+  cp "$build/BUILT_FROM" "$pack/" 2>/dev/null || true
   # Symbols only: the device code lives in the .nv_fatbin section, which strip keeps.
   strip "$pack"/tests/* "$pack"/bench/* "$pack"/examples/*
   du -sh "$pack"
@@ -52,6 +56,7 @@ gpu_run() {
   {
     echo "date: $(date -u +%Y-%m-%dT%H:%M:%SZ)"
     echo "commit: $(git -C "$DS_ROOT" rev-parse HEAD 2>/dev/null || echo unknown)"
+    echo "binaries built from: $(cat "$build/BUILT_FROM" 2>/dev/null || echo unknown)"
     nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm,clocks.max.mem --format=csv 2>&1 || true
   } | tee "$out/device.txt"
   local rc=0 test_rc=0
