@@ -527,8 +527,11 @@ void BM_router(benchmark::State& state) {
   b.counters(state, bytes, 2.0 * T * E * H);
 }
 
-/// Dispatch alone (the stable counting sort of the run's ids): bytes = ids read twice + the
-/// four [T*k] int outputs + counts and offsets.
+/// Bytes dispatch must move for n = T * k assignments: the ids read twice, three [n] int outputs
+/// (sorted token, sorted slot, slot position) and the [E] counts and [E + 1] offsets.
+double dispatch_bytes(double n, double E) { return 4.0 * (2.0 * n + 3.0 * n) + 4.0 * (2.0 * E + 1); }
+
+/// Dispatch alone (the stable counting sort of the run's ids): bytes as dispatch_bytes.
 template <class M>
 void BM_dispatch(benchmark::State& state) {
   using G = typename M::Gate;
@@ -553,8 +556,7 @@ void BM_dispatch(benchmark::State& state) {
   out.slot_position = position.data();
   auto work = [&]() -> Status { return moe::dispatch(b.ids.data(), T, k, E, out, ws.data(), ws_bytes, b.s()); };
   if (!time_loop(state, b, work)) return;
-  const double bytes = 4.0 * (2.0 * n + 3.0 * n) + 4.0 * (2.0 * E + 1);
-  b.counters(state, bytes, 0.0);
+  b.counters(state, dispatch_bytes(static_cast<double>(n), E), 0.0);
 }
 
 /// routed/ stopped after a stage (profiling by difference, see the file comment).
@@ -567,7 +569,7 @@ void BM_through(benchmark::State& state) {
   if (!time_loop(state, b, [&]() -> Status { return b.run_routed(Stop); })) return;
   const double T = b.T, H = M::kHidden, I = M::kInter, Is = M::kShared, n = T * G::kTopK, E = G::kExperts;
   if constexpr (Stop == moe::Stage::dispatch) {
-    b.counters(state, 4.0 * (2.0 * n + 3.0 * n) + 4.0 * (2.0 * E + 1), 0.0);
+    b.counters(state, dispatch_bytes(n, E), 0.0);
   } else {
     const double bytes = 2.0 * T * H + 8.0 * n + 4.0 * b.touched * H * I + 2.0 * static_cast<double>(b.assignments) * I + 4.0 * H * Is +
                          2.0 * T * Is;

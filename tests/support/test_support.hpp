@@ -2,6 +2,7 @@
 // Compiled once into the deepshock_test_support library; header usable from .cpp and .cu tests.
 #pragma once
 
+#include <algorithm>
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
@@ -46,5 +47,21 @@ template <> inline Tolerance tolerance_for<deepshock::bf16>() { return {2e-2, 2e
 /// Empty when every element is within tolerance (and no NaN is present); otherwise a message
 /// naming the first failing index, both values and the number of failures.
 std::string compare(const std::vector<float>& actual, const std::vector<double>& expected, Tolerance tol);
+
+/// The exact critical value of the one-sample Kolmogorov-Smirnov statistic D_n for n = 1e6 at
+/// alpha = 1e-3: scipy.stats.kstwo.isf(1e-3, 1000000) (scipy 1.17.1).
+inline constexpr double kKsCritical1e6Alpha1e3 = 0.0019493073374210882;
+
+/// D_n = sup |F_n - F| of `sorted` (ascending) against the CDF `cdf`.
+template <class Cdf>
+double ks_distance(const std::vector<double>& sorted, Cdf cdf) {
+  const double n = static_cast<double>(sorted.size());
+  double d = 0.0;
+  for (std::size_t i = 0; i < sorted.size(); ++i) {
+    const double f = cdf(sorted[i]);
+    d = std::max({d, double(i + 1) / n - f, f - double(i) / n});
+  }
+  return d;
+}
 
 }  // namespace ds_test

@@ -232,8 +232,8 @@ DEEPSHOCK_DEVICE unsigned long long ec_pack(std::uint32_t key, int token) {
 /// `sort_global` is null when the sort runs in dynamic shared memory (8 * n_sort bytes).
 template <int E>
 DEEPSHOCK_KERNEL void __launch_bounds__(1024) expert_choice_select_kernel(const std::uint32_t* keys, int T, int k, int n_sort,
-                                                  unsigned long long* sort_global, int* expert_tokens, float* expert_weights,
-                                                  int* token_expert_count) {
+                                                                        unsigned long long* sort_global, int* expert_tokens,
+                                                                        float* expert_weights, int* token_expert_count) {
   __shared__ int hist[256];
   __shared__ int scratch[block::kScratchWords];
   __shared__ unsigned s_digit;
