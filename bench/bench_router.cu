@@ -174,6 +174,7 @@ DEEPSHOCK_KERNEL void plain_route_kernel(const float* logits, const float* bias,
   if constexpr (Policy::kGroups > 1) {
     constexpr int G = Policy::kGroups, GS = Policy::kGroupSize;
     float gscore[G];
+    DEEPSHOCK_UNROLL
     for (int g = 0; g < G; ++g) {
       Ranked best = kNone;
       DEEPSHOCK_UNROLL
@@ -197,8 +198,13 @@ DEEPSHOCK_KERNEL void plain_route_kernel(const float* logits, const float* bias,
     unsigned long long kept = 0;  // every lane holds the same scores, so picks the same groups
     for (int r = 0; r < Policy::kKeepGroups; ++r) {
       int pick = -1;
+      float best = 0.0f;  // gscore[pick] without a dynamic index (which would put gscore in local memory)
+      DEEPSHOCK_UNROLL
       for (int g = 0; g < G; ++g)
-        if (!(kept >> g & 1ull) && (pick < 0 || gscore[g] > gscore[pick])) pick = g;
+        if (!(kept >> g & 1ull) && (pick < 0 || gscore[g] > best)) {
+          pick = g;
+          best = gscore[g];
+        }
       kept |= 1ull << pick;
     }
     DEEPSHOCK_UNROLL

@@ -236,9 +236,11 @@ DEEPSHOCK_DEVICE void route_token(const float* row, const float* noise_row, int 
     const int e = top[r].index;
     float v = 0.0f;
     if constexpr (Policy::kWeightRule == WeightRule::score) {
+      // The owner lane finds the score by comparing its candidates' ids with e. Selecting by the
+      // slot number e >> 5 instead makes nvcc index s[] dynamically, moving it to local memory.
       float mine = 0.0f;
       DEEPSHOCK_UNROLL
-      for (int j = 0; j < N; ++j) if (j == (e >> 5)) mine = s[j];
+      for (int j = 0; j < N; ++j) if (sel[j] == e) mine = s[j];
       v = warp::shfl(mine, e & 31);  // e = -1 reads lane 31; unused below
     } else {
       v = top[r].score;

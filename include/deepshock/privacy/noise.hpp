@@ -87,7 +87,14 @@ class DrawRng {
       idx_ = 0;
     }
     ++words_;
-    return buf_.v[idx_++];
+    ++idx_;
+    // Take word 0 and shift the rest down: constant indices only. Reading buf_.v[idx_] would
+    // index the buffer dynamically, which puts the whole generator in local memory on a GPU.
+    const std::uint32_t w = buf_.v[0];
+    buf_.v[0] = buf_.v[1];
+    buf_.v[1] = buf_.v[2];
+    buf_.v[2] = buf_.v[3];
+    return w;
   }
   /// 64 bits: the first word is the high half.
   DEEPSHOCK_HOST_DEVICE constexpr std::uint64_t next_u64() noexcept {
