@@ -145,6 +145,21 @@ DEEPSHOCK_KERNEL void cp_async_kernel(const uint4* src, int valid_chunks, uint4*
   mem::copy16(&neighbour[t], &slot[2 * threads + (t + 1) % threads]);
 }
 
+// ---- ldmatrix -------------------------------------------------------------------------------------
+/// One warp. Copies `rows` rows of `stride` 16-bit values (stride a multiple of 8) from `src` to
+/// dynamic shared memory (rows * stride * 2 bytes), then lane l names row row_of_lane[l] and
+/// loads Count matrices; lane l writes its Count words to out[l * Count ...].
+template <int Count>
+DEEPSHOCK_KERNEL void ldmatrix_kernel(const std::uint16_t* src, int rows, int stride, const int* row_of_lane, std::uint32_t* out) {
+  const int lane = static_cast<int>(threadIdx.x);
+  auto* tile = dynamic_smem<std::uint16_t>();
+  for (int i = lane; i < rows * stride; i += 32) tile[i] = src[i];
+  __syncthreads();
+  std::uint32_t r[Count];
+  arch::ldmatrix<Count>(r, tile + row_of_lane[lane] * stride);
+  for (int i = 0; i < Count; ++i) out[lane * Count + i] = r[i];
+}
+
 // ---- warpgroup MMA (wgmma, sm_90a) ---------------------------------------------------------------
 /// Writes DEEPSHOCK_WGMMA as the device code was compiled (1: wgmma available).
 DEEPSHOCK_KERNEL void wgmma_built_kernel(int* out) { *out = DEEPSHOCK_WGMMA; }

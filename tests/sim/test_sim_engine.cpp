@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdint>
 #include <cstring>
 #include <numeric>
 #include <string>
@@ -10,6 +11,7 @@
 
 #include "deepshock/platform/launch.hpp"
 #include "deepshock/platform/memory.hpp"
+#include "deepshock/platform/mma.hpp"
 #include "deepshock/platform/runtime.hpp"
 #include "deepshock/platform/wgmma.hpp"
 #include "test_support.hpp"
@@ -63,6 +65,19 @@ DEEPSHOCK_KERNEL void wgmma_probe(int a_row, int mode, float* early, float* late
   early[tid] = acc[0];
   ds::arch::wgmma_wait<0>();
   late[tid] = acc[0];
+}
+
+/// ldmatrix .x4 with lane 5's row `offset` bytes from where it should be (16-byte aligned rows in
+/// 32 x 16 bytes of dynamic shared memory otherwise); out: lane 0's four words.
+DEEPSHOCK_KERNEL void ldmatrix_probe(int offset, unsigned* out) {
+  unsigned char* s = ds::dynamic_smem<unsigned char>();
+  const int lane = static_cast<int>(threadIdx.x);
+  for (int i = 0; i < 16; ++i) s[lane * 16 + i] = static_cast<unsigned char>(lane);
+  __syncwarp();
+  std::uint32_t r[4];
+  ds::arch::ldmatrix<4>(r, s + lane * 16 + (lane == 5 ? offset : 0));
+  if (lane == 0)
+    for (int i = 0; i < 4; ++i) out[i] = r[i];
 }
 
 DEEPSHOCK_KERNEL void mixed_barriers(int* out) {
@@ -207,6 +222,16 @@ TEST_CASE("the simulator reports deadlocks and misuse of warp operations as a St
     CHECK_THAT(partial.message(), Catch::Contains("wgmma: the block must consist of whole warpgroups"));
     const ds::Status outside = ds::launch(wgmma_probe, {dim3(1), dim3(128), smem}, 144, 0, early.data(), late.data());
     CHECK_THAT(outside.message(), Catch::Contains("wgmma: operand A must lie in the block's dynamic shared memory"));
+  }
+  SECTION("the ldmatrix model: rows in dynamic shared memory, 16-byte aligned") {
+    std::vector<unsigned> words(4, 0u);
+    REQUIRE(ds::launch(ldmatrix_probe, {dim3(1), dim3(32), 32 * 16}, 0, words.data()).ok());
+    // Lane 0 gets word 0 of row 0 of each matrix i, which lane 8i filled with its lane number.
+    for (unsigned i = 0; i < 4; ++i) CHECK(words[i] == 0x01010101u * (8 * i));
+    const ds::Status misaligned = ds::launch(ldmatrix_probe, {dim3(1), dim3(32), 32 * 16}, 4, words.data());
+    CHECK_THAT(misaligned.message(), Catch::Contains("ldmatrix: lane 5's row address is not 16-byte aligned"));
+    const ds::Status outside = ds::launch(ldmatrix_probe, {dim3(1), dim3(32), 32 * 16}, 32 * 16, words.data());
+    CHECK_THAT(outside.message(), Catch::Contains("ldmatrix: lane 5's row must lie in the block's dynamic shared memory"));
   }
   SECTION("the simulator keeps working after a failed launch") {
     CHECK(!ds::launch(mixed_barriers, {dim3(1), dim3(32)}, out.data()).ok());

@@ -19,7 +19,8 @@
 // MI x NI instructions); fp32 inputs use plain FMAs (exact testing, not a fast path).
 // Tiles: GemmTile<BM, BN, KBytes, WarpsM, WarpsN, Stages>, the K step is KBytes / sizeof(T)
 // elements (128 bytes: 64 bf16 or 32 fp32 per row and stage). Shared-memory rows are padded by
-// 16 bytes so that the fragment loads (row stride 36 words) hit 32 different banks.
+// 16 bytes so that the fragment loads (ldmatrix: 8 rows of 16 bytes at a stride of 36 words per
+// phase) hit 32 different banks.
 // Requirements (checked by the layer): K a multiple of 16 / sizeof(T), 16-byte aligned A, B and
 // row strides (vector loads).
 // Loads: a `Stages`-deep cp.async pipeline (sm_80+) in dynamic shared memory — while one k-tile
@@ -387,7 +388,6 @@ DEEPSHOCK_KERNEL void grouped_gemm_kernel(GemmBatch<T, Epi> batch) {
 
   const int warp_id = tid / 32, lane = tid % 32;
   const int warp_m = warp_id % Tile::kWarpsM, warp_n = warp_id / Tile::kWarpsM;
-  const int fg = lane / 4, ft = lane % 4;  // fragment group and thread in group
 
   // Multi-stage cp.async pipeline: k-tile kt lives in stage kt % kStages; kStages - 1 k-tiles
   // are in flight while one is multiplied. Each thread owns fixed 16-byte chunks of the tiles
@@ -435,24 +435,36 @@ DEEPSHOCK_KERNEL void grouped_gemm_kernel(GemmBatch<T, Epi> batch) {
     if constexpr (kMma) {
       DEEPSHOCK_UNROLL
       for (int kk = 0; kk < BK; kk += 16) {
+        // Fragments by ldmatrix (platform/mma.hpp). A: lane l names row l % 16 of the m16 tile at
+        // column kk + 8 (l / 16), giving a0..a3. B (n rows, K contiguous): x4 loads two n8 tiles,
+        // lane l naming n row l % 8 + 8 (l / 16) at column kk + 8 ((l / 8) % 2); an odd last tile
+        // takes x2 (lanes 0-15).
         std::uint32_t af[MI][4];
         DEEPSHOCK_UNROLL
-        for (int mi = 0; mi < MI; ++mi) {
-          const int r = warp_m * Tile::kWM + mi * 16 + fg;
-          af[mi][0] = mem::lds32(sa + r * LD + kk + 2 * ft);
-          af[mi][1] = mem::lds32(sa + (r + 8) * LD + kk + 2 * ft);
-          af[mi][2] = mem::lds32(sa + r * LD + kk + 2 * ft + 8);
-          af[mi][3] = mem::lds32(sa + (r + 8) * LD + kk + 2 * ft + 8);
-        }
+        for (int mi = 0; mi < MI; ++mi)
+          arch::ldmatrix<4>(af[mi], sa + (warp_m * Tile::kWM + mi * 16 + lane % 16) * LD + kk + 8 * (lane / 16));
         DEEPSHOCK_UNROLL
         for (int m = 0; m < NB; ++m) {
-          const auto* sb = Smem::b(smem, stage, m);
+          const auto* sb = Smem::b(smem, stage, m) + (warp_n * Tile::kWN + lane % 8) * LD + kk + 8 * ((lane / 8) % 2);
           DEEPSHOCK_UNROLL
-          for (int ni = 0; ni < NI; ++ni) {
-            const int col = warp_n * Tile::kWN + ni * 8 + fg;
-            const std::uint32_t bf[2] = {mem::lds32(sb + col * LD + kk + 2 * ft), mem::lds32(sb + col * LD + kk + 2 * ft + 8)};
+          for (int ni = 0; ni < NI; ni += 2) {
+            std::uint32_t bq[4];
+            if (ni + 1 < NI) {
+              arch::ldmatrix<4>(bq, sb + (ni * 8 + 8 * (lane / 16)) * LD);
+            } else {
+              std::uint32_t b2[2];
+              arch::ldmatrix<2>(b2, sb + ni * 8 * LD);
+              bq[0] = b2[0];
+              bq[1] = b2[1];
+              bq[2] = bq[3] = 0u;
+            }
             DEEPSHOCK_UNROLL
-            for (int mi = 0; mi < MI; ++mi) arch::mma_m16n8k16<T>(acc[m][mi * NI + ni], af[mi], bf, acc[m][mi * NI + ni]);
+            for (int h = 0; h < 2 && ni + h < NI; ++h) {
+              const std::uint32_t bf[2] = {bq[2 * h], bq[2 * h + 1]};
+              DEEPSHOCK_UNROLL
+              for (int mi = 0; mi < MI; ++mi)
+                arch::mma_m16n8k16<T>(acc[m][mi * NI + ni + h], af[mi], bf, acc[m][mi * NI + ni + h]);
+            }
           }
         }
       }
@@ -511,7 +523,7 @@ DEEPSHOCK_KERNEL void grouped_gemm_sw128_kernel(GemmBatch<T, Epi> batch) {
   // Accumulators of this thread: its warpgroup's 64 x BN per matrix, in the wgmma D layout (=
   // per warp the m16n8 C fragments of n8 tiles 0 .. BN / 8 - 1).
   float acc[NB][BN / 2] = {};
-  const int wg = tid / 128, warp_in_wg = (tid / 32) % 4, lane = tid % 32, fg = lane / 4, ft = lane % 4;
+  const int wg = tid / 128, warp_in_wg = (tid / 32) % 4, lane = tid % 32;
 
   constexpr int kAChunks = BM * 8 / kThreads, kBChunks = BN * 8 / kThreads;
   static_assert(BM * 8 % kThreads == 0 && BN * 8 % kThreads == 0, "grouped_gemm_sw128_kernel: the tile loads must divide evenly.");
@@ -564,23 +576,30 @@ DEEPSHOCK_KERNEL void grouped_gemm_sw128_kernel(GemmBatch<T, Epi> batch) {
       DEEPSHOCK_UNROLL
       for (int m = 0; m < NB; ++m) arch::wgmma_fence_operand(acc[m]);
     } else {
-      const int r = warp_in_wg * 16 + fg;  // row in the warpgroup's 64-row slab
+      // Fragments by ldmatrix from the swizzled tiles (a 16-byte chunk stays contiguous under the
+      // swizzle): A rows warp_in_wg * 16 + l % 16 at chunk 2 kk + l / 16; B two n8 tiles per x4,
+      // n row l % 8 + 8 (l / 16) at chunk 2 kk + (l / 8) % 2 (as in grouped_gemm_kernel).
+      static_assert(BN % 16 == 0, "grouped_gemm_sw128_kernel: B fragments are loaded two n8 tiles at a time.");
       DEEPSHOCK_UNROLL
       for (int kk = 0; kk < BK / 16; ++kk) {
-        const auto lds = [&](const unsigned char* tile, int row, int chunk) {
-          return mem::lds32(reinterpret_cast<const std::uint16_t*>(tile + arch::sw128_offset(row, chunk) + 4 * ft));
-        };
-        const std::uint32_t af[4] = {lds(sa, r, 2 * kk), lds(sa, r + 8, 2 * kk), lds(sa, r, 2 * kk + 1), lds(sa, r + 8, 2 * kk + 1)};
+        std::uint32_t af[4];
+        arch::ldmatrix<4>(af, sa + arch::sw128_offset(warp_in_wg * 16 + lane % 16, 2 * kk + lane / 16));
         DEEPSHOCK_UNROLL
         for (int m = 0; m < NB; ++m) {
           const unsigned char* sb = Smem::b(smem, stage, m);
           DEEPSHOCK_UNROLL
-          for (int ni = 0; ni < BN / 8; ++ni) {
-            const std::uint32_t bf[2] = {lds(sb, ni * 8 + fg, 2 * kk), lds(sb, ni * 8 + fg, 2 * kk + 1)};
-            float c[4] = {acc[m][ni * 4], acc[m][ni * 4 + 1], acc[m][ni * 4 + 2], acc[m][ni * 4 + 3]};
-            arch::mma_m16n8k16<T>(c, af, bf, c);
+          for (int ni = 0; ni < BN / 8; ni += 2) {
+            std::uint32_t bq[4];
+            arch::ldmatrix<4>(bq, sb + arch::sw128_offset(ni * 8 + lane % 8 + 8 * (lane / 16), 2 * kk + (lane / 8) % 2));
             DEEPSHOCK_UNROLL
-            for (int j = 0; j < 4; ++j) acc[m][ni * 4 + j] = c[j];
+            for (int h = 0; h < 2; ++h) {
+              const std::uint32_t bf[2] = {bq[2 * h], bq[2 * h + 1]};
+              const int n8 = ni + h;
+              float c[4] = {acc[m][n8 * 4], acc[m][n8 * 4 + 1], acc[m][n8 * 4 + 2], acc[m][n8 * 4 + 3]};
+              arch::mma_m16n8k16<T>(c, af, bf, c);
+              DEEPSHOCK_UNROLL
+              for (int j = 0; j < 4; ++j) acc[m][n8 * 4 + j] = c[j];
+            }
           }
         }
       }

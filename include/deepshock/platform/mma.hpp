@@ -1,4 +1,5 @@
-// deepshock/platform/mma.hpp — the tensor-core instruction wrapper mma.sync m16n8k16.
+// deepshock/platform/mma.hpp — the tensor-core instruction wrappers mma.sync m16n8k16 and
+// ldmatrix (the shared-memory load that produces its fragments).
 //
 // D[16x8] = A[16x16] * B[16x8] + C[16x8]; A row-major, B column-major, inputs bf16 or fp16,
 // accumulation in fp32. Each of the 32 lanes holds fragments (PTX ISA, "Matrix Fragments for
@@ -12,10 +13,20 @@
 // warp-synchronous operation whose model gathers the fragments, multiplies with fp32 fused
 // multiply-adds in k order, and scatters D. Hardware accumulation order is unspecified, so
 // tests compare with a tolerance, not bitwise.
+//
+// ldmatrix<Count> (PTX ldmatrix.sync.aligned.m8n8.x{1,2,4}.shared.b16, sm_75+) loads Count 8x8
+// matrices of 16-bit elements for a warp: lane l names row l % 8 of matrix l / 8 (16 contiguous
+// bytes, 16-byte aligned, in shared memory; lanes 8 * Count and above name nothing), and lane l
+// receives in r[i] the 32-bit word l % 4 of row l / 4 of matrix i: exactly an A or B fragment
+// register above, when the matrix rows are the fragment's rows (A) or its n columns (B, stored
+// K-contiguous). One instruction replaces Count 32-bit shared loads per lane. The simulator's
+// model gathers the rows once all 32 lanes have arrived, so it is exact.
 #pragma once
 
 #include <cmath>
 #include <cstdint>
+#include <cstring>
+#include <string>
 #include <type_traits>
 
 #include "deepshock/core/config.hpp"
@@ -96,6 +107,30 @@ inline void mma_m16n8k16_model(sim::detail::Thread* const* lanes, unsigned mask)
     }
   }
 }
+
+/// CPU model of ldmatrix .x<Count>: lane l's `in` is its row address, `out` its Count words.
+template <int Count>
+inline void ldmatrix_model(sim::detail::Thread* const* lanes, unsigned mask) {
+  if (mask != 0xffffffffu) sim::detail::fail("ldmatrix: all 32 lanes must take part (mask " + sim::detail::hex(mask) + ")");
+  const auto* smem_lo = lanes[0]->block->dyn_smem;
+  const auto* smem_hi = smem_lo + lanes[0]->block->dyn_smem_bytes;
+  for (int src = 0; src < 8 * Count; ++src) {
+    const auto* row = static_cast<const unsigned char*>(lanes[src]->in);
+    if (smem_lo == nullptr || row < smem_lo || row + 16 > smem_hi)
+      sim::detail::fail("ldmatrix: lane " + std::to_string(src) + "'s row must lie in the block's dynamic shared memory");
+    const auto addr = reinterpret_cast<std::uintptr_t>(row);
+    if (addr % 16 != 0)
+      sim::detail::fail("ldmatrix: lane " + std::to_string(src) + "'s row address is not 16-byte aligned (address mod 16 = " +
+                        std::to_string(addr % 16) + ")");
+  }
+  // All rows are read before any result is written.
+  std::uint32_t words[4][32];
+  for (int i = 0; i < Count; ++i)
+    for (int lane = 0; lane < 32; ++lane)
+      std::memcpy(&words[i][lane], static_cast<const unsigned char*>(lanes[8 * i + lane / 4]->in) + 4 * (lane % 4), 4);
+  for (int lane = 0; lane < 32; ++lane)
+    for (int i = 0; i < Count; ++i) static_cast<std::uint32_t*>(lanes[lane]->out)[i] = words[i][lane];
+}
 #endif
 }  // namespace detail
 
@@ -126,6 +161,35 @@ DEEPSHOCK_DEVICE void mma_m16n8k16(float (&d)[4], const std::uint32_t (&a)[4], c
   __trap();  // mma.sync m16n8k16 needs sm_80 or newer
 #else
   (void)d; (void)a; (void)b; (void)c;
+#endif
+}
+
+/// Loads Count (1, 2 or 4) 8x8 matrices of 16-bit elements from shared memory into fragment
+/// registers (layout in the file comment). All 32 lanes call it together; `row` is this lane's
+/// row address (ignored for lanes 8 * Count and above, which may pass any pointer).
+template <int Count>
+DEEPSHOCK_DEVICE void ldmatrix(std::uint32_t (&r)[Count], const void* row) {
+  static_assert(Count == 1 || Count == 2 || Count == 4, "deepshock::arch::ldmatrix loads 1, 2 or 4 matrices.");
+#if DEEPSHOCK_SIM
+  std::uint32_t out[Count];
+  sim::detail::warp_sync_op(0xffffffffu, &detail::ldmatrix_model<Count>, row, out, "ldmatrix");
+  for (int i = 0; i < Count; ++i) r[i] = out[i];
+#elif DEEPSHOCK_DEVICE_PASS && __CUDA_ARCH__ >= 750
+  const unsigned addr = static_cast<unsigned>(__cvta_generic_to_shared(row));
+  if constexpr (Count == 1) {
+    asm volatile("ldmatrix.sync.aligned.m8n8.x1.shared.b16 {%0}, [%1];\n" : "=r"(r[0]) : "r"(addr));
+  } else if constexpr (Count == 2) {
+    asm volatile("ldmatrix.sync.aligned.m8n8.x2.shared.b16 {%0,%1}, [%2];\n" : "=r"(r[0]), "=r"(r[1]) : "r"(addr));
+  } else {
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+                 : "r"(addr));
+  }
+#elif DEEPSHOCK_DEVICE_PASS
+  (void)r; (void)row;
+  __trap();  // ldmatrix needs sm_75 or newer
+#else
+  (void)r; (void)row;
 #endif
 }
 #endif  // DEEPSHOCK_HAS_KERNELS
