@@ -170,23 +170,26 @@ DEEPSHOCK_KERNEL void fair_topk_kernel(const float* scores, const std::uint8_t* 
   }
   __syncthreads();
   if (tid != 0) return;
-  const int avail[2] = {n - num_protected < k ? n - num_protected : k, num_protected < k ? num_protected : k};
-  int head[2] = {0, 0};
+  // Heads of the two lists as two scalars (indexing a head[2] array by g would put it in local
+  // memory).
+  const int avail_n = n - num_protected < k ? n - num_protected : k, avail_p = num_protected < k ? num_protected : k;
+  int head_n = 0, head_p = 0;
   bool ok = true;
   for (int i = 0; i < k; ++i) {
-    const bool has_p = head[1] < avail[1], has_n = head[0] < avail[0];
+    const bool has_p = head_p < avail_p, has_n = head_n < avail_n;
     int g = 0;
     if (!has_p) {
       g = 0;
-    } else if (!has_n || head[1] < mtable[i]) {
+    } else if (!has_n || head_p < mtable[i]) {
       g = 1;
     } else {
-      const int a = lists[k + head[1]], b = lists[head[0]];
+      const int a = lists[k + head_p], b = lists[head_n];
       g = (presorted ? a < b : ranks_before(s[a], a, s[b], b)) ? 1 : 0;
     }
-    out_index[row * k + i] = lists[g * k + head[g]];
-    ++head[g];
-    if (head[1] < mtable[i]) ok = false;
+    out_index[row * k + i] = g ? lists[k + head_p] : lists[head_n];
+    if (g) ++head_p;
+    else ++head_n;
+    if (head_p < mtable[i]) ok = false;
   }
   if (feasible != nullptr) feasible[row] = ok ? 1 : 0;
 }
