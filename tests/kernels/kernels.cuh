@@ -99,6 +99,29 @@ DEEPSHOCK_KERNEL void warp_topk_kernel(const float* scores, int rows, int E, int
     }
 }
 
+/// One block of `valid` threads (a partial warp when valid < 32) per row of E scores; lane l
+/// holds candidates l, l+32, ... (N per lane), a candidate with present[i] == 0 as an empty slot.
+template <int K, int N>
+DEEPSHOCK_KERNEL void warp_topk_order_kernel(const float* scores, const unsigned char* present, int E, int valid, int* ids, float* vals) {
+  const int lane = static_cast<int>(threadIdx.x);
+  const long long row = blockIdx.x;
+  float s[N];
+  int idx[N];
+  for (int j = 0; j < N; ++j) {
+    const int i = lane + 32 * j;
+    const bool here = i < E && present[row * E + i] != 0;
+    s[j] = here ? scores[row * E + i] : 0.0f;
+    idx[j] = here ? i : -1;
+  }
+  warp::Ranked<float> out[K];
+  warp::topk<K>(s, idx, out, valid);
+  if (lane == valid - 1)  // any lane: all hold the result
+    for (int r = 0; r < K; ++r) {
+      ids[row * K + r] = out[r].index;
+      vals[row * K + r] = out[r].score;
+    }
+}
+
 // ---- shared-memory tiled GEMM (fp32) -----------------------------------------------------------
 inline constexpr int kGemmTile = 16;
 /// C[M,N] = A[M,K] * B[K,N], row-major; block (16,16), grid (ceil(N/16), ceil(M/16)).

@@ -154,36 +154,93 @@ DEEPSHOCK_DEVICE Ranked<T> argmax(Ranked<T> v, int valid = 32) {
   return reduce(v, [](const Ranked<T>& a, const Ranked<T>& b) { return ranks_before(a, b) ? a : b; }, valid);
 }
 
+namespace detail {
+/// (score, index) of a float candidate as one 64-bit key whose unsigned order is the rank order
+/// of ranks_before: numbers by value (-0 and +0 equal), below them NaN, each tie by the lower
+/// index; 0 is an empty slot (index < 0), below everything. High word: the float's bits mapped to
+/// an order-preserving unsigned value + 1 (0 for NaN); low word: 2^32 - 1 - index (>= 2^31).
+DEEPSHOCK_DEVICE std::uint64_t rank_key(float score, int index) {
+  if (index < 0) return 0;
+  std::uint32_t hi = 0;
+  if (score == score) {
+    std::uint32_t u = 0;
+    std::memcpy(&u, &score, 4);
+    if (u == 0x80000000u) u = 0;  // -0 ranks as +0
+    hi = ((u & 0x80000000u) != 0 ? ~u : (u | 0x80000000u)) + 1u;
+  }
+  return (static_cast<std::uint64_t>(hi) << 32) | (0xFFFFFFFFu - static_cast<std::uint32_t>(index));
+}
+/// The candidate of a key (score -0 comes back as +0, a NaN as the canonical NaN; an empty key as
+/// index -1 and the lowest float).
+DEEPSHOCK_DEVICE Ranked<float> rank_key_candidate(std::uint64_t key) {
+  if (key == 0) return {std::numeric_limits<float>::lowest(), -1};
+  const std::uint32_t hi = static_cast<std::uint32_t>(key >> 32);
+  const int index = static_cast<int>(0xFFFFFFFFu - static_cast<std::uint32_t>(key));
+  if (hi == 0) return {std::numeric_limits<float>::quiet_NaN(), index};
+  std::uint32_t u = hi - 1u;
+  u = (u & 0x80000000u) != 0 ? (u & 0x7FFFFFFFu) : ~u;
+  float s;
+  std::memcpy(&s, &u, 4);
+  return {s, index};
+}
+/// The largest key over the first `valid` lanes, on every one of them.
+DEEPSHOCK_DEVICE std::uint64_t max_key(std::uint64_t v, int valid) {
+  const auto larger = [](std::uint64_t a, std::uint64_t b) { return a > b ? a : b; };
+  if (valid < 32) return reduce(v, larger, valid);
+  DEEPSHOCK_UNROLL
+  for (int offset = 16; offset > 0; offset >>= 1) v = larger(v, shfl_xor(v, offset));  // butterfly: no broadcast
+  return v;
+}
+}  // namespace detail
+
 /// Warp top-k over candidates spread across lanes: lane l holds `N` candidates
 /// (`scores[i]`, `indices[i]`); indices must be unique and >= 0, and a slot with index -1 is
 /// empty. After the call every participating lane holds the K best in rank order in
-/// `out[0..K)` (entries beyond the number of candidates get index -1 and the lowest score). K rounds of a warp arg-max; a lane's local scan
-/// is over its N candidates. Ties go to the lower index.
+/// `out[0..K)` (entries beyond the number of candidates get index -1 and the lowest score). K
+/// rounds of a warp arg-max; a lane's local scan is over its N candidates. Ties go to the lower
+/// index. For float scores the rounds compare one 64-bit key per candidate (detail::rank_key:
+/// integer compares, no branches), and a score of -0 is returned as +0.
 template <int K, int N, class T>
 DEEPSHOCK_DEVICE void topk(const T (&scores)[N], const int (&indices)[N], Ranked<T> (&out)[K], int valid = 32) {
   static_assert(K >= 1 && K <= 32, "deepshock::warp::topk supports k from 1 to 32.");
   static_assert(N >= 1 && N <= 32, "deepshock::warp::topk takes 1 to 32 candidates per lane.");
-  unsigned taken = 0;  // bit i: this lane's candidate i already selected
-  DEEPSHOCK_UNROLL
-  for (int r = 0; r < K; ++r) {
-    Ranked<T> best{std::numeric_limits<T>::lowest(), -1};
-    bool have = false;
-DEEPSHOCK_UNROLL
-    for (int i = 0; i < N; ++i) {
-      if (indices[i] < 0 || (taken >> i & 1u)) continue;
-      const Ranked<T> c{scores[i], indices[i]};
-      if (!have || ranks_before(c, best)) { best = c; have = true; }
+  if constexpr (std::is_same_v<T, float>) {
+    std::uint64_t key[N];
+    DEEPSHOCK_UNROLL
+    for (int i = 0; i < N; ++i) key[i] = detail::rank_key(scores[i], indices[i]);
+    DEEPSHOCK_UNROLL
+    for (int r = 0; r < K; ++r) {
+      std::uint64_t best = 0;
+      DEEPSHOCK_UNROLL
+      for (int i = 0; i < N; ++i) best = key[i] > best ? key[i] : best;
+      const std::uint64_t win = detail::max_key(best, valid);
+      out[r] = detail::rank_key_candidate(win);
+      DEEPSHOCK_UNROLL
+      for (int i = 0; i < N; ++i) key[i] = key[i] == win ? 0 : key[i];  // keys are unique; 0 stays 0
     }
-    // Empty lanes offer index -1, which must lose to any real candidate.
-    const Ranked<T> win = reduce(best, [](const Ranked<T>& a, const Ranked<T>& b) {
-      if ((a.index < 0) != (b.index < 0)) return a.index < 0 ? b : a;
-      return ranks_before(a, b) ? a : b;
-    }, valid);
-    out[r] = win;
-    if (win.index >= 0) {
-DEEPSHOCK_UNROLL
-      for (int i = 0; i < N; ++i)
-        if (indices[i] == win.index) taken |= 1u << i;
+  } else {
+    unsigned taken = 0;  // bit i: this lane's candidate i already selected
+    DEEPSHOCK_UNROLL
+    for (int r = 0; r < K; ++r) {
+      Ranked<T> best{std::numeric_limits<T>::lowest(), -1};
+      bool have = false;
+      DEEPSHOCK_UNROLL
+      for (int i = 0; i < N; ++i) {
+        if (indices[i] < 0 || (taken >> i & 1u)) continue;
+        const Ranked<T> c{scores[i], indices[i]};
+        if (!have || ranks_before(c, best)) { best = c; have = true; }
+      }
+      // Empty lanes offer index -1, which must lose to any real candidate.
+      const Ranked<T> win = reduce(best, [](const Ranked<T>& a, const Ranked<T>& b) {
+        if ((a.index < 0) != (b.index < 0)) return a.index < 0 ? b : a;
+        return ranks_before(a, b) ? a : b;
+      }, valid);
+      out[r] = win;
+      if (win.index >= 0) {
+        DEEPSHOCK_UNROLL
+        for (int i = 0; i < N; ++i)
+          if (indices[i] == win.index) taken |= 1u << i;
+      }
     }
   }
 }
