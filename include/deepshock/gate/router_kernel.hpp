@@ -200,14 +200,23 @@ DEEPSHOCK_DEVICE void route_token(const float* row, const float* noise_row, int 
   // Group-limited selection.
   if constexpr (Policy::kGroupScore != GroupScore::none && Policy::kGroups > 1) {
     constexpr int G = Policy::kGroups, GS = Policy::kGroupSize;
+    // Group of each candidate slot. With GS a multiple of 32 slot j holds experts 32j .. 32j + 31
+    // on every lane, all in group 32j / GS: a compile-time constant, so the loop below keeps only
+    // the slots of group g (DeepSeek-V3 256/8: one slot per group).
+    int gid[N];
+    DEEPSHOCK_UNROLL
+    for (int j = 0; j < N; ++j) gid[j] = sel[j] < 0 ? -1 : (GS % 32 == 0 ? 32 * j / GS : sel[j] / GS);
     float gscore[G];  // indexed by constants only (unrolled loops): stays in registers
     DEEPSHOCK_UNROLL
     for (int g = 0; g < G; ++g) {
-      Top2 local{-INFINITY, -INFINITY};
+      Top2 best{-INFINITY, -INFINITY};
       DEEPSHOCK_UNROLL
       for (int j = 0; j < N; ++j)
-        if (sel[j] >= 0 && sel[j] / GS == g) local = merge_top2(local, Top2{key[j], -INFINITY});
-      const Top2 best = warp::reduce(local, [](Top2 x, Top2 y) { return merge_top2(x, y); });
+        if (gid[j] == g) best = merge_top2(best, Top2{key[j], -INFINITY});
+      // Butterfly: every lane ends with the same two largest keys of the group (the top two of a
+      // set do not depend on the merge order), without a final broadcast.
+      DEEPSHOCK_UNROLL
+      for (int offset = 16; offset > 0; offset >>= 1) best = merge_top2(best, warp::shfl_xor(best, offset));
       gscore[g] = Policy::kGroupScore == GroupScore::max ? best.a : (best.b == -INFINITY ? best.a : best.a + best.b);
     }
     unsigned long long kept = 0;
