@@ -34,6 +34,10 @@
 // between the reported events and then the baseline between a second pair of events, each after
 // its own untimed L2 flush, on the same stream, with the same inputs. The baseline's time never
 // enters the fused row's reported time. > 1 means the fused router is faster.
+// speedup_vs_cublas_run_logits (fused rows only), measured the same way (a third pair of events
+// per iteration): the baseline is cublasGemmEx followed by the library's own routing kernel
+// (Router::run_logits) on its logits, so the ratio is the gain of fusion alone, apart from how
+// the routing itself is computed.
 //
 // Timing: as bench_primitives.cu: CUDA events around the work of one iteration after an untimed
 // write of twice the L2 size (cold L2: W_g and x come from HBM, as in a real layer), which also
@@ -487,6 +491,12 @@ struct RouterBench {
                       M::kScale, ids.data(), weights.data(), counts.data());
   }
 
+  /// cublasGemmEx, then the library's routing kernel on its logits (run_logits zeroes the counts).
+  Status unfused_library() const {
+    DEEPSHOCK_RETURN_IF_ERROR(gate_gemm(blas, s(), x.data(), w.data(), logits.data(), T, H, E));
+    return router_only();
+  }
+
   gate::RoutingOutputs outputs() const {
     gate::RoutingOutputs o;
     o.topk_ids = ids.data();
@@ -581,19 +591,29 @@ void BM_fused(benchmark::State& state) {
   const int T = static_cast<int>(state.range(0));
   state.SetLabel(model_label<M>());
   RouterBench<M> b(T);
-  SideTimer baseline_timer;
-  if (!bench::ok_or_skip(state, b.init(/*with_projection=*/true)) || !bench::ok_or_skip(state, baseline_timer.init())) return;
+  SideTimer baseline_timer, library_timer;
+  if (!bench::ok_or_skip(state, b.init(/*with_projection=*/true)) || !bench::ok_or_skip(state, baseline_timer.init()) ||
+      !bench::ok_or_skip(state, library_timer.init()))
+    return;
   state.SetLabel(model_label<M>() + " [" + b.fused_path() + "]");
   auto fused = [&]() -> Status { return b.fused(); };
   auto unfused = [&]() -> Status { return b.unfused(); };
-  if (!warm_up_checked(state, b, unfused, "the unfused baseline") || !warm_up_checked(state, b, fused, "the fused router")) return;
+  auto unfused_library = [&]() -> Status { return b.unfused_library(); };
+  if (!warm_up_checked(state, b, unfused, "the unfused baseline") ||
+      !warm_up_checked(state, b, unfused_library, "cuBLAS + run_logits") || !warm_up_checked(state, b, fused, "the fused router"))
+    return;
   for (auto _ : state) {
     if (!bench::timed_gpu_iteration(state, b.timer, b.l2, b.s(), fused)) return;
-    if (!bench::ok_or_skip(state, baseline_timer.measure(b.l2, b.s(), unfused))) return;  // not in the reported time
+    // Neither baseline enters the reported time.
+    if (!bench::ok_or_skip(state, baseline_timer.measure(b.l2, b.s(), unfused))) return;
+    if (!bench::ok_or_skip(state, library_timer.measure(b.l2, b.s(), unfused_library))) return;
   }
   bench::set_roofline_counters(state, projection_bytes<M>(T), projection_flops<M>(T), bench::kH200HbmBytesPerSecond,
                                bench::kH200DenseBf16FlopPerSecond, b.timer.total_seconds());
-  if (b.timer.total_seconds() > 0.0) state.counters["speedup_vs_unfused"] = baseline_timer.total_seconds() / b.timer.total_seconds();
+  if (b.timer.total_seconds() > 0.0) {
+    state.counters["speedup_vs_unfused"] = baseline_timer.total_seconds() / b.timer.total_seconds();
+    state.counters["speedup_vs_cublas_run_logits"] = library_timer.total_seconds() / b.timer.total_seconds();
+  }
 }
 
 template <class M>
