@@ -37,7 +37,8 @@ struct GateInputs {
   const In* w_noise = nullptr;  ///< [E, H] noise weights: NoisyTopK only
   int tokens = 0;               ///< T
   int hidden = 0;               ///< H
-  const float* bias = nullptr;  ///< [E] correction bias: DeepSeekV3 only
+  const float* bias = nullptr;  ///< [E] correction bias: DeepSeekV3 only (finite values; a NaN
+                                ///< makes that expert's key NaN: ranked last, left out of its group's score)
   int bias_size = 0;            ///< number of values at `bias`
 };
 

@@ -211,10 +211,11 @@ DEEPSHOCK_DEVICE void route_token(const float* row, const float* noise_row, int 
     for (int g = 0; g < G; ++g) {
       Top2 best{-INFINITY, -INFINITY};
       DEEPSHOCK_UNROLL
-      for (int j = 0; j < N; ++j)
-        if (gid[j] == g) best = merge_top2(best, Top2{key[j], -INFINITY});
+      for (int j = 0; j < N; ++j)  // a NaN key (only a NaN bias makes one) does not count
+        if (gid[j] == g && key[j] == key[j]) best = merge_top2(best, Top2{key[j], -INFINITY});
       // Butterfly: every lane ends with the same two largest keys of the group (the top two of a
-      // set do not depend on the merge order), without a final broadcast.
+      // set of numbers do not depend on the merge order; NaN, which would, is kept out above),
+      // without a final broadcast.
       DEEPSHOCK_UNROLL
       for (int offset = 16; offset > 0; offset >>= 1) best = merge_top2(best, warp::shfl_xor(best, offset));
       gscore[g] = Policy::kGroupScore == GroupScore::max ? best.a : (best.b == -INFINITY ? best.a : best.a + best.b);
