@@ -213,11 +213,9 @@ DEEPSHOCK_DEVICE void route_token(const float* row, const float* noise_row, int 
       DEEPSHOCK_UNROLL
       for (int j = 0; j < N; ++j)  // a NaN key (only a NaN bias makes one) does not count
         if (gid[j] == g && key[j] == key[j]) best = merge_top2(best, Top2{key[j], -INFINITY});
-      // Butterfly: every lane ends with the same two largest keys of the group (the top two of a
-      // set of numbers do not depend on the merge order; NaN, which would, is kept out above),
-      // without a final broadcast.
-      DEEPSHOCK_UNROLL
-      for (int offset = 16; offset > 0; offset >>= 1) best = merge_top2(best, warp::shfl_xor(best, offset));
+      // Every lane ends with the same two largest keys of the group: the top two of a set of
+      // numbers do not depend on the merge order (NaN, which would, is kept out above).
+      best = warp::butterfly_reduce(best, [](Top2 x, Top2 y) { return merge_top2(x, y); });
       gscore[g] = Policy::kGroupScore == GroupScore::max ? best.a : (best.b == -INFINITY ? best.a : best.a + best.b);
     }
     unsigned long long kept = 0;

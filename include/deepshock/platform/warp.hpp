@@ -12,6 +12,7 @@
 #include <type_traits>
 
 #include "deepshock/core/config.hpp"
+#include "deepshock/core/numeric.hpp"
 #include "deepshock/platform/cuda.hpp"
 
 #if DEEPSHOCK_HAS_KERNELS
@@ -92,6 +93,16 @@ DEEPSHOCK_DEVICE T reduce(T v, Op op, int valid = 32) {
   return shfl(v, 0, mask);
 }
 
+/// All-reduce over the full warp by a butterfly (shfl_xor, no broadcast): every lane combines
+/// the values in its own order, so `op` must give the same result in any order (max, min, the
+/// largest two of a set of numbers; not float sums) for the lanes to agree.
+template <class T, class Op>
+DEEPSHOCK_DEVICE T butterfly_reduce(T v, Op op) {
+  DEEPSHOCK_UNROLL
+  for (int offset = 16; offset > 0; offset >>= 1) v = op(v, shfl_xor(v, offset));
+  return v;
+}
+
 struct Sum {
   template <class T> DEEPSHOCK_HOST_DEVICE T operator()(T a, T b) const { return a + b; }
 };
@@ -163,8 +174,7 @@ DEEPSHOCK_DEVICE std::uint64_t rank_key(float score, int index) {
   if (index < 0) return 0;
   std::uint32_t hi = 0;
   if (score == score) {
-    std::uint32_t u = 0;
-    std::memcpy(&u, &score, 4);
+    std::uint32_t u = deepshock::detail::float_to_bits(score);
     if (u == 0x80000000u) u = 0;  // -0 ranks as +0
     hi = ((u & 0x80000000u) != 0 ? ~u : (u | 0x80000000u)) + 1u;
   }
@@ -179,17 +189,12 @@ DEEPSHOCK_DEVICE Ranked<float> rank_key_candidate(std::uint64_t key) {
   if (hi == 0) return {std::numeric_limits<float>::quiet_NaN(), index};
   std::uint32_t u = hi - 1u;
   u = (u & 0x80000000u) != 0 ? (u & 0x7FFFFFFFu) : ~u;
-  float s;
-  std::memcpy(&s, &u, 4);
-  return {s, index};
+  return {deepshock::detail::bits_to_float(u), index};
 }
 /// The largest key over the first `valid` lanes, on every one of them.
 DEEPSHOCK_DEVICE std::uint64_t max_key(std::uint64_t v, int valid) {
   const auto larger = [](std::uint64_t a, std::uint64_t b) { return a > b ? a : b; };
-  if (valid < 32) return reduce(v, larger, valid);
-  DEEPSHOCK_UNROLL
-  for (int offset = 16; offset > 0; offset >>= 1) v = larger(v, shfl_xor(v, offset));  // butterfly: no broadcast
-  return v;
+  return valid < 32 ? reduce(v, larger, valid) : butterfly_reduce(v, larger);
 }
 }  // namespace detail
 
