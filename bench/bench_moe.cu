@@ -4,6 +4,11 @@
 //
 // For each model and T in {1, 8, 32, 128, 1024, 8192} tokens, bf16 weights and activations:
 //   layer/<model>/T:n        Layer::run: router + dispatch + grouped GEMMs + shared expert + combine
+//                            (programmatic dependent launches, the default: RunOptions)
+//   layer_plain/<model>/T:n  layer/ with RunOptions::dependent_launch = false (every kernel in
+//                            plain stream order; DeepSeek-V2-Lite, T in {1, 8, 32})
+//   layer_graph/<model>/T:n  layer/ captured once in a CUDA graph and replayed, as engines run
+//                            decode steps (DeepSeek-V2-Lite, T in {1, 8, 32})
 //   routed/<model>/T:n       Layer::run_routed (RunOptions{.check_ids = false}) on the ids and
 //                            weights of one Layer::run: everything but the router
 //   router/<model>/T:n       gate::Router::run alone (DeepSeek-V2-Lite only)
@@ -285,7 +290,9 @@ struct MoeBench {
   moe::LayerInputs<bf16> inputs() const { return {x.data(), T, 0, nullptr}; }
   moe::LayerOutputs<bf16> outputs() const { return {y.data(), 0, ids.data(), weights.data(), counts.data(), nullptr}; }
 
-  Status run() const { return layer.run(inputs(), w, outputs(), workspace.data(), workspace.size(), s()); }
+  Status run(moe::RunOptions options = {}) const {
+    return layer.run(inputs(), w, outputs(), workspace.data(), workspace.size(), s(), options);
+  }
   Status run_routed(moe::Stage stop = moe::Stage::all) const {
     moe::LayerOutputs<bf16> o;
     o.y = y.data();
@@ -468,6 +475,44 @@ void BM_layer(benchmark::State& state) {
   b.counters(state, b.bytes(true), b.flops(true));
 }
 
+/// layer/ with every kernel in plain stream order (RunOptions::dependent_launch = false): against
+/// layer/, what programmatic dependent launches gain (Hopper; elsewhere both are plain).
+template <class M>
+void BM_layer_plain(benchmark::State& state) {
+  state.SetLabel(model_label<M>() + " (plain stream order)");
+  MoeBench<M> b(static_cast<int>(state.range(0)));
+  if (!bench::ok_or_skip(state, b.init())) return;
+  moe::RunOptions plain;
+  plain.dependent_launch = false;
+  if (!time_loop(state, b, [&]() -> Status { return b.run(plain); })) return;
+  b.counters(state, b.bytes(true), b.flops(true));
+}
+
+/// layer/ captured once in a CUDA graph and replayed, as engines run their decode steps.
+template <class M>
+void BM_layer_graph(benchmark::State& state) {
+  state.SetLabel(model_label<M>() + " (CUDA graph replay)");
+  MoeBench<M> b(static_cast<int>(state.range(0)));
+  if (!bench::ok_or_skip(state, b.init())) return;  // init ran the layer once: modules loaded, attributes set
+  struct Graph {
+    cudaGraph_t graph = nullptr;
+    cudaGraphExec_t exec = nullptr;
+    ~Graph() {
+      if (exec != nullptr) cudaGraphExecDestroy(exec);
+      if (graph != nullptr) cudaGraphDestroy(graph);
+    }
+  } g;
+  if (!bench::ok_or_skip(state, rt::from_cuda(cudaStreamBeginCapture(b.s(), cudaStreamCaptureModeThreadLocal), "cudaStreamBeginCapture")))
+    return;
+  const Status captured = b.run();
+  const Status ended = rt::from_cuda(cudaStreamEndCapture(b.s(), &g.graph), "cudaStreamEndCapture");
+  if (!bench::ok_or_skip(state, captured) || !bench::ok_or_skip(state, ended) ||
+      !bench::ok_or_skip(state, rt::from_cuda(cudaGraphInstantiate(&g.exec, g.graph, 0), "cudaGraphInstantiate")))
+    return;
+  if (!time_loop(state, b, [&]() -> Status { return rt::from_cuda(cudaGraphLaunch(g.exec, b.s()), "cudaGraphLaunch"); })) return;
+  b.counters(state, b.bytes(true), b.flops(true));
+}
+
 template <class M>
 void BM_routed(benchmark::State& state) {
   state.SetLabel(model_label<M>());
@@ -604,6 +649,15 @@ void register_model(bool stages, bool tile_sweep) {
   };
   // A model's benchmarks run together (registration order), so its weights are allocated once.
   add("layer", BM_layer<M>);
+  if (stages) {  // decode only: launch gaps matter where the kernels are short
+    auto decode = [](const char* kind, void (*fn)(benchmark::State&)) {
+      auto* bm = benchmark::RegisterBenchmark((std::string(kind) + "/" + M::kName).c_str(), fn);
+      bm->ArgName("T")->UseManualTime()->Unit(benchmark::kMicrosecond);
+      for (const int t : {1, 8, 32}) bm->Arg(t);
+    };
+    decode("layer_plain", BM_layer_plain<M>);
+    decode("layer_graph", BM_layer_graph<M>);
+  }
   add("routed", BM_routed<M>);
   if (stages) add("router", BM_router<M>);
   if (stages) add("dispatch", BM_dispatch<M>);

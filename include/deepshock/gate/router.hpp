@@ -106,8 +106,9 @@ class Router {
       DEEPSHOCK_RETURN_IF_ERROR(launch(projection, {grid, dim3(32 * detail::kProjWarps), 0, stream}, in.x, in.w_gate, in.w_noise, in.tokens,
                                        in.hidden, kExperts, columns, logits));
       const unsigned blocks = static_cast<unsigned>((in.tokens + detail::kRouterWarps - 1) / detail::kRouterWarps);
-      DEEPSHOCK_RETURN_IF_ERROR(launch(detail::logits_router_kernel<Policy>, {dim3(blocks), dim3(detail::kRouterThreads), 0, stream},
-                                       logits, Policy::kNoisy ? logits + kExperts : nullptr, static_cast<long long>(columns), args));
+      DEEPSHOCK_RETURN_IF_ERROR(launch(detail::logits_router_kernel<Policy>,
+                                       {dim3(blocks), dim3(detail::kRouterThreads), 0, stream, options_.dependent_launch}, logits,
+                                       Policy::kNoisy ? logits + kExperts : nullptr, static_cast<long long>(columns), args));
     } else if (kernels == Path::tensor_cores) {
       if constexpr (sizeof(In) == 2) {
         constexpr long long kTokens = detail::mma_router_tokens<Policy>();

@@ -298,6 +298,7 @@ DEEPSHOCK_KERNEL void fused_router_kernel(const In* x, const In* w_gate, const I
   float* ws = xs + TT * CH;                           // [kRouterThreads][LD]
   float* logits = ws + kRouterThreads * LD;           // [TT][EC]
   const int H = a.hidden;
+  pdl::launch_dependents();  // the layer's dispatch may be scheduled now (it waits for this kernel's end)
   const int t0 = static_cast<int>(blockIdx.x) * TT;
   const int ntok = a.tokens - t0 < TT ? a.tokens - t0 : TT;
   const int tid = static_cast<int>(threadIdx.x);
@@ -342,6 +343,7 @@ DEEPSHOCK_KERNEL void mma_router_kernel(const In* x, const In* w_gate, const In*
   constexpr int NF = S::kFragsPerGroup, KS = S::kSlices, U = S::kBatch, MI = S::kTiles, TT = S::kTokens;
   float* slab = dynamic_smem<float>();  // [KS][TT][EC]
   const int H = a.hidden;
+  pdl::launch_dependents();  // the layer's dispatch may be scheduled now (it waits for this kernel's end)
   const int t0 = static_cast<int>(blockIdx.x) * TT;
   const int ntok = a.tokens - t0 < TT ? a.tokens - t0 : TT;
   const int tid = static_cast<int>(threadIdx.x), warp_id = tid / 32, lane = tid % 32;
@@ -471,6 +473,7 @@ DEEPSHOCK_DEVICE void unpack16(const uint4& v, float (&out)[16 / sizeof(In)]) {
 template <class In, bool Vec>
 DEEPSHOCK_KERNEL void gate_projection_kernel(const In* x, const In* w_gate, const In* w_noise, int T, int H, int E, int columns,
                                              float* logits) {
+  pdl::launch_dependents();  // logits_router_kernel may be scheduled now (it waits for this kernel's end)
   const int lane = static_cast<int>(threadIdx.x) % 32;
   const int e = static_cast<int>(blockIdx.x) * kProjWarps + static_cast<int>(threadIdx.x) / 32;
   const int t0 = static_cast<int>(blockIdx.y) * kProjTokens;
@@ -511,8 +514,11 @@ DEEPSHOCK_KERNEL void gate_projection_kernel(const In* x, const In* w_gate, cons
 /// Routing on precomputed logits [T, E] (and noise logits [T, E] for noisy top-k): one warp
 /// per token, kRouterThreads threads per block.
 /// `row_stride` is the distance between rows (E, or 2E for the projection's [logits | noise]).
+/// Safe to launch with LaunchConfig::dependent (it waits for earlier work first).
 template <class Policy>
 DEEPSHOCK_KERNEL void logits_router_kernel(const float* logits, const float* noise_logits, long long row_stride, RouterArgs a) {
+  pdl::wait();
+  pdl::launch_dependents();
   const int t = static_cast<int>(blockIdx.x) * kRouterWarps + static_cast<int>(threadIdx.x) / 32;
   if (t >= a.tokens) return;  // whole warps
   const long long off = static_cast<long long>(t) * row_stride;

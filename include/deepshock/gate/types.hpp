@@ -56,6 +56,11 @@ struct RouterOptions {
   /// Optional device array [T]: a non-zero entry marks a padding token (ids -1, weights 0,
   /// not counted).
   const std::uint8_t* token_mask = nullptr;
+  /// Router::run's decode path (projection kernel, then routing kernel): launch the routing
+  /// kernel as a programmatic dependent launch (LaunchConfig::dependent, Hopper and newer), so
+  /// that it is scheduled during the projection's tail; it waits for the projection before
+  /// reading the logits, so the results are the same. false: plain stream order.
+  bool dependent_launch = true;
 };
 
 /// Device pointers a token-choice router writes.

@@ -30,7 +30,9 @@
 // (DispatchOutputs::tile_offsets), so the MoE layer needs no separate tile scan.
 // Costs: two reads of the ids, one write of each output; empty experts cost only their count
 // (E x C workspace ints and the scan). Workspace: dispatch_workspace_bytes(T, k, E).
-// Never allocates or synchronises with the host; graph-capturable.
+// Never allocates or synchronises with the host; graph-capturable. Every kernel starts with
+// pdl::wait(), so each may be launched as a programmatic dependent launch (platform/launch.hpp):
+// the second and third always are, the first where the caller asks (the MoE layer does).
 #pragma once
 
 #include <cstddef>
@@ -86,6 +88,8 @@ DEEPSHOCK_DEVICE void count_assignments(const int* ids, long long begin, long lo
 template <int Threads, int Rounds>
 DEEPSHOCK_KERNEL void dispatch_count_kernel(const int* ids, long long n, int first, int E, int* chunk_counts) {
   __shared__ int hist[kMaxDispatchExperts];
+  pdl::wait();
+  pdl::launch_dependents();
   const int tid = static_cast<int>(threadIdx.x);
   const long long c = blockIdx.x;
   const long long begin = c * (static_cast<long long>(Threads) * Rounds);
@@ -157,6 +161,8 @@ DEEPSHOCK_DEVICE int scan_experts(int count, int E, long long n, const DispatchO
 /// chunk)-order exclusive offsets.
 DEEPSHOCK_KERNEL void __launch_bounds__(1024) dispatch_scan_kernel(int* chunk_counts, long long chunks, int E, long long n, DispatchOutputs out) {
   __shared__ int scratch[block::kScratchWords];
+  pdl::wait();
+  pdl::launch_dependents();
   const int e = static_cast<int>(threadIdx.x);
   int count = 0;
   if (e < E)
@@ -179,6 +185,8 @@ DEEPSHOCK_KERNEL void dispatch_place_kernel(const int* ids, long long n, int k, 
                                             DispatchOutputs out) {
   static_assert(Threads % 32 == 0, "dispatch_place_kernel: whole warps only.");
   __shared__ int next[kMaxDispatchExperts];
+  pdl::wait();
+  pdl::launch_dependents();
   const int tid = static_cast<int>(threadIdx.x);
   const long long c = blockIdx.x;
   for (int e = tid; e < E; e += Threads) next[e] = chunk_offsets[c * E + e];
@@ -193,6 +201,8 @@ DEEPSHOCK_KERNEL void dispatch_place_kernel(const int* ids, long long n, int k, 
 DEEPSHOCK_KERNEL void __launch_bounds__(1024) dispatch_single_kernel(const int* ids, long long n, int k, int first, int E, DispatchOutputs out) {
   __shared__ int next[kMaxDispatchExperts];
   __shared__ int scratch[block::kScratchWords];
+  pdl::wait();
+  pdl::launch_dependents();
   const int tid = static_cast<int>(threadIdx.x), threads = static_cast<int>(blockDim.x);
   count_assignments(ids, 0, n, first, E, next, threads);
   const int count = tid < E ? next[tid] : 0;
@@ -211,8 +221,10 @@ DEEPSHOCK_KERNEL void __launch_bounds__(1024) dispatch_single_kernel(const int* 
 /// returns resource_exhausted. Never allocates or synchronises; graph-capturable; results are
 /// bitwise reproducible. first_expert: an expert-parallel rank dispatches the global ids
 /// [first_expert, first_expert + E) as its local experts 0..E-1 (no separate id mapping pass).
+/// dependent_launch: launch the first kernel with LaunchConfig::dependent (Hopper: it may start
+/// during the previous kernel's tail and waits for it before reading anything; same results).
 inline Status dispatch(const int* topk_ids, int T, int k, int E, DispatchOutputs out, void* workspace,
-                       std::size_t workspace_bytes, rt::stream_t stream, int first_expert = 0) {
+                       std::size_t workspace_bytes, rt::stream_t stream, int first_expert = 0, bool dependent_launch = false) {
   long long n = 0;
   DEEPSHOCK_RETURN_IF_ERROR(detail::check_dispatch_args(topk_ids, T, k, E, out, n, first_expert));
   const std::size_t need = dispatch_workspace_bytes(T, k, E);
@@ -227,15 +239,17 @@ inline Status dispatch(const int* topk_ids, int T, int k, int E, DispatchOutputs
   const unsigned scan_threads = static_cast<unsigned>((E + 31) / 32 * 32);
   if (chunks == 1) {
     const unsigned threads = scan_threads > static_cast<unsigned>(kThreads) ? scan_threads : static_cast<unsigned>(kThreads);
-    return launch(kernels::dispatch_single_kernel, {dim3(1), dim3(threads), 0, stream}, topk_ids, n, k, first_expert, E, out);
+    return launch(kernels::dispatch_single_kernel, {dim3(1), dim3(threads), 0, stream, dependent_launch}, topk_ids, n, k, first_expert, E,
+                  out);
   }
   if (chunks > 0)
     DEEPSHOCK_RETURN_IF_ERROR(launch(kernels::dispatch_count_kernel<kThreads, kRounds>,
-                                     {dim3(static_cast<unsigned>(chunks)), dim3(kThreads), 0, stream}, topk_ids, n, first_expert, E,
-                                     chunk_counts));
-  DEEPSHOCK_RETURN_IF_ERROR(launch(kernels::dispatch_scan_kernel, {dim3(1), dim3(scan_threads), 0, stream}, chunk_counts, chunks, E, n, out));
+                                     {dim3(static_cast<unsigned>(chunks)), dim3(kThreads), 0, stream, dependent_launch}, topk_ids, n,
+                                     first_expert, E, chunk_counts));
+  DEEPSHOCK_RETURN_IF_ERROR(launch(kernels::dispatch_scan_kernel, {dim3(1), dim3(scan_threads), 0, stream, chunks > 0 || dependent_launch},
+                                   chunk_counts, chunks, E, n, out));
   if (chunks == 0) return Status::success();
-  return launch(kernels::dispatch_place_kernel<kThreads, kRounds>, {dim3(static_cast<unsigned>(chunks)), dim3(kThreads), 0, stream},
+  return launch(kernels::dispatch_place_kernel<kThreads, kRounds>, {dim3(static_cast<unsigned>(chunks)), dim3(kThreads), 0, stream, true},
                 topk_ids, n, k, first_expert, E, chunk_counts, out);
 }
 

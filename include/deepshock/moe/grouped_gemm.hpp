@@ -372,6 +372,11 @@ DEEPSHOCK_KERNEL void grouped_gemm_kernel(GemmBatch<T, Epi> batch) {
   int* rows = Smem::rows(smem);
   const int tid = static_cast<int>(threadIdx.x);
 
+  // Programmatic dependent launch: the tile offsets, the gathered rows and the outputs belong to
+  // earlier kernels (dispatch, GEMM 1), so wait for them before anything else; then let the next
+  // kernel be scheduled into this one's tail.
+  pdl::wait();
+  pdl::launch_dependents();
   detail::TileJob<T, Epi> job;
   if (!detail::start_tile<BM, BN, kThreads>(batch, rows, tid, job)) return;
   const GroupedGemmArgs<T>& args = job.args;
@@ -514,6 +519,11 @@ DEEPSHOCK_KERNEL void grouped_gemm_sw128_kernel(GemmBatch<T, Epi> batch) {
   int* rows = Smem::rows(smem);
   const int tid = static_cast<int>(threadIdx.x);
 
+  // Programmatic dependent launch: the tile offsets, the gathered rows and the outputs belong to
+  // earlier kernels (dispatch, GEMM 1), so wait for them before anything else; then let the next
+  // kernel be scheduled into this one's tail.
+  pdl::wait();
+  pdl::launch_dependents();
   detail::TileJob<T, Epi> job;
   if (!detail::start_tile<BM, BN, kThreads>(batch, rows, tid, job)) return;
   const GroupedGemmArgs<T>& args = job.args;
@@ -630,13 +640,16 @@ constexpr std::size_t grouped_gemm_smem_bytes() {
   else return detail::GemmSmem<T, Tile, Epi::kGated ? 2 : 1>::kBytes;
 }
 
-/// Launches the problems of `batch` (nothing when it has no blocks).
+/// Launches the problems of `batch` (nothing when it has no blocks). dependent_launch: as a
+/// programmatic dependent launch (LaunchConfig::dependent; the kernels wait for earlier work
+/// before reading anything, so the results are the same).
 template <class T, class Tile, class Epi>
-Status launch_grouped_gemm(const GemmBatch<T, Epi>& batch, rt::stream_t stream) {
+Status launch_grouped_gemm(const GemmBatch<T, Epi>& batch, rt::stream_t stream, bool dependent_launch = false) {
   const long long blocks = batch.total_blocks();
   if (blocks == 0) return Status::success();
   if (blocks > 0x7fffffffLL) return Status::invalid_argument("tokens", "the grouped GEMM needs more than 2^31 - 1 blocks");
-  const LaunchConfig cfg{dim3(static_cast<unsigned>(blocks)), dim3(Tile::kThreads), grouped_gemm_smem_bytes<T, Tile, Epi>(), stream};
+  const LaunchConfig cfg{dim3(static_cast<unsigned>(blocks)), dim3(Tile::kThreads), grouped_gemm_smem_bytes<T, Tile, Epi>(), stream,
+                         dependent_launch};
   if constexpr (detail::uses_sw128_kernel_v<T, Tile>) return launch(kernels::grouped_gemm_sw128_kernel<T, Tile, Epi>, cfg, batch);
   else return launch(kernels::grouped_gemm_kernel<T, Tile, Epi>, cfg, batch);
 }

@@ -76,6 +76,8 @@ template <class T, int Threads>
 DEEPSHOCK_KERNEL void combine_kernel(CombineArgs<T> a) {
   __shared__ float scratch[block::kScratchWords];
   __shared__ int pos[32];
+  pdl::wait();  // slot_out and shared_out come from the grouped GEMMs
+  pdl::launch_dependents();
   const int tid = static_cast<int>(threadIdx.x);
   const long long t = blockIdx.x;
   if (a.slot_out != nullptr && tid < a.k) pos[tid] = a.slot_position[t * a.k + tid];
@@ -147,6 +149,14 @@ struct RunOptions {
   /// difference (bench_moe's through_dispatch/ and through_gemm1/ rows). y is written only by
   /// Stage::all; the stages run are exactly those of a whole run.
   Stage stop_after = Stage::all;
+  /// run and run_routed: launch dispatch, the grouped GEMMs and the combine (and the router's
+  /// routing kernel after its projection) as programmatic dependent launches
+  /// (LaunchConfig::dependent, platform/launch.hpp): on Hopper and newer each may be scheduled
+  /// during the previous kernel's tail and waits for it before touching memory, which shortens
+  /// the gaps between the layer's kernels (decode). The results are bitwise the same either
+  /// way; false launches every kernel in plain stream order (for comparisons and profiling).
+  /// For the layer's router this replaces the constructor's RouterOptions::dependent_launch.
+  bool dependent_launch = true;
 };
 
 /// The MoE layer. T: bf16, fp16 (tensor cores) or float (exact testing).
@@ -221,8 +231,9 @@ class Layer {
   }
 
   /// Router -> dispatch -> experts -> combine (device pointers). x must be dense (x_stride 0 or H).
+  /// Of `options` only dependent_launch applies (check_ids and stop_after are run_routed's).
   Status run(const LayerInputs<T>& in, const LayerWeights<T, ExpertT>& w, const LayerOutputs<T>& out, void* workspace,
-             std::size_t workspace_size, rt::stream_t stream) const {
+             std::size_t workspace_size, rt::stream_t stream, RunOptions options = {}) const {
     DEEPSHOCK_RETURN_IF_ERROR(status_);
     DEEPSHOCK_RETURN_IF_ERROR(detail::check_layer_run(dims_, w, in, out, /*routed=*/false, /*need_align=*/true));
     if (in.x_stride != 0 && in.x_stride != dims_.hidden)
@@ -240,13 +251,14 @@ class Layer {
     if constexpr (Gate::kCapacity) ro.dropped_count = out.dropped_count;
     gate::GateInputs<T> gi{in.x, w.w_gate, nullptr, in.tokens, dims_.hidden, w.gate_bias, w.gate_bias_size};
     gate::Router<Gate> router = router_;
-    if (in.token_mask != nullptr) {
+    if (in.token_mask != nullptr || options.dependent_launch != router_.options().dependent_launch) {
       gate::RouterOptions o = router_.options();
-      o.token_mask = in.token_mask;
+      if (in.token_mask != nullptr) o.token_mask = in.token_mask;
+      o.dependent_launch = options.dependent_launch;
       router = gate::Router<Gate>(router_.params(), o);
     }
     DEEPSHOCK_RETURN_IF_ERROR(router.run(gi, ro, base + p.router, p.router_bytes, stream));
-    return experts(in, w, out, ids, weights, base, p, stream);
+    return experts(in, w, out, ids, weights, base, p, stream, Stage::all, options.dependent_launch);
   }
 
   /// Dispatch -> experts -> combine with caller-supplied routing: ids [T, k] (-1 = none) and
@@ -285,7 +297,7 @@ class Layer {
         return Status::invalid_argument("topk_ids", std::to_string(host_bad) + " id(s) outside [-1, " + std::to_string(kExperts) +
                                                         ") (-1 = no expert)");
     }
-    return experts(in, w, out, topk_ids, topk_weights, base, p, stream, options.stop_after);
+    return experts(in, w, out, topk_ids, topk_weights, base, p, stream, options.stop_after, options.dependent_launch);
   }
 
  private:
@@ -367,23 +379,23 @@ class Layer {
   /// GEMM 1 of `a` (and `b`) in one launch, then GEMM 2 (unless up_only): one launch when the two
   /// down epilogues have the same type (ordered combine), else one each.
   template <class Tile, class EpiA>
-  static Status mlp(const Mlp<EpiA>& a, const SharedMlp* b, rt::stream_t stream, bool up_only) {
+  static Status mlp(const Mlp<EpiA>& a, const SharedMlp* b, rt::stream_t stream, bool up_only, bool dep) {
     GemmBatch<T, UpEpi> up;
     up.add(a.up, a.up_epi, a.m_tiles, Tile::kBN);
     if (b != nullptr) up.add(b->up, b->up_epi, b->m_tiles, Tile::kBN);
-    DEEPSHOCK_RETURN_IF_ERROR((launch_grouped_gemm<T, Tile>(up, stream)));
+    DEEPSHOCK_RETURN_IF_ERROR((launch_grouped_gemm<T, Tile>(up, stream, dep)));
     if (up_only) return Status::success();
     GemmBatch<T, EpiA> down;
     down.add(a.down, a.down_epi, a.m_tiles, Tile::kBN);
     if constexpr (std::is_same_v<EpiA, DownEpilogue<false>>) {
       if (b != nullptr) down.add(b->down, b->down_epi, b->m_tiles, Tile::kBN);
-      return launch_grouped_gemm<T, Tile>(down, stream);
+      return launch_grouped_gemm<T, Tile>(down, stream, dep);
     } else {
-      DEEPSHOCK_RETURN_IF_ERROR((launch_grouped_gemm<T, Tile>(down, stream)));
+      DEEPSHOCK_RETURN_IF_ERROR((launch_grouped_gemm<T, Tile>(down, stream, dep)));
       if (b == nullptr) return Status::success();
       GemmBatch<T, DownEpilogue<false>> second;
       second.add(b->down, b->down_epi, b->m_tiles, Tile::kBN);
-      return launch_grouped_gemm<T, Tile>(second, stream);
+      return launch_grouped_gemm<T, Tile>(second, stream, dep);
     }
   }
 
@@ -425,7 +437,7 @@ class Layer {
   }
 
   Status experts(const LayerInputs<T>& in, const LayerWeights<T, ExpertT>& w, const LayerOutputs<T>& out, const int* ids,
-                 const float* weights, unsigned char* base, const Plan& p, rt::stream_t stream, Stage stop = Stage::all) const {
+                 const float* weights, unsigned char* base, const Plan& p, rt::stream_t stream, Stage stop, bool dep) const {
     const int Tn = in.tokens, H = dims_.hidden;
     const long long n = static_cast<long long>(Tn) * kTopK;
     const long long ldx = in.x_stride != 0 ? in.x_stride : H;
@@ -448,7 +460,7 @@ class Layer {
     int* tiles = reinterpret_cast<int*>(at(p.tile_offsets));
     d.tile_offsets = tiles;
     d.tile_rows = choice.routed_decode ? D::kBM : P::kBM;
-    DEEPSHOCK_RETURN_IF_ERROR(dispatch(ids, Tn, kTopK, groups, d, at(p.dispatch), p.dispatch_bytes, stream, begin_));
+    DEEPSHOCK_RETURN_IF_ERROR(dispatch(ids, Tn, kTopK, groups, d, at(p.dispatch), p.dispatch_bytes, stream, begin_, dep));
     if (stop == Stage::dispatch) return Status::success();
     const bool up_only = stop == Stage::gemm1;
     T* h = reinterpret_cast<T*>(at(p.h));
@@ -463,13 +475,13 @@ class Layer {
       using R = decltype(routed_tile);
       using S = decltype(shared_tile);
       const auto r = routed_mlp<R>(w, in.x, ldx, n, d.expert_offsets, tiles, d.sorted_token, d.sorted_slot, weights, h, routed);
-      if (shared_out == nullptr) return mlp<R>(r, nullptr, stream, up_only);
+      if (shared_out == nullptr) return mlp<R>(r, nullptr, stream, up_only, dep);
       const SharedMlp sh = shared_mlp<S>(w, in.x, ldx, Tn, hs, shared_out);
       if constexpr (std::is_same_v<R, S>) {
-        return mlp<R>(r, &sh, stream, up_only);
+        return mlp<R>(r, &sh, stream, up_only, dep);
       } else {
-        DEEPSHOCK_RETURN_IF_ERROR(mlp<R>(r, nullptr, stream, up_only));
-        return mlp<S>(sh, nullptr, stream, up_only);
+        DEEPSHOCK_RETURN_IF_ERROR(mlp<R>(r, nullptr, stream, up_only, dep));
+        return mlp<S>(sh, nullptr, stream, up_only, dep);
       }
     };
     if (choice.routed_decode) DEEPSHOCK_RETURN_IF_ERROR(choice.shared_decode ? run_mlps(D{}, D{}) : run_mlps(D{}, P{}));
@@ -492,8 +504,8 @@ class Layer {
     c.ldy = out.y_stride != 0 ? out.y_stride : H;
     constexpr int kCombineThreads = 128;
     const unsigned column_blocks = static_cast<unsigned>((H + 4 * kCombineThreads - 1) / (4 * kCombineThreads));
-    return launch(kernels::combine_kernel<T, kCombineThreads>, {dim3(static_cast<unsigned>(Tn), column_blocks), dim3(kCombineThreads), 0, stream},
-                  c);
+    return launch(kernels::combine_kernel<T, kCombineThreads>,
+                  {dim3(static_cast<unsigned>(Tn), column_blocks), dim3(kCombineThreads), 0, stream, dep}, c);
   }
 
   static Status check_config(const LayerDims& dims, const gate::RouterOptions& o) {
