@@ -22,7 +22,9 @@
 //   tiles/<model>/<tuning>/T:n  routed/ with other grouped-GEMM tile tunings (moe::GemmTuningOf;
 //                            DeepSeek-V2-Lite and Qwen3 only, T in {1, 8, 32, 1024, 8192}): the
 //                            data to choose moe::GemmTuning from; hopper_wgmma
-//                            (moe::HopperGemmTuning) runs last
+//                            (moe::HopperGemmTuning) runs last; stream_k (moe::StreamKGemmTuning,
+//                            the decode tiles on one wave of blocks) for every model at T in
+//                            {1, 8, 32}
 //   cublas_loop/<model>/T:n  "per-expert cuBLAS loop, as frameworks do", same routing as routed/:
 //                            the tokens are grouped per expert on the host once (untimed); timed:
 //                            shared expert as dense GEMMs (cublasGemmEx bf16 in, fp32 compute) with
@@ -544,6 +546,12 @@ struct TilesDeepBig {
   static constexpr const char* kLabel = "decode 16x64 4 warps 6 stages, prefill 128x128 8 warps 3 stages";
 };
 
+struct TilesStreamK {
+  using Tuning = moe::StreamKGemmTuning;
+  static constexpr const char* kName = "stream_k";
+  static constexpr const char* kLabel = "decode 16x64 4 warps 4 stages stream-K (one wave of blocks), prefill 64x64 4 warps 3 stages";
+};
+
 struct TilesHopper {
   using Tuning = moe::HopperGemmTuning;
   static constexpr const char* kName = "hopper_wgmma";
@@ -674,6 +682,10 @@ void register_model(bool stages, bool tile_sweep) {
     tiles(TilesNarrowWide::kName, BM_tiles<M, TilesNarrowWide>);
     tiles(TilesDeepBig::kName, BM_tiles<M, TilesDeepBig>);
   }
+  // Every model: the stream-K decode schedule against routed/ (the same tiles, one block each).
+  auto* sk = benchmark::RegisterBenchmark((std::string("tiles/") + M::kName + "/" + TilesStreamK::kName).c_str(), BM_tiles<M, TilesStreamK>);
+  sk->ArgName("T")->UseManualTime()->Unit(benchmark::kMicrosecond);
+  for (const int t : {1, 8, 32}) sk->Arg(t);
 }
 
 /// tiles/<model>/hopper_wgmma: registered after every model, so that if the first wgmma runs on

@@ -32,14 +32,19 @@
 // same block mapping, gather and epilogue, with the tiles in 128-byte swizzled shared memory and
 // the math on wgmma (platform/wgmma.hpp; sm_90a builds) with one group in flight, or mma.sync
 // from the same layout where wgmma is not compiled. HopperGemmTuning uses it for prefill. The
-// A rows are gathered per token, so TMA (whole boxes) does not fit the A loads; split-K for
-// decode is tuning work still open.
+// A rows are gathered per token, so TMA (whole boxes) does not fit the A loads.
+// Decode schedule: one block per tile, or stream-K (DecodeSchedule::stream_k, StreamKGemmTuning):
+// one wave of blocks shares the actual k-tiles of all active tiles equally, with a fixed-order
+// reduction of split tiles (grouped_gemm_streamk_kernel), so that no block idles in a last
+// partial wave (e.g. DeepSeek-V3 at T = 1: 288 tiles of 1.8 MB each on 264 block slots).
 #pragma once
 
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
+#include <mutex>
 #include <type_traits>
+#include <unordered_map>
 
 #include "deepshock/core/config.hpp"
 #include "deepshock/core/numeric.hpp"
@@ -95,14 +100,19 @@ template <class Tile>
 concept SwizzledTile = Tile::kSwizzled;
 }  // namespace detail
 
+/// How the decode tiles are spread over blocks: one block per tile, or stream-K (see the file
+/// comment).
+enum class DecodeSchedule { tile_per_block, stream_k };
+
 /// A pair of tile shapes for the MoE layer (its `Tuning` parameter). Decode: few rows per
 /// expert, so short and wide tiles that read each weight row once; prefill: tiles that reuse
 /// both operands. The decode tiles run while the assignments average at most one decode m-tile
-/// (Decode::kBM rows) per expert.
-template <class DecodeTile, class PrefillTile>
+/// (Decode::kBM rows) per expert, with the given schedule.
+template <class DecodeTile, class PrefillTile, DecodeSchedule Schedule = DecodeSchedule::tile_per_block>
 struct GemmTuningOf {
   using Decode = DecodeTile;
   using Prefill = PrefillTile;
+  static constexpr DecodeSchedule kDecodeSchedule = Schedule;
   static bool use_decode(long long assignments, int groups) { return assignments <= static_cast<long long>(Decode::kBM) * groups; }
 };
 
@@ -114,6 +124,10 @@ using GemmTuning = GemmTuningOf<GemmTile<16, 64, 128, 1, 4, 4>, GemmTile<64, 64,
 /// weight matrix (gated: 128 x 256 of MMA work per block) with 4 stages (gated: 192 KiB of
 /// shared memory, so sm_90 only). Needs a build for sm_90a to use wgmma (see WgmmaTile).
 using HopperGemmTuning = GemmTuningOf<GemmTile<16, 64, 128, 1, 4, 4>, WgmmaTile<128, 128, 4>>;
+
+/// The default tiles with the stream-K decode schedule (opt-in until a GPU run has timed it
+/// against the default: bench_moe's tiles/<model>/stream_k rows).
+using StreamKGemmTuning = GemmTuningOf<GemmTile<16, 64, 128, 1, 4, 4>, GemmTile<64, 64, 128, 2, 2, 3>, DecodeSchedule::stream_k>;
 
 /// GEMM 1 epilogue: h[p, n] = T(Act::apply(gate, up)).
 template <class Act, class T>
@@ -225,6 +239,14 @@ struct GemmBatch {
   }
 };
 
+/// Scratch of a stream-K launch (device pointers; StreamKDecode tunings): fp32 partial tiles and
+/// per-tile tickets. Sizes: streamk_partial_bytes / streamk_ticket_count; the tickets must be
+/// zero before the first launch and are left zero by every launch.
+struct StreamKScratch {
+  float* partials = nullptr;  ///< [grid][2][threads x accumulators] a block's first and last partial segments
+  int* tickets = nullptr;     ///< [GemmBatch::total_blocks()] arrivals per tile
+};
+
 #if DEEPSHOCK_HAS_KERNELS
 namespace detail {
 
@@ -264,18 +286,26 @@ struct TileJob {
   const T* b[2] = {nullptr, nullptr};  ///< the group's weights (b[1]: gated only)
 };
 
-/// Locates block `bid`'s tile (false: a block past the last tile, which returns at once).
+/// Active m-tiles of problem `i` of `batch` (device): the routed problem's from dispatch's tile
+/// offsets, the ungrouped problem's from its row count (never more than the planned slots).
+template <int BM, class T, class Epi>
+DEEPSHOCK_DEVICE int active_m_tiles(const GemmBatch<T, Epi>& batch, int i) {
+  // Selects rather than indexes by i: a run-time index into the kernel parameter would copy the
+  // batch to local memory.
+  const GroupedGemmArgs<T>& args = i == 1 ? batch.args[1] : batch.args[0];
+  const int planned = i == 1 ? batch.m_tiles[1] : batch.m_tiles[0];
+  const int active = args.group_offsets != nullptr ? args.tile_offsets[args.groups] : (args.rows + BM - 1) / BM;
+  return active < planned ? active : planned;
+}
+
+/// Fills `job` for m-tile `tile` (its problem's m-tile index, in dispatch's tile order) and
+/// n-tile `n_tile` of problem `i` (false: a tile slot past the problem's last tile).
 template <int BM, int BN, class T, class Epi>
-DEEPSHOCK_DEVICE bool locate_tile(const GemmBatch<T, Epi>& batch, long long bid, TileJob<T, Epi>& job) {
-  const long long first_second = batch.blocks(0);
-  const bool second = bid >= first_second;
-  job.args = second ? batch.args[1] : batch.args[0];
-  job.epi = second ? batch.epi[1] : batch.epi[0];
+DEEPSHOCK_DEVICE bool locate_tile_at(const GemmBatch<T, Epi>& batch, int i, int tile, int n_tile, TileJob<T, Epi>& job) {
+  job.args = i == 1 ? batch.args[1] : batch.args[0];  // selects, see active_m_tiles
+  job.epi = i == 1 ? batch.epi[1] : batch.epi[0];
   const GroupedGemmArgs<T>& args = job.args;
-  const long long local = second ? bid - first_second : bid;
-  const int m_slots = second ? batch.m_tiles[1] : batch.m_tiles[0];
-  const int tile = static_cast<int>(local % m_slots);
-  job.n0 = static_cast<int>(local / m_slots) * BN;
+  job.n0 = n_tile * BN;
   int row_begin = 0, local_tile = tile;
   job.g = 0;
   job.row_end = args.rows;
@@ -298,6 +328,17 @@ DEEPSHOCK_DEVICE bool locate_tile(const GemmBatch<T, Epi>& batch, long long bid,
   job.b[0] = args.b0 + static_cast<long long>(job.g) * args.b_stride;
   if constexpr (Epi::kGated) job.b[1] = args.b1 + static_cast<long long>(job.g) * args.b_stride;
   return true;
+}
+
+/// Locates block `bid`'s tile in the one-block-per-tile grid (m-tile slot fastest; false: a
+/// block past the last tile, which returns at once).
+template <int BM, int BN, class T, class Epi>
+DEEPSHOCK_DEVICE bool locate_tile(const GemmBatch<T, Epi>& batch, long long bid, TileJob<T, Epi>& job) {
+  const long long first_second = batch.blocks(0);
+  const int i = bid >= first_second ? 1 : 0;
+  const long long local = i == 1 ? bid - first_second : bid;
+  const int m_slots = i == 1 ? batch.m_tiles[1] : batch.m_tiles[0];
+  return locate_tile_at<BM, BN>(batch, i, static_cast<int>(local % m_slots), static_cast<int>(local / m_slots), job);
 }
 
 /// Stores the tile's accumulators in the mma.sync warp-tile layout: frag(m, mi * NI + ni) are
@@ -327,16 +368,21 @@ DEEPSHOCK_DEVICE void store_mma_tile(const TileJob<T, Epi>& job, int tid, Frag&&
       }
 }
 
-/// Locates the block's tile (false: nothing to do), then fills its gathered A-row indices (-1
-/// past the group's end) and publishes them.
-template <int BM, int BN, int kThreads, class T, class Epi>
-DEEPSHOCK_DEVICE bool start_tile(const GemmBatch<T, Epi>& batch, int* rows, int tid, TileJob<T, Epi>& job) {
-  if (!locate_tile<BM, BN>(batch, static_cast<long long>(blockIdx.x), job)) return false;
+/// Fills the tile's gathered A-row indices (-1 past the group's end) and publishes them.
+template <int BM, int kThreads, class T, class Epi>
+DEEPSHOCK_DEVICE void load_rows(const TileJob<T, Epi>& job, int* rows, int tid) {
   for (int r = tid; r < BM; r += kThreads) {
     const int p = job.m0 + r;
     rows[r] = p < job.row_end ? (job.args.a_rows != nullptr ? job.args.a_rows[p] : p) : -1;
   }
   __syncthreads();
+}
+
+/// Locates the block's tile (false: nothing to do), then loads its row indices.
+template <int BM, int BN, int kThreads, class T, class Epi>
+DEEPSHOCK_DEVICE bool start_tile(const GemmBatch<T, Epi>& batch, int* rows, int tid, TileJob<T, Epi>& job) {
+  if (!locate_tile<BM, BN>(batch, static_cast<long long>(blockIdx.x), job)) return false;
+  load_rows<BM, kThreads>(job, rows, tid);
   return true;
 }
 
@@ -355,54 +401,44 @@ struct SwizzledSmem {
   DEEPSHOCK_HOST_DEVICE static int* rows(unsigned char* base) { return reinterpret_cast<int*>(base + kRowsOffset); }
 };
 
-}  // namespace detail
+/// The accumulator shape of grouped_gemm_kernel's block: per thread NB x kFrags groups of 4
+/// floats (the mma warp tile's C fragments, or BM x BN / threads outputs for fp32).
+template <class T, class Tile, int NB>
+struct GemmAccShape {
+  static constexpr bool kMma = sizeof(T) == 2;
+  static constexpr int kMI = Tile::kWM / 16, kNI = Tile::kWN / 8;
+  static constexpr int kOut = Tile::kBM * Tile::kBN / Tile::kThreads;
+  static constexpr int kFrags = kMma ? kMI * kNI : kOut / 4;
+  static constexpr int kFloats = NB * kFrags * 4;  ///< per thread
+  static_assert(kMma || kOut % 4 == 0, "grouped_gemm_kernel: fp32 outputs per thread must be a multiple of 4.");
+};
 
-namespace kernels {
-
-/// One block per (m-tile, n-tile); see the file comment. Dynamic shared memory:
-/// grouped_gemm_smem_bytes<T, Tile, Epi>().
-template <class T, class Tile, class Epi>
-DEEPSHOCK_KERNEL void grouped_gemm_kernel(GemmBatch<T, Epi> batch) {
-  constexpr int NB = Epi::kGated ? 2 : 1;
-  using Smem = detail::GemmSmem<T, Tile, NB>;
+/// The k-loop of grouped_gemm_kernel over k-tiles [kt_begin, kt_end) of the tile `job` (row
+/// indices in `rows`), adding into `acc`. Multi-stage cp.async pipeline: k-tile kt lives in stage
+/// kt % kStages; kStages - 1 k-tiles are in flight while one is multiplied. Each thread owns
+/// fixed 16-byte chunks of the tiles and commits one group per k-tile (empty past the end, so
+/// that the group count stays uniform). Ends with copies still in flight only as empty groups;
+/// a caller that reuses the stages waits for them and synchronises first.
+template <class T, class Tile, int NB, class Epi>
+DEEPSHOCK_DEVICE void gemm_mainloop(unsigned char* smem, const int* rows, const TileJob<T, Epi>& job, int kt_begin, int kt_end, int tid,
+                                    float (&acc)[NB][GemmAccShape<T, Tile, NB>::kFrags][4]) {
+  using Smem = GemmSmem<T, Tile, NB>;
+  using Acc = GemmAccShape<T, Tile, NB>;
   constexpr int BM = Tile::kBM, BN = Tile::kBN, BK = Smem::kBK, LD = Smem::kLD, VEC = 16 / static_cast<int>(sizeof(T));
   constexpr int kThreads = Tile::kThreads, kStages = Tile::kStages;
   constexpr int kChunksPerRow = BK / VEC;
-  unsigned char* smem = dynamic_smem<unsigned char>();
-  int* rows = Smem::rows(smem);
-  const int tid = static_cast<int>(threadIdx.x);
-
-  // Programmatic dependent launch: the tile offsets, the gathered rows and the outputs belong to
-  // earlier kernels (dispatch, GEMM 1), so wait for them before anything else; then let the next
-  // kernel be scheduled into this one's tail.
-  pdl::wait();
-  pdl::launch_dependents();
-  detail::TileJob<T, Epi> job;
-  if (!detail::start_tile<BM, BN, kThreads>(batch, rows, tid, job)) return;
+  constexpr int MI = Acc::kMI, NI = Acc::kNI, kOut = Acc::kOut;
   const GroupedGemmArgs<T>& args = job.args;
   const int n0 = job.n0;
   const T* const* b = job.b;
-
-  constexpr bool kMma = sizeof(T) == 2;
-  // Accumulators: the mma warp tile, or BM x BN / threads outputs per thread for fp32.
-  constexpr int MI = Tile::kWM / 16, NI = Tile::kWN / 8;
-  constexpr int kOut = BM * BN / kThreads;
-  constexpr int kFrags = kMma ? MI * NI : kOut / 4;  // groups of 4 accumulators
-  static_assert(kMma || kOut % 4 == 0, "grouped_gemm_kernel: fp32 outputs per thread must be a multiple of 4.");
-  float acc[NB][kFrags][4] = {};
-
   const int warp_id = tid / 32, lane = tid % 32;
   const int warp_m = warp_id % Tile::kWarpsM, warp_n = warp_id / Tile::kWarpsM;
 
-  // Multi-stage cp.async pipeline: k-tile kt lives in stage kt % kStages; kStages - 1 k-tiles
-  // are in flight while one is multiplied. Each thread owns fixed 16-byte chunks of the tiles
-  // and commits one group per k-tile (empty past the end, so that the group count stays uniform).
   constexpr int kAChunks = BM * kChunksPerRow / kThreads, kBChunks = BN * kChunksPerRow / kThreads;
   static_assert(BM * kChunksPerRow % kThreads == 0 && BN * kChunksPerRow % kThreads == 0,
                 "grouped_gemm_kernel: the tile loads must divide evenly among the threads.");
-  const int ktiles = (args.k + BK - 1) / BK;
   auto issue = [&](int kt) {
-    if (kt < ktiles) {
+    if (kt < kt_end) {
       const int k0 = kt * BK, stage = kt % kStages;
       auto* sa = Smem::a(smem, stage);
       DEEPSHOCK_UNROLL
@@ -427,17 +463,17 @@ DEEPSHOCK_KERNEL void grouped_gemm_kernel(GemmBatch<T, Epi> batch) {
   };
 
   DEEPSHOCK_UNROLL
-  for (int s = 0; s < kStages - 1; ++s) issue(s);
-  for (int kt = 0; kt < ktiles; ++kt) {
-    // Groups committed so far: kStages - 1 + kt; allowing kStages - 2 pending completes k-tile
-    // kt. The barrier publishes every thread's part of it and ends the reads of k-tile kt - 1,
-    // whose stage the next issue refills.
+  for (int s = 0; s < kStages - 1; ++s) issue(kt_begin + s);
+  for (int kt = kt_begin; kt < kt_end; ++kt) {
+    // Groups committed so far: kStages - 1 + (kt - kt_begin); allowing kStages - 2 pending
+    // completes k-tile kt. The barrier publishes every thread's part of it and ends the reads of
+    // k-tile kt - 1, whose stage the next issue refills.
     mem::cp_async_wait<kStages - 2>();
     __syncthreads();
     issue(kt + kStages - 1);
     const int stage = kt % kStages;
     const auto* sa = Smem::a(smem, stage);
-    if constexpr (kMma) {
+    if constexpr (Acc::kMma) {
       DEEPSHOCK_UNROLL
       for (int kk = 0; kk < BK; kk += 16) {
         // Fragments by ldmatrix (platform/mma.hpp). A: lane l names row l % 16 of the m16 tile at
@@ -487,18 +523,148 @@ DEEPSHOCK_KERNEL void grouped_gemm_kernel(GemmBatch<T, Epi> batch) {
       }
     }
   }
+}
 
-  // Epilogue: each accumulator to its (row, column).
-  if constexpr (kMma) {
-    detail::store_mma_tile<Tile, NB>(job, tid, [&](int m, int f) -> const float* { return acc[m][f]; });
+/// grouped_gemm_kernel's epilogue: each accumulator of the tile to its (row, column).
+template <class T, class Tile, int NB, class Epi>
+DEEPSHOCK_DEVICE void store_tile(const TileJob<T, Epi>& job, int tid, const float (&acc)[NB][GemmAccShape<T, Tile, NB>::kFrags][4]) {
+  using Acc = GemmAccShape<T, Tile, NB>;
+  if constexpr (Acc::kMma) {
+    store_mma_tile<Tile, NB>(job, tid, [&](int m, int f) -> const float* { return acc[m][f]; });
   } else {
     const int rows_here = job.row_end - job.m0;
     DEEPSHOCK_UNROLL
-    for (int o = 0; o < kOut; ++o) {
-      const int idx = tid + o * kThreads, r = idx / BN, n = n0 + idx % BN;
-      if (r < rows_here && n < args.n)
-        job.epi.store(job.m0 + r, n, acc[0][o / 4][o % 4], NB == 2 ? acc[NB - 1][o / 4][o % 4] : 0.0f);
+    for (int o = 0; o < Acc::kOut; ++o) {
+      const int idx = tid + o * Tile::kThreads, r = idx / Tile::kBN, n = job.n0 + idx % Tile::kBN;
+      if (r < rows_here && n < job.args.n) job.epi.store(job.m0 + r, n, acc[0][o / 4][o % 4], NB == 2 ? acc[NB - 1][o / 4][o % 4] : 0.0f);
     }
+  }
+}
+
+}  // namespace detail
+
+namespace kernels {
+
+/// One block per (m-tile, n-tile); see the file comment. Dynamic shared memory:
+/// grouped_gemm_smem_bytes<T, Tile, Epi>().
+template <class T, class Tile, class Epi>
+DEEPSHOCK_KERNEL void grouped_gemm_kernel(GemmBatch<T, Epi> batch) {
+  constexpr int NB = Epi::kGated ? 2 : 1;
+  using Smem = detail::GemmSmem<T, Tile, NB>;
+  unsigned char* smem = dynamic_smem<unsigned char>();
+  int* rows = Smem::rows(smem);
+  const int tid = static_cast<int>(threadIdx.x);
+
+  // Programmatic dependent launch: the tile offsets, the gathered rows and the outputs belong to
+  // earlier kernels (dispatch, GEMM 1), so wait for them before anything else; then let the next
+  // kernel be scheduled into this one's tail.
+  pdl::wait();
+  pdl::launch_dependents();
+  detail::TileJob<T, Epi> job;
+  if (!detail::start_tile<Tile::kBM, Tile::kBN, Tile::kThreads>(batch, rows, tid, job)) return;
+  float acc[NB][detail::GemmAccShape<T, Tile, NB>::kFrags][4] = {};
+  const int ktiles = (job.args.k + Smem::kBK - 1) / Smem::kBK;
+  detail::gemm_mainloop<T, Tile, NB>(smem, rows, job, 0, ktiles, tid, acc);
+  detail::store_tile<T, Tile, NB>(job, tid, acc);
+}
+
+/// Stream-K schedule of grouped_gemm_kernel's tiles (decode, StreamKDecode tunings): a grid of
+/// at most one wave of blocks shares the launch's actual work — problem 0's active tiles times
+/// their k-tiles, then problem 1's (tile order: m-tile fastest), counted on the device from
+/// dispatch's tile offsets — in equal contiguous ranges, so no block idles in a last partial
+/// wave. A tile whose k-tiles span several blocks is a set of partial segments: each block
+/// stores its fp32 partial accumulators in `partials` (slot 0: its first segment, slot 1: its
+/// last), fences, and takes a ticket; the last to arrive sums the segments in k order (its own
+/// from registers, the same bits it stored), applies the epilogue and resets the ticket. The sum
+/// order is fixed, so the result does not depend on which block arrives last (bitwise
+/// reproducible); it differs from the one-block-per-tile sum only in rounding.
+template <class T, class Tile, class Epi>
+DEEPSHOCK_KERNEL void grouped_gemm_streamk_kernel(GemmBatch<T, Epi> batch, StreamKScratch sk) {
+  constexpr int NB = Epi::kGated ? 2 : 1;
+  using Smem = detail::GemmSmem<T, Tile, NB>;
+  using Acc = detail::GemmAccShape<T, Tile, NB>;
+  constexpr int BM = Tile::kBM, BN = Tile::kBN, BK = Smem::kBK, kThreads = Tile::kThreads;
+  constexpr int kQuads = NB * Acc::kFrags;  // float4 groups per thread
+  __shared__ int last_arrival;
+  unsigned char* smem = dynamic_smem<unsigned char>();
+  int* rows = Smem::rows(smem);
+  const int tid = static_cast<int>(threadIdx.x);
+  pdl::wait();  // tile offsets, gathered rows and outputs belong to earlier kernels
+  pdl::launch_dependents();
+
+  // The iteration space (k-tiles of active tiles) of both problems.
+  const int ktiles0 = (batch.args[0].k + BK - 1) / BK, ktiles1 = batch.count > 1 ? (batch.args[1].k + BK - 1) / BK : 1;
+  const int active0 = batch.count > 0 ? detail::active_m_tiles<BM>(batch, 0) : 0;
+  const int active1 = batch.count > 1 ? detail::active_m_tiles<BM>(batch, 1) : 0;
+  const long long iters0 = static_cast<long long>(active0) * batch.n_tiles[0] * ktiles0;
+  const long long total = iters0 + static_cast<long long>(active1) * batch.n_tiles[1] * ktiles1;
+  const long long grid = total < static_cast<long long>(gridDim.x) ? total : static_cast<long long>(gridDim.x);
+  const long long b = blockIdx.x;
+  if (b >= grid) return;
+  // Block o's range is [begin_of(o), begin_of(o + 1)), never empty (grid <= total); owner_of(x)
+  // is the block whose range holds iteration x.
+  auto begin_of = [&](long long o) { return o * total / grid; };
+  auto owner_of = [&](long long x) { return ((x + 1) * grid + total - 1) / total - 1; };
+  const long long begin = begin_of(b), end = begin_of(b + 1);
+
+  for (long long it = begin; it < end;) {
+    const int i = it < iters0 ? 0 : 1;
+    const long long base = i == 0 ? 0 : iters0;
+    const int ktiles = i == 0 ? ktiles0 : ktiles1, active = i == 0 ? active0 : active1;
+    const long long local = it - base;
+    const int t = static_cast<int>(local / ktiles), k_first = static_cast<int>(local % ktiles);
+    const long long tile_start = base + static_cast<long long>(t) * ktiles, tile_end = tile_start + ktiles;
+    const long long seg_end = end < tile_end ? end : tile_end;
+    const int k_last = k_first + static_cast<int>(seg_end - it);
+    detail::TileJob<T, Epi> job;
+    detail::locate_tile_at<BM, BN>(batch, i, t % active, t / active, job);  // t < active x n_tiles: always a tile
+    if (it != begin) {  // the previous segment's copies and reads of the stages and rows are over
+      mem::cp_async_wait<0>();
+      __syncthreads();
+    }
+    detail::load_rows<BM, kThreads>(job, rows, tid);
+    float acc[NB][Acc::kFrags][4] = {};
+    detail::gemm_mainloop<T, Tile, NB>(smem, rows, job, k_first, k_last, tid, acc);
+    if (k_first == 0 && k_last == ktiles) {
+      detail::store_tile<T, Tile, NB>(job, tid, acc);
+    } else {
+      auto partial = [&](long long owner, int slot) { return sk.partials + (owner * 2 + slot) * (kQuads * kThreads * 4); };
+      float* mine = partial(b, it == begin ? 0 : 1);
+      DEEPSHOCK_UNROLL
+      for (int q = 0; q < kQuads; ++q) {
+        const float* a = acc[q / Acc::kFrags][q % Acc::kFrags];
+        const float4 v = make_float4(a[0], a[1], a[2], a[3]);  // 16-byte aligned, for the vector store
+        mem::copy16(mine + (q * kThreads + tid) * 4, &v);
+      }
+      __threadfence();
+      __syncthreads();
+      const long long first_owner = owner_of(tile_start), last_owner = owner_of(tile_end - 1);
+      int* ticket = sk.tickets + (i == 0 ? 0 : batch.blocks(0)) + t;
+      if (tid == 0) last_arrival = atomicAdd(ticket, 1) == static_cast<int>(last_owner - first_owner);
+      __syncthreads();
+      if (last_arrival) {
+        __threadfence();
+        float sum[NB][Acc::kFrags][4] = {};
+        for (long long o = first_owner; o <= last_owner; ++o) {
+          // Owner o's segment of this tile is its first (slot 0) unless o started before the tile.
+          const float* src = o == b ? nullptr : partial(o, begin_of(o) >= tile_start ? 0 : 1);
+          DEEPSHOCK_UNROLL
+          for (int q = 0; q < kQuads; ++q) {
+            const float* a = acc[q / Acc::kFrags][q % Acc::kFrags];
+            float4 v = make_float4(a[0], a[1], a[2], a[3]);
+            if (src != nullptr) mem::load16_cg(&v, src + (q * kThreads + tid) * 4);
+            float* d = sum[q / Acc::kFrags][q % Acc::kFrags];
+            d[0] += v.x;
+            d[1] += v.y;
+            d[2] += v.z;
+            d[3] += v.w;
+          }
+        }
+        if (tid == 0) *ticket = 0;  // ready for the next launch
+        detail::store_tile<T, Tile, NB>(job, tid, sum);
+      }
+    }
+    it = seg_end;
   }
 }
 
@@ -652,6 +818,73 @@ Status launch_grouped_gemm(const GemmBatch<T, Epi>& batch, rt::stream_t stream, 
                          dependent_launch};
   if constexpr (detail::uses_sw128_kernel_v<T, Tile>) return launch(kernels::grouped_gemm_sw128_kernel<T, Tile, Epi>, cfg, batch);
   else return launch(kernels::grouped_gemm_kernel<T, Tile, Epi>, cfg, batch);
+}
+
+/// Largest stream-K grid (blocks) a launch uses: one wave of the decode tiles on current GPUs
+/// is a few hundred blocks (H200: 132 SMs x 2-4 blocks).
+inline constexpr int kStreamKMaxGrid = 1024;
+
+/// Bytes of StreamKScratch::partials for a stream-K launch of <T, Tile> of up to `blocks`
+/// one-per-tile blocks (either epilogue: sized for the gated one).
+template <class T, class Tile>
+constexpr std::size_t streamk_partial_bytes(long long blocks) {
+  const long long grid = blocks < kStreamKMaxGrid ? blocks : kStreamKMaxGrid;
+  return grid <= 0 ? 0 : static_cast<std::size_t>(grid) * 2 * detail::GemmAccShape<T, Tile, 2>::kFloats * Tile::kThreads * sizeof(float);
+}
+
+/// The stream-K grid of <T, Tile, Epi> for a launch of `blocks` one-per-tile blocks: one wave
+/// (blocks per SM at this shared-memory size x SMs, asked of the runtime once per device),
+/// at most kStreamKMaxGrid and `blocks`. The simulator uses 6 blocks, so that its tests split
+/// tiles across blocks at small sizes.
+template <class T, class Tile, class Epi>
+Status streamk_grid(long long blocks, int& grid) {
+  grid = 0;
+  long long slots = 6;
+#if DEEPSHOCK_CUDA
+  static std::mutex m;
+  static std::unordered_map<int, int> per_device;
+  int device = 0;
+  DEEPSHOCK_RETURN_IF_ERROR(rt::from_cuda(cudaGetDevice(&device), "cudaGetDevice"));
+  {
+    std::lock_guard<std::mutex> lock(m);
+    auto found = per_device.find(device);
+    if (found == per_device.end()) {
+      void (*kernel)(GemmBatch<T, Epi>, StreamKScratch) = kernels::grouped_gemm_streamk_kernel<T, Tile, Epi>;
+      const std::size_t smem = grouped_gemm_smem_bytes<T, Tile, Epi>();
+      bool dependent = false;  // the occupancy query needs the shared-memory opt-in first
+      DEEPSHOCK_RETURN_IF_ERROR(deepshock::detail::prepare_launch(reinterpret_cast<const void*>(kernel), smem, dependent));
+      int per_sm = 0, sms = 0;
+      DEEPSHOCK_RETURN_IF_ERROR(rt::from_cuda(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, Tile::kThreads, smem),
+                                              "cudaOccupancyMaxActiveBlocksPerMultiprocessor"));
+      DEEPSHOCK_RETURN_IF_ERROR(rt::from_cuda(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device), "cudaDeviceGetAttribute"));
+      found = per_device.emplace(device, per_sm * sms).first;
+    }
+    slots = found->second;
+  }
+#endif
+  if (slots < 1) slots = 1;
+  if (slots > kStreamKMaxGrid) slots = kStreamKMaxGrid;
+  grid = static_cast<int>(blocks < slots ? blocks : slots);
+  return Status::success();
+}
+
+/// Launches the problems of `batch` with the stream-K schedule (nothing when it has no
+/// blocks); `sk` holds streamk_partial_bytes<T, Tile>(batch.total_blocks()) bytes of partials
+/// and batch.total_blocks() tickets, zero before the first launch. dependent_launch: as in
+/// launch_grouped_gemm.
+template <class T, class Tile, class Epi>
+Status launch_grouped_gemm_streamk(const GemmBatch<T, Epi>& batch, StreamKScratch sk, rt::stream_t stream, bool dependent_launch = false) {
+  static_assert(!detail::uses_sw128_kernel_v<T, Tile>, "launch_grouped_gemm_streamk: stream-K runs the GemmTile kernel (decode tiles).");
+  const long long blocks = batch.total_blocks();
+  if (blocks == 0) return Status::success();
+  if (blocks > 0x7fffffffLL) return Status::invalid_argument("tokens", "the grouped GEMM needs more than 2^31 - 1 blocks");
+  if (sk.partials == nullptr) return Status::invalid_argument("sk.partials", "must not be null");
+  if (sk.tickets == nullptr) return Status::invalid_argument("sk.tickets", "must not be null");
+  int grid = 0;
+  DEEPSHOCK_RETURN_IF_ERROR((streamk_grid<T, Tile, Epi>(blocks, grid)));
+  const LaunchConfig cfg{dim3(static_cast<unsigned>(grid)), dim3(Tile::kThreads), grouped_gemm_smem_bytes<T, Tile, Epi>(), stream,
+                         dependent_launch};
+  return launch(kernels::grouped_gemm_streamk_kernel<T, Tile, Epi>, cfg, batch, sk);
 }
 #endif  // DEEPSHOCK_HAS_KERNELS
 

@@ -178,6 +178,9 @@ class Layer {
   static_assert(ExpertT::adapter::kRank == 0,
                 "deepshock::moe::Layer: LoRA adapters arrive with the LoRA work; the layer takes rank-0 (no) adapters only so far.");
   static_assert(!Gate::kNoisy, "deepshock::moe::Layer: NoisyTopK is a training-time router; route it with gate::Router and call run_routed.");
+  static constexpr bool kStreamK = Tuning::kDecodeSchedule == DecodeSchedule::stream_k;
+  static_assert(!kStreamK || !std::is_same_v<typename Tuning::Decode, typename Tuning::Prefill>,
+                "deepshock::moe::Layer: a stream-K decode schedule needs a decode tile type of its own (not the prefill tile).");
 
   explicit Layer(LayerDims dims, gate::PolicyParams params = gate::default_params<Gate>(), gate::RouterOptions options = {})
       : dims_(dims),
@@ -219,7 +222,8 @@ class Layer {
         if constexpr (detail::uses_sw128_kernel_v<T, Tile>) math = Tile::kUseWgmma ? ", wgmma in sm_90a builds, else mma.sync" : ", swizzled, mma.sync";
         return std::to_string(Tile::kBM) + "x" + std::to_string(Tile::kBN) + " (" + std::to_string(Tile::kStages) + "-stage cp.async" + math + ")";
       };
-      return decode ? "decode tiles " + shape(typename Tuning::Decode{}) : "prefill tiles " + shape(typename Tuning::Prefill{});
+      return decode ? "decode tiles " + shape(typename Tuning::Decode{}) + (kStreamK ? " stream-K" : "")
+                    : "prefill tiles " + shape(typename Tuning::Prefill{});
     };
     const TileChoice choice = choose_tiles(in.tokens);
     s += "expert GEMMs: " + tiles(choice.routed_decode);
@@ -243,6 +247,7 @@ class Layer {
     auto* base = static_cast<unsigned char*>(workspace);
     if (out.dropped_count != nullptr) DEEPSHOCK_RETURN_IF_ERROR(rt::memset_async(out.dropped_count, 0, sizeof(int), stream));
     if (in.tokens == 0) return zero_counts(out, stream);
+    DEEPSHOCK_RETURN_IF_ERROR(clear_tickets(p, base, stream));  // before the router: no memset between the layer's kernels
     int* ids = out.topk_ids != nullptr ? out.topk_ids : reinterpret_cast<int*>(base + p.ids);
     float* weights = out.topk_weights != nullptr ? out.topk_weights : reinterpret_cast<float*>(base + p.weights);
     gate::RoutingOutputs ro;
@@ -297,6 +302,7 @@ class Layer {
         return Status::invalid_argument("topk_ids", std::to_string(host_bad) + " id(s) outside [-1, " + std::to_string(kExperts) +
                                                         ") (-1 = no expert)");
     }
+    DEEPSHOCK_RETURN_IF_ERROR(clear_tickets(p, base, stream));
     return experts(in, w, out, topk_ids, topk_weights, base, p, stream, options.stop_after, options.dependent_launch);
   }
 
@@ -315,7 +321,7 @@ class Layer {
   struct Plan {
     std::size_t router = 0, router_bytes = 0, ids = 0, weights = 0, counts = 0, offsets = 0, tile_offsets = 0, sorted_token = 0,
                 sorted_slot = 0, slot_position = 0, bad_ids = 0, dispatch = 0, dispatch_bytes = 0, h = 0, out = 0, shared_h = 0,
-                shared_out = 0, total = 0;
+                shared_out = 0, sk_partials = 0, sk_tickets = 0, sk_ticket_count = 0, total = 0;
   };
   Plan plan(int tokens) const {
     Plan p;
@@ -346,8 +352,44 @@ class Layer {
     p.out = take((Combine::kDeterministic ? N : Tn) * H * sizeof(float));
     p.shared_h = take(Tn * Is * sizeof(T));
     p.shared_out = take(Is > 0 ? Tn * H * sizeof(float) : 0);
+    if constexpr (kStreamK) {
+      // Stream-K scratch of the decode launches: their one-per-tile block counts bound the
+      // tickets and (up to kStreamKMaxGrid) the partial tiles. Sized for the largest decode run
+      // of at most `tokens` tokens, so that sizes still grow with T (workspace_bytes()).
+      using D = typename Tuning::Decode;
+      auto tiles = [](long long n) { return (n + D::kBN - 1) / D::kBN; };
+      const int groups = end_ - begin_;
+      const int t_r = largest_decode_tokens(tokens, kTopK, groups), t_s = largest_decode_tokens(tokens, 1, 1);
+      const long long m_r = t_r > 0 ? max_m_tiles(static_cast<long long>(t_r) * kTopK, D::kBM, groups) : 0;
+      const long long m_s = t_s > 0 && Is > 0 ? max_m_tiles(t_s, D::kBM, 1) : 0;
+      const long long up = m_r * tiles(static_cast<long long>(I)) + m_s * tiles(static_cast<long long>(Is));
+      const long long down = (m_r + m_s) * tiles(static_cast<long long>(H));
+      const long long blocks = up > down ? up : down;
+      p.sk_ticket_count = static_cast<std::size_t>(blocks);
+      p.sk_partials = take(streamk_partial_bytes<T, D>(blocks));
+      p.sk_tickets = take(p.sk_ticket_count * sizeof(int));
+    }
     p.total = at;
     return p;
+  }
+
+  /// The largest T' <= tokens whose T' * per_token assignments over `groups` take the decode
+  /// tiles (Tuning::use_decode holds below a threshold), or 0.
+  static int largest_decode_tokens(int tokens, int per_token, int groups) {
+    int lo = 0, hi = tokens;
+    while (lo < hi) {
+      const int mid = lo + (hi - lo + 1) / 2;
+      if (Tuning::use_decode(static_cast<long long>(mid) * per_token, groups)) lo = mid;
+      else hi = mid - 1;
+    }
+    return lo;
+  }
+
+  /// Zeroes the stream-K tickets (a run leaves them zero, but the workspace is the caller's
+  /// scratch between runs).
+  Status clear_tickets(const Plan& p, unsigned char* base, rt::stream_t stream) const {
+    if (p.sk_ticket_count == 0) return Status::success();
+    return rt::memset_async(base + p.sk_tickets, 0, p.sk_ticket_count * sizeof(int), stream);
   }
 
   Status check_workspace(const void* workspace, std::size_t size, int tokens) const {
@@ -378,24 +420,32 @@ class Layer {
 
   /// GEMM 1 of `a` (and `b`) in one launch, then GEMM 2 (unless up_only): one launch when the two
   /// down epilogues have the same type (ordered combine), else one each.
+  /// One grouped-GEMM launch with tile shape Tile: stream-K for the decode tiles of a stream-K
+  /// tuning, one block per tile otherwise.
+  template <class Tile, class Epi>
+  static Status gemm(const GemmBatch<T, Epi>& batch, rt::stream_t stream, bool dep, const StreamKScratch& sk) {
+    if constexpr (kStreamK && std::is_same_v<Tile, typename Tuning::Decode>) return launch_grouped_gemm_streamk<T, Tile>(batch, sk, stream, dep);
+    else return launch_grouped_gemm<T, Tile>(batch, stream, dep);
+  }
+
   template <class Tile, class EpiA>
-  static Status mlp(const Mlp<EpiA>& a, const SharedMlp* b, rt::stream_t stream, bool up_only, bool dep) {
+  static Status mlp(const Mlp<EpiA>& a, const SharedMlp* b, rt::stream_t stream, bool up_only, bool dep, const StreamKScratch& sk) {
     GemmBatch<T, UpEpi> up;
     up.add(a.up, a.up_epi, a.m_tiles, Tile::kBN);
     if (b != nullptr) up.add(b->up, b->up_epi, b->m_tiles, Tile::kBN);
-    DEEPSHOCK_RETURN_IF_ERROR((launch_grouped_gemm<T, Tile>(up, stream, dep)));
+    DEEPSHOCK_RETURN_IF_ERROR((gemm<Tile>(up, stream, dep, sk)));
     if (up_only) return Status::success();
     GemmBatch<T, EpiA> down;
     down.add(a.down, a.down_epi, a.m_tiles, Tile::kBN);
     if constexpr (std::is_same_v<EpiA, DownEpilogue<false>>) {
       if (b != nullptr) down.add(b->down, b->down_epi, b->m_tiles, Tile::kBN);
-      return launch_grouped_gemm<T, Tile>(down, stream, dep);
+      return gemm<Tile>(down, stream, dep, sk);
     } else {
-      DEEPSHOCK_RETURN_IF_ERROR((launch_grouped_gemm<T, Tile>(down, stream, dep)));
+      DEEPSHOCK_RETURN_IF_ERROR((gemm<Tile>(down, stream, dep, sk)));
       if (b == nullptr) return Status::success();
       GemmBatch<T, DownEpilogue<false>> second;
       second.add(b->down, b->down_epi, b->m_tiles, Tile::kBN);
-      return launch_grouped_gemm<T, Tile>(second, stream, dep);
+      return gemm<Tile>(second, stream, dep, sk);
     }
   }
 
@@ -469,19 +519,22 @@ class Layer {
       DEEPSHOCK_RETURN_IF_ERROR(rt::memset_async(routed, 0, static_cast<std::size_t>(Tn) * H * sizeof(float), stream));
     float* shared_out = dims_.shared_intermediate > 0 ? reinterpret_cast<float*>(at(p.shared_out)) : nullptr;
     T* hs = reinterpret_cast<T*>(at(p.shared_h));
+    StreamKScratch sk;
+    sk.partials = reinterpret_cast<float*>(at(p.sk_partials));
+    sk.tickets = reinterpret_cast<int*>(at(p.sk_tickets));
     // Routed experts (+ shared expert) with tile shapes R and S: the shared expert rides in the
     // same launches when S = R, else it runs on its own afterwards.
     auto run_mlps = [&](auto routed_tile, auto shared_tile) -> Status {
       using R = decltype(routed_tile);
       using S = decltype(shared_tile);
       const auto r = routed_mlp<R>(w, in.x, ldx, n, d.expert_offsets, tiles, d.sorted_token, d.sorted_slot, weights, h, routed);
-      if (shared_out == nullptr) return mlp<R>(r, nullptr, stream, up_only, dep);
+      if (shared_out == nullptr) return mlp<R>(r, nullptr, stream, up_only, dep, sk);
       const SharedMlp sh = shared_mlp<S>(w, in.x, ldx, Tn, hs, shared_out);
       if constexpr (std::is_same_v<R, S>) {
-        return mlp<R>(r, &sh, stream, up_only, dep);
+        return mlp<R>(r, &sh, stream, up_only, dep, sk);
       } else {
-        DEEPSHOCK_RETURN_IF_ERROR(mlp<R>(r, nullptr, stream, up_only, dep));
-        return mlp<S>(sh, nullptr, stream, up_only, dep);
+        DEEPSHOCK_RETURN_IF_ERROR(mlp<R>(r, nullptr, stream, up_only, dep, sk));
+        return mlp<S>(sh, nullptr, stream, up_only, dep, sk);
       }
     };
     if (choice.routed_decode) DEEPSHOCK_RETURN_IF_ERROR(choice.shared_decode ? run_mlps(D{}, D{}) : run_mlps(D{}, P{}));

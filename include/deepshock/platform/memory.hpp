@@ -45,6 +45,17 @@ DEEPSHOCK_DEVICE void copy16(void* dst, const void* src) {
 #endif
 }
 
+/// 16-byte copy from global memory that bypasses L1 (ld.global.cg), for data that other blocks
+/// of the running kernel wrote (published with __threadfence and an atomic): a line this SM
+/// cached earlier must not be read stale.
+DEEPSHOCK_DEVICE void load16_cg(void* dst, const void* src) {
+#if DEEPSHOCK_SIM
+  copy16(dst, src);
+#else
+  *static_cast<uint4*>(dst) = __ldcg(static_cast<const uint4*>(src));
+#endif
+}
+
 /// 16 bytes from a 16-byte aligned address, or zeros when `src` is null.
 DEEPSHOCK_DEVICE uint4 load16_or_zero(const void* src) {
   uint4 v = make_uint4(0u, 0u, 0u, 0u);
