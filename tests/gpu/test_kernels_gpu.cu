@@ -53,6 +53,7 @@ TEST_CASE("a dependent launch starts during its predecessor where supported and 
   auto start_ns = poisoned<unsigned long long>(blocks);
   rt::Stream stream;
   DS_REQUIRE_OK(stream.create());
+  int overlapped = 0;
   for (int round = 0; round < 3; ++round) {
     INFO("round " << round);
     const int seed = 1000 * round + 17;
@@ -69,7 +70,10 @@ TEST_CASE("a dependent launch starts during its predecessor where supported and 
     const unsigned long long first_start = *std::min_element(starts.begin(), starts.end());
     INFO("consumer's first block started " << (static_cast<double>(first_start) - static_cast<double>(end)) / 1000.0
                                            << " us after the producer's end");
-    if (supported) CHECK(first_start < end);  // scheduled during the producer's spin
-    else CHECK(first_start >= end);           // an ordinary launch waits for the producer's end
+    if (first_start < end) ++overlapped;
+    if (!supported) CHECK(first_start >= end);  // an ordinary launch waits for the producer's end
   }
+  // The overlap is opportunistic (CUDA may run the dependant later, e.g. on a busy GPU), so one
+  // round of three must show it: the consumer scheduled during the producer's 200 us spin.
+  if (supported) CHECK(overlapped >= 1);
 }

@@ -31,8 +31,8 @@
 // Costs: two reads of the ids, one write of each output; empty experts cost only their count
 // (E x C workspace ints and the scan). Workspace: dispatch_workspace_bytes(T, k, E).
 // Never allocates or synchronises with the host; graph-capturable. Every kernel starts with
-// pdl::wait(), so each may be launched as a programmatic dependent launch (platform/launch.hpp):
-// the second and third always are, the first where the caller asks (the MoE layer does).
+// pdl::wait(), so each may be launched as a programmatic dependent launch (platform/launch.hpp),
+// as they are where the caller asks (dependent_launch; the MoE layer does).
 #pragma once
 
 #include <cstddef>
@@ -221,7 +221,7 @@ DEEPSHOCK_KERNEL void __launch_bounds__(1024) dispatch_single_kernel(const int* 
 /// returns resource_exhausted. Never allocates or synchronises; graph-capturable; results are
 /// bitwise reproducible. first_expert: an expert-parallel rank dispatches the global ids
 /// [first_expert, first_expert + E) as its local experts 0..E-1 (no separate id mapping pass).
-/// dependent_launch: launch the first kernel with LaunchConfig::dependent (Hopper: it may start
+/// dependent_launch: launch the kernels with LaunchConfig::dependent (Hopper: each may start
 /// during the previous kernel's tail and waits for it before reading anything; same results).
 inline Status dispatch(const int* topk_ids, int T, int k, int E, DispatchOutputs out, void* workspace,
                        std::size_t workspace_bytes, rt::stream_t stream, int first_expert = 0, bool dependent_launch = false) {
@@ -246,10 +246,10 @@ inline Status dispatch(const int* topk_ids, int T, int k, int E, DispatchOutputs
     DEEPSHOCK_RETURN_IF_ERROR(launch(kernels::dispatch_count_kernel<kThreads, kRounds>,
                                      {dim3(static_cast<unsigned>(chunks)), dim3(kThreads), 0, stream, dependent_launch}, topk_ids, n,
                                      first_expert, E, chunk_counts));
-  DEEPSHOCK_RETURN_IF_ERROR(launch(kernels::dispatch_scan_kernel, {dim3(1), dim3(scan_threads), 0, stream, chunks > 0 || dependent_launch},
+  DEEPSHOCK_RETURN_IF_ERROR(launch(kernels::dispatch_scan_kernel, {dim3(1), dim3(scan_threads), 0, stream, dependent_launch},
                                    chunk_counts, chunks, E, n, out));
   if (chunks == 0) return Status::success();
-  return launch(kernels::dispatch_place_kernel<kThreads, kRounds>, {dim3(static_cast<unsigned>(chunks)), dim3(kThreads), 0, stream, true},
+  return launch(kernels::dispatch_place_kernel<kThreads, kRounds>, {dim3(static_cast<unsigned>(chunks)), dim3(kThreads), 0, stream, dependent_launch},
                 topk_ids, n, k, first_expert, E, chunk_counts, out);
 }
 

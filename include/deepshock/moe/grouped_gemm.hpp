@@ -239,7 +239,7 @@ struct GemmBatch {
   }
 };
 
-/// Scratch of a stream-K launch (device pointers; StreamKDecode tunings): fp32 partial tiles and
+/// Scratch of a stream-K launch (device pointers; DecodeSchedule::stream_k): fp32 partial tiles and
 /// per-tile tickets. Sizes: streamk_partial_bytes / streamk_ticket_count; the tickets must be
 /// zero before the first launch and are left zero by every launch.
 struct StreamKScratch {
@@ -568,7 +568,7 @@ DEEPSHOCK_KERNEL void grouped_gemm_kernel(GemmBatch<T, Epi> batch) {
   detail::store_tile<T, Tile, NB>(job, tid, acc);
 }
 
-/// Stream-K schedule of grouped_gemm_kernel's tiles (decode, StreamKDecode tunings): a grid of
+/// Stream-K schedule of grouped_gemm_kernel's tiles (decode, DecodeSchedule::stream_k): a grid of
 /// at most one wave of blocks shares the launch's actual work — problem 0's active tiles times
 /// their k-tiles, then problem 1's (tile order: m-tile fastest), counted on the device from
 /// dispatch's tile offsets — in equal contiguous ranges, so no block idles in a last partial
@@ -576,8 +576,9 @@ DEEPSHOCK_KERNEL void grouped_gemm_kernel(GemmBatch<T, Epi> batch) {
 /// stores its fp32 partial accumulators in `partials` (slot 0: its first segment, slot 1: its
 /// last), fences, and takes a ticket; the last to arrive sums the segments in k order (its own
 /// from registers, the same bits it stored), applies the epilogue and resets the ticket. The sum
-/// order is fixed, so the result does not depend on which block arrives last (bitwise
-/// reproducible); it differs from the one-block-per-tile sum only in rounding.
+/// order is fixed, so the result does not depend on which block arrives last: bitwise
+/// reproducible for a given grid, i.e. on a given device configuration (SM count, occupancy);
+/// another grid splits the k-tiles elsewhere and differs in rounding, as does one block per tile.
 template <class T, class Tile, class Epi>
 DEEPSHOCK_KERNEL void grouped_gemm_streamk_kernel(GemmBatch<T, Epi> batch, StreamKScratch sk) {
   constexpr int NB = Epi::kGated ? 2 : 1;
@@ -857,6 +858,9 @@ Status streamk_grid(long long blocks, int& grid) {
       DEEPSHOCK_RETURN_IF_ERROR(rt::from_cuda(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, Tile::kThreads, smem),
                                               "cudaOccupancyMaxActiveBlocksPerMultiprocessor"));
       DEEPSHOCK_RETURN_IF_ERROR(rt::from_cuda(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device), "cudaDeviceGetAttribute"));
+      if (per_sm < 1)
+        return Status::runtime_error("grouped GEMM stream-K: the occupancy query found no room for one block of " +
+                                     std::to_string(Tile::kThreads) + " threads and " + std::to_string(smem) + " bytes of shared memory");
       found = per_device.emplace(device, per_sm * sms).first;
     }
     slots = found->second;

@@ -25,7 +25,8 @@
 // layer once outside the capture first (as engines warm up before capturing): the first launch
 // of each kernel loads its module (lazy loading) and raises its shared-memory limit
 // (launch.hpp), work that is best kept out of a capture. With the default OrderedCombine the
-// output is bitwise reproducible.
+// output is bitwise reproducible (with a stream-K tuning: on a given GPU configuration, see
+// grouped_gemm.hpp).
 #pragma once
 
 #include <cstddef>
@@ -247,7 +248,7 @@ class Layer {
     auto* base = static_cast<unsigned char*>(workspace);
     if (out.dropped_count != nullptr) DEEPSHOCK_RETURN_IF_ERROR(rt::memset_async(out.dropped_count, 0, sizeof(int), stream));
     if (in.tokens == 0) return zero_counts(out, stream);
-    DEEPSHOCK_RETURN_IF_ERROR(clear_tickets(p, base, stream));  // before the router: no memset between the layer's kernels
+    DEEPSHOCK_RETURN_IF_ERROR(clear_scratch(out, p, base, in.tokens, stream));  // before the router: no memset between the layer's kernels
     int* ids = out.topk_ids != nullptr ? out.topk_ids : reinterpret_cast<int*>(base + p.ids);
     float* weights = out.topk_weights != nullptr ? out.topk_weights : reinterpret_cast<float*>(base + p.weights);
     gate::RoutingOutputs ro;
@@ -302,7 +303,7 @@ class Layer {
         return Status::invalid_argument("topk_ids", std::to_string(host_bad) + " id(s) outside [-1, " + std::to_string(kExperts) +
                                                         ") (-1 = no expert)");
     }
-    DEEPSHOCK_RETURN_IF_ERROR(clear_tickets(p, base, stream));
+    DEEPSHOCK_RETURN_IF_ERROR(clear_scratch(out, p, base, in.tokens, stream));
     return experts(in, w, out, topk_ids, topk_weights, base, p, stream, options.stop_after, options.dependent_launch);
   }
 
@@ -385,11 +386,16 @@ class Layer {
     return lo;
   }
 
-  /// Zeroes the stream-K tickets (a run leaves them zero, but the workspace is the caller's
-  /// scratch between runs).
-  Status clear_tickets(const Plan& p, unsigned char* base, rt::stream_t stream) const {
-    if (p.sk_ticket_count == 0) return Status::success();
-    return rt::memset_async(base + p.sk_tickets, 0, p.sk_ticket_count * sizeof(int), stream);
+  /// The memsets of a run, all before its first kernel, so that none falls between the layer's
+  /// kernels (where it would cost the dependent launches their overlap): the stream-K tickets (a
+  /// run leaves them zero, but the workspace is the caller's scratch between runs), the atomic
+  /// combine's accumulator, and an expert-parallel rank's counts outside its range.
+  Status clear_scratch(const LayerOutputs<T>& out, const Plan& p, unsigned char* base, int tokens, rt::stream_t stream) const {
+    if (p.sk_ticket_count > 0) DEEPSHOCK_RETURN_IF_ERROR(rt::memset_async(base + p.sk_tickets, 0, p.sk_ticket_count * sizeof(int), stream));
+    if constexpr (!Combine::kDeterministic)
+      DEEPSHOCK_RETURN_IF_ERROR(rt::memset_async(base + p.out, 0, static_cast<std::size_t>(tokens) * dims_.hidden * sizeof(float), stream));
+    if (local() && out.expert_counts != nullptr) DEEPSHOCK_RETURN_IF_ERROR(zero_counts(out, stream));
+    return Status::success();
   }
 
   Status check_workspace(const void* workspace, std::size_t size, int tokens) const {
@@ -495,7 +501,6 @@ class Layer {
     // Expert-parallel ranks dispatch the global ids [begin, end) as local experts 0..groups-1
     // (their weights hold only those); counts outside the range are zero.
     const int groups = end_ - begin_;
-    if (local() && out.expert_counts != nullptr) DEEPSHOCK_RETURN_IF_ERROR(zero_counts(out, stream));
     DispatchOutputs d;
     d.expert_counts = out.expert_counts != nullptr ? out.expert_counts + begin_ : reinterpret_cast<int*>(at(p.counts));
     d.expert_offsets = reinterpret_cast<int*>(at(p.offsets));
@@ -515,8 +520,6 @@ class Layer {
     const bool up_only = stop == Stage::gemm1;
     T* h = reinterpret_cast<T*>(at(p.h));
     float* routed = reinterpret_cast<float*>(at(p.out));
-    if constexpr (!Combine::kDeterministic)
-      DEEPSHOCK_RETURN_IF_ERROR(rt::memset_async(routed, 0, static_cast<std::size_t>(Tn) * H * sizeof(float), stream));
     float* shared_out = dims_.shared_intermediate > 0 ? reinterpret_cast<float*>(at(p.shared_out)) : nullptr;
     T* hs = reinterpret_cast<T*>(at(p.shared_h));
     StreamKScratch sk;

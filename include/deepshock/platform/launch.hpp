@@ -160,7 +160,9 @@ Status launch(void (*kernel)(Params...), const LaunchConfig& cfg, std::type_iden
   lc.stream = cfg.stream;
   lc.attrs = attr;
   lc.numAttrs = 1;
-  return rt::from_cuda(cudaLaunchKernelEx(&lc, kernel, args...), "kernel launch (programmatic dependent)");
+  const cudaError_t e = cudaLaunchKernelEx(&lc, kernel, args...);
+  if (e != cudaSuccess) (void)cudaGetLastError();  // clear it: the next launch checks cudaGetLastError
+  return rt::from_cuda(e, "kernel launch (programmatic dependent)");
 #elif DEEPSHOCK_SIM
   struct Ctx {
     void (*kernel)(Params...);
