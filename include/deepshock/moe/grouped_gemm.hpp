@@ -833,14 +833,27 @@ constexpr std::size_t streamk_partial_bytes(long long blocks) {
   return grid <= 0 ? 0 : static_cast<std::size_t>(grid) * 2 * detail::GemmAccShape<T, Tile, 2>::kFloats * Tile::kThreads * sizeof(float);
 }
 
+#if DEEPSHOCK_SIM
+namespace detail {
+/// The simulator's stream-K grid (one "wave"): 6 blocks by default, so that its tests split
+/// tiles across blocks at small sizes; tests may set other values.
+inline int& sim_streamk_slots() {
+  static int slots = 6;
+  return slots;
+}
+}  // namespace detail
+#endif
+
 /// The stream-K grid of <T, Tile, Epi> for a launch of `blocks` one-per-tile blocks: one wave
 /// (blocks per SM at this shared-memory size x SMs, asked of the runtime once per device),
-/// at most kStreamKMaxGrid and `blocks`. The simulator uses 6 blocks, so that its tests split
-/// tiles across blocks at small sizes.
+/// at most kStreamKMaxGrid and `blocks`. The simulator uses detail::sim_streamk_slots().
 template <class T, class Tile, class Epi>
 Status streamk_grid(long long blocks, int& grid) {
   grid = 0;
-  long long slots = 6;
+  long long slots = 1;
+#if DEEPSHOCK_SIM
+  slots = detail::sim_streamk_slots();
+#endif
 #if DEEPSHOCK_CUDA
   static std::mutex m;
   static std::unordered_map<int, int> per_device;
