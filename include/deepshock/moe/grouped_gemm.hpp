@@ -42,9 +42,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
-#include <mutex>
 #include <type_traits>
-#include <unordered_map>
 
 #include "deepshock/core/config.hpp"
 #include "deepshock/core/numeric.hpp"
@@ -240,8 +238,8 @@ struct GemmBatch {
 };
 
 /// Scratch of a stream-K launch (device pointers; DecodeSchedule::stream_k): fp32 partial tiles and
-/// per-tile tickets. Sizes: streamk_partial_bytes / streamk_ticket_count; the tickets must be
-/// zero before the first launch and are left zero by every launch.
+/// per-tile tickets. Sizes: streamk_partial_bytes, and one ticket per GemmBatch::total_blocks();
+/// the tickets must be zero before the first launch and are left zero by every launch.
 struct StreamKScratch {
   float* partials = nullptr;  ///< [grid][2][threads x accumulators] a block's first and last partial segments
   int* tickets = nullptr;     ///< [GemmBatch::total_blocks()] arrivals per tile
@@ -845,8 +843,7 @@ inline int& sim_streamk_slots() {
 #endif
 
 /// The stream-K grid of <T, Tile, Epi> for a launch of `blocks` one-per-tile blocks: one wave
-/// (blocks per SM at this shared-memory size x SMs, asked of the runtime once per device),
-/// at most kStreamKMaxGrid and `blocks`. The simulator uses detail::sim_streamk_slots().
+/// (deepshock::detail::wave_blocks), at most kStreamKMaxGrid and `blocks`. The simulator uses detail::sim_streamk_slots().
 template <class T, class Tile, class Epi>
 Status streamk_grid(long long blocks, int& grid) {
   grid = 0;
@@ -855,29 +852,11 @@ Status streamk_grid(long long blocks, int& grid) {
   slots = detail::sim_streamk_slots();
 #endif
 #if DEEPSHOCK_CUDA
-  static std::mutex m;
-  static std::unordered_map<int, int> per_device;
-  int device = 0;
-  DEEPSHOCK_RETURN_IF_ERROR(rt::from_cuda(cudaGetDevice(&device), "cudaGetDevice"));
-  {
-    std::lock_guard<std::mutex> lock(m);
-    auto found = per_device.find(device);
-    if (found == per_device.end()) {
-      void (*kernel)(GemmBatch<T, Epi>, StreamKScratch) = kernels::grouped_gemm_streamk_kernel<T, Tile, Epi>;
-      const std::size_t smem = grouped_gemm_smem_bytes<T, Tile, Epi>();
-      bool dependent = false;  // the occupancy query needs the shared-memory opt-in first
-      DEEPSHOCK_RETURN_IF_ERROR(deepshock::detail::prepare_launch(reinterpret_cast<const void*>(kernel), smem, dependent));
-      int per_sm = 0, sms = 0;
-      DEEPSHOCK_RETURN_IF_ERROR(rt::from_cuda(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, Tile::kThreads, smem),
-                                              "cudaOccupancyMaxActiveBlocksPerMultiprocessor"));
-      DEEPSHOCK_RETURN_IF_ERROR(rt::from_cuda(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device), "cudaDeviceGetAttribute"));
-      if (per_sm < 1)
-        return Status::runtime_error("grouped GEMM stream-K: the occupancy query found no room for one block of " +
-                                     std::to_string(Tile::kThreads) + " threads and " + std::to_string(smem) + " bytes of shared memory");
-      found = per_device.emplace(device, per_sm * sms).first;
-    }
-    slots = found->second;
-  }
+  void (*kernel)(GemmBatch<T, Epi>, StreamKScratch) = kernels::grouped_gemm_streamk_kernel<T, Tile, Epi>;
+  int wave = 0;
+  DEEPSHOCK_RETURN_IF_ERROR(
+      deepshock::detail::wave_blocks(reinterpret_cast<const void*>(kernel), Tile::kThreads, grouped_gemm_smem_bytes<T, Tile, Epi>(), wave));
+  slots = wave;
 #endif
   if (slots < 1) slots = 1;
   if (slots > kStreamKMaxGrid) slots = kStreamKMaxGrid;

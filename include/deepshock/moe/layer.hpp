@@ -426,32 +426,40 @@ class Layer {
 
   /// GEMM 1 of `a` (and `b`) in one launch, then GEMM 2 (unless up_only): one launch when the two
   /// down epilogues have the same type (ordered combine), else one each.
+  /// How a run launches its grouped GEMMs: the stream, dependent launches, stream-K scratch.
+  struct GemmLaunch {
+    rt::stream_t stream = nullptr;
+    bool dependent = false;
+    StreamKScratch sk;
+  };
+
   /// One grouped-GEMM launch with tile shape Tile: stream-K for the decode tiles of a stream-K
   /// tuning, one block per tile otherwise.
   template <class Tile, class Epi>
-  static Status gemm(const GemmBatch<T, Epi>& batch, rt::stream_t stream, bool dep, const StreamKScratch& sk) {
-    if constexpr (kStreamK && std::is_same_v<Tile, typename Tuning::Decode>) return launch_grouped_gemm_streamk<T, Tile>(batch, sk, stream, dep);
-    else return launch_grouped_gemm<T, Tile>(batch, stream, dep);
+  static Status gemm(const GemmBatch<T, Epi>& batch, const GemmLaunch& l) {
+    if constexpr (kStreamK && std::is_same_v<Tile, typename Tuning::Decode>)
+      return launch_grouped_gemm_streamk<T, Tile>(batch, l.sk, l.stream, l.dependent);
+    else return launch_grouped_gemm<T, Tile>(batch, l.stream, l.dependent);
   }
 
   template <class Tile, class EpiA>
-  static Status mlp(const Mlp<EpiA>& a, const SharedMlp* b, rt::stream_t stream, bool up_only, bool dep, const StreamKScratch& sk) {
+  static Status mlp(const Mlp<EpiA>& a, const SharedMlp* b, const GemmLaunch& l, bool up_only) {
     GemmBatch<T, UpEpi> up;
     up.add(a.up, a.up_epi, a.m_tiles, Tile::kBN);
     if (b != nullptr) up.add(b->up, b->up_epi, b->m_tiles, Tile::kBN);
-    DEEPSHOCK_RETURN_IF_ERROR((gemm<Tile>(up, stream, dep, sk)));
+    DEEPSHOCK_RETURN_IF_ERROR((gemm<Tile>(up, l)));
     if (up_only) return Status::success();
     GemmBatch<T, EpiA> down;
     down.add(a.down, a.down_epi, a.m_tiles, Tile::kBN);
     if constexpr (std::is_same_v<EpiA, DownEpilogue<false>>) {
       if (b != nullptr) down.add(b->down, b->down_epi, b->m_tiles, Tile::kBN);
-      return gemm<Tile>(down, stream, dep, sk);
+      return gemm<Tile>(down, l);
     } else {
-      DEEPSHOCK_RETURN_IF_ERROR((gemm<Tile>(down, stream, dep, sk)));
+      DEEPSHOCK_RETURN_IF_ERROR((gemm<Tile>(down, l)));
       if (b == nullptr) return Status::success();
       GemmBatch<T, DownEpilogue<false>> second;
       second.add(b->down, b->down_epi, b->m_tiles, Tile::kBN);
-      return gemm<Tile>(second, stream, dep, sk);
+      return gemm<Tile>(second, l);
     }
   }
 
@@ -522,22 +530,20 @@ class Layer {
     float* routed = reinterpret_cast<float*>(at(p.out));
     float* shared_out = dims_.shared_intermediate > 0 ? reinterpret_cast<float*>(at(p.shared_out)) : nullptr;
     T* hs = reinterpret_cast<T*>(at(p.shared_h));
-    StreamKScratch sk;
-    sk.partials = reinterpret_cast<float*>(at(p.sk_partials));
-    sk.tickets = reinterpret_cast<int*>(at(p.sk_tickets));
+    const GemmLaunch l{stream, dep, {reinterpret_cast<float*>(at(p.sk_partials)), reinterpret_cast<int*>(at(p.sk_tickets))}};
     // Routed experts (+ shared expert) with tile shapes R and S: the shared expert rides in the
     // same launches when S = R, else it runs on its own afterwards.
     auto run_mlps = [&](auto routed_tile, auto shared_tile) -> Status {
       using R = decltype(routed_tile);
       using S = decltype(shared_tile);
       const auto r = routed_mlp<R>(w, in.x, ldx, n, d.expert_offsets, tiles, d.sorted_token, d.sorted_slot, weights, h, routed);
-      if (shared_out == nullptr) return mlp<R>(r, nullptr, stream, up_only, dep, sk);
+      if (shared_out == nullptr) return mlp<R>(r, nullptr, l, up_only);
       const SharedMlp sh = shared_mlp<S>(w, in.x, ldx, Tn, hs, shared_out);
       if constexpr (std::is_same_v<R, S>) {
-        return mlp<R>(r, &sh, stream, up_only, dep, sk);
+        return mlp<R>(r, &sh, l, up_only);
       } else {
-        DEEPSHOCK_RETURN_IF_ERROR(mlp<R>(r, nullptr, stream, up_only, dep, sk));
-        return mlp<S>(sh, nullptr, stream, up_only, dep, sk);
+        DEEPSHOCK_RETURN_IF_ERROR(mlp<R>(r, nullptr, l, up_only));
+        return mlp<S>(sh, nullptr, l, up_only);
       }
     };
     if (choice.routed_decode) DEEPSHOCK_RETURN_IF_ERROR(choice.shared_decode ? run_mlps(D{}, D{}) : run_mlps(D{}, P{}));

@@ -68,6 +68,7 @@ struct KernelEntry {
   std::size_t opted = 0;       ///< largest dynamic shared memory size opted into so far
   std::size_t max_block = 0;   ///< the device's opt-in maximum of shared memory per block
   bool dependent_ok = false;   ///< programmatic dependent launch is safe (see the file comment)
+  int wave = 0;                ///< resident blocks on the whole device (wave_blocks), 0 until asked
 };
 
 /// Runs `fn(KernelEntry&)` on the entry of (kernel, current device) under the cache's lock.
@@ -99,7 +100,7 @@ Status with_kernel_entry(const void* kernel, Fn&& fn) {
     // ptxVersion: the virtual architecture the loaded code was compiled for (90 for sm_90a SASS,
     // 80 for code JIT-compiled from compute_80 PTX, whose pdl::wait() is compiled out).
     const bool dependent_ok = major >= 9 && attr.ptxVersion >= 90;
-    it = cache.emplace(key, KernelEntry{attr.sharedSizeBytes, 0, static_cast<std::size_t>(max_block), dependent_ok}).first;
+    it = cache.emplace(key, KernelEntry{attr.sharedSizeBytes, 0, static_cast<std::size_t>(max_block), dependent_ok, 0}).first;
   }
   return fn(it->second);
 }
@@ -132,6 +133,31 @@ inline Status prepare_launch(const void* kernel, std::size_t dynamic_bytes, bool
         cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(dynamic_bytes)),
         "cudaFuncSetAttribute(MaxDynamicSharedMemorySize)"));
     e.opted = dynamic_bytes;
+    return Status::success();
+  });
+}
+
+/// One wave of `kernel` on the current device: how many blocks of `threads` threads and
+/// `dynamic_bytes` of dynamic shared memory are resident at once (blocks per SM x SMs), asked
+/// of the runtime once per (kernel, device) — a kernel is launched with one block shape here —
+/// after the shared-memory opt-in. None fitting is a runtime_error.
+inline Status wave_blocks(const void* kernel, int threads, std::size_t dynamic_bytes, int& blocks) {
+  blocks = 0;
+  bool dependent = false;
+  DEEPSHOCK_RETURN_IF_ERROR(prepare_launch(kernel, dynamic_bytes, dependent));  // the query needs the opt-in
+  return with_kernel_entry(kernel, [&](KernelEntry& e) {
+    if (e.wave == 0) {
+      int device = 0, per_sm = 0, sms = 0;
+      DEEPSHOCK_RETURN_IF_ERROR(rt::from_cuda(cudaGetDevice(&device), "cudaGetDevice"));
+      DEEPSHOCK_RETURN_IF_ERROR(rt::from_cuda(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, threads, dynamic_bytes),
+                                              "cudaOccupancyMaxActiveBlocksPerMultiprocessor"));
+      DEEPSHOCK_RETURN_IF_ERROR(rt::from_cuda(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device), "cudaDeviceGetAttribute"));
+      if (per_sm < 1)
+        return Status::runtime_error("the occupancy query found no room for one block of " + std::to_string(threads) + " threads and " +
+                                     std::to_string(dynamic_bytes) + " bytes of dynamic shared memory");
+      e.wave = per_sm * sms;
+    }
+    blocks = e.wave;
     return Status::success();
   });
 }
