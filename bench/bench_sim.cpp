@@ -6,6 +6,9 @@
 //   BM_sim_block_barrier   R x __syncthreads() in a grid of G blocks x B threads
 //   BM_sim_warp_reduce     R x warp::reduce_sum (5 shuffles each) per warp
 //   BM_sim_empty_launch    launch of an empty kernel (fiber setup per thread, per block)
+// The first two take a fourth argument, the resident blocks (DEEPSHOCK_SIM_RESIDENT_BLOCKS): 1
+// runs blocks one after another; 4 interleaves four blocks' threads (turns of a few rounds,
+// each switch of blocks swaps the images of the static shared variables).
 // Timing: host wall clock per iteration (steady_clock, reported as manual time), so the rates
 // below and the plain per-operation numbers are computed from exactly the same seconds.
 // The resume order follows DEEPSHOCK_SIM_SCHEDULE (default in_order); it is in the JSON context.
@@ -60,8 +63,12 @@ void set_switch_counters(benchmark::State& state, std::uint64_t switches, double
 
 /// One untimed launch (allocates the fiber pool), then the timed loop; resets sim::stats() in
 /// between so the counters cover the timed launches only. False (benchmark skipped) on error.
+/// `resident`: blocks resident at once (0: as the environment says).
 template <class Launch>
-bool run_timed(benchmark::State& state, bench::WallTimer& timer, Launch&& launch_once) {
+bool run_timed(benchmark::State& state, bench::WallTimer& timer, Launch&& launch_once, unsigned resident = 0) {
+  ds::sim::Options o = ds::sim::options();
+  if (resident > 0) o.resident_blocks = resident;
+  ds::sim::ScopedOptions scope(o);
   if (!bench::ok_or_skip(state, launch_once())) return false;
   ds::sim::reset_stats();
   for (auto _ : state) {
@@ -75,7 +82,7 @@ bool run_timed(benchmark::State& state, bench::WallTimer& timer, Launch&& launch
 
 // ---- benchmarks -------------------------------------------------------------------------------
 
-/// Args: blocks G, threads per block B, barriers per thread R.
+/// Args: blocks G, threads per block B, barriers per thread R, resident blocks.
 /// barriers_per_second: thread barrier arrivals per second (G*B*R per iteration, a rate);
 /// ns_per_arrival: total time / arrivals; switches_per_second: fiber resumes (sim::stats());
 /// switches_per_arrival: 1 - 1/B + 1/R (each thread is resumed once at start, and after every
@@ -87,7 +94,8 @@ void BM_sim_block_barrier(benchmark::State& state) {
   if (!bench::ok_or_skip(state, sink.allocate(G))) return;
   bench::WallTimer timer;
   const ds::LaunchConfig cfg{dim3(G), dim3(B), 0, nullptr};
-  if (!run_timed(state, timer, [&] { return ds::launch(barrier_loop_kernel, cfg, R, sink.data()); })) return;
+  if (!run_timed(state, timer, [&] { return ds::launch(barrier_loop_kernel, cfg, R, sink.data()); }, static_cast<unsigned>(state.range(3))))
+    return;
   const ds::sim::Stats s = ds::sim::stats();
   const double arrivals = double(G) * B * R;
   state.counters["barriers_per_second"] = Counter(arrivals, Counter::kIsIterationInvariantRate);
@@ -96,7 +104,7 @@ void BM_sim_block_barrier(benchmark::State& state) {
   state.counters["block_barriers_per_iteration"] = static_cast<double>(s.block_barriers) / static_cast<double>(state.iterations());
 }
 
-/// Args: blocks G, threads per block B (a multiple of 32), reductions per warp R.
+/// Args: blocks G, threads per block B (a multiple of 32), reductions per warp R, resident blocks.
 /// warp_reductions_per_second: G*(B/32)*R per iteration (a rate); warp_ops_per_second: the
 /// simulator's warp-synchronous operations (sim::stats(), 5 shuffles per float reduction);
 /// ns_per_warp_op: total time / warp ops; switches_per_warp_op: 31 (every lane but the last to
@@ -108,7 +116,8 @@ void BM_sim_warp_reduce(benchmark::State& state) {
   if (!bench::ok_or_skip(state, out.allocate(std::size_t(G) * B / 32))) return;
   bench::WallTimer timer;
   const ds::LaunchConfig cfg{dim3(G), dim3(B), 0, nullptr};
-  if (!run_timed(state, timer, [&] { return ds::launch(warp_reduce_loop_kernel, cfg, R, out.data()); })) return;
+  if (!run_timed(state, timer, [&] { return ds::launch(warp_reduce_loop_kernel, cfg, R, out.data()); }, static_cast<unsigned>(state.range(3))))
+    return;
   const ds::sim::Stats s = ds::sim::stats();
   const double iters = static_cast<double>(state.iterations());
   const double warp_ops_per_iter = static_cast<double>(s.warp_ops) / iters;
@@ -131,18 +140,20 @@ void BM_sim_empty_launch(benchmark::State& state) {
 }
 
 BENCHMARK(BM_sim_block_barrier)
-    ->ArgNames({"blocks", "threads", "barriers"})
-    ->Args({64, 128, 100})
-    ->Args({8, 1024, 20})
-    ->Args({256, 32, 10})
+    ->ArgNames({"blocks", "threads", "barriers", "resident"})
+    ->Args({64, 128, 100, 1})
+    ->Args({64, 128, 100, 4})
+    ->Args({8, 1024, 20, 1})
+    ->Args({256, 32, 10, 1})
     ->UseManualTime()
     ->Unit(benchmark::kMillisecond);
 
 BENCHMARK(BM_sim_warp_reduce)
-    ->ArgNames({"blocks", "threads", "reductions"})
-    ->Args({64, 128, 100})
-    ->Args({8, 1024, 20})
-    ->Args({256, 32, 10})
+    ->ArgNames({"blocks", "threads", "reductions", "resident"})
+    ->Args({64, 128, 100, 1})
+    ->Args({64, 128, 100, 4})
+    ->Args({8, 1024, 20, 1})
+    ->Args({256, 32, 10, 1})
     ->UseManualTime()
     ->Unit(benchmark::kMillisecond);
 
@@ -160,6 +171,7 @@ int sim_main(int argc, char** argv) {
   const ds::sim::Options& o = ds::sim::options();
   benchmark::AddCustomContext("deepshock_sim_schedule", ds::sim::to_string(o.schedule));
   benchmark::AddCustomContext("deepshock_sim_stack_bytes", std::to_string(o.stack_bytes));
+  benchmark::AddCustomContext("deepshock_sim_resident_blocks", std::to_string(o.resident_blocks));
   return bench::bench_main(argc, argv, /*needs_device=*/false, /*default_min_time=*/nullptr);
 }
 

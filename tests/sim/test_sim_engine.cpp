@@ -103,6 +103,12 @@ DEEPSHOCK_KERNEL void early_exit_then_shuffle(int* out) {
   out[threadIdx.x] = __shfl_xor_sync(0xffffffffu, 1, 1);
 }
 
+DEEPSHOCK_KERNEL void early_exit_then_shuffle_own(int* out) {
+  if (threadIdx.x == 7) return;
+  const int partner = threadIdx.x == 6 ? 0 : 1;  // lane 6 must not read lane 7
+  out[threadIdx.x] = __shfl_xor_sync(0xffffff7fu, static_cast<int>(threadIdx.x), partner);
+}
+
 DEEPSHOCK_KERNEL void exit_while_others_wait(int* out) {
   if (threadIdx.x == 31) {
     __nanosleep(100);  // let the other lanes arrive at the shuffle first
@@ -241,17 +247,23 @@ TEST_CASE("the simulator reports deadlocks and misuse of warp operations as a St
   }
 }
 
-TEST_CASE("warp operations skip lanes that have exited, as CUDA specifies", "[sim]") {
-  // CUDA requires only the non-exited threads named in a mask to take part; reading from an
-  // exited lane is undefined, which the simulator makes visible as all-ones bits (-1).
+TEST_CASE("warp operations skip lanes that have exited; reading an exited lane is an error", "[sim]") {
+  // CUDA requires only the non-exited threads named in a mask to take part, so the operation
+  // completes; but a shuffle whose source is such a lane reads an undefined value: a Status.
   for (sim::Schedule s : {sim::Schedule::in_order, sim::Schedule::reversed, sim::Schedule::random}) {
     sim::ScopedOptions scope(s, 7);
     std::vector<int> out(32, 0);
-    REQUIRE(ds::launch(early_exit_then_shuffle, {dim3(1), dim3(32)}, out.data()).ok());
-    for (int l = 0; l < 32; ++l) CHECK(out[static_cast<std::size_t>(l)] == (l == 7 ? 0 : l == 6 ? -1 : 1));
+    const ds::Status st = ds::launch(early_exit_then_shuffle, {dim3(1), dim3(32)}, out.data());
+    REQUIRE(!st.ok());
+    CHECK_THAT(st.message(), Catch::Contains("lane 6 of warp 0 reads lane 7, which has exited"));
     std::vector<int> out2(32, 0);
-    REQUIRE(ds::launch(exit_while_others_wait, {dim3(1), dim3(32)}, out2.data()).ok());
-    for (int l = 0; l < 31; ++l) CHECK(out2[static_cast<std::size_t>(l)] == (l == 30 ? -1 : (l ^ 1)));
+    const ds::Status st2 = ds::launch(exit_while_others_wait, {dim3(1), dim3(32)}, out2.data());
+    REQUIRE(!st2.ok());
+    CHECK_THAT(st2.message(), Catch::Contains("lane 30 of warp 0 reads lane 31, which has exited"));
+    // The correct twin: the exited lane's partner reads itself instead (width 32, xor 0).
+    std::vector<int> out3(32, 0);
+    REQUIRE(ds::launch(early_exit_then_shuffle_own, {dim3(1), dim3(32)}, out3.data()).ok());
+    for (int l = 0; l < 32; ++l) CHECK(out3[static_cast<std::size_t>(l)] == (l == 7 ? 0 : l == 6 ? 6 : (l ^ 1)));
   }
 }
 

@@ -88,17 +88,17 @@ inline Status malloc_device(void** ptr, std::size_t bytes) {
   if (bytes == 0) return Status::success();
   if (bytes > (std::size_t(1) << 56)) return Status::resource_exhausted("bytes", std::to_string(bytes) + " bytes is beyond any device");
 #if DEEPSHOCK_SIM
-  *ptr = std::aligned_alloc(256, (bytes + 255) / 256 * 256);
-  return *ptr ? Status::success() : Status::resource_exhausted("bytes", "host allocation of " + std::to_string(bytes) + " failed");
+  return sim::detail::allocate_device(ptr, bytes);  // guarded: see sim/device_memory.hpp
 #else
   return from_cuda(cudaMalloc(ptr, bytes), "cudaMalloc");
 #endif
 }
 
+/// Frees memory from malloc_device (null: nothing). The simulator reports here a write past
+/// the end that no launch has reported yet.
 inline Status free_device(void* ptr) {
 #if DEEPSHOCK_SIM
-  std::free(ptr);
-  return Status::success();
+  return sim::detail::free_device(ptr);
 #else
   return ptr ? from_cuda(cudaFree(ptr), "cudaFree") : Status::success();
 #endif

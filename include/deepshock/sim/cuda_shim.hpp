@@ -2,9 +2,10 @@
 //
 // Included (through deepshock/platform/cuda.hpp) only when DEEPSHOCK_SIM is 1. It lets the same
 // kernel source compile with g++: execution-space keywords become no-ops, `__shared__` becomes
-// per-OS-thread static storage (the simulator runs one block at a time per OS thread),
-// `threadIdx`/`blockIdx`/`blockDim`/`gridDim` read the running simulated thread, and the
-// synchronising intrinsics are simulator barriers. Vector types cover what kernels load.
+// per-OS-thread static storage behind a redzone marker (static_smem.hpp: the engine poisons it
+// before every block and keeps one copy per resident block), `threadIdx`/`blockIdx`/`blockDim`/
+// `gridDim` read the running simulated thread, and the synchronising intrinsics are simulator
+// barriers. Vector types cover what kernels load.
 //
 // Not provided on purpose: `extern __shared__` arrays (use deepshock::dynamic_smem), `<<<>>>`
 // (use deepshock::launch), `__CUDA_ARCH__` (kernel bodies must not branch on it).
@@ -33,9 +34,18 @@
 #define __host__
 #define __constant__
 #define __forceinline__ inline __attribute__((always_inline))
-#define __shared__ static thread_local
+// `__shared__ T x[N];` declares the variable after a marker object that the engine finds in the
+// symbol table (static_smem.hpp); g++ places the marker right after the variable: its redzone.
+#define DEEPSHOCK_SIM_CAT2(a, b) a##b
+#define DEEPSHOCK_SIM_CAT(a, b) DEEPSHOCK_SIM_CAT2(a, b)
+#define __shared__                                                                                   \
+  [[maybe_unused, gnu::used]] static thread_local ::deepshock::sim::detail::SmemRedzone DEEPSHOCK_SIM_CAT( \
+      deepshock_smem_redzone_, __COUNTER__);                                                         \
+  static thread_local
 #define __launch_bounds__(...)
-#define __align__(n) alignas(n)
+// A GNU attribute, not alignas: CUDA code writes it among the decl-specifiers
+// (`__shared__ __align__(16) float buf[N];`), where a standard attribute may not stand.
+#define __align__(n) __attribute__((aligned(n)))
 
 // ---- built-in variables ------------------------------------------------------------------------
 using uint3 = ::deepshock::sim::Dim3;
@@ -67,13 +77,21 @@ DEEPSHOCK_SIM_VEC2(double, double2, 16)
 #undef DEEPSHOCK_SIM_VEC4
 
 // ---- block barriers ----------------------------------------------------------------------------
-inline void __syncthreads() { (void)::deepshock::sim::detail::block_barrier(0); }
-inline int __syncthreads_count(int pred) { return ::deepshock::sim::detail::block_barrier(pred != 0).count; }
-inline int __syncthreads_and(int pred) {
-  const auto r = ::deepshock::sim::detail::block_barrier(pred != 0);
+// Each takes its call site, so that the engine can tell divergent barriers apart (sync.hpp).
+using deepshock_sim_site = ::deepshock::sim::detail::Site;
+inline void __syncthreads(deepshock_sim_site site = deepshock_sim_site::current()) {
+  (void)::deepshock::sim::detail::block_barrier(0, site);
+}
+inline int __syncthreads_count(int pred, deepshock_sim_site site = deepshock_sim_site::current()) {
+  return ::deepshock::sim::detail::block_barrier(pred != 0, site).count;
+}
+inline int __syncthreads_and(int pred, deepshock_sim_site site = deepshock_sim_site::current()) {
+  const auto r = ::deepshock::sim::detail::block_barrier(pred != 0, site);
   return r.count == r.waiters;
 }
-inline int __syncthreads_or(int pred) { return ::deepshock::sim::detail::block_barrier(pred != 0).count > 0; }
+inline int __syncthreads_or(int pred, deepshock_sim_site site = deepshock_sim_site::current()) {
+  return ::deepshock::sim::detail::block_barrier(pred != 0, site).count > 0;
+}
 
 // ---- warp-synchronous operations ---------------------------------------------------------------
 namespace deepshock::sim::detail {
@@ -103,7 +121,10 @@ struct ShflIn {
 };
 
 /// PTX `shfl.sync` semantics: segments of `width` lanes; out-of-segment sources read the own lane.
-/// A source lane that is not in the mask yields all-ones bits (undefined on hardware).
+/// A source lane that the caller's mask names but that has exited (or that a partial warp does
+/// not have) fails the launch: the caller counted on its value. A source lane outside the mask
+/// yields all-ones bits (undefined on hardware; code such as a tree reduction over the first
+/// `valid` lanes reads such lanes and discards what it got).
 inline void shfl_compute(Thread* const* lanes, unsigned mask) {
   for (unsigned m = mask; m; m &= m - 1) {
     const int lane = __builtin_ctz(m);
@@ -125,6 +146,10 @@ inline void shfl_compute(Thread* const* lanes, unsigned mask) {
       case ShflMode::idx: j = min_lane | (bval & ~segmask); valid = j <= max_lane; break;
     }
     if (!valid) j = lane;
+    const unsigned named = lanes[lane]->pending_mask.load(std::memory_order_relaxed);  // the caller's mask
+    if ((named & ~mask & (1u << j)) != 0)
+      fail("shuffle: lane " + std::to_string(lane) + " of warp " + std::to_string(lanes[lane]->warp) + " reads lane " + std::to_string(j) +
+           (lanes[j] == nullptr ? ", which this partial warp does not have" : ", which has exited") + " (the value is undefined on a GPU)");
     std::uint64_t r = ~std::uint64_t{0};
     if (mask & (1u << j)) r = static_cast<const ShflIn*>(lanes[j]->in)->bits;
     *static_cast<std::uint64_t*>(lanes[lane]->out) = r;
@@ -289,60 +314,62 @@ DEEPSHOCK_SIM_REDUCE(__reduce_xor_sync, unsigned, xor_)
 #undef DEEPSHOCK_SIM_REDUCE
 
 // ---- atomics (std::atomic_ref; the old value is returned, as in CUDA) --------------------------
+// Each tells the engine whether it changed memory (progress) or only polled (a yield point, so
+// that spin loops on another thread's or block's flag make progress): sync.hpp, atomic_done.
 namespace deepshock::sim::detail {
 template <class T>
 inline std::atomic_ref<T> aref(T* p) { return std::atomic_ref<T>(*p); }
+template <class T>
+inline bool same_bits(const T& a, const T& b) { return std::memcmp(&a, &b, sizeof(T)) == 0; }
+/// Read-modify-write `*p = f(*p)` as one atomic step; returns the old value.
 template <class T, class F>
-inline T atomic_update(T* p, F f) {
+inline T atomic_rmw(T* p, F f) {
   auto r = aref(p);
   T old = r.load();
-  while (!r.compare_exchange_weak(old, f(old))) {}
+  T desired = f(old);
+  while (!r.compare_exchange_weak(old, desired)) desired = f(old);
+  atomic_done(!same_bits(old, desired));
   return old;
 }
 }  // namespace deepshock::sim::detail
 
 // Exactly CUDA's overload set, so code that builds here builds with nvcc too.
-#define DEEPSHOCK_SIM_ATOMIC(name, T, body) \
-  inline T name(T* p, T v) { return body; }
-#define DEEPSHOCK_SIM_REF ::deepshock::sim::detail::aref(p)
-#define DEEPSHOCK_SIM_UPDATE(expr) ::deepshock::sim::detail::atomic_update(p, [v](auto o) { return expr; })
-DEEPSHOCK_SIM_ATOMIC(atomicAdd, int, DEEPSHOCK_SIM_REF.fetch_add(v))
-DEEPSHOCK_SIM_ATOMIC(atomicAdd, unsigned, DEEPSHOCK_SIM_REF.fetch_add(v))
-DEEPSHOCK_SIM_ATOMIC(atomicAdd, unsigned long long, DEEPSHOCK_SIM_REF.fetch_add(v))
-DEEPSHOCK_SIM_ATOMIC(atomicAdd, float, DEEPSHOCK_SIM_REF.fetch_add(v))
-DEEPSHOCK_SIM_ATOMIC(atomicAdd, double, DEEPSHOCK_SIM_REF.fetch_add(v))
-DEEPSHOCK_SIM_ATOMIC(atomicSub, int, DEEPSHOCK_SIM_REF.fetch_sub(v))
-DEEPSHOCK_SIM_ATOMIC(atomicSub, unsigned, DEEPSHOCK_SIM_REF.fetch_sub(v))
-DEEPSHOCK_SIM_ATOMIC(atomicExch, int, DEEPSHOCK_SIM_REF.exchange(v))
-DEEPSHOCK_SIM_ATOMIC(atomicExch, unsigned, DEEPSHOCK_SIM_REF.exchange(v))
-DEEPSHOCK_SIM_ATOMIC(atomicExch, unsigned long long, DEEPSHOCK_SIM_REF.exchange(v))
-DEEPSHOCK_SIM_ATOMIC(atomicExch, float, DEEPSHOCK_SIM_REF.exchange(v))
-DEEPSHOCK_SIM_ATOMIC(atomicMin, int, DEEPSHOCK_SIM_UPDATE(o < v ? o : v))
-DEEPSHOCK_SIM_ATOMIC(atomicMin, unsigned, DEEPSHOCK_SIM_UPDATE(o < v ? o : v))
-DEEPSHOCK_SIM_ATOMIC(atomicMin, long long, DEEPSHOCK_SIM_UPDATE(o < v ? o : v))
-DEEPSHOCK_SIM_ATOMIC(atomicMin, unsigned long long, DEEPSHOCK_SIM_UPDATE(o < v ? o : v))
-DEEPSHOCK_SIM_ATOMIC(atomicMax, int, DEEPSHOCK_SIM_UPDATE(o > v ? o : v))
-DEEPSHOCK_SIM_ATOMIC(atomicMax, unsigned, DEEPSHOCK_SIM_UPDATE(o > v ? o : v))
-DEEPSHOCK_SIM_ATOMIC(atomicMax, long long, DEEPSHOCK_SIM_UPDATE(o > v ? o : v))
-DEEPSHOCK_SIM_ATOMIC(atomicMax, unsigned long long, DEEPSHOCK_SIM_UPDATE(o > v ? o : v))
-DEEPSHOCK_SIM_ATOMIC(atomicAnd, int, DEEPSHOCK_SIM_REF.fetch_and(v))
-DEEPSHOCK_SIM_ATOMIC(atomicAnd, unsigned, DEEPSHOCK_SIM_REF.fetch_and(v))
-DEEPSHOCK_SIM_ATOMIC(atomicAnd, unsigned long long, DEEPSHOCK_SIM_REF.fetch_and(v))
-DEEPSHOCK_SIM_ATOMIC(atomicOr, int, DEEPSHOCK_SIM_REF.fetch_or(v))
-DEEPSHOCK_SIM_ATOMIC(atomicOr, unsigned, DEEPSHOCK_SIM_REF.fetch_or(v))
-DEEPSHOCK_SIM_ATOMIC(atomicOr, unsigned long long, DEEPSHOCK_SIM_REF.fetch_or(v))
-DEEPSHOCK_SIM_ATOMIC(atomicXor, int, DEEPSHOCK_SIM_REF.fetch_xor(v))
-DEEPSHOCK_SIM_ATOMIC(atomicXor, unsigned, DEEPSHOCK_SIM_REF.fetch_xor(v))
-DEEPSHOCK_SIM_ATOMIC(atomicXor, unsigned long long, DEEPSHOCK_SIM_REF.fetch_xor(v))
-DEEPSHOCK_SIM_ATOMIC(atomicInc, unsigned, DEEPSHOCK_SIM_UPDATE((o >= v) ? 0u : o + 1))
-DEEPSHOCK_SIM_ATOMIC(atomicDec, unsigned, DEEPSHOCK_SIM_UPDATE((o == 0 || o > v) ? v : o - 1))
+#define DEEPSHOCK_SIM_ATOMIC(name, T, expr) \
+  inline T name(T* p, T v) { return ::deepshock::sim::detail::atomic_rmw(p, [v](T o) -> T { return expr; }); }
+DEEPSHOCK_SIM_ATOMIC(atomicAdd, int, static_cast<int>(static_cast<unsigned>(o) + static_cast<unsigned>(v)))
+DEEPSHOCK_SIM_ATOMIC(atomicAdd, unsigned, o + v)
+DEEPSHOCK_SIM_ATOMIC(atomicAdd, unsigned long long, o + v)
+DEEPSHOCK_SIM_ATOMIC(atomicAdd, float, o + v)
+DEEPSHOCK_SIM_ATOMIC(atomicAdd, double, o + v)
+DEEPSHOCK_SIM_ATOMIC(atomicSub, int, static_cast<int>(static_cast<unsigned>(o) - static_cast<unsigned>(v)))
+DEEPSHOCK_SIM_ATOMIC(atomicSub, unsigned, o - v)
+DEEPSHOCK_SIM_ATOMIC(atomicExch, int, ((void)o, v))
+DEEPSHOCK_SIM_ATOMIC(atomicExch, unsigned, ((void)o, v))
+DEEPSHOCK_SIM_ATOMIC(atomicExch, unsigned long long, ((void)o, v))
+DEEPSHOCK_SIM_ATOMIC(atomicExch, float, ((void)o, v))
+DEEPSHOCK_SIM_ATOMIC(atomicMin, int, o < v ? o : v)
+DEEPSHOCK_SIM_ATOMIC(atomicMin, unsigned, o < v ? o : v)
+DEEPSHOCK_SIM_ATOMIC(atomicMin, long long, o < v ? o : v)
+DEEPSHOCK_SIM_ATOMIC(atomicMin, unsigned long long, o < v ? o : v)
+DEEPSHOCK_SIM_ATOMIC(atomicMax, int, o > v ? o : v)
+DEEPSHOCK_SIM_ATOMIC(atomicMax, unsigned, o > v ? o : v)
+DEEPSHOCK_SIM_ATOMIC(atomicMax, long long, o > v ? o : v)
+DEEPSHOCK_SIM_ATOMIC(atomicMax, unsigned long long, o > v ? o : v)
+DEEPSHOCK_SIM_ATOMIC(atomicAnd, int, o & v)
+DEEPSHOCK_SIM_ATOMIC(atomicAnd, unsigned, o & v)
+DEEPSHOCK_SIM_ATOMIC(atomicAnd, unsigned long long, o & v)
+DEEPSHOCK_SIM_ATOMIC(atomicOr, int, o | v)
+DEEPSHOCK_SIM_ATOMIC(atomicOr, unsigned, o | v)
+DEEPSHOCK_SIM_ATOMIC(atomicOr, unsigned long long, o | v)
+DEEPSHOCK_SIM_ATOMIC(atomicXor, int, o ^ v)
+DEEPSHOCK_SIM_ATOMIC(atomicXor, unsigned, o ^ v)
+DEEPSHOCK_SIM_ATOMIC(atomicXor, unsigned long long, o ^ v)
+DEEPSHOCK_SIM_ATOMIC(atomicInc, unsigned, (o >= v) ? 0u : o + 1)
+DEEPSHOCK_SIM_ATOMIC(atomicDec, unsigned, (o == 0 || o > v) ? v : o - 1)
 #undef DEEPSHOCK_SIM_ATOMIC
-#undef DEEPSHOCK_SIM_REF
-#undef DEEPSHOCK_SIM_UPDATE
-#define DEEPSHOCK_SIM_CAS(T)                                       \
-  inline T atomicCAS(T* p, T compare, T v) {                         \
-    ::deepshock::sim::detail::aref(p).compare_exchange_strong(compare, v); \
-    return compare;                                                  \
+#define DEEPSHOCK_SIM_CAS(T)                                                                                  \
+  inline T atomicCAS(T* p, T compare, T v) {                                                                  \
+    return ::deepshock::sim::detail::atomic_rmw(p, [compare, v](T o) -> T { return o == compare ? v : o; }); \
   }
 DEEPSHOCK_SIM_CAS(int)
 DEEPSHOCK_SIM_CAS(unsigned)

@@ -1,518 +1,113 @@
-// deepshock/sim/engine.hpp — the SIMT simulator's execution engine.
+// deepshock/sim/engine.hpp — the SIMT simulator's execution engine: runs a grid's blocks.
 //
-// A grid runs block by block on the calling OS thread. Each block's threads are fibers that
-// run cooperatively: a fiber runs until it reaches a block barrier (`__syncthreads`), a
-// warp-synchronous operation (shuffles, votes, match, reduce, `__syncwarp`, the mma model) or
-// `__nanosleep`, then yields. Asynchronous copies (cp.async) complete at the issuing thread's
-// wait; until then their destination holds poison (see "cp.async model" below). A barrier completes when every live thread (warp op: every lane of
-// the mask) has arrived; the last to arrive computes the result and wakes the others.
+// All of a launch runs on the calling OS thread. Up to `Options::resident_blocks` blocks are
+// resident at once (DEEPSHOCK_SIM_RESIDENT_BLOCKS, default 1); each has its own fibers (one per
+// thread, sync.hpp), dynamic shared memory and static shared variables (static_smem.hpp). The
+// engine works in rounds: in a round a block resumes each of its ready threads once, and a
+// thread runs until it yields at a synchronisation point. With one resident block, blocks run
+// one after another; with more, resident blocks take turns of a few rounds each (a turn ends
+// early when the block only polls), so the threads of different blocks interleave and a block can
+// wait for another resident block (a spin on its flag, a grid-wide counter, stream-K's tickets
+// and "the last block to arrive sums") as on a GPU. A retired block's slot takes the grid's next
+// block, as a GPU's block scheduler does.
 //
-// The order in which ready fibers (and blocks) resume is the *schedule*: in order, reversed, or
-// seeded random. A race that a fixed order hides usually shows under another one. Select it with
-// the environment variable DEEPSHOCK_SIM_SCHEDULE=in_order|reversed|random[:seed] or with
-// `sim::ScopedOptions`.
+// The order in which blocks take slots, blocks take turns and ready threads resume is the
+// *schedule*: in order, reversed, or seeded random (DEEPSHOCK_SIM_SCHEDULE=in_order|reversed|
+// random[:seed], or `sim::ScopedOptions`). A race that a fixed order hides usually shows under
+// another one.
 //
-// Limits (documented, by design): memory is sequentially consistent (fences are no-ops with
-// respect to ordering); blocks never run concurrently, so a kernel that waits for another block
-// deadlocks; static `__shared__` memory keeps its contents between blocks (dynamic shared memory
-// is poisoned with 0xFF bytes before every block); a failed block's suspended fibers are abandoned
-// without unwinding their stacks. Errors (deadlock, bad warp masks, a throw or `__trap()` in a
-// kernel) end the launch and come back as a Status from `launch`.
+// Before every block its dynamic shared memory and its static shared variables are filled with
+// 0xFF bytes (NaN in every float type). When a block ends, the canaries behind its static shared
+// variables are checked, and after the launch those behind every device allocation
+// (device_memory.hpp); under AddressSanitizer both are poisoned redzones instead.
+//
+// Errors end the launch and come back as a Status from `launch`: a deadlock (no thread of a
+// block can proceed: all wait at barriers or warp ops), a livelock (kLivelockRounds rounds in a
+// row in which threads only polled or slept and nothing changed: e.g. a block waits for a block
+// that can never be resident), divergent barriers, bad warp masks, reads of exited lanes,
+// overrun canaries, a throw or `__trap()` in a kernel.
+//
+// Limits (by design): memory is sequentially consistent and fences are no-ops with respect to
+// ordering, so a missing `__threadfence` between a block's data and its flag is not found (a
+// GPU run is the final word); a thread yields only at synchronisation points and polls, so a
+// spin loop must poll with an atomic or `__nanosleep` (a plain volatile read never yields);
+// blocks interleave at the granularity of one thread step; under ThreadSanitizer a switch
+// between resident blocks orders everything before it (Worker::hb_swap), so races across such
+// a switch go unreported; a failed block's suspended fibers are abandoned without unwinding
+// their stacks.
 #pragma once
 
 #include <algorithm>
-#include <atomic>
 #include <cstdint>
-#include <cstdio>
-#include <cstdlib>
-#include <cstring>
 #include <memory>
 #include <numeric>
 #include <random>
-#include <stdexcept>
 #include <string>
 #include <vector>
 
 #include "deepshock/core/status.hpp"
-#include "deepshock/sim/fiber.hpp"
+#include "deepshock/sim/device_memory.hpp"
+#include "deepshock/sim/options.hpp"
+#include "deepshock/sim/static_smem.hpp"
+#include "deepshock/sim/sync.hpp"
 
 namespace deepshock::sim {
 
-/// Grid and block extents, as CUDA's dim3.
-struct Dim3 {
-  unsigned x = 1, y = 1, z = 1;
-};
-
-/// Order in which ready simulated threads, and the blocks of a grid, are resumed.
-enum class Schedule : std::uint8_t { in_order, reversed, random };
-
-/// Process-wide simulator settings.
-struct Options {
-  Schedule schedule = Schedule::in_order;
-  std::uint64_t seed = 0x5eedULL;           ///< seeds the random schedule
-  std::size_t stack_bytes = 128 * 1024;      ///< per simulated thread
-  std::size_t max_dynamic_smem = 227 * 1024; ///< as sm_90 (opt-in maximum)
-  /// Set when the environment asked for something unknown; every launch then fails with it,
-  /// so a typo cannot silently drop schedule coverage.
-  std::string config_error;
-};
-
-/// Counters since the last reset (per OS thread).
-struct Stats {
-  std::uint64_t launches = 0, blocks = 0, threads = 0;
-  std::uint64_t block_barriers = 0, warp_ops = 0, switches = 0;
-};
-
-namespace detail {
-/// Parses "in_order", "reversed", "random" or "random:<seed>"; false if it is none of them.
-inline bool parse_schedule(const std::string& v, Schedule& schedule, std::uint64_t& seed) {
-  if (v == "in_order") { schedule = Schedule::in_order; return true; }
-  if (v == "reversed") { schedule = Schedule::reversed; return true; }
-  if (v == "random") { schedule = Schedule::random; return true; }
-  if (v.rfind("random:", 0) == 0 && v.size() > 7) {
-    char* end = nullptr;
-    const std::uint64_t s = std::strtoull(v.c_str() + 7, &end, 0);
-    if (*end != '\0') return false;
-    schedule = Schedule::random;
-    seed = s;
-    return true;
-  }
-  return false;
-}
-inline Options options_from_env() {
-  Options o;
-  if (const char* s = std::getenv("DEEPSHOCK_SIM_SCHEDULE"))
-    if (!parse_schedule(s, o.schedule, o.seed))
-      o.config_error = std::string("DEEPSHOCK_SIM_SCHEDULE: '") + s + "' is not in_order, reversed, random or random:<seed>";
-  if (const char* s = std::getenv("DEEPSHOCK_SIM_STACK_KB")) {
-    char* end = nullptr;
-    const unsigned long kb = std::strtoul(s, &end, 10);
-    if (*end != '\0' || kb < 16) o.config_error = std::string("DEEPSHOCK_SIM_STACK_KB: '") + s + "' is not a number >= 16";
-    else o.stack_bytes = kb * 1024;
-  }
-  return o;
-}
-}  // namespace detail
-
-/// The settings in force. Initialised from the environment on first use.
-inline Options& options() {
-  static Options o = detail::options_from_env();
-  return o;
-}
-
-namespace detail {
-/// Launches on this OS thread since the settings were last replaced (or a scope ended): the
-/// random schedule of the n-th such launch depends only on (seed, n), so a failing order can be
-/// replayed. (The permutation itself comes from std::shuffle: replay with the same standard
-/// library.)
-inline std::uint64_t& launches_since_options() {
-  static thread_local std::uint64_t n = 0;
-  return n;
-}
-}  // namespace detail
-
-/// Replaces the settings for a scope (tests use it to run a kernel under every schedule).
-class ScopedOptions {
- public:
-  explicit ScopedOptions(Options o) : saved_(options()) {
-    options() = o;
-    detail::launches_since_options() = 0;
-  }
-  ScopedOptions(Schedule s, std::uint64_t seed = 0x5eedULL) : saved_(options()) {
-    options().schedule = s;
-    options().seed = seed;
-    detail::launches_since_options() = 0;
-  }
-  ScopedOptions(const ScopedOptions&) = delete;
-  ScopedOptions& operator=(const ScopedOptions&) = delete;
-  ~ScopedOptions() {
-    options() = saved_;
-    detail::launches_since_options() = 0;
-  }
-
- private:
-  Options saved_;
-};
-
-inline const char* to_string(Schedule s) {
-  switch (s) {
-    case Schedule::in_order: return "in_order";
-    case Schedule::reversed: return "reversed";
-    case Schedule::random: return "random";
-  }
-  return "?";
-}
-
-namespace detail {
-// Counters are bumped from simulated threads; relaxed atomics keep ThreadSanitizer quiet.
-struct StatCounters {
-  std::atomic<std::uint64_t> launches{0}, blocks{0}, threads{0}, block_barriers{0}, warp_ops{0}, switches{0};
-};
-inline StatCounters& counters() {
-  static thread_local StatCounters c;
-  return c;
-}
-inline void bump(std::atomic<std::uint64_t>& c, std::uint64_t n = 1) { c.fetch_add(n, std::memory_order_relaxed); }
-}  // namespace detail
-
-/// A snapshot of this OS thread's counters.
-inline Stats stats() {
-  const detail::StatCounters& c = detail::counters();
-  return Stats{c.launches.load(), c.blocks.load(), c.threads.load(), c.block_barriers.load(), c.warp_ops.load(), c.switches.load()};
-}
-inline void reset_stats() {
-  detail::StatCounters& c = detail::counters();
-  for (auto* a : {&c.launches, &c.blocks, &c.threads, &c.block_barriers, &c.warp_ops, &c.switches}) a->store(0);
-}
-
-/// Thrown inside a simulated thread to abort the launch; surfaces as a Status.
-class SimError : public std::runtime_error {
- public:
-  using std::runtime_error::runtime_error;
-};
-
 namespace detail {
 
-enum class ThreadState : std::uint8_t { ready, waiting_block, waiting_warp, exited };
+/// Rounds in a row without progress (sync.hpp) after which a launch fails as a livelock. Every
+/// round resumes each ready thread once, so a spin loop gets this many polls to see a change.
+inline constexpr std::uint64_t kLivelockRounds = 20000;
 
-struct Block;
+/// Rounds of one block's threads per turn with several resident blocks (in order / reversed),
+/// and the largest such budget a random schedule draws.
+inline constexpr unsigned kTurnRounds = 16, kMaxTurnRounds = 32;
 
-/// Computes a warp-synchronous operation once every lane of `mask` has arrived.
-/// `lanes[l]` is lane l's thread (nullptr where the warp has no such lane).
-struct Thread;
-using WarpCompute = void (*)(Thread* const* lanes, unsigned mask);
-
-struct Thread {
-  FiberContext* fiber = nullptr;
-  Block* block = nullptr;
-  Dim3 tid;
-  unsigned linear = 0, lane = 0, warp = 0;
-  std::atomic<ThreadState> state{ThreadState::ready};
-  std::atomic<int> bar_pred{0};  ///< read by whichever thread completes the barrier
-  // Warp-synchronous operation in flight.
-  std::atomic<unsigned> pending_mask{0};
-  WarpCompute compute = nullptr;
-  const void* in = nullptr;
-  void* out = nullptr;
-  // TSan: a lane releases `hb_arrive` when it arrives at a warp op; the lane that completes
-  // the group acquires every participant's `hb_arrive` and releases each waiter's `hb_wake`.
-  int hb_arrive = 0, hb_wake = 0;
-  // cp.async model (see async_copy): copies issued and not yet completed by a wait. Copies
-  // issued after the last commit carry group `async_committed` (not waited for by wait_group).
-  struct AsyncCopy {
-    void* dst;
-    unsigned char data[16];
-    unsigned bytes;
-    unsigned group;
-  };
-  std::vector<AsyncCopy> async_copies;
-  unsigned async_committed = 0;
-  // wgmma model (platform/wgmma.hpp): asynchronous warpgroup MMAs issued and not yet completed.
-  // `operands` are the shared-memory values this thread's part read at the issue and `out` its
-  // result; the wait gathers the operands again and fails the launch if they changed while the
-  // instruction was in flight, then writes `out` to the registers at `d`.
-  struct AsyncMma {
-    float* d;
-    const void* a;
-    const void* b;
-    unsigned group;
-    void (*gather)(const AsyncMma&, unsigned linear, float* operands);
-    std::vector<float> operands, out;
-  };
-  std::vector<AsyncMma> async_mmas;
-  unsigned mma_committed = 0;
-};
-
-struct Warp {
-  unsigned exists = 0;                 ///< lanes this (possibly partial) warp has
-  std::atomic<unsigned> exited{0};     ///< lanes that have returned
-  Thread* lanes[32] = {};
-};
-
-struct Block {
-  Dim3 block_idx, block_dim, grid_dim;
-  unsigned char* dyn_smem = nullptr;
-  std::size_t dyn_smem_bytes = 0;
-  std::vector<Thread> threads;
-  std::vector<Warp> warps;
-  std::atomic<int> live{0};
-  std::atomic<int> arrived{0};
-  std::atomic<unsigned> bar_gen{0};     ///< completed block barriers
-  std::atomic<int> bar_count{0};        ///< last completed barrier: threads with a true predicate
-  std::atomic<int> bar_waiters{0};      ///< last completed barrier: threads that took part
-  // TSan: arrivals at barrier generation g release hb_gen[g % 2], its waiters acquire it. Two
-  // slots suffice: nobody reaches generation g+2 before everyone has left generation g. One slot
-  // would hand a slow thread the writes that fast threads made *after* the barrier.
-  void (*body)(void*) = nullptr;
-  void* body_ctx = nullptr;
-  std::atomic<bool> failed{false};
-  std::string error;
-  int hb_gen[2] = {0, 0};
-};
-
-struct Worker {
-  SchedulerContext sched;
-  std::vector<std::unique_ptr<FiberContext>> pool;
-  std::size_t pool_stack_bytes = 0;
-  std::atomic<Thread*> current{nullptr};
-  Block block;
-  bool in_launch = false;
-  // Happens-before plumbing for ThreadSanitizer. The scheduler releases `hb_start` once per
-  // block, before any of its fibers runs; fibers release `hb_yield` each time they hand the OS
-  // thread back, and the scheduler acquires it. Edges thus run scheduler -> fibers at block
-  // start and fibers -> scheduler at every switch, never fiber -> scheduler -> fiber within a
-  // block, so TSan still sees the simulated threads of a block as concurrent.
-  int hb_start = 0;
-  int hb_yield = 0;
-  Worker() { sched.init(); }
-};
-
-inline Worker& worker() {
-  static thread_local Worker w;
-  return w;
+inline std::string block_name(const Dim3& b) {
+  return "(" + std::to_string(b.x) + "," + std::to_string(b.y) + "," + std::to_string(b.z) + ")";
 }
 
-/// The simulated thread running now. Only valid inside a kernel.
-inline Thread& current_thread() {
-  Thread* t = worker().current.load(std::memory_order_relaxed);
-  if (!t) throw SimError("a CUDA device intrinsic was called outside a simulated kernel");
-  return *t;
-}
-
-[[noreturn]] inline void fail(const std::string& what) { throw SimError(what); }
-
-inline std::string hex(unsigned v) {
-  char buf[16];
-  std::snprintf(buf, sizeof buf, "0x%08x", v);
-  return buf;
-}
-
-/// Gives the OS thread back to the scheduler until someone marks this thread ready.
-inline void yield(Thread& t) {
-  Worker& w = worker();
-  hb_release(&w.hb_yield);
-  switch_to_scheduler(w.sched, *t.fiber);
-}
-
-/// Run by the thread whose arrival (or exit) completes the barrier.
-inline void complete_block_barrier(Block& b) {
-  int count = 0, waiters = 0;
-  for (Thread& o : b.threads)
-    if (o.state.load(std::memory_order_relaxed) == ThreadState::waiting_block) {
-      ++waiters;
-      count += o.bar_pred.load(std::memory_order_relaxed) != 0;
-    }
-  b.bar_count.store(count, std::memory_order_relaxed);
-  b.bar_waiters.store(waiters, std::memory_order_relaxed);
-  b.arrived.store(0, std::memory_order_relaxed);
-  b.bar_gen.fetch_add(1, std::memory_order_relaxed);
-  bump(counters().block_barriers);
-  for (Thread& o : b.threads)
-    if (o.state.load(std::memory_order_relaxed) == ThreadState::waiting_block)
-      o.state.store(ThreadState::ready, std::memory_order_relaxed);
-}
-
-struct BarrierResult {
-  int count;    ///< threads whose predicate was non-zero
-  int waiters;  ///< threads that reached the barrier (exited threads excluded)
-};
-
-/// `__syncthreads` and its counting variants. Threads that have exited count as arrived (as on
-/// hardware) and are left out of the predicate counts.
-inline BarrierResult block_barrier(int pred) {
-  Thread& t = current_thread();
-  Block& b = *t.block;
-  t.bar_pred.store(pred, std::memory_order_relaxed);
-  int* slot = &b.hb_gen[b.bar_gen.load(std::memory_order_relaxed) & 1u];
-  hb_release(slot);
-  t.state.store(ThreadState::waiting_block, std::memory_order_relaxed);
-  const int arrived = b.arrived.fetch_add(1, std::memory_order_relaxed) + 1;
-  if (arrived == b.live.load(std::memory_order_relaxed)) {
-    hb_acquire(slot);
-    complete_block_barrier(b);
-  } else {
-    yield(t);
-    hb_acquire(slot);
+/// Sizes slot `b` for blocks of `block` threads with `smem_bytes` of dynamic shared memory.
+inline void prepare_slot(Worker& w, Block& b, Dim3 block, std::size_t smem_bytes, bool own_image) {
+  const unsigned n = block.x * block.y * block.z;
+  if (b.fibers.size() > 0 && b.fibers[0]->stack.size() < w.stack_bytes) b.fibers.clear();
+  while (b.fibers.size() < n) b.fibers.push_back(std::make_unique<FiberContext>(w.stack_bytes));
+  b.block_dim = block;
+  if (b.threads.size() != n) {
+    b.threads = std::vector<Thread>(n);
+    b.warps = std::vector<Warp>((n + 31) / 32);
   }
-  return {b.bar_count.load(std::memory_order_relaxed), b.bar_waiters.load(std::memory_order_relaxed)};
-}
-
-/// Lanes of `mask` that take part: lanes the warp has that have not exited. CUDA requires only
-/// the non-exited threads named in a mask to execute the operation, so `if (i >= n) return;`
-/// before a full-mask shuffle is legal; reading from a missing lane yields undefined data
-/// (the simulator returns all-ones bits).
-inline unsigned participants(const Warp& w, unsigned mask) {
-  return mask & w.exists & ~w.exited.load(std::memory_order_relaxed);
-}
-
-/// Completes the operation that lanes wait in with `mask` if every participant has arrived.
-/// `self` is the calling lane (it continues without yielding), or nullptr when a lane's exit
-/// is what completes the group. Returns false if some participant has not arrived yet.
-inline bool try_complete_warp_op(Warp& w, unsigned mask, const Thread* self, const char* name) {
-  const unsigned eff = participants(w, mask);
-  if (eff == 0) return false;
-  for (unsigned m = eff; m; m &= m - 1)
-    if (w.lanes[__builtin_ctz(m)]->pending_mask.load(std::memory_order_relaxed) != mask) return false;
-  WarpCompute compute = nullptr;
-  for (unsigned m = eff; m; m &= m - 1) {
-    Thread* o = w.lanes[__builtin_ctz(m)];
-    hb_acquire(&o->hb_arrive);
-    if (!compute) compute = o->compute;
-    if (o->compute != compute)
-      fail(std::string(name) + ": lanes of warp " + std::to_string(o->warp) +
-           " reached different warp-synchronous operations with mask " + hex(mask));
+  for (Warp& wp : b.warps) {
+    wp.exists = 0;
+    std::fill(std::begin(wp.lanes), std::end(wp.lanes), nullptr);
   }
-  compute(w.lanes, eff);
-  bump(counters().warp_ops);
-  for (unsigned m = eff; m; m &= m - 1) {
-    Thread* o = w.lanes[__builtin_ctz(m)];
-    o->pending_mask.store(0, std::memory_order_relaxed);
-    if (o != self) {
-      hb_release(&o->hb_wake);
-      o->state.store(ThreadState::ready, std::memory_order_relaxed);
-    }
+  for (unsigned i = 0; i < n; ++i) {
+    Thread& t = b.threads[i];
+    t.fiber = b.fibers[i].get();
+    t.block = &b;
+    t.linear = i;
+    t.tid = Dim3{i % block.x, (i / block.x) % block.y, i / (block.x * block.y)};
+    t.lane = i % 32;
+    t.warp = i / 32;
+    b.warps[t.warp].exists |= 1u << t.lane;
+    b.warps[t.warp].lanes[t.lane] = &t;
   }
-  return true;
+  // Exactly the requested bytes: under ASan an index past the end is reported.
+  b.dyn_smem_owner.reset(smem_bytes ? new unsigned char[smem_bytes] : nullptr);
+  b.dyn_smem = b.dyn_smem_owner.get();
+  b.dyn_smem_bytes = smem_bytes;
+  b.smem_image.assign(own_image ? static_smem().bytes : 0, 0);
+  b.resident = false;
 }
 
-/// A warp-synchronous operation: publishes `in`/`out`, waits for every participating lane of
-/// `mask`, and the last to arrive runs `compute(lanes, participants)` for all of them.
-inline void warp_sync_op(unsigned mask, WarpCompute compute, const void* in, void* out, const char* name) {
-  Thread& t = current_thread();
-  Warp& w = t.block->warps[t.warp];
-  if (!(mask & (1u << t.lane)))
-    fail(std::string(name) + ": mask " + hex(mask) + " does not include the calling lane " + std::to_string(t.lane));
-  t.compute = compute;
-  t.in = in;
-  t.out = out;
-  hb_release(&t.hb_arrive);
-  t.pending_mask.store(mask, std::memory_order_relaxed);
-  if (try_complete_warp_op(w, mask, &t, name)) return;
-  t.state.store(ThreadState::waiting_warp, std::memory_order_relaxed);
-  yield(t);
-  hb_acquire(&t.hb_wake);
-}
-
-/// `__nanosleep`: lets the other threads of the block run.
-inline void sleep_yield() {
-  Thread& t = current_thread();
-  t.state.store(ThreadState::ready, std::memory_order_relaxed);
-  yield(t);
-}
-
-inline void record_error(Block& b, const std::string& what) {
-  if (!b.failed.load(std::memory_order_relaxed)) {
-    b.error = what;
-    b.failed.store(true, std::memory_order_relaxed);
-  }
-}
-
-inline void exit_thread(Thread& t) {
-  Block& b = *t.block;
-  Warp& w = b.warps[t.warp];
-  const unsigned self = 1u << t.lane;
-  t.state.store(ThreadState::exited, std::memory_order_relaxed);
-  w.exited.fetch_or(self, std::memory_order_relaxed);
-  // Lanes waiting for this one in a warp op no longer need to: their group may now be complete.
-  for (unsigned m = w.exists & ~self; m; m &= m - 1) {
-    Thread* o = w.lanes[__builtin_ctz(m)];
-    const unsigned pending = o->pending_mask.load(std::memory_order_relaxed);
-    if (pending & self) {
-      try {
-        try_complete_warp_op(w, pending, nullptr, "warp-synchronous op");
-      } catch (const std::exception& e) {
-        record_error(b, e.what());
-      }
-    }
-  }
-  const int live = b.live.fetch_sub(1, std::memory_order_relaxed) - 1;
-  const int arrived = b.arrived.load(std::memory_order_relaxed);
-  if (arrived > 0 && arrived == live) {
-    hb_acquire(&b.hb_gen[b.bar_gen.load(std::memory_order_relaxed) & 1u]);
-    complete_block_barrier(b);
-  }
-}
-
-inline void fiber_entry(bctx::transfer_t t) {
-  Worker& w = worker();
-  fiber_started(w.sched, t);
-  hb_acquire(&w.hb_start);
-  Thread& th = *w.current.load(std::memory_order_relaxed);
-  Block& b = *th.block;
-  try {
-    b.body(b.body_ctx);
-  } catch (const std::exception& e) {
-    record_error(b, std::string("thread (") + std::to_string(th.tid.x) + "," + std::to_string(th.tid.y) + "," +
-                        std::to_string(th.tid.z) + "): " + e.what());
-  } catch (...) {
-    record_error(b, "a simulated thread threw a non-standard exception");
-  }
-  exit_thread(th);
-  hb_release(&w.hb_yield);
-  finish_fiber(w.sched);
-}
-
-// ---- cp.async model --------------------------------------------------------------------------
-// An asynchronous global -> shared copy's destination is undefined from the issue until a wait
-// covers it. The model makes that visible: the issue writes 0xFF bytes (NaN for every float
-// type) to the destination and remembers the source bytes; the wait that completes the copy's
-// group writes them. A kernel that reads a stage before waiting for it, or that overwrites a
-// stage other threads still read (a missing barrier), thus computes with poison.
-
-/// Issues a copy of `bytes` (4, 8 or 16) from `src` to `dst`; only the first `src_bytes` are
-/// read, the rest of the destination is zero-filled (cp.async's src-size operand).
-inline void async_copy(void* dst, const void* src, unsigned bytes, unsigned src_bytes) {
-  Thread& t = current_thread();
-  if (bytes != 4 && bytes != 8 && bytes != 16) fail("cp.async: the copy size must be 4, 8 or 16 bytes");
-  if (src_bytes > bytes) fail("cp.async: src-size exceeds the copy size");
-  if (reinterpret_cast<std::uintptr_t>(dst) % bytes != 0 || (src_bytes > 0 && reinterpret_cast<std::uintptr_t>(src) % bytes != 0))
-    fail("cp.async: addresses must be aligned to the copy size");
-  Thread::AsyncCopy c{dst, {}, bytes, t.async_committed};
-  if (src_bytes > 0) std::memcpy(c.data, src, src_bytes);
-  std::memset(c.data + src_bytes, 0, bytes - src_bytes);
-  std::memset(dst, 0xFF, bytes);
-  t.async_copies.push_back(c);
-}
-
-/// cp.async.commit_group: the copies issued since the last commit form one group.
-inline void async_commit() { ++current_thread().async_committed; }
-
-/// cp.async.wait_group n: completes every committed group except the newest `n`
-/// (cp.async.wait_all: `all` also completes the copies not yet committed).
-inline void async_wait(unsigned n, bool all = false) {
-  Thread& t = current_thread();
-  const unsigned limit = all ? ~0u : (t.async_committed > n ? t.async_committed - n : 0u);
-  std::size_t kept = 0;
-  for (std::size_t i = 0; i < t.async_copies.size(); ++i) {
-    const Thread::AsyncCopy& c = t.async_copies[i];
-    if (c.group < limit) std::memcpy(c.dst, c.data, c.bytes);
-    else t.async_copies[kept++] = c;
-  }
-  t.async_copies.resize(kept);
-}
-
-inline std::string describe_deadlock(const Block& b) {
-  std::string s = "deadlock: no simulated thread can proceed;";
-  int shown = 0;
-  for (const Thread& t : b.threads) {
-    const ThreadState st = t.state.load(std::memory_order_relaxed);
-    if (st == ThreadState::exited) continue;
-    if (shown++ == 8) { s += " ..."; break; }
-    s += " thread " + std::to_string(t.linear) +
-         (st == ThreadState::waiting_block ? " waits at __syncthreads;"
-                                           : " waits in a warp op with mask " + hex(t.pending_mask.load()) + ";");
-  }
-  return s;
-}
-
-/// Runs one block to completion (or failure) on the calling OS thread.
-inline void run_block(Worker& w, Block& b, std::mt19937_64& rng, Schedule schedule) {
+/// Makes `b` the running block of slot `b`: its index, poisoned shared memory, fresh fibers.
+inline void start_block(Worker& w, Block& b, Dim3 idx, bool own_image) {
+  b.block_idx = idx;
   const unsigned n = static_cast<unsigned>(b.threads.size());
   b.live.store(static_cast<int>(n), std::memory_order_relaxed);
   b.arrived.store(0, std::memory_order_relaxed);
   for (Warp& wp : b.warps) wp.exited.store(0, std::memory_order_relaxed);
-  for (unsigned i = 0; i < n; ++i) {
-    Thread& t = b.threads[i];
+  for (Thread& t : b.threads) {
     t.state.store(ThreadState::ready, std::memory_order_relaxed);
     t.pending_mask.store(0, std::memory_order_relaxed);
     t.async_copies.clear();
@@ -521,55 +116,111 @@ inline void run_block(Worker& w, Block& b, std::mt19937_64& rng, Schedule schedu
     t.mma_committed = 0;
     t.fiber->reset(&fiber_entry);
   }
+  if (b.dyn_smem) std::memset(b.dyn_smem, 0xFF, b.dyn_smem_bytes);
+  if (own_image) {
+    std::fill(b.smem_image.begin(), b.smem_image.end(), static_cast<unsigned char>(0xFF));
+    if (w.smem_owner == &b) w.smem_owner = nullptr;  // the TLS holds its predecessor's image
+  } else {
+    poison_static_smem();
+  }
+  b.resident = true;
   hb_release(&w.hb_start);
-  std::vector<unsigned> ready;
-  ready.reserve(n);
-  while (b.live.load(std::memory_order_relaxed) > 0 && !b.failed.load(std::memory_order_relaxed)) {
-    ready.clear();
-    for (unsigned i = 0; i < n; ++i)
-      if (b.threads[i].state.load(std::memory_order_relaxed) == ThreadState::ready) ready.push_back(i);
-    if (ready.empty()) {
-      record_error(b, describe_deadlock(b));
-      break;
-    }
-    if (schedule == Schedule::reversed) std::reverse(ready.begin(), ready.end());
-    if (schedule == Schedule::random) std::shuffle(ready.begin(), ready.end(), rng);
-    for (unsigned i : ready) {
-      Thread& t = b.threads[i];
-      if (t.state.load(std::memory_order_relaxed) != ThreadState::ready) continue;
-      w.current.store(&t, std::memory_order_relaxed);
-      switch_to_fiber(w.sched, *t.fiber, nullptr);
-      hb_acquire(&w.hb_yield);
-      bump(counters().switches);
-      if (b.failed.load(std::memory_order_relaxed)) break;
-    }
+}
+
+/// With several resident blocks: puts `b`'s static shared image into the TLS variables.
+inline void switch_static_smem(Worker& w, Block& b) {
+  if (w.smem_owner == &b || b.smem_image.empty()) return;
+  if (w.smem_owner) save_static_smem(w.smem_owner->smem_image.data());
+  load_static_smem(b.smem_image.data());
+  hb_release(&w.hb_swap);  // see Worker::hb_swap
+  w.smem_owner = &b;
+}
+
+/// Resumes each ready thread of `b` once, in the schedule's order.
+inline void run_turn(Worker& w, Block& b, std::vector<unsigned>& ready, std::mt19937_64& rng, Schedule schedule) {
+  const unsigned n = static_cast<unsigned>(b.threads.size());
+  ready.clear();
+  for (unsigned i = 0; i < n; ++i)
+    if (b.threads[i].state.load(std::memory_order_relaxed) == ThreadState::ready) ready.push_back(i);
+  if (ready.empty()) {  // every live thread waits at a barrier or warp op: only the block itself could release them
+    record_error(b, describe_deadlock(b));
+    return;
+  }
+  if (schedule == Schedule::reversed) std::reverse(ready.begin(), ready.end());
+  if (schedule == Schedule::random) std::shuffle(ready.begin(), ready.end(), rng);
+  for (unsigned i : ready) {
+    Thread& t = b.threads[i];
+    if (t.state.load(std::memory_order_relaxed) != ThreadState::ready) continue;
+    w.current.store(&t, std::memory_order_relaxed);
+    switch_to_fiber(w.sched, *t.fiber, nullptr);
+    hb_acquire(&w.hb_yield);
+    bump(counters().switches);
+    if (b.failed.load(std::memory_order_relaxed)) break;
   }
   w.current.store(nullptr, std::memory_order_relaxed);
 }
 
-/// Resets the worker's reusable block for a launch with `block` threads.
-inline void prepare_block(Worker& w, Dim3 block) {
-  const unsigned n = block.x * block.y * block.z;
-  const std::size_t stack = options().stack_bytes;
-  if (w.pool_stack_bytes != stack) { w.pool.clear(); w.pool_stack_bytes = stack; }
-  while (w.pool.size() < n) w.pool.push_back(std::make_unique<FiberContext>(stack));
-  Block& b = w.block;
-  b.block_dim = block;
-  if (b.threads.size() != n) {
-    b.threads = std::vector<Thread>(n);
-    b.warps = std::vector<Warp>((n + 31) / 32);
-  }
-  for (Warp& wp : b.warps) { wp.exists = 0; std::fill(std::begin(wp.lanes), std::end(wp.lanes), nullptr); }
-  for (unsigned i = 0; i < n; ++i) {
-    Thread& t = b.threads[i];
-    t.fiber = w.pool[i].get();
-    t.block = &b;
-    t.linear = i;
-    t.tid = Dim3{i % block.x, (i / block.x) % block.y, i / (block.x * block.y)};
-    t.lane = i % 32;
-    t.warp = i / 32;
-    b.warps[t.warp].exists |= 1u << t.lane;
-    b.warps[t.warp].lanes[t.lane] = &t;
+inline std::string describe_livelock(const std::vector<Block*>& resident, std::uint64_t not_started, unsigned slots) {
+  std::string s = "livelock (a deadlock of spinning threads): for " + std::to_string(kLivelockRounds) +
+                  " rounds no simulated thread made progress (threads only polled atomics or slept, and nothing changed); resident blocks:";
+  for (const Block* b : resident) s += " " + block_name(b->block_idx);
+  if (not_started > 0)
+    s += "; " + std::to_string(not_started) + " block(s) of the grid are not resident yet (" + std::to_string(slots) +
+         " resident at a time, DEEPSHOCK_SIM_RESIDENT_BLOCKS): a block that waits for a block that cannot become resident never proceeds";
+  return s;
+}
+
+/// Runs every block of the grid (`order`: the block ids in the order they take slots).
+inline Status run_grid(Worker& w, Dim3 grid, std::uint64_t nblocks, unsigned nslots, bool own_images, std::mt19937_64& rng,
+                       Schedule schedule, const std::vector<std::uint64_t>& order) {
+  auto block_at = [&](std::uint64_t i) {
+    const std::uint64_t id = schedule == Schedule::random ? order[i] : schedule == Schedule::reversed ? nblocks - 1 - i : i;
+    return Dim3{unsigned(id % grid.x), unsigned((id / grid.x) % grid.y), unsigned(id / (std::uint64_t(grid.x) * grid.y))};
+  };
+  const std::uint64_t nthreads = w.slots[0]->threads.size();
+  std::uint64_t next = 0, quiet_rounds = 0;
+  std::vector<unsigned> ready;
+  std::vector<Block*> resident;
+  while (true) {
+    resident.clear();
+    for (unsigned s = 0; s < nslots; ++s) {
+      Block& b = *w.slots[s];
+      if (!b.resident && next < nblocks) start_block(w, b, block_at(next++), own_images);
+      if (b.resident) resident.push_back(&b);
+    }
+    if (resident.empty()) return Status::success();
+    if (schedule == Schedule::reversed) std::reverse(resident.begin(), resident.end());
+    if (schedule == Schedule::random && resident.size() > 1) std::shuffle(resident.begin(), resident.end(), rng);
+    const std::uint64_t progress = w.progress.load(std::memory_order_relaxed);
+    for (Block* bp : resident) {
+      Block& b = *bp;
+      if (own_images) switch_static_smem(w, b);
+      // A block's turn: up to `budget` rounds of its ready threads, ended early by a round in
+      // which it only polled or slept (it waits for another block). One round with a single
+      // slot. Several rounds per turn keep the switches between blocks' static shared images
+      // few; a random schedule draws the budget, so that blocks interleave at varying points.
+      unsigned budget = nslots == 1 ? 1u : schedule == Schedule::random ? 1u + static_cast<unsigned>(rng() % kMaxTurnRounds) : kTurnRounds;
+      while (true) {
+        const std::uint64_t before = w.progress.load(std::memory_order_relaxed);
+        run_turn(w, b, ready, rng, schedule);
+        if (b.failed.load(std::memory_order_relaxed) || b.live.load(std::memory_order_relaxed) == 0 || --budget == 0 ||
+            w.progress.load(std::memory_order_relaxed) == before)
+          break;
+      }
+      if (b.failed.load(std::memory_order_relaxed))
+        return Status::runtime_error("simulator: block " + block_name(b.block_idx) + ": " + b.error);
+      if (b.live.load(std::memory_order_relaxed) > 0) continue;
+      b.resident = false;  // retired: its slot takes the next block
+      if (w.smem_owner == &b) w.smem_owner = nullptr;
+      note_progress();
+      bump(counters().blocks);
+      bump(counters().threads, nthreads);
+      if (std::string what = check_static_smem_redzones(); !what.empty())
+        return Status::runtime_error("simulator: block " + block_name(b.block_idx) + (nslots > 1 ? " (or a block resident with it)" : "") +
+                                     ": " + what);
+    }
+    if (w.progress.load(std::memory_order_relaxed) != progress) quiet_rounds = 0;
+    else if (++quiet_rounds >= kLivelockRounds) return Status::runtime_error("simulator: " + describe_livelock(resident, nblocks - next, nslots));
   }
 }
 
@@ -592,24 +243,40 @@ inline Status launch(Dim3 grid, Dim3 block, std::size_t smem_bytes, void (*body)
   if (!options().config_error.empty()) return Status::invalid_argument("simulator options", options().config_error);
   Worker& w = detail::worker();
   if (w.in_launch) return Status::unsupported("simulator: launching a kernel from inside a simulated kernel");
+  const std::uint64_t nblocks = std::uint64_t(grid.x) * grid.y * grid.z;
+  const unsigned nslots = static_cast<unsigned>(std::min<std::uint64_t>(options().resident_blocks, nblocks));
+  // Several resident blocks need each block's own static shared variables: found in the symbol table.
+  const detail::StaticSmem& smem = detail::static_smem();
+  const bool own_images = nslots > 1 && smem.bytes > 0;
+  if (nslots > 1 && !smem.found)
+    return Status::unsupported("simulator: several resident blocks need the static __shared__ variables, which are found in the symbol table: " +
+                               smem.error);
   struct Guard {
     Worker& w;
-    unsigned char* smem = nullptr;
-    ~Guard() { w.in_launch = false; std::free(smem); }
+    ~Guard() {
+      w.in_launch = false;
+      w.smem_owner = nullptr;
+    }
   } guard{w};
   w.in_launch = true;
   try {
-    detail::prepare_block(w, block);
+    w.stack_bytes = options().stack_bytes;
+    while (w.slots.size() < nslots) w.slots.push_back(std::make_unique<detail::Block>());
+    for (unsigned s = 0; s < nslots; ++s) {
+      detail::Block& b = *w.slots[s];
+      detail::prepare_slot(w, b, block, smem_bytes, own_images);
+      b.grid_dim = grid;
+      b.body = body;
+      b.body_ctx = ctx;
+      b.failed.store(false, std::memory_order_relaxed);
+      b.error.clear();
+    }
   } catch (const std::bad_alloc&) {
-    return Status::resource_exhausted("block", "simulator could not allocate fiber stacks");
+    return Status::resource_exhausted("block", "simulator could not allocate fiber stacks or shared memory");
   }
-  if (smem_bytes) {
-    guard.smem = static_cast<unsigned char*>(std::malloc(smem_bytes));
-    if (!guard.smem) return Status::resource_exhausted("smem_bytes", "simulator could not allocate shared memory");
-  }
+  detail::arm_static_smem_redzones();
   const Schedule schedule = options().schedule;
   std::mt19937_64 rng(options().seed ^ (0x9E3779B97F4A7C15ULL * ++detail::launches_since_options()));
-  const std::uint64_t nblocks = std::uint64_t(grid.x) * grid.y * grid.z;
   // Block order: computed on the fly in order or reversed; a shuffled list for random.
   std::vector<std::uint64_t> order;
   if (schedule == Schedule::random) {
@@ -621,27 +288,9 @@ inline Status launch(Dim3 grid, Dim3 block, std::size_t smem_bytes, void (*body)
     std::iota(order.begin(), order.end(), std::uint64_t{0});
     std::shuffle(order.begin(), order.end(), rng);
   }
-  detail::Block& b = w.block;
-  b.grid_dim = grid;
-  b.body = body;
-  b.body_ctx = ctx;
-  b.dyn_smem = guard.smem;
-  b.dyn_smem_bytes = smem_bytes;
-  b.failed.store(false, std::memory_order_relaxed);
-  b.error.clear();
   detail::bump(detail::counters().launches);
-  for (std::uint64_t i = 0; i < nblocks; ++i) {
-    const std::uint64_t id = schedule == Schedule::random ? order[i] : schedule == Schedule::reversed ? nblocks - 1 - i : i;
-    b.block_idx = Dim3{unsigned(id % grid.x), unsigned((id / grid.x) % grid.y), unsigned(id / (std::uint64_t(grid.x) * grid.y))};
-    if (guard.smem) std::memset(guard.smem, 0xFF, smem_bytes);
-    detail::run_block(w, b, rng, schedule);
-    detail::bump(detail::counters().blocks);
-    detail::bump(detail::counters().threads, nthreads);
-    if (b.failed.load(std::memory_order_relaxed))
-      return Status::runtime_error("simulator: block (" + std::to_string(b.block_idx.x) + "," + std::to_string(b.block_idx.y) +
-                                   "," + std::to_string(b.block_idx.z) + "): " + b.error);
-  }
-  return Status::success();
+  DEEPSHOCK_RETURN_IF_ERROR(detail::run_grid(w, grid, nblocks, nslots, own_images, rng, schedule, order));
+  return detail::check_device_allocations();
 }
 
 }  // namespace deepshock::sim
