@@ -4,7 +4,9 @@
 #include <catch2/catch.hpp>
 
 #include <algorithm>
+#include <bit>
 #include <cmath>
+#include <cstdint>
 #include <cstdlib>
 #include <fstream>
 #include <sstream>
@@ -52,6 +54,15 @@ std::vector<std::vector<std::string>> golden_rows(const std::string& kind) {
 }
 
 double num(const std::string& s) { return std::strtod(s.c_str(), nullptr); }  // reads "nan" too
+
+// Bitwise equality: "unchanged" means the very same doubles (NaN orders included), not close ones.
+bool same_bits(double a, double b) { return std::bit_cast<std::uint64_t>(a) == std::bit_cast<std::uint64_t>(b); }
+bool same_bits(const std::vector<double>& a, const std::vector<double>& b) {
+  return a.size() == b.size() &&
+         std::equal(a.begin(), a.end(), b.begin(), [](double x, double y) { return same_bits(x, y); });
+}
+
+bool starts_with(const std::string& s, const std::string& prefix) { return s.rfind(prefix, 0) == 0; }
 
 double eps_for(double q, double sigma, std::int64_t steps, double delta, dp::Conversion c = dp::Conversion::improved) {
   dp::RdpAccountant acc;
@@ -285,7 +296,7 @@ TEST_CASE("accounting edge cases: q = 0, steps = 0, the delta floor", "[host]") 
 
   // Custom orders.
   CHECK(acc.set_orders({}).message() == "orders: must not be empty");
-  CHECK(acc.set_orders({2.0, 1.0}).message() == "orders: each order must be finite and > 1");
+  CHECK(acc.set_orders({2.0, 1.0}).message() == "orders: orders[1] = 1 is not a finite number > 1");
   REQUIRE(acc.set_orders({2.0, 32.0}).ok());
   REQUIRE(acc.compose(1.0, 2.0, 3).ok());
   CHECK(acc.rdp()[1] == 3 * 32.0 / 8.0);
@@ -310,4 +321,185 @@ TEST_CASE("accountant rejects bad inputs with the argument's name", "[host]") {
   CHECK(dp::sigma_for_epsilon(0.1, 10, 0.0, 1e-5, sigma).message() == "target_epsilon: must be finite and > 0");
   CHECK(dp::sigma_for_epsilon(0.1, 10, 1.0, 1.5, sigma).message().rfind("delta:", 0) == 0);
   CHECK(sigma == -1.0);
+}
+
+TEST_CASE("epsilon_from_rdp rejects every bad input, naming the argument and element", "[host]") {
+  const double nan = std::nan(""), inf = HUGE_VAL;
+  const dp::EpsilonResult sentinel{-7.0, -7.0};
+  dp::EpsilonResult r = sentinel;
+  auto rejects = [&](const std::vector<double>& orders, const std::vector<double>& rdp, double delta,
+                     dp::Conversion c, const std::string& message) {
+    const deepshock::Status st = dp::epsilon_from_rdp(orders, rdp, delta, c, r);
+    INFO("expected: " << message << "; got: " << st.to_string());
+    CHECK(st.code() == deepshock::StatusCode::invalid_argument);
+    CHECK(st.message() == message);
+  };
+  const auto imp = dp::Conversion::improved, cls = dp::Conversion::classic;
+  // Orders at or below 1, NaN and infinite ones: these used to succeed with ε = 0.
+  rejects({2.0, 3.0, 4.0, 0.5}, {0.1, 0.1, 0.1, 0.1}, 1e-5, imp,
+          "orders: orders[3] = 0.5 is not a finite number > 1");
+  rejects({1.0, 2.0}, {0.1, 0.1}, 1e-5, cls, "orders: orders[0] = 1 is not a finite number > 1");
+  rejects({2.0, nan}, {0.1, 0.1}, 1e-5, imp, "orders: orders[1] = nan is not a finite number > 1");
+  rejects({2.0, inf}, {0.1, 0.1}, 1e-5, imp, "orders: orders[1] = inf is not a finite number > 1");
+  rejects({-inf, 2.0}, {0.1, 0.1}, 1e-5, cls, "orders: orders[0] = -inf is not a finite number > 1");
+  // Negative and NaN RDP values (+∞ is legal; see the next test case).
+  rejects({2.0, 3.0}, {0.1, -1e-3}, 1e-5, imp, "rdp: rdp[1] = -0.001 is not a number >= 0 (+inf is allowed)");
+  rejects({2.0, 3.0}, {nan, 0.1}, 1e-5, cls, "rdp: rdp[0] = nan is not a number >= 0 (+inf is allowed)");
+  rejects({2.0}, {-inf}, 1e-5, imp, "rdp: rdp[0] = -inf is not a number >= 0 (+inf is allowed)");
+  // Shapes.
+  rejects({}, {}, 1e-5, imp, "orders: must not be empty");
+  rejects({2.0, 3.0, 4.0}, {0.1, 0.1}, 1e-5, imp, "rdp: must have one value per order (orders has 3, rdp has 2)");
+  rejects({2.0}, {0.1, 0.1}, 1e-5, cls, "rdp: must have one value per order (orders has 1, rdp has 2)");
+  // δ and the conversion.
+  for (double delta : {0.0, 1.0, -1e-5, 2.0, nan, inf}) {
+    rejects({2.0}, {0.1}, delta, imp, "delta: must be in (0, 1)");
+  }
+  rejects({2.0}, {0.1}, 1e-5, static_cast<dp::Conversion>(7), "conversion: is not a Conversion value (7)");
+  // Outputs are written on success only.
+  CHECK(r.epsilon == sentinel.epsilon);
+  CHECK(r.order == sentinel.order);
+}
+
+TEST_CASE("epsilon_from_rdp: +inf RDP skips its order; all +inf gives epsilon = +inf, never 0", "[host]") {
+  const double inf = HUGE_VAL, delta = 1e-5;
+  dp::EpsilonResult r;
+  // An infinite order cannot be the minimum; the finite one is used, exactly as if alone.
+  for (dp::Conversion c : {dp::Conversion::improved, dp::Conversion::classic}) {
+    dp::EpsilonResult alone;
+    REQUIRE(dp::epsilon_from_rdp({4.0}, {0.3}, delta, c, alone).ok());
+    REQUIRE(dp::epsilon_from_rdp({2.0, 4.0, 8.0}, {inf, 0.3, inf}, delta, c, r).ok());
+    CHECK(same_bits(r.epsilon, alone.epsilon));
+    CHECK(r.order == 4.0);
+    // Every order infinite: success with ε = +∞ (no finite guarantee) and no order.
+    REQUIRE(dp::epsilon_from_rdp({2.0, 4.0}, {inf, inf}, delta, c, r).ok());
+    CHECK(r.epsilon == inf);
+    CHECK(std::isnan(r.order));
+    // The largest finite RDP is a finite order like any other: its ε is no smaller than it.
+    REQUIRE(dp::epsilon_from_rdp({2.0}, {std::numeric_limits<double>::max()}, 0.5, c, r).ok());
+    CHECK(r.epsilon == std::numeric_limits<double>::max());
+    CHECK(r.order == 2.0);
+  }
+}
+
+TEST_CASE("rdp_subsampled_gaussian's Status form names each bad argument", "[host]") {
+  const double nan = std::nan(""), inf = HUGE_VAL;
+  double rdp = -7.0;
+  auto rejects = [&](double q, double sigma, double alpha, const std::string& message) {
+    const deepshock::Status st = dp::rdp_subsampled_gaussian(q, sigma, alpha, rdp);
+    INFO("q " << q << " sigma " << sigma << " alpha " << alpha << ": " << st.to_string());
+    CHECK(st.code() == deepshock::StatusCode::invalid_argument);
+    CHECK(st.message() == message);
+    CHECK(std::isnan(dp::rdp_subsampled_gaussian(q, sigma, alpha)));  // the plain form: NaN
+  };
+  for (double q : {-0.1, 1.5, nan, -inf}) rejects(q, 1.0, 2.0, "q: must be in [0, 1]");
+  for (double sigma : {0.0, -1.0, nan, inf}) rejects(0.1, sigma, 2.0, "sigma: must be finite and > 0");
+  rejects(0.1, 1.0, 1.0, "alpha: 1 is not a finite number > 1");
+  rejects(0.1, 1.0, 0.5, "alpha: 0.5 is not a finite number > 1");
+  rejects(0.1, 1.0, -2.0, "alpha: -2 is not a finite number > 1");
+  rejects(0.1, 1.0, nan, "alpha: nan is not a finite number > 1");
+  rejects(0.1, 1.0, inf, "alpha: inf is not a finite number > 1");
+  rejects(0.1, 1.0, 2e6, "alpha: 2e+06 is above the largest supported order, 1e+06");
+  const std::string fractional =
+      " is a fractional order outside [1.01, 32], where the series for fractional orders loses accuracy";
+  rejects(0.1, 1.0, 40.5, "alpha: 40.5" + fractional);
+  rejects(0.1, 1.0, 1.005, "alpha: 1.005" + fractional);
+  // q = 0 and q = 1 take the same checks: no silent 0 for a bad order or σ.
+  rejects(0.0, 1.0, 0.5, "alpha: 0.5 is not a finite number > 1");
+  rejects(1.0, nan, 2.0, "sigma: must be finite and > 0");
+  CHECK(rdp == -7.0);  // written on success only
+
+  // The limits themselves are accepted, and the two forms agree bitwise.
+  for (double alpha : {dp::kMinFractionalOrder, 2.0, 31.5, dp::kMaxFractionalOrder, 33.0, 4096.0}) {
+    INFO("alpha " << alpha);
+    REQUIRE(dp::rdp_subsampled_gaussian(0.01, 1.1, alpha, rdp).ok());
+    CHECK(rdp > 0.0);
+    CHECK(same_bits(rdp, dp::rdp_subsampled_gaussian(0.01, 1.1, alpha)));
+  }
+}
+
+TEST_CASE("rdp_subsampled_gaussian at extreme noise: the unsampled bound, not NaN or 0", "[host]") {
+  // σ so small that the series' exponents overflow: α/(2σ²), finite or +∞. Before, σ = 1e-154
+  // gave RDP 0 at fractional orders (a NaN sum read as "no loss") and NaN at large ones.
+  for (double alpha : {1.5, 2.0, 7.3, 64.0, 256.0}) {
+    for (double q : {1e-6, 0.01, 0.5}) {
+      INFO("alpha " << alpha << " q " << q);
+      double rdp = -1.0;
+      REQUIRE(dp::rdp_subsampled_gaussian(q, 1e-154, alpha, rdp).ok());
+      CHECK(rdp == alpha / (2 * 1e-154 * 1e-154));
+      CHECK(rdp > 1e300);
+      REQUIRE(dp::rdp_subsampled_gaussian(q, 1e-200, alpha, rdp).ok());
+      CHECK(rdp == HUGE_VAL);
+      // σ so large that σ²·ln(1/q − 1) overflows: a bound below 1e-290, never NaN.
+      REQUIRE(dp::rdp_subsampled_gaussian(q, 1e155, alpha, rdp).ok());
+      CHECK((rdp >= 0.0 && rdp < 1e-290));
+    }
+  }
+  // Just inside the series' range it agrees with the bound to rounding (no jump at the switch).
+  const double sigma = 4.0 / std::sqrt(2e300) * 1.001;  // (α + 2)²/(2σ²) just below 1e300 at α = 2
+  double rdp = 0.0;
+  REQUIRE(dp::rdp_subsampled_gaussian(0.01, sigma, 2.0, rdp).ok());
+  CHECK(close(rdp, 2.0 / (2 * sigma * sigma), 1e-12));
+}
+
+TEST_CASE("a rejected call leaves the accountant unchanged; the next valid call works", "[host]") {
+  const double delta = 1e-5, nan = std::nan("");
+  dp::RdpAccountant acc;
+  REQUIRE(acc.compose(0.01, 1.1, 1000).ok());
+  const std::vector<double> orders = acc.orders(), rdp = acc.rdp();
+  dp::EpsilonResult improved, classic;
+  REQUIRE(acc.epsilon(delta, dp::Conversion::improved, improved).ok());
+  REQUIRE(acc.epsilon(delta, dp::Conversion::classic, classic).ok());
+  REQUIRE(improved.epsilon > 0.0);
+  auto unchanged = [&] {
+    CHECK(same_bits(acc.orders(), orders));
+    CHECK(same_bits(acc.rdp(), rdp));
+    dp::EpsilonResult i, c;
+    REQUIRE(acc.epsilon(delta, dp::Conversion::improved, i).ok());
+    REQUIRE(acc.epsilon(delta, dp::Conversion::classic, c).ok());
+    CHECK(same_bits(i.epsilon, improved.epsilon));
+    CHECK(same_bits(i.order, improved.order));
+    CHECK(same_bits(c.epsilon, classic.epsilon));
+    CHECK(same_bits(c.order, classic.order));
+  };
+  auto rejected = [&](const deepshock::Status& st, const std::string& argument) {
+    INFO(st.to_string());
+    CHECK(st.code() == deepshock::StatusCode::invalid_argument);
+    CHECK(starts_with(st.message(), argument + ": "));
+    unchanged();
+  };
+  rejected(acc.compose(nan, 1.1, 10), "q");
+  rejected(acc.compose(1.5, 1.1, 10), "q");
+  rejected(acc.compose(0.01, 0.0, 10), "sigma");
+  rejected(acc.compose(0.01, nan, 10), "sigma");
+  rejected(acc.compose(0.01, 1.1, -1), "steps");
+  rejected(acc.set_orders({}), "orders");
+  rejected(acc.set_orders({2.0, 0.5, 3.0}), "orders");
+  rejected(acc.set_orders({2.0, nan}), "orders");
+  rejected(acc.set_orders({2.0, 40.5}), "orders");  // fractional beyond the series' accuracy
+  rejected(acc.set_orders({2.0, 2e6}), "orders");
+  // Queries with bad arguments do not disturb it either.
+  dp::EpsilonResult r;
+  CHECK_FALSE(acc.epsilon(0.0, dp::Conversion::improved, r).ok());
+  unchanged();
+
+  // The next valid compose adds to what was there: 1000 + 1000 steps = 2000 steps at once.
+  REQUIRE(acc.compose(0.01, 1.1, 1000).ok());
+  dp::RdpAccountant once;
+  REQUIRE(once.compose(0.01, 1.1, 2000).ok());
+  for (std::size_t i = 0; i < acc.rdp().size(); ++i) CHECK(close(acc.rdp()[i], once.rdp()[i], 1e-14));
+  REQUIRE(acc.epsilon(delta, dp::Conversion::improved, r).ok());
+  CHECK(r.epsilon > improved.epsilon);
+
+  // A composition whose RDP overflows at every order (σ → 0 at q = 1) is +∞, never smaller.
+  REQUIRE(acc.compose(1.0, 1e-200, 1).ok());
+  for (double v : acc.rdp()) CHECK(v == HUGE_VAL);
+  REQUIRE(acc.epsilon(delta, dp::Conversion::improved, r).ok());
+  CHECK(r.epsilon == HUGE_VAL);
+  CHECK(std::isnan(r.order));
+
+  // Valid custom orders, integers past the fractional limit included, replace and clear.
+  REQUIRE(acc.set_orders({1.01, 31.5, 64.0, 1000.0}).ok());
+  for (double v : acc.rdp()) CHECK(v == 0.0);
+  REQUIRE(acc.compose(0.01, 1.1, 10).ok());
+  for (double v : acc.rdp()) CHECK((v > 0.0 && std::isfinite(v)));
 }
