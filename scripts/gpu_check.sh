@@ -17,7 +17,7 @@
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 build="${DS_GPU_BUILD_DIR:-$DS_ROOT/build-gpu}"
-GPU_TESTS="gpu_tests gate_router_gpu_tests gate_stats_gpu_tests gate_expert_choice_gpu_tests policy_gpu_tests fair_gpu_tests privacy_noise_gpu_tests moe_dispatch_gpu_tests moe_layer_gpu_tests"
+GPU_TESTS="gpu_tests gate_router_gpu_tests gate_stats_gpu_tests gate_expert_choice_gpu_tests policy_gpu_tests fair_gpu_tests privacy_noise_gpu_tests moe_dispatch_gpu_tests moe_gemm_gpu_tests moe_layer_gpu_tests"
 GPU_BENCHES="bench_moe bench_router bench_policy bench_primitives"  # most telling first, in case device time runs out
 GPU_TARGETS="$GPU_TESTS $GPU_BENCHES demo_gpu recommend_gpu"
 

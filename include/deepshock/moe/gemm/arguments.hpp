@@ -1,0 +1,66 @@
+// deepshock/moe/gemm/arguments.hpp — the grouped GEMM's operands (device pointers): one
+// problem (GroupedGemmArgs), the one or two problems of a launch with their epilogues
+// (GemmBatch), the stream-K scratch, and the m-tile bound a launch is planned with.
+#pragma once
+
+#include "deepshock/core/config.hpp"
+
+namespace deepshock::moe {
+
+/// The operands of one grouped GEMM (device pointers).
+template <class T>
+struct GroupedGemmArgs {
+  const T* a = nullptr;             ///< activations; row r at a + r * lda
+  long long lda = 0;
+  const int* a_rows = nullptr;      ///< [rows] A row of sorted row p; null: p itself
+  const T* b0 = nullptr;            ///< group g's [N, K] weights at b0 + g * b_stride
+  const T* b1 = nullptr;            ///< second weights (gated up projection); gated epilogues only
+  long long b_stride = 0;
+  int n = 0;                        ///< N
+  int k = 0;                        ///< K (a multiple of 16 / sizeof(T))
+  const int* group_offsets = nullptr;  ///< [groups + 1] row ranges; null: one group [0, rows)
+  const int* tile_offsets = nullptr;   ///< [groups + 1] m-tile offsets (dispatch's tile_offsets); null with group_offsets
+  int groups = 1;
+  int rows = 0;                     ///< rows of the single group when group_offsets is null
+};
+
+/// One launch of grouped_gemm_kernel: one or two independent grouped GEMMs with the same tile
+/// and epilogue type. The MoE layer runs its routed experts and its shared expert together, so
+/// that at decode every SM streams weights at once instead of two half-empty launches. Blocks
+/// [0, blocks(0)) compute problem 0 and the next blocks(1) problem 1; inside a problem the
+/// m-tile varies fastest (neighbouring blocks share a weight tile).
+template <class T, class Epi>
+struct GemmBatch {
+  GroupedGemmArgs<T> args[2];
+  Epi epi[2];
+  int m_tiles[2] = {0, 0};  ///< m-tile slots of each problem (max_m_tiles: an upper bound)
+  int n_tiles[2] = {0, 0};
+  int count = 0;
+  DEEPSHOCK_HOST_DEVICE long long blocks(int i) const { return i < count ? static_cast<long long>(m_tiles[i]) * n_tiles[i] : 0; }
+  DEEPSHOCK_HOST_DEVICE long long total_blocks() const { return blocks(0) + blocks(1); }
+  /// Appends a problem of `m_tile_slots` m-tiles and `bn`-wide n-tiles; empty ones are skipped.
+  void add(const GroupedGemmArgs<T>& a, const Epi& e, long long m_tile_slots, int bn) {
+    if (m_tile_slots <= 0 || a.n <= 0 || count == 2) return;
+    args[count] = a;
+    epi[count] = e;
+    m_tiles[count] = static_cast<int>(m_tile_slots);
+    n_tiles[count] = (a.n + bn - 1) / bn;
+    ++count;
+  }
+};
+
+/// Scratch of a stream-K launch (device pointers; DecodeSchedule::stream_k): fp32 partial tiles and
+/// per-tile tickets. Sizes: streamk_partial_bytes, and one ticket per GemmBatch::total_blocks();
+/// the tickets must be zero before the first launch and are left zero by every launch.
+struct StreamKScratch {
+  float* partials = nullptr;  ///< [grid][2][threads x accumulators] a block's first and last partial segments
+  int* tickets = nullptr;     ///< [GemmBatch::total_blocks()] arrivals per tile
+};
+
+/// Upper bound of the m-tiles of `rows` rows split into `groups` groups of any sizes.
+inline long long max_m_tiles(long long rows, int bm, int groups) {
+  if (rows <= 0) return 0;
+  return (rows + bm - 1) / bm + (groups < rows ? groups : rows);
+}
+
+}  // namespace deepshock::moe

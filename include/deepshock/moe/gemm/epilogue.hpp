@@ -1,0 +1,88 @@
+// deepshock/moe/gemm/epilogue.hpp — what the grouped GEMM does with its accumulators: the
+// policies that store one output (store) or two neighbouring columns at once (store2).
+//   ActEpilogue<Act, T>   GEMM 1: T(act(gate, up)) into the intermediate h (gated: W1 | W3)
+//   DownEpilogue<Atomic>  GEMM 2: scale * acc into the fp32 output rows (or atomically added)
+#pragma once
+
+#include <cstdint>
+#include <cstring>
+#include <type_traits>
+
+#include "deepshock/core/config.hpp"
+#include "deepshock/core/numeric.hpp"
+
+#if DEEPSHOCK_HAS_KERNELS
+#include "deepshock/platform/cuda.hpp"
+#endif
+
+namespace deepshock::moe {
+
+/// GEMM 1 epilogue: h[p, n] = T(Act::apply(gate, up)).
+template <class Act, class T>
+struct ActEpilogue {
+  static constexpr bool kGated = Act::kGated;
+  T* out = nullptr;
+  long long ld = 0;
+  DEEPSHOCK_HOST_DEVICE static T convert(float v) {
+    if constexpr (std::is_same_v<T, float>) return v;
+    else return T(v);
+  }
+  DEEPSHOCK_HOST_DEVICE void store(int p, int n, float gate, float up) const {
+    out[static_cast<long long>(p) * ld + n] = convert(Act::apply(gate, up));
+  }
+  /// Columns n and n + 1 (n even, ld even): one 4-byte store for the 16-bit types.
+  DEEPSHOCK_HOST_DEVICE void store2(int p, int n, float g0, float u0, float g1, float u1) const {
+    if constexpr (std::is_same_v<T, float>) {
+      store(p, n, g0, u0);
+      store(p, n + 1, g1, u1);
+    } else {
+      const std::uint32_t v = static_cast<std::uint32_t>(convert(Act::apply(g0, u0)).bits) |
+                              (static_cast<std::uint32_t>(convert(Act::apply(g1, u1)).bits) << 16);
+      T* dst = out + static_cast<long long>(p) * ld + n;
+#if DEEPSHOCK_SIM || !DEEPSHOCK_HAS_KERNELS
+      std::memcpy(dst, &v, sizeof v);
+#else
+      *reinterpret_cast<std::uint32_t*>(dst) = v;
+#endif
+    }
+  }
+};
+
+/// GEMM 2 epilogue: out[d, n] = s * acc (or += atomically) with d = dest_row[p] (p if null)
+/// and s = scale[scale_index[p]] (scale_index null: d; scale null: 1).
+template <bool Atomic>
+struct DownEpilogue {
+  static constexpr bool kGated = false;
+  float* out = nullptr;
+  long long ld = 0;
+  const int* dest_row = nullptr;
+  const int* scale_index = nullptr;
+  const float* scale = nullptr;
+#if DEEPSHOCK_HAS_KERNELS
+  /// Destination row of sorted row p and its scale.
+  DEEPSHOCK_DEVICE float* target(int p, int n, float& s) const {
+    const int d = dest_row != nullptr ? dest_row[p] : p;
+    s = scale == nullptr ? 1.0f : scale[scale_index != nullptr ? scale_index[p] : d];
+    return out + static_cast<long long>(d) * ld + n;
+  }
+  DEEPSHOCK_DEVICE void store(int p, int n, float acc, float) const {
+    float s;
+    float* dst = target(p, n, s);
+    if constexpr (Atomic) atomicAdd(dst, s * acc);
+    else *dst = s * acc;
+  }
+  /// Columns n and n + 1 (n even, ld even): one 8-byte store (ordered) or two atomics.
+  DEEPSHOCK_DEVICE void store2(int p, int n, float a0, float, float a1, float) const {
+    float s;
+    float* dst = target(p, n, s);
+    if constexpr (Atomic) {
+      atomicAdd(dst, s * a0);
+      atomicAdd(dst + 1, s * a1);
+    } else {
+      *reinterpret_cast<float2*>(dst) = make_float2(s * a0, s * a1);
+    }
+  }
+#endif
+};
+
+}  // namespace deepshock::moe

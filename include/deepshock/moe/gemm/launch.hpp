@@ -1,0 +1,105 @@
+// deepshock/moe/gemm/launch.hpp — host side of the grouped GEMM: shared-memory sizes, the
+// stream-K grid and scratch sizes, and the launchers that pick the kernel for <T, Tile, Epi>.
+#pragma once
+
+#include <cstddef>
+
+#include "deepshock/core/config.hpp"
+#include "deepshock/core/status.hpp"
+#include "deepshock/moe/gemm/arguments.hpp"
+#include "deepshock/moe/gemm/sm80_mainloop.hpp"
+#include "deepshock/moe/gemm/sm90_mainloop.hpp"
+#include "deepshock/moe/gemm/tuning.hpp"
+
+#if DEEPSHOCK_HAS_KERNELS
+#include "deepshock/moe/gemm/kernels.hpp"
+#include "deepshock/platform/launch.hpp"
+
+namespace deepshock::moe {
+
+/// Dynamic shared memory (bytes) of the grouped-GEMM kernel for <T, Tile, Epi>.
+template <class T, class Tile, class Epi>
+constexpr std::size_t grouped_gemm_smem_bytes() {
+  if constexpr (detail::uses_sw128_kernel_v<T, Tile>) return detail::SwizzledSmem<Tile, Epi::kGated ? 2 : 1>::kBytes;
+  else return detail::GemmSmem<T, Tile, Epi::kGated ? 2 : 1>::kBytes;
+}
+
+/// Launches the problems of `batch` (nothing when it has no blocks). dependent_launch: as a
+/// programmatic dependent launch (LaunchConfig::dependent; the kernels wait for earlier work
+/// before reading anything, so the results are the same).
+template <class T, class Tile, class Epi>
+Status launch_grouped_gemm(const GemmBatch<T, Epi>& batch, rt::stream_t stream, bool dependent_launch = false) {
+  const long long blocks = batch.total_blocks();
+  if (blocks == 0) return Status::success();
+  if (blocks > 0x7fffffffLL) return Status::invalid_argument("tokens", "the grouped GEMM needs more than 2^31 - 1 blocks");
+  const LaunchConfig cfg{dim3(static_cast<unsigned>(blocks)), dim3(Tile::kThreads), grouped_gemm_smem_bytes<T, Tile, Epi>(), stream,
+                         dependent_launch};
+  if constexpr (detail::uses_sw128_kernel_v<T, Tile>) return launch(kernels::grouped_gemm_sw128_kernel<T, Tile, Epi>, cfg, batch);
+  else return launch(kernels::grouped_gemm_kernel<T, Tile, Epi>, cfg, batch);
+}
+
+/// Largest stream-K grid (blocks) a launch uses: one wave of the decode tiles on current GPUs
+/// is a few hundred blocks (H200: 132 SMs x 2-4 blocks).
+inline constexpr int kStreamKMaxGrid = 1024;
+
+/// Bytes of StreamKScratch::partials for a stream-K launch of <T, Tile> of up to `blocks`
+/// one-per-tile blocks (either epilogue: sized for the gated one).
+template <class T, class Tile>
+constexpr std::size_t streamk_partial_bytes(long long blocks) {
+  const long long grid = blocks < kStreamKMaxGrid ? blocks : kStreamKMaxGrid;
+  return grid <= 0 ? 0 : static_cast<std::size_t>(grid) * 2 * detail::GemmAccShape<T, Tile, 2>::kFloats * Tile::kThreads * sizeof(float);
+}
+
+#if DEEPSHOCK_SIM
+namespace detail {
+/// The simulator's stream-K grid (one "wave"): 6 blocks by default, so that its tests split
+/// tiles across blocks at small sizes; tests may set other values.
+inline int& sim_streamk_slots() {
+  static int slots = 6;
+  return slots;
+}
+}  // namespace detail
+#endif
+
+/// The stream-K grid of <T, Tile, Epi> for a launch of `blocks` one-per-tile blocks: one wave
+/// (deepshock::detail::wave_blocks), at most kStreamKMaxGrid and `blocks`. The simulator uses detail::sim_streamk_slots().
+template <class T, class Tile, class Epi>
+Status streamk_grid(long long blocks, int& grid) {
+  grid = 0;
+  long long slots = 1;
+#if DEEPSHOCK_SIM
+  slots = detail::sim_streamk_slots();
+#endif
+#if DEEPSHOCK_CUDA
+  void (*kernel)(GemmBatch<T, Epi>, StreamKScratch) = kernels::grouped_gemm_streamk_kernel<T, Tile, Epi>;
+  int wave = 0;
+  DEEPSHOCK_RETURN_IF_ERROR(
+      deepshock::detail::wave_blocks(reinterpret_cast<const void*>(kernel), Tile::kThreads, grouped_gemm_smem_bytes<T, Tile, Epi>(), wave));
+  slots = wave;
+#endif
+  if (slots < 1) slots = 1;
+  if (slots > kStreamKMaxGrid) slots = kStreamKMaxGrid;
+  grid = static_cast<int>(blocks < slots ? blocks : slots);
+  return Status::success();
+}
+
+/// Launches the problems of `batch` with the stream-K schedule (nothing when it has no
+/// blocks); `sk` holds streamk_partial_bytes<T, Tile>(batch.total_blocks()) bytes of partials
+/// and batch.total_blocks() tickets, zero before the first launch. dependent_launch: as in
+/// launch_grouped_gemm.
+template <class T, class Tile, class Epi>
+Status launch_grouped_gemm_streamk(const GemmBatch<T, Epi>& batch, StreamKScratch sk, rt::stream_t stream, bool dependent_launch = false) {
+  static_assert(!detail::uses_sw128_kernel_v<T, Tile>, "launch_grouped_gemm_streamk: stream-K runs the GemmTile kernel (decode tiles).");
+  const long long blocks = batch.total_blocks();
+  if (blocks == 0) return Status::success();
+  if (blocks > 0x7fffffffLL) return Status::invalid_argument("tokens", "the grouped GEMM needs more than 2^31 - 1 blocks");
+  if (sk.partials == nullptr) return Status::invalid_argument("sk.partials", "must not be null");
+  if (sk.tickets == nullptr) return Status::invalid_argument("sk.tickets", "must not be null");
+  int grid = 0;
+  DEEPSHOCK_RETURN_IF_ERROR((streamk_grid<T, Tile, Epi>(blocks, grid)));
+  const LaunchConfig cfg{dim3(static_cast<unsigned>(grid)), dim3(Tile::kThreads), grouped_gemm_smem_bytes<T, Tile, Epi>(), stream,
+                         dependent_launch};
+  return launch(kernels::grouped_gemm_streamk_kernel<T, Tile, Epi>, cfg, batch, sk);
+}
+}  // namespace deepshock::moe
+#endif  // DEEPSHOCK_HAS_KERNELS

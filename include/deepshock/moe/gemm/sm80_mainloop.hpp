@@ -1,0 +1,213 @@
+// deepshock/moe/gemm/sm80_mainloop.hpp — the mma.sync grouped GEMM's shared memory, k-loop and
+// accumulator store (sm_80+; fp32 inputs take exact FMAs). A `Stages`-deep cp.async ring in
+// dynamic shared memory (rows padded by 16 bytes, so that ldmatrix's 8 rows hit 32 banks), the
+// A rows gathered through the tile's index list, fragments by ldmatrix, arch::mma_m16n8k16 with
+// fp32 accumulators. grouped_gemm_kernel and grouped_gemm_streamk_kernel share it.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <type_traits>
+
+#include "deepshock/core/config.hpp"
+#include "deepshock/moe/gemm/arguments.hpp"
+#include "deepshock/moe/gemm/scheduler.hpp"
+
+#if DEEPSHOCK_HAS_KERNELS
+#include "deepshock/platform/cuda.hpp"
+#include "deepshock/platform/memory.hpp"
+#include "deepshock/platform/mma.hpp"
+
+namespace deepshock::moe::detail {
+
+/// Storage type of T in shared memory (raw bits for the 16-bit types).
+template <class T>
+using smem_t = std::conditional_t<sizeof(T) == 2, std::uint16_t, float>;
+
+/// Dynamic shared memory of one block: kStages stages of {A [BM][LD], B [NB][BN][LD]}, then
+/// the BM gathered row indices. Rows are padded by 16 bytes (see the file comment).
+template <class T, class Tile, int NB>
+struct GemmSmem {
+  using S = smem_t<T>;
+  static constexpr int kBK = Tile::kKBytes / static_cast<int>(sizeof(T));
+  static constexpr int kLD = kBK + 16 / static_cast<int>(sizeof(T));
+  static constexpr int kStageElems = (Tile::kBM + NB * Tile::kBN) * kLD;
+  static constexpr std::size_t kRowsOffset = static_cast<std::size_t>(Tile::kStages) * kStageElems * sizeof(S);
+  static constexpr std::size_t kBytes = kRowsOffset + Tile::kBM * sizeof(int);
+  static_assert(kStageElems * sizeof(S) % 16 == 0, "GemmSmem: stages must stay 16-byte aligned.");
+  DEEPSHOCK_HOST_DEVICE static S* a(unsigned char* base, int stage) { return reinterpret_cast<S*>(base) + stage * kStageElems; }
+  DEEPSHOCK_HOST_DEVICE static S* b(unsigned char* base, int stage, int m) {
+    return a(base, stage) + Tile::kBM * kLD + m * Tile::kBN * kLD;
+  }
+  DEEPSHOCK_HOST_DEVICE static int* rows(unsigned char* base) { return reinterpret_cast<int*>(base + kRowsOffset); }
+};
+
+/// The accumulator shape of grouped_gemm_kernel's block: per thread NB x kFrags groups of 4
+/// floats (the mma warp tile's C fragments, or BM x BN / threads outputs for fp32).
+template <class T, class Tile, int NB>
+struct GemmAccShape {
+  static constexpr bool kMma = sizeof(T) == 2;
+  static constexpr int kMI = Tile::kWM / 16, kNI = Tile::kWN / 8;
+  static constexpr int kOut = Tile::kBM * Tile::kBN / Tile::kThreads;
+  static constexpr int kFrags = kMma ? kMI * kNI : kOut / 4;
+  static constexpr int kFloats = NB * kFrags * 4;  ///< per thread
+  static_assert(kMma || kOut % 4 == 0, "grouped_gemm_kernel: fp32 outputs per thread must be a multiple of 4.");
+};
+
+/// Stores the tile's accumulators in the mma.sync warp-tile layout: frag(m, mi * NI + ni) are
+/// the 4 C-fragment floats of matrix m, m16 tile mi, n8 tile ni of this thread's warp. c0, c1 (and
+/// c2, c3) are columns n, n + 1 of one row with n even; N is a multiple of 8, so both are in
+/// range or neither, and they go out as one paired store.
+template <class Tile, int NB, class T, class Epi, class Frag>
+DEEPSHOCK_DEVICE void store_mma_tile(const TileJob<T, Epi>& job, int tid, Frag&& frag) {
+  constexpr int MI = Tile::kWM / 16, NI = Tile::kWN / 8;
+  const int warp_id = tid / 32, lane = tid % 32;
+  const int warp_m = warp_id % Tile::kWarpsM, warp_n = warp_id / Tile::kWarpsM;
+  const int fg = lane / 4, ft = lane % 4;
+  const int rows_here = job.row_end - job.m0;
+  DEEPSHOCK_UNROLL
+  for (int mi = 0; mi < MI; ++mi)
+    DEEPSHOCK_UNROLL
+    for (int ni = 0; ni < NI; ++ni)
+      DEEPSHOCK_UNROLL
+      for (int half = 0; half < 2; ++half) {
+        const int r = warp_m * Tile::kWM + mi * 16 + fg + 8 * half;
+        const int n = job.n0 + warp_n * Tile::kWN + ni * 8 + 2 * ft;
+        if (r < rows_here && n < job.args.n) {
+          const float* c0 = frag(0, mi * NI + ni);
+          const float* c1 = frag(NB - 1, mi * NI + ni);
+          job.epi.store2(job.m0 + r, n, c0[2 * half], NB == 2 ? c1[2 * half] : 0.0f, c0[2 * half + 1], NB == 2 ? c1[2 * half + 1] : 0.0f);
+        }
+      }
+}
+
+/// The k-loop of grouped_gemm_kernel over k-tiles [kt_begin, kt_end) of the tile `job` (row
+/// indices in `rows`), adding into `acc`. Multi-stage cp.async pipeline: k-tile kt lives in stage
+/// kt % kStages; kStages - 1 k-tiles are in flight while one is multiplied. Each thread owns
+/// fixed 16-byte chunks of the tiles and commits one group per k-tile (empty past the end, so
+/// that the group count stays uniform). Ends with copies still in flight only as empty groups;
+/// a caller that reuses the stages waits for them and synchronises first.
+template <class T, class Tile, int NB, class Epi>
+DEEPSHOCK_DEVICE void gemm_mainloop(unsigned char* smem, const int* rows, const TileJob<T, Epi>& job, int kt_begin, int kt_end, int tid,
+                                    float (&acc)[NB][GemmAccShape<T, Tile, NB>::kFrags][4]) {
+  using Smem = GemmSmem<T, Tile, NB>;
+  using Acc = GemmAccShape<T, Tile, NB>;
+  constexpr int BM = Tile::kBM, BN = Tile::kBN, BK = Smem::kBK, LD = Smem::kLD, VEC = 16 / static_cast<int>(sizeof(T));
+  constexpr int kThreads = Tile::kThreads, kStages = Tile::kStages;
+  constexpr int kChunksPerRow = BK / VEC;
+  constexpr int MI = Acc::kMI, NI = Acc::kNI, kOut = Acc::kOut;
+  const GroupedGemmArgs<T>& args = job.args;
+  const int n0 = job.n0;
+  const T* const* b = job.b;
+  const int warp_id = tid / 32, lane = tid % 32;
+  const int warp_m = warp_id % Tile::kWarpsM, warp_n = warp_id / Tile::kWarpsM;
+
+  constexpr int kAChunks = BM * kChunksPerRow / kThreads, kBChunks = BN * kChunksPerRow / kThreads;
+  static_assert(BM * kChunksPerRow % kThreads == 0 && BN * kChunksPerRow % kThreads == 0,
+                "grouped_gemm_kernel: the tile loads must divide evenly among the threads.");
+  auto issue = [&](int kt) {
+    if (kt < kt_end) {
+      const int k0 = kt * BK, stage = kt % kStages;
+      auto* sa = Smem::a(smem, stage);
+      DEEPSHOCK_UNROLL
+      for (int i = 0; i < kAChunks; ++i) {
+        const int c = tid + i * kThreads, r = c / kChunksPerRow, kc = (c % kChunksPerRow) * VEC;
+        const int row = rows[r];
+        const bool ok = row >= 0 && k0 + kc < args.k;
+        mem::cp_async16(sa + r * LD + kc, ok ? args.a + static_cast<long long>(row) * args.lda + k0 + kc : args.a, ok);
+      }
+      DEEPSHOCK_UNROLL
+      for (int m = 0; m < NB; ++m) {
+        auto* sb = Smem::b(smem, stage, m);
+        DEEPSHOCK_UNROLL
+        for (int i = 0; i < kBChunks; ++i) {
+          const int c = tid + i * kThreads, r = c / kChunksPerRow, kc = (c % kChunksPerRow) * VEC;
+          const bool ok = n0 + r < args.n && k0 + kc < args.k;
+          mem::cp_async16(sb + r * LD + kc, ok ? b[m] + static_cast<long long>(n0 + r) * args.k + k0 + kc : b[m], ok);
+        }
+      }
+    }
+    mem::cp_async_commit();
+  };
+
+  DEEPSHOCK_UNROLL
+  for (int s = 0; s < kStages - 1; ++s) issue(kt_begin + s);
+  for (int kt = kt_begin; kt < kt_end; ++kt) {
+    // Groups committed so far: kStages - 1 + (kt - kt_begin); allowing kStages - 2 pending
+    // completes k-tile kt. The barrier publishes every thread's part of it and ends the reads of
+    // k-tile kt - 1, whose stage the next issue refills.
+    mem::cp_async_wait<kStages - 2>();
+    __syncthreads();
+    issue(kt + kStages - 1);
+    const int stage = kt % kStages;
+    const auto* sa = Smem::a(smem, stage);
+    if constexpr (Acc::kMma) {
+      DEEPSHOCK_UNROLL
+      for (int kk = 0; kk < BK; kk += 16) {
+        // Fragments by ldmatrix (platform/mma.hpp). A: lane l names row l % 16 of the m16 tile at
+        // column kk + 8 (l / 16), giving a0..a3. B (n rows, K contiguous): x4 loads two n8 tiles,
+        // lane l naming n row l % 8 + 8 (l / 16) at column kk + 8 ((l / 8) % 2); an odd last tile
+        // takes x2 (lanes 0-15).
+        std::uint32_t af[MI][4];
+        DEEPSHOCK_UNROLL
+        for (int mi = 0; mi < MI; ++mi)
+          arch::ldmatrix<4>(af[mi], sa + (warp_m * Tile::kWM + mi * 16 + lane % 16) * LD + kk + 8 * (lane / 16));
+        DEEPSHOCK_UNROLL
+        for (int m = 0; m < NB; ++m) {
+          const auto* sb = Smem::b(smem, stage, m) + (warp_n * Tile::kWN + lane % 8) * LD + kk + 8 * ((lane / 8) % 2);
+          DEEPSHOCK_UNROLL
+          for (int ni = 0; ni < NI; ni += 2) {
+            std::uint32_t bq[4];
+            if (ni + 1 < NI) {
+              arch::ldmatrix<4>(bq, sb + (ni * 8 + 8 * (lane / 16)) * LD);
+            } else {
+              std::uint32_t b2[2];
+              arch::ldmatrix<2>(b2, sb + ni * 8 * LD);
+              bq[0] = b2[0];
+              bq[1] = b2[1];
+              bq[2] = bq[3] = 0u;
+            }
+            DEEPSHOCK_UNROLL
+            for (int h = 0; h < 2 && ni + h < NI; ++h) {
+              const std::uint32_t bf[2] = {bq[2 * h], bq[2 * h + 1]};
+              DEEPSHOCK_UNROLL
+              for (int mi = 0; mi < MI; ++mi)
+                arch::mma_m16n8k16<T>(acc[m][mi * NI + ni + h], af[mi], bf, acc[m][mi * NI + ni + h]);
+            }
+          }
+        }
+      }
+    } else {
+      DEEPSHOCK_UNROLL
+      for (int o = 0; o < kOut; ++o) {
+        const int idx = tid + o * kThreads, r = idx / BN, col = idx % BN;
+        DEEPSHOCK_UNROLL
+        for (int m = 0; m < NB; ++m) {
+          const auto* sb = Smem::b(smem, stage, m);
+          float s = acc[m][o / 4][o % 4];
+          for (int kk = 0; kk < BK; ++kk) s = fmaf(sa[r * LD + kk], sb[col * LD + kk], s);
+          acc[m][o / 4][o % 4] = s;
+        }
+      }
+    }
+  }
+}
+
+/// grouped_gemm_kernel's epilogue: each accumulator of the tile to its (row, column).
+template <class T, class Tile, int NB, class Epi>
+DEEPSHOCK_DEVICE void store_tile(const TileJob<T, Epi>& job, int tid, const float (&acc)[NB][GemmAccShape<T, Tile, NB>::kFrags][4]) {
+  using Acc = GemmAccShape<T, Tile, NB>;
+  if constexpr (Acc::kMma) {
+    store_mma_tile<Tile, NB>(job, tid, [&](int m, int f) -> const float* { return acc[m][f]; });
+  } else {
+    const int rows_here = job.row_end - job.m0;
+    DEEPSHOCK_UNROLL
+    for (int o = 0; o < Acc::kOut; ++o) {
+      const int idx = tid + o * Tile::kThreads, r = idx / Tile::kBN, n = job.n0 + idx % Tile::kBN;
+      if (r < rows_here && n < job.args.n) job.epi.store(job.m0 + r, n, acc[0][o / 4][o % 4], NB == 2 ? acc[NB - 1][o / 4][o % 4] : 0.0f);
+    }
+  }
+}
+
+}  // namespace deepshock::moe::detail
+#endif  // DEEPSHOCK_HAS_KERNELS

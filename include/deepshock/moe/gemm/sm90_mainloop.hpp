@@ -1,0 +1,145 @@
+// deepshock/moe/gemm/sm90_mainloop.hpp — the Hopper grouped GEMM's shared memory and k-loop:
+// 128-byte swizzled tiles (each 1024-byte aligned) fed by a cp.async ring, multiplied by wgmma
+// (sm_90a builds and the simulator) with one group in flight, or by mma.sync from the same
+// layout where wgmma is not compiled (platform/wgmma.hpp).
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+#include "deepshock/core/config.hpp"
+#include "deepshock/moe/gemm/arguments.hpp"
+#include "deepshock/moe/gemm/scheduler.hpp"
+
+#if DEEPSHOCK_HAS_KERNELS
+#include "deepshock/platform/cuda.hpp"
+#include "deepshock/platform/memory.hpp"
+#include "deepshock/platform/mma.hpp"
+#include "deepshock/platform/wgmma.hpp"
+
+namespace deepshock::moe::detail {
+
+/// Dynamic shared memory of the swizzled (wgmma) kernel, from a 1024-byte aligned base:
+/// kStages stages of {A [BM][128 B], B [NB][BN][128 B]} (each tile 1024-byte aligned), then the
+/// BM gathered row indices; 1024 bytes of slack for the alignment.
+template <class Tile, int NB>
+struct SwizzledSmem {
+  static constexpr int kABytes = Tile::kBM * 128, kBBytes = Tile::kBN * 128;
+  static constexpr int kStageBytes = kABytes + NB * kBBytes;
+  static constexpr std::size_t kRowsOffset = static_cast<std::size_t>(Tile::kStages) * kStageBytes;
+  static constexpr std::size_t kBytes = 1024 + kRowsOffset + Tile::kBM * sizeof(int);
+  static_assert(kABytes % 1024 == 0 && kBBytes % 1024 == 0, "SwizzledSmem: tiles must stay 1024-byte aligned.");
+  DEEPSHOCK_HOST_DEVICE static unsigned char* a(unsigned char* base, int stage) { return base + stage * kStageBytes; }
+  DEEPSHOCK_HOST_DEVICE static unsigned char* b(unsigned char* base, int stage, int m) { return a(base, stage) + kABytes + m * kBBytes; }
+  DEEPSHOCK_HOST_DEVICE static int* rows(unsigned char* base) { return reinterpret_cast<int*>(base + kRowsOffset); }
+};
+
+/// The k-loop of grouped_gemm_sw128_kernel over all k-tiles of the tile `job` (row indices in
+/// `rows`), adding into `acc`: this thread's part of its warpgroup's 64 x BN accumulators per
+/// matrix, in the wgmma D layout (= per warp the m16n8 C fragments of n8 tiles 0 .. BN / 8 - 1).
+/// Pipeline: k-tile kt lives in stage kt % kStages; the loads run kStages - 2 k-tiles ahead and
+/// the wgmma group of k-tile kt - 1 may still run while k-tile kt is issued, so the stage being
+/// refilled in iteration kt is that of k-tile kt - 2, which every warpgroup has finished
+/// (wgmma_wait<1> in iteration kt - 1, then this iteration's barrier). Returns with no wgmma in
+/// flight.
+template <class T, class Tile, int NB, class Epi>
+DEEPSHOCK_DEVICE void sw128_mainloop(unsigned char* smem, const int* rows, const TileJob<T, Epi>& job, int tid, float (&acc)[NB][Tile::kBN / 2]) {
+  using Smem = SwizzledSmem<Tile, NB>;
+  constexpr int BM = Tile::kBM, BN = Tile::kBN, BK = 64, kThreads = Tile::kThreads, kStages = Tile::kStages;
+  constexpr bool kWgmma = Tile::kUseWgmma && DEEPSHOCK_WGMMA;
+  const GroupedGemmArgs<T>& args = job.args;
+  const int n0 = job.n0;
+  const T* const* b = job.b;
+
+  const int wg = tid / 128, warp_in_wg = (tid / 32) % 4, lane = tid % 32;
+
+  constexpr int kAChunks = BM * 8 / kThreads, kBChunks = BN * 8 / kThreads;
+  static_assert(BM * 8 % kThreads == 0 && BN * 8 % kThreads == 0, "grouped_gemm_sw128_kernel: the tile loads must divide evenly.");
+  const int ktiles = (args.k + BK - 1) / BK;
+  auto issue = [&](int kt) {
+    if (kt < ktiles) {
+      const int k0 = kt * BK, stage = kt % kStages;
+      unsigned char* sa = Smem::a(smem, stage);
+      DEEPSHOCK_UNROLL
+      for (int i = 0; i < kAChunks; ++i) {
+        const int c = tid + i * kThreads, r = c / 8, ch = c % 8, kc = ch * 8;
+        const int row = rows[r];
+        const bool ok = row >= 0 && k0 + kc < args.k;
+        mem::cp_async16(sa + arch::sw128_offset(r, ch), ok ? args.a + static_cast<long long>(row) * args.lda + k0 + kc : args.a, ok);
+      }
+      DEEPSHOCK_UNROLL
+      for (int m = 0; m < NB; ++m) {
+        unsigned char* sb = Smem::b(smem, stage, m);
+        DEEPSHOCK_UNROLL
+        for (int i = 0; i < kBChunks; ++i) {
+          const int c = tid + i * kThreads, r = c / 8, ch = c % 8, kc = ch * 8;
+          const bool ok = n0 + r < args.n && k0 + kc < args.k;
+          mem::cp_async16(sb + arch::sw128_offset(r, ch), ok ? b[m] + static_cast<long long>(n0 + r) * args.k + k0 + kc : b[m], ok);
+        }
+      }
+    }
+    mem::cp_async_commit();
+  };
+
+  DEEPSHOCK_UNROLL
+  for (int s = 0; s < kStages - 2; ++s) issue(s);
+  for (int kt = 0; kt < ktiles; ++kt) {
+    // Groups committed so far: kStages - 2 + kt; allowing kStages - 3 pending completes k-tile kt.
+    mem::cp_async_wait<kStages - 3>();
+    if constexpr (kWgmma) arch::fence_proxy_async_smem();
+    __syncthreads();
+    issue(kt + kStages - 2);
+    const int stage = kt % kStages;
+    unsigned char* sa = Smem::a(smem, stage) + wg * 64 * 128;
+    if constexpr (kWgmma) {
+      DEEPSHOCK_UNROLL
+      for (int m = 0; m < NB; ++m) arch::wgmma_fence_operand(acc[m]);
+      arch::wgmma_fence();
+      DEEPSHOCK_UNROLL
+      for (int kk = 0; kk < BK / 16; ++kk)
+        DEEPSHOCK_UNROLL
+        for (int m = 0; m < NB; ++m) arch::wgmma_m64k16<T, BN>(acc[m], sa + kk * 32, Smem::b(smem, stage, m) + kk * 32);
+      arch::wgmma_commit();
+      arch::wgmma_wait<1>();
+      DEEPSHOCK_UNROLL
+      for (int m = 0; m < NB; ++m) arch::wgmma_fence_operand(acc[m]);
+    } else {
+      // Fragments by ldmatrix from the swizzled tiles (a 16-byte chunk stays contiguous under the
+      // swizzle): A rows warp_in_wg * 16 + l % 16 at chunk 2 kk + l / 16; B two n8 tiles per x4,
+      // n row l % 8 + 8 (l / 16) at chunk 2 kk + (l / 8) % 2 (as in grouped_gemm_kernel).
+      static_assert(BN % 16 == 0, "grouped_gemm_sw128_kernel: B fragments are loaded two n8 tiles at a time.");
+      DEEPSHOCK_UNROLL
+      for (int kk = 0; kk < BK / 16; ++kk) {
+        std::uint32_t af[4];
+        arch::ldmatrix<4>(af, sa + arch::sw128_offset(warp_in_wg * 16 + lane % 16, 2 * kk + lane / 16));
+        DEEPSHOCK_UNROLL
+        for (int m = 0; m < NB; ++m) {
+          const unsigned char* sb = Smem::b(smem, stage, m);
+          DEEPSHOCK_UNROLL
+          for (int ni = 0; ni < BN / 8; ni += 2) {
+            std::uint32_t bq[4];
+            arch::ldmatrix<4>(bq, sb + arch::sw128_offset(ni * 8 + lane % 8 + 8 * (lane / 16), 2 * kk + (lane / 8) % 2));
+            DEEPSHOCK_UNROLL
+            for (int h = 0; h < 2; ++h) {
+              const std::uint32_t bf[2] = {bq[2 * h], bq[2 * h + 1]};
+              const int n8 = ni + h;
+              float c[4] = {acc[m][n8 * 4], acc[m][n8 * 4 + 1], acc[m][n8 * 4 + 2], acc[m][n8 * 4 + 3]};
+              arch::mma_m16n8k16<T>(c, af, bf, c);
+              DEEPSHOCK_UNROLL
+              for (int j = 0; j < 4; ++j) acc[m][n8 * 4 + j] = c[j];
+            }
+          }
+        }
+      }
+    }
+  }
+  if constexpr (kWgmma) {
+    arch::wgmma_wait<0>();
+    DEEPSHOCK_UNROLL
+    for (int m = 0; m < NB; ++m) arch::wgmma_fence_operand(acc[m]);
+  }
+
+}
+
+}  // namespace deepshock::moe::detail
+#endif  // DEEPSHOCK_HAS_KERNELS
