@@ -43,24 +43,7 @@ std::uint64_t run_hash(std::uint64_t seed, int groups, int n, int k, bool stream
   moe::GemmBatch<T, moe::DownEpilogue<false>> b2;
   b2.add({d_h.data(), P.n, nullptr, d_b0.data(), nullptr, static_cast<long long>(P.n) * P.k, P.k, P.n, d_off.data(), d_tiles.data(), P.groups, 0},
          de, slots, Tile::kBN);
-  rt::DeviceBuffer<unsigned char> partials;
-  rt::DeviceBuffer<int> tickets;
-  moe::StreamKScratch sk;
-  if (stream_k) {
-    const long long blocks = std::max(b1.total_blocks(), b2.total_blocks());
-    REQUIRE(partials.allocate(std::max<std::size_t>(moe::streamk_partial_bytes<T, Tile>(blocks), 1)).ok());
-    REQUIRE(tickets.allocate(std::size_t(std::max<long long>(blocks, 1))).ok());
-    REQUIRE(tickets.fill_bytes(0).ok());
-    sk = {reinterpret_cast<float*>(partials.data()), tickets.data()};
-  }
-  auto launch = [&](const auto& batch) {
-    if constexpr (moe::detail::uses_sw128_kernel_v<T, Tile>) {  // no stream-K for the Hopper tiles
-      return moe::launch_grouped_gemm<T, Tile>(batch, nullptr);
-    } else {
-      if (stream_k) return moe::launch_grouped_gemm_streamk<T, Tile>(batch, sk, nullptr);
-      return moe::launch_grouped_gemm<T, Tile>(batch, nullptr);
-    }
-  };
+  gemm_test::GemmLauncher<T, Tile> launch{stream_k};
   DS_REQUIRE_OK(launch(b1));
   DS_REQUIRE_OK(launch(b2));
   const std::vector<T> h = download(d_h, std::size_t(P.rows) * P.n);

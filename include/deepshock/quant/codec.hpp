@@ -1,17 +1,37 @@
-// deepshock/quant/codec.hpp — the weight-codec slot of an expert.
+// deepshock/quant/codec.hpp — weight codecs: how expert weights are stored and turned back into
+// the activation type inside the grouped GEMM (fused dequantization).
 //
-// A codec says how expert weights are stored and turned back into the activation type inside
-// the GEMM's weight-tile loads (fused dequantization). The slot exists from the start so that
-// `moe::Expert<Codec, Adapter, Act>` and the layer's weight structs keep their shape when
-// quantized codecs (int8, group-wise int4, fp8 with block scales) arrive. A codec provides
-//   template <class T> using storage = ...;   // element type in memory for activation type T
-//   struct Params { ... };                    // run-time data (scale pointers), carried in the
-//                                             // layer's weight struct
-//   static constexpr bool kIdentity;          // true: storage<T> is T and no decoding happens
+// A codec is a small policy type (checked by the WeightCodec concept below):
+//   template <class T> using storage = ...;  // element type of the weights in memory, for
+//                                            // activations of type T
+//   struct Operand { ... };                  // run-time data of one weight matrix in the GEMM
+//                                            // (device pointers: scales), trivially copyable
+//   struct Params { ... };                   // run-time data of a layer's matrices (LayerWeights)
+//   static constexpr bool kIdentity;         // storage<T> is T and nothing is decoded
 //   static constexpr const char* kName;
-// Only `None` exists so far; the grouped GEMMs accept identity codecs only and say so with a
-// static_assert.
+// and, where kIdentity is false, the GEMM's hooks (host and device):
+//   static std::uint32_t pair(const storage<T>* p)   // stored elements p[0], p[1] -> two T in
+//                                                    // one register (low half: p[0]), the
+//                                                    // operand of a tensor-core fragment
+//   static float value(storage<T> q)                 // one stored element as a number (fp32 path)
+//   static float scale(const Operand&, int g, int n) // the factor of output column n of group
+//                                                    // g's matrix, applied in the epilogue
+// The GEMM multiplies the decoded values (exact in T) and scales the fp32 accumulator per
+// output channel, so the result is the GEMM of the dequantized weights w = value(q) * scale up
+// to fp32 rounding.
+//
+// Codecs so far:
+//   None          unquantized weights, read as they are
+//   Int8Channel   int8 weights, one fp32 scale per output channel, symmetric (W8A16)
 #pragma once
+
+#include <bit>
+#include <concepts>
+#include <cstdint>
+#include <type_traits>
+
+#include "deepshock/core/config.hpp"
+#include "deepshock/core/numeric.hpp"
 
 namespace deepshock::quant {
 
@@ -19,9 +39,60 @@ namespace deepshock::quant {
 struct None {
   template <class T>
   using storage = T;
+  struct Operand {};
   struct Params {};
   static constexpr bool kIdentity = true;
   static constexpr const char* kName = "none";
 };
+
+/// int8 weights with one fp32 scale per output channel (row of the [N, K] matrix), symmetric:
+/// w[n, k] = q[n, k] * scale[n]. Activations stay in T (W8A16); the GEMM converts each int8 to T
+/// (exact: |q| <= 127) after the shared-memory load and applies the scale to the fp32 accumulator.
+/// Quantizer and reference decoding: quant/int8.hpp.
+struct Int8Channel {
+  template <class T>
+  using storage = std::int8_t;
+  /// One matrix of the grouped GEMM: group g's scales at scale + g * stride.
+  struct Operand {
+    const float* scale = nullptr;
+    long long stride = 0;
+  };
+  /// A layer's matrices: scales of w1, w3, w2 ([E, I], [E, I], [E, H]) and of the shared expert.
+  struct Params {
+    const float* w1_scale = nullptr;
+    const float* w3_scale = nullptr;
+    const float* w2_scale = nullptr;
+    const float* shared_w1_scale = nullptr;
+    const float* shared_w3_scale = nullptr;
+    const float* shared_w2_scale = nullptr;
+  };
+  static constexpr bool kIdentity = false;
+  static constexpr const char* kName = "int8_channel";
+
+  DEEPSHOCK_HOST_DEVICE static float value(std::int8_t q) { return static_cast<float>(q); }
+  /// Two int8 as two T in one 32-bit register (p[0] in the low half).
+  template <class T>
+  DEEPSHOCK_HOST_DEVICE static std::uint32_t pair(const std::int8_t* p) {
+    const T lo(static_cast<float>(p[0])), hi(static_cast<float>(p[1]));
+    return static_cast<std::uint32_t>(lo.bits) | (static_cast<std::uint32_t>(hi.bits) << 16);
+  }
+  DEEPSHOCK_HOST_DEVICE static float scale(const Operand& o, int g, int n) { return o.scale[static_cast<long long>(g) * o.stride + n]; }
+};
+
+/// What the grouped GEMM requires of a codec (one readable failure for a wrong one).
+template <class C>
+concept WeightCodec = requires {
+  { C::kIdentity } -> std::convertible_to<bool>;
+  { C::kName } -> std::convertible_to<const char*>;
+  typename C::Operand;
+  typename C::Params;
+  typename C::template storage<float>;
+} && std::is_trivially_copyable_v<typename C::Operand> && std::is_trivially_copyable_v<typename C::Params> &&
+                      (C::kIdentity || requires(const typename C::Operand& o, typename C::template storage<bf16> q,
+                                                const typename C::template storage<bf16>* p) {
+                        { C::value(q) } -> std::same_as<float>;
+                        { C::template pair<bf16>(p) } -> std::same_as<std::uint32_t>;
+                        { C::scale(o, 0, 0) } -> std::same_as<float>;
+                      });
 
 }  // namespace deepshock::quant

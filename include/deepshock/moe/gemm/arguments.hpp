@@ -1,20 +1,24 @@
 // deepshock/moe/gemm/arguments.hpp — the grouped GEMM's operands (device pointers): one
 // problem (GroupedGemmArgs), the one or two problems of a launch with their epilogues
-// (GemmBatch), the stream-K scratch, and the m-tile bound a launch is planned with.
+// (GemmBatch), the stream-K scratch, and the m-tile bound a launch is planned with. The weights
+// (B) have their own storage type and per-matrix codec data (quant/codec.hpp); A and the
+// outputs stay in T.
 #pragma once
 
 #include "deepshock/core/config.hpp"
+#include "deepshock/quant/codec.hpp"
 
 namespace deepshock::moe {
 
-/// The operands of one grouped GEMM (device pointers).
-template <class T>
+/// The operands of one grouped GEMM (device pointers). Weights in the codec's storage type.
+template <class T, quant::WeightCodec Codec = quant::None>
 struct GroupedGemmArgs {
+  using W = typename Codec::template storage<T>;
   const T* a = nullptr;             ///< activations; row r at a + r * lda
   long long lda = 0;
   const int* a_rows = nullptr;      ///< [rows] A row of sorted row p; null: p itself
-  const T* b0 = nullptr;            ///< group g's [N, K] weights at b0 + g * b_stride
-  const T* b1 = nullptr;            ///< second weights (gated up projection); gated epilogues only
+  const W* b0 = nullptr;            ///< group g's [N, K] weights at b0 + g * b_stride
+  const W* b1 = nullptr;            ///< second weights (gated up projection); gated epilogues only
   long long b_stride = 0;
   int n = 0;                        ///< N
   int k = 0;                        ///< K (a multiple of 16 / sizeof(T))
@@ -22,6 +26,7 @@ struct GroupedGemmArgs {
   const int* tile_offsets = nullptr;   ///< [groups + 1] m-tile offsets (dispatch's tile_offsets); null with group_offsets
   int groups = 1;
   int rows = 0;                     ///< rows of the single group when group_offsets is null
+  typename Codec::Operand bq[2] = {};  ///< codec data of b0 and b1 (scales; empty for quant::None)
 };
 
 /// One launch of grouped_gemm_kernel: one or two independent grouped GEMMs with the same tile
@@ -29,9 +34,10 @@ struct GroupedGemmArgs {
 /// that at decode every SM streams weights at once instead of two half-empty launches. Blocks
 /// [0, blocks(0)) compute problem 0 and the next blocks(1) problem 1; inside a problem the
 /// m-tile varies fastest (neighbouring blocks share a weight tile).
-template <class T, class Epi>
+template <class T, class Epi, quant::WeightCodec Codec = quant::None>
 struct GemmBatch {
-  GroupedGemmArgs<T> args[2];
+  using codec = Codec;
+  GroupedGemmArgs<T, Codec> args[2];
   Epi epi[2];
   int m_tiles[2] = {0, 0};  ///< m-tile slots of each problem (max_m_tiles: an upper bound)
   int n_tiles[2] = {0, 0};
@@ -39,7 +45,7 @@ struct GemmBatch {
   DEEPSHOCK_HOST_DEVICE long long blocks(int i) const { return i < count ? static_cast<long long>(m_tiles[i]) * n_tiles[i] : 0; }
   DEEPSHOCK_HOST_DEVICE long long total_blocks() const { return blocks(0) + blocks(1); }
   /// Appends a problem of `m_tile_slots` m-tiles and `bn`-wide n-tiles; empty ones are skipped.
-  void add(const GroupedGemmArgs<T>& a, const Epi& e, long long m_tile_slots, int bn) {
+  void add(const GroupedGemmArgs<T, Codec>& a, const Epi& e, long long m_tile_slots, int bn) {
     if (m_tile_slots <= 0 || a.n <= 0 || count == 2) return;
     args[count] = a;
     epi[count] = e;

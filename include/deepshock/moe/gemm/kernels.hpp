@@ -22,10 +22,10 @@ namespace deepshock::moe::kernels {
 
 /// One block per (m-tile, n-tile); see the file comment. Dynamic shared memory:
 /// grouped_gemm_smem_bytes<T, Tile, Epi>().
-template <class T, class Tile, class Epi>
-DEEPSHOCK_KERNEL void grouped_gemm_kernel(GemmBatch<T, Epi> batch) {
+template <class T, class Tile, class Epi, class Codec = quant::None>
+DEEPSHOCK_KERNEL void grouped_gemm_kernel(GemmBatch<T, Epi, Codec> batch) {
   constexpr int NB = Epi::kGated ? 2 : 1;
-  using Smem = detail::GemmSmem<T, Tile, NB>;
+  using Smem = detail::GemmSmem<T, Tile, NB, typename Codec::template storage<T>>;
   unsigned char* smem = dynamic_smem<unsigned char>();
   int* rows = Smem::rows(smem);
   const int tid = static_cast<int>(threadIdx.x);
@@ -35,7 +35,7 @@ DEEPSHOCK_KERNEL void grouped_gemm_kernel(GemmBatch<T, Epi> batch) {
   // kernel be scheduled into this one's tail.
   pdl::wait();
   pdl::launch_dependents();
-  detail::TileJob<T, Epi> job;
+  detail::TileJob<T, Epi, Codec> job;
   if (!detail::start_tile<Tile::kBM, Tile::kBN, Tile::kThreads>(batch, rows, tid, job)) return;
   float acc[NB][detail::GemmAccShape<T, Tile, NB>::kFrags][4] = {};
   const int ktiles = (job.args.k + Smem::kBK - 1) / Smem::kBK;
@@ -54,10 +54,10 @@ DEEPSHOCK_KERNEL void grouped_gemm_kernel(GemmBatch<T, Epi> batch) {
 /// order is fixed, so the result does not depend on which block arrives last: bitwise
 /// reproducible for a given grid, i.e. on a given device configuration (SM count, occupancy);
 /// another grid splits the k-tiles elsewhere and differs in rounding, as does one block per tile.
-template <class T, class Tile, class Epi>
-DEEPSHOCK_KERNEL void grouped_gemm_streamk_kernel(GemmBatch<T, Epi> batch, StreamKScratch sk) {
+template <class T, class Tile, class Epi, class Codec = quant::None>
+DEEPSHOCK_KERNEL void grouped_gemm_streamk_kernel(GemmBatch<T, Epi, Codec> batch, StreamKScratch sk) {
   constexpr int NB = Epi::kGated ? 2 : 1;
-  using Smem = detail::GemmSmem<T, Tile, NB>;
+  using Smem = detail::GemmSmem<T, Tile, NB, typename Codec::template storage<T>>;
   using Acc = detail::GemmAccShape<T, Tile, NB>;
   constexpr int BM = Tile::kBM, BN = Tile::kBN, BK = Smem::kBK, kThreads = Tile::kThreads;
   constexpr int kQuads = NB * Acc::kFrags;  // float4 groups per thread
@@ -92,7 +92,7 @@ DEEPSHOCK_KERNEL void grouped_gemm_streamk_kernel(GemmBatch<T, Epi> batch, Strea
     const long long tile_start = base + static_cast<long long>(t) * ktiles, tile_end = tile_start + ktiles;
     const long long seg_end = end < tile_end ? end : tile_end;
     const int k_last = k_first + static_cast<int>(seg_end - it);
-    detail::TileJob<T, Epi> job;
+    detail::TileJob<T, Epi, Codec> job;
     detail::locate_tile_at<BM, BN>(batch, i, t % active, t / active, job);  // t < active x n_tiles: always a tile
     if (it != begin) {  // the previous segment's copies and reads of the stages and rows are over
       mem::cp_async_wait<0>();
@@ -147,9 +147,10 @@ DEEPSHOCK_KERNEL void grouped_gemm_streamk_kernel(GemmBatch<T, Epi> batch, Strea
 /// The WgmmaTile kernel for 16-bit inputs: the same block mapping and epilogue, with the tiles
 /// in 128-byte swizzled shared memory and the math on wgmma (sm_90a, the simulator) or mma.sync
 /// (detail::sw128_mainloop).
-template <class T, class Tile, class Epi>
-DEEPSHOCK_KERNEL void grouped_gemm_sw128_kernel(GemmBatch<T, Epi> batch) {
+template <class T, class Tile, class Epi, class Codec = quant::None>
+DEEPSHOCK_KERNEL void grouped_gemm_sw128_kernel(GemmBatch<T, Epi, Codec> batch) {
   static_assert(sizeof(T) == 2, "grouped_gemm_sw128_kernel: 16-bit inputs only.");
+  static_assert(Codec::kIdentity, "grouped_gemm_sw128_kernel: unquantized weights only (a quantized codec runs the GemmTile kernels).");
   constexpr int NB = Epi::kGated ? 2 : 1;
   using Smem = detail::SwizzledSmem<Tile, NB>;
   constexpr int BM = Tile::kBM, BN = Tile::kBN, kThreads = Tile::kThreads;
@@ -162,7 +163,7 @@ DEEPSHOCK_KERNEL void grouped_gemm_sw128_kernel(GemmBatch<T, Epi> batch) {
   // kernel be scheduled into this one's tail.
   pdl::wait();
   pdl::launch_dependents();
-  detail::TileJob<T, Epi> job;
+  detail::TileJob<T, Epi, Codec> job;
   if (!detail::start_tile<BM, BN, kThreads>(batch, rows, tid, job)) return;
   float acc[NB][Tile::kBN / 2] = {};
   detail::sw128_mainloop<T, Tile, NB>(smem, rows, job, tid, acc);

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstddef>
+#include <string>
 
 #include "deepshock/core/config.hpp"
 #include "deepshock/core/status.hpp"
@@ -17,25 +18,45 @@
 
 namespace deepshock::moe {
 
-/// Dynamic shared memory (bytes) of the grouped-GEMM kernel for <T, Tile, Epi>.
-template <class T, class Tile, class Epi>
+/// Dynamic shared memory (bytes) of the grouped-GEMM kernel for <T, Tile, Epi, Codec>.
+template <class T, class Tile, class Epi, class Codec = quant::None>
 constexpr std::size_t grouped_gemm_smem_bytes() {
   if constexpr (detail::uses_sw128_kernel_v<T, Tile>) return detail::SwizzledSmem<Tile, Epi::kGated ? 2 : 1>::kBytes;
-  else return detail::GemmSmem<T, Tile, Epi::kGated ? 2 : 1>::kBytes;
+  else return detail::GemmSmem<T, Tile, Epi::kGated ? 2 : 1, typename Codec::template storage<T>>::kBytes;
 }
+
+namespace detail {
+/// What every launcher checks of a batch: the grid fits, and each problem's K is a whole number
+/// of 16-byte vectors of both operands (its rows are then 16-byte aligned for the vector loads).
+template <class T, class Epi, class Codec>
+Status check_batch(const GemmBatch<T, Epi, Codec>& batch) {
+  if (batch.total_blocks() > 0x7fffffffLL) return Status::invalid_argument("tokens", "the grouped GEMM needs more than 2^31 - 1 blocks");
+  constexpr int vec_a = 16 / static_cast<int>(sizeof(T)), vec_b = 16 / static_cast<int>(sizeof(typename Codec::template storage<T>));
+  constexpr int vec = vec_a > vec_b ? vec_a : vec_b;
+  for (int i = 0; i < batch.count; ++i)
+    if (batch.args[i].k % vec != 0)
+      return Status::invalid_argument("k", "must be a multiple of " + std::to_string(vec) + " (16-byte vectors of the activations and of the " +
+                                               Codec::kName + " weights), got " + std::to_string(batch.args[i].k));
+  return Status::success();
+}
+}  // namespace detail
 
 /// Launches the problems of `batch` (nothing when it has no blocks). dependent_launch: as a
 /// programmatic dependent launch (LaunchConfig::dependent; the kernels wait for earlier work
 /// before reading anything, so the results are the same).
-template <class T, class Tile, class Epi>
-Status launch_grouped_gemm(const GemmBatch<T, Epi>& batch, rt::stream_t stream, bool dependent_launch = false) {
+template <class T, class Tile, class Epi, class Codec>
+Status launch_grouped_gemm(const GemmBatch<T, Epi, Codec>& batch, rt::stream_t stream, bool dependent_launch = false) {
   const long long blocks = batch.total_blocks();
   if (blocks == 0) return Status::success();
-  if (blocks > 0x7fffffffLL) return Status::invalid_argument("tokens", "the grouped GEMM needs more than 2^31 - 1 blocks");
-  const LaunchConfig cfg{dim3(static_cast<unsigned>(blocks)), dim3(Tile::kThreads), grouped_gemm_smem_bytes<T, Tile, Epi>(), stream,
+  DEEPSHOCK_RETURN_IF_ERROR(detail::check_batch(batch));
+  const LaunchConfig cfg{dim3(static_cast<unsigned>(blocks)), dim3(Tile::kThreads), grouped_gemm_smem_bytes<T, Tile, Epi, Codec>(), stream,
                          dependent_launch};
-  if constexpr (detail::uses_sw128_kernel_v<T, Tile>) return launch(kernels::grouped_gemm_sw128_kernel<T, Tile, Epi>, cfg, batch);
-  else return launch(kernels::grouped_gemm_kernel<T, Tile, Epi>, cfg, batch);
+  if constexpr (detail::uses_sw128_kernel_v<T, Tile>) {
+    static_assert(Codec::kIdentity, "launch_grouped_gemm: the Hopper WgmmaTile kernel takes unquantized weights only; use GemmTile tiles with a quantized codec.");
+    return launch(kernels::grouped_gemm_sw128_kernel<T, Tile, Epi, Codec>, cfg, batch);
+  } else {
+    return launch(kernels::grouped_gemm_kernel<T, Tile, Epi, Codec>, cfg, batch);
+  }
 }
 
 /// Largest stream-K grid (blocks) a launch uses: one wave of the decode tiles on current GPUs
@@ -61,9 +82,10 @@ inline int& sim_streamk_slots() {
 }  // namespace detail
 #endif
 
-/// The stream-K grid of <T, Tile, Epi> for a launch of `blocks` one-per-tile blocks: one wave
-/// (deepshock::detail::wave_blocks), at most kStreamKMaxGrid and `blocks`. The simulator uses detail::sim_streamk_slots().
-template <class T, class Tile, class Epi>
+/// The stream-K grid of <T, Tile, Epi, Codec> for a launch of `blocks` one-per-tile blocks: one
+/// wave (deepshock::detail::wave_blocks), at most kStreamKMaxGrid and `blocks`. The simulator uses
+/// detail::sim_streamk_slots().
+template <class T, class Tile, class Epi, class Codec = quant::None>
 Status streamk_grid(long long blocks, int& grid) {
   grid = 0;
   long long slots = 1;
@@ -71,10 +93,10 @@ Status streamk_grid(long long blocks, int& grid) {
   slots = detail::sim_streamk_slots();
 #endif
 #if DEEPSHOCK_CUDA
-  void (*kernel)(GemmBatch<T, Epi>, StreamKScratch) = kernels::grouped_gemm_streamk_kernel<T, Tile, Epi>;
+  void (*kernel)(GemmBatch<T, Epi, Codec>, StreamKScratch) = kernels::grouped_gemm_streamk_kernel<T, Tile, Epi, Codec>;
   int wave = 0;
-  DEEPSHOCK_RETURN_IF_ERROR(
-      deepshock::detail::wave_blocks(reinterpret_cast<const void*>(kernel), Tile::kThreads, grouped_gemm_smem_bytes<T, Tile, Epi>(), wave));
+  DEEPSHOCK_RETURN_IF_ERROR(deepshock::detail::wave_blocks(reinterpret_cast<const void*>(kernel), Tile::kThreads,
+                                                           grouped_gemm_smem_bytes<T, Tile, Epi, Codec>(), wave));
   slots = wave;
 #endif
   if (slots < 1) slots = 1;
@@ -87,19 +109,19 @@ Status streamk_grid(long long blocks, int& grid) {
 /// blocks); `sk` holds streamk_partial_bytes<T, Tile>(batch.total_blocks()) bytes of partials
 /// and batch.total_blocks() tickets, zero before the first launch. dependent_launch: as in
 /// launch_grouped_gemm.
-template <class T, class Tile, class Epi>
-Status launch_grouped_gemm_streamk(const GemmBatch<T, Epi>& batch, StreamKScratch sk, rt::stream_t stream, bool dependent_launch = false) {
+template <class T, class Tile, class Epi, class Codec>
+Status launch_grouped_gemm_streamk(const GemmBatch<T, Epi, Codec>& batch, StreamKScratch sk, rt::stream_t stream, bool dependent_launch = false) {
   static_assert(!detail::uses_sw128_kernel_v<T, Tile>, "launch_grouped_gemm_streamk: stream-K runs the GemmTile kernel (decode tiles).");
   const long long blocks = batch.total_blocks();
   if (blocks == 0) return Status::success();
-  if (blocks > 0x7fffffffLL) return Status::invalid_argument("tokens", "the grouped GEMM needs more than 2^31 - 1 blocks");
+  DEEPSHOCK_RETURN_IF_ERROR(detail::check_batch(batch));
   if (sk.partials == nullptr) return Status::invalid_argument("sk.partials", "must not be null");
   if (sk.tickets == nullptr) return Status::invalid_argument("sk.tickets", "must not be null");
   int grid = 0;
-  DEEPSHOCK_RETURN_IF_ERROR((streamk_grid<T, Tile, Epi>(blocks, grid)));
-  const LaunchConfig cfg{dim3(static_cast<unsigned>(grid)), dim3(Tile::kThreads), grouped_gemm_smem_bytes<T, Tile, Epi>(), stream,
+  DEEPSHOCK_RETURN_IF_ERROR((streamk_grid<T, Tile, Epi, Codec>(blocks, grid)));
+  const LaunchConfig cfg{dim3(static_cast<unsigned>(grid)), dim3(Tile::kThreads), grouped_gemm_smem_bytes<T, Tile, Epi, Codec>(), stream,
                          dependent_launch};
-  return launch(kernels::grouped_gemm_streamk_kernel<T, Tile, Epi>, cfg, batch, sk);
+  return launch(kernels::grouped_gemm_streamk_kernel<T, Tile, Epi, Codec>, cfg, batch, sk);
 }
 }  // namespace deepshock::moe
 #endif  // DEEPSHOCK_HAS_KERNELS

@@ -14,21 +14,21 @@ namespace deepshock::moe::detail {
 
 /// What one block of a grouped-GEMM launch computes: its problem's operands and epilogue, the
 /// group g, the rows [m0, row_end) of its m-tile (row_end: the group's end) and the n-tile n0.
-template <class T, class Epi>
+template <class T, class Epi, class Codec = quant::None>
 struct TileJob {
-  GroupedGemmArgs<T> args;
+  GroupedGemmArgs<T, Codec> args;
   Epi epi;
   int g = 0, m0 = 0, row_end = 0, n0 = 0;
-  const T* b[2] = {nullptr, nullptr};  ///< the group's weights (b[1]: gated only)
+  const typename GroupedGemmArgs<T, Codec>::W* b[2] = {nullptr, nullptr};  ///< the group's weights (b[1]: gated only)
 };
 
 /// Active m-tiles of problem `i` of `batch` (device): the routed problem's from dispatch's tile
 /// offsets, the ungrouped problem's from its row count (never more than the planned slots).
-template <int BM, class T, class Epi>
-DEEPSHOCK_DEVICE int active_m_tiles(const GemmBatch<T, Epi>& batch, int i) {
+template <int BM, class T, class Epi, class Codec>
+DEEPSHOCK_DEVICE int active_m_tiles(const GemmBatch<T, Epi, Codec>& batch, int i) {
   // Selects rather than indexes by i: a run-time index into the kernel parameter would copy the
   // batch to local memory.
-  const GroupedGemmArgs<T>& args = i == 1 ? batch.args[1] : batch.args[0];
+  const GroupedGemmArgs<T, Codec>& args = i == 1 ? batch.args[1] : batch.args[0];
   const int planned = i == 1 ? batch.m_tiles[1] : batch.m_tiles[0];
   const int active = args.group_offsets != nullptr ? args.tile_offsets[args.groups] : (args.rows + BM - 1) / BM;
   return active < planned ? active : planned;
@@ -36,11 +36,11 @@ DEEPSHOCK_DEVICE int active_m_tiles(const GemmBatch<T, Epi>& batch, int i) {
 
 /// Fills `job` for m-tile `tile` (its problem's m-tile index, in dispatch's tile order) and
 /// n-tile `n_tile` of problem `i` (false: a tile slot past the problem's last tile).
-template <int BM, int BN, class T, class Epi>
-DEEPSHOCK_DEVICE bool locate_tile_at(const GemmBatch<T, Epi>& batch, int i, int tile, int n_tile, TileJob<T, Epi>& job) {
+template <int BM, int BN, class T, class Epi, class Codec>
+DEEPSHOCK_DEVICE bool locate_tile_at(const GemmBatch<T, Epi, Codec>& batch, int i, int tile, int n_tile, TileJob<T, Epi, Codec>& job) {
   job.args = i == 1 ? batch.args[1] : batch.args[0];  // selects, see active_m_tiles
   job.epi = i == 1 ? batch.epi[1] : batch.epi[0];
-  const GroupedGemmArgs<T>& args = job.args;
+  const GroupedGemmArgs<T, Codec>& args = job.args;
   job.n0 = n_tile * BN;
   int row_begin = 0, local_tile = tile;
   job.g = 0;
@@ -68,8 +68,8 @@ DEEPSHOCK_DEVICE bool locate_tile_at(const GemmBatch<T, Epi>& batch, int i, int 
 
 /// Locates block `bid`'s tile in the one-block-per-tile grid (m-tile slot fastest; false: a
 /// block past the last tile, which returns at once).
-template <int BM, int BN, class T, class Epi>
-DEEPSHOCK_DEVICE bool locate_tile(const GemmBatch<T, Epi>& batch, long long bid, TileJob<T, Epi>& job) {
+template <int BM, int BN, class T, class Epi, class Codec>
+DEEPSHOCK_DEVICE bool locate_tile(const GemmBatch<T, Epi, Codec>& batch, long long bid, TileJob<T, Epi, Codec>& job) {
   const long long first_second = batch.blocks(0);
   const int i = bid >= first_second ? 1 : 0;
   const long long local = i == 1 ? bid - first_second : bid;
@@ -78,8 +78,8 @@ DEEPSHOCK_DEVICE bool locate_tile(const GemmBatch<T, Epi>& batch, long long bid,
 }
 
 /// Fills the tile's gathered A-row indices (-1 past the group's end) and publishes them.
-template <int BM, int kThreads, class T, class Epi>
-DEEPSHOCK_DEVICE void load_rows(const TileJob<T, Epi>& job, int* rows, int tid) {
+template <int BM, int kThreads, class T, class Epi, class Codec>
+DEEPSHOCK_DEVICE void load_rows(const TileJob<T, Epi, Codec>& job, int* rows, int tid) {
   for (int r = tid; r < BM; r += kThreads) {
     const int p = job.m0 + r;
     rows[r] = p < job.row_end ? (job.args.a_rows != nullptr ? job.args.a_rows[p] : p) : -1;
@@ -88,8 +88,8 @@ DEEPSHOCK_DEVICE void load_rows(const TileJob<T, Epi>& job, int* rows, int tid) 
 }
 
 /// Locates the block's tile (false: nothing to do), then loads its row indices.
-template <int BM, int BN, int kThreads, class T, class Epi>
-DEEPSHOCK_DEVICE bool start_tile(const GemmBatch<T, Epi>& batch, int* rows, int tid, TileJob<T, Epi>& job) {
+template <int BM, int BN, int kThreads, class T, class Epi, class Codec>
+DEEPSHOCK_DEVICE bool start_tile(const GemmBatch<T, Epi, Codec>& batch, int* rows, int tid, TileJob<T, Epi, Codec>& job) {
   if (!locate_tile<BM, BN>(batch, static_cast<long long>(blockIdx.x), job)) return false;
   load_rows<BM, kThreads>(job, rows, tid);
   return true;

@@ -24,20 +24,24 @@ namespace deepshock::moe::detail {
 template <class T>
 using smem_t = std::conditional_t<sizeof(T) == 2, std::uint16_t, float>;
 
-/// Dynamic shared memory of one block: kStages stages of {A [BM][LD], B [NB][BN][LD]}, then
-/// the BM gathered row indices. Rows are padded by 16 bytes (see the file comment).
-template <class T, class Tile, int NB>
+/// Dynamic shared memory of one block: kStages stages of {A [BM][LD], B [NB][BN][LDB]}, then
+/// the BM gathered row indices. A holds T, B the weights' storage type W (quant/codec.hpp); a
+/// stage covers kBK values of K in both. Rows are padded by 16 bytes (see the file comment).
+template <class T, class Tile, int NB, class W = T>
 struct GemmSmem {
   using S = smem_t<T>;
+  using SB = std::conditional_t<std::is_same_v<W, T>, S, W>;
   static constexpr int kBK = Tile::kKBytes / static_cast<int>(sizeof(T));
   static constexpr int kLD = kBK + 16 / static_cast<int>(sizeof(T));
-  static constexpr int kStageElems = (Tile::kBM + NB * Tile::kBN) * kLD;
-  static constexpr std::size_t kRowsOffset = static_cast<std::size_t>(Tile::kStages) * kStageElems * sizeof(S);
+  static constexpr int kLDB = kBK + 16 / static_cast<int>(sizeof(SB));
+  static constexpr std::size_t kABytes = static_cast<std::size_t>(Tile::kBM) * kLD * sizeof(S);
+  static constexpr std::size_t kStageBytes = kABytes + static_cast<std::size_t>(NB) * Tile::kBN * kLDB * sizeof(SB);
+  static constexpr std::size_t kRowsOffset = static_cast<std::size_t>(Tile::kStages) * kStageBytes;
   static constexpr std::size_t kBytes = kRowsOffset + Tile::kBM * sizeof(int);
-  static_assert(kStageElems * sizeof(S) % 16 == 0, "GemmSmem: stages must stay 16-byte aligned.");
-  DEEPSHOCK_HOST_DEVICE static S* a(unsigned char* base, int stage) { return reinterpret_cast<S*>(base) + stage * kStageElems; }
-  DEEPSHOCK_HOST_DEVICE static S* b(unsigned char* base, int stage, int m) {
-    return a(base, stage) + Tile::kBM * kLD + m * Tile::kBN * kLD;
+  static_assert(kABytes % 16 == 0 && kStageBytes % 16 == 0, "GemmSmem: stages must stay 16-byte aligned.");
+  DEEPSHOCK_HOST_DEVICE static S* a(unsigned char* base, int stage) { return reinterpret_cast<S*>(base + stage * kStageBytes); }
+  DEEPSHOCK_HOST_DEVICE static SB* b(unsigned char* base, int stage, int m) {
+    return reinterpret_cast<SB*>(base + stage * kStageBytes + kABytes) + m * Tile::kBN * kLDB;
   }
   DEEPSHOCK_HOST_DEVICE static int* rows(unsigned char* base) { return reinterpret_cast<int*>(base + kRowsOffset); }
 };
@@ -57,9 +61,10 @@ struct GemmAccShape {
 /// Stores the tile's accumulators in the mma.sync warp-tile layout: frag(m, mi * NI + ni) are
 /// the 4 C-fragment floats of matrix m, m16 tile mi, n8 tile ni of this thread's warp. c0, c1 (and
 /// c2, c3) are columns n, n + 1 of one row with n even; N is a multiple of 8, so both are in
-/// range or neither, and they go out as one paired store.
-template <class Tile, int NB, class T, class Epi, class Frag>
-DEEPSHOCK_DEVICE void store_mma_tile(const TileJob<T, Epi>& job, int tid, Frag&& frag) {
+/// range or neither, and they go out as one paired store. A quantized codec's per-channel
+/// scales multiply the accumulators here (identity codecs: nothing is multiplied).
+template <class Tile, int NB, class T, class Epi, class Codec, class Frag>
+DEEPSHOCK_DEVICE void store_mma_tile(const TileJob<T, Epi, Codec>& job, int tid, Frag&& frag) {
   constexpr int MI = Tile::kWM / 16, NI = Tile::kWN / 8;
   const int warp_id = tid / 32, lane = tid % 32;
   const int warp_m = warp_id % Tile::kWarpsM, warp_n = warp_id / Tile::kWarpsM;
@@ -76,7 +81,15 @@ DEEPSHOCK_DEVICE void store_mma_tile(const TileJob<T, Epi>& job, int tid, Frag&&
         if (r < rows_here && n < job.args.n) {
           const float* c0 = frag(0, mi * NI + ni);
           const float* c1 = frag(NB - 1, mi * NI + ni);
-          job.epi.store2(job.m0 + r, n, c0[2 * half], NB == 2 ? c1[2 * half] : 0.0f, c0[2 * half + 1], NB == 2 ? c1[2 * half + 1] : 0.0f);
+          if constexpr (Codec::kIdentity) {
+            job.epi.store2(job.m0 + r, n, c0[2 * half], NB == 2 ? c1[2 * half] : 0.0f, c0[2 * half + 1], NB == 2 ? c1[2 * half + 1] : 0.0f);
+          } else {
+            const float g0 = c0[2 * half] * Codec::scale(job.args.bq[0], job.g, n);
+            const float g1 = c0[2 * half + 1] * Codec::scale(job.args.bq[0], job.g, n + 1);
+            const float u0 = NB == 2 ? c1[2 * half] * Codec::scale(job.args.bq[1], job.g, n) : 0.0f;
+            const float u1 = NB == 2 ? c1[2 * half + 1] * Codec::scale(job.args.bq[1], job.g, n + 1) : 0.0f;
+            job.epi.store2(job.m0 + r, n, g0, u0, g1, u1);
+          }
         }
       }
 }
@@ -87,23 +100,25 @@ DEEPSHOCK_DEVICE void store_mma_tile(const TileJob<T, Epi>& job, int tid, Frag&&
 /// fixed 16-byte chunks of the tiles and commits one group per k-tile (empty past the end, so
 /// that the group count stays uniform). Ends with copies still in flight only as empty groups;
 /// a caller that reuses the stages waits for them and synchronises first.
-template <class T, class Tile, int NB, class Epi>
-DEEPSHOCK_DEVICE void gemm_mainloop(unsigned char* smem, const int* rows, const TileJob<T, Epi>& job, int kt_begin, int kt_end, int tid,
+template <class T, class Tile, int NB, class Epi, class Codec>
+DEEPSHOCK_DEVICE void gemm_mainloop(unsigned char* smem, const int* rows, const TileJob<T, Epi, Codec>& job, int kt_begin, int kt_end, int tid,
                                     float (&acc)[NB][GemmAccShape<T, Tile, NB>::kFrags][4]) {
-  using Smem = GemmSmem<T, Tile, NB>;
+  using W = typename Codec::template storage<T>;
+  using Smem = GemmSmem<T, Tile, NB, W>;
   using Acc = GemmAccShape<T, Tile, NB>;
-  constexpr int BM = Tile::kBM, BN = Tile::kBN, BK = Smem::kBK, LD = Smem::kLD, VEC = 16 / static_cast<int>(sizeof(T));
+  constexpr int BM = Tile::kBM, BN = Tile::kBN, BK = Smem::kBK, LD = Smem::kLD, LDB = Smem::kLDB, VEC = 16 / static_cast<int>(sizeof(T));
+  constexpr int VECB = 16 / static_cast<int>(sizeof(W));  // weights per 16-byte copy
   constexpr int kThreads = Tile::kThreads, kStages = Tile::kStages;
-  constexpr int kChunksPerRow = BK / VEC;
+  constexpr int kChunksPerRow = BK / VEC, kBChunksPerRow = BK / VECB;
   constexpr int MI = Acc::kMI, NI = Acc::kNI, kOut = Acc::kOut;
-  const GroupedGemmArgs<T>& args = job.args;
+  const GroupedGemmArgs<T, Codec>& args = job.args;
   const int n0 = job.n0;
-  const T* const* b = job.b;
+  const W* const* b = job.b;
   const int warp_id = tid / 32, lane = tid % 32;
   const int warp_m = warp_id % Tile::kWarpsM, warp_n = warp_id / Tile::kWarpsM;
 
-  constexpr int kAChunks = BM * kChunksPerRow / kThreads, kBChunks = BN * kChunksPerRow / kThreads;
-  static_assert(BM * kChunksPerRow % kThreads == 0 && BN * kChunksPerRow % kThreads == 0,
+  constexpr int kAChunks = BM * kChunksPerRow / kThreads, kBChunks = BN * kBChunksPerRow / kThreads;
+  static_assert(BM * kChunksPerRow % kThreads == 0 && BN * kBChunksPerRow % kThreads == 0,
                 "grouped_gemm_kernel: the tile loads must divide evenly among the threads.");
   auto issue = [&](int kt) {
     if (kt < kt_end) {
@@ -121,9 +136,9 @@ DEEPSHOCK_DEVICE void gemm_mainloop(unsigned char* smem, const int* rows, const 
         auto* sb = Smem::b(smem, stage, m);
         DEEPSHOCK_UNROLL
         for (int i = 0; i < kBChunks; ++i) {
-          const int c = tid + i * kThreads, r = c / kChunksPerRow, kc = (c % kChunksPerRow) * VEC;
+          const int c = tid + i * kThreads, r = c / kBChunksPerRow, kc = (c % kBChunksPerRow) * VECB;
           const bool ok = n0 + r < args.n && k0 + kc < args.k;
-          mem::cp_async16(sb + r * LD + kc, ok ? b[m] + static_cast<long long>(n0 + r) * args.k + k0 + kc : b[m], ok);
+          mem::cp_async16(sb + r * LDB + kc, ok ? b[m] + static_cast<long long>(n0 + r) * args.k + k0 + kc : b[m], ok);
         }
       }
     }
@@ -152,27 +167,43 @@ DEEPSHOCK_DEVICE void gemm_mainloop(unsigned char* smem, const int* rows, const 
         DEEPSHOCK_UNROLL
         for (int mi = 0; mi < MI; ++mi)
           arch::ldmatrix<4>(af[mi], sa + (warp_m * Tile::kWM + mi * 16 + lane % 16) * LD + kk + 8 * (lane / 16));
-        DEEPSHOCK_UNROLL
-        for (int m = 0; m < NB; ++m) {
-          const auto* sb = Smem::b(smem, stage, m) + (warp_n * Tile::kWN + lane % 8) * LD + kk + 8 * ((lane / 8) % 2);
+        if constexpr (!Codec::kIdentity) {
+          // Quantized weights: each thread reads its B fragment's stored elements — column
+          // (n row) l / 4 of the n8 tile, k = kk + 2 (l % 4) + {0, 1} and + 8 — and the codec
+          // turns each pair into two T (exact) in one register.
           DEEPSHOCK_UNROLL
-          for (int ni = 0; ni < NI; ni += 2) {
-            std::uint32_t bq[4];
-            if (ni + 1 < NI) {
-              arch::ldmatrix<4>(bq, sb + (ni * 8 + 8 * (lane / 16)) * LD);
-            } else {
-              std::uint32_t b2[2];
-              arch::ldmatrix<2>(b2, sb + ni * 8 * LD);
-              bq[0] = b2[0];
-              bq[1] = b2[1];
-              bq[2] = bq[3] = 0u;
-            }
+          for (int m = 0; m < NB; ++m) {
+            const W* sb = Smem::b(smem, stage, m) + (warp_n * Tile::kWN + lane / 4) * LDB + kk + 2 * (lane % 4);
             DEEPSHOCK_UNROLL
-            for (int h = 0; h < 2 && ni + h < NI; ++h) {
-              const std::uint32_t bf[2] = {bq[2 * h], bq[2 * h + 1]};
+            for (int ni = 0; ni < NI; ++ni) {
+              const std::uint32_t bf[2] = {Codec::template pair<T>(sb + ni * 8 * LDB), Codec::template pair<T>(sb + ni * 8 * LDB + 8)};
               DEEPSHOCK_UNROLL
-              for (int mi = 0; mi < MI; ++mi)
-                arch::mma_m16n8k16<T>(acc[m][mi * NI + ni + h], af[mi], bf, acc[m][mi * NI + ni + h]);
+              for (int mi = 0; mi < MI; ++mi) arch::mma_m16n8k16<T>(acc[m][mi * NI + ni], af[mi], bf, acc[m][mi * NI + ni]);
+            }
+          }
+        } else {
+          DEEPSHOCK_UNROLL
+          for (int m = 0; m < NB; ++m) {
+            const auto* sb = Smem::b(smem, stage, m) + (warp_n * Tile::kWN + lane % 8) * LD + kk + 8 * ((lane / 8) % 2);
+            DEEPSHOCK_UNROLL
+            for (int ni = 0; ni < NI; ni += 2) {
+              std::uint32_t bq[4];
+              if (ni + 1 < NI) {
+                arch::ldmatrix<4>(bq, sb + (ni * 8 + 8 * (lane / 16)) * LD);
+              } else {
+                std::uint32_t b2[2];
+                arch::ldmatrix<2>(b2, sb + ni * 8 * LD);
+                bq[0] = b2[0];
+                bq[1] = b2[1];
+                bq[2] = bq[3] = 0u;
+              }
+              DEEPSHOCK_UNROLL
+              for (int h = 0; h < 2 && ni + h < NI; ++h) {
+                const std::uint32_t bf[2] = {bq[2 * h], bq[2 * h + 1]};
+                DEEPSHOCK_UNROLL
+                for (int mi = 0; mi < MI; ++mi)
+                  arch::mma_m16n8k16<T>(acc[m][mi * NI + ni + h], af[mi], bf, acc[m][mi * NI + ni + h]);
+              }
             }
           }
         }
@@ -185,7 +216,11 @@ DEEPSHOCK_DEVICE void gemm_mainloop(unsigned char* smem, const int* rows, const 
         for (int m = 0; m < NB; ++m) {
           const auto* sb = Smem::b(smem, stage, m);
           float s = acc[m][o / 4][o % 4];
-          for (int kk = 0; kk < BK; ++kk) s = fmaf(sa[r * LD + kk], sb[col * LD + kk], s);
+          if constexpr (Codec::kIdentity) {
+            for (int kk = 0; kk < BK; ++kk) s = fmaf(sa[r * LD + kk], sb[col * LD + kk], s);
+          } else {
+            for (int kk = 0; kk < BK; ++kk) s = fmaf(sa[r * LD + kk], Codec::value(sb[col * LDB + kk]), s);
+          }
           acc[m][o / 4][o % 4] = s;
         }
       }
@@ -193,9 +228,10 @@ DEEPSHOCK_DEVICE void gemm_mainloop(unsigned char* smem, const int* rows, const 
   }
 }
 
-/// grouped_gemm_kernel's epilogue: each accumulator of the tile to its (row, column).
-template <class T, class Tile, int NB, class Epi>
-DEEPSHOCK_DEVICE void store_tile(const TileJob<T, Epi>& job, int tid, const float (&acc)[NB][GemmAccShape<T, Tile, NB>::kFrags][4]) {
+/// grouped_gemm_kernel's epilogue: each accumulator of the tile to its (row, column), scaled per
+/// output channel by a quantized codec.
+template <class T, class Tile, int NB, class Epi, class Codec>
+DEEPSHOCK_DEVICE void store_tile(const TileJob<T, Epi, Codec>& job, int tid, const float (&acc)[NB][GemmAccShape<T, Tile, NB>::kFrags][4]) {
   using Acc = GemmAccShape<T, Tile, NB>;
   if constexpr (Acc::kMma) {
     store_mma_tile<Tile, NB>(job, tid, [&](int m, int f) -> const float* { return acc[m][f]; });
@@ -204,7 +240,14 @@ DEEPSHOCK_DEVICE void store_tile(const TileJob<T, Epi>& job, int tid, const floa
     DEEPSHOCK_UNROLL
     for (int o = 0; o < Acc::kOut; ++o) {
       const int idx = tid + o * Tile::kThreads, r = idx / Tile::kBN, n = job.n0 + idx % Tile::kBN;
-      if (r < rows_here && n < job.args.n) job.epi.store(job.m0 + r, n, acc[0][o / 4][o % 4], NB == 2 ? acc[NB - 1][o / 4][o % 4] : 0.0f);
+      if (r < rows_here && n < job.args.n) {
+        float g = acc[0][o / 4][o % 4], u = NB == 2 ? acc[NB - 1][o / 4][o % 4] : 0.0f;
+        if constexpr (!Codec::kIdentity) {
+          g *= Codec::scale(job.args.bq[0], job.g, n);
+          if (NB == 2) u *= Codec::scale(job.args.bq[1], job.g, n);
+        }
+        job.epi.store(job.m0 + r, n, g, u);
+      }
     }
   }
 }

@@ -42,12 +42,12 @@ struct SwizzledSmem {
 /// refilled in iteration kt is that of k-tile kt - 2, which every warpgroup has finished
 /// (wgmma_wait<1> in iteration kt - 1, then this iteration's barrier). Returns with no wgmma in
 /// flight.
-template <class T, class Tile, int NB, class Epi>
-DEEPSHOCK_DEVICE void sw128_mainloop(unsigned char* smem, const int* rows, const TileJob<T, Epi>& job, int tid, float (&acc)[NB][Tile::kBN / 2]) {
+template <class T, class Tile, int NB, class Epi, class Codec>
+DEEPSHOCK_DEVICE void sw128_mainloop(unsigned char* smem, const int* rows, const TileJob<T, Epi, Codec>& job, int tid, float (&acc)[NB][Tile::kBN / 2]) {
   using Smem = SwizzledSmem<Tile, NB>;
   constexpr int BM = Tile::kBM, BN = Tile::kBN, BK = 64, kThreads = Tile::kThreads, kStages = Tile::kStages;
   constexpr bool kWgmma = Tile::kUseWgmma && DEEPSHOCK_WGMMA;
-  const GroupedGemmArgs<T>& args = job.args;
+  const GroupedGemmArgs<T, Codec>& args = job.args;
   const int n0 = job.n0;
   const T* const* b = job.b;
 

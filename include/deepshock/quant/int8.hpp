@@ -1,0 +1,55 @@
+// deepshock/quant/int8.hpp — host side of quant::Int8Channel: the quantizer and the reference
+// decoding that the host executor and the double-precision reference use.
+//
+// Quantizer rule (symmetric, per output channel, the "amax / 127" convention of most LLM
+// serving stacks; PyTorch's observers and compressed-tensors divide by 127.5 instead, and an
+// importer takes stored scales as they are):
+//   scale[r] = amax(|w[r, :]|) / 127          (fp32)
+//   q[r, c]  = clamp(rne(w[r, c] / scale[r]), -127, 127)   (fp32 division, round half to even)
+// A row of zeros gets scale 0 and q = 0, so it decodes to exact zeros. Non-finite weights are
+// rejected (a Status naming the element), never quantized into garbage.
+#pragma once
+
+#include <cmath>
+#include <cstdint>
+#include <string>
+
+#include "deepshock/core/status.hpp"
+#include "deepshock/quant/codec.hpp"
+
+namespace deepshock::quant {
+
+/// Quantizes `rows` x `cols` weights w (row-major, row stride `ld` >= cols) into q (row stride
+/// `ldq` >= cols) and one scale per row. Rounding uses the current rounding mode, which must be
+/// the default round-to-nearest-even.
+inline Status quantize_int8_channel(const float* w, long long rows, long long cols, long long ld, std::int8_t* q, long long ldq, float* scale) {
+  if (rows < 0 || cols < 0) return Status::invalid_argument("rows/cols", "must be >= 0");
+  if (rows == 0 || cols == 0) return Status::success();
+  if (w == nullptr) return Status::invalid_argument("w", "must not be null");
+  if (q == nullptr) return Status::invalid_argument("q", "must not be null");
+  if (scale == nullptr) return Status::invalid_argument("scale", "must not be null");
+  if (ld < cols) return Status::invalid_argument("ld", "must be >= cols (" + std::to_string(cols) + "), got " + std::to_string(ld));
+  if (ldq < cols) return Status::invalid_argument("ldq", "must be >= cols (" + std::to_string(cols) + "), got " + std::to_string(ldq));
+  for (long long r = 0; r < rows; ++r) {
+    const float* row = w + r * ld;
+    float amax = 0.0f;
+    for (long long c = 0; c < cols; ++c) {
+      if (!std::isfinite(row[c]))
+        return Status::invalid_argument("w", "w[" + std::to_string(r) + ", " + std::to_string(c) + "] is not finite");
+      amax = std::fmax(amax, std::fabs(row[c]));
+    }
+    const float s = amax / 127.0f;
+    scale[r] = s;
+    for (long long c = 0; c < cols; ++c) {
+      float v = s > 0.0f ? std::nearbyint(row[c] / s) : 0.0f;
+      v = std::fmin(std::fmax(v, -127.0f), 127.0f);
+      q[r * ldq + c] = static_cast<std::int8_t>(v);
+    }
+  }
+  return Status::success();
+}
+
+/// The dequantized weight q * scale (the reference's view of a stored element).
+inline double decode_ref(Int8Channel, std::int8_t q, float scale) { return static_cast<double>(q) * static_cast<double>(scale); }
+
+}  // namespace deepshock::quant
