@@ -23,6 +23,8 @@ struct NoHooks {  // not an identity codec, but without the GEMM's hooks
   struct Params {};
   static constexpr bool kIdentity = false;
   static constexpr const char* kName = "no_hooks";
+  static Operand operand(const Params&, quant::Matrix, long long) { return {}; }
+  static ds::Status validate(const Params&, bool, bool) { return ds::Status::success(); }
 };
 static_assert(!quant::WeightCodec<NoHooks>);
 
@@ -74,4 +76,16 @@ TEST_CASE("int8 quantizer rejects non-finite weights and bad strides, naming the
   CHECK(quant::quantize_int8_channel(w.data(), 2, 2, 2, q.data(), 1, s.data()).message().rfind("ldq:", 0) == 0);
   CHECK(quant::quantize_int8_channel(nullptr, 2, 2, 2, q.data(), 2, s.data()).message().rfind("w:", 0) == 0);
   CHECK(quant::quantize_int8_channel(w.data(), 0, 2, 2, nullptr, 2, nullptr).ok());  // nothing to do
+}
+
+TEST_CASE("int8 codec: the layer's check names each missing scale", "[host][quant]") {
+  const float one = 1.0f;
+  quant::Int8Channel::Params p{&one, &one, &one, nullptr, nullptr, nullptr};
+  CHECK(quant::Int8Channel::validate(p, true, false).ok());
+  CHECK(quant::Int8Channel::validate(p, true, true).message().rfind("codec.shared_w1_scale:", 0) == 0);
+  p.w3_scale = nullptr;
+  CHECK(quant::Int8Channel::validate(p, false, false).ok());  // not gated: no w3
+  CHECK(quant::Int8Channel::validate(p, true, false).message().rfind("codec.w3_scale:", 0) == 0);
+  CHECK(quant::Int8Channel::operand(p, quant::Matrix::w2, 7).stride == 7);
+  CHECK(quant::Int8Channel::operand(p, quant::Matrix::w2, 7).scale == &one);
 }

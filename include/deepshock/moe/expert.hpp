@@ -66,17 +66,20 @@ struct LayerDims {
 };
 
 /// Weights of a layer (device pointers for the device layer, host pointers for the host executor).
+/// The expert matrices are in the codec's storage type (T for quant::None; int8 for
+/// quant::Int8Channel, whose scales travel in `codec`).
 template <class T, class ExpertT = Expert<>>
 struct LayerWeights {
+  using W = typename ExpertT::codec::template storage<T>;
   const T* w_gate = nullptr;         ///< [E, H] router weights (not used by run_routed)
   const float* gate_bias = nullptr;  ///< [E] correction bias: DeepSeekV3 only
   int gate_bias_size = 0;
-  const T* w1 = nullptr;  ///< [E, I, H]
-  const T* w3 = nullptr;  ///< [E, I, H]: gated activations only (null otherwise)
-  const T* w2 = nullptr;  ///< [E, H, I]
-  const T* shared_w1 = nullptr;    ///< [Is, H]
-  const T* shared_w3 = nullptr;    ///< [Is, H]: gated activations only
-  const T* shared_w2 = nullptr;    ///< [H, Is]
+  const W* w1 = nullptr;  ///< [E, I, H]
+  const W* w3 = nullptr;  ///< [E, I, H]: gated activations only (null otherwise)
+  const W* w2 = nullptr;  ///< [E, H, I]
+  const W* shared_w1 = nullptr;    ///< [Is, H]
+  const W* shared_w3 = nullptr;    ///< [Is, H]: gated activations only
+  const W* shared_w2 = nullptr;    ///< [H, Is]
   const T* shared_gate = nullptr;  ///< [H]: SharedGate::sigmoid only
   SharedGate shared_gate_kind = SharedGate::none;
   typename ExpertT::codec::Params codec{};      ///< codec data (empty for quant::None)
@@ -126,8 +129,8 @@ inline Status check_vec_size(const char* name, long long v) {
 /// Largest hidden / intermediate size (keeps the GEMM grids' n-tile dimension far below 65535).
 inline constexpr int kMaxLayerDim = 1 << 20;
 
-/// Checks the sizes (at construction).
-template <class T>
+/// Checks the sizes (at construction). W: the weights' storage type (16-byte vectors of it too).
+template <class T, class W = T>
 inline Status check_layer_dims(const LayerDims& d) {
   for (const auto& [name, v] : {std::pair<const char*, int>{"hidden", d.hidden}, {"intermediate", d.intermediate},
                                 {"shared_intermediate", d.shared_intermediate}})
@@ -140,7 +143,13 @@ inline Status check_layer_dims(const LayerDims& d) {
   if (d.max_tokens < 0) return Status::invalid_argument("max_tokens", "must be >= 0, got " + std::to_string(d.max_tokens));
   DEEPSHOCK_RETURN_IF_ERROR(check_vec_size<T>("hidden", d.hidden));
   DEEPSHOCK_RETURN_IF_ERROR(check_vec_size<T>("intermediate", d.intermediate));
-  return check_vec_size<T>("shared_intermediate", d.shared_intermediate);
+  DEEPSHOCK_RETURN_IF_ERROR(check_vec_size<T>("shared_intermediate", d.shared_intermediate));
+  if constexpr (!std::is_same_v<W, T>) {
+    DEEPSHOCK_RETURN_IF_ERROR(check_vec_size<W>("hidden", d.hidden));
+    DEEPSHOCK_RETURN_IF_ERROR(check_vec_size<W>("intermediate", d.intermediate));
+    DEEPSHOCK_RETURN_IF_ERROR(check_vec_size<W>("shared_intermediate", d.shared_intermediate));
+  }
+  return Status::success();
 }
 
 inline Status check_ptr(const void* p, const char* name, bool need_align) {
@@ -187,7 +196,7 @@ inline Status check_layer_run(const LayerDims& d, const LayerWeights<T, ExpertT>
     DEEPSHOCK_RETURN_IF_ERROR(check_ptr(w.shared_w2, "shared_w2", need_align));
     if (w.shared_gate_kind == SharedGate::sigmoid) DEEPSHOCK_RETURN_IF_ERROR(check_ptr(w.shared_gate, "shared_gate", false));
   }
-  return Status::success();
+  return ExpertT::codec::validate(w.codec, gated, d.shared_intermediate > 0);
 }
 
 }  // namespace detail

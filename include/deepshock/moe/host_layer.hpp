@@ -205,6 +205,33 @@ inline const float* row_as_float(const T* __restrict src, int n, float* __restri
   }
 }
 
+/// A quantized codec's scales of matrix m (identity codecs have none).
+template <class Codec>
+inline const float* row_scales(const typename Codec::Params& p, quant::Matrix m) {
+  if constexpr (Codec::kIdentity) {
+    (void)p;
+    (void)m;
+    return nullptr;
+  } else {
+    return Codec::row_scales(p, m);
+  }
+}
+
+/// Weight row `src` [n] as floats, for a codec: unquantized rows as row_as_float does; quantized
+/// ones dequantized into `scratch` (value(q) * scales[row]).
+template <class Codec, class W>
+inline const float* weight_row(const W* __restrict src, int n, float* __restrict scratch, const float* scales, long long row) {
+  if constexpr (Codec::kIdentity) {
+    (void)scales;
+    (void)row;
+    return row_as_float(src, n, scratch);
+  } else {
+    const float s = scales[row];
+    for (int c = 0; c < n; ++c) scratch[c] = Codec::value(src[c]) * s;
+    return scratch;
+  }
+}
+
 /// One block of work: rows [r0, r1) of one expert's projection (e == E: the shared expert).
 struct RowBlock {
   int e, r0, r1;
@@ -233,7 +260,11 @@ template <class T, class ExpertT>
 void execute(const LayerDims& d, int k, const LayerWeights<T, ExpertT>& w, const LayerInputs<T>& in, const int* ids,
              const float* wts, int E, const LayerOutputs<T>& out) {
   using Act = typename ExpertT::activation;
+  using Codec = typename ExpertT::codec;
+  using W = typename LayerWeights<T, ExpertT>::W;
+  using quant::Matrix;
   constexpr bool gated = Act::kGated;
+  constexpr bool convert = !std::is_same_v<T, float> || !Codec::kIdentity;  // weight rows need a scratch row
   const int H = d.hidden, I = d.intermediate, Is = d.shared_intermediate;
   const long long T_ = in.tokens, n = T_ * k;
   const std::size_t Hz = static_cast<std::size_t>(H), Iz = static_cast<std::size_t>(I), Isz = static_cast<std::size_t>(Is);
@@ -283,7 +314,7 @@ void execute(const LayerDims& d, int k, const LayerWeights<T, ExpertT>& w, const
 #endif
   {
     // Per thread: a converted weight row or two, the rows one block dots with, their results.
-    std::vector<float> r1(std::is_same_v<T, float> ? 0 : scratch), r3(std::is_same_v<T, float> || !gated ? 0 : scratch);
+    std::vector<float> r1(convert ? scratch : 0), r3(convert && gated ? scratch : 0);
     std::vector<const float*> rowp(static_cast<std::size_t>(max_rows));
     std::vector<float> gv(static_cast<std::size_t>(max_rows)), uv(gated ? static_cast<std::size_t>(max_rows) : 0);
 
@@ -307,19 +338,22 @@ void execute(const LayerDims& d, int k, const LayerWeights<T, ExpertT>& w, const
       const RowBlock blk = up[static_cast<std::size_t>(b)];
       const bool sh = blk.e == E;
       const std::size_t rows = static_cast<std::size_t>(sh ? Is : I);
-      const T* w1 = sh ? w.shared_w1 : w.w1 + static_cast<std::size_t>(blk.e) * wsz;
-      const T* w3 = gated ? (sh ? w.shared_w3 : w.w3 + static_cast<std::size_t>(blk.e) * wsz) : nullptr;
+      const W* w1 = sh ? w.shared_w1 : w.w1 + static_cast<std::size_t>(blk.e) * wsz;
+      const W* w3 = gated ? (sh ? w.shared_w3 : w.w3 + static_cast<std::size_t>(blk.e) * wsz) : nullptr;
+      const float* s1 = Codec::kIdentity ? nullptr : row_scales<Codec>(w.codec, sh ? Matrix::shared_w1 : Matrix::w1);
+      const float* s3 = Codec::kIdentity || !gated ? nullptr : row_scales<Codec>(w.codec, sh ? Matrix::shared_w3 : Matrix::w3);
+      const long long row0 = sh ? 0 : static_cast<long long>(blk.e) * I;  // the expert's first scale row
       float* hb = sh ? hs.data() : h.data();
       const long long m = sh ? T_ : begin[static_cast<std::size_t>(blk.e) + 1] - begin[static_cast<std::size_t>(blk.e)];
       const long long* list = sh ? nullptr : order.data() + begin[static_cast<std::size_t>(blk.e)];
       for (long long q = 0; q < m; ++q)
         rowp[static_cast<std::size_t>(q)] = xf.data() + static_cast<std::size_t>(sh ? q : list[q] / k) * Hz;
       for (int i = blk.r0; i < blk.r1; ++i) {
-        const std::size_t pf = i + 1 < blk.r1 ? Hz * sizeof(T) : 0;  // the next rows, while this one is used
-        dot_rows(row_as_float(w1 + static_cast<std::size_t>(i) * Hz, H, r1.data()), rowp.data(), m, H, gv.data(),
+        const std::size_t pf = i + 1 < blk.r1 ? Hz * sizeof(W) : 0;  // the next rows, while this one is used
+        dot_rows(weight_row<Codec>(w1 + static_cast<std::size_t>(i) * Hz, H, r1.data(), s1, row0 + i), rowp.data(), m, H, gv.data(),
                  w1 + static_cast<std::size_t>(i + 1) * Hz, pf);
         if constexpr (gated)
-          dot_rows(row_as_float(w3 + static_cast<std::size_t>(i) * Hz, H, r3.data()), rowp.data(), m, H, uv.data(),
+          dot_rows(weight_row<Codec>(w3 + static_cast<std::size_t>(i) * Hz, H, r3.data(), s3, row0 + i), rowp.data(), m, H, uv.data(),
                    w3 + static_cast<std::size_t>(i + 1) * Hz, pf);
         for (long long q = 0; q < m; ++q) {
           const std::size_t a = static_cast<std::size_t>(sh ? q : list[q]);
@@ -337,16 +371,18 @@ void execute(const LayerDims& d, int k, const LayerWeights<T, ExpertT>& w, const
       const RowBlock blk = down[static_cast<std::size_t>(b)];
       const bool sh = blk.e == E;
       const int cols = sh ? Is : I;
-      const T* w2 = sh ? w.shared_w2 : w.w2 + static_cast<std::size_t>(blk.e) * wsz;
+      const W* w2 = sh ? w.shared_w2 : w.w2 + static_cast<std::size_t>(blk.e) * wsz;
+      const float* s2 = Codec::kIdentity ? nullptr : row_scales<Codec>(w.codec, sh ? Matrix::shared_w2 : Matrix::w2);
+      const long long row0 = sh ? 0 : static_cast<long long>(blk.e) * H;
       float* ob = sh ? s.data() : o.data();
       const long long m = sh ? T_ : begin[static_cast<std::size_t>(blk.e) + 1] - begin[static_cast<std::size_t>(blk.e)];
       const long long* list = sh ? nullptr : order.data() + begin[static_cast<std::size_t>(blk.e)];
       for (long long q = 0; q < m; ++q)
         rowp[static_cast<std::size_t>(q)] = (sh ? hs.data() : h.data()) + static_cast<std::size_t>(sh ? q : list[q]) * static_cast<std::size_t>(cols);
       for (int r = blk.r0; r < blk.r1; ++r) {
-        dot_rows(row_as_float(w2 + static_cast<std::size_t>(r) * static_cast<std::size_t>(cols), cols, r1.data()), rowp.data(), m, cols,
-                 gv.data(), w2 + static_cast<std::size_t>(r + 1) * static_cast<std::size_t>(cols),
-                 r + 1 < blk.r1 ? static_cast<std::size_t>(cols) * sizeof(T) : 0);
+        dot_rows(weight_row<Codec>(w2 + static_cast<std::size_t>(r) * static_cast<std::size_t>(cols), cols, r1.data(), s2, row0 + r), rowp.data(),
+                 m, cols, gv.data(), w2 + static_cast<std::size_t>(r + 1) * static_cast<std::size_t>(cols),
+                 r + 1 < blk.r1 ? static_cast<std::size_t>(cols) * sizeof(W) : 0);
         for (long long q = 0; q < m; ++q)
           ob[static_cast<std::size_t>(sh ? q : list[q]) * Hz + static_cast<std::size_t>(r)] = gv[static_cast<std::size_t>(q)];
       }
@@ -404,7 +440,7 @@ template <class T, class ExpertT>
 Status run_layer_routed(const LayerDims& d, int E, int k, const LayerWeights<T, ExpertT>& w, const LayerInputs<T>& in,
                         const int* topk_ids, const float* topk_weights, const LayerOutputs<T>& out) {
   static_assert(moe::detail::HostExpertCheck<ExpertT>::value);
-  DEEPSHOCK_RETURN_IF_ERROR(moe::detail::check_layer_dims<T>(d));
+  DEEPSHOCK_RETURN_IF_ERROR((moe::detail::check_layer_dims<T, typename LayerWeights<T, ExpertT>::W>(d)));
   DEEPSHOCK_RETURN_IF_ERROR(moe::detail::check_layer_run(d, w, in, out, /*routed=*/true, /*need_align=*/false));
   if (E < 1 || E > kMaxDispatchExperts)
     return Status::invalid_argument("E", "must be in [1, " + std::to_string(kMaxDispatchExperts) + "], got " + std::to_string(E));
@@ -440,7 +476,7 @@ Status run_layer(const LayerDims& d, const gate::PolicyParams& params, const gat
                                " is a training-time gate (it needs the noise weights); the layer serves inference gates only");
   } else {
     constexpr int E = Gate::kExperts, k = Gate::kTopK;
-    DEEPSHOCK_RETURN_IF_ERROR(moe::detail::check_layer_dims<T>(d));
+    DEEPSHOCK_RETURN_IF_ERROR((moe::detail::check_layer_dims<T, typename LayerWeights<T, ExpertT>::W>(d)));
     DEEPSHOCK_RETURN_IF_ERROR(moe::detail::check_layer_run(d, w, in, out, /*routed=*/false, /*need_align=*/false));
     DEEPSHOCK_RETURN_IF_ERROR((detail::check_gate<Gate>(params, options, w)));
     const int T_ = in.tokens, H = d.hidden;

@@ -173,9 +173,11 @@ class Layer {
   static constexpr int kTopK = Gate::kTopK;
   using Act = typename ExpertT::activation;
   static_assert(detail::layer_type_v<T>, "deepshock::moe::Layer: the activation type must be float, bf16 or fp16.");
-  static_assert(ExpertT::codec::kIdentity,
-                "deepshock::moe::Layer: quantized weight codecs arrive with the quantization work; the layer reads unquantized "
-                "weights only so far.");
+  using Codec = typename ExpertT::codec;
+  static_assert(quant::WeightCodec<Codec>, "deepshock::moe::Layer: the expert's codec is not a quant::WeightCodec (quant/codec.hpp).");
+  static_assert(Codec::kIdentity || !detail::uses_sw128_kernel_v<T, typename Tuning::Prefill>,
+                "deepshock::moe::Layer: the Hopper WgmmaTile prefill tiles take unquantized weights only; use GemmTuning (or "
+                "other GemmTile tiles) with a quantized codec.");
   static_assert(ExpertT::adapter::kRank == 0,
                 "deepshock::moe::Layer: LoRA adapters arrive with the LoRA work; the layer takes rank-0 (no) adapters only so far.");
   static_assert(!Gate::kNoisy, "deepshock::moe::Layer: NoisyTopK is a training-time router; route it with gate::Router and call run_routed.");
@@ -231,6 +233,7 @@ class Layer {
     if (dims_.shared_intermediate > 0)
       s += choice.routed_decode == choice.shared_decode ? ", shared expert in the same launches"
                                                         : ", shared expert in its own launches with " + tiles(choice.shared_decode);
+    if constexpr (!Codec::kIdentity) s += std::string(", weights ") + Codec::kName;
     s += std::string("; combine: ") + (Combine::kDeterministic ? "ordered" : "atomic");
     return s;
   }
@@ -417,7 +420,7 @@ class Layer {
   /// GEMM 1 writes the activation through `up_epi`, GEMM 2 goes through `down_epi`.
   template <class DownEpi>
   struct Mlp {
-    GroupedGemmArgs<T> up, down;
+    GroupedGemmArgs<T, Codec> up, down;
     long long m_tiles = 0;  ///< m-tile slots (max_m_tiles)
     UpEpi up_epi;
     DownEpi down_epi;
@@ -436,7 +439,7 @@ class Layer {
   /// One grouped-GEMM launch with tile shape Tile: stream-K for the decode tiles of a stream-K
   /// tuning, one block per tile otherwise.
   template <class Tile, class Epi>
-  static Status gemm(const GemmBatch<T, Epi>& batch, const GemmLaunch& l) {
+  static Status gemm(const GemmBatch<T, Epi, Codec>& batch, const GemmLaunch& l) {
     if constexpr (kStreamK && std::is_same_v<Tile, typename Tuning::Decode>)
       return launch_grouped_gemm_streamk<T, Tile>(batch, l.sk, l.stream, l.dependent);
     else return launch_grouped_gemm<T, Tile>(batch, l.stream, l.dependent);
@@ -444,12 +447,12 @@ class Layer {
 
   template <class Tile, class EpiA>
   static Status mlp(const Mlp<EpiA>& a, const SharedMlp* b, const GemmLaunch& l, bool up_only) {
-    GemmBatch<T, UpEpi> up;
+    GemmBatch<T, UpEpi, Codec> up;
     up.add(a.up, a.up_epi, a.m_tiles, Tile::kBN);
     if (b != nullptr) up.add(b->up, b->up_epi, b->m_tiles, Tile::kBN);
     DEEPSHOCK_RETURN_IF_ERROR((gemm<Tile>(up, l)));
     if (up_only) return Status::success();
-    GemmBatch<T, EpiA> down;
+    GemmBatch<T, EpiA, Codec> down;
     down.add(a.down, a.down_epi, a.m_tiles, Tile::kBN);
     if constexpr (std::is_same_v<EpiA, DownEpilogue<false>>) {
       if (b != nullptr) down.add(b->down, b->down_epi, b->m_tiles, Tile::kBN);
@@ -457,7 +460,7 @@ class Layer {
     } else {
       DEEPSHOCK_RETURN_IF_ERROR((gemm<Tile>(down, l)));
       if (b == nullptr) return Status::success();
-      GemmBatch<T, DownEpilogue<false>> second;
+      GemmBatch<T, DownEpilogue<false>, Codec> second;
       second.add(b->down, b->down_epi, b->m_tiles, Tile::kBN);
       return gemm<Tile>(second, l);
     }
@@ -470,8 +473,11 @@ class Layer {
                                                         const int* sorted_slot, const float* weights, T* h, float* out) const {
     const int H = dims_.hidden, I = dims_.intermediate, groups = end_ - begin_;
     Mlp<DownEpilogue<!Combine::kDeterministic>> m;
-    m.up = {x, ldx, sorted_token, w.w1, w.w3, static_cast<long long>(I) * H, I, H, offsets, tile_offsets, groups, 0};
-    m.down = {h, I, nullptr, w.w2, nullptr, static_cast<long long>(H) * I, H, I, offsets, tile_offsets, groups, 0};
+    using quant::Matrix;
+    m.up = {x, ldx, sorted_token, w.w1, w.w3, static_cast<long long>(I) * H, I, H, offsets, tile_offsets, groups, 0,
+            {Codec::operand(w.codec, Matrix::w1, I), Codec::operand(w.codec, Matrix::w3, I)}};
+    m.down = {h, I, nullptr, w.w2, nullptr, static_cast<long long>(H) * I, H, I, offsets, tile_offsets, groups, 0,
+              {Codec::operand(w.codec, Matrix::w2, H), {}}};
     m.m_tiles = max_m_tiles(n, Tile::kBM, groups);
     m.up_epi = {h, I};
     m.down_epi.out = out;
@@ -491,8 +497,11 @@ class Layer {
   SharedMlp shared_mlp(const LayerWeights<T, ExpertT>& w, const T* x, long long ldx, int tokens, T* h, float* out) const {
     const LayerDims& d = dims_;
     SharedMlp m;
-    m.up = {x, ldx, nullptr, w.shared_w1, w.shared_w3, 0, d.shared_intermediate, d.hidden, nullptr, nullptr, 1, tokens};
-    m.down = {h, d.shared_intermediate, nullptr, w.shared_w2, nullptr, 0, d.hidden, d.shared_intermediate, nullptr, nullptr, 1, tokens};
+    using quant::Matrix;
+    m.up = {x, ldx, nullptr, w.shared_w1, w.shared_w3, 0, d.shared_intermediate, d.hidden, nullptr, nullptr, 1, tokens,
+            {Codec::operand(w.codec, Matrix::shared_w1, 0), Codec::operand(w.codec, Matrix::shared_w3, 0)}};
+    m.down = {h, d.shared_intermediate, nullptr, w.shared_w2, nullptr, 0, d.hidden, d.shared_intermediate, nullptr, nullptr, 1, tokens,
+              {Codec::operand(w.codec, Matrix::shared_w2, 0), {}}};
     m.m_tiles = max_m_tiles(tokens, Tile::kBM, 1);
     m.up_epi = {h, d.shared_intermediate};
     m.down_epi.out = out;
@@ -571,7 +580,7 @@ class Layer {
   }
 
   static Status check_config(const LayerDims& dims, const gate::RouterOptions& o) {
-    DEEPSHOCK_RETURN_IF_ERROR(detail::check_layer_dims<T>(dims));
+    DEEPSHOCK_RETURN_IF_ERROR((detail::check_layer_dims<T, typename Codec::template storage<T>>(dims)));
     const int end = o.expert_end < 0 ? kExperts : o.expert_end;
     if (!(o.expert_begin >= 0 && o.expert_begin < end && end <= kExperts))
       return Status::invalid_argument("options.expert_begin/expert_end", "need 0 <= begin < end <= " + std::to_string(kExperts) + ", got [" +

@@ -33,8 +33,19 @@ namespace detail {
 
 template <class T>
 inline double to_double(T v) {
-  if constexpr (std::is_same_v<T, float>) return v;
+  if constexpr (std::is_same_v<T, float> || std::is_same_v<T, double>) return v;
   else return v.to_float();
+}
+
+/// `rows` x `cols` weights of a quantized codec, dequantized into double (row r of the matrix
+/// is scale row `first_row + r`).
+template <class Codec, class W>
+std::vector<double> dequantized(const W* q, long long rows, long long cols, const float* scales, long long first_row) {
+  std::vector<double> v(static_cast<std::size_t>(rows * cols));
+  for (long long r = 0; r < rows; ++r)
+    for (long long c = 0; c < cols; ++c)
+      v[static_cast<std::size_t>(r * cols + c)] = static_cast<double>(Codec::value(q[r * cols + c])) * static_cast<double>(scales[first_row + r]);
+  return v;
 }
 template <class T>
 inline float to_float(T v) {
@@ -51,9 +62,7 @@ inline T from_float(float v) {
 /// Instantiated by every entry point: the experts this header can run.
 template <class ExpertT>
 struct HostExpertCheck {
-  static_assert(ExpertT::codec::kIdentity,
-                "deepshock::moe host layer and reference: quantized codecs arrive with the quantization work; the layer reads "
-                "unquantized weights only so far.");
+  static_assert(quant::WeightCodec<typename ExpertT::codec>, "deepshock::moe host layer and reference: the expert's codec is not a quant::WeightCodec.");
   static_assert(ExpertT::adapter::kRank == 0,
                 "deepshock::moe host layer and reference: LoRA adapters arrive with the LoRA work; the layer takes lora::None "
                 "(rank 0) only so far.");
@@ -65,22 +74,23 @@ struct HostExpertCheck {
 namespace reference {
 
 /// One expert MLP in double: W2 . act(W1 x, W3 x) for W1, W3 [I, H], W2 [H, I], x [H] (w3
-/// unused when Act is not gated). Returns [H].
-template <class Act, class T>
-std::vector<double> expert_mlp(const T* w1, const T* w3, const T* w2, int H, int I, const T* x) {
+/// unused when Act is not gated). Returns [H]. U: the weights' element type (T, or double for
+/// dequantized weights).
+template <class Act, class U, class T>
+std::vector<double> expert_mlp(const U* w1, const U* w3, const U* w2, int H, int I, const T* x) {
   std::vector<double> h(static_cast<std::size_t>(I)), o(static_cast<std::size_t>(H), 0.0);
   for (int i = 0; i < I; ++i) {
-    const T* r1 = w1 + static_cast<std::size_t>(i) * H;
+    const U* r1 = w1 + static_cast<std::size_t>(i) * H;
     double g = 0.0, u = 0.0;
     for (int c = 0; c < H; ++c) g += detail::to_double(r1[c]) * detail::to_double(x[c]);
     if constexpr (Act::kGated) {
-      const T* r3 = w3 + static_cast<std::size_t>(i) * H;
+      const U* r3 = w3 + static_cast<std::size_t>(i) * H;
       for (int c = 0; c < H; ++c) u += detail::to_double(r3[c]) * detail::to_double(x[c]);
     }
     h[static_cast<std::size_t>(i)] = Act::apply_ref(g, u);
   }
   for (int n = 0; n < H; ++n) {
-    const T* r2 = w2 + static_cast<std::size_t>(n) * I;
+    const U* r2 = w2 + static_cast<std::size_t>(n) * I;
     double acc = 0.0;
     for (int i = 0; i < I; ++i) acc += detail::to_double(r2[i]) * h[static_cast<std::size_t>(i)];
     o[static_cast<std::size_t>(n)] = acc;
@@ -99,13 +109,39 @@ std::vector<double> layer_from_routing(const LayerDims& d, int E, int k, const L
   const std::size_t xs = static_cast<std::size_t>(in.x_stride == 0 ? H : in.x_stride);
   std::vector<double> y(static_cast<std::size_t>(T_) * H, 0.0);
   const std::size_t wsz = static_cast<std::size_t>(I) * H;
+  using Codec = typename ExpertT::codec;
+  // Expert e's MLP on x: the stored weights, or (quantized codecs) the dequantized ones.
+  auto expert_of = [&](int e, const T* x) {
+    if constexpr (Codec::kIdentity) {
+      return expert_mlp<Act>(w.w1 + e * wsz, Act::kGated ? w.w3 + e * wsz : nullptr, w.w2 + e * wsz, H, I, x);
+    } else {
+      using quant::Matrix;
+      const std::vector<double> w1 = detail::dequantized<Codec>(w.w1 + e * wsz, I, H, Codec::row_scales(w.codec, Matrix::w1), static_cast<long long>(e) * I);
+      const std::vector<double> w3 =
+          Act::kGated ? detail::dequantized<Codec>(w.w3 + e * wsz, I, H, Codec::row_scales(w.codec, Matrix::w3), static_cast<long long>(e) * I)
+                      : std::vector<double>{};
+      const std::vector<double> w2 = detail::dequantized<Codec>(w.w2 + e * wsz, H, I, Codec::row_scales(w.codec, Matrix::w2), static_cast<long long>(e) * H);
+      return expert_mlp<Act>(w1.data(), Act::kGated ? w3.data() : nullptr, w2.data(), H, I, x);
+    }
+  };
+  auto shared_of = [&](const T* x) {
+    if constexpr (Codec::kIdentity) {
+      return expert_mlp<Act>(w.shared_w1, w.shared_w3, w.shared_w2, H, Is, x);
+    } else {
+      using quant::Matrix;
+      const std::vector<double> w1 = detail::dequantized<Codec>(w.shared_w1, Is, H, Codec::row_scales(w.codec, Matrix::shared_w1), 0);
+      const std::vector<double> w3 =
+          Act::kGated ? detail::dequantized<Codec>(w.shared_w3, Is, H, Codec::row_scales(w.codec, Matrix::shared_w3), 0) : std::vector<double>{};
+      const std::vector<double> w2 = detail::dequantized<Codec>(w.shared_w2, H, Is, Codec::row_scales(w.codec, Matrix::shared_w2), 0);
+      return expert_mlp<Act>(w1.data(), Act::kGated ? w3.data() : nullptr, w2.data(), H, Is, x);
+    }
+  };
   for (int e = 0; e < E; ++e)
     for (int t = 0; t < T_; ++t)
       for (int j = 0; j < k; ++j) {
         const std::size_t a = static_cast<std::size_t>(t) * k + j;
         if (topk_ids[a] != e) continue;
-        const std::vector<double> o =
-            expert_mlp<Act>(w.w1 + e * wsz, Act::kGated ? w.w3 + e * wsz : nullptr, w.w2 + e * wsz, H, I, in.x + t * xs);
+        const std::vector<double> o = expert_of(e, in.x + t * xs);
         for (int n = 0; n < H; ++n) y[static_cast<std::size_t>(t) * H + n] += double(topk_weights[a]) * o[static_cast<std::size_t>(n)];
       }
   if (Is > 0)
@@ -117,7 +153,7 @@ std::vector<double> layer_from_routing(const LayerDims& d, int E, int k, const L
         for (int c = 0; c < H; ++c) z += detail::to_double(w.shared_gate[c]) * detail::to_double(x[c]);
         g = gate::sigmoid(z);
       }
-      const std::vector<double> s = expert_mlp<Act>(w.shared_w1, w.shared_w3, w.shared_w2, H, Is, x);
+      const std::vector<double> s = shared_of(x);
       for (int n = 0; n < H; ++n) y[static_cast<std::size_t>(t) * H + n] += g * s[static_cast<std::size_t>(n)];
     }
   return y;
