@@ -18,6 +18,10 @@
 // The same source builds twice: demo_gpu (nvcc) and demo_sim (g++ with DEEPSHOCK_SIM). demo_gpu
 // exits with 77 when it has no device; scripts/demo.sh then runs demo_sim with the same
 // arguments, where --executor auto means host.
+// --quant int8 quantizes the expert weights (routed and shared) to int8 with one fp32 scale per
+// output channel (quant::Int8Channel, W8A16: activations stay bf16), prints the bytes per
+// weight and the error of the quantized layer against the bf16 one, and checks y against the
+// double reference on the dequantized weights.
 // Exit codes: 0 pass, 1 check failed or library error, 2 bad arguments, 77 no GPU.
 #include <algorithm>
 #include <array>
@@ -35,6 +39,7 @@
 #include "deepshock/moe/layer.hpp"
 #include "deepshock/moe/host_layer.hpp"
 #include "deepshock/moe/reference_layer.hpp"
+#include "deepshock/quant/int8.hpp"
 
 namespace ds = deepshock;
 namespace gate = deepshock::gate;
@@ -74,6 +79,7 @@ struct Options {
   int tokens = 32, reps = -1, check = 8;  // reps -1: the executor's default
   std::uint64_t seed = 1;
   std::string executor = "auto";
+  std::string quant = "none";  // none | int8
 };
 
 // ---- random model: counter-based, so a seed gives the same model on every machine ----------
@@ -143,10 +149,78 @@ Model make_model(const Preset& p, int tokens, std::uint64_t seed) {
   return m;
 }
 
-/// The layer's weights from one pointer per tensor (host or device; null where absent).
-moe::LayerWeights<bf16> layer_weights(const std::array<const bf16*, kTensors>& p, moe::SharedGate g) {
-  return {.w_gate = p[kWGate], .w1 = p[kW1], .w3 = p[kW3], .w2 = p[kW2], .shared_w1 = p[kS1], .shared_w3 = p[kS3],
-          .shared_w2 = p[kS2], .shared_gate = p[kSGate], .shared_gate_kind = g};
+/// The expert tensors and the shape of their [rows, cols] matrices (all experts stacked).
+constexpr Tensor kExpertTensors[] = {kW1, kW3, kW2, kS1, kS3, kS2};
+void expert_shape(const Preset& p, Tensor t, long long& rows, long long& cols) {
+  const long long E = p.experts, H = p.hidden, I = p.inter, Is = p.shared;
+  switch (t) {
+    case kW1: case kW3: rows = E * I; cols = H; return;
+    case kW2: rows = E * H; cols = I; return;
+    case kS1: case kS3: rows = Is; cols = H; return;
+    case kS2: rows = H; cols = Is; return;
+    default: rows = cols = 0; return;
+  }
+}
+
+/// --quant int8: the expert tensors as int8 with one scale per row (quant::quantize_int8_channel).
+struct QuantModel {
+  std::array<std::vector<std::int8_t>, kTensors> q;
+  std::array<std::vector<float>, kTensors> s;
+};
+ds::Status quantize_model(const Preset& p, const Model& m, QuantModel& qm) {
+  for (Tensor t : kExpertTensors) {
+    if (m[t].n == 0) continue;
+    long long rows = 0, cols = 0;
+    expert_shape(p, t, rows, cols);
+    qm.q[t].resize(m[t].n);
+    qm.s[t].resize(static_cast<std::size_t>(rows));
+    std::vector<ds::Status> st(std::max(1u, std::thread::hardware_concurrency()));
+    parallel_for(static_cast<std::size_t>(rows), [&](std::size_t b, std::size_t e) {  // rows are independent
+      std::vector<float> f(static_cast<std::size_t>(cols));
+      for (std::size_t r = b; r < e; ++r) {
+        for (long long c = 0; c < cols; ++c) f[static_cast<std::size_t>(c)] = m[t].p[r * cols + c].to_float();
+        const ds::Status s1 = ds::quant::quantize_int8_channel(f.data(), 1, cols, cols, qm.q[t].data() + r * cols, cols, qm.s[t].data() + r);
+        if (!s1.ok()) st[0] = s1;
+      }
+    });
+    DEEPSHOCK_RETURN_IF_ERROR(st[0]);
+  }
+  return ds::Status::success();
+}
+
+/// Pointers to one copy (host or device) of the tensors; q / s: the int8 values and scales of the
+/// expert tensors (--quant int8).
+struct ModelPtrs {
+  std::array<const bf16*, kTensors> bf{};
+  std::array<const std::int8_t*, kTensors> q{};
+  std::array<const float*, kTensors> s{};
+};
+
+/// The layer's weights for expert codec Codec (null where absent).
+template <class Codec>
+moe::LayerWeights<bf16, moe::Expert<Codec>> layer_weights(const ModelPtrs& p, moe::SharedGate g) {
+  moe::LayerWeights<bf16, moe::Expert<Codec>> w;
+  w.w_gate = p.bf[kWGate];
+  w.shared_gate = p.bf[kSGate];
+  w.shared_gate_kind = g;
+  if constexpr (Codec::kIdentity) {
+    w.w1 = p.bf[kW1], w.w3 = p.bf[kW3], w.w2 = p.bf[kW2];
+    w.shared_w1 = p.bf[kS1], w.shared_w3 = p.bf[kS3], w.shared_w2 = p.bf[kS2];
+  } else {
+    w.w1 = p.q[kW1], w.w3 = p.q[kW3], w.w2 = p.q[kW2];
+    w.shared_w1 = p.q[kS1], w.shared_w3 = p.q[kS3], w.shared_w2 = p.q[kS2];
+    w.codec = {p.s[kW1], p.s[kW3], p.s[kW2], p.s[kS1], p.s[kS3], p.s[kS2]};
+  }
+  return w;
+}
+ModelPtrs host_pointers(const Model& m, const QuantModel& qm) {
+  ModelPtrs p;
+  p.bf = pointers(m);
+  for (int i = 0; i < kTensors; ++i) {
+    p.q[i] = qm.q[i].empty() ? nullptr : qm.q[i].data();
+    p.s[i] = qm.s[i].empty() ? nullptr : qm.s[i].data();
+  }
+  return p;
 }
 
 // ---- the executors ---------------------------------------------------------------------------
@@ -161,22 +235,33 @@ struct RunResult {
 
 /// moe::Layer on the device (CUDA, or the simulator in demo_sim): upload, warm up (GPU), time
 /// `reps` runs between two events on one stream, download the outputs of the last run.
-template <class Gate>
-ds::Status run_device(const moe::LayerDims& dims, const gate::PolicyParams& params, const Model& m, moe::SharedGate sg, int reps,
-                      RunResult& r) {
+template <class Gate, class Codec>
+ds::Status run_device(const moe::LayerDims& dims, const gate::PolicyParams& params, const Model& m, const QuantModel& qm,
+                      moe::SharedGate sg, int reps, RunResult& r) {
   constexpr int E = Gate::kExperts, K = Gate::kTopK;
-  const moe::Layer<Gate, moe::Expert<>, bf16> layer(dims, params);
+  const moe::Layer<Gate, moe::Expert<Codec>, bf16> layer(dims, params);
   DEEPSHOCK_RETURN_IF_ERROR(layer.status());
   rt::Stream stream;
   DEEPSHOCK_RETURN_IF_ERROR(stream.create());
   std::array<rt::DeviceBuffer<bf16>, kTensors> d;
-  std::array<const bf16*, kTensors> ptr{};
+  std::array<rt::DeviceBuffer<std::int8_t>, kTensors> dq;
+  std::array<rt::DeviceBuffer<float>, kTensors> ds_;
+  ModelPtrs ptrs;
+  auto upload = [&](auto& buf, const auto* src, std::size_t n, auto& dst) -> ds::Status {
+    DEEPSHOCK_RETURN_IF_ERROR(buf.allocate(n));
+    DEEPSHOCK_RETURN_IF_ERROR(buf.copy_from_host(src, n, stream.get()));
+    dst = buf.data();
+    return ds::Status::success();
+  };
   for (int i = 0; i < kTensors; ++i) {
-    if (m[i].n == 0) continue;
-    DEEPSHOCK_RETURN_IF_ERROR(d[i].allocate(m[i].n));
-    DEEPSHOCK_RETURN_IF_ERROR(d[i].copy_from_host(m[i].data(), m[i].n, stream.get()));
-    ptr[i] = d[i].data();
+    const bool quantized = !qm.q[i].empty();
+    if (m[i].n > 0 && !quantized) DEEPSHOCK_RETURN_IF_ERROR(upload(d[i], m[i].data(), m[i].n, ptrs.bf[i]));  // quantized: int8 only
+    if (quantized) {
+      DEEPSHOCK_RETURN_IF_ERROR(upload(dq[i], qm.q[i].data(), qm.q[i].size(), ptrs.q[i]));
+      DEEPSHOCK_RETURN_IF_ERROR(upload(ds_[i], qm.s[i].data(), qm.s[i].size(), ptrs.s[i]));
+    }
   }
+  const std::array<const bf16*, kTensors>& ptr = ptrs.bf;
   const std::size_t T = dims.max_tokens, H = dims.hidden;
   rt::DeviceBuffer<bf16> y;
   rt::DeviceBuffer<int> ids, counts;
@@ -189,7 +274,7 @@ ds::Status run_device(const moe::LayerDims& dims, const gate::PolicyParams& para
   DEEPSHOCK_RETURN_IF_ERROR(counts.allocate(E));
   DEEPSHOCK_RETURN_IF_ERROR(ws.allocate(ws_bytes));
   DEEPSHOCK_RETURN_IF_ERROR(y.fill_bytes(0xFF, stream.get()));  // poison: NaN unless written
-  const moe::LayerWeights<bf16> w = layer_weights(ptr, sg);
+  const auto w = layer_weights<Codec>(ptrs, sg);
   const moe::LayerInputs<bf16> in{ptr[kX], dims.max_tokens, 0, nullptr};
   const moe::LayerOutputs<bf16> out{.y = y.data(), .topk_ids = ids.data(), .topk_weights = wts.data(), .expert_counts = counts.data()};
   r.plan = layer.kernel_plan(in, w);
@@ -218,17 +303,18 @@ ds::Status run_device(const moe::LayerDims& dims, const gate::PolicyParams& para
 }
 
 /// moe::host::run_layer (host routing in double, experts in fp32): max(reps, 1) runs, timed.
-template <class Gate>
-ds::Status run_host(const moe::LayerDims& dims, const gate::PolicyParams& params, const Model& m, moe::SharedGate sg, int reps,
-                    RunResult& r) {
+template <class Gate, class Codec>
+ds::Status run_host(const moe::LayerDims& dims, const gate::PolicyParams& params, const Model& m, const QuantModel& qm,
+                    moe::SharedGate sg, int reps, RunResult& r) {
   constexpr int E = Gate::kExperts, K = Gate::kTopK;
-  const std::array<const bf16*, kTensors> ptr = pointers(m);
+  const ModelPtrs ptrs = host_pointers(m, qm);
+  const std::array<const bf16*, kTensors>& ptr = ptrs.bf;
   const std::size_t T = dims.max_tokens, H = dims.hidden;
   r.y.assign(T * H, bf16::from_bits(0x7FC0));  // poison: NaN unless written
   r.ids.assign(T * K, -1);
   r.weights.assign(T * K, NAN);
   r.counts.assign(E, -1);
-  const moe::LayerWeights<bf16> w = layer_weights(ptr, sg);
+  const auto w = layer_weights<Codec>(ptrs, sg);
   const moe::LayerInputs<bf16> in{ptr[kX], dims.max_tokens, 0, nullptr};
   const moe::LayerOutputs<bf16> out{.y = r.y.data(), .topk_ids = r.ids.data(), .topk_weights = r.weights.data(),
                                     .expert_counts = r.counts.data()};
@@ -262,8 +348,9 @@ void print_routing(const RunResult& r, int tokens, int k) {
   }
 }
 
-template <class Gate>
+template <class Gate, class Codec>
 int run_preset(const Preset& p, const Options& o, Exec exec) {
+  constexpr bool kQuant = !Codec::kIdentity;
   constexpr int E = Gate::kExperts, K = Gate::kTopK;
   if (p.experts != E || p.topk != K) {  // the preset table and the switch in main must agree
     std::printf("error   : preset %s says %d experts top-%d, its gate has %d top-%d\n", p.name, p.experts, p.topk, E, K);
@@ -272,10 +359,10 @@ int run_preset(const Preset& p, const Options& o, Exec exec) {
   const int T = o.tokens, H = p.hidden, I = p.inter, Is = p.shared;
   const int reps = o.reps >= 0 ? o.reps : exec == Exec::gpu ? 20 : 3;
   std::printf("model   : %s\n", p.about);
-  std::printf("shape   : %d token(s), hidden %d, expert intermediate %d, shared intermediate %d%s; SwiGLU experts, bf16 weights "
-              "and activations, fp32 accumulation; seed %llu\n",
+  std::printf("shape   : %d token(s), hidden %d, expert intermediate %d, shared intermediate %d%s; SwiGLU experts, %s weights, "
+              "bf16 activations, fp32 accumulation; seed %llu\n",
               T, H, I, Is, p.shared_gate == moe::SharedGate::sigmoid ? " (sigmoid-gated)" : "",
-              static_cast<unsigned long long>(o.seed));
+              kQuant ? "int8 (per-channel scales)" : "bf16", static_cast<unsigned long long>(o.seed));
   if (exec == Exec::sim && (H > 256 || T > 64))  // small: 0.2 s for 4 tokens; deepseek-v2-lite: 6 s for 1 token
     std::printf("hint    : the simulator runs about 1 us per warp-level op: seconds to minutes per run at this size "
                 "(try --preset small --tokens 4, or --executor host)\n");
@@ -289,12 +376,24 @@ int run_preset(const Preset& p, const Options& o, Exec exec) {
   std::printf("weights : %.2f GB of random bf16 tensors generated in %.2f s (U(-s, s), s = 3/sqrt(fan_in); x ~ U(-1, 1))\n", gb,
               std::chrono::duration<double>(std::chrono::steady_clock::now() - g0).count());
 
+  QuantModel qm;
+  if constexpr (kQuant) {
+    const auto q0 = std::chrono::steady_clock::now();
+    if (const ds::Status qs = quantize_model(p, m, qm); !qs.ok()) {
+      std::printf("error   : %s\n", qs.to_string().c_str());
+      return 1;
+    }
+    std::printf("quant   : %s: expert weights to int8, one fp32 scale per output channel (amax/127, round half to even) in "
+                "%.2f s; %.3f bytes per weight (bf16: 2)\n",
+                Codec::kName, std::chrono::duration<double>(std::chrono::steady_clock::now() - q0).count(),
+                1.0 + 4.0 * (2.0 * I + H) / (3.0 * H * I));  // 3 H I int8 + 2 I + H fp32 scales per expert
+  }
   gate::PolicyParams params;
   params.renormalize = p.renormalize;
   const moe::LayerDims dims{H, I, Is, T};
   RunResult r;
-  const ds::Status st = exec == Exec::host ? run_host<Gate>(dims, params, m, p.shared_gate, reps, r)
-                                           : run_device<Gate>(dims, params, m, p.shared_gate, reps, r);
+  const ds::Status st = exec == Exec::host ? run_host<Gate, Codec>(dims, params, m, qm, p.shared_gate, reps, r)
+                                           : run_device<Gate, Codec>(dims, params, m, qm, p.shared_gate, reps, r);
   if (!st.ok()) {
     std::printf("error   : %s\n", st.to_string().c_str());
     return 1;
@@ -307,14 +406,17 @@ int run_preset(const Preset& p, const Options& o, Exec exec) {
   int touched = 0;
   for (int c : r.counts) assignments += c, touched += c > 0;
   const double HI = double(H) * I, HIs = double(H) * Is;
-  const double expert_bytes = touched * 3.0 * HI * 2.0;
-  const double shared_bytes = 3.0 * HIs * 2.0 + (p.shared_gate == moe::SharedGate::sigmoid ? 2.0 * H : 0.0);
+  const double wbytes = kQuant ? 1.0 : 2.0;  // int8 + scales (2 x I + H floats per expert: counted below)
+  const double expert_bytes = touched * (3.0 * HI * wbytes + (kQuant ? 4.0 * (2.0 * I + H) : 0.0));
+  const double shared_bytes = 3.0 * HIs * wbytes + (kQuant && Is > 0 ? 4.0 * (2.0 * Is + H) : 0.0) +
+                              (p.shared_gate == moe::SharedGate::sigmoid ? 2.0 * H : 0.0);
   const double router_bytes = 2.0 * E * H, xy_bytes = 2.0 * 2.0 * T * H;
   const double bytes = expert_bytes + shared_bytes + router_bytes + xy_bytes;
   const double flops = assignments * 6.0 * HI + T * (6.0 * HIs + 2.0 * E * H);
-  std::printf("traffic : %.1f MB must move: %d touched experts x 3 x %d x %d x 2 B = %.1f MB, shared %.1f MB, router %.2f MB, "
+  std::printf("traffic : %.1f MB must move: %d touched experts x 3 x %d x %d x %.0f B%s = %.1f MB, shared %.1f MB, router %.2f MB, "
               "x and y %.2f MB; %.2f GFLOP per layer\n",
-              bytes * 1e-6, touched, H, I, expert_bytes * 1e-6, shared_bytes * 1e-6, router_bytes * 1e-6, xy_bytes * 1e-6, flops * 1e-9);
+              bytes * 1e-6, touched, H, I, wbytes, kQuant ? " + scales" : "", expert_bytes * 1e-6, shared_bytes * 1e-6, router_bytes * 1e-6,
+              xy_bytes * 1e-6, flops * 1e-9);
   if (r.timed > 0) {
     const double s = r.us * 1e-6;
     const char* how = exec == Exec::gpu ? "CUDA events, after a warm-up run" : exec == Exec::host ? "std::chrono" : "simulator clock";
@@ -331,11 +433,26 @@ int run_preset(const Preset& p, const Options& o, Exec exec) {
   if (!ok) std::printf("check   : the expert counts sum to %ld, expected %d\n", assignments, T * K);
   const int C = std::min(o.check, T);
   if (C > 0) {
-    const std::array<const bf16*, kTensors> hp = pointers(m);
+    const ModelPtrs hps = host_pointers(m, qm);
+    const std::array<const bf16*, kTensors>& hp = hps.bf;
     const moe::LayerInputs<bf16> in{hp[kX], C, 0, nullptr};
     const auto c0 = std::chrono::steady_clock::now();
+    // Quantized: the reference on the dequantized weights (what the layer promises), and on the
+    // bf16 weights (what quantization costs).
     const std::vector<double> ref =
-        moe::reference::layer_from_routing(dims, E, K, layer_weights(hp, p.shared_gate), in, r.ids.data(), r.weights.data());
+        moe::reference::layer_from_routing(dims, E, K, layer_weights<Codec>(hps, p.shared_gate), in, r.ids.data(), r.weights.data());
+    if constexpr (kQuant) {
+      const std::vector<double> ref_bf16 =
+          moe::reference::layer_from_routing(dims, E, K, layer_weights<ds::quant::None>(hps, p.shared_gate), in, r.ids.data(), r.weights.data());
+      double num = 0.0, den = 0.0;
+      for (std::size_t i = 0; i < ref.size(); ++i) {
+        num += (ref[i] - ref_bf16[i]) * (ref[i] - ref_bf16[i]);
+        den += ref_bf16[i] * ref_bf16[i];
+      }
+      std::printf("quant   : the %s layer vs the bf16 layer (double references, the run's routing, %d token(s)): relative RMS error "
+                  "%.2e, SNR %.1f dB\n",
+                  Codec::kName, C, den > 0 ? std::sqrt(num / den) : 0.0, num > 0 ? 10.0 * std::log10(den / num) : INFINITY);
+    }
     double max_err = 0.0, sum_err = 0.0, sum_ref = 0.0;
     long bad = 0;
     for (std::size_t i = 0; i < ref.size(); ++i) {
@@ -376,11 +493,13 @@ int run_preset(const Preset& p, const Options& o, Exec exec) {
 
 int usage(const char* why) {
   if (why) std::printf("demo: %s\n", why);
-  std::printf("usage: demo [--preset NAME] [--tokens N] [--seed S] [--reps R] [--executor auto|gpu|host|sim] [--check-tokens C]\n"
+  std::printf("usage: demo [--preset NAME] [--tokens N] [--seed S] [--reps R] [--executor auto|gpu|host|sim] [--check-tokens C] "
+              "[--quant none|int8]\n"
               "  --tokens N        tokens in the batch (default 32)\n"
               "  --reps R          timed runs (default 20 on the GPU, 3 on the CPU)\n"
               "  --executor E      auto: gpu in demo_gpu, host in demo_sim; sim: the kernels in the CPU simulator (demo_sim)\n"
-              "  --check-tokens C  tokens checked against the double reference (default 8; 0 = none)\npresets:\n");
+              "  --check-tokens C  tokens checked against the double reference (default 8; 0 = none)\n"
+              "  --quant Q         expert weights: none (bf16, default) or int8 (W8A16: per-channel int8, bf16 activations)\npresets:\n");
   for (const Preset& p : kPresets) std::printf("  %-17s %s\n", p.name, p.about);
   return 2;
 }
@@ -414,6 +533,9 @@ int main(int argc, char** argv) {
       o.executor = v;
       if (o.executor != "auto" && o.executor != "gpu" && o.executor != "host" && o.executor != "sim")
         return usage(("unknown executor " + o.executor).c_str());
+    } else if (a == "--quant") {
+      o.quant = v;
+      if (o.quant != "none" && o.quant != "int8") return usage(("unknown quantization " + o.quant + " (none or int8)").c_str());
     } else if (a == "--tokens" && parse_int(v, 1, 1 << 20, n)) {
       o.tokens = static_cast<int>(n);
     } else if (a == "--reps" && parse_int(v, 0, 1 << 20, n)) {
@@ -454,15 +576,20 @@ int main(int argc, char** argv) {
     std::printf("executor: %s (moe::Layer on %s: %s)\n", exec_name(exec), rt::backend_name(), rt::device_name().c_str());
   }
   std::printf("preset  : %s\n", o.preset->name);
+  auto run = [&](auto gate_tag) {
+    using Gate = decltype(gate_tag);
+    if (o.quant == "int8") return run_preset<Gate, ds::quant::Int8Channel>(*o.preset, o, exec);
+    return run_preset<Gate, ds::quant::None>(*o.preset, o, exec);
+  };
   switch (o.preset->gate) {
     case GateKind::v2lite:  // DeepSeek-V2-Lite and small
-      return run_preset<gate::SoftmaxTopK<ds::Experts<64>, ds::TopK<6>>>(*o.preset, o, exec);
+      return run(gate::SoftmaxTopK<ds::Experts<64>, ds::TopK<6>>{});
     case GateKind::qwen3:
-      return run_preset<gate::SoftmaxTopK<ds::Experts<128>, ds::TopK<8>>>(*o.preset, o, exec);
+      return run(gate::SoftmaxTopK<ds::Experts<128>, ds::TopK<8>>{});
     case GateKind::qwen15:
-      return run_preset<gate::SoftmaxTopK<ds::Experts<60>, ds::TopK<4>>>(*o.preset, o, exec);
+      return run(gate::SoftmaxTopK<ds::Experts<60>, ds::TopK<4>>{});
     case GateKind::mixtral:
-      return run_preset<gate::SoftmaxTopK<ds::Experts<8>, ds::TopK<2>>>(*o.preset, o, exec);
+      return run(gate::SoftmaxTopK<ds::Experts<8>, ds::TopK<2>>{});
   }
   return 2;
 }
