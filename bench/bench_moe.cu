@@ -25,6 +25,11 @@
 //                            (moe::HopperGemmTuning) runs last; stream_k (moe::StreamKGemmTuning,
 //                            the decode tiles on one wave of blocks) for every model at T in
 //                            {1, 8, 32}
+//   quant/<model>/int8_channel/T:n  layer/ with int8 experts (quant::Int8Channel, W8A16: one fp32
+//                            scale per output channel, bf16 activations; T in {1, 8, 32, 4096}):
+//                            bytes count 1 per expert weight plus the scales, so its
+//                            pct_of_bw_roofline says how close the int8 layer runs to HBM speed,
+//                            and layer/ over quant/ is its speedup (target: >= 1.8x at decode)
 //   cublas_loop/<model>/T:n  "per-expert cuBLAS loop, as frameworks do", same routing as routed/:
 //                            the tokens are grouped per expert on the host once (untimed); timed:
 //                            shared expert as dense GEMMs (cublasGemmEx bf16 in, fp32 compute) with
@@ -225,11 +230,64 @@ Status load_weights(const ModelWeights*& out, rt::stream_t s) {
   return Status::success();
 }
 
+/// int8 expert weights of a model (quant/ rows): hash-based values in [-127, 127] and scales
+/// that give the bf16 rows' ranges, made once per model on the host.
+struct QuantWeights {
+  std::string name;
+  rt::DeviceBuffer<std::int8_t> w1, w3, w2, s1, s3, s2;
+  rt::DeviceBuffer<float> w1_scale, w3_scale, w2_scale, s1_scale, s3_scale, s2_scale;
+};
+std::unique_ptr<QuantWeights>& quant_cache() {
+  static std::unique_ptr<QuantWeights> cache;
+  return cache;
+}
+Status fill_int8(rt::DeviceBuffer<std::int8_t>& q, rt::DeviceBuffer<float>& scale, std::size_t rows, std::size_t cols, std::uint32_t seed,
+                 float range, rt::stream_t s) {
+  std::vector<std::int8_t> h(rows * cols);
+  for (std::size_t i = 0; i < h.size(); ++i) {
+    std::uint64_t z = (static_cast<std::uint64_t>(seed) << 40) + i + 0x9E3779B97F4A7C15ull;
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    h[i] = static_cast<std::int8_t>(static_cast<int>((z ^ (z >> 31)) % 255u) - 127);
+  }
+  const std::vector<float> sc(rows, range / 127.0f);
+  DEEPSHOCK_RETURN_IF_ERROR(q.allocate(h.size()));
+  DEEPSHOCK_RETURN_IF_ERROR(scale.allocate(sc.size()));
+  DEEPSHOCK_RETURN_IF_ERROR(q.copy_from_host(h.data(), h.size(), s));
+  DEEPSHOCK_RETURN_IF_ERROR(scale.copy_from_host(sc.data(), sc.size(), s));
+  return rt::stream_synchronize(s);  // the host vectors go out of scope
+}
+template <class M>
+Status load_quant_weights(const QuantWeights*& out, rt::stream_t s) {
+  auto& cache = quant_cache();
+  if (cache && cache->name == M::kName) {
+    out = cache.get();
+    return Status::success();
+  }
+  cache.reset();
+  auto w = std::make_unique<QuantWeights>();
+  constexpr std::size_t E = M::Gate::kExperts, H = M::kHidden, I = M::kInter, Is = M::kShared;
+  const float sh = 3.0f / std::sqrt(static_cast<float>(H)), si = 3.0f / std::sqrt(static_cast<float>(I));
+  DEEPSHOCK_RETURN_IF_ERROR(fill_int8(w->w1, w->w1_scale, E * I, H, kSeedW1, sh, s));
+  DEEPSHOCK_RETURN_IF_ERROR(fill_int8(w->w3, w->w3_scale, E * I, H, kSeedW3, sh, s));
+  DEEPSHOCK_RETURN_IF_ERROR(fill_int8(w->w2, w->w2_scale, E * H, I, kSeedW2, si, s));
+  if constexpr (Is > 0) {
+    DEEPSHOCK_RETURN_IF_ERROR(fill_int8(w->s1, w->s1_scale, Is, H, kSeedS1, sh, s));
+    DEEPSHOCK_RETURN_IF_ERROR(fill_int8(w->s3, w->s3_scale, Is, H, kSeedS3, sh, s));
+    DEEPSHOCK_RETURN_IF_ERROR(fill_int8(w->s2, w->s2_scale, H, Is, kSeedS2, 3.0f / std::sqrt(static_cast<float>(Is)), s));
+  }
+  w->name = M::kName;
+  cache = std::move(w);
+  out = cache.get();
+  return Status::success();
+}
+
 // ---- one (model, T) --------------------------------------------------------------------------------------
-template <class M, class Tuning = moe::GemmTuning>
+template <class M, class Tuning = moe::GemmTuning, class Codec = deepshock::quant::None>
 struct MoeBench {
   using Gate = typename M::Gate;
-  using LayerT = moe::Layer<Gate, moe::Expert<>, bf16, moe::OrderedCombine, Tuning>;
+  using LayerT = moe::Layer<Gate, moe::Expert<Codec>, bf16, moe::OrderedCombine, Tuning>;
+  static constexpr double kWeightBytes = static_cast<double>(sizeof(typename moe::LayerWeights<bf16, moe::Expert<Codec>>::W));
   static constexpr int E = Gate::kExperts, K = Gate::kTopK, H = M::kHidden, I = M::kInter, Is = M::kShared;
   static constexpr bool kSigmoidGate = models::sigmoid_shared_gate<M>();
 
@@ -239,7 +297,8 @@ struct MoeBench {
   LayerT layer;
   bench::GpuContext ctx;
   const ModelWeights* mw = nullptr;
-  moe::LayerWeights<bf16> w;
+  const QuantWeights* qw = nullptr;
+  moe::LayerWeights<bf16, moe::Expert<Codec>> w;
   rt::DeviceBuffer<bf16> x, y;
   rt::DeviceBuffer<int> ids, counts;
   rt::DeviceBuffer<float> weights;
@@ -258,13 +317,31 @@ struct MoeBench {
     w.w_gate = mw->w_gate.data();
     w.gate_bias = Gate::kUsesBias ? mw->bias.data() : nullptr;
     w.gate_bias_size = Gate::kUsesBias ? E : 0;
-    w.w1 = mw->w1.data();
-    w.w3 = mw->w3.data();
-    w.w2 = mw->w2.data();
-    if (Is > 0) {
-      w.shared_w1 = mw->s1.data();
-      w.shared_w3 = mw->s3.data();
-      w.shared_w2 = mw->s2.data();
+    if constexpr (Codec::kIdentity) {
+      w.w1 = mw->w1.data();
+      w.w3 = mw->w3.data();
+      w.w2 = mw->w2.data();
+      if (Is > 0) {
+        w.shared_w1 = mw->s1.data();
+        w.shared_w3 = mw->s3.data();
+        w.shared_w2 = mw->s2.data();
+      }
+    } else {
+      DEEPSHOCK_RETURN_IF_ERROR(load_quant_weights<M>(qw, s()));
+      w.w1 = qw->w1.data();
+      w.w3 = qw->w3.data();
+      w.w2 = qw->w2.data();
+      w.codec.w1_scale = qw->w1_scale.data();
+      w.codec.w3_scale = qw->w3_scale.data();
+      w.codec.w2_scale = qw->w2_scale.data();
+      if (Is > 0) {
+        w.shared_w1 = qw->s1.data();
+        w.shared_w3 = qw->s3.data();
+        w.shared_w2 = qw->s2.data();
+        w.codec.shared_w1_scale = qw->s1_scale.data();
+        w.codec.shared_w3_scale = qw->s3_scale.data();
+        w.codec.shared_w2_scale = qw->s2_scale.data();
+      }
     }
     if (kSigmoidGate) {
       w.shared_gate = mw->sg.data();
@@ -312,7 +389,10 @@ struct MoeBench {
 
   /// Bytes and FLOPs of the experts + combine (routed/, cublas_loop/); with_router adds the gate.
   double bytes(bool with_router) const {
-    double b = 4.0 * T * H + 8.0 * T * K + 6.0 * touched * H * I + 6.0 * H * Is + (kSigmoidGate ? 2.0 * H : 0.0);
+    // Weights: kWeightBytes each, plus (quantized) one fp32 scale per output channel of W1, W3, W2.
+    const double scale_bytes = Codec::kIdentity ? 0.0 : 4.0;
+    double b = 4.0 * T * H + 8.0 * T * K + touched * (3.0 * kWeightBytes * H * I + scale_bytes * (2.0 * I + H)) +
+               (Is > 0 ? 3.0 * kWeightBytes * H * Is + scale_bytes * (2.0 * Is + H) : 0.0) + (kSigmoidGate ? 2.0 * H : 0.0);
     if (with_router) b += 2.0 * E * H + (Gate::kUsesBias ? 4.0 * E : 0.0);
     return b;
   }
@@ -515,6 +595,16 @@ void BM_layer_graph(benchmark::State& state) {
   b.counters(state, b.bytes(true), b.flops(true));
 }
 
+/// quant/<model>/int8_channel: layer/ with int8 experts (see the file comment).
+template <class M>
+void BM_quant_int8(benchmark::State& state) {
+  state.SetLabel(model_label<M>() + " experts int8_channel (W8A16)");
+  MoeBench<M, moe::GemmTuning, deepshock::quant::Int8Channel> b(static_cast<int>(state.range(0)));
+  if (!bench::ok_or_skip(state, b.init())) return;
+  if (!time_loop(state, b, [&]() -> Status { return b.run(); })) return;
+  b.counters(state, b.bytes(true), b.flops(true));
+}
+
 template <class M>
 void BM_routed(benchmark::State& state) {
   state.SetLabel(model_label<M>());
@@ -667,6 +757,11 @@ void register_model(bool stages, bool tile_sweep) {
     decode("layer_graph", BM_layer_graph<M>);
   }
   add("routed", BM_routed<M>);
+  {
+    auto* q = benchmark::RegisterBenchmark((std::string("quant/") + M::kName + "/int8_channel").c_str(), BM_quant_int8<M>);
+    q->ArgName("T")->UseManualTime()->Unit(benchmark::kMicrosecond);
+    for (const int t : {1, 8, 32, 4096}) q->Arg(t);
+  }
   if (stages) add("router", BM_router<M>);
   if (stages) add("dispatch", BM_dispatch<M>);
   if (stages) add("through_dispatch", BM_through<M, moe::Stage::dispatch>);
@@ -717,5 +812,6 @@ void register_hopper_tiles() {
 int main(int argc, char** argv) {
   const int rc = deepshock::bench::bench_main(argc, argv, /*needs_device=*/true, /*default_min_time=*/"0.05");
   weight_cache().reset();
+  quant_cache().reset();
   return rc;
 }

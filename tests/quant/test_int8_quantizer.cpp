@@ -23,7 +23,7 @@ struct NoHooks {  // not an identity codec, but without the GEMM's hooks
   struct Params {};
   static constexpr bool kIdentity = false;
   static constexpr const char* kName = "no_hooks";
-  static Operand operand(const Params&, quant::Matrix, long long) { return {}; }
+  static Operand operand(const Params&, quant::Matrix, long long, long long, int) { return {}; }
   static ds::Status validate(const Params&, bool, bool) { return ds::Status::success(); }
 };
 static_assert(!quant::WeightCodec<NoHooks>);
@@ -86,6 +86,11 @@ TEST_CASE("int8 codec: the layer's check names each missing scale", "[host][quan
   p.w3_scale = nullptr;
   CHECK(quant::Int8Channel::validate(p, false, false).ok());  // not gated: no w3
   CHECK(quant::Int8Channel::validate(p, true, false).message().rfind("codec.w3_scale:", 0) == 0);
-  CHECK(quant::Int8Channel::operand(p, quant::Matrix::w2, 7).stride == 7);
-  CHECK(quant::Int8Channel::operand(p, quant::Matrix::w2, 7).scale == &one);
+  const quant::Int8Channel::Operand o = quant::Int8Channel::operand(p, quant::Matrix::w2, 7, 0, 1);
+  CHECK(o.stride == 7);
+  CHECK(o.scale == &one);
+  const float rows[6] = {1, 2, 3, 4, 5, 6};  // a fused [2 x 3] w1: interleaved up rows 1, 3, 5
+  p.w1_scale = rows;
+  const quant::Int8Channel::Operand up = quant::Int8Channel::operand(p, quant::Matrix::w1, 6, 1, 2);
+  CHECK(quant::Int8Channel::scale(up, 0, 2) == 6.0f);
 }

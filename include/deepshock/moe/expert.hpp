@@ -28,13 +28,49 @@
 
 namespace deepshock::moe {
 
-/// An expert MLP: weight codec (quantization), adapter (LoRA) and activation, all policy types.
-template <class Codec = quant::None, class Adapter = lora::None, class Act = act::SwiGLU>
+/// How a gated expert's gate (W1) and up (W3) projections are stored. Checkpoints and engines
+/// keep them fused — transformers v5's gate_up_proj and vLLM's w13 [E, 2I, H] as two halves,
+/// gpt-oss with interleaved rows — and the layer reads such a tensor in place (no copy): pass it
+/// as LayerWeights::w1 (shared expert: shared_w1 [2 Is, H]) and leave w3 null. Gate row i of an
+/// expert is fused row kFirstGate(I) + i * kStep, up row i is kFirstUp(I) + i * kStep; a codec's
+/// per-row data (int8 scales) follows the fused rows.
+namespace gate_up {
+/// Two tensors: w1 and w3 [E, I, H].
+struct Separate {
+  static constexpr bool kFused = false;
+  static constexpr int kStep = 1;
+  static constexpr long long first_gate(long long) { return 0; }
+  static constexpr long long first_up(long long) { return 0; }
+  static constexpr const char* kName = "separate";
+};
+/// One tensor [E, 2I, H]: each expert's I gate rows, then its I up rows.
+struct Halves {
+  static constexpr bool kFused = true;
+  static constexpr int kStep = 1;
+  static constexpr long long first_gate(long long) { return 0; }
+  static constexpr long long first_up(long long I) { return I; }
+  static constexpr const char* kName = "halves";
+};
+/// One tensor [E, 2I, H] with gate and up rows interleaved: gate row i at 2i, up row i at 2i + 1.
+struct Interleaved {
+  static constexpr bool kFused = true;
+  static constexpr int kStep = 2;
+  static constexpr long long first_gate(long long) { return 0; }
+  static constexpr long long first_up(long long) { return 1; }
+  static constexpr const char* kName = "interleaved";
+};
+}  // namespace gate_up
+
+/// An expert MLP: weight codec (quantization), adapter (LoRA), activation and the storage of the
+/// gate/up projections, all policy types.
+template <class Codec = quant::None, class Adapter = lora::None, class Act = act::SwiGLU, class GateUp = gate_up::Separate>
 struct Expert {
   using codec = Codec;
   using adapter = Adapter;
   using activation = Act;
+  using gate_up_layout = GateUp;
   static constexpr bool kGated = Act::kGated;
+  static_assert(!GateUp::kFused || Act::kGated, "deepshock::moe::Expert: a fused gate/up layout needs a gated activation (SwiGLU, GeGLU).");
 };
 
 /// Combine policies: how expert outputs are summed into y.
@@ -74,11 +110,11 @@ struct LayerWeights {
   const T* w_gate = nullptr;         ///< [E, H] router weights (not used by run_routed)
   const float* gate_bias = nullptr;  ///< [E] correction bias: DeepSeekV3 only
   int gate_bias_size = 0;
-  const W* w1 = nullptr;  ///< [E, I, H]
-  const W* w3 = nullptr;  ///< [E, I, H]: gated activations only (null otherwise)
+  const W* w1 = nullptr;  ///< [E, I, H]; a fused gate/up layout: [E, 2I, H] (see gate_up)
+  const W* w3 = nullptr;  ///< [E, I, H]: gated activations with separate gate/up only (null otherwise)
   const W* w2 = nullptr;  ///< [E, H, I]
-  const W* shared_w1 = nullptr;    ///< [Is, H]
-  const W* shared_w3 = nullptr;    ///< [Is, H]: gated activations only
+  const W* shared_w1 = nullptr;    ///< [Is, H]; a fused gate/up layout: [2 Is, H]
+  const W* shared_w3 = nullptr;    ///< [Is, H]: gated activations with separate gate/up only
   const W* shared_w2 = nullptr;    ///< [H, Is]
   const T* shared_gate = nullptr;  ///< [H]: SharedGate::sigmoid only
   SharedGate shared_gate_kind = SharedGate::none;
@@ -164,6 +200,7 @@ template <class T, class ExpertT>
 inline Status check_layer_run(const LayerDims& d, const LayerWeights<T, ExpertT>& w, const LayerInputs<T>& in,
                               const LayerOutputs<T>& out, bool routed, bool need_align) {
   constexpr bool gated = ExpertT::kGated;
+  constexpr bool fused = ExpertT::gate_up_layout::kFused;
   if (in.tokens < 0) return Status::invalid_argument("tokens", "must be >= 0, got " + std::to_string(in.tokens));
   if (in.tokens > d.max_tokens)
     return Status::out_of_range("tokens", std::to_string(in.tokens) + " is above the planned maximum " + std::to_string(d.max_tokens) +
@@ -175,6 +212,9 @@ inline Status check_layer_run(const LayerDims& d, const LayerWeights<T, ExpertT>
   if (need_align) DEEPSHOCK_RETURN_IF_ERROR(check_vec_size<T>("x_stride", in.x_stride));
   if (w.w3 != nullptr && !gated) return Status::invalid_argument("w3", "must be null: the activation is not gated");
   if (w.shared_w3 != nullptr && !gated) return Status::invalid_argument("shared_w3", "must be null: the activation is not gated");
+  if (fused && (w.w3 != nullptr || w.shared_w3 != nullptr))
+    return Status::invalid_argument(w.w3 != nullptr ? "w3" : "shared_w3", std::string("must be null: gate and up are fused in w1 (gate_up::") +
+                                                                             ExpertT::gate_up_layout::kName + ")");
   if (d.shared_intermediate == 0 && (w.shared_w1 != nullptr || w.shared_w2 != nullptr || w.shared_w3 != nullptr))
     return Status::invalid_argument("shared_w1", "shared expert weights given but LayerDims::shared_intermediate is 0");
   if (w.shared_gate_kind != SharedGate::none && w.shared_gate_kind != SharedGate::sigmoid)
@@ -188,15 +228,15 @@ inline Status check_layer_run(const LayerDims& d, const LayerWeights<T, ExpertT>
   if (out.y == nullptr) return Status::invalid_argument("y", "must not be null");
   if (!routed) DEEPSHOCK_RETURN_IF_ERROR(check_ptr(w.w_gate, "w_gate", false));
   DEEPSHOCK_RETURN_IF_ERROR(check_ptr(w.w1, "w1", need_align));
-  if (gated) DEEPSHOCK_RETURN_IF_ERROR(check_ptr(w.w3, "w3", need_align));
+  if (gated && !fused) DEEPSHOCK_RETURN_IF_ERROR(check_ptr(w.w3, "w3", need_align));
   DEEPSHOCK_RETURN_IF_ERROR(check_ptr(w.w2, "w2", need_align));
   if (d.shared_intermediate > 0) {
     DEEPSHOCK_RETURN_IF_ERROR(check_ptr(w.shared_w1, "shared_w1", need_align));
-    if (gated) DEEPSHOCK_RETURN_IF_ERROR(check_ptr(w.shared_w3, "shared_w3", need_align));
+    if (gated && !fused) DEEPSHOCK_RETURN_IF_ERROR(check_ptr(w.shared_w3, "shared_w3", need_align));
     DEEPSHOCK_RETURN_IF_ERROR(check_ptr(w.shared_w2, "shared_w2", need_align));
     if (w.shared_gate_kind == SharedGate::sigmoid) DEEPSHOCK_RETURN_IF_ERROR(check_ptr(w.shared_gate, "shared_gate", false));
   }
-  return ExpertT::codec::validate(w.codec, gated, d.shared_intermediate > 0);
+  return ExpertT::codec::validate(w.codec, gated && !fused, d.shared_intermediate > 0);
 }
 
 }  // namespace detail

@@ -263,7 +263,8 @@ void execute(const LayerDims& d, int k, const LayerWeights<T, ExpertT>& w, const
   using Codec = typename ExpertT::codec;
   using W = typename LayerWeights<T, ExpertT>::W;
   using quant::Matrix;
-  constexpr bool gated = Act::kGated;
+  using GateUp = typename ExpertT::gate_up_layout;
+  constexpr bool gated = Act::kGated, kFused = GateUp::kFused;
   constexpr bool convert = !std::is_same_v<T, float> || !Codec::kIdentity;  // weight rows need a scratch row
   const int H = d.hidden, I = d.intermediate, Is = d.shared_intermediate;
   const long long T_ = in.tokens, n = T_ * k;
@@ -338,11 +339,16 @@ void execute(const LayerDims& d, int k, const LayerWeights<T, ExpertT>& w, const
       const RowBlock blk = up[static_cast<std::size_t>(b)];
       const bool sh = blk.e == E;
       const std::size_t rows = static_cast<std::size_t>(sh ? Is : I);
-      const W* w1 = sh ? w.shared_w1 : w.w1 + static_cast<std::size_t>(blk.e) * wsz;
-      const W* w3 = gated ? (sh ? w.shared_w3 : w.w3 + static_cast<std::size_t>(blk.e) * wsz) : nullptr;
+      // Gate row i is row g0 + i * step of w1 (and of its per-row scales), up row i row u0 + i * step
+      // of w3 (separate) or of w1 too (a fused gate/up layout).
+      const long long n_rows = static_cast<long long>(rows), e_rows = kFused ? 2 * n_rows : n_rows;
+      const long long e0 = sh ? 0 : static_cast<long long>(blk.e) * e_rows;  // the expert's first row
+      const long long g0 = e0 + GateUp::first_gate(n_rows), u0 = e0 + GateUp::first_up(n_rows), step = GateUp::kStep;
+      const W* w1 = (sh ? w.shared_w1 : w.w1) + static_cast<std::size_t>(g0) * Hz;
+      const W* w3 = gated ? (kFused ? (sh ? w.shared_w1 : w.w1) : (sh ? w.shared_w3 : w.w3)) + static_cast<std::size_t>(u0) * Hz : nullptr;
       const float* s1 = Codec::kIdentity ? nullptr : row_scales<Codec>(w.codec, sh ? Matrix::shared_w1 : Matrix::w1);
-      const float* s3 = Codec::kIdentity || !gated ? nullptr : row_scales<Codec>(w.codec, sh ? Matrix::shared_w3 : Matrix::w3);
-      const long long row0 = sh ? 0 : static_cast<long long>(blk.e) * I;  // the expert's first scale row
+      const float* s3 = Codec::kIdentity || !gated ? nullptr : row_scales<Codec>(w.codec, kFused ? (sh ? Matrix::shared_w1 : Matrix::w1)
+                                                                                                   : (sh ? Matrix::shared_w3 : Matrix::w3));
       float* hb = sh ? hs.data() : h.data();
       const long long m = sh ? T_ : begin[static_cast<std::size_t>(blk.e) + 1] - begin[static_cast<std::size_t>(blk.e)];
       const long long* list = sh ? nullptr : order.data() + begin[static_cast<std::size_t>(blk.e)];
@@ -350,11 +356,10 @@ void execute(const LayerDims& d, int k, const LayerWeights<T, ExpertT>& w, const
         rowp[static_cast<std::size_t>(q)] = xf.data() + static_cast<std::size_t>(sh ? q : list[q] / k) * Hz;
       for (int i = blk.r0; i < blk.r1; ++i) {
         const std::size_t pf = i + 1 < blk.r1 ? Hz * sizeof(W) : 0;  // the next rows, while this one is used
-        dot_rows(weight_row<Codec>(w1 + static_cast<std::size_t>(i) * Hz, H, r1.data(), s1, row0 + i), rowp.data(), m, H, gv.data(),
-                 w1 + static_cast<std::size_t>(i + 1) * Hz, pf);
+        const std::size_t at = static_cast<std::size_t>(i * step) * Hz, next = static_cast<std::size_t>((i + 1) * step) * Hz;
+        dot_rows(weight_row<Codec>(w1 + at, H, r1.data(), s1, g0 + i * step), rowp.data(), m, H, gv.data(), w1 + next, pf);
         if constexpr (gated)
-          dot_rows(weight_row<Codec>(w3 + static_cast<std::size_t>(i) * Hz, H, r3.data(), s3, row0 + i), rowp.data(), m, H, uv.data(),
-                   w3 + static_cast<std::size_t>(i + 1) * Hz, pf);
+          dot_rows(weight_row<Codec>(w3 + at, H, r3.data(), s3, u0 + i * step), rowp.data(), m, H, uv.data(), w3 + next, pf);
         for (long long q = 0; q < m; ++q) {
           const std::size_t a = static_cast<std::size_t>(sh ? q : list[q]);
           hb[a * rows + static_cast<std::size_t>(i)] =

@@ -234,6 +234,7 @@ class Layer {
       s += choice.routed_decode == choice.shared_decode ? ", shared expert in the same launches"
                                                         : ", shared expert in its own launches with " + tiles(choice.shared_decode);
     if constexpr (!Codec::kIdentity) s += std::string(", weights ") + Codec::kName;
+    if constexpr (ExpertT::gate_up_layout::kFused) s += std::string(", gate/up fused (") + ExpertT::gate_up_layout::kName + ")";
     s += std::string("; combine: ") + (Combine::kDeterministic ? "ordered" : "atomic");
     return s;
   }
@@ -466,6 +467,37 @@ class Layer {
     }
   }
 
+  /// GEMM 1's operands (groups and rows left to the caller): the gate and up projections, each
+  /// [N, K] per expert, from w1 and w3 or from a fused gate/up w1 [groups, 2N, K] read in place
+  /// (ExpertT::gate_up_layout: every kStep-th row from the layout's first gate / up row).
+  using W = typename LayerWeights<T, ExpertT>::W;
+  using GateUp = typename ExpertT::gate_up_layout;
+  static GroupedGemmArgs<T, Codec> gate_up_args(const T* x, long long ldx, const int* a_rows, const W* w1, const W* w3, quant::Matrix m1,
+                                                quant::Matrix m3, int N, int K, const typename Codec::Params& codec, int groups) {
+    GroupedGemmArgs<T, Codec> a;
+    a.a = x;
+    a.lda = ldx;
+    a.a_rows = a_rows;
+    a.n = N;
+    a.k = K;
+    a.groups = groups;
+    const long long expert_rows = GateUp::kFused ? 2LL * N : N;
+    a.b_stride = groups > 1 ? expert_rows * K : 0;
+    if constexpr (GateUp::kFused) {
+      a.b0 = w1 + GateUp::first_gate(N) * K;
+      a.b1 = w1 + GateUp::first_up(N) * K;
+      a.ldb = static_cast<long long>(GateUp::kStep) * K;
+      a.bq[0] = Codec::operand(codec, m1, expert_rows, GateUp::first_gate(N), GateUp::kStep);
+      a.bq[1] = Codec::operand(codec, m1, expert_rows, GateUp::first_up(N), GateUp::kStep);
+    } else {
+      a.b0 = w1;
+      a.b1 = w3;
+      a.bq[0] = Codec::operand(codec, m1, N, 0, 1);
+      a.bq[1] = Codec::operand(codec, m3, N, 0, 1);
+    }
+    return a;
+  }
+
   /// The routed experts' MLP over the n expert-sorted assignments (tile_offsets from dispatch).
   template <class Tile>
   Mlp<DownEpilogue<!Combine::kDeterministic>> routed_mlp(const LayerWeights<T, ExpertT>& w, const T* x, long long ldx, long long n,
@@ -474,10 +506,11 @@ class Layer {
     const int H = dims_.hidden, I = dims_.intermediate, groups = end_ - begin_;
     Mlp<DownEpilogue<!Combine::kDeterministic>> m;
     using quant::Matrix;
-    m.up = {x, ldx, sorted_token, w.w1, w.w3, static_cast<long long>(I) * H, I, H, offsets, tile_offsets, groups, 0,
-            {Codec::operand(w.codec, Matrix::w1, I), Codec::operand(w.codec, Matrix::w3, I)}};
+    m.up = gate_up_args(x, ldx, sorted_token, w.w1, w.w3, Matrix::w1, Matrix::w3, I, H, w.codec, groups);
+    m.up.group_offsets = offsets;
+    m.up.tile_offsets = tile_offsets;
     m.down = {h, I, nullptr, w.w2, nullptr, static_cast<long long>(H) * I, H, I, offsets, tile_offsets, groups, 0,
-              {Codec::operand(w.codec, Matrix::w2, H), {}}};
+              {Codec::operand(w.codec, Matrix::w2, H, 0, 1), {}}};
     m.m_tiles = max_m_tiles(n, Tile::kBM, groups);
     m.up_epi = {h, I};
     m.down_epi.out = out;
@@ -498,10 +531,11 @@ class Layer {
     const LayerDims& d = dims_;
     SharedMlp m;
     using quant::Matrix;
-    m.up = {x, ldx, nullptr, w.shared_w1, w.shared_w3, 0, d.shared_intermediate, d.hidden, nullptr, nullptr, 1, tokens,
-            {Codec::operand(w.codec, Matrix::shared_w1, 0), Codec::operand(w.codec, Matrix::shared_w3, 0)}};
+    m.up = gate_up_args(x, ldx, nullptr, w.shared_w1, w.shared_w3, Matrix::shared_w1, Matrix::shared_w3, d.shared_intermediate, d.hidden,
+                        w.codec, 1);
+    m.up.rows = tokens;
     m.down = {h, d.shared_intermediate, nullptr, w.shared_w2, nullptr, 0, d.hidden, d.shared_intermediate, nullptr, nullptr, 1, tokens,
-              {Codec::operand(w.codec, Matrix::shared_w2, 0), {}}};
+              {Codec::operand(w.codec, Matrix::shared_w2, 0, 0, 1), {}}};
     m.m_tiles = max_m_tiles(tokens, Tile::kBM, 1);
     m.up_epi = {h, d.shared_intermediate};
     m.down_epi.out = out;

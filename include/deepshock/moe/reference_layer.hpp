@@ -36,17 +36,6 @@ inline double to_double(T v) {
   if constexpr (std::is_same_v<T, float> || std::is_same_v<T, double>) return v;
   else return v.to_float();
 }
-
-/// `rows` x `cols` weights of a quantized codec, dequantized into double (row r of the matrix
-/// is scale row `first_row + r`).
-template <class Codec, class W>
-std::vector<double> dequantized(const W* q, long long rows, long long cols, const float* scales, long long first_row) {
-  std::vector<double> v(static_cast<std::size_t>(rows * cols));
-  for (long long r = 0; r < rows; ++r)
-    for (long long c = 0; c < cols; ++c)
-      v[static_cast<std::size_t>(r * cols + c)] = static_cast<double>(Codec::value(q[r * cols + c])) * static_cast<double>(scales[first_row + r]);
-  return v;
-}
 template <class T>
 inline float to_float(T v) {
   if constexpr (std::is_same_v<T, float>) return v;
@@ -110,32 +99,46 @@ std::vector<double> layer_from_routing(const LayerDims& d, int E, int k, const L
   std::vector<double> y(static_cast<std::size_t>(T_) * H, 0.0);
   const std::size_t wsz = static_cast<std::size_t>(I) * H;
   using Codec = typename ExpertT::codec;
-  // Expert e's MLP on x: the stored weights, or (quantized codecs) the dequantized ones.
-  auto expert_of = [&](int e, const T* x) {
-    if constexpr (Codec::kIdentity) {
+  using GateUp = typename ExpertT::gate_up_layout;
+  using quant::Matrix;
+  // `rows` rows of a stored matrix as doubles: rows first, first + step, ... (the scale of row r
+  // is row r of the codec's per-row data).
+  auto rows_of = [&](const auto* m, Matrix which, long long first, long long step, long long rows, long long cols) {
+    std::vector<double> v(static_cast<std::size_t>(rows * cols));
+    const float* scales = nullptr;
+    if constexpr (!Codec::kIdentity) scales = Codec::row_scales(w.codec, which);
+    for (long long r = 0; r < rows; ++r) {
+      const long long src = first + r * step;
+      for (long long c = 0; c < cols; ++c) {
+        if constexpr (Codec::kIdentity) v[static_cast<std::size_t>(r * cols + c)] = detail::to_double(m[src * cols + c]);
+        else
+          v[static_cast<std::size_t>(r * cols + c)] =
+              static_cast<double>(Codec::value(m[src * cols + c])) * static_cast<double>(scales[src]);
+      }
+    }
+    return v;
+  };
+  // Expert e's (e = -1: the shared expert's) MLP on x: the stored weights as they are, or
+  // dequantized, or the gate/up rows picked out of a fused tensor.
+  auto mlp = [&](int e, const T* x) {
+    const bool sh = e < 0;
+    const long long N = sh ? Is : I, e_rows = GateUp::kFused ? 2 * N : N, e0 = sh ? 0 : static_cast<long long>(e) * e_rows;
+    if constexpr (Codec::kIdentity && !GateUp::kFused) {
+      if (sh) return expert_mlp<Act>(w.shared_w1, w.shared_w3, w.shared_w2, H, Is, x);
       return expert_mlp<Act>(w.w1 + e * wsz, Act::kGated ? w.w3 + e * wsz : nullptr, w.w2 + e * wsz, H, I, x);
     } else {
-      using quant::Matrix;
-      const std::vector<double> w1 = detail::dequantized<Codec>(w.w1 + e * wsz, I, H, Codec::row_scales(w.codec, Matrix::w1), static_cast<long long>(e) * I);
-      const std::vector<double> w3 =
-          Act::kGated ? detail::dequantized<Codec>(w.w3 + e * wsz, I, H, Codec::row_scales(w.codec, Matrix::w3), static_cast<long long>(e) * I)
-                      : std::vector<double>{};
-      const std::vector<double> w2 = detail::dequantized<Codec>(w.w2 + e * wsz, H, I, Codec::row_scales(w.codec, Matrix::w2), static_cast<long long>(e) * H);
-      return expert_mlp<Act>(w1.data(), Act::kGated ? w3.data() : nullptr, w2.data(), H, I, x);
+      const auto* w1 = sh ? w.shared_w1 : w.w1;
+      const auto* w3 = GateUp::kFused ? w1 : (sh ? w.shared_w3 : w.w3);
+      const Matrix m1 = sh ? Matrix::shared_w1 : Matrix::w1, m3 = GateUp::kFused ? m1 : (sh ? Matrix::shared_w3 : Matrix::w3);
+      const std::vector<double> g = rows_of(w1, m1, e0 + GateUp::first_gate(N), GateUp::kStep, N, H);
+      const std::vector<double> u =
+          Act::kGated ? rows_of(w3, m3, e0 + GateUp::first_up(N), GateUp::kStep, N, H) : std::vector<double>{};
+      const std::vector<double> d = rows_of(sh ? w.shared_w2 : w.w2, sh ? Matrix::shared_w2 : Matrix::w2, sh ? 0 : static_cast<long long>(e) * H, 1, H, N);
+      return expert_mlp<Act>(g.data(), Act::kGated ? u.data() : nullptr, d.data(), H, static_cast<int>(N), x);
     }
   };
-  auto shared_of = [&](const T* x) {
-    if constexpr (Codec::kIdentity) {
-      return expert_mlp<Act>(w.shared_w1, w.shared_w3, w.shared_w2, H, Is, x);
-    } else {
-      using quant::Matrix;
-      const std::vector<double> w1 = detail::dequantized<Codec>(w.shared_w1, Is, H, Codec::row_scales(w.codec, Matrix::shared_w1), 0);
-      const std::vector<double> w3 =
-          Act::kGated ? detail::dequantized<Codec>(w.shared_w3, Is, H, Codec::row_scales(w.codec, Matrix::shared_w3), 0) : std::vector<double>{};
-      const std::vector<double> w2 = detail::dequantized<Codec>(w.shared_w2, H, Is, Codec::row_scales(w.codec, Matrix::shared_w2), 0);
-      return expert_mlp<Act>(w1.data(), Act::kGated ? w3.data() : nullptr, w2.data(), H, Is, x);
-    }
-  };
+  auto expert_of = [&](int e, const T* x) { return mlp(e, x); };
+  auto shared_of = [&](const T* x) { return mlp(-1, x); };
   for (int e = 0; e < E; ++e)
     for (int t = 0; t < T_; ++t)
       for (int j = 0; j < k; ++j) {

@@ -9,8 +9,11 @@
 //   struct Params { ... };                   // run-time data of a layer's matrices (LayerWeights)
 //   static constexpr bool kIdentity;         // storage<T> is T and nothing is decoded
 //   static constexpr const char* kName;
-//   static Operand operand(const Params&, Matrix m, long long stride)  // a layer matrix's data
-//                                            // for the GEMM (stride: per expert, 0 if shared)
+//   static Operand operand(const Params&, Matrix m, long long stride, long long first, int step)
+//                                            // a layer matrix's data for the GEMM: its output
+//                                            // channel n of expert g is row g * stride + first +
+//                                            // n * step of m's per-row data (fused gate/up layouts
+//                                            // take every other row: step 2)
 //   static Status validate(const Params&, bool gated, bool shared)     // the layer's check;
 //                                            // errors name the field ("codec.w1_scale: ...")
 // and, where kIdentity is false, the GEMM's hooks (host and device):
@@ -52,7 +55,7 @@ struct None {
   struct Params {};
   static constexpr bool kIdentity = true;
   static constexpr const char* kName = "none";
-  static Operand operand(const Params&, Matrix, long long) { return {}; }
+  static Operand operand(const Params&, Matrix, long long, long long, int) { return {}; }
   static Status validate(const Params&, bool, bool) { return Status::success(); }
 };
 
@@ -63,12 +66,15 @@ struct None {
 struct Int8Channel {
   template <class T>
   using storage = std::int8_t;
-  /// One matrix of the grouped GEMM: group g's scales at scale + g * stride.
+  /// One matrix of the grouped GEMM: output channel n of group g has scale[g * stride + n * step].
   struct Operand {
     const float* scale = nullptr;
     long long stride = 0;
+    int step = 1;
   };
-  /// A layer's matrices: scales of w1, w3, w2 ([E, I], [E, I], [E, H]) and of the shared expert.
+  /// A layer's matrices: scales of w1, w3, w2 ([E, I], [E, I], [E, H]) and of the shared expert,
+  /// one per row of the stored matrix (a fused gate/up w1 [E, 2I, H] has w1_scale [E, 2I] and
+  /// no w3_scale).
   struct Params {
     const float* w1_scale = nullptr;
     const float* w3_scale = nullptr;
@@ -87,7 +93,9 @@ struct Int8Channel {
     const T lo(static_cast<float>(p[0])), hi(static_cast<float>(p[1]));
     return static_cast<std::uint32_t>(lo.bits) | (static_cast<std::uint32_t>(hi.bits) << 16);
   }
-  DEEPSHOCK_HOST_DEVICE static float scale(const Operand& o, int g, int n) { return o.scale[static_cast<long long>(g) * o.stride + n]; }
+  DEEPSHOCK_HOST_DEVICE static float scale(const Operand& o, int g, int n) {
+    return o.scale[static_cast<long long>(g) * o.stride + static_cast<long long>(n) * o.step];
+  }
 
   static const float* row_scales(const Params& p, Matrix m) {
     switch (m) {
@@ -100,7 +108,10 @@ struct Int8Channel {
     }
     return nullptr;
   }
-  static Operand operand(const Params& p, Matrix m, long long stride) { return {row_scales(p, m), stride}; }
+  static Operand operand(const Params& p, Matrix m, long long stride, long long first, int step) {
+    const float* s = row_scales(p, m);
+    return {s == nullptr ? nullptr : s + first, stride, step};
+  }
   static Status validate(const Params& p, bool gated, bool shared) {
     const struct {
       const float* ptr;
@@ -123,7 +134,7 @@ concept WeightCodec = requires(const typename C::Params& params) {
   typename C::Operand;
   typename C::Params;
   typename C::template storage<float>;
-  { C::operand(params, Matrix::w1, 0LL) } -> std::same_as<typename C::Operand>;
+  { C::operand(params, Matrix::w1, 0LL, 0LL, 1) } -> std::same_as<typename C::Operand>;
   { C::validate(params, true, true) } -> std::same_as<Status>;
 } && std::is_trivially_copyable_v<typename C::Operand> && std::is_trivially_copyable_v<typename C::Params> &&
                       (C::kIdentity || requires(const typename C::Operand& o, typename C::template storage<bf16> q,

@@ -161,12 +161,21 @@ inline void run_turn(Worker& w, Block& b, std::vector<unsigned>& ready, std::mt1
 }
 
 inline std::string describe_livelock(const std::vector<Block*>& resident, std::uint64_t not_started, unsigned slots) {
-  std::string s = "livelock (a deadlock of spinning threads): for " + std::to_string(kLivelockRounds) +
-                  " rounds no simulated thread made progress (threads only polled atomics or slept, and nothing changed); resident blocks:";
-  for (const Block* b : resident) s += " " + block_name(b->block_idx);
-  if (not_started > 0)
-    s += "; " + std::to_string(not_started) + " block(s) of the grid are not resident yet (" + std::to_string(slots) +
-         " resident at a time, DEEPSHOCK_SIM_RESIDENT_BLOCKS): a block that waits for a block that cannot become resident never proceeds";
+  // Built by appending: g++ 12 warns falsely (-Wrestrict) on long chains of string + literal.
+  std::string s = "livelock (a deadlock of spinning threads): for ";
+  s += std::to_string(kLivelockRounds);
+  s += " rounds no simulated thread made progress (threads only polled atomics or slept, and nothing changed); resident blocks:";
+  for (const Block* b : resident) {
+    s += ' ';
+    s += block_name(b->block_idx);
+  }
+  if (not_started > 0) {
+    s += "; ";
+    s += std::to_string(not_started);
+    s += " block(s) of the grid are not resident yet (";
+    s += std::to_string(slots);
+    s += " resident at a time, DEEPSHOCK_SIM_RESIDENT_BLOCKS): a block that waits for a block that cannot become resident never proceeds";
+  }
   return s;
 }
 

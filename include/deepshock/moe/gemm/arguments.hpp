@@ -27,6 +27,7 @@ struct GroupedGemmArgs {
   int groups = 1;
   int rows = 0;                     ///< rows of the single group when group_offsets is null
   typename Codec::Operand bq[2] = {};  ///< codec data of b0 and b1 (scales; empty for quant::None)
+  long long ldb = 0;                ///< row stride of the weights in elements; 0: k (dense rows)
 };
 
 /// One launch of grouped_gemm_kernel: one or two independent grouped GEMMs with the same tile

@@ -33,10 +33,14 @@ Status check_batch(const GemmBatch<T, Epi, Codec>& batch) {
   if (batch.total_blocks() > 0x7fffffffLL) return Status::invalid_argument("tokens", "the grouped GEMM needs more than 2^31 - 1 blocks");
   constexpr int vec_a = 16 / static_cast<int>(sizeof(T)), vec_b = 16 / static_cast<int>(sizeof(typename Codec::template storage<T>));
   constexpr int vec = vec_a > vec_b ? vec_a : vec_b;
-  for (int i = 0; i < batch.count; ++i)
+  for (int i = 0; i < batch.count; ++i) {
     if (batch.args[i].k % vec != 0)
       return Status::invalid_argument("k", "must be a multiple of " + std::to_string(vec) + " (16-byte vectors of the activations and of the " +
                                                Codec::kName + " weights), got " + std::to_string(batch.args[i].k));
+    if (batch.args[i].ldb != 0 && (batch.args[i].ldb < batch.args[i].k || batch.args[i].ldb % vec_b != 0))
+      return Status::invalid_argument("ldb", "must be 0 or >= k and a multiple of " + std::to_string(vec_b) + ", got " +
+                                                 std::to_string(batch.args[i].ldb));
+  }
   return Status::success();
 }
 }  // namespace detail

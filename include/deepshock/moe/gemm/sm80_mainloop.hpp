@@ -114,6 +114,7 @@ DEEPSHOCK_DEVICE void gemm_mainloop(unsigned char* smem, const int* rows, const 
   const GroupedGemmArgs<T, Codec>& args = job.args;
   const int n0 = job.n0;
   const W* const* b = job.b;
+  const long long ldb = args.ldb != 0 ? args.ldb : args.k;  // weight row stride
   const int warp_id = tid / 32, lane = tid % 32;
   const int warp_m = warp_id % Tile::kWarpsM, warp_n = warp_id / Tile::kWarpsM;
 
@@ -138,7 +139,7 @@ DEEPSHOCK_DEVICE void gemm_mainloop(unsigned char* smem, const int* rows, const 
         for (int i = 0; i < kBChunks; ++i) {
           const int c = tid + i * kThreads, r = c / kBChunksPerRow, kc = (c % kBChunksPerRow) * VECB;
           const bool ok = n0 + r < args.n && k0 + kc < args.k;
-          mem::cp_async16(sb + r * LDB + kc, ok ? b[m] + static_cast<long long>(n0 + r) * args.k + k0 + kc : b[m], ok);
+          mem::cp_async16(sb + r * LDB + kc, ok ? b[m] + static_cast<long long>(n0 + r) * ldb + k0 + kc : b[m], ok);
         }
       }
     }

@@ -50,6 +50,7 @@ DEEPSHOCK_DEVICE void sw128_mainloop(unsigned char* smem, const int* rows, const
   const GroupedGemmArgs<T, Codec>& args = job.args;
   const int n0 = job.n0;
   const T* const* b = job.b;
+  const long long ldb = args.ldb != 0 ? args.ldb : args.k;  // weight row stride
 
   const int wg = tid / 128, warp_in_wg = (tid / 32) % 4, lane = tid % 32;
 
@@ -74,7 +75,7 @@ DEEPSHOCK_DEVICE void sw128_mainloop(unsigned char* smem, const int* rows, const
         for (int i = 0; i < kBChunks; ++i) {
           const int c = tid + i * kThreads, r = c / 8, ch = c % 8, kc = ch * 8;
           const bool ok = n0 + r < args.n && k0 + kc < args.k;
-          mem::cp_async16(sb + arch::sw128_offset(r, ch), ok ? b[m] + static_cast<long long>(n0 + r) * args.k + k0 + kc : b[m], ok);
+          mem::cp_async16(sb + arch::sw128_offset(r, ch), ok ? b[m] + static_cast<long long>(n0 + r) * ldb + k0 + kc : b[m], ok);
         }
       }
     }
