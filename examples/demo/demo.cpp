@@ -31,6 +31,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <thread>
 #include <vector>
@@ -174,16 +175,20 @@ ds::Status quantize_model(const Preset& p, const Model& m, QuantModel& qm) {
     expert_shape(p, t, rows, cols);
     qm.q[t].resize(m[t].n);
     qm.s[t].resize(static_cast<std::size_t>(rows));
-    std::vector<ds::Status> st(std::max(1u, std::thread::hardware_concurrency()));
+    std::mutex mu;
+    ds::Status first_error = ds::Status::success();  // the first row that failed, if any
     parallel_for(static_cast<std::size_t>(rows), [&](std::size_t b, std::size_t e) {  // rows are independent
       std::vector<float> f(static_cast<std::size_t>(cols));
       for (std::size_t r = b; r < e; ++r) {
         for (long long c = 0; c < cols; ++c) f[static_cast<std::size_t>(c)] = m[t].p[r * cols + c].to_float();
         const ds::Status s1 = ds::quant::quantize_int8_channel(f.data(), 1, cols, cols, qm.q[t].data() + r * cols, cols, qm.s[t].data() + r);
-        if (!s1.ok()) st[0] = s1;
+        if (!s1.ok()) {
+          std::lock_guard<std::mutex> lock(mu);
+          if (first_error.ok()) (void)(first_error = s1);
+        }
       }
     });
-    DEEPSHOCK_RETURN_IF_ERROR(st[0]);
+    DEEPSHOCK_RETURN_IF_ERROR(first_error);
   }
   return ds::Status::success();
 }

@@ -105,8 +105,9 @@ std::vector<double> layer_from_routing(const LayerDims& d, int E, int k, const L
   // is row r of the codec's per-row data).
   auto rows_of = [&](const auto* m, Matrix which, long long first, long long step, long long rows, long long cols) {
     std::vector<double> v(static_cast<std::size_t>(rows * cols));
-    const float* scales = nullptr;
+    [[maybe_unused]] const float* scales = nullptr;  // read by quantized codecs only
     if constexpr (!Codec::kIdentity) scales = Codec::row_scales(w.codec, which);
+    else (void)which;
     for (long long r = 0; r < rows; ++r) {
       const long long src = first + r * step;
       for (long long c = 0; c < cols; ++c) {
