@@ -1,5 +1,5 @@
 // bench/bench_moe.cu — the MoE layer moe::Layer<Gate, moe::Expert<>, bf16> (SwiGLU experts, ordered
-// combine) on the model shapes of REFERENCE.md section 2 (nvcc, Google Benchmark, CUDA-event manual
+// combine) on published model shapes (bench/support/models.hpp) (nvcc, Google Benchmark, CUDA-event manual
 // time, JSON-friendly counters), against a per-expert cuBLAS loop.
 //
 // For each model and T in {1, 8, 32, 128, 1024, 8192} tokens, bf16 weights and activations:

@@ -1,4 +1,4 @@
-// bench/bench_router.cu — the token-choice router on the model shapes of REFERENCE.md section 2
+// bench/bench_router.cu — the token-choice router on published model shapes (bench/support/models.hpp)
 // (nvcc, Google Benchmark, CUDA-event manual time, JSON-friendly counters).
 //
 // For each model (hidden H, E routed experts, top-k, its policy) and T in {1, 16, 128, 1024, 8192}

@@ -1,6 +1,6 @@
 // bench/kernels/primitives.cuh — kernels timed by bench_primitives.cu.
 //
-// Plain CUDA per DESIGN.md section 3 (launched through deepshock::launch, library warp/block
+// Plain CUDA as README's "Three ways the same code runs" asks (launched through deepshock::launch, library warp/block
 // primitives, the mma wrapper for tensor cores, no __CUDA_ARCH__), so the same source also runs
 // in the simulator, which is how their results were checked on a machine without a GPU.
 // Include from one translation unit per binary.

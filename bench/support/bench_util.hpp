@@ -25,7 +25,7 @@
 
 namespace deepshock::bench {
 
-// H200 SXM peaks: datasheet leads from REFERENCE.md section 3, not measurements. A GPU run should
+// H200 SXM peaks: leads from NVIDIA's H200 datasheet, not measurements. A GPU run should
 // measure the achievable numbers (e.g. a copy kernel, a cuBLAS GEMM) and record them beside these.
 inline constexpr double kH200HbmBytesPerSecond = 4.8e12;       ///< HBM3e bandwidth, B/s
 inline constexpr double kH200DenseBf16FlopPerSecond = 989e12;  ///< dense bf16 tensor-core FLOP/s

@@ -1,4 +1,4 @@
-// The model shapes of REFERENCE.md section 2, shared by the benchmarks: the routing policy type,
+// Model shapes from the published configurations (config.json of each model), shared by the benchmarks: the routing policy type,
 // the sizes, and the routing defaults (renormalisation, routed scaling factor). Only the types a
 // benchmark names get instantiated.
 #pragma once

@@ -1,5 +1,5 @@
 // Test kernels shared by the simulator tests (g++, DEEPSHOCK_SIM) and the GPU tests (nvcc).
-// Plain CUDA as DESIGN.md section 3 asks: launched through deepshock::launch, dynamic shared
+// Plain CUDA as README's "Three ways the same code runs" asks: launched through deepshock::launch, dynamic shared
 // memory through deepshock::dynamic_smem, only `_sync` intrinsics, no __CUDA_ARCH__.
 // Include from exactly one translation unit per binary.
 #pragma once

@@ -1,5 +1,5 @@
 // Differential-privacy accounting: Gaussian/Laplace calibration and the RDP accountant of the
-// Poisson-subsampled Gaussian, against REFERENCE.md §7's numbers and golden data written by an
+// Poisson-subsampled Gaussian, against published numbers (Balle & Wang 2018, TensorFlow Privacy) and golden data written by an
 // independent implementation (tools/dp_golden.py, numpy/scipy, checked with 50-digit mpmath).
 #include <catch2/catch.hpp>
 
@@ -32,7 +32,7 @@ constexpr double kClassicRel = 1e-13;  // closed form
 constexpr double kRdpRel = 1e-9;     // RDP per step, relative ...
 constexpr double kRdpAbs = 1e-15;    // ... plus absolute (values down to ~1e-11 are in the table)
 constexpr double kEpsRel = 1e-9;     // composed ε (values 1..11)
-constexpr double kRefRel = 1e-6;     // REFERENCE.md's 7-digit calibration numbers
+constexpr double kRefRel = 1e-6;     // the 7-digit published calibration numbers
 
 bool close(double got, double want, double rel, double abs_tol = 0.0) {
   return std::fabs(got - want) <= rel * std::fabs(want) + abs_tol;
@@ -74,11 +74,11 @@ double eps_for(double q, double sigma, std::int64_t steps, double delta, dp::Con
 
 }  // namespace
 
-TEST_CASE("Gaussian calibration matches REFERENCE.md and the golden table", "[host]") {
+TEST_CASE("Gaussian calibration matches the published values and the golden table", "[host]") {
   double s = 0.0;
   REQUIRE(dp::analytic_gaussian_sigma(1.0, 1e-5, 1.0, s).ok());
   CHECK(close(s, 3.730632, kRefRel));
-  // The classic bound is proven for ε < 1 only; REFERENCE.md's 4.844805 is the formula at ε = 1.
+  // The classic bound is proven for ε < 1 only; the published 4.844805 is the formula at ε = 1.
   REQUIRE(dp::classic_gaussian_sigma(std::nextafter(1.0, 0.0), 1e-5, 1.0, s).ok());
   CHECK(close(s, 4.844805, kRefRel));
   const deepshock::Status at_one = dp::classic_gaussian_sigma(1.0, 1e-5, 1.0, s);
@@ -187,8 +187,8 @@ TEST_CASE("RDP edge cases and structural properties", "[host]") {
   }
 }
 
-TEST_CASE("composed epsilon matches REFERENCE.md and the golden table", "[host]") {
-  // REFERENCE.md §7: q = 256/60000, σ = 1.1, 60 epochs (ceil(60·60000/256) = 14063 steps), δ = 1e-5.
+TEST_CASE("composed epsilon matches the published values and the golden table", "[host]") {
+  // TensorFlow Privacy's MNIST setting: q = 256/60000, σ = 1.1, 60 epochs (ceil(60·60000/256) = 14063 steps), δ = 1e-5.
   CHECK(std::fabs(eps_for(256.0 / 60000, 1.1, 14063, 1e-5) - 2.60) < 0.005);
   CHECK(std::fabs(eps_for(256.0 / 60000, 1.1, 14063, 1e-5, dp::Conversion::classic) - 3.01) < 0.005);
 
@@ -209,7 +209,7 @@ TEST_CASE("composed epsilon matches REFERENCE.md and the golden table", "[host]"
     CHECK(classic.order == num(r[9]));
     CHECK(improved.epsilon < classic.epsilon);
   }
-  // Published epsilons (TensorFlow Privacy's MNIST tutorial table, REFERENCE.md), to the digits
+  // Published epsilons (TensorFlow Privacy's MNIST tutorial table), to the digits
   // published: the C++ accountant reproduces them as the script does.
   const auto published = golden_rows("published");
   REQUIRE(published.size() >= 4);

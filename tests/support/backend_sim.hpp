@@ -1,6 +1,6 @@
 // Backend glue for the shared kernel tests (*.inc) compiled in the simulator: tag "[sim]" and
 // `ds_backend::for_each_schedule`, which runs a test body in order, reversed and under two
-// seeded random schedules (a fixed resume order hides races; DESIGN.md section 3).
+// seeded random schedules (a fixed resume order hides races; README, "Three ways the same code runs").
 #pragma once
 
 #include <catch2/catch.hpp>

@@ -1,6 +1,6 @@
 // deepshock/core/config.hpp — compilation-mode detection and annotation macros.
 //
-// deepshock code is compiled in three modes (DESIGN.md section 3):
+// deepshock code is compiled in three modes (README, "Three ways the same code runs"):
 //   * CUDA       — nvcc (device and host passes). DEEPSHOCK_CUDA is 1.
 //   * Simulator  — the host compiler with DEEPSHOCK_SIM defined to 1 by the build (the
 //                  deepshock::sim target does that). Kernels run on CPU fibers.
@@ -41,7 +41,7 @@
 #endif
 
 // True while compiling device code (nvcc's device pass). Library code outside the
-// instruction wrappers should not need it; kernel bodies must not use it (DESIGN.md).
+// instruction wrappers should not need it; kernel bodies must not use it (the simulator has no architecture to branch on).
 #if defined(__CUDA_ARCH__)
 #  define DEEPSHOCK_DEVICE_PASS 1
 #else

@@ -8,7 +8,7 @@
 //   * the FA*IR tables (Zehlike et al., CIKM 2017), computed on the host only;
 //   * reference implementations (namespace reference): the test oracle and the CPU fallback.
 //
-// Metric definitions (REFERENCE.md section 8). Per group g, with n_g members, s_g selected,
+// Metric definitions (as Fairlearn defines them). Per group g, with n_g members, s_g selected,
 // P_g labelled positive, TP_g selected positives, FP_g selected negatives:
 //   selection rate s_g / n_g, TPR TP_g / P_g, FPR FP_g / (n_g - P_g);
 //   demographic-parity difference = max_g rate - min_g rate, ratio = min / max;

@@ -26,7 +26,7 @@
 namespace deepshock::gate {
 
 /// Tokens each expert takes: k_e = min(T, ceil(T * c / E)), evaluated exactly (integer
-/// arithmetic, no rounding) on the float value of c. REFERENCE.md writes k_e = n·c/E; rounding
+/// arithmetic, no rounding) on the float value of c. Zhou et al. 2022 write k_e = n·c/E; rounding
 /// up keeps k_e >= 1 for every T >= 1, so no expert is idle. Note that 1.1f is a little above
 /// 1.1, so T = 1000, E = 11, c = 1.1f gives 101, not 100. Returns 0 when T <= 0, E <= 0 or c is
 /// not a finite positive number (the entry points reject those before asking).

@@ -47,8 +47,8 @@ struct CapacityOutputs {
 };
 
 /// Switch capacity `C = ceil(T / E * capacity_factor)`, evaluated exactly in this order in
-/// double precision: `std::ceil(double(T) / double(E) * capacity_factor)` (as REFERENCE.md
-/// writes it). Returns -1 for invalid input (T < 0, E < 1, a negative or non-finite factor),
+/// double precision: `std::ceil(double(T) / double(E) * capacity_factor)` (the Switch
+/// Transformer's C = ceil(T / E x factor)). Returns -1 for invalid input (T < 0, E < 1, a negative or non-finite factor),
 /// which apply_switch_capacity rejects; results beyond INT_MAX saturate.
 inline int switch_capacity(int T, int E, double capacity_factor) {
   if (T < 0 || E < 1 || !std::isfinite(capacity_factor) || capacity_factor < 0.0) return -1;

@@ -1,7 +1,7 @@
 // deepshock/lora/adapter.hpp — the adapter slot of an expert.
 //
 // An adapter adds a low-rank update to a linear map, y = W x + s * B (A x) (PEFT semantics,
-// REFERENCE.md section 6), fused into the expert GEMMs. The slot exists from the start so that
+// PEFT's semantics), fused into the expert GEMMs. The slot exists from the start so that
 // `moe::Expert<Codec, Adapter, Act>` keeps its shape when LoRA arrives. An adapter provides
 //   static constexpr int kRank;          // compile-time rank, 0 = no adapter
 //   struct Params { ... };               // run-time data (A/B pointers, scaling, adapter ids),

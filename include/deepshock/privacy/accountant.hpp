@@ -43,7 +43,7 @@
 //   classic   ε = RDP(α) − ln δ/(α − 1)                                   (Mironov 2017)
 //   improved  ε = RDP(α) + ln((α − 1)/α) − (ln δ + ln α)/(α − 1), ≥ 0     (Balle et al. 2020,
 //             Canonne, Kamath & Steinke 2020; clamped at 0, which any (ε, δ) statement allows)
-// Reference (REFERENCE.md §7): q = 256/60000, σ = 1.1, 60 epochs (14063 steps), δ = 1e-5 →
+// Reference (TensorFlow Privacy's MNIST DP-SGD setting): q = 256/60000, σ = 1.1, 60 epochs (14063 steps), δ = 1e-5 →
 // improved ε = 2.5967 (order 8.1), classic ε = 3.0084 (order 8.8).
 #pragma once
 

@@ -15,7 +15,7 @@
 //     so δ down to 1e-300 and ε down to 1e-300 stay accurate.
 //   * Laplace: b = Δ/ε.
 //
-// Reference (REFERENCE.md §7): Δ = 1, ε = 1, δ = 1e-5 → analytic σ = 3.730632, classic 4.844805.
+// Reference (Balle & Wang 2018's analytic Gaussian): Δ = 1, ε = 1, δ = 1e-5 → analytic σ = 3.730632, classic 4.844805.
 //
 // Every function validates its inputs and returns a Status naming the argument, e.g.
 // `invalid_argument: delta: must be in (0, 1)`; outputs are written only on success.

@@ -1,6 +1,6 @@
 // deepshock/privacy/dp_sgd.hpp — one DP-SGD aggregation step on the device, and Poisson sampling.
 //
-// DP-SGD (Abadi et al. 2016; REFERENCE.md section 7): sample each example independently with
+// DP-SGD (Abadi et al. 2016): sample each example independently with
 // rate q (Poisson sampling), clip each sampled example's gradient to L2 norm C, sum, add
 // N(0, sigma^2 C^2) per coordinate, and divide by the *expected* batch size q N (not the realised
 // one, which would leak it). Empty batches are legal: the output is then the noise alone.

@@ -1,5 +1,5 @@
 // deepshock/privacy/noise.hpp — exact discrete noise samplers for differential privacy, shared by
-// host and device (REFERENCE.md section 7).
+// host and device (Mironov 2012; Canonne, Kamath & Steinke 2020).
 //
 // Why discrete: adding float Laplace/Gaussian noise to a float leaks through the float grid
 // (Mironov 2012). These samplers draw integers in exact integer arithmetic from uniform random

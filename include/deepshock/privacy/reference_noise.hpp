@@ -19,7 +19,7 @@
 
 namespace deepshock::privacy {
 
-/// Hyperparameters of one DP-SGD step (Abadi et al. 2016; REFERENCE.md section 7).
+/// Hyperparameters of one DP-SGD step (Abadi et al. 2016).
 struct DpSgdParams {
   float clip_norm = 1.0f;            ///< C > 0: each example's gradient is scaled to L2 norm <= C
   float noise_multiplier = 1.0f;     ///< sigma >= 0: the noise added to the sum is N(0, sigma^2 C^2)
