@@ -138,14 +138,12 @@ std::vector<double> layer_from_routing(const LayerDims& d, int E, int k, const L
       return expert_mlp<Act>(g.data(), Act::kGated ? u.data() : nullptr, d.data(), H, static_cast<int>(N), x);
     }
   };
-  auto expert_of = [&](int e, const T* x) { return mlp(e, x); };
-  auto shared_of = [&](const T* x) { return mlp(-1, x); };
   for (int e = 0; e < E; ++e)
     for (int t = 0; t < T_; ++t)
       for (int j = 0; j < k; ++j) {
         const std::size_t a = static_cast<std::size_t>(t) * k + j;
         if (topk_ids[a] != e) continue;
-        const std::vector<double> o = expert_of(e, in.x + t * xs);
+        const std::vector<double> o = mlp(e, in.x + t * xs);
         for (int n = 0; n < H; ++n) y[static_cast<std::size_t>(t) * H + n] += double(topk_weights[a]) * o[static_cast<std::size_t>(n)];
       }
   if (Is > 0)
@@ -157,7 +155,7 @@ std::vector<double> layer_from_routing(const LayerDims& d, int E, int k, const L
         for (int c = 0; c < H; ++c) z += detail::to_double(w.shared_gate[c]) * detail::to_double(x[c]);
         g = gate::sigmoid(z);
       }
-      const std::vector<double> s = shared_of(x);
+      const std::vector<double> s = mlp(-1, x);
       for (int n = 0; n < H; ++n) y[static_cast<std::size_t>(t) * H + n] += g * s[static_cast<std::size_t>(n)];
     }
   return y;
