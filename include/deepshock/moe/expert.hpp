@@ -165,9 +165,11 @@ inline Status check_vec_size(const char* name, long long v) {
 /// Largest hidden / intermediate size (keeps the GEMM grids' n-tile dimension far below 65535).
 inline constexpr int kMaxLayerDim = 1 << 20;
 
-/// Checks the sizes (at construction). W: the weights' storage type (16-byte vectors of it too).
-template <class T, class W = T>
+/// Checks the sizes (at construction): 16-byte vectors of the activations and of the codec's
+/// stored weights, and whole groups of a group-wise codec along both reductions (H and I).
+template <class T, class Codec = quant::None>
 inline Status check_layer_dims(const LayerDims& d) {
+  using W = typename Codec::template storage<T>;
   for (const auto& [name, v] : {std::pair<const char*, int>{"hidden", d.hidden}, {"intermediate", d.intermediate},
                                 {"shared_intermediate", d.shared_intermediate}})
     if (v > kMaxLayerDim)
@@ -184,6 +186,13 @@ inline Status check_layer_dims(const LayerDims& d) {
     DEEPSHOCK_RETURN_IF_ERROR(check_vec_size<W>("hidden", d.hidden));
     DEEPSHOCK_RETURN_IF_ERROR(check_vec_size<W>("intermediate", d.intermediate));
     DEEPSHOCK_RETURN_IF_ERROR(check_vec_size<W>("shared_intermediate", d.shared_intermediate));
+  }
+  if constexpr (quant::group_v<Codec> > 0) {
+    for (const auto& [name, v] : {std::pair<const char*, int>{"hidden", d.hidden}, {"intermediate", d.intermediate},
+                                  {"shared_intermediate", d.shared_intermediate}})
+      if (v % Codec::kGroup != 0)
+        return Status::invalid_argument(name, "must be a multiple of the group size " + std::to_string(Codec::kGroup) + " (" + Codec::kName +
+                                                  " weights), got " + std::to_string(v));
   }
   return Status::success();
 }

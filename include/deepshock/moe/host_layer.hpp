@@ -91,7 +91,6 @@ void execute(const LayerDims& d, int k, const LayerWeights<T, ExpertT>& w, const
   const std::size_t Hz = static_cast<std::size_t>(H), Iz = static_cast<std::size_t>(I), Isz = static_cast<std::size_t>(Is);
   const std::size_t xs = static_cast<std::size_t>(in.x_stride == 0 ? H : in.x_stride);
   const std::size_t ys = static_cast<std::size_t>(out.y_stride == 0 ? H : out.y_stride);
-  const std::size_t wsz = Iz * Hz;
   const bool sigmoid_gate = Is > 0 && w.shared_gate_kind == SharedGate::sigmoid;
 
   // Assignments grouped by expert: order[begin[e], begin[e + 1]).
@@ -159,27 +158,26 @@ void execute(const LayerDims& d, int k, const LayerWeights<T, ExpertT>& w, const
       const RowBlock blk = up[static_cast<std::size_t>(b)];
       const bool sh = blk.e == E;
       const std::size_t rows = static_cast<std::size_t>(sh ? Is : I);
-      // Gate row i is row g0 + i * step of w1 (and of its per-row scales), up row i row u0 + i * step
-      // of w3 (separate) or of w1 too (a fused gate/up layout).
+      // Gate row i is row first_gate + i * step of the expert's rows in w1, up row i row
+      // first_up + i * step of w3 (separate) or of w1 too (a fused gate/up layout).
       const long long n_rows = static_cast<long long>(rows), e_rows = kFused ? 2 * n_rows : n_rows;
-      const long long e0 = sh ? 0 : static_cast<long long>(blk.e) * e_rows;  // the expert's first row
-      const long long g0 = e0 + GateUp::first_gate(n_rows), u0 = e0 + GateUp::first_up(n_rows), step = GateUp::kStep;
-      const W* w1 = (sh ? w.shared_w1 : w.w1) + static_cast<std::size_t>(g0) * Hz;
-      const W* w3 = gated ? (kFused ? (sh ? w.shared_w1 : w.w1) : (sh ? w.shared_w3 : w.w3)) + static_cast<std::size_t>(u0) * Hz : nullptr;
-      const float* s1 = Codec::kIdentity ? nullptr : row_scales<Codec>(w.codec, sh ? Matrix::shared_w1 : Matrix::w1);
-      const float* s3 = Codec::kIdentity || !gated ? nullptr : row_scales<Codec>(w.codec, kFused ? (sh ? Matrix::shared_w1 : Matrix::w1)
-                                                                                                   : (sh ? Matrix::shared_w3 : Matrix::w3));
+      const long long ex = sh ? 0 : blk.e, step = GateUp::kStep;
+      const long long g0 = GateUp::first_gate(n_rows), u0 = GateUp::first_up(n_rows);
+      const W* w1 = sh ? w.shared_w1 : w.w1;
+      const W* w3 = gated ? (kFused ? w1 : (sh ? w.shared_w3 : w.w3)) : nullptr;
+      const Matrix m1 = sh ? Matrix::shared_w1 : Matrix::w1, m3 = kFused ? m1 : (sh ? Matrix::shared_w3 : Matrix::w3);
       float* hb = sh ? hs.data() : h.data();
       const long long m = sh ? T_ : begin[static_cast<std::size_t>(blk.e) + 1] - begin[static_cast<std::size_t>(blk.e)];
       const long long* list = sh ? nullptr : order.data() + begin[static_cast<std::size_t>(blk.e)];
       for (long long q = 0; q < m; ++q)
         rowp[static_cast<std::size_t>(q)] = xf.data() + static_cast<std::size_t>(sh ? q : list[q] / k) * Hz;
       for (int i = blk.r0; i < blk.r1; ++i) {
-        const std::size_t pf = i + 1 < blk.r1 ? Hz * sizeof(W) : 0;  // the next rows, while this one is used
-        const std::size_t at = static_cast<std::size_t>(i * step) * Hz, next = static_cast<std::size_t>((i + 1) * step) * Hz;
-        dot_rows(weight_row<Codec>(w1 + at, H, r1.data(), s1, g0 + i * step), rowp.data(), m, H, gv.data(), w1 + next, pf);
+        const std::size_t pf = i + 1 < blk.r1 ? Hz * sizeof(W) / quant::pack_v<Codec> : 0;  // the next rows, while this one is used
+        const quant::RowRef rg{ex, e_rows, g0 + i * step, H}, ru{ex, e_rows, u0 + i * step, H};
+        dot_rows(weight_row<T, Codec>(w.codec, m1, w1, rg, r1.data()), rowp.data(), m, H, gv.data(),
+                 stored_row<Codec>(w1, rg.flat() + step, H), pf);
         if constexpr (gated)
-          dot_rows(weight_row<Codec>(w3 + at, H, r3.data(), s3, u0 + i * step), rowp.data(), m, H, uv.data(), w3 + next, pf);
+          dot_rows(weight_row<T, Codec>(w.codec, m3, w3, ru, r3.data()), rowp.data(), m, H, uv.data(), stored_row<Codec>(w3, ru.flat() + step, H), pf);
         for (long long q = 0; q < m; ++q) {
           const std::size_t a = static_cast<std::size_t>(sh ? q : list[q]);
           hb[a * rows + static_cast<std::size_t>(i)] =
@@ -196,18 +194,18 @@ void execute(const LayerDims& d, int k, const LayerWeights<T, ExpertT>& w, const
       const RowBlock blk = down[static_cast<std::size_t>(b)];
       const bool sh = blk.e == E;
       const int cols = sh ? Is : I;
-      const W* w2 = sh ? w.shared_w2 : w.w2 + static_cast<std::size_t>(blk.e) * wsz;
-      const float* s2 = Codec::kIdentity ? nullptr : row_scales<Codec>(w.codec, sh ? Matrix::shared_w2 : Matrix::w2);
-      const long long row0 = sh ? 0 : static_cast<long long>(blk.e) * H;
+      const W* w2 = sh ? w.shared_w2 : w.w2;
+      const Matrix m2 = sh ? Matrix::shared_w2 : Matrix::w2;
+      const long long ex = sh ? 0 : blk.e;
       float* ob = sh ? s.data() : o.data();
       const long long m = sh ? T_ : begin[static_cast<std::size_t>(blk.e) + 1] - begin[static_cast<std::size_t>(blk.e)];
       const long long* list = sh ? nullptr : order.data() + begin[static_cast<std::size_t>(blk.e)];
       for (long long q = 0; q < m; ++q)
         rowp[static_cast<std::size_t>(q)] = (sh ? hs.data() : h.data()) + static_cast<std::size_t>(sh ? q : list[q]) * static_cast<std::size_t>(cols);
       for (int r = blk.r0; r < blk.r1; ++r) {
-        dot_rows(weight_row<Codec>(w2 + static_cast<std::size_t>(r) * static_cast<std::size_t>(cols), cols, r1.data(), s2, row0 + r), rowp.data(),
-                 m, cols, gv.data(), w2 + static_cast<std::size_t>(r + 1) * static_cast<std::size_t>(cols),
-                 r + 1 < blk.r1 ? static_cast<std::size_t>(cols) * sizeof(W) : 0);
+        const quant::RowRef rr{ex, H, r, cols};
+        dot_rows(weight_row<T, Codec>(w.codec, m2, w2, rr, r1.data()), rowp.data(), m, cols, gv.data(), stored_row<Codec>(w2, rr.flat() + 1, cols),
+                 r + 1 < blk.r1 ? static_cast<std::size_t>(cols) * sizeof(W) / quant::pack_v<Codec> : 0);
         for (long long q = 0; q < m; ++q)
           ob[static_cast<std::size_t>(sh ? q : list[q]) * Hz + static_cast<std::size_t>(r)] = gv[static_cast<std::size_t>(q)];
       }
@@ -265,7 +263,7 @@ template <class T, class ExpertT>
 Status run_layer_routed(const LayerDims& d, int E, int k, const LayerWeights<T, ExpertT>& w, const LayerInputs<T>& in,
                         const int* topk_ids, const float* topk_weights, const LayerOutputs<T>& out) {
   static_assert(moe::detail::HostExpertCheck<ExpertT>::value);
-  DEEPSHOCK_RETURN_IF_ERROR((moe::detail::check_layer_dims<T, typename LayerWeights<T, ExpertT>::W>(d)));
+  DEEPSHOCK_RETURN_IF_ERROR((moe::detail::check_layer_dims<T, typename ExpertT::codec>(d)));
   DEEPSHOCK_RETURN_IF_ERROR(moe::detail::check_layer_run(d, w, in, out, /*routed=*/true, /*need_align=*/false));
   if (E < 1 || E > kMaxDispatchExperts)
     return Status::invalid_argument("E", "must be in [1, " + std::to_string(kMaxDispatchExperts) + "], got " + std::to_string(E));
@@ -301,7 +299,7 @@ Status run_layer(const LayerDims& d, const gate::PolicyParams& params, const gat
                                " is a training-time gate (it needs the noise weights); the layer serves inference gates only");
   } else {
     constexpr int E = Gate::kExperts, k = Gate::kTopK;
-    DEEPSHOCK_RETURN_IF_ERROR((moe::detail::check_layer_dims<T, typename LayerWeights<T, ExpertT>::W>(d)));
+    DEEPSHOCK_RETURN_IF_ERROR((moe::detail::check_layer_dims<T, typename ExpertT::codec>(d)));
     DEEPSHOCK_RETURN_IF_ERROR(moe::detail::check_layer_run(d, w, in, out, /*routed=*/false, /*need_align=*/false));
     DEEPSHOCK_RETURN_IF_ERROR((detail::check_gate<Gate>(params, options, w)));
     const int T_ = in.tokens, H = d.hidden;

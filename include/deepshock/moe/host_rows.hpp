@@ -171,31 +171,25 @@ inline const float* row_as_float(const T* __restrict src, int n, float* __restri
   }
 }
 
-/// A quantized codec's scales of matrix m (identity codecs have none).
-template <class Codec>
-inline const float* row_scales(const typename Codec::Params& p, quant::Matrix m) {
+/// Stored row r of matrix m (RowRef: expert, rows per expert, row, cols) as floats: unquantized
+/// rows as row_as_float does, quantized ones decoded by the codec into `scratch` (the values the
+/// GEMM multiplies).
+template <class T, class Codec, class W>
+inline const float* weight_row(const typename Codec::Params& p, quant::Matrix m, const W* base, const quant::RowRef& r, float* __restrict scratch) {
   if constexpr (Codec::kIdentity) {
     (void)p;
     (void)m;
-    return nullptr;
+    return row_as_float(base + r.flat() * r.cols, static_cast<int>(r.cols), scratch);
   } else {
-    return Codec::row_scales(p, m);
+    Codec::template decode_row<T>(p, m, base, r, scratch);
+    return scratch;
   }
 }
 
-/// Weight row `src` [n] as floats, for a codec: unquantized rows as row_as_float does; quantized
-/// ones dequantized into `scratch` (value(q) * scales[row]).
+/// The first stored element of row `flat_row` (among all experts' rows) of a [.., cols] matrix.
 template <class Codec, class W>
-inline const float* weight_row(const W* __restrict src, int n, float* __restrict scratch, const float* scales, long long row) {
-  if constexpr (Codec::kIdentity) {
-    (void)scales;
-    (void)row;
-    return row_as_float(src, n, scratch);
-  } else {
-    const float s = scales[row];
-    for (int c = 0; c < n; ++c) scratch[c] = Codec::value(src[c]) * s;
-    return scratch;
-  }
+inline const W* stored_row(const W* base, long long flat_row, long long cols) {
+  return base + flat_row * cols / quant::pack_v<Codec>;
 }
 
 }  // namespace detail

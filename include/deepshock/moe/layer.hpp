@@ -100,6 +100,10 @@ class Layer {
   static_assert(Codec::kIdentity || !detail::uses_sw128_kernel_v<T, typename Tuning::Prefill>,
                 "deepshock::moe::Layer: the Hopper WgmmaTile prefill tiles take unquantized weights only; use GemmTuning (or "
                 "other GemmTile tiles) with a quantized codec.");
+  static_assert(quant::group_v<Codec> == 0 || sizeof(T) == 2,
+                "deepshock::moe::Layer: group-wise codecs (Int4Group) decode to bf16 / fp16 tensor-core fragments: use bf16 or fp16 activations.");
+  static_assert(quant::group_v<Codec> == 0 || ExpertT::gate_up_layout::kStep == 1,
+                "deepshock::moe::Layer: group-wise codecs stage scales of contiguous output channels: use gate_up::Separate or Halves, not Interleaved.");
   static_assert(ExpertT::adapter::kRank == 0,
                 "deepshock::moe::Layer: LoRA adapters arrive with the LoRA work; the layer takes rank-0 (no) adapters only so far.");
   static_assert(!Gate::kNoisy, "deepshock::moe::Layer: NoisyTopK is a training-time router; route it with gate::Router and call run_routed.");
@@ -406,8 +410,8 @@ class Layer {
     const long long expert_rows = GateUp::kFused ? 2LL * N : N;
     a.b_stride = groups > 1 ? expert_rows * K : 0;
     if constexpr (GateUp::kFused) {
-      a.b0 = w1 + GateUp::first_gate(N) * K;
-      a.b1 = w1 + GateUp::first_up(N) * K;
+      a.b0 = w1 + GateUp::first_gate(N) * K / quant::pack_v<Codec>;  // K values: K / kPack stored elements
+      a.b1 = w1 + GateUp::first_up(N) * K / quant::pack_v<Codec>;
       a.ldb = static_cast<long long>(GateUp::kStep) * K;
       a.bq[0] = Codec::operand(codec, m1, expert_rows, GateUp::first_gate(N), GateUp::kStep);
       a.bq[1] = Codec::operand(codec, m1, expert_rows, GateUp::first_up(N), GateUp::kStep);
@@ -536,7 +540,7 @@ class Layer {
   }
 
   static Status check_config(const LayerDims& dims, const gate::RouterOptions& o) {
-    DEEPSHOCK_RETURN_IF_ERROR((detail::check_layer_dims<T, typename Codec::template storage<T>>(dims)));
+    DEEPSHOCK_RETURN_IF_ERROR((detail::check_layer_dims<T, Codec>(dims)));
     const int end = o.expert_end < 0 ? kExperts : o.expert_end;
     if (!(o.expert_begin >= 0 && o.expert_begin < end && end <= kExperts))
       return Status::invalid_argument("options.expert_begin/expert_end", "need 0 <= begin < end <= " + std::to_string(kExperts) + ", got [" +

@@ -101,20 +101,18 @@ std::vector<double> layer_from_routing(const LayerDims& d, int E, int k, const L
   using Codec = typename ExpertT::codec;
   using GateUp = typename ExpertT::gate_up_layout;
   using quant::Matrix;
-  // `rows` rows of a stored matrix as doubles: rows first, first + step, ... (the scale of row r
-  // is row r of the codec's per-row data).
-  auto rows_of = [&](const auto* m, Matrix which, long long first, long long step, long long rows, long long cols) {
+  // Rows first, first + step, ... (`rows` of them) of expert e's stored rows (e_rows per expert)
+  // as doubles: the stored values, or the codec's dequantized ones.
+  auto rows_of = [&](const auto* m, Matrix which, long long e, long long e_rows, long long first, long long step, long long rows, long long cols) {
     std::vector<double> v(static_cast<std::size_t>(rows * cols));
-    [[maybe_unused]] const float* scales = nullptr;  // read by quantized codecs only
-    if constexpr (!Codec::kIdentity) scales = Codec::row_scales(w.codec, which);
-    else (void)which;
     for (long long r = 0; r < rows; ++r) {
-      const long long src = first + r * step;
-      for (long long c = 0; c < cols; ++c) {
-        if constexpr (Codec::kIdentity) v[static_cast<std::size_t>(r * cols + c)] = detail::to_double(m[src * cols + c]);
-        else
-          v[static_cast<std::size_t>(r * cols + c)] =
-              static_cast<double>(Codec::value(m[src * cols + c])) * static_cast<double>(scales[src]);
+      const quant::RowRef ref{e, e_rows, first + r * step, cols};
+      double* out = v.data() + r * cols;
+      if constexpr (Codec::kIdentity) {
+        (void)which;
+        for (long long c = 0; c < cols; ++c) out[c] = detail::to_double(m[ref.flat() * cols + c]);
+      } else {
+        Codec::template decode_row_ref<T>(w.codec, which, m, ref, out);
       }
     }
     return v;
@@ -123,7 +121,7 @@ std::vector<double> layer_from_routing(const LayerDims& d, int E, int k, const L
   // dequantized, or the gate/up rows picked out of a fused tensor.
   auto mlp = [&](int e, const T* x) {
     const bool sh = e < 0;
-    const long long N = sh ? Is : I, e_rows = GateUp::kFused ? 2 * N : N, e0 = sh ? 0 : static_cast<long long>(e) * e_rows;
+    const long long N = sh ? Is : I, e_rows = GateUp::kFused ? 2 * N : N, ex = sh ? 0 : e;
     if constexpr (Codec::kIdentity && !GateUp::kFused) {
       if (sh) return expert_mlp<Act>(w.shared_w1, w.shared_w3, w.shared_w2, H, Is, x);
       return expert_mlp<Act>(w.w1 + e * wsz, Act::kGated ? w.w3 + e * wsz : nullptr, w.w2 + e * wsz, H, I, x);
@@ -131,10 +129,10 @@ std::vector<double> layer_from_routing(const LayerDims& d, int E, int k, const L
       const auto* w1 = sh ? w.shared_w1 : w.w1;
       const auto* w3 = GateUp::kFused ? w1 : (sh ? w.shared_w3 : w.w3);
       const Matrix m1 = sh ? Matrix::shared_w1 : Matrix::w1, m3 = GateUp::kFused ? m1 : (sh ? Matrix::shared_w3 : Matrix::w3);
-      const std::vector<double> g = rows_of(w1, m1, e0 + GateUp::first_gate(N), GateUp::kStep, N, H);
+      const std::vector<double> g = rows_of(w1, m1, ex, e_rows, GateUp::first_gate(N), GateUp::kStep, N, H);
       const std::vector<double> u =
-          Act::kGated ? rows_of(w3, m3, e0 + GateUp::first_up(N), GateUp::kStep, N, H) : std::vector<double>{};
-      const std::vector<double> d = rows_of(sh ? w.shared_w2 : w.w2, sh ? Matrix::shared_w2 : Matrix::w2, sh ? 0 : static_cast<long long>(e) * H, 1, H, N);
+          Act::kGated ? rows_of(w3, m3, ex, e_rows, GateUp::first_up(N), GateUp::kStep, N, H) : std::vector<double>{};
+      const std::vector<double> d = rows_of(sh ? w.shared_w2 : w.w2, sh ? Matrix::shared_w2 : Matrix::w2, ex, H, 0, 1, H, N);
       return expert_mlp<Act>(g.data(), Act::kGated ? u.data() : nullptr, d.data(), H, static_cast<int>(N), x);
     }
   };

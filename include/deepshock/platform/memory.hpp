@@ -94,6 +94,24 @@ DEEPSHOCK_DEVICE void cp_async16(void* smem_dst, const void* gmem_src, bool vali
 #endif
 }
 
+/// Asynchronous 8-byte copy global -> shared (cp.async.ca: 8-byte copies cannot bypass L1), for
+/// small per-tile data such as a k-tile's zero points. `valid` as in cp_async16; both addresses
+/// 8-byte aligned.
+DEEPSHOCK_DEVICE void cp_async8(void* smem_dst, const void* gmem_src, bool valid) {
+#if DEEPSHOCK_SIM
+  sim::detail::async_copy(smem_dst, gmem_src, 8, valid ? 8u : 0u);
+#elif DEEPSHOCK_DEVICE_PASS && __CUDA_ARCH__ >= 800
+  const unsigned dst = static_cast<unsigned>(__cvta_generic_to_shared(smem_dst));
+  const int src_bytes = valid ? 8 : 0;
+  asm volatile("cp.async.ca.shared.global [%0], [%1], 8, %2;\n" ::"r"(dst), "l"(gmem_src), "r"(src_bytes) : "memory");
+#elif DEEPSHOCK_DEVICE_PASS
+  (void)smem_dst; (void)gmem_src; (void)valid;
+  __trap();  // cp.async needs sm_80 or newer
+#else
+  (void)smem_dst; (void)gmem_src; (void)valid;
+#endif
+}
+
 /// Closes the group of the copies issued since the last commit (cp.async.commit_group).
 DEEPSHOCK_DEVICE void cp_async_commit() {
 #if DEEPSHOCK_SIM

@@ -9,28 +9,44 @@
 //   struct Params { ... };                   // run-time data of a layer's matrices (LayerWeights)
 //   static constexpr bool kIdentity;         // storage<T> is T and nothing is decoded
 //   static constexpr const char* kName;
-//   static Operand operand(const Params&, Matrix m, long long stride, long long first, int step)
-//                                            // a layer matrix's data for the GEMM: its output
-//                                            // channel n of expert g is row g * stride + first +
-//                                            // n * step of m's per-row data (fused gate/up layouts
-//                                            // take every other row: step 2)
+//   static Operand operand(const Params&, Matrix m, long long rows, long long first, int step)
+//                                            // a layer matrix's data for the GEMM: `rows` stored
+//                                            // rows per expert; output channel n of the GEMM is
+//                                            // stored row first + n * step of its expert (fused
+//                                            // gate/up layouts take every other row: step 2)
 //   static Status validate(const Params&, bool gated, bool shared)     // the layer's check;
 //                                            // errors name the field ("codec.w1_scale: ...")
 // and, where kIdentity is false, the GEMM's hooks (host and device):
-//   static std::uint32_t pair(const storage<T>* p)   // stored elements p[0], p[1] -> two T in
-//                                                    // one register (low half: p[0]), the
-//                                                    // operand of a tensor-core fragment
+//   static constexpr int kPack;              // values per stored element (2: two 4-bit codes
+//                                            // in a byte); K is counted in values
+//   static constexpr int kGroup;             // 0: one factor per output channel, applied to the
+//                                            // fp32 accumulator in the epilogue (scale());
+//                                            // G > 0: factors per output channel and group of G
+//                                            // values along K, applied while decoding (the
+//                                            // mainloop stages them in shared memory per k-tile)
+//   struct Factors;                          // the decoding data of one (channel, group)
+//   template <class T> static std::uint32_t pair(const storage<T>* row, int k, const Factors&)
+//                                            // values k, k + 1 (k even) of a stored row as two
+//                                            // T in one register (low half: k), the operand of
+//                                            // a tensor-core fragment
+//   template <class T> static void decode_row(const Params&, Matrix, const storage<T>* base,
+//                                             RowRef, float* out)
+//                                            // host: a stored row as the GEMM multiplies it
+//   template <class T> static void decode_row_ref(const Params&, Matrix, const storage<T>* base,
+//                                                 RowRef, double* out)
+//                                            // host: the dequantized row in double (reference)
+// Epilogue-scaled codecs (kGroup == 0) also give
 //   static float value(storage<T> q)                 // one stored element as a number (fp32 path)
-//   static float scale(const Operand&, int g, int n) // the factor of output column n of group
-//                                                    // g's matrix, applied in the epilogue
-//   static const float* row_scales(const Params&, Matrix)  // host: matrix m's scale per row
-// The GEMM multiplies the decoded values (exact in T) and scales the fp32 accumulator per
-// output channel, so the result is the GEMM of the dequantized weights w = value(q) * scale up
-// to fp32 rounding.
+//   static float scale(const Operand&, int g, int n) // the factor of output column n of group g
+// so the result is the GEMM of the dequantized weights w = value(q) * scale up to fp32 rounding;
+// group codecs decode each weight to T (one rounding, stated by the codec) and the GEMM
+// multiplies those decoded weights exactly as it multiplies unquantized ones.
 //
 // Codecs so far:
 //   None          unquantized weights, read as they are
 //   Int8Channel   int8 weights, one fp32 scale per output channel, symmetric (W8A16)
+//   Int4Group     4-bit weights, 16-bit scales (and zero points) per group of G along K
+//                 (W4A16; quant/int4.hpp)
 #pragma once
 
 #include <bit>
@@ -46,6 +62,15 @@ namespace deepshock::quant {
 
 /// The weight matrices of a MoE layer (LayerWeights), as codecs name them.
 enum class Matrix { w1, w3, w2, shared_w1, shared_w3, shared_w2 };
+
+/// One row of a stacked [experts, rows, cols] weight matrix, as the host decoders take it.
+struct RowRef {
+  long long expert = 0;  ///< 0 for the shared expert
+  long long rows = 0;    ///< stored rows per expert
+  long long row = 0;     ///< the row inside its expert
+  long long cols = 0;    ///< values per row (K)
+  long long flat() const { return expert * rows + row; }  ///< the row among all experts' rows
+};
 
 /// Unquantized weights: stored in the activation type, read as they are.
 struct None {
@@ -86,15 +111,34 @@ struct Int8Channel {
   static constexpr bool kIdentity = false;
   static constexpr const char* kName = "int8_channel";
 
+  static constexpr int kPack = 1;
+  static constexpr int kGroup = 0;
+  struct Factors {};
+
   DEEPSHOCK_HOST_DEVICE static float value(std::int8_t q) { return static_cast<float>(q); }
-  /// Two int8 as two T in one 32-bit register (p[0] in the low half).
+  /// Values k, k + 1 of a stored row as two T in one 32-bit register (k in the low half).
   template <class T>
-  DEEPSHOCK_HOST_DEVICE static std::uint32_t pair(const std::int8_t* p) {
-    const T lo(static_cast<float>(p[0])), hi(static_cast<float>(p[1]));
+  DEEPSHOCK_HOST_DEVICE static std::uint32_t pair(const std::int8_t* row, int k, const Factors&) {
+    const T lo(static_cast<float>(row[k])), hi(static_cast<float>(row[k + 1]));
     return static_cast<std::uint32_t>(lo.bits) | (static_cast<std::uint32_t>(hi.bits) << 16);
   }
   DEEPSHOCK_HOST_DEVICE static float scale(const Operand& o, int g, int n) {
     return o.scale[static_cast<long long>(g) * o.stride + static_cast<long long>(n) * o.step];
+  }
+
+  /// Host: row r as value(q) * scale (float; the GEMM scales its fp32 sums instead, which
+  /// differs in rounding only).
+  template <class T>
+  static void decode_row(const Params& p, Matrix m, const std::int8_t* base, const RowRef& r, float* out) {
+    const std::int8_t* q = base + r.flat() * r.cols;
+    const float s = row_scales(p, m)[r.flat()];
+    for (long long c = 0; c < r.cols; ++c) out[c] = value(q[c]) * s;
+  }
+  template <class T>
+  static void decode_row_ref(const Params& p, Matrix m, const std::int8_t* base, const RowRef& r, double* out) {
+    const std::int8_t* q = base + r.flat() * r.cols;
+    const double s = row_scales(p, m)[r.flat()];
+    for (long long c = 0; c < r.cols; ++c) out[c] = static_cast<double>(q[c]) * s;
   }
 
   static const float* row_scales(const Params& p, Matrix m) {
@@ -126,6 +170,26 @@ struct Int8Channel {
   }
 };
 
+namespace detail {
+/// The hooks of a quantized codec (kIdentity false): decoding on the device and on the host.
+template <class C>
+concept DecodingCodec = requires(const typename C::Params& params, const typename C::Factors& f, const typename C::template storage<bf16>* p,
+                                 float* out, double* out_ref) {
+  { C::kPack } -> std::convertible_to<int>;
+  { C::kGroup } -> std::convertible_to<int>;
+  { C::template pair<bf16>(p, 0, f) } -> std::same_as<std::uint32_t>;
+  C::template decode_row<bf16>(params, Matrix::w1, p, RowRef{}, out);
+  C::template decode_row_ref<bf16>(params, Matrix::w1, p, RowRef{}, out_ref);
+} && (C::kPack == 1 || C::kPack == 2) && C::kGroup >= 0;
+
+/// Epilogue-scaled codecs (kGroup == 0) also give a stored element's value and a channel's scale.
+template <class C>
+concept EpilogueScaledCodec = requires(const typename C::Operand& o, typename C::template storage<bf16> q) {
+  { C::value(q) } -> std::same_as<float>;
+  { C::scale(o, 0, 0) } -> std::same_as<float>;
+};
+}  // namespace detail
+
 /// What the grouped GEMM requires of a codec (one readable failure for a wrong one).
 template <class C>
 concept WeightCodec = requires(const typename C::Params& params) {
@@ -137,12 +201,22 @@ concept WeightCodec = requires(const typename C::Params& params) {
   { C::operand(params, Matrix::w1, 0LL, 0LL, 1) } -> std::same_as<typename C::Operand>;
   { C::validate(params, true, true) } -> std::same_as<Status>;
 } && std::is_trivially_copyable_v<typename C::Operand> && std::is_trivially_copyable_v<typename C::Params> &&
-                      (C::kIdentity || requires(const typename C::Operand& o, typename C::template storage<bf16> q,
-                                                const typename C::template storage<bf16>* p) {
-                        { C::value(q) } -> std::same_as<float>;
-                        { C::template pair<bf16>(p) } -> std::same_as<std::uint32_t>;
-                        { C::scale(o, 0, 0) } -> std::same_as<float>;
-                        { C::row_scales(typename C::Params{}, Matrix::w1) } -> std::same_as<const float*>;
-                      });
+                      (C::kIdentity || (detail::DecodingCodec<C> && (C::kGroup > 0 || detail::EpilogueScaledCodec<C>)));
+
+/// Values per stored element and the in-mainloop group size of a codec (1 and 0 for identity
+/// codecs), for code that handles every codec.
+template <class C>
+inline constexpr int pack_v = [] {
+  if constexpr (C::kIdentity) return 1;
+  else return C::kPack;
+}();
+template <class C>
+inline constexpr int group_v = [] {
+  if constexpr (C::kIdentity) return 0;
+  else return C::kGroup;
+}();
+/// Whether a codec's factors multiply the GEMM's fp32 sums in the epilogue (kGroup == 0).
+template <class C>
+inline constexpr bool epilogue_scaled_v = !C::kIdentity && group_v<C> == 0;
 
 }  // namespace deepshock::quant

@@ -25,7 +25,7 @@ namespace deepshock::moe::kernels {
 template <class T, class Tile, class Epi, class Codec = quant::None>
 DEEPSHOCK_KERNEL void grouped_gemm_kernel(GemmBatch<T, Epi, Codec> batch) {
   constexpr int NB = Epi::kGated ? 2 : 1;
-  using Smem = detail::GemmSmem<T, Tile, NB, typename Codec::template storage<T>>;
+  using Smem = detail::GemmSmem<T, Tile, NB, Codec>;
   unsigned char* smem = dynamic_smem<unsigned char>();
   int* rows = Smem::rows(smem);
   const int tid = static_cast<int>(threadIdx.x);
@@ -57,7 +57,7 @@ DEEPSHOCK_KERNEL void grouped_gemm_kernel(GemmBatch<T, Epi, Codec> batch) {
 template <class T, class Tile, class Epi, class Codec = quant::None>
 DEEPSHOCK_KERNEL void grouped_gemm_streamk_kernel(GemmBatch<T, Epi, Codec> batch, StreamKScratch sk) {
   constexpr int NB = Epi::kGated ? 2 : 1;
-  using Smem = detail::GemmSmem<T, Tile, NB, typename Codec::template storage<T>>;
+  using Smem = detail::GemmSmem<T, Tile, NB, Codec>;
   using Acc = detail::GemmAccShape<T, Tile, NB>;
   constexpr int BM = Tile::kBM, BN = Tile::kBN, BK = Smem::kBK, kThreads = Tile::kThreads;
   constexpr int kQuads = NB * Acc::kFrags;  // float4 groups per thread

@@ -22,24 +22,32 @@ namespace deepshock::moe {
 template <class T, class Tile, class Epi, class Codec = quant::None>
 constexpr std::size_t grouped_gemm_smem_bytes() {
   if constexpr (detail::uses_sw128_kernel_v<T, Tile>) return detail::SwizzledSmem<Tile, Epi::kGated ? 2 : 1>::kBytes;
-  else return detail::GemmSmem<T, Tile, Epi::kGated ? 2 : 1, typename Codec::template storage<T>>::kBytes;
+  else return detail::GemmSmem<T, Tile, Epi::kGated ? 2 : 1, Codec>::kBytes;
 }
 
 namespace detail {
-/// What every launcher checks of a batch: the grid fits, and each problem's K is a whole number
-/// of 16-byte vectors of both operands (its rows are then 16-byte aligned for the vector loads).
+/// What every launcher checks of a batch: the grid fits, each problem's K is a whole number of
+/// 16-byte vectors of both operands (its rows are then 16-byte aligned for the vector loads),
+/// and the codec accepts each weight operand (group-wise codecs: whole groups, aligned scales).
 template <class T, class Epi, class Codec>
 Status check_batch(const GemmBatch<T, Epi, Codec>& batch) {
   if (batch.total_blocks() > 0x7fffffffLL) return Status::invalid_argument("tokens", "the grouped GEMM needs more than 2^31 - 1 blocks");
-  constexpr int vec_a = 16 / static_cast<int>(sizeof(T)), vec_b = 16 / static_cast<int>(sizeof(typename Codec::template storage<T>));
+  constexpr int vec_a = 16 / static_cast<int>(sizeof(T));
+  constexpr int vec_b = 16 / static_cast<int>(sizeof(typename Codec::template storage<T>)) * quant::pack_v<Codec>;  // values per 16 bytes
   constexpr int vec = vec_a > vec_b ? vec_a : vec_b;
   for (int i = 0; i < batch.count; ++i) {
-    if (batch.args[i].k % vec != 0)
+    const GroupedGemmArgs<T, Codec>& a = batch.args[i];
+    if (a.k % vec != 0)
       return Status::invalid_argument("k", "must be a multiple of " + std::to_string(vec) + " (16-byte vectors of the activations and of the " +
-                                               Codec::kName + " weights), got " + std::to_string(batch.args[i].k));
-    if (batch.args[i].ldb != 0 && (batch.args[i].ldb < batch.args[i].k || batch.args[i].ldb % vec_b != 0))
-      return Status::invalid_argument("ldb", "must be 0 or >= k and a multiple of " + std::to_string(vec_b) + ", got " +
-                                                 std::to_string(batch.args[i].ldb));
+                                               Codec::kName + " weights), got " + std::to_string(a.k));
+    if (a.ldb != 0 && (a.ldb < a.k || a.ldb % vec_b != 0))
+      return Status::invalid_argument("ldb", "must be 0 or >= k and a multiple of " + std::to_string(vec_b) + ", got " + std::to_string(a.ldb));
+    if (a.b_stride % quant::pack_v<Codec> != 0)
+      return Status::invalid_argument("b_stride", "must be a whole number of stored elements (a multiple of " + std::to_string(quant::pack_v<Codec>) + ")");
+    if constexpr (quant::group_v<Codec> > 0) {
+      DEEPSHOCK_RETURN_IF_ERROR(Codec::check(a.bq[0], a.k));
+      if (Epi::kGated) DEEPSHOCK_RETURN_IF_ERROR(Codec::check(a.bq[1], a.k));
+    }
   }
   return Status::success();
 }

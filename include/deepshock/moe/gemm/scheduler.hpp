@@ -61,8 +61,9 @@ DEEPSHOCK_DEVICE bool locate_tile_at(const GemmBatch<T, Epi, Codec>& batch, int 
     return false;
   }
   job.m0 = row_begin + local_tile * BM;
-  job.b[0] = args.b0 + static_cast<long long>(job.g) * args.b_stride;
-  if constexpr (Epi::kGated) job.b[1] = args.b1 + static_cast<long long>(job.g) * args.b_stride;
+  const long long b_offset = static_cast<long long>(job.g) * args.b_stride / quant::pack_v<Codec>;  // b_stride counts values
+  job.b[0] = args.b0 + b_offset;
+  if constexpr (Epi::kGated) job.b[1] = args.b1 + b_offset;
   return true;
 }
 

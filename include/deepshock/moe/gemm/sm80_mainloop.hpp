@@ -24,24 +24,46 @@ namespace deepshock::moe::detail {
 template <class T>
 using smem_t = std::conditional_t<sizeof(T) == 2, std::uint16_t, float>;
 
-/// Dynamic shared memory of one block: kStages stages of {A [BM][LD], B [NB][BN][LDB]}, then
-/// the BM gathered row indices. A holds T, B the weights' storage type W (quant/codec.hpp); a
-/// stage covers kBK values of K in both. Rows are padded by 16 bytes (see the file comment).
-template <class T, class Tile, int NB, class W = T>
+/// Dynamic shared memory of one block: kStages stages of {A [BM][LD], B [NB][BN][LDB], and for
+/// group-wise codecs the k-tile's scales [NB][GS][BN] (16-bit) and zeros [NB][GS][BN] (uint8)},
+/// then the BM gathered row indices. A holds T, B the codec's storage type W (quant/codec.hpp),
+/// kPack values per element; a stage covers kBK values of K in both, and GS = max(1, kBK / G)
+/// groups. Rows are padded by 16 bytes (see the file comment).
+template <class T, class Tile, int NB, class Codec = quant::None>
 struct GemmSmem {
   using S = smem_t<T>;
+  using W = typename Codec::template storage<T>;
   using SB = std::conditional_t<std::is_same_v<W, T>, S, W>;
+  static constexpr int kPack = quant::pack_v<Codec>;
+  static constexpr int kGroup = quant::group_v<Codec>;
   static constexpr int kBK = Tile::kKBytes / static_cast<int>(sizeof(T));
   static constexpr int kLD = kBK + 16 / static_cast<int>(sizeof(T));
-  static constexpr int kLDB = kBK + 16 / static_cast<int>(sizeof(SB));
+  static constexpr int kLDB = kBK / kPack + 16 / static_cast<int>(sizeof(SB));
+  static constexpr int kGS = kGroup == 0 ? 0 : (kBK > kGroup ? kBK / kGroup : 1);  ///< groups per stage
+  static constexpr bool kZeros = [] {
+    if constexpr (kGroup > 0) return Codec::kZeros;
+    else return false;
+  }();
+  static constexpr std::size_t round16(std::size_t b) { return (b + 15) / 16 * 16; }
   static constexpr std::size_t kABytes = static_cast<std::size_t>(Tile::kBM) * kLD * sizeof(S);
-  static constexpr std::size_t kStageBytes = kABytes + static_cast<std::size_t>(NB) * Tile::kBN * kLDB * sizeof(SB);
+  static constexpr std::size_t kBBytes = static_cast<std::size_t>(NB) * Tile::kBN * kLDB * sizeof(SB);
+  static constexpr std::size_t kScaleBytes = round16(static_cast<std::size_t>(NB) * kGS * Tile::kBN * sizeof(std::uint16_t));
+  static constexpr std::size_t kZeroBytes = kZeros ? round16(static_cast<std::size_t>(NB) * kGS * Tile::kBN) : 0;
+  static constexpr std::size_t kStageBytes = kABytes + kBBytes + kScaleBytes + kZeroBytes;
   static constexpr std::size_t kRowsOffset = static_cast<std::size_t>(Tile::kStages) * kStageBytes;
   static constexpr std::size_t kBytes = kRowsOffset + Tile::kBM * sizeof(int);
-  static_assert(kABytes % 16 == 0 && kStageBytes % 16 == 0, "GemmSmem: stages must stay 16-byte aligned.");
+  static_assert(kABytes % 16 == 0 && kBBytes % 16 == 0, "GemmSmem: stages must stay 16-byte aligned.");
+  static_assert(kGroup == 0 || kGroup % kBK == 0 || kBK % kGroup == 0, "GemmSmem: a group must cover whole k-tiles or divide one.");
   DEEPSHOCK_HOST_DEVICE static S* a(unsigned char* base, int stage) { return reinterpret_cast<S*>(base + stage * kStageBytes); }
   DEEPSHOCK_HOST_DEVICE static SB* b(unsigned char* base, int stage, int m) {
     return reinterpret_cast<SB*>(base + stage * kStageBytes + kABytes) + m * Tile::kBN * kLDB;
+  }
+  /// Group j's scales of matrix m in the stage, one per output channel of the tile.
+  DEEPSHOCK_HOST_DEVICE static std::uint16_t* scales(unsigned char* base, int stage, int m, int j) {
+    return reinterpret_cast<std::uint16_t*>(base + stage * kStageBytes + kABytes + kBBytes) + (m * kGS + j) * Tile::kBN;
+  }
+  DEEPSHOCK_HOST_DEVICE static std::uint8_t* zeros(unsigned char* base, int stage, int m, int j) {
+    return base + stage * kStageBytes + kABytes + kBBytes + kScaleBytes + (m * kGS + j) * Tile::kBN;
   }
   DEEPSHOCK_HOST_DEVICE static int* rows(unsigned char* base) { return reinterpret_cast<int*>(base + kRowsOffset); }
 };
@@ -61,8 +83,8 @@ struct GemmAccShape {
 /// Stores the tile's accumulators in the mma.sync warp-tile layout: frag(m, mi * NI + ni) are
 /// the 4 C-fragment floats of matrix m, m16 tile mi, n8 tile ni of this thread's warp. c0, c1 (and
 /// c2, c3) are columns n, n + 1 of one row with n even; N is a multiple of 8, so both are in
-/// range or neither, and they go out as one paired store. A quantized codec's per-channel
-/// scales multiply the accumulators here (identity codecs: nothing is multiplied).
+/// range or neither, and they go out as one paired store. An epilogue-scaled codec's per-channel
+/// scales multiply the accumulators here (identity and group-wise codecs: nothing is multiplied).
 template <class Tile, int NB, class T, class Epi, class Codec, class Frag>
 DEEPSHOCK_DEVICE void store_mma_tile(const TileJob<T, Epi, Codec>& job, int tid, Frag&& frag) {
   constexpr int MI = Tile::kWM / 16, NI = Tile::kWN / 8;
@@ -81,7 +103,7 @@ DEEPSHOCK_DEVICE void store_mma_tile(const TileJob<T, Epi, Codec>& job, int tid,
         if (r < rows_here && n < job.args.n) {
           const float* c0 = frag(0, mi * NI + ni);
           const float* c1 = frag(NB - 1, mi * NI + ni);
-          if constexpr (Codec::kIdentity) {
+          if constexpr (!quant::epilogue_scaled_v<Codec>) {
             job.epi.store2(job.m0 + r, n, c0[2 * half], NB == 2 ? c1[2 * half] : 0.0f, c0[2 * half + 1], NB == 2 ? c1[2 * half + 1] : 0.0f);
           } else {
             const float g0 = c0[2 * half] * Codec::scale(job.args.bq[0], job.g, n);
@@ -104,17 +126,19 @@ template <class T, class Tile, int NB, class Epi, class Codec>
 DEEPSHOCK_DEVICE void gemm_mainloop(unsigned char* smem, const int* rows, const TileJob<T, Epi, Codec>& job, int kt_begin, int kt_end, int tid,
                                     float (&acc)[NB][GemmAccShape<T, Tile, NB>::kFrags][4]) {
   using W = typename Codec::template storage<T>;
-  using Smem = GemmSmem<T, Tile, NB, W>;
+  using Smem = GemmSmem<T, Tile, NB, Codec>;
   using Acc = GemmAccShape<T, Tile, NB>;
   constexpr int BM = Tile::kBM, BN = Tile::kBN, BK = Smem::kBK, LD = Smem::kLD, LDB = Smem::kLDB, VEC = 16 / static_cast<int>(sizeof(T));
-  constexpr int VECB = 16 / static_cast<int>(sizeof(W));  // weights per 16-byte copy
+  constexpr int PACK = Smem::kPack, GROUP = Smem::kGroup, GS = Smem::kGS;
+  constexpr int VECB = 16 / static_cast<int>(sizeof(W));  // stored elements per 16-byte copy (VECB x PACK values)
   constexpr int kThreads = Tile::kThreads, kStages = Tile::kStages;
-  constexpr int kChunksPerRow = BK / VEC, kBChunksPerRow = BK / VECB;
+  constexpr int kChunksPerRow = BK / VEC, kBChunksPerRow = BK / (VECB * PACK);
   constexpr int MI = Acc::kMI, NI = Acc::kNI, kOut = Acc::kOut;
+  static_assert(GROUP == 0 || Acc::kMma, "gemm_mainloop: group-wise codecs decode to bf16 / fp16 fragments (16-bit activations only).");
   const GroupedGemmArgs<T, Codec>& args = job.args;
   const int n0 = job.n0;
   const W* const* b = job.b;
-  const long long ldb = args.ldb != 0 ? args.ldb : args.k;  // weight row stride
+  const long long ldb = (args.ldb != 0 ? args.ldb : args.k) / PACK;  // weight row stride in stored elements
   const int warp_id = tid / 32, lane = tid % 32;
   const int warp_m = warp_id % Tile::kWarpsM, warp_n = warp_id / Tile::kWarpsM;
 
@@ -137,9 +161,24 @@ DEEPSHOCK_DEVICE void gemm_mainloop(unsigned char* smem, const int* rows, const 
         auto* sb = Smem::b(smem, stage, m);
         DEEPSHOCK_UNROLL
         for (int i = 0; i < kBChunks; ++i) {
-          const int c = tid + i * kThreads, r = c / kBChunksPerRow, kc = (c % kBChunksPerRow) * VECB;
-          const bool ok = n0 + r < args.n && k0 + kc < args.k;
-          mem::cp_async16(sb + r * LDB + kc, ok ? b[m] + static_cast<long long>(n0 + r) * ldb + k0 + kc : b[m], ok);
+          const int c = tid + i * kThreads, r = c / kBChunksPerRow, kc = (c % kBChunksPerRow) * VECB;  // kc: stored elements
+          const bool ok = n0 + r < args.n && k0 + kc * PACK < args.k;
+          mem::cp_async16(sb + r * LDB + kc, ok ? b[m] + static_cast<long long>(n0 + r) * ldb + k0 / PACK + kc : b[m], ok);
+        }
+      }
+      if constexpr (GROUP > 0) {
+        // The k-tile's scales (and zeros) for the tile's output channels: GS groups x BN, in
+        // chunks of 8 channels (16 bytes of scales, 8 of zeros). N is a multiple of 8, so a chunk
+        // is wholly inside or wholly past the last channel.
+        const int groups_k = args.k / GROUP;
+        for (int c = tid; c < NB * GS * (BN / 8); c += kThreads) {
+          const int m = c / (GS * (BN / 8)), j = (c / (BN / 8)) % GS, n = (c % (BN / 8)) * 8;
+          const int kg = k0 / GROUP + j;
+          const bool ok = kg < groups_k && n0 + n < args.n;
+          const auto& op = args.bq[m];
+          const long long at = (static_cast<long long>(job.g) * groups_k + kg) * op.rows + n0 + n;
+          mem::cp_async16(Smem::scales(smem, stage, m, j) + n, ok ? op.scale + at : op.scale, ok);
+          if constexpr (Smem::kZeros) mem::cp_async8(Smem::zeros(smem, stage, m, j) + n, ok ? op.zero + at : op.zero, ok);
         }
       }
     }
@@ -169,15 +208,25 @@ DEEPSHOCK_DEVICE void gemm_mainloop(unsigned char* smem, const int* rows, const 
         for (int mi = 0; mi < MI; ++mi)
           arch::ldmatrix<4>(af[mi], sa + (warp_m * Tile::kWM + mi * 16 + lane % 16) * LD + kk + 8 * (lane / 16));
         if constexpr (!Codec::kIdentity) {
-          // Quantized weights: each thread reads its B fragment's stored elements — column
-          // (n row) l / 4 of the n8 tile, k = kk + 2 (l % 4) + {0, 1} and + 8 — and the codec
-          // turns each pair into two T (exact) in one register.
+          // Quantized weights: each thread reads its B fragment's stored values — column (n
+          // row) l / 4 of the n8 tile, k = kk + 2 (l % 4) + {0, 1} and + 8 — and the codec turns
+          // each pair into two T in one register; group-wise codecs with the (channel, group)
+          // factors of the stage's scale tile (a k16 step lies inside one group: G >= 32).
           DEEPSHOCK_UNROLL
           for (int m = 0; m < NB; ++m) {
-            const W* sb = Smem::b(smem, stage, m) + (warp_n * Tile::kWN + lane / 4) * LDB + kk + 2 * (lane % 4);
+            const int col = warp_n * Tile::kWN + lane / 4;  // the thread's channel in n8 tile 0
+            const W* sb = Smem::b(smem, stage, m) + col * LDB;
             DEEPSHOCK_UNROLL
             for (int ni = 0; ni < NI; ++ni) {
-              const std::uint32_t bf[2] = {Codec::template pair<T>(sb + ni * 8 * LDB), Codec::template pair<T>(sb + ni * 8 * LDB + 8)};
+              typename Codec::Factors f{};
+              if constexpr (GROUP > 0) {
+                const int j = GS > 1 ? kk / GROUP : 0;
+                const int n = col + ni * 8;
+                f = Codec::factors(Smem::scales(smem, stage, m, j)[n], Smem::kZeros ? Smem::zeros(smem, stage, m, j)[n] : std::uint8_t{8});
+              }
+              const W* row = sb + ni * 8 * LDB;
+              const std::uint32_t bf[2] = {Codec::template pair<T>(row, kk + 2 * (lane % 4), f),
+                                           Codec::template pair<T>(row, kk + 2 * (lane % 4) + 8, f)};
               DEEPSHOCK_UNROLL
               for (int mi = 0; mi < MI; ++mi) arch::mma_m16n8k16<T>(acc[m][mi * NI + ni], af[mi], bf, acc[m][mi * NI + ni]);
             }
@@ -220,7 +269,7 @@ DEEPSHOCK_DEVICE void gemm_mainloop(unsigned char* smem, const int* rows, const 
           if constexpr (Codec::kIdentity) {
             for (int kk = 0; kk < BK; ++kk) s = fmaf(sa[r * LD + kk], sb[col * LD + kk], s);
           } else {
-            for (int kk = 0; kk < BK; ++kk) s = fmaf(sa[r * LD + kk], Codec::value(sb[col * LDB + kk]), s);
+            for (int kk = 0; kk < BK; ++kk) s = fmaf(sa[r * LD + kk], Codec::value(sb[col * LDB + kk]), s);  // PACK 1: kGroup 0
           }
           acc[m][o / 4][o % 4] = s;
         }
@@ -243,7 +292,7 @@ DEEPSHOCK_DEVICE void store_tile(const TileJob<T, Epi, Codec>& job, int tid, con
       const int idx = tid + o * Tile::kThreads, r = idx / Tile::kBN, n = job.n0 + idx % Tile::kBN;
       if (r < rows_here && n < job.args.n) {
         float g = acc[0][o / 4][o % 4], u = NB == 2 ? acc[NB - 1][o / 4][o % 4] : 0.0f;
-        if constexpr (!Codec::kIdentity) {
+        if constexpr (quant::epilogue_scaled_v<Codec>) {
           g *= Codec::scale(job.args.bq[0], job.g, n);
           if (NB == 2) u *= Codec::scale(job.args.bq[1], job.g, n);
         }
