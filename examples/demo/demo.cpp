@@ -18,10 +18,11 @@
 // The same source builds twice: demo_gpu (nvcc) and demo_sim (g++ with DEEPSHOCK_SIM). demo_gpu
 // exits with 77 when it has no device; scripts/demo.sh then runs demo_sim with the same
 // arguments, where --executor auto means host.
-// --quant int8 quantizes the expert weights (routed and shared) to int8 with one fp32 scale per
-// output channel (quant::Int8Channel, W8A16: activations stay bf16), prints the bytes per
-// weight and the error of the quantized layer against the bf16 one, and checks y against the
-// double reference on the dequantized weights.
+// --quant int8 | int4 quantizes the expert weights (routed and shared) with the library's host
+// quantizers — int8 with one fp32 scale per output channel (quant::Int8Channel, W8A16), or 4-bit
+// codes with one fp16 scale per 128 inputs (quant::Int4Group<128>, W4A16); activations stay bf16
+// (quant_model.hpp) — prints the bytes per weight and the error of the quantized layer against
+// the bf16 one, and checks y against the double reference on the dequantized weights.
 // Exit codes: 0 pass, 1 check failed or library error, 2 bad arguments, 77 no GPU.
 #include <algorithm>
 #include <array>
@@ -40,7 +41,8 @@
 #include "deepshock/moe/layer.hpp"
 #include "deepshock/moe/host_layer.hpp"
 #include "deepshock/moe/reference_layer.hpp"
-#include "deepshock/quant/int8.hpp"
+#include "model.hpp"
+#include "quant_model.hpp"
 
 namespace ds = deepshock;
 namespace gate = deepshock::gate;
@@ -50,27 +52,7 @@ using ds::bf16;
 
 namespace {
 
-enum class GateKind { v2lite, qwen3, qwen15, mixtral };
-struct Preset {
-  const char* name;
-  const char* about;
-  GateKind gate;
-  int experts, topk, hidden, inter, shared;  // shared: the shared experts' total intermediate size
-  moe::SharedGate shared_gate;
-  bool renormalize;
-};
-constexpr Preset kPresets[] = {
-    {"deepseek-v2-lite", "DeepSeek-V2-Lite: 64 experts top-6 (softmax, no renormalisation) + 2 shared experts", GateKind::v2lite, 64,
-     6, 2048, 1408, 2816, moe::SharedGate::none, false},
-    {"qwen3-30b-a3b", "Qwen3-30B-A3B: 128 experts top-8 (softmax, renormalised), no shared expert", GateKind::qwen3, 128, 8, 2048, 768,
-     0, moe::SharedGate::none, true},
-    {"qwen1.5-moe", "Qwen1.5-MoE-A2.7B: 60 experts top-4 (softmax, no renormalisation) + a sigmoid-gated shared expert",
-     GateKind::qwen15, 60, 4, 2048, 1408, 5632, moe::SharedGate::sigmoid, false},
-    {"mixtral", "Mixtral-8x7B: 8 experts top-2 (softmax, renormalised)", GateKind::mixtral, 8, 2, 4096, 14336, 0,
-     moe::SharedGate::none, true},
-    {"small", "DeepSeek-V2-Lite routing (64 experts top-6, 2 shared experts) at hidden 256, intermediate 128 (quick)",
-     GateKind::v2lite, 64, 6, 256, 128, 256, moe::SharedGate::none, false},
-};
+using namespace demo;
 
 enum class Exec { gpu, host, sim };
 const char* exec_name(Exec e) { return e == Exec::gpu ? "gpu" : e == Exec::host ? "host" : "sim"; }
@@ -80,153 +62,8 @@ struct Options {
   int tokens = 32, reps = -1, check = 8;  // reps -1: the executor's default
   std::uint64_t seed = 1;
   std::string executor = "auto";
-  std::string quant = "none";  // none | int8
+  std::string quant = "none";  // none | int8 | int4
 };
-
-// ---- random model: counter-based, so a seed gives the same model on every machine ----------
-std::uint64_t splitmix64(std::uint64_t z) {
-  z += 0x9E3779B97F4A7C15ull;
-  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-  return z ^ (z >> 31);
-}
-
-/// Runs f(begin, end) over [0, n) in chunks on all hardware threads.
-template <class F>
-void parallel_for(std::size_t n, F f) {
-  const std::size_t hw = std::max(1u, std::thread::hardware_concurrency());
-  const std::size_t threads = std::min(hw, n / 65536 + 1), chunk = (n + threads - 1) / threads;
-  std::vector<std::thread> pool;
-  for (std::size_t t = 1; t < threads; ++t) pool.emplace_back(f, std::min(n, t * chunk), std::min(n, (t + 1) * chunk));
-  f(std::size_t(0), std::min(n, chunk));
-  for (std::thread& th : pool) th.join();
-}
-
-enum Tensor { kX, kWGate, kW1, kW3, kW2, kS1, kS3, kS2, kSGate, kTensors };
-/// A host tensor. Its memory stays untouched until fill_uniform's threads write it (first touch in
-/// parallel: a value-initialised std::vector would zero a gigabyte on one thread first).
-struct HostTensor {
-  std::unique_ptr<bf16[]> p;
-  std::size_t n = 0;
-  const bf16* data() const { return n > 0 ? p.get() : nullptr; }
-};
-using Model = std::array<HostTensor, kTensors>;
-std::array<const bf16*, kTensors> pointers(const Model& m) {
-  std::array<const bf16*, kTensors> ptr{};
-  for (int i = 0; i < kTensors; ++i) ptr[i] = m[i].data();
-  return ptr;
-}
-
-/// v[i] = U[-scale, scale) from the hash of (seed, tensor, i).
-void fill_uniform(HostTensor& v, std::size_t n, std::uint64_t seed, int tensor, float scale) {
-  v.p.reset(new bf16[n]);  // default-initialised: not written yet
-  v.n = n;
-  const std::uint64_t key = splitmix64(seed ^ splitmix64(static_cast<std::uint64_t>(tensor)));
-  bf16* out = v.p.get();
-  parallel_for(n, [=](std::size_t b, std::size_t e) {
-    for (std::size_t i = b; i < e; ++i) {
-      const float u = static_cast<float>(splitmix64(key + i) >> 40) * 0x1p-24f;  // [0, 1)
-      out[i] = bf16((2.0f * u - 1.0f) * scale);
-    }
-  });
-}
-
-/// x ~ U(-1, 1); every weight ~ U(-s, s) with s = 3/sqrt(fan_in): pre-activations are O(1).
-Model make_model(const Preset& p, int tokens, std::uint64_t seed) {
-  const std::size_t T = tokens, H = p.hidden, I = p.inter, Is = p.shared, E = p.experts;
-  auto s = [](std::size_t fan_in) { return 3.0f / std::sqrt(static_cast<float>(fan_in)); };
-  Model m;
-  fill_uniform(m[kX], T * H, seed, kX, 1.0f);
-  fill_uniform(m[kWGate], E * H, seed, kWGate, s(H));
-  fill_uniform(m[kW1], E * I * H, seed, kW1, s(H));
-  fill_uniform(m[kW3], E * I * H, seed, kW3, s(H));
-  fill_uniform(m[kW2], E * H * I, seed, kW2, s(I));
-  if (Is > 0) {
-    fill_uniform(m[kS1], Is * H, seed, kS1, s(H));
-    fill_uniform(m[kS3], Is * H, seed, kS3, s(H));
-    fill_uniform(m[kS2], H * Is, seed, kS2, s(Is));
-  }
-  if (p.shared_gate == moe::SharedGate::sigmoid) fill_uniform(m[kSGate], H, seed, kSGate, s(H));
-  return m;
-}
-
-/// The expert tensors and the shape of their [rows, cols] matrices (all experts stacked).
-constexpr Tensor kExpertTensors[] = {kW1, kW3, kW2, kS1, kS3, kS2};
-void expert_shape(const Preset& p, Tensor t, long long& rows, long long& cols) {
-  const long long E = p.experts, H = p.hidden, I = p.inter, Is = p.shared;
-  switch (t) {
-    case kW1: case kW3: rows = E * I; cols = H; return;
-    case kW2: rows = E * H; cols = I; return;
-    case kS1: case kS3: rows = Is; cols = H; return;
-    case kS2: rows = H; cols = Is; return;
-    default: rows = cols = 0; return;
-  }
-}
-
-/// --quant int8: the expert tensors as int8 with one scale per row (quant::quantize_int8_channel).
-struct QuantModel {
-  std::array<std::vector<std::int8_t>, kTensors> q;
-  std::array<std::vector<float>, kTensors> s;
-};
-ds::Status quantize_model(const Preset& p, const Model& m, QuantModel& qm) {
-  for (Tensor t : kExpertTensors) {
-    if (m[t].n == 0) continue;
-    long long rows = 0, cols = 0;
-    expert_shape(p, t, rows, cols);
-    qm.q[t].resize(m[t].n);
-    qm.s[t].resize(static_cast<std::size_t>(rows));
-    std::mutex mu;
-    ds::Status first_error = ds::Status::success();  // the first row that failed, if any
-    parallel_for(static_cast<std::size_t>(rows), [&](std::size_t b, std::size_t e) {  // rows are independent
-      std::vector<float> f(static_cast<std::size_t>(cols));
-      for (std::size_t r = b; r < e; ++r) {
-        for (long long c = 0; c < cols; ++c) f[static_cast<std::size_t>(c)] = m[t].p[r * cols + c].to_float();
-        const ds::Status s1 = ds::quant::quantize_int8_channel(f.data(), 1, cols, cols, qm.q[t].data() + r * cols, cols, qm.s[t].data() + r);
-        if (!s1.ok()) {
-          std::lock_guard<std::mutex> lock(mu);
-          if (first_error.ok()) (void)(first_error = s1);
-        }
-      }
-    });
-    DEEPSHOCK_RETURN_IF_ERROR(first_error);
-  }
-  return ds::Status::success();
-}
-
-/// Pointers to one copy (host or device) of the tensors; q / s: the int8 values and scales of the
-/// expert tensors (--quant int8).
-struct ModelPtrs {
-  std::array<const bf16*, kTensors> bf{};
-  std::array<const std::int8_t*, kTensors> q{};
-  std::array<const float*, kTensors> s{};
-};
-
-/// The layer's weights for expert codec Codec (null where absent).
-template <class Codec>
-moe::LayerWeights<bf16, moe::Expert<Codec>> layer_weights(const ModelPtrs& p, moe::SharedGate g) {
-  moe::LayerWeights<bf16, moe::Expert<Codec>> w;
-  w.w_gate = p.bf[kWGate];
-  w.shared_gate = p.bf[kSGate];
-  w.shared_gate_kind = g;
-  if constexpr (Codec::kIdentity) {
-    w.w1 = p.bf[kW1], w.w3 = p.bf[kW3], w.w2 = p.bf[kW2];
-    w.shared_w1 = p.bf[kS1], w.shared_w3 = p.bf[kS3], w.shared_w2 = p.bf[kS2];
-  } else {
-    w.w1 = p.q[kW1], w.w3 = p.q[kW3], w.w2 = p.q[kW2];
-    w.shared_w1 = p.q[kS1], w.shared_w3 = p.q[kS3], w.shared_w2 = p.q[kS2];
-    w.codec = {p.s[kW1], p.s[kW3], p.s[kW2], p.s[kS1], p.s[kS3], p.s[kS2]};
-  }
-  return w;
-}
-ModelPtrs host_pointers(const Model& m, const QuantModel& qm) {
-  ModelPtrs p;
-  p.bf = pointers(m);
-  for (int i = 0; i < kTensors; ++i) {
-    p.q[i] = qm.q[i].empty() ? nullptr : qm.q[i].data();
-    p.s[i] = qm.s[i].empty() ? nullptr : qm.s[i].data();
-  }
-  return p;
-}
 
 // ---- the executors ---------------------------------------------------------------------------
 struct RunResult {
@@ -249,21 +86,26 @@ ds::Status run_device(const moe::LayerDims& dims, const gate::PolicyParams& para
   rt::Stream stream;
   DEEPSHOCK_RETURN_IF_ERROR(stream.create());
   std::array<rt::DeviceBuffer<bf16>, kTensors> d;
-  std::array<rt::DeviceBuffer<std::int8_t>, kTensors> dq;
-  std::array<rt::DeviceBuffer<float>, kTensors> ds_;
+  std::array<rt::DeviceBuffer<std::uint8_t>, kTensors> dq, dz;
+  std::array<rt::DeviceBuffer<float>, kTensors> dscale;
+  std::array<rt::DeviceBuffer<std::uint16_t>, kTensors> dgscale;
   ModelPtrs ptrs;
   auto upload = [&](auto& buf, const auto* src, std::size_t n, auto& dst) -> ds::Status {
+    if (n == 0) return ds::Status::success();
     DEEPSHOCK_RETURN_IF_ERROR(buf.allocate(n));
     DEEPSHOCK_RETURN_IF_ERROR(buf.copy_from_host(src, n, stream.get()));
     dst = buf.data();
     return ds::Status::success();
   };
   for (int i = 0; i < kTensors; ++i) {
-    const bool quantized = !qm.q[i].empty();
-    if (m[i].n > 0 && !quantized) DEEPSHOCK_RETURN_IF_ERROR(upload(d[i], m[i].data(), m[i].n, ptrs.bf[i]));  // quantized: int8 only
-    if (quantized) {
-      DEEPSHOCK_RETURN_IF_ERROR(upload(dq[i], qm.q[i].data(), qm.q[i].size(), ptrs.q[i]));
-      DEEPSHOCK_RETURN_IF_ERROR(upload(ds_[i], qm.s[i].data(), qm.s[i].size(), ptrs.s[i]));
+    const QuantTensor& qt = qm[i];
+    if (qt.q.empty()) {  // a quantized tensor goes up in its codec's layout only
+      DEEPSHOCK_RETURN_IF_ERROR(upload(d[i], m[i].data(), m[i].n, ptrs.bf[i]));
+    } else {
+      DEEPSHOCK_RETURN_IF_ERROR(upload(dq[i], qt.q.data(), qt.q.size(), ptrs.q[i]));
+      DEEPSHOCK_RETURN_IF_ERROR(upload(dscale[i], qt.scale.data(), qt.scale.size(), ptrs.scale[i]));
+      DEEPSHOCK_RETURN_IF_ERROR(upload(dgscale[i], qt.gscale.data(), qt.gscale.size(), ptrs.gscale[i]));
+      DEEPSHOCK_RETURN_IF_ERROR(upload(dz[i], qt.zero.data(), qt.zero.size(), ptrs.zero[i]));
     }
   }
   const std::array<const bf16*, kTensors>& ptr = ptrs.bf;
@@ -367,7 +209,7 @@ int run_preset(const Preset& p, const Options& o, Exec exec) {
   std::printf("shape   : %d token(s), hidden %d, expert intermediate %d, shared intermediate %d%s; SwiGLU experts, %s weights, "
               "bf16 activations, fp32 accumulation; seed %llu\n",
               T, H, I, Is, p.shared_gate == moe::SharedGate::sigmoid ? " (sigmoid-gated)" : "",
-              kQuant ? "int8 (per-channel scales)" : "bf16", static_cast<unsigned long long>(o.seed));
+              kQuant ? Codec::kName : "bf16", static_cast<unsigned long long>(o.seed));
   if (exec == Exec::sim && (H > 256 || T > 64))  // small: 0.2 s for 4 tokens; deepseek-v2-lite: 6 s for 1 token
     std::printf("hint    : the simulator runs about 1 us per warp-level op: seconds to minutes per run at this size "
                 "(try --preset small --tokens 4, or --executor host)\n");
@@ -382,16 +224,19 @@ int run_preset(const Preset& p, const Options& o, Exec exec) {
               std::chrono::duration<double>(std::chrono::steady_clock::now() - g0).count());
 
   QuantModel qm;
+  double bpw = 2.0;  // stored bytes per expert weight
   if constexpr (kQuant) {
     const auto q0 = std::chrono::steady_clock::now();
-    if (const ds::Status qs = quantize_model(p, m, qm); !qs.ok()) {
+    if (const ds::Status qs = quantize_model<Codec>(p, m, qm); !qs.ok()) {
       std::printf("error   : %s\n", qs.to_string().c_str());
       return 1;
     }
-    std::printf("quant   : %s: expert weights to int8, one fp32 scale per output channel (amax/127, round half to even) in "
-                "%.2f s; %.3f bytes per weight (bf16: 2)\n",
-                Codec::kName, std::chrono::duration<double>(std::chrono::steady_clock::now() - q0).count(),
-                1.0 + 4.0 * (2.0 * I + H) / (3.0 * H * I));  // 3 H I int8 + 2 I + H fp32 scales per expert
+    bpw = bytes_per_weight(m, qm);
+    std::printf("quant   : %s: expert weights quantized in %.2f s (%s); %.3f bytes per weight with scales%s (bf16: 2)\n", Codec::kName,
+                std::chrono::duration<double>(std::chrono::steady_clock::now() - q0).count(),
+                std::is_same_v<Codec, ds::quant::Int8Channel> ? "int8, one fp32 scale per output channel: amax / 127, round half to even"
+                                                              : "4-bit codes - 8, one fp16 scale per 128 inputs: amax / 7, round half to even",
+                bpw, std::is_same_v<Codec, ds::quant::Int8Channel> ? "" : " (zero points: none, fixed at 8)");
   }
   gate::PolicyParams params;
   params.renormalize = p.renormalize;
@@ -411,16 +256,15 @@ int run_preset(const Preset& p, const Options& o, Exec exec) {
   int touched = 0;
   for (int c : r.counts) assignments += c, touched += c > 0;
   const double HI = double(H) * I, HIs = double(H) * Is;
-  const double wbytes = kQuant ? 1.0 : 2.0;  // int8 + scales (2 x I + H floats per expert: counted below)
-  const double expert_bytes = touched * (3.0 * HI * wbytes + (kQuant ? 4.0 * (2.0 * I + H) : 0.0));
-  const double shared_bytes = 3.0 * HIs * wbytes + (kQuant && Is > 0 ? 4.0 * (2.0 * Is + H) : 0.0) +
+  const double expert_bytes = touched * 3.0 * HI * bpw;  // codes and scales
+  const double shared_bytes = 3.0 * HIs * bpw +
                               (p.shared_gate == moe::SharedGate::sigmoid ? 2.0 * H : 0.0);
   const double router_bytes = 2.0 * E * H, xy_bytes = 2.0 * 2.0 * T * H;
   const double bytes = expert_bytes + shared_bytes + router_bytes + xy_bytes;
   const double flops = assignments * 6.0 * HI + T * (6.0 * HIs + 2.0 * E * H);
-  std::printf("traffic : %.1f MB must move: %d touched experts x 3 x %d x %d x %.0f B%s = %.1f MB, shared %.1f MB, router %.2f MB, "
+  std::printf("traffic : %.1f MB must move: %d touched experts x 3 x %d x %d x %.3f B%s = %.1f MB, shared %.1f MB, router %.2f MB, "
               "x and y %.2f MB; %.2f GFLOP per layer\n",
-              bytes * 1e-6, touched, H, I, wbytes, kQuant ? " + scales" : "", expert_bytes * 1e-6, shared_bytes * 1e-6, router_bytes * 1e-6,
+              bytes * 1e-6, touched, H, I, bpw, kQuant ? " (with scales)" : "", expert_bytes * 1e-6, shared_bytes * 1e-6, router_bytes * 1e-6,
               xy_bytes * 1e-6, flops * 1e-9);
   if (r.timed > 0) {
     const double s = r.us * 1e-6;
@@ -499,12 +343,13 @@ int run_preset(const Preset& p, const Options& o, Exec exec) {
 int usage(const char* why) {
   if (why) std::printf("demo: %s\n", why);
   std::printf("usage: demo [--preset NAME] [--tokens N] [--seed S] [--reps R] [--executor auto|gpu|host|sim] [--check-tokens C] "
-              "[--quant none|int8]\n"
+              "[--quant none|int8|int4]\n"
               "  --tokens N        tokens in the batch (default 32)\n"
               "  --reps R          timed runs (default 20 on the GPU, 3 on the CPU)\n"
               "  --executor E      auto: gpu in demo_gpu, host in demo_sim; sim: the kernels in the CPU simulator (demo_sim)\n"
               "  --check-tokens C  tokens checked against the double reference (default 8; 0 = none)\n"
-              "  --quant Q         expert weights: none (bf16, default) or int8 (W8A16: per-channel int8, bf16 activations)\npresets:\n");
+              "  --quant Q         expert weights: none (bf16, default), int8 (W8A16: per-channel int8) or int4 (W4A16: 4-bit, fp16\n"
+              "                    scale per 128 inputs); activations stay bf16\npresets:\n");
   for (const Preset& p : kPresets) std::printf("  %-17s %s\n", p.name, p.about);
   return 2;
 }
@@ -540,7 +385,8 @@ int main(int argc, char** argv) {
         return usage(("unknown executor " + o.executor).c_str());
     } else if (a == "--quant") {
       o.quant = v;
-      if (o.quant != "none" && o.quant != "int8") return usage(("unknown quantization " + o.quant + " (none or int8)").c_str());
+      if (o.quant != "none" && o.quant != "int8" && o.quant != "int4")
+        return usage(("unknown quantization " + o.quant + " (none, int8 or int4)").c_str());
     } else if (a == "--tokens" && parse_int(v, 1, 1 << 20, n)) {
       o.tokens = static_cast<int>(n);
     } else if (a == "--reps" && parse_int(v, 0, 1 << 20, n)) {
@@ -584,6 +430,7 @@ int main(int argc, char** argv) {
   auto run = [&](auto gate_tag) {
     using Gate = decltype(gate_tag);
     if (o.quant == "int8") return run_preset<Gate, ds::quant::Int8Channel>(*o.preset, o, exec);
+    if (o.quant == "int4") return run_preset<Gate, Int4>(*o.preset, o, exec);
     return run_preset<Gate, ds::quant::None>(*o.preset, o, exec);
   };
   switch (o.preset->gate) {

@@ -141,7 +141,8 @@ TEST_CASE("Int4Group validates a layer's scales and zeros, and the GEMM's operan
   ps.w1 = ps.w2 = {s.data(), nullptr};
   CHECK(U4g32::validate(ps, false, false).ok());
   check_rejects(U4g32::validate(ps, true, false), "codec.w3.scale");
-  check_rejects(U4g32::check(U4g32::Operand{s.data(), nullptr, 8, 1}, 48), "k");
-  check_rejects(U4g32::check(U4g32::Operand{s.data(), nullptr, 8, 2}, 64), "gate_up");
-  check_rejects(U4g32::check(U4g32::Operand{s.data(), nullptr, 12, 1}, 64), "codec.scale");
+  check_rejects(U4g32::check(U4g32::Operand{s.data(), nullptr, 8, 1}, 8, 48), "k");
+  check_rejects(U4g32::check(U4g32::Operand{s.data(), nullptr, 8, 2}, 8, 64), "gate_up");
+  check_rejects(U4g32::check(U4g32::Operand{s.data(), nullptr, 12, 1}, 8, 64), "codec.scale");
+  check_rejects(U4g32::check(U4g32::Operand{s.data(), nullptr, 8, 1}, 16, 64), "codec.rows");
 }

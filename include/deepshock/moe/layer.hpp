@@ -461,7 +461,7 @@ class Layer {
                         w.codec, 1);
     m.up.rows = tokens;
     m.down = {h, d.shared_intermediate, nullptr, w.shared_w2, nullptr, 0, d.hidden, d.shared_intermediate, nullptr, nullptr, 1, tokens,
-              {Codec::operand(w.codec, Matrix::shared_w2, 0, 0, 1), {}}};
+              {Codec::operand(w.codec, Matrix::shared_w2, d.hidden, 0, 1), {}}};
     m.m_tiles = max_m_tiles(tokens, Tile::kBM, 1);
     m.up_epi = {h, d.shared_intermediate};
     m.down_epi.out = out;

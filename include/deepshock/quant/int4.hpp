@@ -170,15 +170,19 @@ struct Int4Group {
     return Status::success();
   }
 
-  /// The GEMM's check of one operand for a K-long reduction: whole groups, 16-byte aligned
-  /// scale / zero rows (the mainloop stages them with 16- and 8-byte copies), step 1.
-  static Status check(const Operand& o, long long k) {
+  /// The GEMM's check of one operand of an N x K problem: whole groups, as many stored rows per
+  /// expert as output channels at least, 16-byte aligned scale / zero rows (the mainloop stages
+  /// them with 16- and 8-byte copies), step 1.
+  static Status check(const Operand& o, long long n, long long k) {
     if (k % G != 0)
       return Status::invalid_argument("k", std::string("must be a multiple of the group size ") + std::to_string(G) + " (" + kName + "), got " +
                                                std::to_string(k));
     if (o.step != 1)
       return Status::invalid_argument("gate_up", std::string(kName) + " needs contiguous output channels (gate_up::Separate or Halves, not Interleaved)");
     if (o.scale == nullptr) return Status::invalid_argument("codec.scale", "must not be null");
+    if (o.rows < n)
+      return Status::invalid_argument("codec.rows", "the scales' rows per expert (" + std::to_string(o.rows) + ") must cover the N = " +
+                                                      std::to_string(n) + " output channels");
     if (reinterpret_cast<std::uintptr_t>(o.scale) % 16 != 0 || o.rows % 8 != 0)
       return Status::invalid_argument("codec.scale", "rows of scales must start 16-byte aligned (aligned pointer, a multiple of 8 rows per expert)");
     if (kZeros && (o.zero == nullptr || reinterpret_cast<std::uintptr_t>(o.zero) % 8 != 0))

@@ -45,8 +45,8 @@ Status check_batch(const GemmBatch<T, Epi, Codec>& batch) {
     if (a.b_stride % quant::pack_v<Codec> != 0)
       return Status::invalid_argument("b_stride", "must be a whole number of stored elements (a multiple of " + std::to_string(quant::pack_v<Codec>) + ")");
     if constexpr (quant::group_v<Codec> > 0) {
-      DEEPSHOCK_RETURN_IF_ERROR(Codec::check(a.bq[0], a.k));
-      if (Epi::kGated) DEEPSHOCK_RETURN_IF_ERROR(Codec::check(a.bq[1], a.k));
+      DEEPSHOCK_RETURN_IF_ERROR(Codec::check(a.bq[0], a.n, a.k));
+      if (Epi::kGated) DEEPSHOCK_RETURN_IF_ERROR(Codec::check(a.bq[1], a.n, a.k));
     }
   }
   return Status::success();

@@ -53,7 +53,8 @@ struct GemmSmem {
   static constexpr std::size_t kRowsOffset = static_cast<std::size_t>(Tile::kStages) * kStageBytes;
   static constexpr std::size_t kBytes = kRowsOffset + Tile::kBM * sizeof(int);
   static_assert(kABytes % 16 == 0 && kBBytes % 16 == 0, "GemmSmem: stages must stay 16-byte aligned.");
-  static_assert(kGroup == 0 || kGroup % kBK == 0 || kBK % kGroup == 0, "GemmSmem: a group must cover whole k-tiles or divide one.");
+  static constexpr int kGroupOr1 = kGroup > 0 ? kGroup : 1;  // no division by zero in the check below
+  static_assert(kGroup == 0 || kGroupOr1 % kBK == 0 || kBK % kGroupOr1 == 0, "GemmSmem: a group must cover whole k-tiles or divide one.");
   DEEPSHOCK_HOST_DEVICE static S* a(unsigned char* base, int stage) { return reinterpret_cast<S*>(base + stage * kStageBytes); }
   DEEPSHOCK_HOST_DEVICE static SB* b(unsigned char* base, int stage, int m) {
     return reinterpret_cast<SB*>(base + stage * kStageBytes + kABytes) + m * Tile::kBN * kLDB;

@@ -1,0 +1,143 @@
+// The demo's --quant: the expert tensors (routed and shared) of a demo::Model quantized with the
+// library's host quantizers, and the layer weights that point at them.
+//   int8  quant::Int8Channel: int8, one fp32 scale per output channel (amax / 127)   W8A16
+//   int4  quant::Int4Group<128>: 4-bit codes, one fp16 scale per 128 inputs of an output
+//         channel, zero fixed at 8 ("uint4b8", the GPTQ symmetric layout)           W4A16
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <mutex>
+#include <vector>
+
+#include "deepshock/core/status.hpp"
+#include "deepshock/moe/expert.hpp"
+#include "deepshock/quant/int4.hpp"
+#include "deepshock/quant/int8.hpp"
+#include "model.hpp"
+
+namespace demo {
+
+namespace ds = deepshock;
+namespace quant = deepshock::quant;
+
+using Int4 = quant::Int4Group<128>;
+
+/// One expert tensor in a codec's layout (empty vectors where the codec has no such data).
+struct QuantTensor {
+  std::vector<std::uint8_t> q;        ///< int8 values or packed 4-bit codes
+  std::vector<float> scale;           ///< Int8Channel: [rows]
+  std::vector<std::uint16_t> gscale;  ///< Int4Group: [experts][cols / G][rows per expert]
+  std::vector<std::uint8_t> zero;     ///< Int4Group asymmetric: as gscale
+  std::size_t bytes() const { return q.size() + 4 * scale.size() + 2 * gscale.size() + zero.size(); }
+};
+using QuantModel = std::array<QuantTensor, kTensors>;
+
+/// Quantizes the expert tensors of `m` with Codec's host quantizer, rows (int8) or experts (int4)
+/// in parallel; the first error, if any, is returned.
+template <class Codec>
+ds::Status quantize_model(const Preset& p, const Model& m, QuantModel& qm) {
+  for (Tensor t : kExpertTensors) {
+    if (m[t].n == 0) continue;
+    long long rows = 0, cols = 0;
+    expert_shape(p, t, rows, cols);
+    const long long experts = expert_count(p, t), per = rows / experts;  // rows per expert
+    QuantTensor& qt = qm[t];
+    std::mutex mu;
+    ds::Status first_error = ds::Status::success();
+    auto keep = [&](const ds::Status& s) {
+      if (s.ok()) return;
+      std::lock_guard<std::mutex> lock(mu);
+      if (first_error.ok()) (void)(first_error = s);
+    };
+    if constexpr (std::is_same_v<Codec, quant::Int8Channel>) {
+      qt.q.resize(m[t].n);
+      qt.scale.resize(static_cast<std::size_t>(rows));
+      parallel_for(static_cast<std::size_t>(rows), [&](std::size_t b, std::size_t e) {  // rows are independent
+        std::vector<float> f(static_cast<std::size_t>(cols));
+        for (std::size_t r = b; r < e; ++r) {
+          for (long long c = 0; c < cols; ++c) f[static_cast<std::size_t>(c)] = m[t].p[r * cols + c].to_float();
+          keep(quant::quantize_int8_channel(f.data(), 1, cols, cols, reinterpret_cast<std::int8_t*>(qt.q.data()) + r * cols, cols,
+                                            qt.scale.data() + r));
+        }
+      });
+    } else {
+      constexpr int G = Codec::kGroup;
+      const std::size_t qe = static_cast<std::size_t>(per * cols / 2), se = static_cast<std::size_t>(per * (cols / G));
+      qt.q.resize(static_cast<std::size_t>(experts) * qe);
+      qt.gscale.resize(static_cast<std::size_t>(experts) * se);
+      if (Codec::kZeros) qt.zero.resize(qt.gscale.size());
+      parallel_for(static_cast<std::size_t>(experts) * 65536, [&](std::size_t b, std::size_t e) {  // experts are independent
+        std::vector<float> f(static_cast<std::size_t>(per * cols));
+        for (std::size_t x = (b + 65535) / 65536; x < (e + 65535) / 65536; ++x) {
+          const bf16* src = m[t].p.get() + x * static_cast<std::size_t>(per * cols);
+          for (std::size_t i = 0; i < f.size(); ++i) f[i] = src[i].to_float();
+          keep(quant::quantize_int4_group<Codec>(f.data(), per, cols, cols, qt.q.data() + x * qe, cols / 2, qt.gscale.data() + x * se,
+                                                 Codec::kZeros ? qt.zero.data() + x * se : nullptr));
+        }
+      });
+    }
+    DEEPSHOCK_RETURN_IF_ERROR(first_error);
+  }
+  return ds::Status::success();
+}
+
+/// Stored bytes per weight of the quantized routed experts (codes and scales).
+inline double bytes_per_weight(const Model& m, const QuantModel& qm) {
+  double bytes = 0.0, weights = 0.0;
+  for (Tensor t : {kW1, kW3, kW2}) bytes += static_cast<double>(qm[t].bytes()), weights += static_cast<double>(m[t].n);
+  return weights > 0.0 ? bytes / weights : 0.0;
+}
+
+/// Pointers to one copy (host or device) of the tensors and of their codec data.
+struct ModelPtrs {
+  std::array<const bf16*, kTensors> bf{};
+  std::array<const std::uint8_t*, kTensors> q{};
+  std::array<const float*, kTensors> scale{};
+  std::array<const std::uint16_t*, kTensors> gscale{};
+  std::array<const std::uint8_t*, kTensors> zero{};
+};
+
+template <class V>
+const typename V::value_type* data_or_null(const V& v) {
+  return v.empty() ? nullptr : v.data();
+}
+
+inline ModelPtrs host_pointers(const Model& m, const QuantModel& qm) {
+  ModelPtrs p;
+  p.bf = pointers(m);
+  for (int i = 0; i < kTensors; ++i) {
+    p.q[i] = data_or_null(qm[i].q);
+    p.scale[i] = data_or_null(qm[i].scale);
+    p.gscale[i] = data_or_null(qm[i].gscale);
+    p.zero[i] = data_or_null(qm[i].zero);
+  }
+  return p;
+}
+
+/// The layer's weights for expert codec Codec (null where absent).
+template <class Codec>
+moe::LayerWeights<bf16, moe::Expert<Codec>> layer_weights(const ModelPtrs& p, moe::SharedGate g) {
+  using W = typename moe::LayerWeights<bf16, moe::Expert<Codec>>::W;
+  moe::LayerWeights<bf16, moe::Expert<Codec>> w;
+  w.w_gate = p.bf[kWGate];
+  w.shared_gate = p.bf[kSGate];
+  w.shared_gate_kind = g;
+  if constexpr (Codec::kIdentity) {
+    w.w1 = p.bf[kW1], w.w3 = p.bf[kW3], w.w2 = p.bf[kW2];
+    w.shared_w1 = p.bf[kS1], w.shared_w3 = p.bf[kS3], w.shared_w2 = p.bf[kS2];
+  } else {
+    auto q = [&](Tensor t) { return reinterpret_cast<const W*>(p.q[t]); };
+    w.w1 = q(kW1), w.w3 = q(kW3), w.w2 = q(kW2);
+    w.shared_w1 = q(kS1), w.shared_w3 = q(kS3), w.shared_w2 = q(kS2);
+    if constexpr (std::is_same_v<Codec, quant::Int8Channel>) {
+      w.codec = {p.scale[kW1], p.scale[kW3], p.scale[kW2], p.scale[kS1], p.scale[kS3], p.scale[kS2]};
+    } else {
+      auto d = [&](Tensor t) { return typename Codec::MatrixData{p.gscale[t], p.zero[t]}; };
+      w.codec = {d(kW1), d(kW3), d(kW2), d(kS1), d(kS3), d(kS2)};
+    }
+  }
+  return w;
+}
+
+}  // namespace demo
