@@ -1,6 +1,7 @@
 // The demo's --quant: the expert tensors (routed and shared) of a demo::Model quantized with the
 // library's host quantizers, and the layer weights that point at them.
 //   int8  quant::Int8Channel: int8, one fp32 scale per output channel (amax / 127)   W8A16
+//   w8a8  quant::Int8ChannelA8: the same weights, activations int8 per token (dynamic) W8A8
 //   int4  quant::Int4Group<128>: 4-bit codes, one fp16 scale per 128 inputs of an output
 //         channel, zero fixed at 8 ("uint4b8", the GPTQ symmetric layout)           W4A16
 #pragma once
@@ -50,7 +51,7 @@ ds::Status quantize_model(const Preset& p, const Model& m, QuantModel& qm) {
       std::lock_guard<std::mutex> lock(mu);
       if (first_error.ok()) (void)(first_error = s);
     };
-    if constexpr (std::is_same_v<Codec, quant::Int8Channel>) {
+    if constexpr (std::is_base_of_v<quant::Int8Channel, Codec>) {  // Int8Channel, Int8ChannelA8
       qt.q.resize(m[t].n);
       qt.scale.resize(static_cast<std::size_t>(rows));
       parallel_for(static_cast<std::size_t>(rows), [&](std::size_t b, std::size_t e) {  // rows are independent
@@ -130,7 +131,7 @@ moe::LayerWeights<bf16, moe::Expert<Codec>> layer_weights(const ModelPtrs& p, mo
     auto q = [&](Tensor t) { return reinterpret_cast<const W*>(p.q[t]); };
     w.w1 = q(kW1), w.w3 = q(kW3), w.w2 = q(kW2);
     w.shared_w1 = q(kS1), w.shared_w3 = q(kS3), w.shared_w2 = q(kS2);
-    if constexpr (std::is_same_v<Codec, quant::Int8Channel>) {
+    if constexpr (std::is_base_of_v<quant::Int8Channel, Codec>) {
       w.codec = {p.scale[kW1], p.scale[kW3], p.scale[kW2], p.scale[kS1], p.scale[kS3], p.scale[kS2]};
     } else {
       auto d = [&](Tensor t) { return typename Codec::MatrixData{p.gscale[t], p.zero[t]}; };

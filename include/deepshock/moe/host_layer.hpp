@@ -43,6 +43,7 @@
 #include "deepshock/moe/host_rows.hpp"
 #include "deepshock/moe/reference_dispatch.hpp"
 #include "deepshock/moe/reference_layer.hpp"
+#include "deepshock/quant/int8.hpp"
 
 namespace deepshock::moe {
 
@@ -148,6 +149,7 @@ void execute(const LayerDims& d, int k, const LayerWeights<T, ExpertT>& w, const
       if (src != xr)
         for (int c = 0; c < H; ++c) xr[c] = src[c];
       if (sigmoid_gate) g[static_cast<std::size_t>(t)] = gate::sigmoid(dot_fp32(gate_row, xr, H));
+      if constexpr (quant::act_int8_v<Codec>) quant::fake_quant_int8_row(xr, H);  // W8A8 (after the gate, which reads x itself)
     }
 
     // Up projection and activation: h = T(act(W1 x, W3 x)).
@@ -183,6 +185,17 @@ void execute(const LayerDims& d, int k, const LayerWeights<T, ExpertT>& w, const
           hb[a * rows + static_cast<std::size_t>(i)] =
               to_float(from_float<T>(Act::apply(gv[static_cast<std::size_t>(q)], gated ? uv[static_cast<std::size_t>(q)] : 0.0f)));
         }
+      }
+    }
+
+    // W8A8: GEMM 2 reads h as int8 rows with a scale each.
+    if constexpr (quant::act_int8_v<Codec>) {
+#if defined(_OPENMP)
+#pragma omp for schedule(static)
+#endif
+      for (long long r = 0; r < n + T_; ++r) {
+        if (r < n) quant::fake_quant_int8_row(h.data() + static_cast<std::size_t>(r) * Iz, I);
+        else if (Is > 0) quant::fake_quant_int8_row(hs.data() + static_cast<std::size_t>(r - n) * Isz, Is);
       }
     }
 

@@ -38,6 +38,7 @@
 #include "deepshock/gate/policies.hpp"
 #include "deepshock/moe/dispatch.hpp"
 #include "deepshock/moe/expert.hpp"
+#include "deepshock/moe/act_quant.hpp"
 #include "deepshock/moe/combine.hpp"
 #include "deepshock/moe/grouped_gemm.hpp"
 
@@ -104,6 +105,8 @@ class Layer {
                 "deepshock::moe::Layer: group-wise codecs (Int4Group) decode to bf16 / fp16 tensor-core fragments: use bf16 or fp16 activations.");
   static_assert(quant::group_v<Codec> == 0 || ExpertT::gate_up_layout::kStep == 1,
                 "deepshock::moe::Layer: group-wise codecs stage scales of contiguous output channels: use gate_up::Separate or Halves, not Interleaved.");
+  static_assert(!quant::act_int8_v<Codec> || sizeof(T) == 2,
+                "deepshock::moe::Layer: W8A8 codecs quantize bf16 / fp16 activations: use bf16 or fp16 activations.");
   static_assert(ExpertT::adapter::kRank == 0,
                 "deepshock::moe::Layer: LoRA adapters arrive with the LoRA work; the layer takes rank-0 (no) adapters only so far.");
   static_assert(!Gate::kNoisy, "deepshock::moe::Layer: NoisyTopK is a training-time router; route it with gate::Router and call run_routed.");
@@ -159,7 +162,7 @@ class Layer {
     if (dims_.shared_intermediate > 0)
       s += choice.routed_decode == choice.shared_decode ? ", shared expert in the same launches"
                                                         : ", shared expert in its own launches with " + tiles(choice.shared_decode);
-    if constexpr (!Codec::kIdentity) s += std::string(", weights ") + Codec::kName;
+    if constexpr (!Codec::kIdentity) s += std::string(", weights ") + Codec::kName + (kActInt8 ? " (int8 activations per token)" : "");
     if constexpr (ExpertT::gate_up_layout::kFused) s += std::string(", gate/up fused (") + ExpertT::gate_up_layout::kName + ")";
     s += std::string("; combine: ") + (Combine::kDeterministic ? "ordered" : "atomic");
     return s;
@@ -252,7 +255,8 @@ class Layer {
   struct Plan {
     std::size_t router = 0, router_bytes = 0, ids = 0, weights = 0, counts = 0, offsets = 0, tile_offsets = 0, sorted_token = 0,
                 sorted_slot = 0, slot_position = 0, bad_ids = 0, dispatch = 0, dispatch_bytes = 0, h = 0, out = 0, shared_h = 0,
-                shared_out = 0, sk_partials = 0, sk_tickets = 0, sk_ticket_count = 0, total = 0;
+                shared_out = 0, sk_partials = 0, sk_tickets = 0, sk_ticket_count = 0, xq = 0, xq_scale = 0, hq = 0, hq_scale = 0,
+                shared_hq = 0, shared_hq_scale = 0, total = 0;
   };
   Plan plan(int tokens) const {
     Plan p;
@@ -283,6 +287,14 @@ class Layer {
     p.out = take((Combine::kDeterministic ? N : Tn) * H * sizeof(float));
     p.shared_h = take(Tn * Is * sizeof(T));
     p.shared_out = take(Is > 0 ? Tn * H * sizeof(float) : 0);
+    if constexpr (kActInt8) {  // W8A8: x and h as int8 rows with a scale each (act_quant.hpp)
+      p.xq = take(Tn * H);
+      p.xq_scale = take(Tn * sizeof(float));
+      p.hq = take(N * I);
+      p.hq_scale = take(N * sizeof(float));
+      p.shared_hq = take(Tn * Is);
+      p.shared_hq_scale = take(Is > 0 ? Tn * sizeof(float) : 0);
+    }
     if constexpr (kStreamK) {
       // Stream-K scratch of the decode launches: their one-per-tile block counts bound the
       // tickets and (up to kStreamKMaxGrid) the partial tiles. Sized for the largest decode run
@@ -343,14 +355,18 @@ class Layer {
   }
 
   using UpEpi = ActEpilogue<Act, T>;
+  static constexpr bool kActInt8 = quant::act_int8_v<Codec>;
+  using A = typename GroupedGemmArgs<T, Codec>::A;  ///< the GEMMs' activations: T, or int8 (W8A8)
   /// The two grouped GEMMs of one expert family (the routed experts or the shared expert):
-  /// GEMM 1 writes the activation through `up_epi`, GEMM 2 goes through `down_epi`.
+  /// GEMM 1 writes the activation through `up_epi`, GEMM 2 goes through `down_epi`; W8A8 codecs
+  /// quantize GEMM 1's output rows (h_quant) before GEMM 2 reads them.
   template <class DownEpi>
   struct Mlp {
     GroupedGemmArgs<T, Codec> up, down;
     long long m_tiles = 0;  ///< m-tile slots (max_m_tiles)
     UpEpi up_epi;
     DownEpi down_epi;
+    RowQuantArgs<T> h_quant;
   };
   using SharedMlp = Mlp<DownEpilogue<false>>;
 
@@ -379,6 +395,10 @@ class Layer {
     if (b != nullptr) up.add(b->up, b->up_epi, b->m_tiles, Tile::kBN);
     DEEPSHOCK_RETURN_IF_ERROR((gemm<Tile>(up, l)));
     if (up_only) return Status::success();
+    if constexpr (kActInt8) {
+      DEEPSHOCK_RETURN_IF_ERROR(quantize_rows_int8(a.h_quant, l.stream, l.dependent));
+      if (b != nullptr) DEEPSHOCK_RETURN_IF_ERROR(quantize_rows_int8(b->h_quant, l.stream, l.dependent));
+    }
     GemmBatch<T, EpiA, Codec> down;
     down.add(a.down, a.down_epi, a.m_tiles, Tile::kBN);
     if constexpr (std::is_same_v<EpiA, DownEpilogue<false>>) {
@@ -398,11 +418,12 @@ class Layer {
   /// (ExpertT::gate_up_layout: every kStep-th row from the layout's first gate / up row).
   using W = typename LayerWeights<T, ExpertT>::W;
   using GateUp = typename ExpertT::gate_up_layout;
-  static GroupedGemmArgs<T, Codec> gate_up_args(const T* x, long long ldx, const int* a_rows, const W* w1, const W* w3, quant::Matrix m1,
-                                                quant::Matrix m3, int N, int K, const typename Codec::Params& codec, int groups) {
+  static GroupedGemmArgs<T, Codec> gate_up_args(const A* x, long long ldx, const float* x_scale, const int* a_rows, const W* w1, const W* w3,
+                                                quant::Matrix m1, quant::Matrix m3, int N, int K, const typename Codec::Params& codec, int groups) {
     GroupedGemmArgs<T, Codec> a;
     a.a = x;
     a.lda = ldx;
+    a.a_scale = x_scale;
     a.a_rows = a_rows;
     a.n = N;
     a.k = K;
@@ -424,21 +445,40 @@ class Layer {
     return a;
   }
 
+  /// GEMM 1's activations: x as the caller gave it, or (W8A8) its int8 rows and their scales.
+  struct ActIn {
+    const A* x = nullptr;
+    long long ldx = 0;
+    const float* scale = nullptr;
+  };
+  /// GEMM 1's output rows h, and (W8A8) their int8 copy and scales, which GEMM 2 reads.
+  struct HRows {
+    T* h = nullptr;
+    std::int8_t* q = nullptr;
+    float* scale = nullptr;
+    const A* for_gemm2() const {
+      if constexpr (kActInt8) return q;
+      else return h;
+    }
+  };
+
   /// The routed experts' MLP over the n expert-sorted assignments (tile_offsets from dispatch).
   template <class Tile>
-  Mlp<DownEpilogue<!Combine::kDeterministic>> routed_mlp(const LayerWeights<T, ExpertT>& w, const T* x, long long ldx, long long n,
-                                                        const int* offsets, const int* tile_offsets, const int* sorted_token,
-                                                        const int* sorted_slot, const float* weights, T* h, float* out) const {
+  Mlp<DownEpilogue<!Combine::kDeterministic>> routed_mlp(const LayerWeights<T, ExpertT>& w, const ActIn& x, long long n, const int* offsets,
+                                                        const int* tile_offsets, const int* sorted_token, const int* sorted_slot,
+                                                        const float* weights, const HRows& h, float* out) const {
     const int H = dims_.hidden, I = dims_.intermediate, groups = end_ - begin_;
     Mlp<DownEpilogue<!Combine::kDeterministic>> m;
     using quant::Matrix;
-    m.up = gate_up_args(x, ldx, sorted_token, w.w1, w.w3, Matrix::w1, Matrix::w3, I, H, w.codec, groups);
+    m.up = gate_up_args(x.x, x.ldx, x.scale, sorted_token, w.w1, w.w3, Matrix::w1, Matrix::w3, I, H, w.codec, groups);
     m.up.group_offsets = offsets;
     m.up.tile_offsets = tile_offsets;
-    m.down = {h, I, nullptr, w.w2, nullptr, static_cast<long long>(H) * I, H, I, offsets, tile_offsets, groups, 0,
+    m.down = {h.for_gemm2(), I, nullptr, w.w2, nullptr, static_cast<long long>(H) * I, H, I, offsets, tile_offsets, groups, 0,
               {Codec::operand(w.codec, Matrix::w2, H, 0, 1), {}}};
+    m.down.a_scale = h.scale;
+    m.h_quant = {h.h, I, static_cast<int>(n), I, h.q, h.scale};
     m.m_tiles = max_m_tiles(n, Tile::kBM, groups);
-    m.up_epi = {h, I};
+    m.up_epi = {h.h, I};
     m.down_epi.out = out;
     m.down_epi.ld = H;
     m.down_epi.scale = weights;
@@ -453,17 +493,19 @@ class Layer {
 
   /// The shared expert's MLP over all tokens (weight 1 here; the combine applies a sigmoid gate).
   template <class Tile>
-  SharedMlp shared_mlp(const LayerWeights<T, ExpertT>& w, const T* x, long long ldx, int tokens, T* h, float* out) const {
+  SharedMlp shared_mlp(const LayerWeights<T, ExpertT>& w, const ActIn& x, int tokens, const HRows& h, float* out) const {
     const LayerDims& d = dims_;
     SharedMlp m;
     using quant::Matrix;
-    m.up = gate_up_args(x, ldx, nullptr, w.shared_w1, w.shared_w3, Matrix::shared_w1, Matrix::shared_w3, d.shared_intermediate, d.hidden,
-                        w.codec, 1);
+    m.up = gate_up_args(x.x, x.ldx, x.scale, nullptr, w.shared_w1, w.shared_w3, Matrix::shared_w1, Matrix::shared_w3, d.shared_intermediate,
+                        d.hidden, w.codec, 1);
     m.up.rows = tokens;
-    m.down = {h, d.shared_intermediate, nullptr, w.shared_w2, nullptr, 0, d.hidden, d.shared_intermediate, nullptr, nullptr, 1, tokens,
+    m.down = {h.for_gemm2(), d.shared_intermediate, nullptr, w.shared_w2, nullptr, 0, d.hidden, d.shared_intermediate, nullptr, nullptr, 1, tokens,
               {Codec::operand(w.codec, Matrix::shared_w2, d.hidden, 0, 1), {}}};
+    m.down.a_scale = h.scale;
+    m.h_quant = {h.h, d.shared_intermediate, tokens, d.shared_intermediate, h.q, h.scale};
     m.m_tiles = max_m_tiles(tokens, Tile::kBM, 1);
-    m.up_epi = {h, d.shared_intermediate};
+    m.up_epi = {h.h, d.shared_intermediate};
     m.down_epi.out = out;
     m.down_epi.ld = d.hidden;
     return m;
@@ -495,19 +537,30 @@ class Layer {
     DEEPSHOCK_RETURN_IF_ERROR(dispatch(ids, Tn, kTopK, groups, d, at(p.dispatch), p.dispatch_bytes, stream, begin_, dep));
     if (stop == Stage::dispatch) return Status::success();
     const bool up_only = stop == Stage::gemm1;
-    T* h = reinterpret_cast<T*>(at(p.h));
     float* routed = reinterpret_cast<float*>(at(p.out));
     float* shared_out = dims_.shared_intermediate > 0 ? reinterpret_cast<float*>(at(p.shared_out)) : nullptr;
-    T* hs = reinterpret_cast<T*>(at(p.shared_h));
+    HRows h{reinterpret_cast<T*>(at(p.h)), nullptr, nullptr}, hs{reinterpret_cast<T*>(at(p.shared_h)), nullptr, nullptr};
+    ActIn x;
+    if constexpr (kActInt8) {  // W8A8: x to int8 rows first; h's int8 rows are filled between the GEMMs (mlp)
+      const RowQuantArgs<T> xq{in.x, ldx, Tn, H, reinterpret_cast<std::int8_t*>(at(p.xq)), reinterpret_cast<float*>(at(p.xq_scale))};
+      DEEPSHOCK_RETURN_IF_ERROR(quantize_rows_int8(xq, stream, dep));
+      x = {xq.q, H, xq.scale};
+      h.q = reinterpret_cast<std::int8_t*>(at(p.hq));
+      h.scale = reinterpret_cast<float*>(at(p.hq_scale));
+      hs.q = reinterpret_cast<std::int8_t*>(at(p.shared_hq));
+      hs.scale = reinterpret_cast<float*>(at(p.shared_hq_scale));
+    } else {
+      x = {in.x, ldx, nullptr};
+    }
     const GemmLaunch l{stream, dep, {reinterpret_cast<float*>(at(p.sk_partials)), reinterpret_cast<int*>(at(p.sk_tickets))}};
     // Routed experts (+ shared expert) with tile shapes R and S: the shared expert rides in the
     // same launches when S = R, else it runs on its own afterwards.
     auto run_mlps = [&](auto routed_tile, auto shared_tile) -> Status {
       using R = decltype(routed_tile);
       using S = decltype(shared_tile);
-      const auto r = routed_mlp<R>(w, in.x, ldx, n, d.expert_offsets, tiles, d.sorted_token, d.sorted_slot, weights, h, routed);
+      const auto r = routed_mlp<R>(w, x, n, d.expert_offsets, tiles, d.sorted_token, d.sorted_slot, weights, h, routed);
       if (shared_out == nullptr) return mlp<R>(r, nullptr, l, up_only);
-      const SharedMlp sh = shared_mlp<S>(w, in.x, ldx, Tn, hs, shared_out);
+      const SharedMlp sh = shared_mlp<S>(w, x, Tn, hs, shared_out);
       if constexpr (std::is_same_v<R, S>) {
         return mlp<R>(r, &sh, l, up_only);
       } else {

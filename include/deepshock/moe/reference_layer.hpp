@@ -26,6 +26,7 @@
 #include "deepshock/gate/reference_stats.hpp"
 #include "deepshock/moe/expert.hpp"
 #include "deepshock/moe/reference_dispatch.hpp"
+#include "deepshock/quant/int8.hpp"
 
 namespace deepshock::moe {
 
@@ -64,9 +65,10 @@ namespace reference {
 
 /// One expert MLP in double: W2 . act(W1 x, W3 x) for W1, W3 [I, H], W2 [H, I], x [H] (w3
 /// unused when Act is not gated). Returns [H]. U: the weights' element type (T, or double for
-/// dequantized weights).
+/// dequantized weights). `quant_h` (optional): applied to h before the down projection (W8A8
+/// codecs, whose down projection reads h quantized per row).
 template <class Act, class U, class T>
-std::vector<double> expert_mlp(const U* w1, const U* w3, const U* w2, int H, int I, const T* x) {
+std::vector<double> expert_mlp(const U* w1, const U* w3, const U* w2, int H, int I, const T* x, void (*quant_h)(double*, int) = nullptr) {
   std::vector<double> h(static_cast<std::size_t>(I)), o(static_cast<std::size_t>(H), 0.0);
   for (int i = 0; i < I; ++i) {
     const U* r1 = w1 + static_cast<std::size_t>(i) * H;
@@ -78,6 +80,7 @@ std::vector<double> expert_mlp(const U* w1, const U* w3, const U* w2, int H, int
     }
     h[static_cast<std::size_t>(i)] = Act::apply_ref(g, u);
   }
+  if (quant_h != nullptr) quant_h(h.data(), I);
   for (int n = 0; n < H; ++n) {
     const U* r2 = w2 + static_cast<std::size_t>(n) * I;
     double acc = 0.0;
@@ -133,7 +136,21 @@ std::vector<double> layer_from_routing(const LayerDims& d, int E, int k, const L
       const std::vector<double> u =
           Act::kGated ? rows_of(w3, m3, ex, e_rows, GateUp::first_up(N), GateUp::kStep, N, H) : std::vector<double>{};
       const std::vector<double> d = rows_of(sh ? w.shared_w2 : w.w2, sh ? Matrix::shared_w2 : Matrix::w2, ex, H, 0, 1, H, N);
-      return expert_mlp<Act>(g.data(), Act::kGated ? u.data() : nullptr, d.data(), H, static_cast<int>(N), x);
+      if constexpr (quant::act_int8_v<Codec>) {  // W8A8: x and h as the int8 rows the GEMMs read, dequantized
+        std::vector<float> xf(static_cast<std::size_t>(H));
+        for (int c = 0; c < H; ++c) xf[static_cast<std::size_t>(c)] = detail::to_float(x[c]);
+        quant::fake_quant_int8_row(xf.data(), H);  // the kernels' rule, bit for bit (x is exact in fp32)
+        // h as the layer holds it (rounded to T by GEMM 1's epilogue), then quantized by the rule.
+        auto quant_h = [](double* h, int n) {
+          std::vector<float> f(static_cast<std::size_t>(n));
+          for (int i = 0; i < n; ++i) f[static_cast<std::size_t>(i)] = detail::to_float(detail::from_float<T>(static_cast<float>(h[i])));
+          quant::fake_quant_int8_row(f.data(), n);
+          for (int i = 0; i < n; ++i) h[i] = f[static_cast<std::size_t>(i)];
+        };
+        return expert_mlp<Act>(g.data(), Act::kGated ? u.data() : nullptr, d.data(), H, static_cast<int>(N), xf.data(), +quant_h);
+      } else {
+        return expert_mlp<Act>(g.data(), Act::kGated ? u.data() : nullptr, d.data(), H, static_cast<int>(N), x);
+      }
     }
   };
   for (int e = 0; e < E; ++e)

@@ -1,5 +1,6 @@
-// deepshock/platform/mma.hpp — the tensor-core instruction wrappers mma.sync m16n8k16 and
-// ldmatrix (the shared-memory load that produces its fragments).
+// deepshock/platform/mma.hpp — the tensor-core instruction wrappers mma.sync m16n8k16 (bf16 /
+// fp16), mma.sync m16n8k32 (s8, int32 accumulation) and ldmatrix (the shared-memory load that
+// produces their fragments).
 //
 // D[16x8] = A[16x16] * B[16x8] + C[16x8]; A row-major, B column-major, inputs bf16 or fp16,
 // accumulation in fp32. Each of the 32 lanes holds fragments (PTX ISA, "Matrix Fragments for
@@ -8,6 +9,14 @@
 //   B: 2 x b32 = 4 halves b0..b3:  k   = 2t + (i % 2) + 8*(i / 2),          n = g
 //   C/D: 4 floats c0..c3:          row = g + 8*(i / 2),           col = 2t + (i % 2)
 // The lower 16 bits of a b32 register hold the element with the lower index.
+//
+// D[16x8] = A[16x32] * B[32x8] + C[16x8] for s8 inputs (m16n8k32, sm_80+), int32 accumulation
+// (exact: no saturation is requested, and the callers' sums stay far below 2^31):
+//   A: 4 x b32 = 16 bytes a0..a15:  row = g + 8*((i / 4) % 2), col = 4t + (i % 4) + 16*(i / 8)
+//   B: 2 x b32 = 8 bytes b0..b7:    k   = 4t + (i % 4) + 16*(i / 4),        n = g
+//   C/D: 4 x int32, laid out as the fp32 C/D above.
+// The lowest byte of a b32 register holds the element with the lowest index, so ldmatrix (below)
+// of 16-byte rows of int8 gives A fragments as it gives 16-bit ones.
 //
 // Under nvcc (sm_80+) the wrapper issues the PTX instruction; in the simulator it is a
 // warp-synchronous operation whose model gathers the fragments, multiplies with fp32 fused
@@ -48,6 +57,14 @@ DEEPSHOCK_HOST_DEVICE constexpr FragCoord mma_a_coord(int lane, int i) {
 /// Element i (0..3) of lane's B fragment, as (k, n).
 DEEPSHOCK_HOST_DEVICE constexpr FragCoord mma_b_coord(int lane, int i) {
   return {2 * (lane % 4) + (i % 2) + 8 * (i / 2), lane / 4};
+}
+/// Element i (0..15) of lane's A fragment of the s8 m16n8k32 shape.
+DEEPSHOCK_HOST_DEVICE constexpr FragCoord mma_s8_a_coord(int lane, int i) {
+  return {lane / 4 + 8 * ((i / 4) % 2), 4 * (lane % 4) + (i % 4) + 16 * (i / 8)};
+}
+/// Element i (0..7) of lane's B fragment of the s8 m16n8k32 shape, as (k, n).
+DEEPSHOCK_HOST_DEVICE constexpr FragCoord mma_s8_b_coord(int lane, int i) {
+  return {4 * (lane % 4) + (i % 4) + 16 * (i / 4), lane / 4};
 }
 /// Element i (0..3) of lane's C/D fragment.
 DEEPSHOCK_HOST_DEVICE constexpr FragCoord mma_c_coord(int lane, int i) {
@@ -108,6 +125,46 @@ inline void mma_m16n8k16_model(sim::detail::Thread* const* lanes, unsigned mask)
   }
 }
 
+struct MmaS8In {
+  const std::uint32_t* a;
+  const std::uint32_t* b;
+  const std::int32_t* c;
+};
+
+/// Byte `which` (0 = lowest) of a register as a signed 8-bit value.
+inline int s8_of(std::uint32_t reg, int which) { return static_cast<std::int8_t>(static_cast<std::uint8_t>(reg >> (8 * which))); }
+
+/// CPU model of mma.sync m16n8k32 s8: exact integer sums, wrapping as the hardware's adder does.
+inline void mma_m16n8k32_s8_model(sim::detail::Thread* const* lanes, unsigned mask) {
+  if (mask != 0xffffffffu) sim::detail::fail("mma.sync m16n8k32: all 32 lanes must take part (mask " + sim::detail::hex(mask) + ")");
+  int A[16][32], B[32][8];
+  std::int32_t C[16][8];
+  for (int lane = 0; lane < 32; ++lane) {
+    const auto& in = *static_cast<const MmaS8In*>(lanes[lane]->in);
+    for (int i = 0; i < 16; ++i) {
+      const FragCoord p = mma_s8_a_coord(lane, i);
+      A[p.row][p.col] = s8_of(in.a[i / 4], i % 4);
+    }
+    for (int i = 0; i < 8; ++i) {
+      const FragCoord p = mma_s8_b_coord(lane, i);
+      B[p.row][p.col] = s8_of(in.b[i / 4], i % 4);
+    }
+    for (int i = 0; i < 4; ++i) {
+      const FragCoord p = mma_c_coord(lane, i);
+      C[p.row][p.col] = in.c[i];
+    }
+  }
+  for (int lane = 0; lane < 32; ++lane) {  // every input is read before any output (D may alias C)
+    auto* d = static_cast<std::int32_t*>(lanes[lane]->out);
+    for (int i = 0; i < 4; ++i) {
+      const FragCoord p = mma_c_coord(lane, i);
+      std::uint32_t acc = static_cast<std::uint32_t>(C[p.row][p.col]);  // unsigned: wrapping, not UB
+      for (int k = 0; k < 32; ++k) acc += static_cast<std::uint32_t>(A[p.row][k] * B[k][p.col]);
+      d[i] = static_cast<std::int32_t>(acc);
+    }
+  }
+}
+
 /// CPU model of ldmatrix .x<Count>: lane l's `in` is its row address, `out` its Count words.
 template <int Count>
 inline void ldmatrix_model(sim::detail::Thread* const* lanes, unsigned mask) {
@@ -159,6 +216,27 @@ DEEPSHOCK_DEVICE void mma_m16n8k16(float (&d)[4], const std::uint32_t (&a)[4], c
 #elif DEEPSHOCK_DEVICE_PASS
   (void)d; (void)a; (void)b; (void)c;
   __trap();  // mma.sync m16n8k16 needs sm_80 or newer
+#else
+  (void)d; (void)a; (void)b; (void)c;
+#endif
+}
+
+/// D = A * B + C for one warp, s8 inputs and int32 accumulators (all 32 lanes together; `d` may
+/// alias `c`). Layouts in the file comment.
+DEEPSHOCK_DEVICE void mma_m16n8k32_s8(std::int32_t (&d)[4], const std::uint32_t (&a)[4], const std::uint32_t (&b)[2], const std::int32_t (&c)[4]) {
+#if DEEPSHOCK_SIM
+  detail::MmaS8In in{a, b, c};
+  std::int32_t out[4];
+  sim::detail::warp_sync_op(0xffffffffu, &detail::mma_m16n8k32_s8_model, &in, out, "mma.sync.m16n8k32.s8");
+  for (int i = 0; i < 4; ++i) d[i] = out[i];
+#elif DEEPSHOCK_DEVICE_PASS && __CUDA_ARCH__ >= 800
+  asm volatile(
+      "mma.sync.aligned.m16n8k32.row.col.s32.s8.s8.s32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%10,%11,%12,%13};\n"
+      : "=r"(d[0]), "=r"(d[1]), "=r"(d[2]), "=r"(d[3])
+      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]), "r"(c[0]), "r"(c[1]), "r"(c[2]), "r"(c[3]));
+#elif DEEPSHOCK_DEVICE_PASS
+  (void)d; (void)a; (void)b; (void)c;
+  __trap();  // mma.sync m16n8k32 s8 needs sm_80 or newer
 #else
   (void)d; (void)a; (void)b; (void)c;
 #endif

@@ -45,6 +45,7 @@
 // Codecs so far:
 //   None          unquantized weights, read as they are
 //   Int8Channel   int8 weights, one fp32 scale per output channel, symmetric (W8A16)
+//   Int8ChannelA8 the same weights with int8 activations per token (W8A8, int8 tensor cores)
 //   Int4Group     4-bit weights, 16-bit scales (and zero points) per group of G along K
 //                 (W4A16; quant/int4.hpp)
 #pragma once
@@ -189,6 +190,22 @@ concept EpilogueScaledCodec = requires(const typename C::Operand& o, typename C:
   { C::scale(o, 0, 0) } -> std::same_as<float>;
 };
 }  // namespace detail
+
+/// W8A8: Int8Channel's weights (int8, one fp32 scale per output channel) with the activations
+/// quantized per token (per row of x, and of h for the down projection) dynamically, by the same
+/// rule as the weights — scale = amax(|row|) / 127, codes rne(v / scale) clamped to [-127, 127]
+/// — just before the GEMM that reads them (moe/act_quant.hpp). The GEMM multiplies int8 by int8
+/// on the tensor cores (mma.sync m16n8k32 s8, exact int32 sums per k-tile) and applies
+/// scale_token x scale_channel in the epilogue. No per-tensor scale: a token's result does not
+/// depend on its batch.
+struct Int8ChannelA8 : Int8Channel {
+  static constexpr const char* kName = "w8a8_int8";
+  static constexpr bool kActInt8 = true;
+};
+
+/// Whether a codec quantizes the activations to int8 per row (W8A8).
+template <class C>
+inline constexpr bool act_int8_v = requires { requires C::kActInt8; };
 
 /// What the grouped GEMM requires of a codec (one readable failure for a wrong one).
 template <class C>

@@ -49,6 +49,21 @@ inline Status quantize_int8_channel(const float* w, long long rows, long long co
   return Status::success();
 }
 
+/// W8A8 activations on the host: row v [n] replaced by its per-row int8 quantization, dequantized
+/// (q * scale), in V's precision. V = float follows moe/act_quant.hpp's kernel rule bit for bit
+/// (scale = amax / 127, codes rne(v / scale) clamped to [-127, 127]); V = double is the
+/// reference's version of the same rule.
+template <class V>
+inline void fake_quant_int8_row(V* v, long long n) {
+  V amax = 0;
+  for (long long c = 0; c < n; ++c) amax = std::fmax(amax, std::fabs(v[c]));
+  const V s = amax / V(127);
+  for (long long c = 0; c < n; ++c) {
+    const V q = s > V(0) ? std::fmin(std::fmax(std::nearbyint(v[c] / s), V(-127)), V(127)) : V(0);
+    v[c] = q * s;
+  }
+}
+
 /// The dequantized weight q * scale (the reference's view of a stored element).
 inline double decode_ref(Int8Channel, std::int8_t q, float scale) { return static_cast<double>(q) * static_cast<double>(scale); }
 

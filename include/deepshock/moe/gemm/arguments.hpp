@@ -5,6 +5,9 @@
 // outputs stay in T.
 #pragma once
 
+#include <cstdint>
+#include <type_traits>
+
 #include "deepshock/core/config.hpp"
 #include "deepshock/quant/codec.hpp"
 
@@ -14,7 +17,9 @@ namespace deepshock::moe {
 template <class T, quant::WeightCodec Codec = quant::None>
 struct GroupedGemmArgs {
   using W = typename Codec::template storage<T>;
-  const T* a = nullptr;             ///< activations; row r at a + r * lda
+  /// Element type of the activations: T, or int8 for codecs that quantize them (W8A8).
+  using A = std::conditional_t<quant::act_int8_v<Codec>, std::int8_t, T>;
+  const A* a = nullptr;             ///< activations; row r at a + r * lda
   long long lda = 0;
   const int* a_rows = nullptr;      ///< [rows] A row of sorted row p; null: p itself
   const W* b0 = nullptr;            ///< group g's [N, K] weights at b0 + g * b_stride / kPack (quant/codec.hpp)
@@ -28,6 +33,7 @@ struct GroupedGemmArgs {
   int rows = 0;                     ///< rows of the single group when group_offsets is null
   typename Codec::Operand bq[2] = {};  ///< codec data of b0 and b1 (scales; empty for quant::None)
   long long ldb = 0;                ///< row stride of the weights in values; 0: k (dense rows)
+  const float* a_scale = nullptr;   ///< int8 activations (W8A8): the scale of A row r (indexed like a)
 };
 
 /// One launch of grouped_gemm_kernel: one or two independent grouped GEMMs with the same tile

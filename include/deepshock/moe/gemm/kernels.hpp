@@ -40,7 +40,7 @@ DEEPSHOCK_KERNEL void grouped_gemm_kernel(GemmBatch<T, Epi, Codec> batch) {
   float acc[NB][detail::GemmAccShape<T, Tile, NB>::kFrags][4] = {};
   const int ktiles = (job.args.k + Smem::kBK - 1) / Smem::kBK;
   detail::gemm_mainloop<T, Tile, NB>(smem, rows, job, 0, ktiles, tid, acc);
-  detail::store_tile<T, Tile, NB>(job, tid, acc);
+  detail::store_tile<T, Tile, NB>(job, rows, tid, acc);
 }
 
 /// Stream-K schedule of grouped_gemm_kernel's tiles (decode, DecodeSchedule::stream_k): a grid of
@@ -102,7 +102,7 @@ DEEPSHOCK_KERNEL void grouped_gemm_streamk_kernel(GemmBatch<T, Epi, Codec> batch
     float acc[NB][Acc::kFrags][4] = {};
     detail::gemm_mainloop<T, Tile, NB>(smem, rows, job, k_first, k_last, tid, acc);
     if (k_first == 0 && k_last == ktiles) {
-      detail::store_tile<T, Tile, NB>(job, tid, acc);
+      detail::store_tile<T, Tile, NB>(job, rows, tid, acc);
     } else {
       auto partial = [&](long long owner, int slot) { return sk.partials + (owner * 2 + slot) * (kQuads * kThreads * 4); };
       float* mine = partial(b, it == begin ? 0 : 1);
@@ -137,7 +137,7 @@ DEEPSHOCK_KERNEL void grouped_gemm_streamk_kernel(GemmBatch<T, Epi, Codec> batch
           }
         }
         if (tid == 0) *ticket = 0;  // ready for the next launch
-        detail::store_tile<T, Tile, NB>(job, tid, sum);
+        detail::store_tile<T, Tile, NB>(job, rows, tid, sum);
       }
     }
     it = seg_end;
@@ -170,7 +170,7 @@ DEEPSHOCK_KERNEL void grouped_gemm_sw128_kernel(GemmBatch<T, Epi, Codec> batch) 
 
   // The GemmTile this derives from has kWarpsM = BM / 16 warps of 16 rows and one warp column:
   // warp w's rows 16w .. 16w + 15 are warpgroup w / 4's rows 16 (w % 4) .., as in the D layout.
-  detail::store_mma_tile<Tile, NB>(job, tid, [&](int m, int f) -> const float* { return &acc[m][f * 4]; });
+  detail::store_mma_tile<Tile, NB>(job, rows, tid, [&](int m, int f) -> const float* { return &acc[m][f * 4]; });
 }
 
 }  // namespace deepshock::moe::kernels

@@ -32,7 +32,7 @@ namespace detail {
 template <class T, class Epi, class Codec>
 Status check_batch(const GemmBatch<T, Epi, Codec>& batch) {
   if (batch.total_blocks() > 0x7fffffffLL) return Status::invalid_argument("tokens", "the grouped GEMM needs more than 2^31 - 1 blocks");
-  constexpr int vec_a = 16 / static_cast<int>(sizeof(T));
+  constexpr int vec_a = 16 / static_cast<int>(sizeof(typename GroupedGemmArgs<T, Codec>::A));
   constexpr int vec_b = 16 / static_cast<int>(sizeof(typename Codec::template storage<T>)) * quant::pack_v<Codec>;  // values per 16 bytes
   constexpr int vec = vec_a > vec_b ? vec_a : vec_b;
   for (int i = 0; i < batch.count; ++i) {
@@ -44,6 +44,8 @@ Status check_batch(const GemmBatch<T, Epi, Codec>& batch) {
       return Status::invalid_argument("ldb", "must be 0 or >= k and a multiple of " + std::to_string(vec_b) + ", got " + std::to_string(a.ldb));
     if (a.b_stride % quant::pack_v<Codec> != 0)
       return Status::invalid_argument("b_stride", "must be a whole number of stored elements (a multiple of " + std::to_string(quant::pack_v<Codec>) + ")");
+    if constexpr (quant::act_int8_v<Codec>)
+      if (a.a_scale == nullptr) return Status::invalid_argument("a_scale", std::string("must not be null (") + Codec::kName + " activations are int8 per row)");
     if constexpr (quant::group_v<Codec> > 0) {
       DEEPSHOCK_RETURN_IF_ERROR(Codec::check(a.bq[0], a.n, a.k));
       if (Epi::kGated) DEEPSHOCK_RETURN_IF_ERROR(Codec::check(a.bq[1], a.n, a.k));

@@ -31,13 +31,14 @@ using smem_t = std::conditional_t<sizeof(T) == 2, std::uint16_t, float>;
 /// groups. Rows are padded by 16 bytes (see the file comment).
 template <class T, class Tile, int NB, class Codec = quant::None>
 struct GemmSmem {
-  using S = smem_t<T>;
+  using A = typename GroupedGemmArgs<T, Codec>::A;  // T, or int8 activations (W8A8)
+  using S = std::conditional_t<std::is_same_v<A, T>, smem_t<T>, A>;
   using W = typename Codec::template storage<T>;
   using SB = std::conditional_t<std::is_same_v<W, T>, S, W>;
   static constexpr int kPack = quant::pack_v<Codec>;
   static constexpr int kGroup = quant::group_v<Codec>;
-  static constexpr int kBK = Tile::kKBytes / static_cast<int>(sizeof(T));
-  static constexpr int kLD = kBK + 16 / static_cast<int>(sizeof(T));
+  static constexpr int kBK = Tile::kKBytes / static_cast<int>(sizeof(A));
+  static constexpr int kLD = kBK + 16 / static_cast<int>(sizeof(S));
   static constexpr int kLDB = kBK / kPack + 16 / static_cast<int>(sizeof(SB));
   static constexpr int kGS = kGroup == 0 ? 0 : (kBK > kGroup ? kBK / kGroup : 1);  ///< groups per stage
   static constexpr bool kZeros = [] {
@@ -87,7 +88,7 @@ struct GemmAccShape {
 /// range or neither, and they go out as one paired store. An epilogue-scaled codec's per-channel
 /// scales multiply the accumulators here (identity and group-wise codecs: nothing is multiplied).
 template <class Tile, int NB, class T, class Epi, class Codec, class Frag>
-DEEPSHOCK_DEVICE void store_mma_tile(const TileJob<T, Epi, Codec>& job, int tid, Frag&& frag) {
+DEEPSHOCK_DEVICE void store_mma_tile(const TileJob<T, Epi, Codec>& job, const int* rows, int tid, Frag&& frag) {
   constexpr int MI = Tile::kWM / 16, NI = Tile::kWN / 8;
   const int warp_id = tid / 32, lane = tid % 32;
   const int warp_m = warp_id % Tile::kWarpsM, warp_n = warp_id / Tile::kWarpsM;
@@ -107,10 +108,13 @@ DEEPSHOCK_DEVICE void store_mma_tile(const TileJob<T, Epi, Codec>& job, int tid,
           if constexpr (!quant::epilogue_scaled_v<Codec>) {
             job.epi.store2(job.m0 + r, n, c0[2 * half], NB == 2 ? c1[2 * half] : 0.0f, c0[2 * half + 1], NB == 2 ? c1[2 * half + 1] : 0.0f);
           } else {
-            const float g0 = c0[2 * half] * Codec::scale(job.args.bq[0], job.g, n);
-            const float g1 = c0[2 * half + 1] * Codec::scale(job.args.bq[0], job.g, n + 1);
-            const float u0 = NB == 2 ? c1[2 * half] * Codec::scale(job.args.bq[1], job.g, n) : 0.0f;
-            const float u1 = NB == 2 ? c1[2 * half + 1] * Codec::scale(job.args.bq[1], job.g, n + 1) : 0.0f;
+            // W8A8: the A row's token scale too (the tile's row list names the A row).
+            float t = 1.0f;
+            if constexpr (quant::act_int8_v<Codec>) t = job.args.a_scale[rows[r]];
+            const float g0 = c0[2 * half] * t * Codec::scale(job.args.bq[0], job.g, n);
+            const float g1 = c0[2 * half + 1] * t * Codec::scale(job.args.bq[0], job.g, n + 1);
+            const float u0 = NB == 2 ? c1[2 * half] * t * Codec::scale(job.args.bq[1], job.g, n) : 0.0f;
+            const float u1 = NB == 2 ? c1[2 * half + 1] * t * Codec::scale(job.args.bq[1], job.g, n + 1) : 0.0f;
             job.epi.store2(job.m0 + r, n, g0, u0, g1, u1);
           }
         }
@@ -129,13 +133,15 @@ DEEPSHOCK_DEVICE void gemm_mainloop(unsigned char* smem, const int* rows, const 
   using W = typename Codec::template storage<T>;
   using Smem = GemmSmem<T, Tile, NB, Codec>;
   using Acc = GemmAccShape<T, Tile, NB>;
-  constexpr int BM = Tile::kBM, BN = Tile::kBN, BK = Smem::kBK, LD = Smem::kLD, LDB = Smem::kLDB, VEC = 16 / static_cast<int>(sizeof(T));
+  constexpr int BM = Tile::kBM, BN = Tile::kBN, BK = Smem::kBK, LD = Smem::kLD, LDB = Smem::kLDB;
+  constexpr int VEC = 16 / static_cast<int>(sizeof(typename Smem::A));  // activations per 16-byte copy
   constexpr int PACK = Smem::kPack, GROUP = Smem::kGroup, GS = Smem::kGS;
   constexpr int VECB = 16 / static_cast<int>(sizeof(W));  // stored elements per 16-byte copy (VECB x PACK values)
   constexpr int kThreads = Tile::kThreads, kStages = Tile::kStages;
   constexpr int kChunksPerRow = BK / VEC, kBChunksPerRow = BK / (VECB * PACK);
   constexpr int MI = Acc::kMI, NI = Acc::kNI, kOut = Acc::kOut;
   static_assert(GROUP == 0 || Acc::kMma, "gemm_mainloop: group-wise codecs decode to bf16 / fp16 fragments (16-bit activations only).");
+  static_assert(!quant::act_int8_v<Codec> || Acc::kMma, "gemm_mainloop: int8 activations (W8A8) come from bf16 / fp16 layers.");
   const GroupedGemmArgs<T, Codec>& args = job.args;
   const int n0 = job.n0;
   const W* const* b = job.b;
@@ -197,7 +203,38 @@ DEEPSHOCK_DEVICE void gemm_mainloop(unsigned char* smem, const int* rows, const 
     issue(kt + kStages - 1);
     const int stage = kt % kStages;
     const auto* sa = Smem::a(smem, stage);
-    if constexpr (Acc::kMma) {
+    if constexpr (quant::act_int8_v<Codec>) {
+      // W8A8: int8 x int8 on the tensor cores, exact int32 sums over the k-tile (at most 128 x 127
+      // x 127 < 2^24 in magnitude, so exact in fp32 too), added to the fp32 accumulators once per
+      // k-tile. Fragments: A by ldmatrix of 16-byte rows (lane l: row l % 16 of the m16 tile at
+      // byte kk + 16 (l / 16)); B as 4-byte words of the n row l / 4 at k = kk + 4 (l % 4) and + 16.
+      std::int32_t part[NB][MI * NI][4] = {};
+      DEEPSHOCK_UNROLL
+      for (int kk = 0; kk < BK; kk += 32) {
+        std::uint32_t af[MI][4];
+        DEEPSHOCK_UNROLL
+        for (int mi = 0; mi < MI; ++mi)
+          arch::ldmatrix<4>(af[mi], sa + (warp_m * Tile::kWM + mi * 16 + lane % 16) * LD + kk + 16 * (lane / 16));
+        DEEPSHOCK_UNROLL
+        for (int m = 0; m < NB; ++m) {
+          const W* sb = Smem::b(smem, stage, m) + (warp_n * Tile::kWN + lane / 4) * LDB + kk + 4 * (lane % 4);
+          DEEPSHOCK_UNROLL
+          for (int ni = 0; ni < NI; ++ni) {
+            const W* row = sb + ni * 8 * LDB;
+            const std::uint32_t bf[2] = {mem::lds32(reinterpret_cast<const std::uint16_t*>(row)),
+                                         mem::lds32(reinterpret_cast<const std::uint16_t*>(row + 16))};
+            DEEPSHOCK_UNROLL
+            for (int mi = 0; mi < MI; ++mi) arch::mma_m16n8k32_s8(part[m][mi * NI + ni], af[mi], bf, part[m][mi * NI + ni]);
+          }
+        }
+      }
+      DEEPSHOCK_UNROLL
+      for (int m = 0; m < NB; ++m)
+        DEEPSHOCK_UNROLL
+        for (int f = 0; f < MI * NI; ++f)
+          DEEPSHOCK_UNROLL
+          for (int i = 0; i < 4; ++i) acc[m][f][i] += static_cast<float>(part[m][f][i]);
+    } else if constexpr (Acc::kMma) {
       DEEPSHOCK_UNROLL
       for (int kk = 0; kk < BK; kk += 16) {
         // Fragments by ldmatrix (platform/mma.hpp). A: lane l names row l % 16 of the m16 tile at
@@ -282,10 +319,11 @@ DEEPSHOCK_DEVICE void gemm_mainloop(unsigned char* smem, const int* rows, const 
 /// grouped_gemm_kernel's epilogue: each accumulator of the tile to its (row, column), scaled per
 /// output channel by a quantized codec.
 template <class T, class Tile, int NB, class Epi, class Codec>
-DEEPSHOCK_DEVICE void store_tile(const TileJob<T, Epi, Codec>& job, int tid, const float (&acc)[NB][GemmAccShape<T, Tile, NB>::kFrags][4]) {
+DEEPSHOCK_DEVICE void store_tile(const TileJob<T, Epi, Codec>& job, const int* rows, int tid,
+                                 const float (&acc)[NB][GemmAccShape<T, Tile, NB>::kFrags][4]) {
   using Acc = GemmAccShape<T, Tile, NB>;
   if constexpr (Acc::kMma) {
-    store_mma_tile<Tile, NB>(job, tid, [&](int m, int f) -> const float* { return acc[m][f]; });
+    store_mma_tile<Tile, NB>(job, rows, tid, [&](int m, int f) -> const float* { return acc[m][f]; });
   } else {
     const int rows_here = job.row_end - job.m0;
     DEEPSHOCK_UNROLL
