@@ -30,6 +30,13 @@
 //                            bytes count 1 per expert weight plus the scales, so its
 //                            pct_of_bw_roofline says how close the int8 layer runs to HBM speed,
 //                            and layer/ over quant/ is its speedup (target: >= 1.8x at decode)
+//   quant/<model>/w8a8_int8/T:n  the same int8 weights with activations quantized per token
+//                            (quant::Int8ChannelA8, int8 tensor-core GEMMs; target at T = 4096:
+//                            >= 1.6x layer/)
+//   quant/<model>/uint4b8_g128/T:n  4-bit experts, one fp16 scale per 128 inputs
+//                            (quant::Int4Group<128>, W4A16): half a byte per weight plus 2 bytes
+//                            per 128 (target at T <= 16: >= 3.5x layer/, >= 80% of HBM on the
+//                            packed bytes)
 //   cublas_loop/<model>/T:n  "per-expert cuBLAS loop, as frameworks do", same routing as routed/:
 //                            the tokens are grouped per expert on the host once (untimed); timed:
 //                            shared expert as dense GEMMs (cublasGemmEx bf16 in, fp32 compute) with
@@ -78,6 +85,7 @@
 #include "deepshock/moe/activation.hpp"
 #include "deepshock/moe/layer.hpp"
 #include "deepshock/platform/launch.hpp"
+#include "deepshock/quant/int4.hpp"
 
 namespace {
 namespace ds = deepshock;
@@ -230,12 +238,16 @@ Status load_weights(const ModelWeights*& out, rt::stream_t s) {
   return Status::success();
 }
 
-/// int8 expert weights of a model (quant/ rows): hash-based values in [-127, 127] and scales
-/// that give the bf16 rows' ranges, made once per model on the host.
+/// Quantized expert weights of a model (quant/ rows), made once per model and kind on the host:
+/// int8 (hash-based values in [-127, 127], one fp32 scale per row giving the bf16 rows' ranges)
+/// or int4 (hash-based bytes of two 4-bit codes, fp16 scales per group of 128 inputs).
+using Int4Codec = deepshock::quant::Int4Group<128>;
 struct QuantWeights {
   std::string name;
-  rt::DeviceBuffer<std::int8_t> w1, w3, w2, s1, s3, s2;
+  bool int4 = false;
+  rt::DeviceBuffer<std::int8_t> w1, w3, w2, s1, s3, s2;  // int8 values or packed int4 bytes
   rt::DeviceBuffer<float> w1_scale, w3_scale, w2_scale, s1_scale, s3_scale, s2_scale;
+  rt::DeviceBuffer<std::uint16_t> w1_gs, w3_gs, w2_gs, s1_gs, s3_gs, s2_gs;  // int4: [experts][K / 128][rows]
 };
 std::unique_ptr<QuantWeights>& quant_cache() {
   static std::unique_ptr<QuantWeights> cache;
@@ -257,10 +269,28 @@ Status fill_int8(rt::DeviceBuffer<std::int8_t>& q, rt::DeviceBuffer<float>& scal
   DEEPSHOCK_RETURN_IF_ERROR(scale.copy_from_host(sc.data(), sc.size(), s));
   return rt::stream_synchronize(s);  // the host vectors go out of scope
 }
-template <class M>
+/// int4: `rows` x `cols` codes (cols / 2 bytes per row) and fp16 scales [cols / 128][rows] (one
+/// expert; stacked experts have rows = E x per-expert rows and the same scale count).
+Status fill_int4(rt::DeviceBuffer<std::int8_t>& q, rt::DeviceBuffer<std::uint16_t>& scale, std::size_t rows, std::size_t cols,
+                 std::uint32_t seed, float range, rt::stream_t s) {
+  std::vector<std::int8_t> h(rows * cols / 2);
+  for (std::size_t i = 0; i < h.size(); ++i) {
+    std::uint64_t z = (static_cast<std::uint64_t>(seed) << 40) + i + 0x9E3779B97F4A7C15ull;
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    h[i] = static_cast<std::int8_t>(z ^ (z >> 31));
+  }
+  const std::vector<std::uint16_t> sc(rows * (cols / Int4Codec::kGroup), deepshock::fp16(range / 7.0f).bits);
+  DEEPSHOCK_RETURN_IF_ERROR(q.allocate(h.size()));
+  DEEPSHOCK_RETURN_IF_ERROR(scale.allocate(sc.size()));
+  DEEPSHOCK_RETURN_IF_ERROR(q.copy_from_host(h.data(), h.size(), s));
+  DEEPSHOCK_RETURN_IF_ERROR(scale.copy_from_host(sc.data(), sc.size(), s));
+  return rt::stream_synchronize(s);
+}
+template <class M, bool Int4 = false>
 Status load_quant_weights(const QuantWeights*& out, rt::stream_t s) {
   auto& cache = quant_cache();
-  if (cache && cache->name == M::kName) {
+  if (cache && cache->name == M::kName && cache->int4 == Int4) {
     out = cache.get();
     return Status::success();
   }
@@ -268,15 +298,20 @@ Status load_quant_weights(const QuantWeights*& out, rt::stream_t s) {
   auto w = std::make_unique<QuantWeights>();
   constexpr std::size_t E = M::Gate::kExperts, H = M::kHidden, I = M::kInter, Is = M::kShared;
   const float sh = 3.0f / std::sqrt(static_cast<float>(H)), si = 3.0f / std::sqrt(static_cast<float>(I));
-  DEEPSHOCK_RETURN_IF_ERROR(fill_int8(w->w1, w->w1_scale, E * I, H, kSeedW1, sh, s));
-  DEEPSHOCK_RETURN_IF_ERROR(fill_int8(w->w3, w->w3_scale, E * I, H, kSeedW3, sh, s));
-  DEEPSHOCK_RETURN_IF_ERROR(fill_int8(w->w2, w->w2_scale, E * H, I, kSeedW2, si, s));
+  auto fill_q = [&](rt::DeviceBuffer<std::int8_t>& q, rt::DeviceBuffer<float>& s8, rt::DeviceBuffer<std::uint16_t>& s4, std::size_t rows,
+                    std::size_t cols, std::uint32_t seed, float range) {
+    return Int4 ? fill_int4(q, s4, rows, cols, seed, range, s) : fill_int8(q, s8, rows, cols, seed, range, s);
+  };
+  DEEPSHOCK_RETURN_IF_ERROR(fill_q(w->w1, w->w1_scale, w->w1_gs, E * I, H, kSeedW1, sh));
+  DEEPSHOCK_RETURN_IF_ERROR(fill_q(w->w3, w->w3_scale, w->w3_gs, E * I, H, kSeedW3, sh));
+  DEEPSHOCK_RETURN_IF_ERROR(fill_q(w->w2, w->w2_scale, w->w2_gs, E * H, I, kSeedW2, si));
   if constexpr (Is > 0) {
-    DEEPSHOCK_RETURN_IF_ERROR(fill_int8(w->s1, w->s1_scale, Is, H, kSeedS1, sh, s));
-    DEEPSHOCK_RETURN_IF_ERROR(fill_int8(w->s3, w->s3_scale, Is, H, kSeedS3, sh, s));
-    DEEPSHOCK_RETURN_IF_ERROR(fill_int8(w->s2, w->s2_scale, H, Is, kSeedS2, 3.0f / std::sqrt(static_cast<float>(Is)), s));
+    DEEPSHOCK_RETURN_IF_ERROR(fill_q(w->s1, w->s1_scale, w->s1_gs, Is, H, kSeedS1, sh));
+    DEEPSHOCK_RETURN_IF_ERROR(fill_q(w->s3, w->s3_scale, w->s3_gs, Is, H, kSeedS3, sh));
+    DEEPSHOCK_RETURN_IF_ERROR(fill_q(w->s2, w->s2_scale, w->s2_gs, H, Is, kSeedS2, 3.0f / std::sqrt(static_cast<float>(Is))));
   }
   w->name = M::kName;
+  w->int4 = Int4;
   cache = std::move(w);
   out = cache.get();
   return Status::success();
@@ -287,7 +322,10 @@ template <class M, class Tuning = moe::GemmTuning, class Codec = deepshock::quan
 struct MoeBench {
   using Gate = typename M::Gate;
   using LayerT = moe::Layer<Gate, moe::Expert<Codec>, bf16, moe::OrderedCombine, Tuning>;
-  static constexpr double kWeightBytes = static_cast<double>(sizeof(typename moe::LayerWeights<bf16, moe::Expert<Codec>>::W));
+  /// Stored bytes per expert weight (two 4-bit codes share a byte).
+  static constexpr double kWeightBytes =
+      static_cast<double>(sizeof(typename moe::LayerWeights<bf16, moe::Expert<Codec>>::W)) / deepshock::quant::pack_v<Codec>;
+  static constexpr bool kInt4 = deepshock::quant::group_v<Codec> > 0;
   static constexpr int E = Gate::kExperts, K = Gate::kTopK, H = M::kHidden, I = M::kInter, Is = M::kShared;
   static constexpr bool kSigmoidGate = models::sigmoid_shared_gate<M>();
 
@@ -327,20 +365,35 @@ struct MoeBench {
         w.shared_w2 = mw->s2.data();
       }
     } else {
-      DEEPSHOCK_RETURN_IF_ERROR(load_quant_weights<M>(qw, s()));
-      w.w1 = qw->w1.data();
-      w.w3 = qw->w3.data();
-      w.w2 = qw->w2.data();
-      w.codec.w1_scale = qw->w1_scale.data();
-      w.codec.w3_scale = qw->w3_scale.data();
-      w.codec.w2_scale = qw->w2_scale.data();
+      DEEPSHOCK_RETURN_IF_ERROR((load_quant_weights<M, kInt4>(qw, s())));
+      using W = typename moe::LayerWeights<bf16, moe::Expert<Codec>>::W;
+      auto q = [](const rt::DeviceBuffer<std::int8_t>& b) { return reinterpret_cast<const W*>(b.data()); };
+      w.w1 = q(qw->w1);
+      w.w3 = q(qw->w3);
+      w.w2 = q(qw->w2);
       if (Is > 0) {
-        w.shared_w1 = qw->s1.data();
-        w.shared_w3 = qw->s3.data();
-        w.shared_w2 = qw->s2.data();
-        w.codec.shared_w1_scale = qw->s1_scale.data();
-        w.codec.shared_w3_scale = qw->s3_scale.data();
-        w.codec.shared_w2_scale = qw->s2_scale.data();
+        w.shared_w1 = q(qw->s1);
+        w.shared_w3 = q(qw->s3);
+        w.shared_w2 = q(qw->s2);
+      }
+      if constexpr (kInt4) {
+        w.codec.w1 = {qw->w1_gs.data(), nullptr};
+        w.codec.w3 = {qw->w3_gs.data(), nullptr};
+        w.codec.w2 = {qw->w2_gs.data(), nullptr};
+        if (Is > 0) {
+          w.codec.shared_w1 = {qw->s1_gs.data(), nullptr};
+          w.codec.shared_w3 = {qw->s3_gs.data(), nullptr};
+          w.codec.shared_w2 = {qw->s2_gs.data(), nullptr};
+        }
+      } else {
+        w.codec.w1_scale = qw->w1_scale.data();
+        w.codec.w3_scale = qw->w3_scale.data();
+        w.codec.w2_scale = qw->w2_scale.data();
+        if (Is > 0) {
+          w.codec.shared_w1_scale = qw->s1_scale.data();
+          w.codec.shared_w3_scale = qw->s3_scale.data();
+          w.codec.shared_w2_scale = qw->s2_scale.data();
+        }
       }
     }
     if (kSigmoidGate) {
@@ -389,10 +442,15 @@ struct MoeBench {
 
   /// Bytes and FLOPs of the experts + combine (routed/, cublas_loop/); with_router adds the gate.
   double bytes(bool with_router) const {
-    // Weights: kWeightBytes each, plus (quantized) one fp32 scale per output channel of W1, W3, W2.
-    const double scale_bytes = Codec::kIdentity ? 0.0 : 4.0;
-    double b = 4.0 * T * H + 8.0 * T * K + touched * (3.0 * kWeightBytes * H * I + scale_bytes * (2.0 * I + H)) +
-               (Is > 0 ? 3.0 * kWeightBytes * H * Is + scale_bytes * (2.0 * Is + H) : 0.0) + (kSigmoidGate ? 2.0 * H : 0.0);
+    // Weights: kWeightBytes each, plus the codec's scales: int8, one fp32 per output channel of
+    // W1, W3, W2; int4, one fp16 per 128 weights.
+    auto scales = [](double rows, double cols) {
+      if constexpr (Codec::kIdentity) return 0.0 * rows * cols;
+      else if constexpr (kInt4) return 2.0 * rows * cols / Int4Codec::kGroup;
+      else return 4.0 * rows + 0.0 * cols;
+    };
+    double b = 4.0 * T * H + 8.0 * T * K + touched * (3.0 * kWeightBytes * H * I + 2.0 * scales(I, H) + scales(H, I)) +
+               (Is > 0 ? 3.0 * kWeightBytes * H * Is + 2.0 * scales(Is, H) + scales(H, Is) : 0.0) + (kSigmoidGate ? 2.0 * H : 0.0);
     if (with_router) b += 2.0 * E * H + (Gate::kUsesBias ? 4.0 * E : 0.0);
     return b;
   }
@@ -595,11 +653,11 @@ void BM_layer_graph(benchmark::State& state) {
   b.counters(state, b.bytes(true), b.flops(true));
 }
 
-/// quant/<model>/int8_channel: layer/ with int8 experts (see the file comment).
-template <class M>
-void BM_quant_int8(benchmark::State& state) {
-  state.SetLabel(model_label<M>() + " experts int8_channel (W8A16)");
-  MoeBench<M, moe::GemmTuning, deepshock::quant::Int8Channel> b(static_cast<int>(state.range(0)));
+/// quant/<model>/<codec>: layer/ with quantized experts (see the file comment).
+template <class M, class Codec>
+void BM_quant(benchmark::State& state) {
+  state.SetLabel(model_label<M>() + " experts " + Codec::kName);
+  MoeBench<M, moe::GemmTuning, Codec> b(static_cast<int>(state.range(0)));
   if (!bench::ok_or_skip(state, b.init())) return;
   if (!time_loop(state, b, [&]() -> Status { return b.run(); })) return;
   b.counters(state, b.bytes(true), b.flops(true));
@@ -757,11 +815,14 @@ void register_model(bool stages, bool tile_sweep) {
     decode("layer_graph", BM_layer_graph<M>);
   }
   add("routed", BM_routed<M>);
-  {
-    auto* q = benchmark::RegisterBenchmark((std::string("quant/") + M::kName + "/int8_channel").c_str(), BM_quant_int8<M>);
+  auto quant = [](const char* codec, void (*fn)(benchmark::State&)) {
+    auto* q = benchmark::RegisterBenchmark((std::string("quant/") + M::kName + "/" + codec).c_str(), fn);
     q->ArgName("T")->UseManualTime()->Unit(benchmark::kMicrosecond);
     for (const int t : {1, 8, 32, 4096}) q->Arg(t);
-  }
+  };
+  quant(deepshock::quant::Int8Channel::kName, BM_quant<M, deepshock::quant::Int8Channel>);
+  quant(deepshock::quant::Int8ChannelA8::kName, BM_quant<M, deepshock::quant::Int8ChannelA8>);
+  quant(Int4Codec::kName, BM_quant<M, Int4Codec>);
   if (stages) add("router", BM_router<M>);
   if (stages) add("dispatch", BM_dispatch<M>);
   if (stages) add("through_dispatch", BM_through<M, moe::Stage::dispatch>);

@@ -70,6 +70,9 @@ gpu_run() {
     step "$build/tests/$t" --rng-seed time 2>&1 | tee -a "$out/gpu_tests.log" || rc=$?
   done
   step "$build/examples/demo_gpu" 2>&1 | tee "$out/demo.log" || rc=$?
+  for q in int8 w8a8 int4; do  # the quantized experts end to end (each checks itself)
+    step "$build/examples/demo_gpu" --quant "$q" 2>&1 | tee -a "$out/demo.log" || rc=$?
+  done
   step "$build/examples/recommend_gpu" 2>&1 | tee "$out/recommend.log" || rc=$?
   for b in $GPU_BENCHES; do
     step "$build/bench/$b" --benchmark_min_time="${DS_BENCH_MIN_TIME:-0.05}" --benchmark_filter="${DS_BENCH_FILTER:-.}" \

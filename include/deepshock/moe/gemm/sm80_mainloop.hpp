@@ -178,14 +178,18 @@ DEEPSHOCK_DEVICE void gemm_mainloop(unsigned char* smem, const int* rows, const 
         // chunks of 8 channels (16 bytes of scales, 8 of zeros). N is a multiple of 8, so a chunk
         // is wholly inside or wholly past the last channel.
         const int groups_k = args.k / GROUP;
-        for (int c = tid; c < NB * GS * (BN / 8); c += kThreads) {
-          const int m = c / (GS * (BN / 8)), j = (c / (BN / 8)) % GS, n = (c % (BN / 8)) * 8;
-          const int kg = k0 / GROUP + j;
-          const bool ok = kg < groups_k && n0 + n < args.n;
+        constexpr int kChunks = GS * (BN / 8);
+        DEEPSHOCK_UNROLL
+        for (int m = 0; m < NB; ++m) {  // unrolled: a run-time index into the kernel parameter would copy it to local memory
           const auto& op = args.bq[m];
-          const long long at = (static_cast<long long>(job.g) * groups_k + kg) * op.rows + n0 + n;
-          mem::cp_async16(Smem::scales(smem, stage, m, j) + n, ok ? op.scale + at : op.scale, ok);
-          if constexpr (Smem::kZeros) mem::cp_async8(Smem::zeros(smem, stage, m, j) + n, ok ? op.zero + at : op.zero, ok);
+          for (int c = tid; c < kChunks; c += kThreads) {
+            const int j = c / (BN / 8), n = (c % (BN / 8)) * 8;
+            const int kg = k0 / GROUP + j;
+            const bool ok = kg < groups_k && n0 + n < args.n;
+            const long long at = (static_cast<long long>(job.g) * groups_k + kg) * op.rows + n0 + n;
+            mem::cp_async16(Smem::scales(smem, stage, m, j) + n, ok ? op.scale + at : op.scale, ok);
+            if constexpr (Smem::kZeros) mem::cp_async8(Smem::zeros(smem, stage, m, j) + n, ok ? op.zero + at : op.zero, ok);
+          }
         }
       }
     }
