@@ -325,7 +325,6 @@ struct MoeBench {
   /// Stored bytes per expert weight (two 4-bit codes share a byte).
   static constexpr double kWeightBytes =
       static_cast<double>(sizeof(typename moe::LayerWeights<bf16, moe::Expert<Codec>>::W)) / deepshock::quant::pack_v<Codec>;
-  static constexpr bool kInt4 = deepshock::quant::group_v<Codec> > 0;
   static constexpr int E = Gate::kExperts, K = Gate::kTopK, H = M::kHidden, I = M::kInter, Is = M::kShared;
   static constexpr bool kSigmoidGate = models::sigmoid_shared_gate<M>();
 
@@ -365,6 +364,7 @@ struct MoeBench {
         w.shared_w2 = mw->s2.data();
       }
     } else {
+      constexpr bool kInt4 = deepshock::quant::group_v<Codec> > 0;
       DEEPSHOCK_RETURN_IF_ERROR((load_quant_weights<M, kInt4>(qw, s())));
       using W = typename moe::LayerWeights<bf16, moe::Expert<Codec>>::W;
       auto q = [](const rt::DeviceBuffer<std::int8_t>& b) { return reinterpret_cast<const W*>(b.data()); };
@@ -446,7 +446,7 @@ struct MoeBench {
     // W1, W3, W2; int4, one fp16 per 128 weights.
     auto scales = [](double rows, double cols) {
       if constexpr (Codec::kIdentity) return 0.0 * rows * cols;
-      else if constexpr (kInt4) return 2.0 * rows * cols / Int4Codec::kGroup;
+      else if constexpr (deepshock::quant::group_v<Codec> > 0) return 2.0 * rows * cols / Int4Codec::kGroup;
       else return 4.0 * rows + 0.0 * cols;
     };
     double b = 4.0 * T * H + 8.0 * T * K + touched * (3.0 * kWeightBytes * H * I + 2.0 * scales(I, H) + scales(H, I)) +

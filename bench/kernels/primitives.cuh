@@ -165,16 +165,19 @@ DEEPSHOCK_UNROLL
         b[j][1] = Ws[n][kw + t + 4];
       }
 DEEPSHOCK_UNROLL
-      for (int i = 0; i < kGemmWM / 16; ++i)
+      for (int i = 0; i < kGemmWM / 16; ++i) {
+      }
 DEEPSHOCK_UNROLL
         for (int j = 0; j < kGemmWN / 8; ++j) arch::mma_m16n8k16<bf16>(acc[i][j], a[i], b[j], acc[i][j]);
     }
     __syncthreads();
   }
 DEEPSHOCK_UNROLL
-  for (int i = 0; i < kGemmWM / 16; ++i)
+  for (int i = 0; i < kGemmWM / 16; ++i) {
+  }
 DEEPSHOCK_UNROLL
-    for (int j = 0; j < kGemmWN / 8; ++j)
+    for (int j = 0; j < kGemmWN / 8; ++j) {
+    }
 DEEPSHOCK_UNROLL
       for (int e = 0; e < 4; ++e) {
         const long long row = m_blk + wm0 + 16 * i + g + 8 * (e / 2);

@@ -353,12 +353,13 @@ DEEPSHOCK_KERNEL void mma_router_kernel(const In* x, const In* w_gate, const In*
   // This lane's A rows: tokens t0 + 16 mi + fg and t0 + 16 mi + fg + 8 (rows past T read zeros).
   const In* xr[MI][2];
   DEEPSHOCK_UNROLL
-  for (int mi = 0; mi < MI; ++mi)
+  for (int mi = 0; mi < MI; ++mi) {
     DEEPSHOCK_UNROLL
     for (int h = 0; h < 2; ++h) {
       const int r = 16 * mi + 8 * h + fg;
       xr[mi][h] = r < ntok ? x + static_cast<long long>(t0 + r) * H : nullptr;
     }
+  }
 
   for (int pass = 0; pass < S::kPasses; ++pass) {
     const int group = S::kGroups < kRouterWarps ? warp_id % S::kGroups : pass * kRouterWarps + warp_id;
@@ -381,9 +382,10 @@ DEEPSHOCK_KERNEL void mma_router_kernel(const In* x, const In* w_gate, const In*
         const int k = (c + u * KS) * CH + 8 * fq;
         const bool in = k < H;  // H is a multiple of 8: all eight values are in range or none
         DEEPSHOCK_UNROLL
-        for (int mi = 0; mi < MI; ++mi)
+        for (int mi = 0; mi < MI; ++mi) {
           DEEPSHOCK_UNROLL
           for (int h = 0; h < 2; ++h) av[u][mi][h] = mem::load16_or_zero(in && xr[mi][h] != nullptr ? xr[mi][h] + k : nullptr);
+        }
         DEEPSHOCK_UNROLL
         for (int f = 0; f < NF; ++f) b[u][f] = mem::load16_or_zero(in && wr[f] != nullptr ? wr[f] + k : nullptr);
       }
@@ -424,14 +426,16 @@ DEEPSHOCK_KERNEL void mma_router_kernel(const In* x, const In* w_gate, const In*
     // c2, c3 at row 16 mi + fg + 8.
     float* out = slab + static_cast<long long>(slice) * TT * EC;
     DEEPSHOCK_UNROLL
-    for (int mi = 0; mi < MI; ++mi)
+    for (int mi = 0; mi < MI; ++mi) {
       DEEPSHOCK_UNROLL
-      for (int f = 0; f < NF; ++f)
+      for (int f = 0; f < NF; ++f) {
         DEEPSHOCK_UNROLL
         for (int i = 0; i < 4; ++i) {
           const int row = 16 * mi + fg + 8 * (i / 2), col = (f0 + f) * 8 + 2 * fq + (i % 2);
           if (col < EC) out[row * EC + col] = acc[mi][f][i];
         }
+      }
+    }
   }
   __syncthreads();
   if constexpr (KS > 1) {  // slices summed in slice order (deterministic)

@@ -95,9 +95,9 @@ DEEPSHOCK_DEVICE void store_mma_tile(const TileJob<T, Epi, Codec>& job, const in
   const int fg = lane / 4, ft = lane % 4;
   const int rows_here = job.row_end - job.m0;
   DEEPSHOCK_UNROLL
-  for (int mi = 0; mi < MI; ++mi)
+  for (int mi = 0; mi < MI; ++mi) {
     DEEPSHOCK_UNROLL
-    for (int ni = 0; ni < NI; ++ni)
+    for (int ni = 0; ni < NI; ++ni) {
       DEEPSHOCK_UNROLL
       for (int half = 0; half < 2; ++half) {
         const int r = warp_m * Tile::kWM + mi * 16 + fg + 8 * half;
@@ -119,6 +119,8 @@ DEEPSHOCK_DEVICE void store_mma_tile(const TileJob<T, Epi, Codec>& job, const in
           }
         }
       }
+    }
+  }
 }
 
 /// The k-loop of grouped_gemm_kernel over k-tiles [kt_begin, kt_end) of the tile `job` (row
@@ -233,11 +235,13 @@ DEEPSHOCK_DEVICE void gemm_mainloop(unsigned char* smem, const int* rows, const 
         }
       }
       DEEPSHOCK_UNROLL
-      for (int m = 0; m < NB; ++m)
+      for (int m = 0; m < NB; ++m) {
         DEEPSHOCK_UNROLL
-        for (int f = 0; f < MI * NI; ++f)
+        for (int f = 0; f < MI * NI; ++f) {
           DEEPSHOCK_UNROLL
           for (int i = 0; i < 4; ++i) acc[m][f][i] += static_cast<float>(part[m][f][i]);
+        }
+      }
     } else if constexpr (Acc::kMma) {
       DEEPSHOCK_UNROLL
       for (int kk = 0; kk < BK; kk += 16) {

@@ -97,9 +97,10 @@ DEEPSHOCK_DEVICE void sw128_mainloop(unsigned char* smem, const int* rows, const
       for (int m = 0; m < NB; ++m) arch::wgmma_fence_operand(acc[m]);
       arch::wgmma_fence();
       DEEPSHOCK_UNROLL
-      for (int kk = 0; kk < BK / 16; ++kk)
+      for (int kk = 0; kk < BK / 16; ++kk) {
         DEEPSHOCK_UNROLL
         for (int m = 0; m < NB; ++m) arch::wgmma_m64k16<T, BN>(acc[m], sa + kk * 32, Smem::b(smem, stage, m) + kk * 32);
+      }
       arch::wgmma_commit();
       arch::wgmma_wait<1>();
       DEEPSHOCK_UNROLL
