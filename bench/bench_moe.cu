@@ -78,7 +78,6 @@
 #include <cublas_v2.h>
 
 #include "bench_util.hpp"
-#include "models.hpp"
 #include "deepshock/core/numeric.hpp"
 #include "deepshock/gate/policies.hpp"
 #include "deepshock/gate/router.hpp"
@@ -86,6 +85,7 @@
 #include "deepshock/moe/layer.hpp"
 #include "deepshock/platform/launch.hpp"
 #include "deepshock/quant/int4.hpp"
+#include "models.hpp"
 
 namespace {
 namespace ds = deepshock;
@@ -364,7 +364,7 @@ struct MoeBench {
         w.shared_w2 = mw->s2.data();
       }
     } else {
-      constexpr bool kInt4 = deepshock::quant::group_v<Codec> > 0;
+      constexpr bool kInt4 = deepshock::quant::group_v < Codec >> 0;
       DEEPSHOCK_RETURN_IF_ERROR((load_quant_weights<M, kInt4>(qw, s())));
       using W = typename moe::LayerWeights<bf16, moe::Expert<Codec>>::W;
       auto q = [](const rt::DeviceBuffer<std::int8_t>& b) { return reinterpret_cast<const W*>(b.data()); };
@@ -460,8 +460,7 @@ struct MoeBench {
     return f;
   }
   void counters(benchmark::State& state, double b, double f) const {
-    bench::set_roofline_counters(state, b, f, bench::kH200HbmBytesPerSecond, bench::kH200DenseBf16FlopPerSecond,
-                                 ctx.timer.total_seconds());
+    bench::set_roofline_counters(state, b, f, bench::kH200HbmBytesPerSecond, bench::kH200DenseBf16FlopPerSecond, ctx.timer.total_seconds());
     state.counters["experts_touched"] = touched;
   }
 };
@@ -546,8 +545,8 @@ struct CublasLoop {
       const std::size_t ro = static_cast<std::size_t>(r0);
       const long long ri = static_cast<long long>(rows) * I;
       bf16 *xe = xg.data() + ro * H, *ge = g1.data() + ro * I, *ue = g3.data() + ro * I, *oe = o2.data() + ro * H;
-      DEEPSHOCK_RETURN_IF_ERROR(ds::launch(gather_rows_kernel, {dim3(static_cast<unsigned>(rows)), dim3(128), 0, s}, b.x.data(),
-                                           tok.data() + ro, H, xe));
+      DEEPSHOCK_RETURN_IF_ERROR(
+          ds::launch(gather_rows_kernel, {dim3(static_cast<unsigned>(rows)), dim3(128), 0, s}, b.x.data(), tok.data() + ro, H, xe));
       DEEPSHOCK_RETURN_IF_ERROR(gemm_xwt(blas, xe, b.w.w1 + e * ih, ge, CUDA_R_16BF, rows, I, H, 0.0f));
       DEEPSHOCK_RETURN_IF_ERROR(gemm_xwt(blas, xe, b.w.w3 + e * ih, ue, CUDA_R_16BF, rows, I, H, 0.0f));
       DEEPSHOCK_RETURN_IF_ERROR(ds::launch(swiglu_kernel, {dim3(blocks_for(ri, 256)), dim3(256), 0, s}, ge, ue, ri));
@@ -772,8 +771,8 @@ void BM_through(benchmark::State& state) {
   if constexpr (Stop == moe::Stage::dispatch) {
     b.counters(state, dispatch_bytes(n, E), 0.0);
   } else {
-    const double bytes = 2.0 * T * H + 8.0 * n + 4.0 * b.touched * H * I + 2.0 * static_cast<double>(b.assignments) * I + 4.0 * H * Is +
-                         2.0 * T * Is;
+    const double bytes =
+        2.0 * T * H + 8.0 * n + 4.0 * b.touched * H * I + 2.0 * static_cast<double>(b.assignments) * I + 4.0 * H * Is + 2.0 * T * Is;
     b.counters(state, bytes, 4.0 * H * I * static_cast<double>(b.assignments) + 4.0 * H * Is * T);
   }
 }
@@ -839,7 +838,8 @@ void register_model(bool stages, bool tile_sweep) {
     tiles(TilesDeepBig::kName, BM_tiles<M, TilesDeepBig>);
   }
   // Every model: the stream-K decode schedule against routed/ (the same tiles, one block each).
-  auto* sk = benchmark::RegisterBenchmark((std::string("tiles/") + M::kName + "/" + TilesStreamK::kName).c_str(), BM_tiles<M, TilesStreamK>);
+  auto* sk =
+      benchmark::RegisterBenchmark((std::string("tiles/") + M::kName + "/" + TilesStreamK::kName).c_str(), BM_tiles<M, TilesStreamK>);
   sk->ArgName("T")->UseManualTime()->Unit(benchmark::kMicrosecond);
   for (const int t : {1, 8, 32}) sk->Arg(t);
 }

@@ -96,7 +96,7 @@ namespace priv = deepshock::privacy;
 using ds::Status;
 
 constexpr int kWarmup = 3;
-constexpr int kCheckRows = 8;                                  ///< rows compared with the host reference
+constexpr int kCheckRows = 8;                                    ///< rows compared with the host reference
 constexpr double kMaxFootprintBytes = 8.0 * 1024 * 1024 * 1024;  ///< 8 GiB of device buffers per benchmark
 constexpr int kVocabs[] = {32000, 128256, 152064};
 constexpr int kBatches[] = {1, 64, 4096};
@@ -405,7 +405,7 @@ void BM_pipeline(benchmark::State& state) {
 
 // ---- (b) discrete noise --------------------------------------------------------------------------
 enum class Mechanism { gaussian, laplace };
-constexpr priv::Rational kSigma2{100, 1};      ///< discrete Gaussian sigma^2 (sigma = 10)
+constexpr priv::Rational kSigma2{100, 1};       ///< discrete Gaussian sigma^2 (sigma = 10)
 constexpr priv::Rational kLaplaceScale{10, 1};  ///< discrete Laplace scale t
 constexpr priv::Grid kGrid{-8, 64.0f};          ///< float path: spacing 2^-8, clamp 64 (2^14 steps)
 constexpr std::int64_t kNoisePrefix = 1 << 16;  ///< leading values checked with the reference
@@ -552,7 +552,7 @@ void run_select(benchmark::State& state, int V, int B, int k) {
     DEEPSHOCK_RETURN_IF_ERROR(ids.allocate(out_n));
     if (!sampling) DEEPSHOCK_RETURN_IF_ERROR(values.allocate(out_n));
     DEEPSHOCK_RETURN_IF_ERROR(fill(logits, UniformGen{kSeedLogits, 8.0f}, g.s()));
-    DEEPSHOCK_RETURN_IF_ERROR(ids.fill_bytes(0xFF, g.s()));  // -1
+    DEEPSHOCK_RETURN_IF_ERROR(ids.fill_bytes(0xFF, g.s()));                    // -1
     if (!sampling) DEEPSHOCK_RETURN_IF_ERROR(values.fill_bytes(0xFF, g.s()));  // NaN
     DEEPSHOCK_RETURN_IF_ERROR(work());
     DEEPSHOCK_RETURN_IF_ERROR(download_all(ids, h_ids, g.s()));
@@ -569,7 +569,8 @@ void run_select(benchmark::State& state, int V, int B, int k) {
       const std::size_t o = static_cast<std::size_t>(r) * static_cast<std::size_t>(kk) + static_cast<std::size_t>(i);
       if (h_ids[o] < 0 || h_ids[o] >= V) error = at(r, i) + "id " + std::to_string(h_ids[o]) + " is not a column";
       for (int q = 0; q < i && error.empty(); ++q)
-        if (h_ids[o - static_cast<std::size_t>(i - q)] == h_ids[o]) error = at(r, i) + "column " + std::to_string(h_ids[o]) + " chosen twice";
+        if (h_ids[o - static_cast<std::size_t>(i - q)] == h_ids[o])
+          error = at(r, i) + "column " + std::to_string(h_ids[o]) + " chosen twice";
       if (!sampling && error.empty() && (std::isnan(h_vals[o]) || (i > 0 && h_vals[o] > h_vals[o - 1])))
         error = at(r, i) + "value " + float_text(h_vals[o]) + " is NaN or above the previous rank's";
     }
@@ -589,8 +590,7 @@ void run_select(benchmark::State& state, int V, int B, int k) {
       const int r = rows[static_cast<std::size_t>(i)];
       const std::size_t o = static_cast<std::size_t>(r) * static_cast<std::size_t>(kk) + static_cast<std::size_t>(j);
       const std::size_t ro = static_cast<std::size_t>(i) * static_cast<std::size_t>(kk) + static_cast<std::size_t>(j);
-      if (h_ids[o] != ref_ids[ro])
-        error = at(r, j) + "id " + std::to_string(h_ids[o]) + ", reference " + std::to_string(ref_ids[ro]);
+      if (h_ids[o] != ref_ids[ro]) error = at(r, j) + "id " + std::to_string(h_ids[o]) + ", reference " + std::to_string(ref_ids[ro]);
       else if (!sampling && std::memcmp(&h_vals[o], &ref_vals[ro], sizeof(float)) != 0)
         error = at(r, j) + "value " + float_text(h_vals[o]) + ", reference " + float_text(ref_vals[ro]);
     }
@@ -610,9 +610,7 @@ void BM_topk(benchmark::State& state) {
 void BM_sample(benchmark::State& state) { run_select(state, static_cast<int>(state.range(0)), static_cast<int>(state.range(1)), 0); }
 
 // ---- registration ------------------------------------------------------------------------------
-benchmark::internal::Benchmark* finish(benchmark::internal::Benchmark* b) {
-  return b->UseManualTime()->Unit(benchmark::kMicrosecond);
-}
+benchmark::internal::Benchmark* finish(benchmark::internal::Benchmark* b) { return b->UseManualTime()->Unit(benchmark::kMicrosecond); }
 
 template <class Case>
 void register_pipeline() {

@@ -60,7 +60,8 @@ void BM_block_reduce_sum(benchmark::State& state) {
   ds::rt::DeviceBuffer<float> x, partials, out;
   auto work = [&]() -> Status {
     DEEPSHOCK_RETURN_IF_ERROR(ds::launch(ds_bench::reduce_sum_kernel, {dim3(grid), dim3(256), 0, g.s()}, x.data(), n, partials.data()));
-    return ds::launch(ds_bench::reduce_sum_kernel, {dim3(1), dim3(1024), 0, g.s()}, partials.data(), static_cast<long long>(grid), out.data());
+    return ds::launch(ds_bench::reduce_sum_kernel, {dim3(1), dim3(1024), 0, g.s()}, partials.data(), static_cast<long long>(grid),
+                      out.data());
   };
   float sum = 0.0f;
   auto prepare = [&]() -> Status {
@@ -80,8 +81,8 @@ void BM_block_reduce_sum(benchmark::State& state) {
   }
   for (auto _ : state)
     if (!bench::timed_gpu_iteration(state, g.timer, g.l2, g.s(), work)) return;
-  bench::set_roofline_counters(state, 4.0 * static_cast<double>(n), 0.0, bench::kH200HbmBytesPerSecond,
-                               bench::kH200DenseBf16FlopPerSecond, g.timer.total_seconds());
+  bench::set_roofline_counters(state, 4.0 * static_cast<double>(n), 0.0, bench::kH200HbmBytesPerSecond, bench::kH200DenseBf16FlopPerSecond,
+                               g.timer.total_seconds());
 }
 
 // ---- warp top-k --------------------------------------------------------------------------------
@@ -180,8 +181,9 @@ void BM_mma_gemm_bf16(benchmark::State& state) {
     const double expect = ds_bench::ref::gemm_element(kSeedA, kSeedW, K, m, n);
     const double got = h_c[static_cast<std::size_t>(m * N + n)];
     if (!(std::fabs(got - expect) <= 1e-2 + 1e-3 * std::fabs(expect))) {
-      state.SkipWithError(("wrong C[" + std::to_string(m) + "," + std::to_string(n) + "] = " + std::to_string(got) + ", expected " +
-                           std::to_string(expect)).c_str());
+      state.SkipWithError(
+          ("wrong C[" + std::to_string(m) + "," + std::to_string(n) + "] = " + std::to_string(got) + ", expected " + std::to_string(expect))
+              .c_str());
       return;
     }
   }

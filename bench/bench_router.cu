@@ -69,7 +69,6 @@
 #include <vector>
 
 #include "bench_util.hpp"
-#include "models.hpp"
 #include "deepshock/core/numeric.hpp"
 #include "deepshock/core/philox.hpp"
 #include "deepshock/gate/policies.hpp"
@@ -77,6 +76,7 @@
 #include "deepshock/gate/router.hpp"
 #include "deepshock/platform/launch.hpp"
 #include "deepshock/platform/warp.hpp"
+#include "models.hpp"
 
 #if !DEEPSHOCK_SIM
 #include <cublas_v2.h>
@@ -140,8 +140,8 @@ inline constexpr int kPlainWarps = 8;  ///< tokens (warps) per block of plain_ro
 /// scores of the chosen, renormalised (+ eps) if asked, x scale; counts by atomicAdd. No token
 /// mask, expert-parallel range or non-finite handling: the benchmark's inputs need none.
 template <class Policy>
-DEEPSHOCK_KERNEL void plain_route_kernel(const float* logits, const float* bias, int tokens, gate::PolicyParams p, float scale,
-                                         int* ids, float* weights, int* counts) {
+DEEPSHOCK_KERNEL void plain_route_kernel(const float* logits, const float* bias, int tokens, gate::PolicyParams p, float scale, int* ids,
+                                         float* weights, int* counts) {
   constexpr int E = Policy::kExperts, K = Policy::kTopK, N = (E + 31) / 32;
   using Ranked = ds::warp::Ranked<float>;
   constexpr Ranked kNone{std::numeric_limits<float>::lowest(), INT_MAX};  // loses to every expert
@@ -160,11 +160,15 @@ DEEPSHOCK_KERNEL void plain_route_kernel(const float* logits, const float* bias,
   if constexpr (Policy::kScoring == gate::Scoring::softmax) {
     float m = -INFINITY;
     DEEPSHOCK_UNROLL
-    for (int j = 0; j < N; ++j) if (live[j] && s[j] > m) m = s[j];
+    for (int j = 0; j < N; ++j)
+      if (live[j] && s[j] > m) m = s[j];
     m = ds::warp::reduce_max(m);
     float sum = 0.0f;
     DEEPSHOCK_UNROLL
-    for (int j = 0; j < N; ++j) { s[j] = live[j] ? gate::math::exp(s[j] - m) : 0.0f; sum += s[j]; }
+    for (int j = 0; j < N; ++j) {
+      s[j] = live[j] ? gate::math::exp(s[j] - m) : 0.0f;
+      sum += s[j];
+    }
     const float inv = 1.0f / ds::warp::reduce_sum(sum);
     DEEPSHOCK_UNROLL
     for (int j = 0; j < N; ++j) s[j] *= inv;
@@ -229,10 +233,16 @@ DEEPSHOCK_KERNEL void plain_route_kernel(const float* logits, const float* bias,
     float mine = 0.0f;  // the winner's score, from the lane that holds it
     DEEPSHOCK_UNROLL
     for (int j = 0; j < N; ++j)
-      if (lane + 32 * j == win.index) { mine = s[j]; live[j] = false; }
+      if (lane + 32 * j == win.index) {
+        mine = s[j];
+        live[j] = false;
+      }
     const float w = ds::warp::shfl(mine, win.index % 32);
     wsum += w;
-    if (lane == r) { my_id = win.index; my_w = w; }
+    if (lane == r) {
+      my_id = win.index;
+      my_w = w;
+    }
   }
   if (lane < K) {
     const float w = p.renormalize ? my_w / (wsum + p.renorm_eps) : my_w;
@@ -315,8 +325,8 @@ Status gate_gemm(blas_handle_t h, rt::stream_t, const bf16* x, const bf16* w, fl
   static_assert(sizeof(bf16) == 2, "deepshock::bf16 must have __nv_bfloat16's layout");
   const GemmArgs g = gate_gemm_args(T, H, E);
   const float alpha = 1.0f, beta = 0.0f;
-  return from_cublas(cublasGemmEx(h, g.trans_a ? CUBLAS_OP_T : CUBLAS_OP_N, g.trans_b ? CUBLAS_OP_T : CUBLAS_OP_N, g.m, g.n, g.k, &alpha,
-                                  w, CUDA_R_16BF, g.lda, x, CUDA_R_16BF, g.ldb, &beta, logits, CUDA_R_32F, g.ldc, CUBLAS_COMPUTE_32F,
+  return from_cublas(cublasGemmEx(h, g.trans_a ? CUBLAS_OP_T : CUBLAS_OP_N, g.trans_b ? CUBLAS_OP_T : CUBLAS_OP_N, g.m, g.n, g.k, &alpha, w,
+                                  CUDA_R_16BF, g.lda, x, CUDA_R_16BF, g.ldb, &beta, logits, CUDA_R_32F, g.ldc, CUBLAS_COMPUTE_32F,
                                   CUBLAS_GEMM_DEFAULT),
                      "cublasGemmEx");
 }
@@ -539,12 +549,14 @@ struct RouterBench {
       }
     for (std::size_t e = 0; e < hist.size(); ++e)
       if (h_counts[e] != hist[e])
-        return "count of expert " + std::to_string(e) + " is " + std::to_string(h_counts[e]) + ", its ids number " + std::to_string(hist[e]);
+        return "count of expert " + std::to_string(e) + " is " + std::to_string(h_counts[e]) + ", its ids number " +
+               std::to_string(hist[e]);
     // Sampled tokens against the double reference.
     const std::vector<int> sample = sampled_tokens(T);
     const int n = static_cast<int>(sample.size());
-    const gate::reference::Routing ref = gate::reference::route<Policy>(
-        ref_logits, n, nullptr, Policy::kUsesBias ? ref_bias.data() : nullptr, router.params(), router.options());
+    const gate::reference::Routing ref =
+        gate::reference::route<Policy>(ref_logits, n, nullptr, Policy::kUsesBias ? ref_bias.data() : nullptr, router.params(),
+                                       router.options());
     int decisive = 0;
     for (int i = 0; i < n; ++i) {
       if (!(ref.margin[static_cast<std::size_t>(i)] > decisive_margin)) continue;
@@ -599,8 +611,8 @@ void BM_fused(benchmark::State& state) {
   auto fused = [&]() -> Status { return b.fused(); };
   auto unfused = [&]() -> Status { return b.unfused(); };
   auto unfused_library = [&]() -> Status { return b.unfused_library(); };
-  if (!warm_up_checked(state, b, unfused, "the unfused baseline") ||
-      !warm_up_checked(state, b, unfused_library, "cuBLAS + run_logits") || !warm_up_checked(state, b, fused, "the fused router"))
+  if (!warm_up_checked(state, b, unfused, "the unfused baseline") || !warm_up_checked(state, b, unfused_library, "cuBLAS + run_logits") ||
+      !warm_up_checked(state, b, fused, "the fused router"))
     return;
   for (auto _ : state) {
     if (!bench::timed_gpu_iteration(state, b.timer, b.l2, b.s(), fused)) return;

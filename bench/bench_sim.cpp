@@ -94,7 +94,8 @@ void BM_sim_block_barrier(benchmark::State& state) {
   if (!bench::ok_or_skip(state, sink.allocate(G))) return;
   bench::WallTimer timer;
   const ds::LaunchConfig cfg{dim3(G), dim3(B), 0, nullptr};
-  if (!run_timed(state, timer, [&] { return ds::launch(barrier_loop_kernel, cfg, R, sink.data()); }, static_cast<unsigned>(state.range(3))))
+  if (!run_timed(
+          state, timer, [&] { return ds::launch(barrier_loop_kernel, cfg, R, sink.data()); }, static_cast<unsigned>(state.range(3))))
     return;
   const ds::sim::Stats s = ds::sim::stats();
   const double arrivals = double(G) * B * R;
@@ -116,7 +117,8 @@ void BM_sim_warp_reduce(benchmark::State& state) {
   if (!bench::ok_or_skip(state, out.allocate(std::size_t(G) * B / 32))) return;
   bench::WallTimer timer;
   const ds::LaunchConfig cfg{dim3(G), dim3(B), 0, nullptr};
-  if (!run_timed(state, timer, [&] { return ds::launch(warp_reduce_loop_kernel, cfg, R, out.data()); }, static_cast<unsigned>(state.range(3))))
+  if (!run_timed(
+          state, timer, [&] { return ds::launch(warp_reduce_loop_kernel, cfg, R, out.data()); }, static_cast<unsigned>(state.range(3))))
     return;
   const ds::sim::Stats s = ds::sim::stats();
   const double iters = static_cast<double>(state.iterations());

@@ -87,7 +87,7 @@ DEEPSHOCK_KERNEL void warp_topk_kernel(const float* scores, int rows, int E, int
   const float* r = scores + static_cast<long long>(row) * E;
   float s[N];
   int idx[N];
-DEEPSHOCK_UNROLL
+  DEEPSHOCK_UNROLL
   for (int j = 0; j < N; ++j) {
     const int e = lane + 32 * j;
     s[j] = e < E ? r[e] : 0.0f;
@@ -95,7 +95,7 @@ DEEPSHOCK_UNROLL
   }
   warp::Ranked<float> best[K];
   warp::topk<K>(s, idx, best);
-DEEPSHOCK_UNROLL
+  DEEPSHOCK_UNROLL
   for (int k = 0; k < K; ++k)  // lane k writes entry k: K lanes store at once
     if (lane == k) {
       ids[static_cast<long long>(row) * K + k] = best[k].index;
@@ -111,7 +111,7 @@ DEEPSHOCK_UNROLL
 /// not fast. Needs M % 128 == 0, N % 128 == 0, K % 32 == 0, 16-byte aligned A and W.
 inline constexpr int kGemmBM = 128, kGemmBN = 128, kGemmBK = 32;
 inline constexpr int kGemmWarpsN = 4, kGemmThreads = 256;
-inline constexpr int kGemmWM = 64, kGemmWN = 32;   // warp tile
+inline constexpr int kGemmWM = 64, kGemmWN = 32;  // warp tile
 inline constexpr int kGemmRowWords = kGemmBK / 2 + 4;
 
 // Fragment words read below, tied to the library's documented fragment layout (g = lane/4, t = lane%4):
@@ -143,14 +143,20 @@ DEEPSHOCK_KERNEL void __launch_bounds__(256) mma_gemm_bf16_kernel(const bf16* A,
       const int r = c / 4, q = c % 4;
       const uint4 a = A4[(m_blk + r) * row_chunks + k0 / 8 + q];
       const uint4 w = W4[(n_blk + r) * row_chunks + k0 / 8 + q];
-      As[r][4 * q] = a.x; As[r][4 * q + 1] = a.y; As[r][4 * q + 2] = a.z; As[r][4 * q + 3] = a.w;
-      Ws[r][4 * q] = w.x; Ws[r][4 * q + 1] = w.y; Ws[r][4 * q + 2] = w.z; Ws[r][4 * q + 3] = w.w;
+      As[r][4 * q] = a.x;
+      As[r][4 * q + 1] = a.y;
+      As[r][4 * q + 2] = a.z;
+      As[r][4 * q + 3] = a.w;
+      Ws[r][4 * q] = w.x;
+      Ws[r][4 * q + 1] = w.y;
+      Ws[r][4 * q + 2] = w.z;
+      Ws[r][4 * q + 3] = w.w;
     }
     __syncthreads();
-DEEPSHOCK_UNROLL
+    DEEPSHOCK_UNROLL
     for (int kw = 0; kw < kGemmBK / 2; kw += 8) {  // word offset of each k16 slice
       std::uint32_t a[kGemmWM / 16][4], b[kGemmWN / 8][2];
-DEEPSHOCK_UNROLL
+      DEEPSHOCK_UNROLL
       for (int i = 0; i < kGemmWM / 16; ++i) {
         const int r = wm0 + 16 * i + g;
         a[i][0] = As[r][kw + t];
@@ -158,32 +164,29 @@ DEEPSHOCK_UNROLL
         a[i][2] = As[r][kw + t + 4];
         a[i][3] = As[r + 8][kw + t + 4];
       }
-DEEPSHOCK_UNROLL
+      DEEPSHOCK_UNROLL
       for (int j = 0; j < kGemmWN / 8; ++j) {
         const int n = wn0 + 8 * j + g;
         b[j][0] = Ws[n][kw + t];
         b[j][1] = Ws[n][kw + t + 4];
       }
-DEEPSHOCK_UNROLL
-      for (int i = 0; i < kGemmWM / 16; ++i) {
-      }
-DEEPSHOCK_UNROLL
-        for (int j = 0; j < kGemmWN / 8; ++j) arch::mma_m16n8k16<bf16>(acc[i][j], a[i], b[j], acc[i][j]);
+      DEEPSHOCK_UNROLL
+      for (int i = 0; i < kGemmWM / 16; ++i) {}
+      DEEPSHOCK_UNROLL
+      for (int j = 0; j < kGemmWN / 8; ++j) arch::mma_m16n8k16<bf16>(acc[i][j], a[i], b[j], acc[i][j]);
     }
     __syncthreads();
   }
-DEEPSHOCK_UNROLL
-  for (int i = 0; i < kGemmWM / 16; ++i) {
+  DEEPSHOCK_UNROLL
+  for (int i = 0; i < kGemmWM / 16; ++i) {}
+  DEEPSHOCK_UNROLL
+  for (int j = 0; j < kGemmWN / 8; ++j) {}
+  DEEPSHOCK_UNROLL
+  for (int e = 0; e < 4; ++e) {
+    const long long row = m_blk + wm0 + 16 * i + g + 8 * (e / 2);
+    const long long col = n_blk + wn0 + 8 * j + 2 * t + e % 2;
+    C[row * N + col] = acc[i][j][e];
   }
-DEEPSHOCK_UNROLL
-    for (int j = 0; j < kGemmWN / 8; ++j) {
-    }
-DEEPSHOCK_UNROLL
-      for (int e = 0; e < 4; ++e) {
-        const long long row = m_blk + wm0 + 16 * i + g + 8 * (e / 2);
-        const long long col = n_blk + wn0 + 8 * j + 2 * t + e % 2;
-        C[row * N + col] = acc[i][j][e];
-      }
 }
 
 // ---- host references (plain C++, double accumulation) -------------------------------------------

@@ -76,9 +76,7 @@ class GpuTimer : public ManualTime {
 class WallTimer : public ManualTime {
  public:
   void start() { t0_ = std::chrono::steady_clock::now(); }
-  void finish(benchmark::State& state) {
-    report(state, std::chrono::duration<double>(std::chrono::steady_clock::now() - t0_).count());
-  }
+  void finish(benchmark::State& state) { report(state, std::chrono::duration<double>(std::chrono::steady_clock::now() - t0_).count()); }
 
  private:
   std::chrono::steady_clock::time_point t0_{};

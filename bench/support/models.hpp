@@ -33,7 +33,7 @@ struct DeepSeekV3 {
   static constexpr const char* kName = "DeepSeek-V3";
   using Gate = gate::DeepSeekV3<Experts<256>, TopK<8>, Groups<8, 4>>;  // sigmoid + bias
   static constexpr int kHidden = 7168, kInter = 2048, kShared = 2048;  // 1 shared expert
-  static constexpr bool kRenormalize = true;  // with the policy's renorm_eps 1e-20
+  static constexpr bool kRenormalize = true;                           // with the policy's renorm_eps 1e-20
   static constexpr float kScale = 2.5f;
 };
 struct Qwen3_30B_A3B {

@@ -39,8 +39,8 @@
 #include <vector>
 
 #include "deepshock/deepshock.hpp"
-#include "deepshock/moe/layer.hpp"
 #include "deepshock/moe/host_layer.hpp"
+#include "deepshock/moe/layer.hpp"
 #include "deepshock/moe/reference_layer.hpp"
 #include "model.hpp"
 #include "quant_model.hpp"
@@ -71,8 +71,8 @@ struct RunResult {
   std::vector<bf16> y;
   std::vector<int> ids, counts;
   std::vector<float> weights;
-  double us = 0.0;  // per layer
-  int timed = 0;    // runs timed (0: not timed)
+  double us = 0.0;   // per layer
+  int timed = 0;     // runs timed (0: not timed)
   std::string plan;  // the device layer's kernel_plan (empty for the host executor)
 };
 
@@ -152,8 +152,8 @@ ds::Status run_device(const moe::LayerDims& dims, const gate::PolicyParams& para
 
 /// moe::host::run_layer (host routing in double, experts in fp32): max(reps, 1) runs, timed.
 template <class Gate, class Codec>
-ds::Status run_host(const moe::LayerDims& dims, const gate::PolicyParams& params, const Model& m, const QuantModel& qm,
-                    moe::SharedGate sg, int reps, RunResult& r) {
+ds::Status run_host(const moe::LayerDims& dims, const gate::PolicyParams& params, const Model& m, const QuantModel& qm, moe::SharedGate sg,
+                    int reps, RunResult& r) {
   constexpr int E = Gate::kExperts, K = Gate::kTopK;
   const ModelPtrs ptrs = host_pointers(m, qm);
   const std::array<const bf16*, kTensors>& ptr = ptrs.bf;
@@ -164,7 +164,9 @@ ds::Status run_host(const moe::LayerDims& dims, const gate::PolicyParams& params
   r.counts.assign(E, -1);
   const auto w = layer_weights<Codec>(ptrs, sg);
   const moe::LayerInputs<bf16> in{ptr[kX], dims.max_tokens, 0, nullptr};
-  const moe::LayerOutputs<bf16> out{.y = r.y.data(), .topk_ids = r.ids.data(), .topk_weights = r.weights.data(),
+  const moe::LayerOutputs<bf16> out{.y = r.y.data(),
+                                    .topk_ids = r.ids.data(),
+                                    .topk_weights = r.weights.data(),
                                     .expert_counts = r.counts.data()};
   const int runs = std::max(reps, 1);
   const auto t0 = std::chrono::steady_clock::now();
@@ -209,8 +211,8 @@ int run_preset(const Preset& p, const Options& o, Exec exec) {
   std::printf("model   : %s\n", p.about);
   std::printf("shape   : %d token(s), hidden %d, expert intermediate %d, shared intermediate %d%s; SwiGLU experts, %s weights, "
               "bf16 activations, fp32 accumulation; seed %llu\n",
-              T, H, I, Is, p.shared_gate == moe::SharedGate::sigmoid ? " (sigmoid-gated)" : "",
-              kQuant ? Codec::kName : "bf16", static_cast<unsigned long long>(o.seed));
+              T, H, I, Is, p.shared_gate == moe::SharedGate::sigmoid ? " (sigmoid-gated)" : "", kQuant ? Codec::kName : "bf16",
+              static_cast<unsigned long long>(o.seed));
   if (exec == Exec::sim && (H > 256 || T > 64))  // small: 0.2 s for 4 tokens; deepseek-v2-lite: 6 s for 1 token
     std::printf("hint    : the simulator runs about 1 us per warp-level op: seconds to minutes per run at this size "
                 "(try --preset small --tokens 4, or --executor host)\n");
@@ -235,8 +237,9 @@ int run_preset(const Preset& p, const Options& o, Exec exec) {
     bpw = bytes_per_weight(m, qm);
     std::printf("quant   : %s: expert weights quantized in %.2f s (%s); %.3f bytes per weight with scales%s (bf16: 2)\n", Codec::kName,
                 std::chrono::duration<double>(std::chrono::steady_clock::now() - q0).count(),
-                std::is_base_of_v<ds::quant::Int8Channel, Codec> ? "int8, one fp32 scale per output channel: amax / 127, round half to even"
-                                                                 : "4-bit codes - 8, one fp16 scale per 128 inputs: amax / 7, round half to even",
+                std::is_base_of_v<ds::quant::Int8Channel, Codec>
+                    ? "int8, one fp32 scale per output channel: amax / 127, round half to even"
+                    : "4-bit codes - 8, one fp16 scale per 128 inputs: amax / 7, round half to even",
                 bpw,
                 ds::quant::act_int8_v<Codec> ? "; activations to int8 per token at run time (amax / 127), int8 tensor-core GEMMs"
                 : std::is_base_of_v<ds::quant::Int8Channel, Codec> ? ""
@@ -261,15 +264,14 @@ int run_preset(const Preset& p, const Options& o, Exec exec) {
   for (int c : r.counts) assignments += c, touched += c > 0;
   const double HI = double(H) * I, HIs = double(H) * Is;
   const double expert_bytes = touched * 3.0 * HI * bpw;  // codes and scales
-  const double shared_bytes = 3.0 * HIs * bpw +
-                              (p.shared_gate == moe::SharedGate::sigmoid ? 2.0 * H : 0.0);
+  const double shared_bytes = 3.0 * HIs * bpw + (p.shared_gate == moe::SharedGate::sigmoid ? 2.0 * H : 0.0);
   const double router_bytes = 2.0 * E * H, xy_bytes = 2.0 * 2.0 * T * H;
   const double bytes = expert_bytes + shared_bytes + router_bytes + xy_bytes;
   const double flops = assignments * 6.0 * HI + T * (6.0 * HIs + 2.0 * E * H);
   std::printf("traffic : %.1f MB must move: %d touched experts x 3 x %d x %d x %.3f B%s = %.1f MB, shared %.1f MB, router %.2f MB, "
               "x and y %.2f MB; %.2f GFLOP per layer\n",
-              bytes * 1e-6, touched, H, I, bpw, kQuant ? " (with scales)" : "", expert_bytes * 1e-6, shared_bytes * 1e-6, router_bytes * 1e-6,
-              xy_bytes * 1e-6, flops * 1e-9);
+              bytes * 1e-6, touched, H, I, bpw, kQuant ? " (with scales)" : "", expert_bytes * 1e-6, shared_bytes * 1e-6,
+              router_bytes * 1e-6, xy_bytes * 1e-6, flops * 1e-9);
   if (r.timed > 0) {
     const double s = r.us * 1e-6;
     const char* how = exec == Exec::gpu ? "CUDA events, after a warm-up run" : exec == Exec::host ? "std::chrono" : "simulator clock";
@@ -296,7 +298,8 @@ int run_preset(const Preset& p, const Options& o, Exec exec) {
         moe::reference::layer_from_routing(dims, E, K, layer_weights<Codec>(hps, p.shared_gate), in, r.ids.data(), r.weights.data());
     if constexpr (kQuant) {
       const std::vector<double> ref_bf16 =
-          moe::reference::layer_from_routing(dims, E, K, layer_weights<ds::quant::None>(hps, p.shared_gate), in, r.ids.data(), r.weights.data());
+          moe::reference::layer_from_routing(dims, E, K, layer_weights<ds::quant::None>(hps, p.shared_gate), in, r.ids.data(),
+                                             r.weights.data());
       double num = 0.0, den = 0.0;
       for (std::size_t i = 0; i < ref.size(); ++i) {
         num += (ref[i] - ref_bf16[i]) * (ref[i] - ref_bf16[i]);
@@ -335,8 +338,8 @@ int run_preset(const Preset& p, const Options& o, Exec exec) {
         }
         differ += !same;
       }
-      std::printf("routing : %d of %d token(s) compared with the host's double routing (the rest are near-ties): %d differ\n",
-                  compared, C, differ);
+      std::printf("routing : %d of %d token(s) compared with the host's double routing (the rest are near-ties): %d differ\n", compared, C,
+                  differ);
       ok = ok && differ == 0;
     }
   }
@@ -425,7 +428,8 @@ int main(int argc, char** argv) {
     std::printf("executor: host (moe::host::run_layer: routing in double, experts in fp32, OpenMP on %u hardware threads)\n", hw);
 #else
     std::printf("executor: host (moe::host::run_layer: routing in double, experts in fp32, one thread: built without OpenMP; %u "
-                "hardware threads)\n", hw);
+                "hardware threads)\n",
+                hw);
 #endif
   } else {
     std::printf("executor: %s (moe::Layer on %s: %s)\n", exec_name(exec), rt::backend_name(), rt::device_name().c_str());
@@ -441,12 +445,9 @@ int main(int argc, char** argv) {
   switch (o.preset->gate) {
     case GateKind::v2lite:  // DeepSeek-V2-Lite and small
       return run(gate::SoftmaxTopK<ds::Experts<64>, ds::TopK<6>>{});
-    case GateKind::qwen3:
-      return run(gate::SoftmaxTopK<ds::Experts<128>, ds::TopK<8>>{});
-    case GateKind::qwen15:
-      return run(gate::SoftmaxTopK<ds::Experts<60>, ds::TopK<4>>{});
-    case GateKind::mixtral:
-      return run(gate::SoftmaxTopK<ds::Experts<8>, ds::TopK<2>>{});
+    case GateKind::qwen3: return run(gate::SoftmaxTopK<ds::Experts<128>, ds::TopK<8>>{});
+    case GateKind::qwen15: return run(gate::SoftmaxTopK<ds::Experts<60>, ds::TopK<4>>{});
+    case GateKind::mixtral: return run(gate::SoftmaxTopK<ds::Experts<8>, ds::TopK<2>>{});
   }
   return 2;
 }

@@ -28,16 +28,16 @@ struct Preset {
   bool renormalize;
 };
 inline constexpr Preset kPresets[] = {
-    {"deepseek-v2-lite", "DeepSeek-V2-Lite: 64 experts top-6 (softmax, no renormalisation) + 2 shared experts", GateKind::v2lite, 64,
-     6, 2048, 1408, 2816, moe::SharedGate::none, false},
-    {"qwen3-30b-a3b", "Qwen3-30B-A3B: 128 experts top-8 (softmax, renormalised), no shared expert", GateKind::qwen3, 128, 8, 2048, 768,
-     0, moe::SharedGate::none, true},
-    {"qwen1.5-moe", "Qwen1.5-MoE-A2.7B: 60 experts top-4 (softmax, no renormalisation) + a sigmoid-gated shared expert",
-     GateKind::qwen15, 60, 4, 2048, 1408, 5632, moe::SharedGate::sigmoid, false},
-    {"mixtral", "Mixtral-8x7B: 8 experts top-2 (softmax, renormalised)", GateKind::mixtral, 8, 2, 4096, 14336, 0,
+    {"deepseek-v2-lite", "DeepSeek-V2-Lite: 64 experts top-6 (softmax, no renormalisation) + 2 shared experts", GateKind::v2lite, 64, 6,
+     2048, 1408, 2816, moe::SharedGate::none, false},
+    {"qwen3-30b-a3b", "Qwen3-30B-A3B: 128 experts top-8 (softmax, renormalised), no shared expert", GateKind::qwen3, 128, 8, 2048, 768, 0,
      moe::SharedGate::none, true},
-    {"small", "DeepSeek-V2-Lite routing (64 experts top-6, 2 shared experts) at hidden 256, intermediate 128 (quick)",
-     GateKind::v2lite, 64, 6, 256, 128, 256, moe::SharedGate::none, false},
+    {"qwen1.5-moe", "Qwen1.5-MoE-A2.7B: 60 experts top-4 (softmax, no renormalisation) + a sigmoid-gated shared expert", GateKind::qwen15,
+     60, 4, 2048, 1408, 5632, moe::SharedGate::sigmoid, false},
+    {"mixtral", "Mixtral-8x7B: 8 experts top-2 (softmax, renormalised)", GateKind::mixtral, 8, 2, 4096, 14336, 0, moe::SharedGate::none,
+     true},
+    {"small", "DeepSeek-V2-Lite routing (64 experts top-6, 2 shared experts) at hidden 256, intermediate 128 (quick)", GateKind::v2lite, 64,
+     6, 256, 128, 256, moe::SharedGate::none, false},
 };
 
 inline std::uint64_t splitmix64(std::uint64_t z) {
@@ -111,10 +111,24 @@ inline constexpr Tensor kExpertTensors[] = {kW1, kW3, kW2, kS1, kS3, kS2};
 inline void expert_shape(const Preset& p, Tensor t, long long& rows, long long& cols) {
   const long long E = p.experts, H = p.hidden, I = p.inter, Is = p.shared;
   switch (t) {
-    case kW1: case kW3: rows = E * I; cols = H; return;
-    case kW2: rows = E * H; cols = I; return;
-    case kS1: case kS3: rows = Is; cols = H; return;
-    case kS2: rows = H; cols = Is; return;
+    case kW1:
+    case kW3:
+      rows = E * I;
+      cols = H;
+      return;
+    case kW2:
+      rows = E * H;
+      cols = I;
+      return;
+    case kS1:
+    case kS3:
+      rows = Is;
+      cols = H;
+      return;
+    case kS2:
+      rows = H;
+      cols = Is;
+      return;
     default: rows = cols = 0; return;
   }
 }

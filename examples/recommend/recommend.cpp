@@ -32,9 +32,9 @@ namespace rt = deepshock::rt;
 namespace {
 
 struct Metrics {
-  int unsafe = 0;             ///< banned or not-allowed items recommended
-  double rate[2] = {0, 0};    ///< per provider group: recommended slots / (users x group size)
-  double utility = 0.0;       ///< mean unbiased relevance of the recommended items
+  int unsafe = 0;           ///< banned or not-allowed items recommended
+  double rate[2] = {0, 0};  ///< per provider group: recommended slots / (users x group size)
+  double utility = 0.0;     ///< mean unbiased relevance of the recommended items
 };
 
 Metrics measure(const std::vector<int>& ids, int B, int V, int K, const std::vector<float>& relevance, const std::vector<int>& group,
@@ -56,8 +56,8 @@ Metrics measure(const std::vector<int>& ids, int B, int V, int K, const std::vec
 }
 
 void print(const char* label, const Metrics& m) {
-  std::printf("%-34s unsafe items %5d | selection rate protected %.5f, others %.5f (parity diff %.5f, ratio %.3f) | utility %.3f\n",
-              label, m.unsafe, m.rate[1], m.rate[0], std::abs(m.rate[0] - m.rate[1]),
+  std::printf("%-34s unsafe items %5d | selection rate protected %.5f, others %.5f (parity diff %.5f, ratio %.3f) | utility %.3f\n", label,
+              m.unsafe, m.rate[1], m.rate[0], std::abs(m.rate[0] - m.rate[1]),
               std::min(m.rate[0], m.rate[1]) / std::max(m.rate[0], m.rate[1]), m.utility);
 }
 
@@ -77,7 +77,10 @@ int main(int argc, char** argv) {
     if (a == "--users") B = std::atoi(argv[i + 1]);
     else if (a == "--items") V = std::atoi(argv[i + 1]);
     else if (a == "--epsilon") epsilon = static_cast<float>(std::atof(argv[i + 1]));
-    else { std::printf("usage: recommend [--users B] [--items V] [--epsilon E]\n"); return 2; }
+    else {
+      std::printf("usage: recommend [--users B] [--items V] [--epsilon E]\n");
+      return 2;
+    }
   }
   if (!rt::device_available()) {
     std::printf("recommend: no CUDA device on this machine (backend %s)\n", rt::backend_name());
@@ -112,7 +115,7 @@ int main(int argc, char** argv) {
     relevance[i] = rng.normal();
     const int v = static_cast<int>(i % static_cast<std::size_t>(V));
     scores[i] = relevance[i] + (banned[static_cast<std::size_t>(v)] || adult[static_cast<std::size_t>(v)] ? 1.0f : 0.0f)  // clickbait
-                - 0.5f * static_cast<float>(group[static_cast<std::size_t>(v)]);                                           // model bias
+                - 0.5f * static_cast<float>(group[static_cast<std::size_t>(v)]);                                          // model bias
   }
   // Fairness calibration on the model's scores: per-group thresholds that select each group at
   // the same rate, K / V (GroupThreshold then ranks by score - threshold[group]).
@@ -121,7 +124,10 @@ int main(int argc, char** argv) {
   std::vector<float> thresholds(2);
   ds::Status st = ds::fair::per_group_thresholds(scores.data(), group_of_score.data(), static_cast<long long>(scores.size()), 2,
                                                  double(K) / V, 0.0f, thresholds.data());
-  if (!st.ok()) { std::printf("error: %s\n", st.to_string().c_str()); return 1; }
+  if (!st.ok()) {
+    std::printf("error: %s\n", st.to_string().c_str());
+    return 1;
+  }
   std::printf("fairness thresholds: others %.3f, protected %.3f\n", thresholds[0], thresholds[1]);
 
   rt::DeviceBuffer<float> dscores, dthr;

@@ -16,8 +16,7 @@ __device__ inline unsigned long long global_ns() {
 DEEPSHOCK_KERNEL void pdl_producer_kernel(int* buf, int n, int seed, unsigned long long spin_ns, unsigned long long* end_ns) {
   ds::pdl::launch_dependents();
   const unsigned long long t0 = global_ns();
-  while (global_ns() - t0 < spin_ns) {
-  }
+  while (global_ns() - t0 < spin_ns) {}
   for (int i = static_cast<int>(threadIdx.x); i < n; i += static_cast<int>(blockDim.x)) buf[i] = 7 * i + seed;
   __syncthreads();
   __threadfence();
@@ -58,8 +57,8 @@ TEST_CASE("a dependent launch starts during its predecessor where supported and 
     INFO("round " << round);
     const int seed = 1000 * round + 17;
     DS_REQUIRE_OK(ds::launch(pdl_producer_kernel, {dim3(1), dim3(256), 0, stream.get()}, buf.data(), n, seed, kSpin, end_ns.data()));
-    DS_REQUIRE_OK(ds::launch(pdl_consumer_kernel, {dim3(blocks), dim3(128), 0, stream.get(), /*dependent=*/true}, buf.data(), n,
-                             out.data(), start_ns.data()));
+    DS_REQUIRE_OK(ds::launch(pdl_consumer_kernel, {dim3(blocks), dim3(128), 0, stream.get(), /*dependent=*/true}, buf.data(), n, out.data(),
+                             start_ns.data()));
     DS_REQUIRE_OK(stream.synchronize());
     const std::vector<int> got = download(out);
     bool all = true;

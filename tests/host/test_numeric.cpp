@@ -67,7 +67,7 @@ double ref_decode(const Spec& s, std::uint32_t b) {
 // Slow reference rounding: nearest representable magnitude, ties to even encoding.
 struct Reference {
   Spec spec;
-  std::vector<double> vals;       // all finite non-negative values, ascending
+  std::vector<double> vals;        // all finite non-negative values, ascending
   std::vector<std::uint32_t> enc;  // their encodings
 
   explicit Reference(const Spec& s) : spec(s) {
@@ -108,13 +108,21 @@ struct Reference {
 template <class T>
 Spec spec_of();
 template <>
-Spec spec_of<bf16>() { return {8, 7, true, false, 0x7F7F}; }
+Spec spec_of<bf16>() {
+  return {8, 7, true, false, 0x7F7F};
+}
 template <>
-Spec spec_of<fp16>() { return {5, 10, true, false, 0x7BFF}; }
+Spec spec_of<fp16>() {
+  return {5, 10, true, false, 0x7BFF};
+}
 template <>
-Spec spec_of<fp8_e4m3>() { return {4, 3, false, true, 0x7E}; }
+Spec spec_of<fp8_e4m3>() {
+  return {4, 3, false, true, 0x7E};
+}
 template <>
-Spec spec_of<fp8_e5m2>() { return {5, 2, true, true, 0x7B}; }
+Spec spec_of<fp8_e5m2>() {
+  return {5, 2, true, true, 0x7B};
+}
 
 std::string hex(std::uint32_t v) {
   std::ostringstream os;
@@ -238,12 +246,8 @@ TEST_CASE("numeric: every fp16 encoding round-trips", "[host][numeric]") { check
 TEST_CASE("numeric: every fp8_e4m3 encoding round-trips", "[host][numeric]") { check_all_encodings<fp8_e4m3>(); }
 TEST_CASE("numeric: every fp8_e5m2 encoding round-trips", "[host][numeric]") { check_all_encodings<fp8_e5m2>(); }
 
-TEST_CASE("numeric: float -> bf16 matches the reference", "[host][numeric]") {
-  check_against_reference<bf16>(make_inputs<bf16>(1));
-}
-TEST_CASE("numeric: float -> fp16 matches the reference", "[host][numeric]") {
-  check_against_reference<fp16>(make_inputs<fp16>(2));
-}
+TEST_CASE("numeric: float -> bf16 matches the reference", "[host][numeric]") { check_against_reference<bf16>(make_inputs<bf16>(1)); }
+TEST_CASE("numeric: float -> fp16 matches the reference", "[host][numeric]") { check_against_reference<fp16>(make_inputs<fp16>(2)); }
 TEST_CASE("numeric: float -> fp8_e4m3 matches the reference", "[host][numeric]") {
   check_against_reference<fp8_e4m3>(make_inputs<fp8_e4m3>(3));
 }
@@ -255,16 +259,16 @@ TEST_CASE("numeric: known encodings", "[host][numeric]") {
   SECTION("bf16") {
     CHECK(bf16(1.0f).bits == 0x3F80);
     CHECK(bf16(-2.0f).bits == 0xC000);
-    CHECK(bf16(1.0f + 0x1p-8f).bits == 0x3F80);         // tie, even stays
-    CHECK(bf16(1.0f + 3 * 0x1p-8f).bits == 0x3F82);     // tie, odd rounds up
+    CHECK(bf16(1.0f + 0x1p-8f).bits == 0x3F80);      // tie, even stays
+    CHECK(bf16(1.0f + 3 * 0x1p-8f).bits == 0x3F82);  // tie, odd rounds up
     CHECK(bf16(1.0f + 0x1p-8f + 0x1p-23f).bits == 0x3F81);
-    CHECK(bf16(FLT_MAX).bits == 0x7F80);                // IEEE overflow
+    CHECK(bf16(FLT_MAX).bits == 0x7F80);  // IEEE overflow
     CHECK(bf16::from_float_sat(FLT_MAX).bits == 0x7F7F);
     CHECK(bf16::from_float_sat(-INFINITY).bits == 0xFF7F);
     CHECK(bf16(INFINITY).bits == 0x7F80);
     CHECK(bf16(NAN).is_nan());
-    CHECK(bf16(FLT_TRUE_MIN).bits == 0x0000);           // 2^-149 < half of 2^-133
-    CHECK(bf16(0x1p-133f).bits == 0x0001);              // bf16 min subnormal
+    CHECK(bf16(FLT_TRUE_MIN).bits == 0x0000);  // 2^-149 < half of 2^-133
+    CHECK(bf16(0x1p-133f).bits == 0x0001);     // bf16 min subnormal
     CHECK(bf16(-0.0f).bits == 0x8000);
     CHECK(bf16::from_bits(0x7F7F).to_float() == 0x1.FEp127f);
   }
@@ -274,24 +278,24 @@ TEST_CASE("numeric: known encodings", "[host][numeric]") {
     CHECK(fp16(0.1f).bits == 0x2E66);
     CHECK(fp16(65504.0f).bits == 0x7BFF);
     CHECK(fp16(65519.99f).bits == 0x7BFF);
-    CHECK(fp16(65520.0f).bits == 0x7C00);               // tie above max -> inf
+    CHECK(fp16(65520.0f).bits == 0x7C00);  // tie above max -> inf
     CHECK(fp16::from_float_sat(65520.0f).bits == 0x7BFF);
     CHECK(fp16::from_float_sat(-1e10f).bits == 0xFBFF);
-    CHECK(fp16(0x1p-24f).bits == 0x0001);               // min subnormal
-    CHECK(fp16(0x1p-25f).bits == 0x0000);               // tie to even -> 0
+    CHECK(fp16(0x1p-24f).bits == 0x0001);  // min subnormal
+    CHECK(fp16(0x1p-25f).bits == 0x0000);  // tie to even -> 0
     CHECK(fp16(0x1.000002p-25f).bits == 0x0001);
-    CHECK(fp16(0x1.8p-24f).bits == 0x0002);             // tie between 1 and 2 -> 2
-    CHECK(fp16(0x1p-14f).bits == 0x0400);               // min normal
-    CHECK(fp16(0x1.FF8p-15f).bits == 0x03FF);           // max subnormal
-    CHECK(fp16(0x1.FFCp-15f).bits == 0x0400);           // tie, odd -> up into the normals
-    CHECK(fp16(0x1.FFBFFEp-15f).bits == 0x03FF);        // just below that tie
+    CHECK(fp16(0x1.8p-24f).bits == 0x0002);       // tie between 1 and 2 -> 2
+    CHECK(fp16(0x1p-14f).bits == 0x0400);         // min normal
+    CHECK(fp16(0x1.FF8p-15f).bits == 0x03FF);     // max subnormal
+    CHECK(fp16(0x1.FFCp-15f).bits == 0x0400);     // tie, odd -> up into the normals
+    CHECK(fp16(0x1.FFBFFEp-15f).bits == 0x03FF);  // just below that tie
     CHECK(fp16::from_bits(0x7C00).to_float() == INFINITY);
     CHECK(fp16::from_bits(0xFC00).is_inf());
     CHECK(fp16(-NAN).bits == 0xFE00);
   }
   SECTION("fp8_e4m3") {
     CHECK(fp8_e4m3(448.0f).bits == 0x7E);
-    CHECK(fp8_e4m3(464.0f).bits == 0x7E);               // saturates (would be 480)
+    CHECK(fp8_e4m3(464.0f).bits == 0x7E);  // saturates (would be 480)
     CHECK(fp8_e4m3(1e6f).bits == 0x7E);
     CHECK(fp8_e4m3(INFINITY).bits == 0x7E);
     CHECK(fp8_e4m3(-INFINITY).bits == 0xFE);
@@ -300,9 +304,9 @@ TEST_CASE("numeric: known encodings", "[host][numeric]") {
     CHECK(std::isnan(fp8_e4m3::from_bits(0x7F).to_float()));
     CHECK(fp8_e4m3(NAN).bits == 0x7F);
     CHECK(fp8_e4m3(1.0f).bits == 0x38);
-    CHECK(fp8_e4m3(0x1p-9f).bits == 0x01);              // min subnormal
-    CHECK(fp8_e4m3(0x1p-10f).bits == 0x00);             // tie to even -> 0
-    CHECK(fp8_e4m3(0x1p-6f).bits == 0x08);              // min normal
+    CHECK(fp8_e4m3(0x1p-9f).bits == 0x01);   // min subnormal
+    CHECK(fp8_e4m3(0x1p-10f).bits == 0x00);  // tie to even -> 0
+    CHECK(fp8_e4m3(0x1p-6f).bits == 0x08);   // min normal
     CHECK(fp8_e4m3::from_bits(0x77).to_float() == 240.0f);
     CHECK(fp8_e4m3(-0.0f).bits == 0x80);
   }
@@ -315,10 +319,10 @@ TEST_CASE("numeric: known encodings", "[host][numeric]") {
     CHECK(fp8_e5m2::from_bits(0x7D).is_nan());
     CHECK(fp8_e5m2(NAN).bits == 0x7E);
     CHECK(fp8_e5m2(1.0f).bits == 0x3C);
-    CHECK(fp8_e5m2(0x1p-16f).bits == 0x01);             // min subnormal
-    CHECK(fp8_e5m2(0x1p-14f).bits == 0x04);             // min normal
-    CHECK(fp8_e5m2(1.125f).bits == 0x3C);               // tie to even (1.0)
-    CHECK(fp8_e5m2(1.375f).bits == 0x3E);               // tie to even (1.5)
+    CHECK(fp8_e5m2(0x1p-16f).bits == 0x01);  // min subnormal
+    CHECK(fp8_e5m2(0x1p-14f).bits == 0x04);  // min normal
+    CHECK(fp8_e5m2(1.125f).bits == 0x3C);    // tie to even (1.0)
+    CHECK(fp8_e5m2(1.375f).bits == 0x3E);    // tie to even (1.5)
   }
 }
 

@@ -165,11 +165,11 @@ TEST_CASE("philox: Box-Muller building blocks are accurate", "[host][philox]") {
     worst = std::fmax(worst, std::fmax(std::fabs(z.x - r * std::cos(th)), std::fabs(z.y - r * std::sin(th))));
     biggest = std::fmax(biggest, std::fmax(std::fabs(z.x), std::fabs(z.y)));
   }
-  CHECK(worst <= 2e-6);     // measured 5.8e-7 over 4e6 draws; |z| < 5.77, ulp(4) = 4.8e-7
-  CHECK(biggest <= 5.769f);  // sqrt(-2 ln 2^-24) = 5.76813
+  CHECK(worst <= 2e-6);                                                   // measured 5.8e-7 over 4e6 draws; |z| < 5.77, ulp(4) = 4.8e-7
+  CHECK(biggest <= 5.769f);                                               // sqrt(-2 ln 2^-24) = 5.76813
   CHECK(std::fabs(box_muller(0u, 0u).x - std::sqrt(48 * kLn2)) <= 1e-6);  // largest radius, angle 0
   CHECK(box_muller(0u, 0u).y == 0.0f);
-  CHECK(box_muller(0xFFFFFFFFu, 0u).x == 0.0f);                 // u1 = 1: radius 0
+  CHECK(box_muller(0xFFFFFFFFu, 0u).x == 0.0f);  // u1 = 1: radius 0
   CHECK(!std::signbit(box_muller(0xFFFFFFFFu, 0u).x));
 }
 

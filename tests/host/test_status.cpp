@@ -32,7 +32,10 @@ TEST_CASE("tensor views index with strides and validate with named errors", "[ho
   CHECK(v.is_contiguous());
   CHECK(v(2, 4) == 14.0f);
   ds::TensorView<float, 2> t = v;  // transposed view
-  t.shape[0] = 5; t.shape[1] = 3; t.stride[0] = 1; t.stride[1] = 5;
+  t.shape[0] = 5;
+  t.shape[1] = 3;
+  t.stride[0] = 1;
+  t.stride[1] = 5;
   CHECK(t(4, 2) == 14.0f);
   CHECK_FALSE(t.is_contiguous());
 

@@ -54,8 +54,8 @@ DEEPSHOCK_KERNEL void block_sum_kernel(const float* x, int n, int seg, float* ou
 }
 
 /// One block, one element per thread: exclusive scan, total, arg-max, and the barrier predicates.
-DEEPSHOCK_KERNEL void block_scan_argmax_kernel(const int* x, const float* scores, int* excl, int* total, int* best_idx,
-                                               float* best_score, int* counts) {
+DEEPSHOCK_KERNEL void block_scan_argmax_kernel(const int* x, const float* scores, int* excl, int* total, int* best_idx, float* best_score,
+                                               int* counts) {
   __shared__ int iscratch[block::kScratchWords];
   __shared__ warp::Ranked<float> rscratch[block::kScratchWords];
   const unsigned r = block::thread_rank();
@@ -239,8 +239,7 @@ DEEPSHOCK_KERNEL void mma_gemm_kernel(const T* A, const T* B, float* C, int M, i
       const int k = k0 + p.row, n = n0 + p.col;
       bv[i] = (k < K && n < N) ? B[k * N + n] : T::from_bits(0);
     }
-    const std::uint32_t a[4] = {arch::pack2(av[0], av[1]), arch::pack2(av[2], av[3]), arch::pack2(av[4], av[5]),
-                                arch::pack2(av[6], av[7])};
+    const std::uint32_t a[4] = {arch::pack2(av[0], av[1]), arch::pack2(av[2], av[3]), arch::pack2(av[4], av[5]), arch::pack2(av[6], av[7])};
     const std::uint32_t b[2] = {arch::pack2(bv[0], bv[1]), arch::pack2(bv[2], bv[3])};
     arch::mma_m16n8k16<T>(acc, a, b, acc);
   }

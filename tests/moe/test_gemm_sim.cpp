@@ -32,8 +32,8 @@ std::uint64_t run_hash(std::uint64_t seed, int groups, int n, int k, bool stream
   auto d_out = poisoned_nonnull<float>(std::size_t(P.rows) * P.k);
   const long long slots = moe::max_m_tiles(P.rows, Tile::kBM, P.groups);
   moe::GemmBatch<T, Up> b1;
-  b1.add({d_a.data(), P.k, d_rows.data(), d_b0.data(), d_b1.data(), static_cast<long long>(P.n) * P.k, P.n, P.k, d_off.data(), d_tiles.data(),
-          P.groups, 0},
+  b1.add({d_a.data(), P.k, d_rows.data(), d_b0.data(), d_b1.data(), static_cast<long long>(P.n) * P.k, P.n, P.k, d_off.data(),
+          d_tiles.data(), P.groups, 0},
          Up{d_h.data(), P.n}, slots, Tile::kBN);
   moe::DownEpilogue<false> de;
   de.out = d_out.data();
@@ -41,7 +41,8 @@ std::uint64_t run_hash(std::uint64_t seed, int groups, int n, int k, bool stream
   de.dest_row = d_dest.data();
   de.scale = d_scale.data();
   moe::GemmBatch<T, moe::DownEpilogue<false>> b2;
-  b2.add({d_h.data(), P.n, nullptr, d_b0.data(), nullptr, static_cast<long long>(P.n) * P.k, P.k, P.n, d_off.data(), d_tiles.data(), P.groups, 0},
+  b2.add({d_h.data(), P.n, nullptr, d_b0.data(), nullptr, static_cast<long long>(P.n) * P.k, P.k, P.n, d_off.data(), d_tiles.data(),
+          P.groups, 0},
          de, slots, Tile::kBN);
   gemm_test::GemmLauncher<T, Tile> launch{stream_k};
   DS_REQUIRE_OK(launch(b1));
@@ -70,7 +71,8 @@ TEST_CASE("grouped GEMM outputs are bitwise those recorded before the split (fix
       {"bf16 stream-K", [] { return run_hash<ds::bf16, Decode>(16, 4, 88, 200, true); }, 0xebb4f38647a2d911ull},
       {"fp16 decode", [] { return run_hash<ds::fp16, Decode>(17, 3, 64, 72, false); }, 0x312107a2f3d6d113ull},
       {"bf16 wgmma", [] { return run_hash<ds::bf16, moe::WgmmaTile<64, 64, 3>>(18, 3, 88, 200, false); }, 0xb1763fb8fc09efdbull},
-      {"fp16 sw128 mma.sync", [] { return run_hash<ds::fp16, moe::WgmmaTile<64, 64, 3, false>>(19, 3, 88, 200, false); }, 0x9538d157c03bff80ull},
+      {"fp16 sw128 mma.sync", [] { return run_hash<ds::fp16, moe::WgmmaTile<64, 64, 3, false>>(19, 3, 88, 200, false); },
+       0x9538d157c03bff80ull},
   };
   const bool print = std::getenv("DS_PRINT_GEMM_HASHES") != nullptr;
   for (const Row& r : rows) {

@@ -88,6 +88,5 @@ TEST_CASE("MoE layer: captured CUDA graphs replay bitwise with new inputs (decod
   graph_replays_bitwise<moe::Layer<gate::SoftmaxTopK<ds::Experts<64>, ds::TopK<6>>, SwiGLU, ds::bf16>>({256, 128, 256, 64}, 48, rng, true);
   // Prefill tiles of HopperGemmTuning (wgmma in an sm_90a build): 100 x 2 assignments > 16 x 8.
   graph_replays_bitwise<moe::Layer<gate_mixtral, SwiGLU, ds::bf16, moe::OrderedCombine, moe::HopperGemmTuning>>({256, 192, 128, 128}, 100,
-                                                                                                                 rng, false);
+                                                                                                                rng, false);
 }
-

@@ -113,8 +113,15 @@ struct Model {
   int E;
   std::vector<T> w_gate, w1, w3, w2, sw1, sw3, sw2, sgate;
   explicit Model(const Master& m)
-      : E(m.E), w_gate(convert<T>(m.w_gate)), w1(convert<T>(m.w1)), w3(convert<T>(m.w3)), w2(convert<T>(m.w2)),
-        sw1(convert<T>(m.sw1)), sw3(convert<T>(m.sw3)), sw2(convert<T>(m.sw2)), sgate(convert<T>(m.sgate)) {}
+      : E(m.E),
+        w_gate(convert<T>(m.w_gate)),
+        w1(convert<T>(m.w1)),
+        w3(convert<T>(m.w3)),
+        w2(convert<T>(m.w2)),
+        sw1(convert<T>(m.sw1)),
+        sw3(convert<T>(m.sw3)),
+        sw2(convert<T>(m.sw2)),
+        sgate(convert<T>(m.sgate)) {}
   moe::LayerDims dims(Shared sh, int max_tokens) const { return {kH, kI, sh == Shared::none ? 0 : kIs, max_tokens}; }
   template <class X>
   moe::LayerWeights<T, X> weights(Shared sh) const {
@@ -358,7 +365,8 @@ TEST_CASE("host layer converts every bf16 and fp16 encoding to float exactly", "
     const int n = static_cast<int>(v.size()) - 1;
     const float* r = moe::host::detail::row_as_float(v.data() + 1, n, got.data());
     int bad = 0;
-    for (int i = 0; i < n; ++i) bad += ds::detail::float_to_bits(r[i]) != ds::detail::float_to_bits(v[static_cast<std::size_t>(i) + 1].to_float());
+    for (int i = 0; i < n; ++i)
+      bad += ds::detail::float_to_bits(r[i]) != ds::detail::float_to_bits(v[static_cast<std::size_t>(i) + 1].to_float());
     CHECK(bad == 0);
   };
   check.operator()<ds::bf16>();
@@ -399,8 +407,8 @@ void check_gated(const gate::PolicyParams& p, const gate::RouterOptions& o, cons
 
   std::vector<T> xp(static_cast<std::size_t>(tokens) * kH);
   for (int t = 0; t < tokens; ++t) std::copy_n(x.begin() + static_cast<long>(t) * xs, kH, xp.begin() + static_cast<long>(t) * kH);
-  const auto r = gate::reference::route<Gate>(gate::reference::gate_logits<T>(xp.data(), m.w_gate.data(), tokens, kH, E), tokens,
-                                              nullptr, bias, p, o, token_mask.data());
+  const auto r = gate::reference::route<Gate>(gate::reference::gate_logits<T>(xp.data(), m.w_gate.data(), tokens, kH, E), tokens, nullptr,
+                                              bias, p, o, token_mask.data());
   std::vector<int> want_ids = r.ids, want_counts = r.counts;
   std::vector<float> want_wts(r.weights.begin(), r.weights.end());
   int want_dropped = 0;
@@ -408,7 +416,8 @@ void check_gated(const gate::PolicyParams& p, const gate::RouterOptions& o, cons
     std::vector<int> pos(static_cast<std::size_t>(tokens));
     std::vector<std::uint8_t> flags(static_cast<std::size_t>(tokens));
     const gate::CapacityOutputs co{pos.data(), flags.data(), &want_dropped, want_counts.data(), want_wts.data(), want_ids.data()};
-    DS_REQUIRE_OK(gate::reference::apply_switch_capacity(want_ids.data(), tokens, E, gate::switch_capacity(tokens, E, p.capacity_factor), co));
+    DS_REQUIRE_OK(
+        gate::reference::apply_switch_capacity(want_ids.data(), tokens, E, gate::switch_capacity(tokens, E, p.capacity_factor), co));
     CHECK(want_dropped > 0);
   }
   CHECK(ids == want_ids);
@@ -539,14 +548,37 @@ TEST_CASE("host layer rejects bad arguments with a Status naming the argument", 
   CHECK(counts == std::vector<int>(8, -7));
 
   // Gate arguments of run_layer.
-  check_rejects(moe::host::run_layer<G>(d, p, {}, [&] { auto v = w; v.w_gate = nullptr; return v; }(), in, out),
+  check_rejects(moe::host::run_layer<G>(
+                    d, p, {},
+                    [&] {
+                      auto v = w;
+                      v.w_gate = nullptr;
+                      return v;
+                    }(),
+                    in, out),
                 StatusCode::invalid_argument, "w_gate");
   const std::vector<float> bias(8, 0.0f);
-  check_rejects(moe::host::run_layer<G>(d, p, {}, [&] { auto v = w; v.gate_bias = bias.data(); v.gate_bias_size = 8; return v; }(), in, out),
+  check_rejects(moe::host::run_layer<G>(
+                    d, p, {},
+                    [&] {
+                      auto v = w;
+                      v.gate_bias = bias.data();
+                      v.gate_bias_size = 8;
+                      return v;
+                    }(),
+                    in, out),
                 StatusCode::invalid_argument, "gate_bias");
   using V3 = gate::DeepSeekV3<ds::Experts<8>, ds::TopK<2>, ds::Groups<4, 2>>;
   check_rejects(moe::host::run_layer<V3>(d, gate::default_params<V3>(), {}, w, in, out), StatusCode::invalid_argument, "gate_bias");
-  check_rejects(moe::host::run_layer<V3>(d, gate::default_params<V3>(), {}, [&] { auto v = w; v.gate_bias = bias.data(); v.gate_bias_size = 7; return v; }(), in, out),
+  check_rejects(moe::host::run_layer<V3>(
+                    d, gate::default_params<V3>(), {},
+                    [&] {
+                      auto v = w;
+                      v.gate_bias = bias.data();
+                      v.gate_bias_size = 7;
+                      return v;
+                    }(),
+                    in, out),
                 StatusCode::invalid_argument, "gate_bias");
   gate::RouterOptions range;
   range.expert_end = 9;

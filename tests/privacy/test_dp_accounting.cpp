@@ -26,17 +26,15 @@ namespace {
 
 // Tolerances. The golden file's float64 values agree with 50-digit mpmath to ~1e-11 (RDP) and
 // ~2e-13 (analytic σ); both implementations lose ~1e-16·Σ|terms| absolutely near q = 1/2.
-constexpr double kCalibRel = 1e-9;   // analytic σ, golden vs C++ (both bisect to the last bit)
+constexpr double kCalibRel = 1e-9;     // analytic σ, golden vs C++ (both bisect to the last bit)
 constexpr double kExtremeRel = 1e-11;  // analytic σ at extremes vs 400-digit mpmath (seen: 2e-12 at δ ≈ 1)
 constexpr double kClassicRel = 1e-13;  // closed form
-constexpr double kRdpRel = 1e-9;     // RDP per step, relative ...
-constexpr double kRdpAbs = 1e-15;    // ... plus absolute (values down to ~1e-11 are in the table)
-constexpr double kEpsRel = 1e-9;     // composed ε (values 1..11)
-constexpr double kRefRel = 1e-6;     // the 7-digit published calibration numbers
+constexpr double kRdpRel = 1e-9;       // RDP per step, relative ...
+constexpr double kRdpAbs = 1e-15;      // ... plus absolute (values down to ~1e-11 are in the table)
+constexpr double kEpsRel = 1e-9;       // composed ε (values 1..11)
+constexpr double kRefRel = 1e-6;       // the 7-digit published calibration numbers
 
-bool close(double got, double want, double rel, double abs_tol = 0.0) {
-  return std::fabs(got - want) <= rel * std::fabs(want) + abs_tol;
-}
+bool close(double got, double want, double rel, double abs_tol = 0.0) { return std::fabs(got - want) <= rel * std::fabs(want) + abs_tol; }
 
 std::vector<std::vector<std::string>> golden_rows(const std::string& kind) {
   std::ifstream in(std::string(DEEPSHOCK_TEST_DATA_DIR) + "/dp_golden.txt");
@@ -58,8 +56,7 @@ double num(const std::string& s) { return std::strtod(s.c_str(), nullptr); }  //
 // Bitwise equality: "unchanged" means the very same doubles (NaN orders included), not close ones.
 bool same_bits(double a, double b) { return std::bit_cast<std::uint64_t>(a) == std::bit_cast<std::uint64_t>(b); }
 bool same_bits(const std::vector<double>& a, const std::vector<double>& b) {
-  return a.size() == b.size() &&
-         std::equal(a.begin(), a.end(), b.begin(), [](double x, double y) { return same_bits(x, y); });
+  return a.size() == b.size() && std::equal(a.begin(), a.end(), b.begin(), [](double x, double y) { return same_bits(x, y); });
 }
 
 bool starts_with(const std::string& s, const std::string& prefix) { return s.rfind(prefix, 0) == 0; }
@@ -255,7 +252,7 @@ TEST_CASE("sigma_for_epsilon inverts the accountant", "[host]") {
     INFO("target " << target << " sigma " << sigma);
     const double e = eps_for(q, sigma, steps, delta);
     CHECK(e <= target);
-    CHECK(e >= target * (1 - 1e-6));  // σ is within kSigmaRelTolerance of the boundary
+    CHECK(e >= target * (1 - 1e-6));                               // σ is within kSigmaRelTolerance of the boundary
     CHECK(eps_for(q, sigma * (1 - 1e-8), steps, delta) > target);  // and a hair less noise misses it
   }
   double sigma = 0.0;
@@ -327,8 +324,8 @@ TEST_CASE("epsilon_from_rdp rejects every bad input, naming the argument and ele
   const double nan = std::nan(""), inf = HUGE_VAL;
   const dp::EpsilonResult sentinel{-7.0, -7.0};
   dp::EpsilonResult r = sentinel;
-  auto rejects = [&](const std::vector<double>& orders, const std::vector<double>& rdp, double delta,
-                     dp::Conversion c, const std::string& message) {
+  auto rejects = [&](const std::vector<double>& orders, const std::vector<double>& rdp, double delta, dp::Conversion c,
+                     const std::string& message) {
     const deepshock::Status st = dp::epsilon_from_rdp(orders, rdp, delta, c, r);
     INFO("expected: " << message << "; got: " << st.to_string());
     CHECK(st.code() == deepshock::StatusCode::invalid_argument);
@@ -336,8 +333,7 @@ TEST_CASE("epsilon_from_rdp rejects every bad input, naming the argument and ele
   };
   const auto imp = dp::Conversion::improved, cls = dp::Conversion::classic;
   // Orders at or below 1, NaN and infinite ones: these used to succeed with ε = 0.
-  rejects({2.0, 3.0, 4.0, 0.5}, {0.1, 0.1, 0.1, 0.1}, 1e-5, imp,
-          "orders: orders[3] = 0.5 is not a finite number > 1");
+  rejects({2.0, 3.0, 4.0, 0.5}, {0.1, 0.1, 0.1, 0.1}, 1e-5, imp, "orders: orders[3] = 0.5 is not a finite number > 1");
   rejects({1.0, 2.0}, {0.1, 0.1}, 1e-5, cls, "orders: orders[0] = 1 is not a finite number > 1");
   rejects({2.0, nan}, {0.1, 0.1}, 1e-5, imp, "orders: orders[1] = nan is not a finite number > 1");
   rejects({2.0, inf}, {0.1, 0.1}, 1e-5, imp, "orders: orders[1] = inf is not a finite number > 1");
@@ -399,8 +395,7 @@ TEST_CASE("rdp_subsampled_gaussian's Status form names each bad argument", "[hos
   rejects(0.1, 1.0, nan, "alpha: nan is not a finite number > 1");
   rejects(0.1, 1.0, inf, "alpha: inf is not a finite number > 1");
   rejects(0.1, 1.0, 2e6, "alpha: 2e+06 is above the largest supported order, 1e+06");
-  const std::string fractional =
-      " is a fractional order outside [1.01, 32], where the series for fractional orders loses accuracy";
+  const std::string fractional = " is a fractional order outside [1.01, 32], where the series for fractional orders loses accuracy";
   rejects(0.1, 1.0, 40.5, "alpha: 40.5" + fractional);
   rejects(0.1, 1.0, 1.005, "alpha: 1.005" + fractional);
   // q = 0 and q = 1 take the same checks: no silent 0 for a bad order or σ.

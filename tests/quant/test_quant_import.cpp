@@ -170,7 +170,8 @@ void check_import(const Golden& g, const Imported& im, const std::vector<std::ui
 
   Imported from_golden(l, true);
   const std::vector<long long>& golden_codes = g.at("codes").v;
-  for (std::size_t i = 0; i < codes.size(); i += 2) from_golden.q[i / 2] = static_cast<std::uint8_t>(golden_codes[i] | (golden_codes[i + 1] << 4));
+  for (std::size_t i = 0; i < codes.size(); i += 2)
+    from_golden.q[i / 2] = static_cast<std::uint8_t>(golden_codes[i] | (golden_codes[i + 1] << 4));
   from_golden.zero.assign(zeros.begin(), zeros.end());
   from_golden.scale = scale_gn;
   CHECK(first_mismatch(dequant_bits(from_golden.view(), l), want) == -1);
@@ -317,7 +318,8 @@ TEST_CASE("act-order GPTQ checkpoints (any other g_idx) are refused", "[host][qu
   bad.push_back(negative);
   for (const auto& g_idx : bad) {
     Imported im(l, true);
-    const ds::Status st = quant::import_gptq({qweight.data(), qzeros.data(), scales.data(), g_idx.data()}, quant::GptqZeros::v1, l, im.target());
+    const ds::Status st =
+        quant::import_gptq({qweight.data(), qzeros.data(), scales.data(), g_idx.data()}, quant::GptqZeros::v1, l, im.target());
     INFO(st.to_string());
     CHECK(st.code() == ds::StatusCode::invalid_argument);
     CHECK(mentions(st, "g_idx"));
@@ -409,7 +411,9 @@ TEST_CASE("random canonical weights survive packing into each format and importi
   const struct {
     long long n, k, group;
     quant::Int4ScaleType type;
-  } shapes[] = {{8, 128, 32, quant::Int4ScaleType::fp16}, {40, 256, 128, quant::Int4ScaleType::bf16}, {24, 128, 64, quant::Int4ScaleType::fp16}};
+  } shapes[] = {{8, 128, 32, quant::Int4ScaleType::fp16},
+                {40, 256, 128, quant::Int4ScaleType::bf16},
+                {24, 128, 64, quant::Int4ScaleType::fp16}};
   for (const auto& s : shapes) {
     const quant::Int4Layout l{s.n, s.k, s.group, s.type};
     const long long n = l.n, k = l.k, groups = k / l.group;

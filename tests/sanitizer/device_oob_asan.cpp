@@ -16,7 +16,8 @@ DEEPSHOCK_KERNEL void read_past_end(const unsigned char* p, int n, int* out) {
 int main() {
   void* p = nullptr;
   int* out = nullptr;
-  if (!deepshock::rt::malloc_device(&p, 100).ok() || !deepshock::rt::malloc_device(reinterpret_cast<void**>(&out), sizeof(int)).ok()) return 1;
+  if (!deepshock::rt::malloc_device(&p, 100).ok() || !deepshock::rt::malloc_device(reinterpret_cast<void**>(&out), sizeof(int)).ok())
+    return 1;
   *out = 0;
   const deepshock::Status st = deepshock::launch(read_past_end, {dim3(1), dim3(32)}, static_cast<const unsigned char*>(p), 100, out);
   std::printf("kernel finished without a report: %s\n", st.to_string().c_str());

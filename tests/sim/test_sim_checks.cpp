@@ -106,7 +106,8 @@ DEEPSHOCK_KERNEL void aligned_static_smem(const float* in, float* out, unsigned*
   __shared__ __align__(16) unsigned char bytes[48];
   const int t = static_cast<int>(threadIdx.x);
   if (t < 2) ds::mem::copy16(buf + 4 * t, in + 4 * t);  // faults on a misaligned address
-  if (t == 0) *misaligned = static_cast<unsigned>(reinterpret_cast<std::uintptr_t>(buf) % 16 + reinterpret_cast<std::uintptr_t>(bytes) % 16);
+  if (t == 0)
+    *misaligned = static_cast<unsigned>(reinterpret_cast<std::uintptr_t>(buf) % 16 + reinterpret_cast<std::uintptr_t>(bytes) % 16);
   __syncthreads();
   if (t < 8) out[t] = buf[t];
 }

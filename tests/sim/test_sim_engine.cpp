@@ -157,8 +157,8 @@ std::vector<int> run_racy(sim::Schedule s, std::uint64_t seed, const std::vector
   sim::ScopedOptions scope(s, seed);
   const int n = static_cast<int>(in.size());
   std::vector<int> out(in.size(), -7);
-  const ds::Status st = ds::launch(racy_shift, {dim3(1), dim3(static_cast<unsigned>(n)), sizeof(int) * in.size()}, in.data(),
-                                   out.data(), n);
+  const ds::Status st =
+      ds::launch(racy_shift, {dim3(1), dim3(static_cast<unsigned>(n)), sizeof(int) * in.size()}, in.data(), out.data(), n);
   REQUIRE(st.ok());
   return out;
 }

@@ -18,11 +18,11 @@
 #include "deepshock/platform/runtime.hpp"
 
 /// REQUIREs that `expr` (a deepshock::Status) is ok, printing the status when it is not.
-#define DS_REQUIRE_OK(expr)                      \
-  do {                                           \
-    const ::deepshock::Status st_ = (expr);      \
-    INFO(st_.to_string());                       \
-    REQUIRE(st_.ok());                           \
+#define DS_REQUIRE_OK(expr)                 \
+  do {                                      \
+    const ::deepshock::Status st_ = (expr); \
+    INFO(st_.to_string());                  \
+    REQUIRE(st_.ok());                      \
   } while (0)
 
 namespace ds_test {

@@ -11,8 +11,8 @@ namespace ds_test {
 std::uint64_t run_seed() { return Catch::rngSeed(); }
 
 std::mt19937_64 make_rng(std::uint64_t salt) {
-  std::seed_seq seq{static_cast<std::uint32_t>(run_seed()), static_cast<std::uint32_t>(run_seed() >> 32),
-                    static_cast<std::uint32_t>(salt), static_cast<std::uint32_t>(salt >> 32)};
+  std::seed_seq seq{static_cast<std::uint32_t>(run_seed()), static_cast<std::uint32_t>(run_seed() >> 32), static_cast<std::uint32_t>(salt),
+                    static_cast<std::uint32_t>(salt >> 32)};
   return std::mt19937_64(seq);
 }
 
@@ -52,8 +52,8 @@ std::string compare(const std::vector<float>& actual, const std::vector<double>&
   }
   if (!bad) return {};
   std::ostringstream s;
-  s << bad << " of " << actual.size() << " elements out of tolerance (atol " << tol.atol << ", rtol " << tol.rtol
-    << "); first at index " << first << ": got " << actual[first] << ", expected " << expected[first];
+  s << bad << " of " << actual.size() << " elements out of tolerance (atol " << tol.atol << ", rtol " << tol.rtol << "); first at index "
+    << first << ": got " << actual[first] << ", expected " << expected[first];
   return s.str();
 }
 

@@ -38,11 +38,24 @@ struct Tolerance {
   double atol;
   double rtol;
 };
-template <class T> Tolerance tolerance_for();
-template <> inline Tolerance tolerance_for<double>() { return {1e-12, 1e-12}; }
-template <> inline Tolerance tolerance_for<float>() { return {1e-5, 1e-5}; }
-template <> inline Tolerance tolerance_for<deepshock::fp16>() { return {5e-3, 5e-3}; }
-template <> inline Tolerance tolerance_for<deepshock::bf16>() { return {2e-2, 2e-2}; }
+template <class T>
+Tolerance tolerance_for();
+template <>
+inline Tolerance tolerance_for<double>() {
+  return {1e-12, 1e-12};
+}
+template <>
+inline Tolerance tolerance_for<float>() {
+  return {1e-5, 1e-5};
+}
+template <>
+inline Tolerance tolerance_for<deepshock::fp16>() {
+  return {5e-3, 5e-3};
+}
+template <>
+inline Tolerance tolerance_for<deepshock::bf16>() {
+  return {2e-2, 2e-2};
+}
 
 /// Empty when every element is within tolerance (and no NaN is present); otherwise a message
 /// naming the first failing index, both values and the number of failures.

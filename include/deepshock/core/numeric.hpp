@@ -39,14 +39,10 @@ namespace deepshock {
 namespace detail {
 
 /// The IEEE binary32 bits of `f` (constexpr on host and device).
-DEEPSHOCK_HOST_DEVICE constexpr std::uint32_t float_to_bits(float f) noexcept {
-  return __builtin_bit_cast(std::uint32_t, f);
-}
+DEEPSHOCK_HOST_DEVICE constexpr std::uint32_t float_to_bits(float f) noexcept { return __builtin_bit_cast(std::uint32_t, f); }
 
 /// The float whose IEEE binary32 bits are `u` (constexpr on host and device).
-DEEPSHOCK_HOST_DEVICE constexpr float bits_to_float(std::uint32_t u) noexcept {
-  return __builtin_bit_cast(float, u);
-}
+DEEPSHOCK_HOST_DEVICE constexpr float bits_to_float(std::uint32_t u) noexcept { return __builtin_bit_cast(float, u); }
 
 /// How a format uses its all-ones exponent field.
 enum class special_encoding {
@@ -66,12 +62,9 @@ struct minifloat_format {
   static constexpr std::uint32_t exp_all_ones = (1u << ExpBits) - 1u;
   static constexpr std::uint32_t sign_bit = 1u << (ExpBits + ManBits);
   static constexpr std::uint32_t inf_bits = exp_all_ones << ManBits;  // ieee only
-  static constexpr std::uint32_t max_bits =
-      Special == special_encoding::ieee ? inf_bits - 1u : (inf_bits | man_mask) - 1u;
-  static constexpr std::uint32_t nan_bits =
-      Special == special_encoding::ieee ? inf_bits | (1u << (ManBits - 1)) : inf_bits | man_mask;
-  static constexpr int emax =
-      Special == special_encoding::ieee ? int(exp_all_ones) - 1 - bias : int(exp_all_ones) - bias;
+  static constexpr std::uint32_t max_bits = Special == special_encoding::ieee ? inf_bits - 1u : (inf_bits | man_mask) - 1u;
+  static constexpr std::uint32_t nan_bits = Special == special_encoding::ieee ? inf_bits | (1u << (ManBits - 1)) : inf_bits | man_mask;
+  static constexpr int emax = Special == special_encoding::ieee ? int(exp_all_ones) - 1 - bias : int(exp_all_ones) - bias;
 
   static_assert(ExpBits >= 2 && ManBits >= 1 && ExpBits + ManBits <= 15, "unsupported format");
   static_assert(ManBits <= 22 && ExpBits <= 8, "format must be narrower than float");
@@ -181,9 +174,7 @@ struct bf16 {
     return r;
   }
   /// Exact widening to float.
-  DEEPSHOCK_HOST_DEVICE constexpr float to_float() const noexcept {
-    return detail::bits_to_float(std::uint32_t(bits) << 16);
-  }
+  DEEPSHOCK_HOST_DEVICE constexpr float to_float() const noexcept { return detail::bits_to_float(std::uint32_t(bits) << 16); }
   /// Exact widening to float.
   DEEPSHOCK_HOST_DEVICE constexpr explicit operator float() const noexcept { return to_float(); }
   /// True for any NaN encoding.
@@ -312,13 +303,9 @@ struct minifloat_traits {
     return T::from_bits(static_cast<storage>(1u << format::man_bits)).to_float();
   }
   /// Smallest positive subnormal value, 2^(min_exponent - digits + 1).
-  DEEPSHOCK_HOST_DEVICE static constexpr float min_subnormal() noexcept {
-    return T::from_bits(static_cast<storage>(1u)).to_float();
-  }
+  DEEPSHOCK_HOST_DEVICE static constexpr float min_subnormal() noexcept { return T::from_bits(static_cast<storage>(1u)).to_float(); }
   /// Distance from 1 to the next larger value, 2^-(digits - 1).
-  DEEPSHOCK_HOST_DEVICE static constexpr float epsilon() noexcept {
-    return bits_to_float(std::uint32_t(127 - format::man_bits) << 23);
-  }
+  DEEPSHOCK_HOST_DEVICE static constexpr float epsilon() noexcept { return bits_to_float(std::uint32_t(127 - format::man_bits) << 23); }
 };
 }  // namespace detail
 

@@ -100,19 +100,13 @@ struct Philox4x32 {
 };
 
 /// A uniform float in [0, 1): the top 24 bits of `x` times 2^-24 (max 1 - 2^-24).
-DEEPSHOCK_HOST_DEVICE constexpr float u32_to_unit_float(std::uint32_t x) noexcept {
-  return float(x >> 8) * 0x1p-24f;
-}
+DEEPSHOCK_HOST_DEVICE constexpr float u32_to_unit_float(std::uint32_t x) noexcept { return float(x >> 8) * 0x1p-24f; }
 
 /// A uniform float in (0, 1]: (top 24 bits of `x` + 1) times 2^-24 (min 2^-24).
-DEEPSHOCK_HOST_DEVICE constexpr float u32_to_unit_float_pos(std::uint32_t x) noexcept {
-  return float((x >> 8) + 1u) * 0x1p-24f;
-}
+DEEPSHOCK_HOST_DEVICE constexpr float u32_to_unit_float_pos(std::uint32_t x) noexcept { return float((x >> 8) + 1u) * 0x1p-24f; }
 
 /// A uniform double in [0, 1): the top 53 bits of `x` times 2^-53.
-DEEPSHOCK_HOST_DEVICE constexpr double u64_to_unit_double(std::uint64_t x) noexcept {
-  return double(x >> 11) * 0x1p-53;
-}
+DEEPSHOCK_HOST_DEVICE constexpr double u64_to_unit_double(std::uint64_t x) noexcept { return double(x >> 11) * 0x1p-53; }
 
 namespace detail {
 
@@ -132,7 +126,7 @@ DEEPSHOCK_HOST_DEVICE float philox_log(float u) noexcept {
   const std::uint32_t b = float_to_bits(u);
   int e = int(b >> 23) - 127;
   std::uint32_t mb = (b & 0x7FFFFFu) | 0x3F800000u;  // mantissa in [1, 2)
-  if (mb > 0x3FB504F3u) {                             // above sqrt(2): use m / 2
+  if (mb > 0x3FB504F3u) {                            // above sqrt(2): use m / 2
     mb -= 0x00800000u;
     ++e;
   }
@@ -199,8 +193,7 @@ DEEPSHOCK_HOST_DEVICE f32x2 box_muller(std::uint32_t a, std::uint32_t b) noexcep
 class PhiloxStream {
  public:
   /// Stream `subsequence` of `seed`, positioned `offset` 32-bit words from its start.
-  DEEPSHOCK_HOST_DEVICE constexpr PhiloxStream(std::uint64_t seed, std::uint64_t subsequence = 0,
-                                               std::uint64_t offset = 0) noexcept
+  DEEPSHOCK_HOST_DEVICE constexpr PhiloxStream(std::uint64_t seed, std::uint64_t subsequence = 0, std::uint64_t offset = 0) noexcept
       : key_{{std::uint32_t(seed), std::uint32_t(seed >> 32)}},
         subsequence_(subsequence),
         block_(offset >> 2),
@@ -213,8 +206,8 @@ class PhiloxStream {
   DEEPSHOCK_HOST_DEVICE constexpr Philox4x32::Key key() const noexcept { return key_; }
   /// The counter of output block `block` in this subsequence.
   DEEPSHOCK_HOST_DEVICE constexpr Philox4x32::Counter counter(std::uint64_t block) const noexcept {
-    return Philox4x32::Counter{{std::uint32_t(block), std::uint32_t(block >> 32), std::uint32_t(subsequence_),
-                                std::uint32_t(subsequence_ >> 32)}};
+    return Philox4x32::Counter{
+        {std::uint32_t(block), std::uint32_t(block >> 32), std::uint32_t(subsequence_), std::uint32_t(subsequence_ >> 32)}};
   }
   /// Number of 32-bit words drawn from the start of the subsequence (mod 2^64).
   DEEPSHOCK_HOST_DEVICE constexpr std::uint64_t offset() const noexcept { return block_ * 4u + idx_; }

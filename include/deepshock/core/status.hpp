@@ -16,12 +16,12 @@ namespace deepshock {
 /// Broad classes of failure. Messages carry the detail.
 enum class StatusCode : int {
   ok = 0,
-  invalid_argument,   ///< a caller-supplied value is wrong (null, out of range, mismatched shape)
-  out_of_range,       ///< an index or size exceeds a planned maximum
-  unsupported,        ///< a valid request this build or device cannot serve
-  resource_exhausted, ///< out of memory or workspace too small
-  runtime_error,      ///< the CUDA runtime (or the simulator) reported an error
-  internal,           ///< a library invariant broke: a bug in deepshock
+  invalid_argument,    ///< a caller-supplied value is wrong (null, out of range, mismatched shape)
+  out_of_range,        ///< an index or size exceeds a planned maximum
+  unsupported,         ///< a valid request this build or device cannot serve
+  resource_exhausted,  ///< out of memory or workspace too small
+  runtime_error,       ///< the CUDA runtime (or the simulator) reported an error
+  internal,            ///< a library invariant broke: a bug in deepshock
 };
 
 /// Printable name of a StatusCode.
@@ -49,9 +49,7 @@ class [[nodiscard]] Status {
   static Status invalid_argument(std::string_view argument, std::string_view what) {
     return {StatusCode::invalid_argument, join(argument, what)};
   }
-  static Status out_of_range(std::string_view argument, std::string_view what) {
-    return {StatusCode::out_of_range, join(argument, what)};
-  }
+  static Status out_of_range(std::string_view argument, std::string_view what) { return {StatusCode::out_of_range, join(argument, what)}; }
   static Status unsupported(std::string_view what) { return {StatusCode::unsupported, std::string(what)}; }
   static Status resource_exhausted(std::string_view argument, std::string_view what) {
     return {StatusCode::resource_exhausted, join(argument, what)};
@@ -87,8 +85,8 @@ class [[nodiscard]] Status {
 }  // namespace deepshock
 
 /// Returns early from the enclosing function when `expr` yields a non-ok Status.
-#define DEEPSHOCK_RETURN_IF_ERROR(expr)            \
-  do {                                             \
-    ::deepshock::Status ds_status_tmp_ = (expr);   \
+#define DEEPSHOCK_RETURN_IF_ERROR(expr)              \
+  do {                                               \
+    ::deepshock::Status ds_status_tmp_ = (expr);     \
     if (!ds_status_tmp_.ok()) return ds_status_tmp_; \
   } while (0)

@@ -30,8 +30,8 @@
 namespace deepshock::fair {
 
 namespace detail {
-inline constexpr int kTallyThreads = 256;        ///< block size (a multiple of 32: whole warps loop together)
-inline constexpr int kTallyItems = 4;            ///< elements per thread before the grid stops growing
+inline constexpr int kTallyThreads = 256;           ///< block size (a multiple of 32: whole warps loop together)
+inline constexpr int kTallyItems = 4;               ///< elements per thread before the grid stops growing
 inline constexpr long long kTallyMaxBlocks = 1024;  ///< caps per-block counts at n / 1024 < 2^32
 }  // namespace detail
 
@@ -42,9 +42,8 @@ namespace kernels {
 /// ids (tallies zeroed beforehand). Each warp walks 32 consecutive elements per step; lanes
 /// holding the same (group, selected, positive) key combine with one shared atomic by a leader.
 template <int Threads>
-DEEPSHOCK_KERNEL void group_tally_kernel(const float* score, const std::uint8_t* predictions, const int* group,
-                                         const std::uint8_t* label, long long n, int G, float threshold,
-                                         unsigned long long* tallies) {
+DEEPSHOCK_KERNEL void group_tally_kernel(const float* score, const std::uint8_t* predictions, const int* group, const std::uint8_t* label,
+                                         long long n, int G, float threshold, unsigned long long* tallies) {
   static_assert(Threads % 32 == 0, "group_tally_kernel needs whole warps");
   __shared__ unsigned hist[kTallyFields * kMaxGroups];
   __shared__ unsigned bad;
@@ -103,8 +102,8 @@ inline Status group_tallies(const MetricsInput& in, unsigned long long* tallies,
   constexpr long long per_block = static_cast<long long>(detail::kTallyThreads) * detail::kTallyItems;
   const long long want = (in.n + per_block - 1) / per_block;
   const unsigned blocks = static_cast<unsigned>(want < detail::kTallyMaxBlocks ? want : detail::kTallyMaxBlocks);
-  return launch(kernels::group_tally_kernel<detail::kTallyThreads>, {dim3(blocks), dim3(detail::kTallyThreads), 0, stream},
-                in.score, in.predictions, in.group, in.label, in.n, in.num_groups, in.threshold, tallies);
+  return launch(kernels::group_tally_kernel<detail::kTallyThreads>, {dim3(blocks), dim3(detail::kTallyThreads), 0, stream}, in.score,
+                in.predictions, in.group, in.label, in.n, in.num_groups, in.threshold, tallies);
 }
 
 /// group_tallies, a copy of the tallies to the host, a synchronisation of `stream`, then
@@ -112,8 +111,8 @@ inline Status group_tallies(const MetricsInput& in, unsigned long long* tallies,
 inline Status group_metrics(const MetricsInput& in, unsigned long long* tallies, GroupMetrics& out, rt::stream_t stream) {
   DEEPSHOCK_RETURN_IF_ERROR(group_tallies(in, tallies, stream));
   std::vector<unsigned long long> host(tally_words(in.num_groups));
-  DEEPSHOCK_RETURN_IF_ERROR(rt::memcpy_async(host.data(), tallies, host.size() * sizeof(unsigned long long),
-                                             rt::Copy::device_to_host, stream));
+  DEEPSHOCK_RETURN_IF_ERROR(
+      rt::memcpy_async(host.data(), tallies, host.size() * sizeof(unsigned long long), rt::Copy::device_to_host, stream));
   DEEPSHOCK_RETURN_IF_ERROR(rt::stream_synchronize(stream));
   return finish_metrics(host.data(), in.num_groups, in.label != nullptr, out);
 }

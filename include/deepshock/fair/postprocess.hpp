@@ -64,8 +64,8 @@ inline Status per_group_thresholds(const float* scores, const int* groups, long 
   std::vector<std::vector<float>> by_group(static_cast<std::size_t>(G));
   for (long long j = 0; j < n; ++j) {
     if (groups[j] < 0 || groups[j] >= G)
-      return Status::invalid_argument("groups", "element " + std::to_string(j) + " is " + std::to_string(groups[j]) +
-                                                    ", outside [0, " + std::to_string(G) + ")");
+      return Status::invalid_argument("groups", "element " + std::to_string(j) + " is " + std::to_string(groups[j]) + ", outside [0, " +
+                                                    std::to_string(G) + ")");
     if (!std::isfinite(scores[j])) return Status::invalid_argument("scores", "element " + std::to_string(j) + " is not finite");
     by_group[static_cast<std::size_t>(groups[j])].push_back(scores[j]);
   }
@@ -206,8 +206,9 @@ inline Status fair_topk(const FairTopkArgs& a, rt::stream_t stream) {
   DEEPSHOCK_RETURN_IF_ERROR(detail::check_fair_topk_args(a));
   if (a.rows == 0) return Status::success();
   const std::size_t smem = 2 * static_cast<std::size_t>(a.k) * sizeof(int);
-  return launch(kernels::fair_topk_kernel<detail::kFairThreads>, {dim3(static_cast<unsigned>(a.rows)), dim3(detail::kFairThreads), smem, stream},
-                a.scores, a.is_protected, a.mtable, a.n, a.k, a.presorted ? 1 : 0, a.out_index, a.feasible);
+  return launch(kernels::fair_topk_kernel<detail::kFairThreads>,
+                {dim3(static_cast<unsigned>(a.rows)), dim3(detail::kFairThreads), smem, stream}, a.scores, a.is_protected, a.mtable, a.n,
+                a.k, a.presorted ? 1 : 0, a.out_index, a.feasible);
 }
 #endif  // DEEPSHOCK_HAS_KERNELS
 

@@ -85,8 +85,8 @@ struct FairTopkArgs {
   const int* mtable = nullptr;                 ///< [k] minimum protected counts per prefix
   int rows = 0, n = 0, k = 0;
   bool presorted = false;
-  int* out_index = nullptr;                    ///< [rows, k] chosen column indices, best first
-  std::uint8_t* feasible = nullptr;            ///< optional [rows]: 1 if every prefix meets m(i)
+  int* out_index = nullptr;          ///< [rows, k] chosen column indices, best first
+  std::uint8_t* feasible = nullptr;  ///< optional [rows]: 1 if every prefix meets m(i)
 };
 
 namespace detail {
@@ -96,8 +96,7 @@ inline Status check_groups(int G, const char* name = "num_groups") {
   return Status::success();
 }
 inline Status check_metrics_input(const MetricsInput& in) {
-  if (in.n < 0 || in.n > kMaxMetricsElements)
-    return Status::invalid_argument("n", "must be in [0, 2^40], got " + std::to_string(in.n));
+  if (in.n < 0 || in.n > kMaxMetricsElements) return Status::invalid_argument("n", "must be in [0, 2^40], got " + std::to_string(in.n));
   DEEPSHOCK_RETURN_IF_ERROR(check_groups(in.num_groups));
   if (in.score != nullptr && in.predictions != nullptr)
     return Status::invalid_argument("score", "must be null when predictions are given (one source of decisions)");
@@ -177,7 +176,7 @@ inline double failure_probability(const int* m, int k, double p) {
       fail += s[lo];
       s[lo++] = 0.0;
     }
-    if (lo > hi) break;  // every path failed
+    if (lo > hi) break;                              // every path failed
     while (hi > lo && s[hi] < kTiny) s[hi--] = 0.0;  // far above the table: negligible mass
   }
   return std::min(fail, 1.0);
@@ -296,7 +295,9 @@ inline Status finish_metrics(const unsigned long long* tallies, int G, bool has_
     if (has_labels && pos > 0) out.tpr[g] = static_cast<double>(out.true_positives[g]) / static_cast<double>(pos);
     if (has_labels && n - pos > 0) out.fpr[g] = static_cast<double>(out.false_positives[g]) / static_cast<double>(n - pos);
   }
-  struct Range { double lo, hi; };
+  struct Range {
+    double lo, hi;
+  };
   const auto range = [&](const std::vector<double>& v) {
     Range r{nan, nan};
     for (double x : v)
@@ -321,7 +322,9 @@ inline Status group_tallies(const MetricsInput& in, std::vector<unsigned long lo
   DEEPSHOCK_RETURN_IF_ERROR(detail::check_metrics_input(in));
   const int G = in.num_groups;
   tallies.assign(tally_words(G), 0);
-  const auto at = [&](int f, int g) -> unsigned long long& { return tallies[static_cast<std::size_t>(f) * static_cast<std::size_t>(G) + static_cast<std::size_t>(g)]; };
+  const auto at = [&](int f, int g) -> unsigned long long& {
+    return tallies[static_cast<std::size_t>(f) * static_cast<std::size_t>(G) + static_cast<std::size_t>(g)];
+  };
   for (long long j = 0; j < in.n; ++j) {
     const int g = in.group[j];
     if (g < 0 || g >= G) {

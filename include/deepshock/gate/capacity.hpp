@@ -32,10 +32,10 @@
 namespace deepshock::gate {
 
 namespace detail {
-inline constexpr int kCapacityItems = 16;        ///< contiguous tokens per thread per chunk
+inline constexpr int kCapacityItems = 16;         ///< contiguous tokens per thread per chunk
 inline constexpr int kCapacitySmallThreads = 32;  ///< one warp per expert when T <= 32 * Items (decode)
 inline constexpr int kCapacityThreads = 128;      ///< threads per expert block otherwise
-inline constexpr int kApplyThreads = 256;     ///< threads per block of the elementwise pass
+inline constexpr int kApplyThreads = 256;         ///< threads per block of the elementwise pass
 }  // namespace detail
 
 #if DEEPSHOCK_HAS_KERNELS
@@ -44,15 +44,15 @@ namespace kernels {
 /// Block e < E: positions, drop flags and the kept count of expert e; adds its drops to
 /// *dropped_count (zeroed beforehand). Block E: position -1, dropped 0 for ids outside [0, E).
 template <int Threads, int Items>
-DEEPSHOCK_KERNEL void capacity_kernel(const int* ids, int T, int E, int capacity, int* position, std::uint8_t* dropped,
-                                      int* dropped_count, int* kept_counts) {
+DEEPSHOCK_KERNEL void capacity_kernel(const int* ids, int T, int E, int capacity, int* position, std::uint8_t* dropped, int* dropped_count,
+                                      int* kept_counts) {
   static_assert(Items >= 1 && Items <= 32, "capacity_kernel: 1 to 32 items per thread (one flag bit each).");
   __shared__ int scratch[block::kScratchWords];
   const int e = static_cast<int>(blockIdx.x);
   const bool marker = e == E;  // the block for ids outside [0, E)
   const int tid = static_cast<int>(threadIdx.x);
   constexpr int kChunk = Threads * Items;
-  int base = 0;  // tokens of this block's class in earlier chunks
+  int base = 0;                                   // tokens of this block's class in earlier chunks
   for (long long c0 = 0; c0 < T; c0 += kChunk) {  // 64-bit: no overflow for T near INT_MAX
     const long long first = c0 + static_cast<long long>(tid) * Items;
     unsigned flags = 0;
@@ -111,8 +111,7 @@ DEEPSHOCK_KERNEL void apply_drops_kernel(const std::uint8_t* dropped, int T, flo
 /// entries untouched); out.topk_ids may be the same array as top1_ids. Ids < -1 or >= E are
 /// treated like padding, without an error. T = 0 writes zero counts. All pointers are device
 /// pointers.
-inline Status apply_switch_capacity(const int* top1_ids, int T, int E, int capacity, const CapacityOutputs& out,
-                                    rt::stream_t stream) {
+inline Status apply_switch_capacity(const int* top1_ids, int T, int E, int capacity, const CapacityOutputs& out, rt::stream_t stream) {
   DEEPSHOCK_RETURN_IF_ERROR(detail::check_capacity_args(top1_ids, T, E, capacity, out));
   DEEPSHOCK_RETURN_IF_ERROR(rt::memset_async(out.dropped_count, 0, sizeof(int), stream));
   const dim3 grid(static_cast<unsigned>(E) + 1u);
@@ -122,13 +121,13 @@ inline Status apply_switch_capacity(const int* top1_ids, int T, int E, int capac
                                      out.dropped, out.dropped_count, out.kept_counts));
   } else {
     DEEPSHOCK_RETURN_IF_ERROR(launch(kernels::capacity_kernel<detail::kCapacityThreads, detail::kCapacityItems>,
-                                     {grid, dim3(detail::kCapacityThreads), 0, stream}, top1_ids, T, E, capacity, out.position,
-                                     out.dropped, out.dropped_count, out.kept_counts));
+                                     {grid, dim3(detail::kCapacityThreads), 0, stream}, top1_ids, T, E, capacity, out.position, out.dropped,
+                                     out.dropped_count, out.kept_counts));
   }
   if (T == 0 || (out.topk_weights == nullptr && out.topk_ids == nullptr)) return Status::success();
   const unsigned blocks = static_cast<unsigned>((static_cast<long long>(T) + detail::kApplyThreads - 1) / detail::kApplyThreads);
-  return launch(kernels::apply_drops_kernel<detail::kApplyThreads>, {dim3(blocks), dim3(detail::kApplyThreads), 0, stream},
-                out.dropped, T, out.topk_weights, out.topk_ids);
+  return launch(kernels::apply_drops_kernel<detail::kApplyThreads>, {dim3(blocks), dim3(detail::kApplyThreads), 0, stream}, out.dropped, T,
+                out.topk_weights, out.topk_ids);
 }
 
 #endif  // DEEPSHOCK_HAS_KERNELS

@@ -39,7 +39,7 @@ struct DynamicConfig {
   int topk = 0;
   int groups = 1;
   int keep_groups = 1;
-  const char* model = "";  ///< informative: which model uses it
+  const char* model = "";              ///< informative: which model uses it
   bool renormalize = true;             ///< the model's default (see config_params)
   float routed_scaling_factor = 1.0f;  ///< the model's default (see config_options)
   friend bool operator==(const DynamicConfig& a, const DynamicConfig& b) {
@@ -80,11 +80,11 @@ inline Status validate(const DynamicConfig& c) {
   if (c.topk > c.experts)
     return Status::invalid_argument("topk", "k = " + std::to_string(c.topk) + " exceeds the expert count " + std::to_string(c.experts));
   if (c.groups < 1 || c.experts % c.groups != 0)
-    return Status::invalid_argument("groups", std::to_string(c.groups) + " groups do not split " + std::to_string(c.experts) + " experts evenly");
+    return Status::invalid_argument("groups",
+                                    std::to_string(c.groups) + " groups do not split " + std::to_string(c.experts) + " experts evenly");
   if (c.keep_groups < 1 || c.keep_groups > c.groups)
     return Status::invalid_argument("keep_groups", "must be between 1 and groups (" + std::to_string(c.groups) + ")");
-  if (c.topk > c.keep_groups * (c.experts / c.groups))
-    return Status::invalid_argument("topk", "the kept groups hold fewer than k experts");
+  if (c.topk > c.keep_groups * (c.experts / c.groups)) return Status::invalid_argument("topk", "the kept groups hold fewer than k experts");
   return Status::success();
 }
 
@@ -110,9 +110,8 @@ Status for_config(const DynamicConfig& c, F&& f) {
 }  // namespace detail
 
 /// Routing on precomputed logits for a run-time configuration.
-inline Status route_logits_dynamic(const DynamicConfig& c, const PolicyParams& params, const RouterOptions& options,
-                                   const LogitInputs& in, const RoutingOutputs& out, void* workspace, std::size_t workspace_size,
-                                   rt::stream_t stream) {
+inline Status route_logits_dynamic(const DynamicConfig& c, const PolicyParams& params, const RouterOptions& options, const LogitInputs& in,
+                                   const RoutingOutputs& out, void* workspace, std::size_t workspace_size, rt::stream_t stream) {
   return detail::for_config(c, [&](auto policy) {
     return Router<decltype(policy)>(params, options).run_logits(in, out, workspace, workspace_size, stream);
   });

@@ -108,9 +108,7 @@ inline std::size_t expert_choice_workspace_bytes(int T, int E, float capacity_fa
   return bytes;
 }
 /// Workspace bytes that cover every capacity factor (k_e = T) under the default tuning.
-inline std::size_t expert_choice_workspace_bytes(int T, int E) {
-  return expert_choice_workspace_bytes(T, E, static_cast<float>(E));
-}
+inline std::size_t expert_choice_workspace_bytes(int T, int E) { return expert_choice_workspace_bytes(T, E, static_cast<float>(E)); }
 
 namespace detail {
 /// Argument checks of expert_choice(); pointers are checked only when T > 0.
@@ -137,7 +135,8 @@ inline Status ec_validate(const float* logits, int T, int num_experts, int E, fl
   if (workspace == nullptr) return Status::invalid_argument("workspace", "must not be null (" + std::to_string(need) + " bytes needed)");
   if (reinterpret_cast<std::uintptr_t>(workspace) % 16 != 0) return Status::invalid_argument("workspace", "must be 16-byte aligned");
   if (workspace_bytes < need)
-    return Status::resource_exhausted("workspace_bytes", std::to_string(workspace_bytes) + " bytes given, " + std::to_string(need) + " needed");
+    return Status::resource_exhausted("workspace_bytes",
+                                      std::to_string(workspace_bytes) + " bytes given, " + std::to_string(need) + " needed");
   return Status::success();
 }
 }  // namespace detail
@@ -169,7 +168,7 @@ DEEPSHOCK_DEVICE T ec_group_reduce(T v, Op op) {
 /// [T, E]) and keys ([E][T]). Block: whole warps; blockDim.x / ec_lanes(E) tokens.
 template <int E>
 DEEPSHOCK_KERNEL void __launch_bounds__(1024) expert_choice_softmax_kernel(const float* logits, int T, float* scores, std::uint32_t* keys,
-                                                                        int* token_expert_count, int* nonfinite_count) {
+                                                                           int* token_expert_count, int* nonfinite_count) {
   constexpr int L = ec_lanes(E);
   constexpr int kPerLane = (E + L - 1) / L;
   static_assert(kPerLane <= 32, "one bit per logit of a lane in `finite`");
@@ -231,9 +230,9 @@ DEEPSHOCK_DEVICE unsigned long long ec_pack(std::uint32_t key, int token) {
 /// Kernel 2: one block per expert (blockIdx.x): radix select, gather, bitonic sort, write.
 /// `sort_global` is null when the sort runs in dynamic shared memory (8 * n_sort bytes).
 template <int E>
-DEEPSHOCK_KERNEL void __launch_bounds__(1024) expert_choice_select_kernel(const std::uint32_t* keys, int T, int k, int n_sort,
-                                                                        unsigned long long* sort_global, int* expert_tokens,
-                                                                        float* expert_weights, int* token_expert_count) {
+DEEPSHOCK_KERNEL void __launch_bounds__(1024)
+    expert_choice_select_kernel(const std::uint32_t* keys, int T, int k, int n_sort, unsigned long long* sort_global, int* expert_tokens,
+                                float* expert_weights, int* token_expert_count) {
   __shared__ int hist[256];
   __shared__ int scratch[block::kScratchWords];
   __shared__ unsigned s_digit;
@@ -279,7 +278,8 @@ DEEPSHOCK_KERNEL void __launch_bounds__(1024) expert_choice_select_kernel(const 
   const int equal = s_equal;  // keys equal to h
 
   // (b) Gather the chosen (key, token) pairs into the sort buffer, padded with 0.
-  unsigned long long* buf = sort_global != nullptr ? sort_global + static_cast<std::size_t>(e) * n_sort : dynamic_smem<unsigned long long>();
+  unsigned long long* buf =
+      sort_global != nullptr ? sort_global + static_cast<std::size_t>(e) * n_sort : dynamic_smem<unsigned long long>();
   for (int i = tid; i < n_sort; i += nt) buf[i] = 0ull;
   if (tid == 0) s_slot = 0;
   __syncthreads();
@@ -373,8 +373,8 @@ Status expert_choice(const float* logits, int num_tokens, int num_experts, float
   const int threads = tuning.select_threads < by_tokens ? tuning.select_threads : by_tokens;
   const LaunchConfig select_cfg{dim3(static_cast<unsigned>(E)), dim3(static_cast<unsigned>(threads)),
                                 smem_sort ? static_cast<std::size_t>(n_sort) * sizeof(unsigned long long) : 0, stream};
-  return launch(detail::expert_choice_select_kernel<E>, select_cfg, keys, T, k, n_sort, sort_global, out.expert_tokens,
-                out.expert_weights, out.token_expert_count);
+  return launch(detail::expert_choice_select_kernel<E>, select_cfg, keys, T, k, n_sort, sort_global, out.expert_tokens, out.expert_weights,
+                out.token_expert_count);
 }
 #endif  // DEEPSHOCK_HAS_KERNELS
 

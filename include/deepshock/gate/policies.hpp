@@ -60,11 +60,11 @@ struct PolicyDefaults {
 
 /// Run-time numbers a policy may use; each policy documents which.
 struct PolicyParams {
-  bool renormalize = true;      ///< divide the chosen weights by their sum (+ renorm_eps)
-  float renorm_eps = 0.0f;      ///< DeepSeek-V3 kernels add 1e-20
-  float temperature = 1.0f;     ///< TopKSoftmax
-  float capacity_factor = 1.0f; ///< Switch
-  std::uint64_t seed = 0;       ///< NoisyTopK: Philox key; (seed, token, expert) fixes each draw
+  bool renormalize = true;       ///< divide the chosen weights by their sum (+ renorm_eps)
+  float renorm_eps = 0.0f;       ///< DeepSeek-V3 kernels add 1e-20
+  float temperature = 1.0f;      ///< TopKSoftmax
+  float capacity_factor = 1.0f;  ///< Switch
+  std::uint64_t seed = 0;        ///< NoisyTopK: Philox key; (seed, token, expert) fixes each draw
 };
 
 // ---- math hooks, shared by kernel and reference (F = float in kernels, double in the reference) --

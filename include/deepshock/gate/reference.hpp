@@ -48,8 +48,8 @@ std::vector<double> gate_logits(const In* x, const In* w, int T, int H, int E) {
 /// Routes T tokens. `noise_logits` [T, E] for NoisyTopK, `bias` [E] for DeepSeekV3 (host
 /// pointers), `token_mask` [T] optional.
 template <class Policy>
-Routing route(const std::vector<double>& logits, int T, const std::vector<double>* noise_logits, const float* bias,
-              const PolicyParams& p, const RouterOptions& o, const std::uint8_t* token_mask = nullptr) {
+Routing route(const std::vector<double>& logits, int T, const std::vector<double>* noise_logits, const float* bias, const PolicyParams& p,
+              const RouterOptions& o, const std::uint8_t* token_mask = nullptr) {
   constexpr int E = Policy::kExperts, K = Policy::kTopK;
   const int begin = o.expert_begin, end = o.expert_end < 0 ? E : o.expert_end;
   Routing r;
@@ -78,11 +78,16 @@ Routing route(const std::vector<double>& logits, int T, const std::vector<double
     }
     if constexpr (Policy::kScoring == Scoring::softmax) {
       double m = -INFINITY, sum = 0.0;
-      for (int e = 0; e < E; ++e) if (valid[e]) m = std::max(m, s[e]);
-      for (int e = 0; e < E; ++e) { s[e] = valid[e] ? std::exp(s[e] - m) : 0.0; sum += s[e]; }
+      for (int e = 0; e < E; ++e)
+        if (valid[e]) m = std::max(m, s[e]);
+      for (int e = 0; e < E; ++e) {
+        s[e] = valid[e] ? std::exp(s[e] - m) : 0.0;
+        sum += s[e];
+      }
       for (int e = 0; e < E; ++e) s[e] = sum > 0 ? s[e] / sum : 0.0;
     } else if constexpr (Policy::kScoring == Scoring::sigmoid) {
-      for (int e = 0; e < E; ++e) if (valid[e]) s[e] = sigmoid(s[e]);
+      for (int e = 0; e < E; ++e)
+        if (valid[e]) s[e] = sigmoid(s[e]);
     }
     for (int e = 0; e < E; ++e) key[e] = s[e] + (Policy::kUsesBias && valid[e] ? double(bias[e]) : 0.0);
     if constexpr (Policy::kGroupScore != GroupScore::none && Policy::kGroups > 1) {
@@ -90,7 +95,8 @@ Routing route(const std::vector<double>& logits, int T, const std::vector<double
       std::vector<double> gscore(G);
       for (int g = 0; g < G; ++g) {
         std::vector<double> members;
-        for (int e = g * GS; e < (g + 1) * GS; ++e) if (valid[e]) members.push_back(key[e]);
+        for (int e = g * GS; e < (g + 1) * GS; ++e)
+          if (valid[e]) members.push_back(key[e]);
         std::sort(members.rbegin(), members.rend());
         if (members.empty()) gscore[g] = -INFINITY;
         else if (Policy::kGroupScore == GroupScore::max || members.size() == 1) gscore[g] = members[0];
@@ -105,10 +111,12 @@ Routing route(const std::vector<double>& logits, int T, const std::vector<double
         const double a = gscore[gorder[Policy::kKeepGroups - 1]], b = gscore[gorder[Policy::kKeepGroups]];
         if (std::isfinite(a) && std::isfinite(b)) r.margin[t] = std::min(r.margin[t], (a - b) / std::max(1e-30, std::abs(a)));
       }
-      for (int e = 0; e < E; ++e) if (!kept[e / GS]) valid[e] = 0;
+      for (int e = 0; e < E; ++e)
+        if (!kept[e / GS]) valid[e] = 0;
     }
     double scale = 1e-30;  // margins are relative to the row's largest |key|
-    for (int e = 0; e < E; ++e) if (valid[e]) scale = std::max(scale, std::abs(key[e]));
+    for (int e = 0; e < E; ++e)
+      if (valid[e]) scale = std::max(scale, std::abs(key[e]));
     std::iota(order.begin(), order.end(), 0);
     std::stable_sort(order.begin(), order.end(), [&](int a, int b) {
       if (valid[a] != valid[b]) return valid[a] > valid[b];
@@ -127,7 +135,10 @@ Routing route(const std::vector<double>& logits, int T, const std::vector<double
       if (ids[i] >= 0) mx = std::max(mx, w[i]);
     }
     if constexpr (Policy::kWeightRule == WeightRule::softmax_selected) {
-      for (int i = 0; i < K; ++i) { w[i] = ids[i] >= 0 ? std::exp((w[i] - mx) / double(p.temperature)) : 0.0; sum += w[i]; }
+      for (int i = 0; i < K; ++i) {
+        w[i] = ids[i] >= 0 ? std::exp((w[i] - mx) / double(p.temperature)) : 0.0;
+        sum += w[i];
+      }
       for (int i = 0; i < K; ++i) w[i] = ids[i] >= 0 ? w[i] / sum : 0.0;
     } else if (Policy::kRenormalizable && p.renormalize) {
       for (int i = 0; i < K; ++i) sum += w[i];

@@ -42,7 +42,7 @@ inline int expert_choice_capacity(int num_tokens, int num_experts, float capacit
   // a = ceil(T * c); then ceil(a / E) = ceil(T * c / E) (nested ceilings of positive integers).
   std::uint64_t a = 0;
   if (q <= 0) a = T * (m << -q);  // c is an integer below E < 2^31: T * c < 2^62
-  else if (q >= 56) a = 1;         // 0 < T * m < 2^55 < 2^q
+  else if (q >= 56) a = 1;        // 0 < T * m < 2^55 < 2^q
   else a = (T * m + (std::uint64_t{1} << q) - 1) >> q;
   const std::uint64_t e = static_cast<std::uint64_t>(num_experts);
   const std::uint64_t k = (a + e - 1) / e;
@@ -122,8 +122,8 @@ inline ExpertChoiceResult expert_choice(const float* logits, int T, int E, float
   std::vector<double> s = expert_choice_scores(logits, T, E);
   ExpertChoiceResult r = expert_choice_select(s.data(), logits, T, E, expert_choice_capacity(T, E, capacity_factor));
   r.scores = std::move(s);
-  r.nonfinite_count = static_cast<int>(std::count_if(
-      logits, logits + static_cast<std::ptrdiff_t>(T) * E, [](float x) { return !choosable_logit(x); }));
+  r.nonfinite_count =
+      static_cast<int>(std::count_if(logits, logits + static_cast<std::ptrdiff_t>(T) * E, [](float x) { return !choosable_logit(x); }));
   return r;
 }
 

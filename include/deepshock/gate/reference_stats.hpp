@@ -89,8 +89,7 @@ inline Status check_expert_load_args(const int* topk_ids, int T, int k, int E, c
   DEEPSHOCK_RETURN_IF_ERROR(check_pointer(topk_ids, "topk_ids", T > 0));
   return check_pointer(counts, "counts", true);
 }
-inline Status check_aux_loss_args(const float* logits, const int* topk_ids, int T, int E, int k, float alpha,
-                                  const float* loss) {
+inline Status check_aux_loss_args(const float* logits, const int* topk_ids, int T, int E, int k, float alpha, const float* loss) {
   DEEPSHOCK_RETURN_IF_ERROR(check_tokens(T));
   DEEPSHOCK_RETURN_IF_ERROR(check_experts(E));
   DEEPSHOCK_RETURN_IF_ERROR(check_topk(k));
@@ -220,7 +219,8 @@ inline Status apply_switch_capacity(const int* top1_ids, int T, int E, int capac
       if (out.topk_ids) out.topk_ids[t] = -1;
     }
   }
-  for (int e = 0; e < E; ++e) out.kept_counts[e] = routed[static_cast<std::size_t>(e)] < capacity ? routed[static_cast<std::size_t>(e)] : capacity;
+  for (int e = 0; e < E; ++e)
+    out.kept_counts[e] = routed[static_cast<std::size_t>(e)] < capacity ? routed[static_cast<std::size_t>(e)] : capacity;
   *out.dropped_count = dropped_total;
   return Status::success();
 }

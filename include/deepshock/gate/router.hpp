@@ -59,8 +59,7 @@ class Router {
   static constexpr int kExperts = Policy::kExperts;
   static constexpr int kTopK = Policy::kTopK;
 
-  explicit Router(PolicyParams params = default_params<Policy>(), RouterOptions options = {})
-      : params_(params), options_(options) {}
+  explicit Router(PolicyParams params = default_params<Policy>(), RouterOptions options = {}) : params_(params), options_(options) {}
 
   const PolicyParams& params() const noexcept { return params_; }
   const RouterOptions& options() const noexcept { return options_; }
@@ -78,8 +77,7 @@ class Router {
 
   /// Gate projection + routing.
   template <class In>
-  Status run(const GateInputs<In>& in, const RoutingOutputs& out, void* workspace, std::size_t workspace_size,
-             rt::stream_t stream) const {
+  Status run(const GateInputs<In>& in, const RoutingOutputs& out, void* workspace, std::size_t workspace_size, rt::stream_t stream) const {
     static_assert(std::is_same_v<In, float> || std::is_same_v<In, bf16> || std::is_same_v<In, fp16>,
                   "deepshock::gate::Router::run takes fp32, bf16 or fp16 inputs.");
     DEEPSHOCK_RETURN_IF_ERROR(check_common(in.tokens, in.bias, in.bias_size, out));
@@ -114,8 +112,8 @@ class Router {
         constexpr long long kTokens = detail::mma_router_tokens<Policy>();
         const unsigned blocks = static_cast<unsigned>((static_cast<long long>(in.tokens) + kTokens - 1) / kTokens);
         DEEPSHOCK_RETURN_IF_ERROR(launch(detail::mma_router_kernel<Policy, In>,
-                                         {dim3(blocks), dim3(detail::kRouterThreads), detail::mma_fused_smem_bytes<Policy>(), stream},
-                                         in.x, in.w_gate, in.w_noise, args));
+                                         {dim3(blocks), dim3(detail::kRouterThreads), detail::mma_fused_smem_bytes<Policy>(), stream}, in.x,
+                                         in.w_gate, in.w_noise, args));
       }
     } else {
       const unsigned blocks =
@@ -143,7 +141,9 @@ class Router {
     std::string s;
     switch (choose_path(in)) {
       case Path::decode: s = "decode: projection spread over the experts + routing kernel"; break;
-      case Path::tensor_cores: s = "fused tensor-core kernel, " + std::to_string(detail::mma_router_tokens<Policy>()) + " tokens per block"; break;
+      case Path::tensor_cores:
+        s = "fused tensor-core kernel, " + std::to_string(detail::mma_router_tokens<Policy>()) + " tokens per block";
+        break;
       case Path::fma: s = "fused FMA kernel, " + std::to_string(detail::kRouterTokens) + " tokens per block"; break;
     }
     if (Policy::kCapacity) s += " + capacity pass";
@@ -157,8 +157,7 @@ class Router {
     if (in.tokens > 0 && in.logits == nullptr) return Status::invalid_argument("logits", "must not be null");
     if (Policy::kNoisy && in.tokens > 0 && in.noise_logits == nullptr)
       return Status::invalid_argument("noise_logits", "NoisyTopK needs the noise logits");
-    if (!Policy::kNoisy && in.noise_logits != nullptr)
-      return Status::invalid_argument("noise_logits", "only NoisyTopK takes noise logits");
+    if (!Policy::kNoisy && in.noise_logits != nullptr) return Status::invalid_argument("noise_logits", "only NoisyTopK takes noise logits");
     DEEPSHOCK_RETURN_IF_ERROR(check_workspace(capacity_bytes(in.tokens), workspace, workspace_size));
     DEEPSHOCK_RETURN_IF_ERROR(zero_outputs(out, stream));
     if (in.tokens == 0) return Status::success();
@@ -194,8 +193,7 @@ class Router {
   Status check_workspace(std::size_t need, const void* workspace, std::size_t size) const {
     if (need == 0) return Status::success();
     if (workspace == nullptr) return Status::invalid_argument("workspace", "must not be null (query workspace_bytes)");
-    if (size < need)
-      return Status::resource_exhausted("workspace_size", std::to_string(size) + " bytes, need " + std::to_string(need));
+    if (size < need) return Status::resource_exhausted("workspace_size", std::to_string(size) + " bytes, need " + std::to_string(need));
     if (reinterpret_cast<std::uintptr_t>(workspace) % 256 != 0) return Status::invalid_argument("workspace", "must be 256-byte aligned");
     return Status::success();
   }
@@ -203,7 +201,10 @@ class Router {
   /// Switch: drops the tokens beyond the expert capacity (ids -1, weights 0), in place.
   Status apply_capacity(int tokens, const RoutingOutputs& out, void* workspace, rt::stream_t stream) const {
     if constexpr (!Policy::kCapacity) {
-      (void)tokens; (void)out; (void)workspace; (void)stream;
+      (void)tokens;
+      (void)out;
+      (void)workspace;
+      (void)stream;
       return Status::success();
     } else {
       const int capacity = switch_capacity(tokens, kExperts, params_.capacity_factor);
@@ -243,8 +244,7 @@ class Router {
       return Status::invalid_argument("options.expert_begin/expert_end", "need 0 <= begin < end <= " + std::to_string(kExperts) +
                                                                              ", got [" + std::to_string(options_.expert_begin) + ", " +
                                                                              std::to_string(options_.expert_end) + ")");
-    if (!std::isfinite(options_.routed_scaling_factor))
-      return Status::invalid_argument("options.routed_scaling_factor", "must be finite");
+    if (!std::isfinite(options_.routed_scaling_factor)) return Status::invalid_argument("options.routed_scaling_factor", "must be finite");
     if (Policy::kWeightRule == WeightRule::softmax_selected && !(params_.temperature > 0.0f && std::isfinite(params_.temperature)))
       return Status::invalid_argument("params.temperature", "must be finite and > 0");
     if (!(params_.renorm_eps >= 0.0f && std::isfinite(params_.renorm_eps)))
@@ -255,8 +255,7 @@ class Router {
   }
 
   Status zero_outputs(const RoutingOutputs& out, rt::stream_t stream) const {
-    if (out.expert_counts != nullptr)
-      DEEPSHOCK_RETURN_IF_ERROR(rt::memset_async(out.expert_counts, 0, sizeof(int) * kExperts, stream));
+    if (out.expert_counts != nullptr) DEEPSHOCK_RETURN_IF_ERROR(rt::memset_async(out.expert_counts, 0, sizeof(int) * kExperts, stream));
     if (out.nonfinite_count != nullptr) DEEPSHOCK_RETURN_IF_ERROR(rt::memset_async(out.nonfinite_count, 0, sizeof(int), stream));
     return Status::success();
   }

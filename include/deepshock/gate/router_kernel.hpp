@@ -97,7 +97,7 @@ struct MmaRouterShape {
   // Every warp has a (group, slice) pair and every pair a warp: 1 or 2 groups, or a multiple of 4.
   static_assert(kRouterWarps == 4 && (kGroups <= 2 || kGroups % 4 == 0) && kFragsPerGroup <= 8);
 };
-inline constexpr int kMmaRouterChunk = 32;   ///< hidden values per lane step (two k16 instructions)
+inline constexpr int kMmaRouterChunk = 32;  ///< hidden values per lane step (two k16 instructions)
 
 /// Tokens per block of the tensor-core fused kernel.
 template <class Policy>
@@ -153,7 +153,10 @@ DEEPSHOCK_DEVICE void route_token(const float* row, const float* noise_row, int 
   int* ids = a.out.topk_ids + static_cast<long long>(t) * K;
   float* wts = a.out.topk_weights + static_cast<long long>(t) * K;
   if (a.options.token_mask != nullptr && a.options.token_mask[t] != 0) {
-    if (lane < K) { ids[lane] = -1; wts[lane] = 0.0f; }
+    if (lane < K) {
+      ids[lane] = -1;
+      wts[lane] = 0.0f;
+    }
     return;
   }
   float s[N], key[N];
@@ -176,24 +179,32 @@ DEEPSHOCK_DEVICE void route_token(const float* row, const float* noise_row, int 
       if (ok) l = math::fma(gate_noise(a.params.seed, t, e), softplus(ln), l);
       ok = ok && math::isfinite(l);
     }
-    if (ok) { s[j] = l; sel[j] = e; }
+    if (ok) {
+      s[j] = l;
+      sel[j] = e;
+    }
   }
   // Scores.
   if constexpr (Policy::kScoring == Scoring::softmax) {
     float m = -INFINITY;
     DEEPSHOCK_UNROLL
-    for (int j = 0; j < N; ++j) if (sel[j] >= 0) m = s[j] > m ? s[j] : m;
+    for (int j = 0; j < N; ++j)
+      if (sel[j] >= 0) m = s[j] > m ? s[j] : m;
     m = warp::reduce_max(m);
     float sum = 0.0f;
     DEEPSHOCK_UNROLL
-    for (int j = 0; j < N; ++j) { s[j] = sel[j] >= 0 ? math::exp(s[j] - m) : 0.0f; sum += s[j]; }
+    for (int j = 0; j < N; ++j) {
+      s[j] = sel[j] >= 0 ? math::exp(s[j] - m) : 0.0f;
+      sum += s[j];
+    }
     const float total = warp::reduce_sum(sum);
     const float inv = total > 0.0f ? 1.0f / total : 0.0f;
     DEEPSHOCK_UNROLL
     for (int j = 0; j < N; ++j) s[j] *= inv;
   } else if constexpr (Policy::kScoring == Scoring::sigmoid) {
     DEEPSHOCK_UNROLL
-    for (int j = 0; j < N; ++j) if (sel[j] >= 0) s[j] = sigmoid(s[j]);
+    for (int j = 0; j < N; ++j)
+      if (sel[j] >= 0) s[j] = sigmoid(s[j]);
   }
   DEEPSHOCK_UNROLL
   for (int j = 0; j < N; ++j) key[j] = Policy::kUsesBias && sel[j] >= 0 ? s[j] + a.bias[sel[j]] : s[j];
@@ -248,7 +259,8 @@ DEEPSHOCK_DEVICE void route_token(const float* row, const float* noise_row, int 
       // slot number e >> 5 instead makes nvcc index s[] dynamically, moving it to local memory.
       float mine = 0.0f;
       DEEPSHOCK_UNROLL
-      for (int j = 0; j < N; ++j) if (sel[j] == e) mine = s[j];
+      for (int j = 0; j < N; ++j)
+        if (sel[j] == e) mine = s[j];
       v = warp::shfl(mine, e & 31);  // e = -1 reads lane 31; unused below
     } else {
       v = top[r].score;
@@ -259,7 +271,10 @@ DEEPSHOCK_DEVICE void route_token(const float* row, const float* noise_row, int 
   if constexpr (Policy::kWeightRule == WeightRule::softmax_selected) {
     const float inv_t = 1.0f / a.params.temperature;
     DEEPSHOCK_UNROLL
-    for (int r = 0; r < K; ++r) { w[r] = top[r].index >= 0 ? math::exp((w[r] - mx) * inv_t) : 0.0f; sum += w[r]; }
+    for (int r = 0; r < K; ++r) {
+      w[r] = top[r].index >= 0 ? math::exp((w[r] - mx) * inv_t) : 0.0f;
+      sum += w[r];
+    }
     DEEPSHOCK_UNROLL
     for (int r = 0; r < K; ++r) w[r] = top[r].index >= 0 ? w[r] / sum : 0.0f;
   } else if (Policy::kRenormalizable && a.params.renormalize) {
@@ -275,7 +290,10 @@ DEEPSHOCK_DEVICE void route_token(const float* row, const float* noise_row, int 
   float my_w = 0.0f;
   DEEPSHOCK_UNROLL
   for (int r = 0; r < K; ++r)
-    if (r == lane) { my_id = top[r].index; my_w = w[r] * a.options.routed_scaling_factor; }
+    if (r == lane) {
+      my_id = top[r].index;
+      my_w = w[r] * a.options.routed_scaling_factor;
+    }
   if (lane < K) {
     const bool local = my_id >= begin && my_id < end;
     ids[lane] = local ? my_id : -1;
@@ -294,9 +312,9 @@ template <class Policy, class In>
 DEEPSHOCK_KERNEL void fused_router_kernel(const In* x, const In* w_gate, const In* w_noise, RouterArgs a) {
   constexpr int E = Policy::kExperts, EC = logit_columns<Policy>();
   constexpr int TT = kRouterTokens, CH = kRouterChunk, LD = kRouterChunk + 1;
-  float* xs = dynamic_smem<float>();                  // [TT][CH]
-  float* ws = xs + TT * CH;                           // [kRouterThreads][LD]
-  float* logits = ws + kRouterThreads * LD;           // [TT][EC]
+  float* xs = dynamic_smem<float>();         // [TT][CH]
+  float* ws = xs + TT * CH;                  // [kRouterThreads][LD]
+  float* logits = ws + kRouterThreads * LD;  // [TT][EC]
   const int H = a.hidden;
   pdl::launch_dependents();  // the layer's dispatch may be scheduled now (it waits for this kernel's end)
   const int t0 = static_cast<int>(blockIdx.x) * TT;
@@ -376,7 +394,7 @@ DEEPSHOCK_KERNEL void mma_router_kernel(const In* x, const In* w_gate, const In*
     // bytes in flight): the loads of the next batch are issued before the current batch is
     // multiplied. Chunks past the end load zeros without touching memory.
     uint4 ca[U][MI][2], cb[U][NF];
-    auto load = [&](int c, uint4 (&av)[U][MI][2], uint4 (&b)[U][NF]) {
+    auto load = [&](int c, uint4(&av)[U][MI][2], uint4(&b)[U][NF]) {
       DEEPSHOCK_UNROLL
       for (int u = 0; u < U; ++u) {
         const int k = (c + u * KS) * CH + 8 * fq;

@@ -32,12 +32,12 @@
 namespace deepshock::gate {
 
 namespace detail {
-inline constexpr int kStatsThreads = 256;    ///< block size of the histogram and final-pass kernels
-inline constexpr int kLoadItems = 8;         ///< ids per thread per block-iteration in expert_load
+inline constexpr int kStatsThreads = 256;  ///< block size of the histogram and final-pass kernels
+inline constexpr int kLoadItems = 8;       ///< ids per thread per block-iteration in expert_load
 inline constexpr long long kLoadMaxBlocks = 512;
-inline constexpr int kRowWarps = 4;          ///< tokens (one warp each) per block in the row pass
-inline constexpr int kColThreads = 128;      ///< experts per block in the column pass
-inline constexpr int kAuxChunk = 128;        ///< tokens per partial sum in the column pass
+inline constexpr int kRowWarps = 4;      ///< tokens (one warp each) per block in the row pass
+inline constexpr int kColThreads = 128;  ///< experts per block in the column pass
+inline constexpr int kAuxChunk = 128;    ///< tokens per partial sum in the column pass
 inline constexpr std::size_t kWorkspaceAlign = 256;
 
 inline std::size_t align_up(std::size_t b) { return (b + kWorkspaceAlign - 1) / kWorkspaceAlign * kWorkspaceAlign; }
@@ -66,8 +66,7 @@ inline Status check_workspace(const void* workspace, std::size_t workspace_bytes
   if (workspace_bytes < need)
     return Status::resource_exhausted("workspace_bytes", std::to_string(workspace_bytes) + " bytes given, " + query + " = " +
                                                              std::to_string(need) + " bytes needed");
-  if (reinterpret_cast<std::uintptr_t>(workspace) % 16 != 0)
-    return Status::invalid_argument("workspace", "must be aligned to 16 bytes");
+  if (reinterpret_cast<std::uintptr_t>(workspace) % 16 != 0) return Status::invalid_argument("workspace", "must be aligned to 16 bytes");
   return Status::success();
 }
 }  // namespace detail
@@ -120,8 +119,8 @@ DEEPSHOCK_KERNEL void row_logsumexp_kernel(const float* logits, int T, int E, fl
 /// Block (chunk c, expert tile): for each expert e of the tile, the sum over the chunk's tokens
 /// (in token order) of softmax(logits[t])_e, and the number of those tokens whose slot-0 id is e.
 template <int Threads>
-DEEPSHOCK_KERNEL void aux_partials_kernel(const float* logits, const int* topk_ids, const float* lse, int T, int E, int k,
-                                          float* part_p, int* part_c) {
+DEEPSHOCK_KERNEL void aux_partials_kernel(const float* logits, const int* topk_ids, const float* lse, int T, int E, int k, float* part_p,
+                                          int* part_c) {
   __shared__ float s_lse[detail::kAuxChunk];
   __shared__ int s_id[detail::kAuxChunk];
   const int tid = static_cast<int>(threadIdx.x);
@@ -149,8 +148,7 @@ DEEPSHOCK_KERNEL void aux_partials_kernel(const float* logits, const int* topk_i
 /// One block: loss = alpha * E * sum_e (count_e / T) * (P_e / T), partials combined in double
 /// in chunk order, then a fixed block tree.
 template <int Threads>
-DEEPSHOCK_KERNEL void aux_finalize_kernel(const float* part_p, const int* part_c, int chunks, int T, int E, float alpha,
-                                          float* loss) {
+DEEPSHOCK_KERNEL void aux_finalize_kernel(const float* part_p, const int* part_c, int chunks, int T, int E, float alpha, float* loss) {
   __shared__ double scratch[block::kScratchWords];
   double acc = 0.0;
   for (int e = static_cast<int>(threadIdx.x); e < E; e += Threads) {
@@ -205,8 +203,8 @@ inline Status expert_load(const int* topk_ids, int T, int k, int E, int* counts,
   constexpr long long per_block = static_cast<long long>(detail::kStatsThreads) * detail::kLoadItems;
   const long long want = (n + per_block - 1) / per_block;
   const unsigned blocks = static_cast<unsigned>(want < detail::kLoadMaxBlocks ? want : detail::kLoadMaxBlocks);
-  return launch(kernels::expert_load_kernel<detail::kStatsThreads>, {dim3(blocks), dim3(detail::kStatsThreads), 0, stream},
-                topk_ids, n, E, counts);
+  return launch(kernels::expert_load_kernel<detail::kStatsThreads>, {dim3(blocks), dim3(detail::kStatsThreads), 0, stream}, topk_ids, n, E,
+                counts);
 }
 
 namespace detail {
@@ -225,8 +223,8 @@ inline Status launch_row_logsumexp(const float* logits, int T, int E, float* lse
 /// to T and to P); pass only real tokens to exclude padding. T = 0 writes 0.
 /// Needs switch_aux_loss_workspace_bytes(T, E) bytes of `workspace` (device, 16-byte aligned,
 /// contents ignored).
-inline Status switch_aux_loss(const float* logits, const int* topk_ids, int T, int E, int k, float alpha, float* loss,
-                              void* workspace, std::size_t workspace_bytes, rt::stream_t stream) {
+inline Status switch_aux_loss(const float* logits, const int* topk_ids, int T, int E, int k, float alpha, float* loss, void* workspace,
+                              std::size_t workspace_bytes, rt::stream_t stream) {
   DEEPSHOCK_RETURN_IF_ERROR(detail::check_aux_loss_args(logits, topk_ids, T, E, k, alpha, loss));
   const detail::AuxLayout l = detail::aux_layout(T, E);
   DEEPSHOCK_RETURN_IF_ERROR(detail::check_workspace(workspace, workspace_bytes, l.total, "switch_aux_loss_workspace_bytes(T, E)"));
@@ -237,10 +235,10 @@ inline Status switch_aux_loss(const float* logits, const int* topk_ids, int T, i
   auto* part_c = reinterpret_cast<int*>(ws + l.part_c);
   DEEPSHOCK_RETURN_IF_ERROR(detail::launch_row_logsumexp(logits, T, E, lse, stream));
   const dim3 grid(static_cast<unsigned>(l.chunks), static_cast<unsigned>((E + detail::kColThreads - 1) / detail::kColThreads));
-  DEEPSHOCK_RETURN_IF_ERROR(launch(kernels::aux_partials_kernel<detail::kColThreads>, {grid, dim3(detail::kColThreads), 0, stream},
-                                   logits, topk_ids, lse, T, E, k, part_p, part_c));
-  return launch(kernels::aux_finalize_kernel<detail::kStatsThreads>, {dim3(1), dim3(detail::kStatsThreads), 0, stream}, part_p,
-                part_c, l.chunks, T, E, alpha, loss);
+  DEEPSHOCK_RETURN_IF_ERROR(launch(kernels::aux_partials_kernel<detail::kColThreads>, {grid, dim3(detail::kColThreads), 0, stream}, logits,
+                                   topk_ids, lse, T, E, k, part_p, part_c));
+  return launch(kernels::aux_finalize_kernel<detail::kStatsThreads>, {dim3(1), dim3(detail::kStatsThreads), 0, stream}, part_p, part_c,
+                l.chunks, T, E, alpha, loss);
 }
 
 /// Router z-loss `mean_t (logsumexp_e logits[t, e])^2` (Zoph et al. 2022), written as one float
@@ -254,8 +252,7 @@ inline Status router_z_loss(const float* logits, int T, int E, float* loss, void
   if (T == 0) return rt::memset_async(loss, 0, sizeof(float), stream);
   auto* lse = static_cast<float*>(workspace);
   DEEPSHOCK_RETURN_IF_ERROR(detail::launch_row_logsumexp(logits, T, E, lse, stream));
-  return launch(kernels::z_loss_finalize_kernel<detail::kStatsThreads>, {dim3(1), dim3(detail::kStatsThreads), 0, stream}, lse,
-                T, loss);
+  return launch(kernels::z_loss_finalize_kernel<detail::kStatsThreads>, {dim3(1), dim3(detail::kStatsThreads), 0, stream}, lse, T, loss);
 }
 
 /// Aux-loss-free load balancing (DeepSeek-V3), in place on the device array bias [E]:
@@ -266,8 +263,8 @@ inline Status router_z_loss(const float* logits, int T, int E, float* loss, void
 /// experts, so sum the counts over ranks (all-reduce) before updating the bias.
 inline Status aux_free_bias_update(const int* counts, int E, float gamma, float* bias, rt::stream_t stream) {
   DEEPSHOCK_RETURN_IF_ERROR(detail::check_bias_update_args(counts, E, gamma, bias));
-  return launch(kernels::bias_update_kernel<detail::kStatsThreads>, {dim3(1), dim3(detail::kStatsThreads), 0, stream}, counts, E,
-                gamma, bias);
+  return launch(kernels::bias_update_kernel<detail::kStatsThreads>, {dim3(1), dim3(detail::kStatsThreads), 0, stream}, counts, E, gamma,
+                bias);
 }
 
 #endif  // DEEPSHOCK_HAS_KERNELS

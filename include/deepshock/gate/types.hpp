@@ -65,13 +65,13 @@ struct RouterOptions {
 
 /// Device pointers a token-choice router writes.
 struct RoutingOutputs {
-  int* topk_ids = nullptr;           ///< [T, k], required
-  float* topk_weights = nullptr;     ///< [T, k], required
-  int* expert_counts = nullptr;      ///< [E] tokens per expert (zeroed by the router); optional
-  int* nonfinite_count = nullptr;    ///< [1] number of non-finite logits seen; optional
+  int* topk_ids = nullptr;         ///< [T, k], required
+  float* topk_weights = nullptr;   ///< [T, k], required
+  int* expert_counts = nullptr;    ///< [E] tokens per expert (zeroed by the router); optional
+  int* nonfinite_count = nullptr;  ///< [1] number of non-finite logits seen; optional
   // Switch (capacity) only; optional: without them the router keeps them in its workspace.
-  std::uint8_t* dropped = nullptr;   ///< [T] 1 where the token was dropped for capacity
-  int* dropped_count = nullptr;      ///< [1] tokens dropped
+  std::uint8_t* dropped = nullptr;  ///< [T] 1 where the token was dropped for capacity
+  int* dropped_count = nullptr;     ///< [1] tokens dropped
 };
 
 }  // namespace deepshock::gate

@@ -18,13 +18,13 @@ namespace deepshock::moe {
 /// Device pointers of the combine step.
 template <class T>
 struct CombineArgs {
-  const float* slot_out = nullptr;    ///< [T*k, H] weighted expert outputs per slot (ordered)
-  const int* slot_position = nullptr; ///< [T*k] -1 = slot not routed (its row is not read)
-  const float* routed_sum = nullptr;  ///< [T, H] atomic accumulator (instead of slot_out)
-  const float* shared_out = nullptr;  ///< [T, H] shared expert output, or null
-  const T* x = nullptr;               ///< [T, H] (row stride ldx): for the sigmoid shared gate
+  const float* slot_out = nullptr;     ///< [T*k, H] weighted expert outputs per slot (ordered)
+  const int* slot_position = nullptr;  ///< [T*k] -1 = slot not routed (its row is not read)
+  const float* routed_sum = nullptr;   ///< [T, H] atomic accumulator (instead of slot_out)
+  const float* shared_out = nullptr;   ///< [T, H] shared expert output, or null
+  const T* x = nullptr;                ///< [T, H] (row stride ldx): for the sigmoid shared gate
   long long ldx = 0;
-  const T* shared_gate = nullptr;     ///< [H] or null (weight 1)
+  const T* shared_gate = nullptr;  ///< [H] or null (weight 1)
   int k = 0, hidden = 0;
   T* y = nullptr;
   long long ldy = 0;
@@ -49,7 +49,8 @@ DEEPSHOCK_KERNEL void combine_kernel(CombineArgs<T> a) {
   float g = 1.0f;
   if (a.shared_gate != nullptr) {  // every block of the token computes the same gate
     float dot = 0.0f;
-    for (int h = tid; h < a.hidden; h += Threads) dot = fmaf(static_cast<float>(a.x[t * a.ldx + h]), static_cast<float>(a.shared_gate[h]), dot);
+    for (int h = tid; h < a.hidden; h += Threads)
+      dot = fmaf(static_cast<float>(a.x[t * a.ldx + h]), static_cast<float>(a.shared_gate[h]), dot);
     dot = block::reduce_sum(dot, scratch);
     g = 1.0f / (1.0f + expf(-dot));
   }
@@ -57,7 +58,7 @@ DEEPSHOCK_KERNEL void combine_kernel(CombineArgs<T> a) {
   const int h = (static_cast<int>(blockIdx.y) * Threads + tid) * 4;
   if (h >= a.hidden) return;
   float s[4] = {0.0f, 0.0f, 0.0f, 0.0f};
-  auto load4 = [](const float* src, float (&v)[4]) {
+  auto load4 = [](const float* src, float(&v)[4]) {
     float4 q;  // a 16-byte aligned register quad for the vector load
     mem::copy16(&q, src);
     v[0] = q.x;

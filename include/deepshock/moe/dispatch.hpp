@@ -52,8 +52,8 @@
 namespace deepshock::moe {
 
 namespace detail {
-inline constexpr int kDispatchThreads = 256;                            ///< threads of the chunk kernels
-inline constexpr int kDispatchRounds = 8;                               ///< rounds of Threads assignments per chunk
+inline constexpr int kDispatchThreads = 256;                               ///< threads of the chunk kernels
+inline constexpr int kDispatchRounds = 8;                                  ///< rounds of Threads assignments per chunk
 inline constexpr int kDispatchChunk = kDispatchThreads * kDispatchRounds;  ///< assignments per chunk
 
 inline long long dispatch_chunks(long long n) { return (n + kDispatchChunk - 1) / kDispatchChunk; }
@@ -159,7 +159,8 @@ DEEPSHOCK_DEVICE int scan_experts(int count, int E, long long n, const DispatchO
 /// One block of at least E threads (a multiple of 32, <= 1024): expert counts and offsets, the
 /// invalid count, the tile offsets (when asked), and chunk_counts rewritten as (expert,
 /// chunk)-order exclusive offsets.
-DEEPSHOCK_KERNEL void __launch_bounds__(1024) dispatch_scan_kernel(int* chunk_counts, long long chunks, int E, long long n, DispatchOutputs out) {
+DEEPSHOCK_KERNEL void __launch_bounds__(1024)
+    dispatch_scan_kernel(int* chunk_counts, long long chunks, int E, long long n, DispatchOutputs out) {
   __shared__ int scratch[block::kScratchWords];
   pdl::wait();
   pdl::launch_dependents();
@@ -198,7 +199,8 @@ DEEPSHOCK_KERNEL void dispatch_place_kernel(const int* ids, long long n, int k, 
 
 /// n <= kDispatchChunk: count, scan and place in one block of at least E threads (a multiple of
 /// 32, <= 1024); the same integers as the three kernels above with one chunk.
-DEEPSHOCK_KERNEL void __launch_bounds__(1024) dispatch_single_kernel(const int* ids, long long n, int k, int first, int E, DispatchOutputs out) {
+DEEPSHOCK_KERNEL void __launch_bounds__(1024)
+    dispatch_single_kernel(const int* ids, long long n, int k, int first, int E, DispatchOutputs out) {
   __shared__ int next[kMaxDispatchExperts];
   __shared__ int scratch[block::kScratchWords];
   pdl::wait();
@@ -223,8 +225,8 @@ DEEPSHOCK_KERNEL void __launch_bounds__(1024) dispatch_single_kernel(const int* 
 /// [first_expert, first_expert + E) as its local experts 0..E-1 (no separate id mapping pass).
 /// dependent_launch: launch the kernels with LaunchConfig::dependent (Hopper: each may start
 /// during the previous kernel's tail and waits for it before reading anything; same results).
-inline Status dispatch(const int* topk_ids, int T, int k, int E, DispatchOutputs out, void* workspace,
-                       std::size_t workspace_bytes, rt::stream_t stream, int first_expert = 0, bool dependent_launch = false) {
+inline Status dispatch(const int* topk_ids, int T, int k, int E, DispatchOutputs out, void* workspace, std::size_t workspace_bytes,
+                       rt::stream_t stream, int first_expert = 0, bool dependent_launch = false) {
   long long n = 0;
   DEEPSHOCK_RETURN_IF_ERROR(detail::check_dispatch_args(topk_ids, T, k, E, out, n, first_expert));
   const std::size_t need = dispatch_workspace_bytes(T, k, E);
@@ -246,11 +248,12 @@ inline Status dispatch(const int* topk_ids, int T, int k, int E, DispatchOutputs
     DEEPSHOCK_RETURN_IF_ERROR(launch(kernels::dispatch_count_kernel<kThreads, kRounds>,
                                      {dim3(static_cast<unsigned>(chunks)), dim3(kThreads), 0, stream, dependent_launch}, topk_ids, n,
                                      first_expert, E, chunk_counts));
-  DEEPSHOCK_RETURN_IF_ERROR(launch(kernels::dispatch_scan_kernel, {dim3(1), dim3(scan_threads), 0, stream, dependent_launch},
-                                   chunk_counts, chunks, E, n, out));
+  DEEPSHOCK_RETURN_IF_ERROR(
+      launch(kernels::dispatch_scan_kernel, {dim3(1), dim3(scan_threads), 0, stream, dependent_launch}, chunk_counts, chunks, E, n, out));
   if (chunks == 0) return Status::success();
-  return launch(kernels::dispatch_place_kernel<kThreads, kRounds>, {dim3(static_cast<unsigned>(chunks)), dim3(kThreads), 0, stream, dependent_launch},
-                topk_ids, n, k, first_expert, E, chunk_counts, out);
+  return launch(kernels::dispatch_place_kernel<kThreads, kRounds>,
+                {dim3(static_cast<unsigned>(chunks)), dim3(kThreads), 0, stream, dependent_launch}, topk_ids, n, k, first_expert, E,
+                chunk_counts, out);
 }
 
 #endif  // DEEPSHOCK_HAS_KERNELS

@@ -110,9 +110,9 @@ struct LayerWeights {
   const T* w_gate = nullptr;         ///< [E, H] router weights (not used by run_routed)
   const float* gate_bias = nullptr;  ///< [E] correction bias: DeepSeekV3 only
   int gate_bias_size = 0;
-  const W* w1 = nullptr;  ///< [E, I, H]; a fused gate/up layout: [E, 2I, H] (see gate_up)
-  const W* w3 = nullptr;  ///< [E, I, H]: gated activations with separate gate/up only (null otherwise)
-  const W* w2 = nullptr;  ///< [E, H, I]
+  const W* w1 = nullptr;           ///< [E, I, H]; a fused gate/up layout: [E, 2I, H] (see gate_up)
+  const W* w3 = nullptr;           ///< [E, I, H]: gated activations with separate gate/up only (null otherwise)
+  const W* w2 = nullptr;           ///< [E, H, I]
   const W* shared_w1 = nullptr;    ///< [Is, H]; a fused gate/up layout: [2 Is, H]
   const W* shared_w3 = nullptr;    ///< [Is, H]: gated activations with separate gate/up only
   const W* shared_w2 = nullptr;    ///< [H, Is]
@@ -125,21 +125,21 @@ struct LayerWeights {
 /// Activations in.
 template <class T>
 struct LayerInputs {
-  const T* x = nullptr;  ///< [T, H]
-  int tokens = 0;        ///< T, 0 <= T <= max_tokens
-  int x_stride = 0;      ///< row stride of x in elements; 0 = H
+  const T* x = nullptr;                      ///< [T, H]
+  int tokens = 0;                            ///< T, 0 <= T <= max_tokens
+  int x_stride = 0;                          ///< row stride of x in elements; 0 = H
   const std::uint8_t* token_mask = nullptr;  ///< [T] optional: non-zero = padding (routed nowhere)
 };
 
 /// Results out. Only y is required; routing results are written where a pointer is given.
 template <class T>
 struct LayerOutputs {
-  T* y = nullptr;                  ///< [T, H]
-  int y_stride = 0;                ///< row stride of y in elements; 0 = H
-  int* topk_ids = nullptr;         ///< [T, k] optional
-  float* topk_weights = nullptr;   ///< [T, k] optional
-  int* expert_counts = nullptr;    ///< [E] optional: valid assignments per expert
-  int* dropped_count = nullptr;    ///< [1] optional: tokens dropped for capacity (Switch)
+  T* y = nullptr;                 ///< [T, H]
+  int y_stride = 0;               ///< row stride of y in elements; 0 = H
+  int* topk_ids = nullptr;        ///< [T, k] optional
+  float* topk_weights = nullptr;  ///< [T, k] optional
+  int* expert_counts = nullptr;   ///< [E] optional: valid assignments per expert
+  int* dropped_count = nullptr;   ///< [1] optional: tokens dropped for capacity (Switch)
 };
 
 namespace detail {
@@ -170,8 +170,8 @@ inline constexpr int kMaxLayerDim = 1 << 20;
 template <class T, class Codec = quant::None>
 inline Status check_layer_dims(const LayerDims& d) {
   using W = typename Codec::template storage<T>;
-  for (const auto& [name, v] : {std::pair<const char*, int>{"hidden", d.hidden}, {"intermediate", d.intermediate},
-                                {"shared_intermediate", d.shared_intermediate}})
+  for (const auto& [name, v] :
+       {std::pair<const char*, int>{"hidden", d.hidden}, {"intermediate", d.intermediate}, {"shared_intermediate", d.shared_intermediate}})
     if (v > kMaxLayerDim)
       return Status::invalid_argument(name, "must be at most " + std::to_string(kMaxLayerDim) + ", got " + std::to_string(v));
   if (d.hidden < 1) return Status::invalid_argument("hidden", "must be at least 1, got " + std::to_string(d.hidden));
@@ -187,12 +187,13 @@ inline Status check_layer_dims(const LayerDims& d) {
     DEEPSHOCK_RETURN_IF_ERROR(check_vec_size<W>("intermediate", d.intermediate));
     DEEPSHOCK_RETURN_IF_ERROR(check_vec_size<W>("shared_intermediate", d.shared_intermediate));
   }
-  if constexpr (quant::group_v<Codec> > 0) {
-    for (const auto& [name, v] : {std::pair<const char*, int>{"hidden", d.hidden}, {"intermediate", d.intermediate},
+  if constexpr (quant::group_v < Codec >> 0) {
+    for (const auto& [name, v] : {std::pair<const char*, int>{"hidden", d.hidden},
+                                  {"intermediate", d.intermediate},
                                   {"shared_intermediate", d.shared_intermediate}})
       if (v % Codec::kGroup != 0)
-        return Status::invalid_argument(name, "must be a multiple of the group size " + std::to_string(Codec::kGroup) + " (" + Codec::kName +
-                                                  " weights), got " + std::to_string(v));
+        return Status::invalid_argument(name, "must be a multiple of the group size " + std::to_string(Codec::kGroup) + " (" +
+                                                  Codec::kName + " weights), got " + std::to_string(v));
   }
   return Status::success();
 }
@@ -206,8 +207,8 @@ inline Status check_ptr(const void* p, const char* name, bool need_align) {
 /// Checks one run's expert weights, inputs and outputs. `routed`: the caller supplies the
 /// routing (run_routed), so w_gate is not needed. `need_align`: device runs (vector loads).
 template <class T, class ExpertT>
-inline Status check_layer_run(const LayerDims& d, const LayerWeights<T, ExpertT>& w, const LayerInputs<T>& in,
-                              const LayerOutputs<T>& out, bool routed, bool need_align) {
+inline Status check_layer_run(const LayerDims& d, const LayerWeights<T, ExpertT>& w, const LayerInputs<T>& in, const LayerOutputs<T>& out,
+                              bool routed, bool need_align) {
   constexpr bool gated = ExpertT::kGated;
   constexpr bool fused = ExpertT::gate_up_layout::kFused;
   if (in.tokens < 0) return Status::invalid_argument("tokens", "must be >= 0, got " + std::to_string(in.tokens));
@@ -215,15 +216,18 @@ inline Status check_layer_run(const LayerDims& d, const LayerWeights<T, ExpertT>
     return Status::out_of_range("tokens", std::to_string(in.tokens) + " is above the planned maximum " + std::to_string(d.max_tokens) +
                                               " (LayerDims::max_tokens)");
   if (in.x_stride != 0 && in.x_stride < d.hidden)
-    return Status::invalid_argument("x_stride", "must be 0 or >= hidden (" + std::to_string(d.hidden) + "), got " + std::to_string(in.x_stride));
+    return Status::invalid_argument("x_stride",
+                                    "must be 0 or >= hidden (" + std::to_string(d.hidden) + "), got " + std::to_string(in.x_stride));
   if (out.y_stride != 0 && out.y_stride < d.hidden)
-    return Status::invalid_argument("y_stride", "must be 0 or >= hidden (" + std::to_string(d.hidden) + "), got " + std::to_string(out.y_stride));
+    return Status::invalid_argument("y_stride",
+                                    "must be 0 or >= hidden (" + std::to_string(d.hidden) + "), got " + std::to_string(out.y_stride));
   if (need_align) DEEPSHOCK_RETURN_IF_ERROR(check_vec_size<T>("x_stride", in.x_stride));
   if (w.w3 != nullptr && !gated) return Status::invalid_argument("w3", "must be null: the activation is not gated");
   if (w.shared_w3 != nullptr && !gated) return Status::invalid_argument("shared_w3", "must be null: the activation is not gated");
   if (fused && (w.w3 != nullptr || w.shared_w3 != nullptr))
-    return Status::invalid_argument(w.w3 != nullptr ? "w3" : "shared_w3", std::string("must be null: gate and up are fused in w1 (gate_up::") +
-                                                                             ExpertT::gate_up_layout::kName + ")");
+    return Status::invalid_argument(w.w3 != nullptr ? "w3" : "shared_w3",
+                                    std::string("must be null: gate and up are fused in w1 (gate_up::") + ExpertT::gate_up_layout::kName +
+                                        ")");
   if (d.shared_intermediate == 0 && (w.shared_w1 != nullptr || w.shared_w2 != nullptr || w.shared_w3 != nullptr))
     return Status::invalid_argument("shared_w1", "shared expert weights given but LayerDims::shared_intermediate is 0");
   if (w.shared_gate_kind != SharedGate::none && w.shared_gate_kind != SharedGate::sigmoid)

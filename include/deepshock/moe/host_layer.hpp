@@ -78,8 +78,8 @@ inline void add_row_blocks(std::vector<RowBlock>& v, int e, int rows) {
 /// by one thread, in dots_fp32's fixed order, so the result does not depend on the thread count
 /// or the schedule (nor on which other tokens share the batch).
 template <class T, class ExpertT>
-void execute(const LayerDims& d, int k, const LayerWeights<T, ExpertT>& w, const LayerInputs<T>& in, const int* ids,
-             const float* wts, int E, const LayerOutputs<T>& out) {
+void execute(const LayerDims& d, int k, const LayerWeights<T, ExpertT>& w, const LayerInputs<T>& in, const int* ids, const float* wts,
+             int E, const LayerOutputs<T>& out) {
   using Act = typename ExpertT::activation;
   using Codec = typename ExpertT::codec;
   using W = typename LayerWeights<T, ExpertT>::W;
@@ -171,15 +171,15 @@ void execute(const LayerDims& d, int k, const LayerWeights<T, ExpertT>& w, const
       float* hb = sh ? hs.data() : h.data();
       const long long m = sh ? T_ : begin[static_cast<std::size_t>(blk.e) + 1] - begin[static_cast<std::size_t>(blk.e)];
       const long long* list = sh ? nullptr : order.data() + begin[static_cast<std::size_t>(blk.e)];
-      for (long long q = 0; q < m; ++q)
-        rowp[static_cast<std::size_t>(q)] = xf.data() + static_cast<std::size_t>(sh ? q : list[q] / k) * Hz;
+      for (long long q = 0; q < m; ++q) rowp[static_cast<std::size_t>(q)] = xf.data() + static_cast<std::size_t>(sh ? q : list[q] / k) * Hz;
       for (int i = blk.r0; i < blk.r1; ++i) {
         const std::size_t pf = i + 1 < blk.r1 ? Hz * sizeof(W) / quant::pack_v<Codec> : 0;  // the next rows, while this one is used
         const quant::RowRef rg{ex, e_rows, g0 + i * step, H}, ru{ex, e_rows, u0 + i * step, H};
         dot_rows(weight_row<T, Codec>(w.codec, m1, w1, rg, r1.data()), rowp.data(), m, H, gv.data(),
                  stored_row<Codec>(w1, rg.flat() + step, H), pf);
         if constexpr (gated)
-          dot_rows(weight_row<T, Codec>(w.codec, m3, w3, ru, r3.data()), rowp.data(), m, H, uv.data(), stored_row<Codec>(w3, ru.flat() + step, H), pf);
+          dot_rows(weight_row<T, Codec>(w.codec, m3, w3, ru, r3.data()), rowp.data(), m, H, uv.data(),
+                   stored_row<Codec>(w3, ru.flat() + step, H), pf);
         for (long long q = 0; q < m; ++q) {
           const std::size_t a = static_cast<std::size_t>(sh ? q : list[q]);
           hb[a * rows + static_cast<std::size_t>(i)] =
@@ -214,10 +214,12 @@ void execute(const LayerDims& d, int k, const LayerWeights<T, ExpertT>& w, const
       const long long m = sh ? T_ : begin[static_cast<std::size_t>(blk.e) + 1] - begin[static_cast<std::size_t>(blk.e)];
       const long long* list = sh ? nullptr : order.data() + begin[static_cast<std::size_t>(blk.e)];
       for (long long q = 0; q < m; ++q)
-        rowp[static_cast<std::size_t>(q)] = (sh ? hs.data() : h.data()) + static_cast<std::size_t>(sh ? q : list[q]) * static_cast<std::size_t>(cols);
+        rowp[static_cast<std::size_t>(q)] =
+            (sh ? hs.data() : h.data()) + static_cast<std::size_t>(sh ? q : list[q]) * static_cast<std::size_t>(cols);
       for (int r = blk.r0; r < blk.r1; ++r) {
         const quant::RowRef rr{ex, H, r, cols};
-        dot_rows(weight_row<T, Codec>(w.codec, m2, w2, rr, r1.data()), rowp.data(), m, cols, gv.data(), stored_row<Codec>(w2, rr.flat() + 1, cols),
+        dot_rows(weight_row<T, Codec>(w.codec, m2, w2, rr, r1.data()), rowp.data(), m, cols, gv.data(),
+                 stored_row<Codec>(w2, rr.flat() + 1, cols),
                  r + 1 < blk.r1 ? static_cast<std::size_t>(cols) * sizeof(W) / quant::pack_v<Codec> : 0);
         for (long long q = 0; q < m; ++q)
           ob[static_cast<std::size_t>(sh ? q : list[q]) * Hz + static_cast<std::size_t>(r)] = gv[static_cast<std::size_t>(q)];
@@ -261,7 +263,8 @@ Status check_gate(const gate::PolicyParams& p, const gate::RouterOptions& o, con
   if (!std::isfinite(o.routed_scaling_factor)) return Status::invalid_argument("options.routed_scaling_factor", "must be finite");
   if (Gate::kWeightRule == gate::WeightRule::softmax_selected && !(p.temperature > 0.0f && std::isfinite(p.temperature)))
     return Status::invalid_argument("params.temperature", "must be finite and > 0");
-  if (!(p.renorm_eps >= 0.0f && std::isfinite(p.renorm_eps))) return Status::invalid_argument("params.renorm_eps", "must be finite and >= 0");
+  if (!(p.renorm_eps >= 0.0f && std::isfinite(p.renorm_eps)))
+    return Status::invalid_argument("params.renorm_eps", "must be finite and >= 0");
   if (Gate::kCapacity && !(p.capacity_factor > 0.0f && std::isfinite(p.capacity_factor)))
     return Status::invalid_argument("params.capacity_factor", "must be finite and > 0");
   return Status::success();
@@ -273,8 +276,8 @@ Status check_gate(const gate::PolicyParams& p, const gate::RouterOptions& o, con
 /// dropped_count are not used (as the device layer's run_routed). An id < -1 or >= E is an error, reported
 /// before anything is written.
 template <class T, class ExpertT>
-Status run_layer_routed(const LayerDims& d, int E, int k, const LayerWeights<T, ExpertT>& w, const LayerInputs<T>& in,
-                        const int* topk_ids, const float* topk_weights, const LayerOutputs<T>& out) {
+Status run_layer_routed(const LayerDims& d, int E, int k, const LayerWeights<T, ExpertT>& w, const LayerInputs<T>& in, const int* topk_ids,
+                        const float* topk_weights, const LayerOutputs<T>& out) {
   static_assert(moe::detail::HostExpertCheck<ExpertT>::value);
   DEEPSHOCK_RETURN_IF_ERROR((moe::detail::check_layer_dims<T, typename ExpertT::codec>(d)));
   DEEPSHOCK_RETURN_IF_ERROR(moe::detail::check_layer_run(d, w, in, out, /*routed=*/true, /*need_align=*/false));

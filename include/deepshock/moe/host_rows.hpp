@@ -60,9 +60,8 @@ inline void dots_fp32(const float* __restrict w, const float* const* __restrict 
     typedef float Vec __attribute__((vector_size(W * sizeof(float))));
     Vec v[N][S];
     DEEPSHOCK_HOST_UNROLL(8)
-    for (int t = 0; t < N; ++t)
-      DEEPSHOCK_HOST_UNROLL(4)
-      for (int q = 0; q < S; ++q) v[t][q] = Vec{};
+    for (int t = 0; t < N; ++t) DEEPSHOCK_HOST_UNROLL(4)
+    for (int q = 0; q < S; ++q) v[t][q] = Vec{};
     for (; c + kDotLanes <= n; c += kDotLanes) {
       if (--countdown == 0) {
         countdown = every;
@@ -75,13 +74,12 @@ inline void dots_fp32(const float* __restrict w, const float* const* __restrict 
       DEEPSHOCK_HOST_UNROLL(4)
       for (int q = 0; q < S; ++q) __builtin_memcpy(&wv[q], w + c + q * W, sizeof(Vec));
       DEEPSHOCK_HOST_UNROLL(8)
-      for (int t = 0; t < N; ++t)
-        DEEPSHOCK_HOST_UNROLL(4)
-        for (int q = 0; q < S; ++q) {
-          Vec xv;
-          __builtin_memcpy(&xv, x[t] + c + q * W, sizeof(Vec));
-          v[t][q] += wv[q] * xv;
-        }
+      for (int t = 0; t < N; ++t) DEEPSHOCK_HOST_UNROLL(4)
+      for (int q = 0; q < S; ++q) {
+        Vec xv;
+        __builtin_memcpy(&xv, x[t] + c + q * W, sizeof(Vec));
+        v[t][q] += wv[q] * xv;
+      }
     }
     for (int t = 0; t < N; ++t) __builtin_memcpy(acc[t], v[t], sizeof v[t]);
   }
@@ -137,7 +135,7 @@ inline float fp16_bits_to_float(std::uint32_t h) {
   using deepshock::detail::bits_to_float;
   using deepshock::detail::float_to_bits;
   const std::uint32_t em = h & 0x7FFFu;
-  std::uint32_t r = (em << 13) + 0x38000000u;                          // normal: exponent 15 -> 127 bias
+  std::uint32_t r = (em << 13) + 0x38000000u;                           // normal: exponent 15 -> 127 bias
   r += (0u - static_cast<std::uint32_t>(em >= 0x7C00u)) & 0x38000000u;  // inf, NaN: exponent 255
   r |= (0u - static_cast<std::uint32_t>(em > 0x7C00u)) & 0x00400000u;   // NaN: quiet
   // Subnormal or zero, m * 2^-24 = 2^-14 (1 + m / 1024) - 2^-14: exact, and normal or zero.
@@ -175,7 +173,8 @@ inline const float* row_as_float(const T* __restrict src, int n, float* __restri
 /// rows as row_as_float does, quantized ones decoded by the codec into `scratch` (the values the
 /// GEMM multiplies).
 template <class T, class Codec, class W>
-inline const float* weight_row(const typename Codec::Params& p, quant::Matrix m, const W* base, const quant::RowRef& r, float* __restrict scratch) {
+inline const float* weight_row(const typename Codec::Params& p, quant::Matrix m, const W* base, const quant::RowRef& r,
+                               float* __restrict scratch) {
   if constexpr (Codec::kIdentity) {
     (void)p;
     (void)m;

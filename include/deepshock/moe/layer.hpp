@@ -36,10 +36,10 @@
 
 #include "deepshock/core/status.hpp"
 #include "deepshock/gate/policies.hpp"
-#include "deepshock/moe/dispatch.hpp"
-#include "deepshock/moe/expert.hpp"
 #include "deepshock/moe/act_quant.hpp"
 #include "deepshock/moe/combine.hpp"
+#include "deepshock/moe/dispatch.hpp"
+#include "deepshock/moe/expert.hpp"
 #include "deepshock/moe/grouped_gemm.hpp"
 
 #if DEEPSHOCK_HAS_KERNELS
@@ -101,15 +101,18 @@ class Layer {
   static_assert(Codec::kIdentity || !detail::uses_sw128_kernel_v<T, typename Tuning::Prefill>,
                 "deepshock::moe::Layer: the Hopper WgmmaTile prefill tiles take unquantized weights only; use GemmTuning (or "
                 "other GemmTile tiles) with a quantized codec.");
-  static_assert(quant::group_v<Codec> == 0 || sizeof(T) == 2,
-                "deepshock::moe::Layer: group-wise codecs (Int4Group) decode to bf16 / fp16 tensor-core fragments: use bf16 or fp16 activations.");
+  static_assert(
+      quant::group_v<Codec> == 0 || sizeof(T) == 2,
+      "deepshock::moe::Layer: group-wise codecs (Int4Group) decode to bf16 / fp16 tensor-core fragments: use bf16 or fp16 activations.");
   static_assert(quant::group_v<Codec> == 0 || ExpertT::gate_up_layout::kStep == 1,
-                "deepshock::moe::Layer: group-wise codecs stage scales of contiguous output channels: use gate_up::Separate or Halves, not Interleaved.");
+                "deepshock::moe::Layer: group-wise codecs stage scales of contiguous output channels: use gate_up::Separate or Halves, not "
+                "Interleaved.");
   static_assert(!quant::act_int8_v<Codec> || sizeof(T) == 2,
                 "deepshock::moe::Layer: W8A8 codecs quantize bf16 / fp16 activations: use bf16 or fp16 activations.");
   static_assert(ExpertT::adapter::kRank == 0,
                 "deepshock::moe::Layer: LoRA adapters arrive with the LoRA work; the layer takes rank-0 (no) adapters only so far.");
-  static_assert(!Gate::kNoisy, "deepshock::moe::Layer: NoisyTopK is a training-time router; route it with gate::Router and call run_routed.");
+  static_assert(!Gate::kNoisy,
+                "deepshock::moe::Layer: NoisyTopK is a training-time router; route it with gate::Router and call run_routed.");
   static constexpr bool kStreamK = Tuning::kDecodeSchedule == DecodeSchedule::stream_k;
   static_assert(!kStreamK || !std::is_same_v<typename Tuning::Decode, typename Tuning::Prefill>,
                 "deepshock::moe::Layer: a stream-K decode schedule needs a decode tile type of its own (not the prefill tile).");
@@ -151,8 +154,10 @@ class Layer {
       auto shape = [](auto tile) {
         using Tile = decltype(tile);
         std::string math;
-        if constexpr (detail::uses_sw128_kernel_v<T, Tile>) math = Tile::kUseWgmma ? ", wgmma in sm_90a builds, else mma.sync" : ", swizzled, mma.sync";
-        return std::to_string(Tile::kBM) + "x" + std::to_string(Tile::kBN) + " (" + std::to_string(Tile::kStages) + "-stage cp.async" + math + ")";
+        if constexpr (detail::uses_sw128_kernel_v<T, Tile>)
+          math = Tile::kUseWgmma ? ", wgmma in sm_90a builds, else mma.sync" : ", swizzled, mma.sync";
+        return std::to_string(Tile::kBM) + "x" + std::to_string(Tile::kBN) + " (" + std::to_string(Tile::kStages) + "-stage cp.async" +
+               math + ")";
       };
       return decode ? "decode tiles " + shape(typename Tuning::Decode{}) + (kStreamK ? " stream-K" : "")
                     : "prefill tiles " + shape(typename Tuning::Prefill{});
@@ -213,8 +218,8 @@ class Layer {
     if (in.token_mask != nullptr)
       return Status::invalid_argument("token_mask", "run_routed takes the routing as given: give padding tokens ids of -1");
     if (options.stop_after != Stage::dispatch && options.stop_after != Stage::gemm1 && options.stop_after != Stage::all)
-      return Status::invalid_argument("options.stop_after", "must be Stage::dispatch, gemm1 or all, got " +
-                                                                std::to_string(static_cast<int>(options.stop_after)));
+      return Status::invalid_argument("options.stop_after",
+                                      "must be Stage::dispatch, gemm1 or all, got " + std::to_string(static_cast<int>(options.stop_after)));
     const Plan p = plan(in.tokens);
     auto* base = static_cast<unsigned char*>(workspace);
     if (in.tokens == 0) return zero_counts(out, stream);
@@ -418,8 +423,9 @@ class Layer {
   /// (ExpertT::gate_up_layout: every kStep-th row from the layout's first gate / up row).
   using W = typename LayerWeights<T, ExpertT>::W;
   using GateUp = typename ExpertT::gate_up_layout;
-  static GroupedGemmArgs<T, Codec> gate_up_args(const A* x, long long ldx, const float* x_scale, const int* a_rows, const W* w1, const W* w3,
-                                                quant::Matrix m1, quant::Matrix m3, int N, int K, const typename Codec::Params& codec, int groups) {
+  static GroupedGemmArgs<T, Codec> gate_up_args(const A* x, long long ldx, const float* x_scale, const int* a_rows, const W* w1,
+                                                const W* w3, quant::Matrix m1, quant::Matrix m3, int N, int K,
+                                                const typename Codec::Params& codec, int groups) {
     GroupedGemmArgs<T, Codec> a;
     a.a = x;
     a.lda = ldx;
@@ -465,15 +471,26 @@ class Layer {
   /// The routed experts' MLP over the n expert-sorted assignments (tile_offsets from dispatch).
   template <class Tile>
   Mlp<DownEpilogue<!Combine::kDeterministic>> routed_mlp(const LayerWeights<T, ExpertT>& w, const ActIn& x, long long n, const int* offsets,
-                                                        const int* tile_offsets, const int* sorted_token, const int* sorted_slot,
-                                                        const float* weights, const HRows& h, float* out) const {
+                                                         const int* tile_offsets, const int* sorted_token, const int* sorted_slot,
+                                                         const float* weights, const HRows& h, float* out) const {
     const int H = dims_.hidden, I = dims_.intermediate, groups = end_ - begin_;
     Mlp<DownEpilogue<!Combine::kDeterministic>> m;
     using quant::Matrix;
     m.up = gate_up_args(x.x, x.ldx, x.scale, sorted_token, w.w1, w.w3, Matrix::w1, Matrix::w3, I, H, w.codec, groups);
     m.up.group_offsets = offsets;
     m.up.tile_offsets = tile_offsets;
-    m.down = {h.for_gemm2(), I, nullptr, w.w2, nullptr, static_cast<long long>(H) * I, H, I, offsets, tile_offsets, groups, 0,
+    m.down = {h.for_gemm2(),
+              I,
+              nullptr,
+              w.w2,
+              nullptr,
+              static_cast<long long>(H) * I,
+              H,
+              I,
+              offsets,
+              tile_offsets,
+              groups,
+              0,
               {Codec::operand(w.codec, Matrix::w2, H, 0, 1), {}}};
     m.down.a_scale = h.scale;
     m.h_quant = {h.h, I, static_cast<int>(n), I, h.q, h.scale};
@@ -500,7 +517,18 @@ class Layer {
     m.up = gate_up_args(x.x, x.ldx, x.scale, nullptr, w.shared_w1, w.shared_w3, Matrix::shared_w1, Matrix::shared_w3, d.shared_intermediate,
                         d.hidden, w.codec, 1);
     m.up.rows = tokens;
-    m.down = {h.for_gemm2(), d.shared_intermediate, nullptr, w.shared_w2, nullptr, 0, d.hidden, d.shared_intermediate, nullptr, nullptr, 1, tokens,
+    m.down = {h.for_gemm2(),
+              d.shared_intermediate,
+              nullptr,
+              w.shared_w2,
+              nullptr,
+              0,
+              d.hidden,
+              d.shared_intermediate,
+              nullptr,
+              nullptr,
+              1,
+              tokens,
               {Codec::operand(w.codec, Matrix::shared_w2, d.hidden, 0, 1), {}}};
     m.down.a_scale = h.scale;
     m.h_quant = {h.h, d.shared_intermediate, tokens, d.shared_intermediate, h.q, h.scale};
@@ -596,8 +624,8 @@ class Layer {
     DEEPSHOCK_RETURN_IF_ERROR((detail::check_layer_dims<T, Codec>(dims)));
     const int end = o.expert_end < 0 ? kExperts : o.expert_end;
     if (!(o.expert_begin >= 0 && o.expert_begin < end && end <= kExperts))
-      return Status::invalid_argument("options.expert_begin/expert_end", "need 0 <= begin < end <= " + std::to_string(kExperts) + ", got [" +
-                                                                             std::to_string(o.expert_begin) + ", " +
+      return Status::invalid_argument("options.expert_begin/expert_end", "need 0 <= begin < end <= " + std::to_string(kExperts) +
+                                                                             ", got [" + std::to_string(o.expert_begin) + ", " +
                                                                              std::to_string(o.expert_end) + ")");
     return Status::success();
   }

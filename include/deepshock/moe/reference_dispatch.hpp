@@ -80,8 +80,7 @@ inline Status check_dispatch_args(const int* topk_ids, int T, int k, int E, cons
   if (first_expert < 0 || first_expert > std::numeric_limits<int>::max() - E)
     return Status::invalid_argument("first_expert", "must be >= 0 with first_expert + E in int32, got " + std::to_string(first_expert));
   n = static_cast<long long>(T) * k;
-  if (n > std::numeric_limits<int>::max())
-    return Status::invalid_argument("T", "T * k must fit in int32 (slot indices are int32)");
+  if (n > std::numeric_limits<int>::max()) return Status::invalid_argument("T", "T * k must fit in int32 (slot indices are int32)");
   if (out.expert_counts == nullptr) return Status::invalid_argument("out.expert_counts", "must not be null");
   if (out.expert_offsets == nullptr) return Status::invalid_argument("out.expert_offsets", "must not be null");
   if (out.tile_offsets != nullptr && out.tile_rows < 1)

@@ -52,7 +52,8 @@ inline T from_float(float v) {
 /// Instantiated by every entry point: the experts this header can run.
 template <class ExpertT>
 struct HostExpertCheck {
-  static_assert(quant::WeightCodec<typename ExpertT::codec>, "deepshock::moe host layer and reference: the expert's codec is not a quant::WeightCodec.");
+  static_assert(quant::WeightCodec<typename ExpertT::codec>,
+                "deepshock::moe host layer and reference: the expert's codec is not a quant::WeightCodec.");
   static_assert(ExpertT::adapter::kRank == 0,
                 "deepshock::moe host layer and reference: LoRA adapters arrive with the LoRA work; the layer takes lora::None "
                 "(rank 0) only so far.");
@@ -93,8 +94,8 @@ std::vector<double> expert_mlp(const U* w1, const U* w3, const U* w2, int H, int
 /// The layer from a given routing (ids [T, k], weights [T, k]) in double: y [T, H], row stride H.
 /// No argument checks (the caller passes a valid layer); ids outside [0, E) contribute 0.
 template <class T, class ExpertT>
-std::vector<double> layer_from_routing(const LayerDims& d, int E, int k, const LayerWeights<T, ExpertT>& w,
-                                       const LayerInputs<T>& in, const int* topk_ids, const float* topk_weights) {
+std::vector<double> layer_from_routing(const LayerDims& d, int E, int k, const LayerWeights<T, ExpertT>& w, const LayerInputs<T>& in,
+                                       const int* topk_ids, const float* topk_weights) {
   static_assert(detail::HostExpertCheck<ExpertT>::value);
   using Act = typename ExpertT::activation;
   const int T_ = in.tokens, H = d.hidden, I = d.intermediate, Is = d.shared_intermediate;
@@ -106,7 +107,8 @@ std::vector<double> layer_from_routing(const LayerDims& d, int E, int k, const L
   using quant::Matrix;
   // Rows first, first + step, ... (`rows` of them) of expert e's stored rows (e_rows per expert)
   // as doubles: the stored values, or the codec's dequantized ones.
-  auto rows_of = [&](const auto* m, Matrix which, long long e, long long e_rows, long long first, long long step, long long rows, long long cols) {
+  auto rows_of = [&](const auto* m, Matrix which, long long e, long long e_rows, long long first, long long step, long long rows,
+                     long long cols) {
     std::vector<double> v(static_cast<std::size_t>(rows * cols));
     for (long long r = 0; r < rows; ++r) {
       const quant::RowRef ref{e, e_rows, first + r * step, cols};

@@ -42,14 +42,24 @@ DEEPSHOCK_DEVICE T reduce(T v, Op op, T* scratch) {
   return r;
 }
 
-template <class T> DEEPSHOCK_DEVICE T reduce_sum(T v, T* scratch) { return reduce(v, warp::Sum{}, scratch); }
-template <class T> DEEPSHOCK_DEVICE T reduce_max(T v, T* scratch) { return reduce(v, warp::Max{}, scratch); }
-template <class T> DEEPSHOCK_DEVICE T reduce_min(T v, T* scratch) { return reduce(v, warp::Min{}, scratch); }
+template <class T>
+DEEPSHOCK_DEVICE T reduce_sum(T v, T* scratch) {
+  return reduce(v, warp::Sum{}, scratch);
+}
+template <class T>
+DEEPSHOCK_DEVICE T reduce_max(T v, T* scratch) {
+  return reduce(v, warp::Max{}, scratch);
+}
+template <class T>
+DEEPSHOCK_DEVICE T reduce_min(T v, T* scratch) {
+  return reduce(v, warp::Min{}, scratch);
+}
 
 /// Best (score, index) over the block; ties to the lower index, NaN ranks last.
 template <class T>
 DEEPSHOCK_DEVICE warp::Ranked<T> argmax(warp::Ranked<T> v, warp::Ranked<T>* scratch) {
-  return reduce(v, [](const warp::Ranked<T>& a, const warp::Ranked<T>& b) { return warp::ranks_before(a, b) ? a : b; }, scratch);
+  return reduce(
+      v, [](const warp::Ranked<T>& a, const warp::Ranked<T>& b) { return warp::ranks_before(a, b) ? a : b; }, scratch);
 }
 
 /// Exclusive prefix sum in thread-rank order; `total` receives the block's sum.

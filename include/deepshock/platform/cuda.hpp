@@ -8,7 +8,7 @@
 #include "deepshock/core/config.hpp"
 
 #if DEEPSHOCK_SIM
-#  include "deepshock/sim/cuda_shim.hpp"
+#include "deepshock/sim/cuda_shim.hpp"
 #else
-#  include <cuda_runtime.h>
+#include <cuda_runtime.h>
 #endif

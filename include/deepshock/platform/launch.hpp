@@ -31,8 +31,8 @@
 #include <mutex>
 #include <string>
 #include <tuple>
-#include <unordered_map>
 #include <type_traits>
+#include <unordered_map>
 #include <utility>
 
 #include "deepshock/core/config.hpp"
@@ -65,10 +65,10 @@ namespace detail {
 /// and a map lookup (host time matters at decode).
 struct KernelEntry {
   std::size_t static_bytes = 0;
-  std::size_t opted = 0;       ///< largest dynamic shared memory size opted into so far
-  std::size_t max_block = 0;   ///< the device's opt-in maximum of shared memory per block
-  bool dependent_ok = false;   ///< programmatic dependent launch is safe (see the file comment)
-  int wave = 0;                ///< resident blocks on the whole device (wave_blocks), 0 until asked
+  std::size_t opted = 0;      ///< largest dynamic shared memory size opted into so far
+  std::size_t max_block = 0;  ///< the device's opt-in maximum of shared memory per block
+  bool dependent_ok = false;  ///< programmatic dependent launch is safe (see the file comment)
+  int wave = 0;               ///< resident blocks on the whole device (wave_blocks), 0 until asked
 };
 
 /// Runs `fn(KernelEntry&)` on the entry of (kernel, current device) under the cache's lock.
@@ -126,12 +126,13 @@ inline Status prepare_launch(const void* kernel, std::size_t dynamic_bytes, bool
     dependent = dependent && e.dependent_ok;
     if (dynamic_bytes == 0 || e.static_bytes + dynamic_bytes <= 48 * 1024 || dynamic_bytes <= e.opted) return Status::success();
     if (e.static_bytes + dynamic_bytes > e.max_block)
-      return Status::invalid_argument("smem_bytes", std::to_string(dynamic_bytes) + " bytes of dynamic (+ " + std::to_string(e.static_bytes) +
-                                                        " static) shared memory exceed this device's maximum of " +
-                                                        std::to_string(e.max_block) + " per block (a tile tuning for another architecture?)");
-    DEEPSHOCK_RETURN_IF_ERROR(rt::from_cuda(
-        cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(dynamic_bytes)),
-        "cudaFuncSetAttribute(MaxDynamicSharedMemorySize)"));
+      return Status::invalid_argument("smem_bytes",
+                                      std::to_string(dynamic_bytes) + " bytes of dynamic (+ " + std::to_string(e.static_bytes) +
+                                          " static) shared memory exceed this device's maximum of " + std::to_string(e.max_block) +
+                                          " per block (a tile tuning for another architecture?)");
+    DEEPSHOCK_RETURN_IF_ERROR(
+        rt::from_cuda(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(dynamic_bytes)),
+                      "cudaFuncSetAttribute(MaxDynamicSharedMemorySize)"));
     e.opted = dynamic_bytes;
     return Status::success();
   });
@@ -151,7 +152,8 @@ inline Status wave_blocks(const void* kernel, int threads, std::size_t dynamic_b
       DEEPSHOCK_RETURN_IF_ERROR(rt::from_cuda(cudaGetDevice(&device), "cudaGetDevice"));
       DEEPSHOCK_RETURN_IF_ERROR(rt::from_cuda(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, threads, dynamic_bytes),
                                               "cudaOccupancyMaxActiveBlocksPerMultiprocessor"));
-      DEEPSHOCK_RETURN_IF_ERROR(rt::from_cuda(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device), "cudaDeviceGetAttribute"));
+      DEEPSHOCK_RETURN_IF_ERROR(
+          rt::from_cuda(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device), "cudaDeviceGetAttribute"));
       if (per_sm < 1)
         return Status::runtime_error("the occupancy query found no room for one block of " + std::to_string(threads) + " threads and " +
                                      std::to_string(dynamic_bytes) + " bytes of dynamic shared memory");

@@ -87,10 +87,14 @@ DEEPSHOCK_DEVICE void cp_async16(void* smem_dst, const void* gmem_src, bool vali
   const int src_bytes = valid ? 16 : 0;
   asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(gmem_src), "r"(src_bytes) : "memory");
 #elif DEEPSHOCK_DEVICE_PASS
-  (void)smem_dst; (void)gmem_src; (void)valid;
+  (void)smem_dst;
+  (void)gmem_src;
+  (void)valid;
   __trap();  // cp.async needs sm_80 or newer
 #else
-  (void)smem_dst; (void)gmem_src; (void)valid;
+  (void)smem_dst;
+  (void)gmem_src;
+  (void)valid;
 #endif
 }
 
@@ -105,10 +109,14 @@ DEEPSHOCK_DEVICE void cp_async8(void* smem_dst, const void* gmem_src, bool valid
   const int src_bytes = valid ? 8 : 0;
   asm volatile("cp.async.ca.shared.global [%0], [%1], 8, %2;\n" ::"r"(dst), "l"(gmem_src), "r"(src_bytes) : "memory");
 #elif DEEPSHOCK_DEVICE_PASS
-  (void)smem_dst; (void)gmem_src; (void)valid;
+  (void)smem_dst;
+  (void)gmem_src;
+  (void)valid;
   __trap();  // cp.async needs sm_80 or newer
 #else
-  (void)smem_dst; (void)gmem_src; (void)valid;
+  (void)smem_dst;
+  (void)gmem_src;
+  (void)valid;
 #endif
 }
 

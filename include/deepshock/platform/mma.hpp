@@ -55,21 +55,15 @@ DEEPSHOCK_HOST_DEVICE constexpr FragCoord mma_a_coord(int lane, int i) {
   return {lane / 4 + 8 * ((i / 2) % 2), 2 * (lane % 4) + (i % 2) + 8 * (i / 4)};
 }
 /// Element i (0..3) of lane's B fragment, as (k, n).
-DEEPSHOCK_HOST_DEVICE constexpr FragCoord mma_b_coord(int lane, int i) {
-  return {2 * (lane % 4) + (i % 2) + 8 * (i / 2), lane / 4};
-}
+DEEPSHOCK_HOST_DEVICE constexpr FragCoord mma_b_coord(int lane, int i) { return {2 * (lane % 4) + (i % 2) + 8 * (i / 2), lane / 4}; }
 /// Element i (0..15) of lane's A fragment of the s8 m16n8k32 shape.
 DEEPSHOCK_HOST_DEVICE constexpr FragCoord mma_s8_a_coord(int lane, int i) {
   return {lane / 4 + 8 * ((i / 4) % 2), 4 * (lane % 4) + (i % 4) + 16 * (i / 8)};
 }
 /// Element i (0..7) of lane's B fragment of the s8 m16n8k32 shape, as (k, n).
-DEEPSHOCK_HOST_DEVICE constexpr FragCoord mma_s8_b_coord(int lane, int i) {
-  return {4 * (lane % 4) + (i % 4) + 16 * (i / 4), lane / 4};
-}
+DEEPSHOCK_HOST_DEVICE constexpr FragCoord mma_s8_b_coord(int lane, int i) { return {4 * (lane % 4) + (i % 4) + 16 * (i / 4), lane / 4}; }
 /// Element i (0..3) of lane's C/D fragment.
-DEEPSHOCK_HOST_DEVICE constexpr FragCoord mma_c_coord(int lane, int i) {
-  return {lane / 4 + 8 * (i / 2), 2 * (lane % 4) + (i % 2)};
-}
+DEEPSHOCK_HOST_DEVICE constexpr FragCoord mma_c_coord(int lane, int i) { return {lane / 4 + 8 * (i / 2), 2 * (lane % 4) + (i % 2)}; }
 
 /// Packs two 16-bit values into a b32 fragment register (`lo` holds the lower index).
 template <class T>
@@ -177,8 +171,8 @@ inline void ldmatrix_model(sim::detail::Thread* const* lanes, unsigned mask) {
       sim::detail::fail("ldmatrix: lane " + std::to_string(src) + "'s row must lie in the block's dynamic shared memory");
     const auto addr = reinterpret_cast<std::uintptr_t>(row);
     if (addr % 16 != 0)
-      sim::detail::fail("ldmatrix: lane " + std::to_string(src) + "'s row address is not 16-byte aligned (address mod 16 = " +
-                        std::to_string(addr % 16) + ")");
+      sim::detail::fail("ldmatrix: lane " + std::to_string(src) +
+                        "'s row address is not 16-byte aligned (address mod 16 = " + std::to_string(addr % 16) + ")");
   }
   // All rows are read before any result is written.
   std::uint32_t words[4][32];
@@ -203,42 +197,52 @@ DEEPSHOCK_DEVICE void mma_m16n8k16(float (&d)[4], const std::uint32_t (&a)[4], c
   for (int i = 0; i < 4; ++i) d[i] = out[i];
 #elif DEEPSHOCK_DEVICE_PASS && __CUDA_ARCH__ >= 800
   if constexpr (std::is_same_v<T, bf16>) {
-    asm volatile(
-        "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%10,%11,%12,%13};\n"
-        : "=f"(d[0]), "=f"(d[1]), "=f"(d[2]), "=f"(d[3])
-        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]), "f"(c[0]), "f"(c[1]), "f"(c[2]), "f"(c[3]));
+    asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%10,%11,%12,%13};\n"
+                 : "=f"(d[0]), "=f"(d[1]), "=f"(d[2]), "=f"(d[3])
+                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]), "f"(c[0]), "f"(c[1]), "f"(c[2]), "f"(c[3]));
   } else {
-    asm volatile(
-        "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%10,%11,%12,%13};\n"
-        : "=f"(d[0]), "=f"(d[1]), "=f"(d[2]), "=f"(d[3])
-        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]), "f"(c[0]), "f"(c[1]), "f"(c[2]), "f"(c[3]));
+    asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%10,%11,%12,%13};\n"
+                 : "=f"(d[0]), "=f"(d[1]), "=f"(d[2]), "=f"(d[3])
+                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]), "f"(c[0]), "f"(c[1]), "f"(c[2]), "f"(c[3]));
   }
 #elif DEEPSHOCK_DEVICE_PASS
-  (void)d; (void)a; (void)b; (void)c;
+  (void)d;
+  (void)a;
+  (void)b;
+  (void)c;
   __trap();  // mma.sync m16n8k16 needs sm_80 or newer
 #else
-  (void)d; (void)a; (void)b; (void)c;
+  (void)d;
+  (void)a;
+  (void)b;
+  (void)c;
 #endif
 }
 
 /// D = A * B + C for one warp, s8 inputs and int32 accumulators (all 32 lanes together; `d` may
 /// alias `c`). Layouts in the file comment.
-DEEPSHOCK_DEVICE void mma_m16n8k32_s8(std::int32_t (&d)[4], const std::uint32_t (&a)[4], const std::uint32_t (&b)[2], const std::int32_t (&c)[4]) {
+DEEPSHOCK_DEVICE void mma_m16n8k32_s8(std::int32_t (&d)[4], const std::uint32_t (&a)[4], const std::uint32_t (&b)[2],
+                                      const std::int32_t (&c)[4]) {
 #if DEEPSHOCK_SIM
   detail::MmaS8In in{a, b, c};
   std::int32_t out[4];
   sim::detail::warp_sync_op(0xffffffffu, &detail::mma_m16n8k32_s8_model, &in, out, "mma.sync.m16n8k32.s8");
   for (int i = 0; i < 4; ++i) d[i] = out[i];
 #elif DEEPSHOCK_DEVICE_PASS && __CUDA_ARCH__ >= 800
-  asm volatile(
-      "mma.sync.aligned.m16n8k32.row.col.s32.s8.s8.s32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%10,%11,%12,%13};\n"
-      : "=r"(d[0]), "=r"(d[1]), "=r"(d[2]), "=r"(d[3])
-      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]), "r"(c[0]), "r"(c[1]), "r"(c[2]), "r"(c[3]));
+  asm volatile("mma.sync.aligned.m16n8k32.row.col.s32.s8.s8.s32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%10,%11,%12,%13};\n"
+               : "=r"(d[0]), "=r"(d[1]), "=r"(d[2]), "=r"(d[3])
+               : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]), "r"(c[0]), "r"(c[1]), "r"(c[2]), "r"(c[3]));
 #elif DEEPSHOCK_DEVICE_PASS
-  (void)d; (void)a; (void)b; (void)c;
+  (void)d;
+  (void)a;
+  (void)b;
+  (void)c;
   __trap();  // mma.sync m16n8k32 s8 needs sm_80 or newer
 #else
-  (void)d; (void)a; (void)b; (void)c;
+  (void)d;
+  (void)a;
+  (void)b;
+  (void)c;
 #endif
 }
 
@@ -264,10 +268,12 @@ DEEPSHOCK_DEVICE void ldmatrix(std::uint32_t (&r)[Count], const void* row) {
                  : "r"(addr));
   }
 #elif DEEPSHOCK_DEVICE_PASS
-  (void)r; (void)row;
+  (void)r;
+  (void)row;
   __trap();  // ldmatrix needs sm_75 or newer
 #else
-  (void)r; (void)row;
+  (void)r;
+  (void)row;
 #endif
 }
 #endif  // DEEPSHOCK_HAS_KERNELS

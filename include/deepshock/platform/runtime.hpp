@@ -20,9 +20,14 @@ namespace deepshock::rt {
 
 #if DEEPSHOCK_SIM
 /// Simulator streams execute synchronously; the handle only identifies the stream.
-struct SimStream { int id = 0; };
+struct SimStream {
+  int id = 0;
+};
 using stream_t = SimStream*;
-struct SimEvent { std::chrono::steady_clock::time_point t{}; bool recorded = false; };
+struct SimEvent {
+  std::chrono::steady_clock::time_point t{};
+  bool recorded = false;
+};
 using event_t = SimEvent*;
 #else
 using stream_t = cudaStream_t;
@@ -77,8 +82,7 @@ inline std::string device_name() {
   if (!device_available()) return "none";
   cudaDeviceProp p{};
   if (cudaGetDeviceProperties(&p, 0) != cudaSuccess) return "unknown";
-  return std::string(p.name) + " (sm_" + std::to_string(p.major * 10 + p.minor) + ", " +
-         std::to_string(p.multiProcessorCount) + " SMs)";
+  return std::string(p.name) + " (sm_" + std::to_string(p.major * 10 + p.minor) + ", " + std::to_string(p.multiProcessorCount) + " SMs)";
 #endif
 }
 
@@ -111,12 +115,13 @@ inline Status memcpy_async(void* dst, const void* src, std::size_t bytes, Copy k
   if (!dst) return Status::invalid_argument("dst", "must not be null");
   if (!src) return Status::invalid_argument("src", "must not be null");
 #if DEEPSHOCK_SIM
-  (void)kind; (void)stream;
+  (void)kind;
+  (void)stream;
   std::memmove(dst, src, bytes);
   return Status::success();
 #else
-  const cudaMemcpyKind k = kind == Copy::host_to_device   ? cudaMemcpyHostToDevice
-                           : kind == Copy::device_to_host ? cudaMemcpyDeviceToHost
+  const cudaMemcpyKind k = kind == Copy::host_to_device     ? cudaMemcpyHostToDevice
+                           : kind == Copy::device_to_host   ? cudaMemcpyDeviceToHost
                            : kind == Copy::device_to_device ? cudaMemcpyDeviceToDevice
                                                             : cudaMemcpyHostToHost;
   return from_cuda(cudaMemcpyAsync(dst, src, bytes, k, stream), "cudaMemcpyAsync");
@@ -175,7 +180,11 @@ class Stream {
   Stream(const Stream&) = delete;
   Stream& operator=(const Stream&) = delete;
   Stream(Stream&& o) noexcept : s_(std::exchange(o.s_, nullptr)) {}
-  Stream& operator=(Stream&& o) noexcept { reset(); s_ = std::exchange(o.s_, nullptr); return *this; }
+  Stream& operator=(Stream&& o) noexcept {
+    reset();
+    s_ = std::exchange(o.s_, nullptr);
+    return *this;
+  }
   ~Stream() { reset(); }
   Status create() {
     reset();

@@ -21,9 +21,7 @@ namespace deepshock::warp {
 inline constexpr unsigned kFullMask = 0xffffffffu;
 
 /// Mask of the first `valid` lanes (1 <= valid <= 32).
-DEEPSHOCK_HOST_DEVICE constexpr unsigned lanes_mask(int valid) {
-  return valid >= 32 ? kFullMask : ((1u << valid) - 1u);
-}
+DEEPSHOCK_HOST_DEVICE constexpr unsigned lanes_mask(int valid) { return valid >= 32 ? kFullMask : ((1u << valid) - 1u); }
 
 /// This thread's lane within its warp (linear thread index modulo 32).
 DEEPSHOCK_DEVICE unsigned lane_id() {
@@ -104,25 +102,43 @@ DEEPSHOCK_DEVICE T butterfly_reduce(T v, Op op) {
 }
 
 struct Sum {
-  template <class T> DEEPSHOCK_HOST_DEVICE T operator()(T a, T b) const { return a + b; }
+  template <class T>
+  DEEPSHOCK_HOST_DEVICE T operator()(T a, T b) const {
+    return a + b;
+  }
 };
 struct Max {
-  template <class T> DEEPSHOCK_HOST_DEVICE T operator()(T a, T b) const { return a < b ? b : a; }
+  template <class T>
+  DEEPSHOCK_HOST_DEVICE T operator()(T a, T b) const {
+    return a < b ? b : a;
+  }
 };
 struct Min {
-  template <class T> DEEPSHOCK_HOST_DEVICE T operator()(T a, T b) const { return b < a ? b : a; }
+  template <class T>
+  DEEPSHOCK_HOST_DEVICE T operator()(T a, T b) const {
+    return b < a ? b : a;
+  }
 };
 
-template <class T> DEEPSHOCK_DEVICE T reduce_sum(T v, int valid = 32) { return reduce(v, Sum{}, valid); }
-template <class T> DEEPSHOCK_DEVICE T reduce_max(T v, int valid = 32) { return reduce(v, Max{}, valid); }
-template <class T> DEEPSHOCK_DEVICE T reduce_min(T v, int valid = 32) { return reduce(v, Min{}, valid); }
+template <class T>
+DEEPSHOCK_DEVICE T reduce_sum(T v, int valid = 32) {
+  return reduce(v, Sum{}, valid);
+}
+template <class T>
+DEEPSHOCK_DEVICE T reduce_max(T v, int valid = 32) {
+  return reduce(v, Max{}, valid);
+}
+template <class T>
+DEEPSHOCK_DEVICE T reduce_min(T v, int valid = 32) {
+  return reduce(v, Min{}, valid);
+}
 
 /// Inclusive prefix sum over the first `valid` lanes (lane i gets v_0 + ... + v_i).
 template <class T>
 DEEPSHOCK_DEVICE T inclusive_scan_sum(T v, int valid = 32) {
   const unsigned mask = lanes_mask(valid);
   const int lane = static_cast<int>(lane_id());
-DEEPSHOCK_UNROLL
+  DEEPSHOCK_UNROLL
   for (int offset = 1; offset < 32; offset <<= 1) {
     const T other = shfl_up(v, static_cast<unsigned>(offset), mask);
     if (lane >= offset) v = v + other;
@@ -162,7 +178,8 @@ DEEPSHOCK_HOST_DEVICE bool ranks_before(const Ranked<T>& a, const Ranked<T>& b) 
 /// The best (highest score, then lowest index) pair over the first `valid` lanes.
 template <class T>
 DEEPSHOCK_DEVICE Ranked<T> argmax(Ranked<T> v, int valid = 32) {
-  return reduce(v, [](const Ranked<T>& a, const Ranked<T>& b) { return ranks_before(a, b) ? a : b; }, valid);
+  return reduce(
+      v, [](const Ranked<T>& a, const Ranked<T>& b) { return ranks_before(a, b) ? a : b; }, valid);
 }
 
 namespace detail {
@@ -233,13 +250,19 @@ DEEPSHOCK_DEVICE void topk(const T (&scores)[N], const int (&indices)[N], Ranked
       for (int i = 0; i < N; ++i) {
         if (indices[i] < 0 || (taken >> i & 1u)) continue;
         const Ranked<T> c{scores[i], indices[i]};
-        if (!have || ranks_before(c, best)) { best = c; have = true; }
+        if (!have || ranks_before(c, best)) {
+          best = c;
+          have = true;
+        }
       }
       // Empty lanes offer index -1, which must lose to any real candidate.
-      const Ranked<T> win = reduce(best, [](const Ranked<T>& a, const Ranked<T>& b) {
-        if ((a.index < 0) != (b.index < 0)) return a.index < 0 ? b : a;
-        return ranks_before(a, b) ? a : b;
-      }, valid);
+      const Ranked<T> win = reduce(
+          best,
+          [](const Ranked<T>& a, const Ranked<T>& b) {
+            if ((a.index < 0) != (b.index < 0)) return a.index < 0 ? b : a;
+            return ranks_before(a, b) ? a : b;
+          },
+          valid);
       out[r] = win;
       if (win.index >= 0) {
         DEEPSHOCK_UNROLL

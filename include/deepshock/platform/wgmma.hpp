@@ -81,7 +81,8 @@ inline constexpr bool wgmma_input_v = std::is_same_v<T, bf16> || std::is_same_v<
 /// Element (row, k) of a swizzled K-major tile starting at `tile` (a k16 slice start).
 template <class T>
 inline float sw128_load(const void* tile, int row, int k) {
-  const std::uintptr_t logical = reinterpret_cast<std::uintptr_t>(tile) + static_cast<std::uintptr_t>((row / 8) * 1024 + (row % 8) * 128 + 2 * k);
+  const std::uintptr_t logical =
+      reinterpret_cast<std::uintptr_t>(tile) + static_cast<std::uintptr_t>((row / 8) * 1024 + (row % 8) * 128 + 2 * k);
   const std::uintptr_t physical = logical ^ (((logical >> 7) & 7u) << 4);
   // Two byte loads, not a 2-byte memcpy: under TSan a memcpy is a range access, several times
   // dearer than two plain ones (the model reads every operand twice per thread).
@@ -135,7 +136,8 @@ template <class T, int N>
 inline void wgmma_issue(float* d, const void* a, const void* b) {
   sim::detail::Thread& t = sim::detail::current_thread();
   const auto bd = t.block->block_dim;
-  if ((static_cast<unsigned long long>(bd.x) * bd.y * bd.z) % 128 != 0) sim::detail::fail("wgmma: the block must consist of whole warpgroups (128 threads)");
+  if ((static_cast<unsigned long long>(bd.x) * bd.y * bd.z) % 128 != 0)
+    sim::detail::fail("wgmma: the block must consist of whole warpgroups (128 threads)");
   wgmma_check_operand(a, 64, "A");
   wgmma_check_operand(b, N, "B");
   sim::detail::Thread::AsyncMma op{d, a, b, t.mma_committed, &wgmma_gather<T, N>, {}, {}};
@@ -187,37 +189,34 @@ DEEPSHOCK_DEVICE std::uint64_t sw128_descriptor(const void* p) {
 
 // The instruction with N / 2 accumulator registers d[...] and descriptors da, db; scale-d = 1
 // (accumulate), no negation, no transpose (both operands K-major).
-#define DEEPSHOCK_WGMMA_M64N64K16(TY)                                                               \
-  asm volatile(                                                                                   \
-      "{\n.reg .pred p;\nsetp.ne.b32 p, %34, 0;\n"                                                  \
-      "wgmma.mma_async.sync.aligned.m64n64k16.f32." TY "." TY " {"                                   \
-      "%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, "   \
-      "%16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31"   \
-      "}, %32, %33, p, 1, 1, 0, 0;\n}\n"   \
-      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]),   \
-        "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]),   \
-        "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]),   \
-        "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31])   \
-      : "l"(da), "l"(db), "r"(1))
+#define DEEPSHOCK_WGMMA_M64N64K16(TY)                                                                                                    \
+  asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %34, 0;\n"                                                                              \
+               "wgmma.mma_async.sync.aligned.m64n64k16.f32." TY "." TY " {"                                                              \
+               "%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, "                                                  \
+               "%16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31"                                          \
+               "}, %32, %33, p, 1, 1, 0, 0;\n}\n"                                                                                        \
+               : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), \
+                 "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), "+f"(d[16]), "+f"(d[17]), "+f"(d[18]),    \
+                 "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]),    \
+                 "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31])                                                                      \
+               : "l"(da), "l"(db), "r"(1))
 
-#define DEEPSHOCK_WGMMA_M64N128K16(TY)                                                               \
-  asm volatile(                                                                                   \
-      "{\n.reg .pred p;\nsetp.ne.b32 p, %66, 0;\n"                                                  \
-      "wgmma.mma_async.sync.aligned.m64n128k16.f32." TY "." TY " {"                                   \
-      "%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, "   \
-      "%16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, "   \
-      "%32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, "   \
-      "%48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63"   \
-      "}, %64, %65, p, 1, 1, 0, 0;\n}\n"   \
-      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]),   \
-        "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]),   \
-        "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]),   \
-        "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31]),   \
-        "+f"(d[32]), "+f"(d[33]), "+f"(d[34]), "+f"(d[35]), "+f"(d[36]), "+f"(d[37]), "+f"(d[38]), "+f"(d[39]),   \
-        "+f"(d[40]), "+f"(d[41]), "+f"(d[42]), "+f"(d[43]), "+f"(d[44]), "+f"(d[45]), "+f"(d[46]), "+f"(d[47]),   \
-        "+f"(d[48]), "+f"(d[49]), "+f"(d[50]), "+f"(d[51]), "+f"(d[52]), "+f"(d[53]), "+f"(d[54]), "+f"(d[55]),   \
-        "+f"(d[56]), "+f"(d[57]), "+f"(d[58]), "+f"(d[59]), "+f"(d[60]), "+f"(d[61]), "+f"(d[62]), "+f"(d[63])   \
-      : "l"(da), "l"(db), "r"(1))
+#define DEEPSHOCK_WGMMA_M64N128K16(TY)                                                                                                   \
+  asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %66, 0;\n"                                                                              \
+               "wgmma.mma_async.sync.aligned.m64n128k16.f32." TY "." TY " {"                                                             \
+               "%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, "                                                  \
+               "%16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, "                                        \
+               "%32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, "                                        \
+               "%48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63"                                          \
+               "}, %64, %65, p, 1, 1, 0, 0;\n}\n"                                                                                        \
+               : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), \
+                 "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), "+f"(d[16]), "+f"(d[17]), "+f"(d[18]),    \
+                 "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]),    \
+                 "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31]), "+f"(d[32]), "+f"(d[33]), "+f"(d[34]), "+f"(d[35]), "+f"(d[36]),    \
+                 "+f"(d[37]), "+f"(d[38]), "+f"(d[39]), "+f"(d[40]), "+f"(d[41]), "+f"(d[42]), "+f"(d[43]), "+f"(d[44]), "+f"(d[45]),    \
+                 "+f"(d[46]), "+f"(d[47]), "+f"(d[48]), "+f"(d[49]), "+f"(d[50]), "+f"(d[51]), "+f"(d[52]), "+f"(d[53]), "+f"(d[54]),    \
+                 "+f"(d[55]), "+f"(d[56]), "+f"(d[57]), "+f"(d[58]), "+f"(d[59]), "+f"(d[60]), "+f"(d[61]), "+f"(d[62]), "+f"(d[63])     \
+               : "l"(da), "l"(db), "r"(1))
 #endif
 }  // namespace detail
 
@@ -239,10 +238,14 @@ DEEPSHOCK_DEVICE void wgmma_m64k16(float (&d)[N / 2], const void* a, const void*
     else DEEPSHOCK_WGMMA_M64N128K16("f16");
   }
 #elif DEEPSHOCK_DEVICE_PASS
-  (void)d; (void)a; (void)b;
+  (void)d;
+  (void)a;
+  (void)b;
   __trap();  // wgmma needs sm_90a; callers check DEEPSHOCK_WGMMA
 #else
-  (void)d; (void)a; (void)b;
+  (void)d;
+  (void)a;
+  (void)b;
 #endif
 }
 

@@ -31,6 +31,7 @@ concept LogitsPolicy = requires(const typename P::Params& p, int row, int col, f
   { P::kName } -> std::convertible_to<const char*>;
   { P::validate(p, row, col) } -> std::same_as<Status>;
   { P::apply(p, row, col, x) } -> std::same_as<float>;
-} && std::is_trivially_copyable_v<typename P::Params>;
+}
+&&std::is_trivially_copyable_v<typename P::Params>;
 
 }  // namespace deepshock::policy

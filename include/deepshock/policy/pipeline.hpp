@@ -42,11 +42,10 @@ namespace detail {
 /// Fails to compile, with a readable sentence, when P is not a LogitsPolicy.
 template <class P>
 struct require_logits_policy {
-  static_assert(LogitsPolicy<P>,
-                "deepshock::policy::Pipeline: every type argument must be a LogitsPolicy (see "
-                "deepshock/policy/concept.hpp): a struct with `static constexpr const char* kName`, a "
-                "trivially copyable nested `Params`, `static Status validate(const Params&, int rows, int vocab)` "
-                "and `DEEPSHOCK_HOST_DEVICE static float apply(const Params&, int row, int col, float x)`.");
+  static_assert(LogitsPolicy<P>, "deepshock::policy::Pipeline: every type argument must be a LogitsPolicy (see "
+                                 "deepshock/policy/concept.hpp): a struct with `static constexpr const char* kName`, a "
+                                 "trivially copyable nested `Params`, `static Status validate(const Params&, int rows, int vocab)` "
+                                 "and `DEEPSHOCK_HOST_DEVICE static float apply(const Params&, int row, int col, float x)`.");
   static constexpr bool value = true;
 };
 
@@ -61,8 +60,7 @@ struct ParamsList<P, Rest...> {
 
   ParamsList() = default;
   /// One Params per policy, in pipeline order.
-  DEEPSHOCK_HOST_DEVICE constexpr ParamsList(const typename P::Params& h, const typename Rest::Params&... r)
-      : head(h), tail(r...) {}
+  DEEPSHOCK_HOST_DEVICE constexpr ParamsList(const typename P::Params& h, const typename Rest::Params&... r) : head(h), tail(r...) {}
 
   /// Params of policy I (0-based, pipeline order).
   template <int I>
@@ -89,8 +87,7 @@ struct ParamsList<P, Rest...> {
   /// Every policy's validate; the first error is prefixed with "<kName> (stage <index>): ".
   Status validate(int rows, int vocab, int index = 0) const {
     const Status st = P::validate(head, rows, vocab);
-    if (!st.ok())
-      return Status(st.code(), std::string(P::kName) + " (stage " + std::to_string(index) + "): " + st.message());
+    if (!st.ok()) return Status(st.code(), std::string(P::kName) + " (stage " + std::to_string(index) + "): " + st.message());
     if constexpr (sizeof...(Rest) > 0) return tail.validate(rows, vocab, index + 1);
     else return Status::success();
   }
@@ -133,8 +130,7 @@ inline Status pipeline_check_args(const float* in, const float* out, int rows, i
   if (vocab <= 0) return Status::invalid_argument("vocab", "must be positive, got " + std::to_string(vocab));
   if (t.threads < 32 || t.threads > 1024 || t.threads % 32 != 0)
     return Status::invalid_argument("tuning.threads", "must be a multiple of 32 between 32 and 1024");
-  if (t.max_col_blocks < 1 || t.max_blocks < 1)
-    return Status::invalid_argument("tuning.max_blocks", "block limits must be positive");
+  if (t.max_col_blocks < 1 || t.max_blocks < 1) return Status::invalid_argument("tuning.max_blocks", "block limits must be positive");
   if (rows == 0) return Status::success();
   if (in == nullptr) return Status::invalid_argument("in", "must not be null");
   if (out == nullptr) return Status::invalid_argument("out", "must not be null");
@@ -142,8 +138,7 @@ inline Status pipeline_check_args(const float* in, const float* out, int rows, i
   if (a % alignof(float) != 0) return Status::invalid_argument("in", "must be 4-byte aligned (float)");
   if (b % alignof(float) != 0) return Status::invalid_argument("out", "must be 4-byte aligned (float)");
   const std::uintptr_t bytes = static_cast<std::uintptr_t>(rows) * static_cast<std::uintptr_t>(vocab) * sizeof(float);
-  if (a != b && a < b + bytes && b < a + bytes)
-    return Status::invalid_argument("out", "must either equal in (in place) or not overlap it");
+  if (a != b && a < b + bytes && b < a + bytes) return Status::invalid_argument("out", "must either equal in (in place) or not overlap it");
   return Status::success();
 }
 
@@ -189,9 +184,8 @@ DEEPSHOCK_KERNEL void __launch_bounds__(1024) pipeline_kernel(typename P::Params
 /// a Status naming the first bad one; rows = 0 is a valid no-op. Asynchronous on `stream`; no
 /// allocation, no host synchronisation.
 template <class P>
-  requires LogitsPolicy<P>
-Status run_pipeline(const typename P::Params& params, const float* in, float* out, int rows, int vocab, rt::stream_t stream,
-                    const PipelineTuning& tuning = {}) {
+requires LogitsPolicy<P> Status run_pipeline(const typename P::Params& params, const float* in, float* out, int rows, int vocab,
+                                             rt::stream_t stream, const PipelineTuning& tuning = {}) {
   DEEPSHOCK_RETURN_IF_ERROR(detail::pipeline_check_args(in, out, rows, vocab, tuning));
   if (rows == 0) return Status::success();
   DEEPSHOCK_RETURN_IF_ERROR(P::validate(params, rows, vocab));

@@ -24,8 +24,7 @@ namespace deepshock::policy::reference {
 
 /// out[r, c] = P::apply(params, r, c, in[r, c]) on the host; `out` may equal `in`.
 template <class P>
-  requires LogitsPolicy<P>
-Status run_pipeline(const typename P::Params& params, const float* in, float* out, int rows, int vocab) {
+requires LogitsPolicy<P> Status run_pipeline(const typename P::Params& params, const float* in, float* out, int rows, int vocab) {
   DEEPSHOCK_RETURN_IF_ERROR(policy::detail::pipeline_check_args(in, out, rows, vocab, PipelineTuning{}));
   if (rows == 0) return Status::success();
   DEEPSHOCK_RETURN_IF_ERROR(P::validate(params, rows, vocab));
@@ -82,7 +81,8 @@ inline Status noisy_topk(const float* logits, int rows, int vocab, int k, Noise 
   std::vector<float> score(order.size());
   for (int r = 0; r < rows; ++r) {
     const float* x = logits + static_cast<std::size_t>(r) * static_cast<std::size_t>(vocab);
-    for (int c = 0; c < vocab; ++c) score[static_cast<std::size_t>(c)] = noise == Noise::none ? x[c] : select_score(noise, scale, seed, r, c, x[c]);
+    for (int c = 0; c < vocab; ++c)
+      score[static_cast<std::size_t>(c)] = noise == Noise::none ? x[c] : select_score(noise, scale, seed, r, c, x[c]);
     std::iota(order.begin(), order.end(), 0);
     std::partial_sort(order.begin(), order.begin() + k, order.end(), [&](int a, int b) {
       return select_ranks_before(score[static_cast<std::size_t>(a)], a, score[static_cast<std::size_t>(b)], b);

@@ -52,8 +52,7 @@ DEEPSHOCK_HOST_DEVICE constexpr bool bit_set(std::uint32_t word, int col) { retu
 /// "<field>: expected N words<per>, got M" unless got == ceil(vocab / 32).
 inline Status check_words(const char* field, const char* per, int got, int vocab) {
   if (got == mask_words(vocab)) return Status::success();
-  return Status::invalid_argument(field, "expected " + std::to_string(mask_words(vocab)) + " words" + per + ", got " +
-                                             std::to_string(got));
+  return Status::invalid_argument(field, "expected " + std::to_string(mask_words(vocab)) + " words" + per + ", got " + std::to_string(got));
 }
 inline Status check_counts(const int* counts, int row_stride, int vocab) {
   if (counts == nullptr) return Status::invalid_argument("counts", "must not be null");
@@ -179,9 +178,9 @@ DEEPSHOCK_HOST_DEVICE constexpr bool watermark_is_green(std::uint64_t key, int p
 struct GreenListWatermark {
   static constexpr const char* kName = "GreenListWatermark";
   struct Params {
-    std::uint64_t key = 0;          ///< secret key
-    float gamma = 0.25f;            ///< green share, in (0, 1)
-    float delta = 2.0f;             ///< bias added to green logits, finite
+    std::uint64_t key = 0;            ///< secret key
+    float gamma = 0.25f;              ///< green share, in (0, 1)
+    float delta = 2.0f;               ///< bias added to green logits, finite
     const int* prev_token = nullptr;  ///< [B] each row's previous token (any int; -1 for none)
   };
   static Status validate(const Params& p, int rows, int vocab) {
@@ -300,8 +299,8 @@ DEEPSHOCK_KERNEL void token_counts_kernel(TokenHistory hist, int vocab, int row_
 /// some banned sequence (t_1..t_n) has t_n = t and its first n - 1 tokens equal the last n - 1
 /// tokens of row b's history (so one-token sequences ban their token in every row). Sequences
 /// whose last token is outside [0, vocab) are ignored. Asynchronous on `stream`.
-inline Status prepare_sequence_ban(const BannedSequences& seqs, const TokenHistory& history, int rows, int vocab,
-                                   std::uint32_t* ban_mask, rt::stream_t stream) {
+inline Status prepare_sequence_ban(const BannedSequences& seqs, const TokenHistory& history, int rows, int vocab, std::uint32_t* ban_mask,
+                                   rt::stream_t stream) {
   DEEPSHOCK_RETURN_IF_ERROR(detail::check_history(history, rows, vocab));
   if (seqs.count < 0) return Status::invalid_argument("sequences.count", "must not be negative");
   if (rows == 0) return Status::success();
@@ -317,7 +316,8 @@ inline Status build_token_counts(const TokenHistory& history, int rows, int voca
   DEEPSHOCK_RETURN_IF_ERROR(detail::check_history(history, rows, vocab));
   if (rows == 0) return Status::success();
   DEEPSHOCK_RETURN_IF_ERROR(detail::check_counts(counts, row_stride, vocab));
-  return launch(detail::token_counts_kernel, {dim3(static_cast<unsigned>(rows)), dim3(256u), 0, stream}, history, vocab, row_stride, counts);
+  return launch(detail::token_counts_kernel, {dim3(static_cast<unsigned>(rows)), dim3(256u), 0, stream}, history, vocab, row_stride,
+                counts);
 }
 #endif  // DEEPSHOCK_HAS_KERNELS
 

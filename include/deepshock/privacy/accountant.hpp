@@ -106,14 +106,16 @@ struct ScaledSum {
 inline double log_a_integer(double q, double sigma, std::int64_t n) {
   const double lq = std::log(q), l1q = std::log1p(-q), inv = 1.0 / (2.0 * sigma * sigma);
   double lc = std::log(0.5 * static_cast<double>(n) * static_cast<double>(n - 1));  // ln C(n, 2)
-  double m = kNegInf, s = 0.0;  // running log-sum-exp: Σ = s·e^m
+  double m = kNegInf, s = 0.0;                                                      // running log-sum-exp: Σ = s·e^m
   for (std::int64_t k = 2; k <= n; ++k) {
     const double kd = static_cast<double>(k), x = (kd * kd - kd) * inv;
     const double log_em1 = x > 30.0 ? x + std::log1p(-std::exp(-x)) : std::log(std::expm1(x));
     const double t = lc + static_cast<double>(n - k) * l1q + kd * lq + log_em1;
     if (t != kNegInf) {
-      if (t > m) { s = s * std::exp(m - t) + 1.0; m = t; }
-      else s += std::exp(t - m);
+      if (t > m) {
+        s = s * std::exp(m - t) + 1.0;
+        m = t;
+      } else s += std::exp(t - m);
     }
     lc += std::log(static_cast<double>(n - k) / (kd + 1.0));
   }
@@ -146,11 +148,11 @@ inline double log_a_fractional(double q, double sigma, double alpha) {
   };
   const double aq = alpha * q;
   const double fix_sign[4] = {1.0, -1.0, aq < 1.0 ? -1.0 : 1.0, -1.0};
-  const double fix_log[4] = {
-      safe_log(pow1m_minus_linear(q, alpha)) + log_ndtr(z0 / sigma),                          // T1_0 − (1−αq)Φ(z0/σ)
-      std::log(aq) + std::log(-std::expm1((alpha - 1.0) * l1q)) + log_ndtr((z0 - 1.0) / sigma),  // αT1_1 − αqΦ((z0−1)/σ)
-      aq == 1.0 ? kNegInf : std::log(std::fabs(1.0 - aq)) + log_ndtr(-z0 / sigma),              // −(1−αq)Φ(−z0/σ)
-      std::log(aq) + log_ndtr((1.0 - z0) / sigma)};                                              // −αqΦ((1−z0)/σ)
+  const double fix_log[4] = {safe_log(pow1m_minus_linear(q, alpha)) + log_ndtr(z0 / sigma),  // T1_0 − (1−αq)Φ(z0/σ)
+                             std::log(aq) + std::log(-std::expm1((alpha - 1.0) * l1q)) +
+                                 log_ndtr((z0 - 1.0) / sigma),                                             // αT1_1 − αqΦ((z0−1)/σ)
+                             aq == 1.0 ? kNegInf : std::log(std::fabs(1.0 - aq)) + log_ndtr(-z0 / sigma),  // −(1−αq)Φ(−z0/σ)
+                             std::log(aq) + log_ndtr((1.0 - z0) / sigma)};                                 // −αqΦ((1−z0)/σ)
   // Head: i < ⌈α⌉ + 2, where terms may still grow; its largest term fixes the scale.
   const auto head = static_cast<int>(std::ceil(alpha)) + 2;
   std::vector<double> head_log(static_cast<std::size_t>(head)), head_sign(static_cast<std::size_t>(head));
@@ -171,7 +173,7 @@ inline double log_a_fractional(double q, double sigma, double alpha) {
   double partial[K + 1] = {};  // ring of the last K+1 partial sums
   double prev = 0.0, am1 = acc.value();
   int smooth = 0;
-  for (int i = head; ; ++i) {
+  for (int i = head;; ++i) {
     const double x = acc.add(sign, log_term(i, log_binom));
     log_binom += std::log(std::fabs(alpha - i) / (i + 1.0));
     sign = -sign;  // i > α from here on
@@ -181,7 +183,7 @@ inline double log_a_fractional(double q, double sigma, double alpha) {
     smooth = (r > 0.9 && r < 1.0 && x * prev < 0.0) ? smooth + 1 : 0;
     prev = x;
     am1 = s;
-    if (b <= 3.1e-17 * std::fabs(s)) break;  // e^{−38}: the tail is below rounding
+    if (b <= 3.1e-17 * std::fabs(s)) break;                          // e^{−38}: the tail is below rounding
     const bool settled = smooth >= K && b <= 6.1e-6 * std::fabs(s);  // e^{−12}
     if (settled || i >= head + 4'000'000) {
       const int n0 = i - K;  // average S_{n0}..S_i K times: binomial weights C(K,k)/2^K
@@ -195,7 +197,7 @@ inline double log_a_fractional(double q, double sigma, double alpha) {
     }
   }
   if (std::isnan(am1)) return am1;  // never read NaN as "no loss": the caller reports it
-  if (!(am1 > 0.0)) return 0.0;      // A ≥ 1; a non-positive sum is rounding at RDP ≈ 0
+  if (!(am1 > 0.0)) return 0.0;     // A ≥ 1; a non-positive sum is rounding at RDP ≈ 0
   return softplus(scale + std::log(am1));
 }
 
@@ -224,8 +226,8 @@ inline std::string unsupported_order(double alpha) {
   if (!valid_order(alpha)) return "is not a finite number > 1";
   if (alpha > kMaxOrder) return "is above the largest supported order, " + format_number(kMaxOrder);
   if (alpha != std::floor(alpha) && !(alpha >= kMinFractionalOrder && alpha <= kMaxFractionalOrder)) {
-    return "is a fractional order outside [" + format_number(kMinFractionalOrder) + ", " +
-           format_number(kMaxFractionalOrder) + "], where the series for fractional orders loses accuracy";
+    return "is a fractional order outside [" + format_number(kMinFractionalOrder) + ", " + format_number(kMaxFractionalOrder) +
+           "], where the series for fractional orders loses accuracy";
   }
   return {};
 }
@@ -265,9 +267,8 @@ inline Status rdp_subsampled_gaussian(double q, double sigma, double alpha, doub
   } else if (q == 1.0 || near_noiseless || near_noise_only) {
     value = unsampled;
   } else {
-    const double log_a = alpha == std::floor(alpha)
-                             ? detail::log_a_integer(q, sigma, static_cast<std::int64_t>(alpha))
-                             : detail::log_a_fractional(q, sigma, alpha);
+    const double log_a = alpha == std::floor(alpha) ? detail::log_a_integer(q, sigma, static_cast<std::int64_t>(alpha))
+                                                    : detail::log_a_fractional(q, sigma, alpha);
     value = log_a / (alpha - 1.0);
   }
   if (!(value >= 0.0)) {
@@ -292,38 +293,33 @@ inline double rdp_subsampled_gaussian(double q, double sigma, double alpha) {
 /// per order, each ≥ 0 or +∞ — an RDP of +∞ is legal (an order that bounds nothing, e.g. after an
 /// overflow) and is skipped, as is any order whose ε overflows. If no order gives a finite ε, the
 /// call succeeds with ε = +∞ and order = NaN: no finite guarantee, never an understated one.
-inline Status epsilon_from_rdp(const std::vector<double>& orders, const std::vector<double>& rdp, double delta,
-                               Conversion conversion, EpsilonResult& out) {
+inline Status epsilon_from_rdp(const std::vector<double>& orders, const std::vector<double>& rdp, double delta, Conversion conversion,
+                               EpsilonResult& out) {
   DEEPSHOCK_RETURN_IF_ERROR(detail::check_delta(delta));
   if (conversion != Conversion::improved && conversion != Conversion::classic) {
-    return Status::invalid_argument("conversion", "is not a Conversion value (" +
-                                                      std::to_string(static_cast<int>(conversion)) + ")");
+    return Status::invalid_argument("conversion", "is not a Conversion value (" + std::to_string(static_cast<int>(conversion)) + ")");
   }
   if (orders.empty()) return Status::invalid_argument("orders", "must not be empty");
   if (orders.size() != rdp.size()) {
-    return Status::invalid_argument("rdp", "must have one value per order (orders has " +
-                                               std::to_string(orders.size()) + ", rdp has " +
+    return Status::invalid_argument("rdp", "must have one value per order (orders has " + std::to_string(orders.size()) + ", rdp has " +
                                                std::to_string(rdp.size()) + ")");
   }
   for (std::size_t i = 0; i < orders.size(); ++i) {
     if (!detail::valid_order(orders[i])) {
-      return Status::invalid_argument("orders",
-                                      detail::element("orders", i, orders[i]) + " is not a finite number > 1");
+      return Status::invalid_argument("orders", detail::element("orders", i, orders[i]) + " is not a finite number > 1");
     }
   }
   for (std::size_t i = 0; i < rdp.size(); ++i) {
     if (!(rdp[i] >= 0.0)) {  // false for NaN too
-      return Status::invalid_argument("rdp",
-                                      detail::element("rdp", i, rdp[i]) + " is not a number >= 0 (+inf is allowed)");
+      return Status::invalid_argument("rdp", detail::element("rdp", i, rdp[i]) + " is not a number >= 0 (+inf is allowed)");
     }
   }
   const double log_delta = std::log(delta);
   EpsilonResult best{std::numeric_limits<double>::infinity(), std::numeric_limits<double>::quiet_NaN()};
   for (std::size_t i = 0; i < orders.size(); ++i) {
     const double a = orders[i];
-    const double e = conversion == Conversion::classic
-                         ? rdp[i] - log_delta / (a - 1.0)
-                         : rdp[i] + std::log((a - 1.0) / a) - (log_delta + std::log(a)) / (a - 1.0);
+    const double e = conversion == Conversion::classic ? rdp[i] - log_delta / (a - 1.0)
+                                                       : rdp[i] + std::log((a - 1.0) / a) - (log_delta + std::log(a)) / (a - 1.0);
     if (std::isfinite(e) && e < best.epsilon) best = {e, a};
   }
   if (best.epsilon < 0.0) best.epsilon = 0.0;  // improved conversion only; classic is ≥ 0 anyway

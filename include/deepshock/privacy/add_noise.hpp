@@ -56,8 +56,8 @@ DEEPSHOCK_KERNEL void add_integer_noise_kernel(std::int64_t* values, std::int64_
 
 /// values[i] = release_on_grid(values[i], grid, noise, draw (seed, stream_id, i)), grid-stride.
 template <class Noise>
-DEEPSHOCK_KERNEL void release_on_grid_kernel(float* values, std::int64_t n, GridParams grid, Noise noise,
-                                             std::uint64_t seed, std::uint32_t stream_id) {
+DEEPSHOCK_KERNEL void release_on_grid_kernel(float* values, std::int64_t n, GridParams grid, Noise noise, std::uint64_t seed,
+                                             std::uint32_t stream_id) {
   const std::int64_t stride = static_cast<std::int64_t>(gridDim.x) * blockDim.x;
   for (std::int64_t i = static_cast<std::int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < n; i += stride)
     values[i] = release_on_grid(values[i], grid, noise, seed, stream_id, static_cast<std::uint64_t>(i));
@@ -75,8 +75,8 @@ Status add_integer_noise(std::int64_t* values, std::int64_t n, const Noise& nois
 }
 /// Releases values[i] on `grid` with draw i of `noise`. `noise` is already validated.
 template <class Noise>
-Status release_noise_on_grid(float* values, std::int64_t n, Grid grid, const Noise& noise, std::uint64_t seed,
-                             std::uint32_t stream_id, rt::stream_t stream) {
+Status release_noise_on_grid(float* values, std::int64_t n, Grid grid, const Noise& noise, std::uint64_t seed, std::uint32_t stream_id,
+                             rt::stream_t stream) {
   GridParams g;
   DEEPSHOCK_RETURN_IF_ERROR(make_grid(grid, g));
   if (n == 0) return Status::success();
@@ -86,8 +86,8 @@ Status release_noise_on_grid(float* values, std::int64_t n, Grid grid, const Noi
 
 /// In place on the device array values [n]: values[i] += Z_i, Z_i ~ discrete Laplace with scale
 /// t = scale.num / scale.den (P(z) ∝ exp(-|z| / t)), draw i of (seed, stream_id). n = 0 is a no-op.
-inline Status add_discrete_laplace_noise(std::int64_t* values, std::int64_t n, Rational scale, std::uint64_t seed,
-                                         std::uint32_t stream_id, rt::stream_t stream) {
+inline Status add_discrete_laplace_noise(std::int64_t* values, std::int64_t n, Rational scale, std::uint64_t seed, std::uint32_t stream_id,
+                                         rt::stream_t stream) {
   DEEPSHOCK_RETURN_IF_ERROR(detail::check_values(values, n));
   DiscreteLaplace noise;
   DEEPSHOCK_RETURN_IF_ERROR(make_discrete_laplace(scale, "scale", noise));

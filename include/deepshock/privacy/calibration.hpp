@@ -58,7 +58,11 @@ inline double log_ndtr(double x) {
 
 /// ln(e^a + e^b), safe for −∞ arguments.
 inline double log_add(double a, double b) {
-  if (a < b) { const double t = a; a = b; b = t; }
+  if (a < b) {
+    const double t = a;
+    a = b;
+    b = t;
+  }
   if (b == -std::numeric_limits<double>::infinity()) return a;
   return a + std::log1p(std::exp(b - a));
 }
@@ -90,10 +94,10 @@ inline double analytic_gaussian_log_delta(double sigma, double epsilon, double s
   const double la = log_ndtr(u - v);
   double r = 0.0;
   if (u <= 0.5) {
-    constexpr double node[5] = {0.148874338981631210885, 0.433395394129247190799, 0.679409568299024406234,
-                                0.865063366688984510732, 0.973906528517171720078};
-    constexpr double weight[5] = {0.295524224714752870174, 0.269266719309996355091, 0.219086362515982043996,
-                                  0.149451349150580593146, 0.0666713443086881375936};
+    constexpr double node[5] = {0.148874338981631210885, 0.433395394129247190799, 0.679409568299024406234, 0.865063366688984510732,
+                                0.973906528517171720078};
+    constexpr double weight[5] = {0.295524224714752870174, 0.269266719309996355091, 0.219086362515982043996, 0.149451349150580593146,
+                                  0.0666713443086881375936};
     constexpr double log_sqrt_2pi = 0.91893853320467274178;
     auto mills = [](double x) { return std::exp(-0.5 * x * x - log_sqrt_2pi - log_ndtr(x)); };  // φ(x)/Φ(x)
     double integral = 0.0;
@@ -115,8 +119,7 @@ inline Status classic_gaussian_sigma(double epsilon, double delta, double sensit
   DEEPSHOCK_RETURN_IF_ERROR(detail::check_delta(delta));
   DEEPSHOCK_RETURN_IF_ERROR(detail::check_sensitivity(sensitivity));
   if (!(epsilon < 1.0)) {
-    return Status::invalid_argument("epsilon",
-                                    "must be < 1 for the classic Gaussian bound (use analytic_gaussian_sigma)");
+    return Status::invalid_argument("epsilon", "must be < 1 for the classic Gaussian bound (use analytic_gaussian_sigma)");
   }
   sigma = sensitivity * std::sqrt(2.0 * std::log(1.25 / delta)) / epsilon;
   return Status::success();

@@ -43,9 +43,7 @@ namespace deepshock::privacy {
 
 /// Bytes of workspace dp_sgd_aggregate needs for B examples: B doubles, rounded up to 256
 /// (0 when B == 0).
-inline std::size_t dp_sgd_workspace_bytes(int B) {
-  return B > 0 ? (static_cast<std::size_t>(B) * sizeof(double) + 255) / 256 * 256 : 0;
-}
+inline std::size_t dp_sgd_workspace_bytes(int B) { return B > 0 ? (static_cast<std::size_t>(B) * sizeof(double) + 255) / 256 * 256 : 0; }
 
 /// Host: Poisson sampling of a batch. mask[b] = 1 if example b is taken at `step`, else 0, for
 /// b in [0, B): independent Bernoulli(q) draws, poisson_sampled(seed, step, b, q) (noise.hpp).
@@ -96,9 +94,8 @@ DEEPSHOCK_KERNEL void dp_clip_factor_kernel(const float* grads, const std::uint8
 
 /// out[p] = (sum_b factor[b] grads[b, p] + noise_std z_p) / divisor, examples in index order.
 template <int Threads>
-DEEPSHOCK_KERNEL void dp_noisy_sum_kernel(const float* grads, const double* factor, int B, std::int64_t P,
-                                          double noise_std, double divisor, std::uint64_t seed, std::uint32_t step,
-                                          std::uint64_t param_offset, float* out) {
+DEEPSHOCK_KERNEL void dp_noisy_sum_kernel(const float* grads, const double* factor, int B, std::int64_t P, double noise_std, double divisor,
+                                          std::uint64_t seed, std::uint32_t step, std::uint64_t param_offset, float* out) {
   const std::int64_t stride = static_cast<std::int64_t>(gridDim.x) * Threads;
   for (std::int64_t p = static_cast<std::int64_t>(blockIdx.x) * Threads + threadIdx.x; p < P; p += stride) {
     double acc = 0.0;
@@ -119,31 +116,29 @@ DEEPSHOCK_KERNEL void dp_noisy_sum_kernel(const float* grads, const double* fact
 /// dp_sgd_workspace_bytes(B) bytes of `workspace` (device, 16-byte aligned, contents ignored).
 /// B = 0, P = 0 and masks with no sampled example are legal.
 inline Status dp_sgd_aggregate(const float* per_example_grads, const std::uint8_t* sampled_mask, int B, std::int64_t P,
-                               const DpSgdParams& params, float* out, void* workspace, std::size_t workspace_bytes,
-                               rt::stream_t stream) {
+                               const DpSgdParams& params, float* out, void* workspace, std::size_t workspace_bytes, rt::stream_t stream) {
   DEEPSHOCK_RETURN_IF_ERROR(detail::check_dp_sgd_args(per_example_grads, B, P, params, out));
   const std::size_t need = dp_sgd_workspace_bytes(B);
   if (need > 0) {
     if (workspace == nullptr)
       return Status::invalid_argument("workspace", "must not be null (dp_sgd_workspace_bytes(B) = " + std::to_string(need) + ")");
     if (workspace_bytes < need)
-      return Status::resource_exhausted("workspace_bytes", std::to_string(workspace_bytes) + " bytes given, " +
-                                                               std::to_string(need) + " needed");
-    if (reinterpret_cast<std::uintptr_t>(workspace) % 16 != 0)
-      return Status::invalid_argument("workspace", "must be aligned to 16 bytes");
+      return Status::resource_exhausted("workspace_bytes",
+                                        std::to_string(workspace_bytes) + " bytes given, " + std::to_string(need) + " needed");
+    if (reinterpret_cast<std::uintptr_t>(workspace) % 16 != 0) return Status::invalid_argument("workspace", "must be aligned to 16 bytes");
   }
   if (P == 0) return Status::success();
   auto* factor = static_cast<double*>(workspace);
   if (B > 0)
     DEEPSHOCK_RETURN_IF_ERROR(launch(kernels::dp_clip_factor_kernel<detail::kClipThreads>,
-                                     {dim3(static_cast<unsigned>(B)), dim3(detail::kClipThreads), 0, stream},
-                                     per_example_grads, sampled_mask, P, static_cast<double>(params.clip_norm), factor));
+                                     {dim3(static_cast<unsigned>(B)), dim3(detail::kClipThreads), 0, stream}, per_example_grads,
+                                     sampled_mask, P, static_cast<double>(params.clip_norm), factor));
   const std::int64_t want = (P + detail::kSumThreads - 1) / detail::kSumThreads;
   const unsigned blocks = static_cast<unsigned>(want < detail::kSumMaxBlocks ? want : detail::kSumMaxBlocks);
   const double noise_std = static_cast<double>(params.noise_multiplier) * static_cast<double>(params.clip_norm);
-  return launch(kernels::dp_noisy_sum_kernel<detail::kSumThreads>, {dim3(blocks), dim3(detail::kSumThreads), 0, stream},
-                per_example_grads, factor, B, P, noise_std, static_cast<double>(params.expected_batch_size), params.seed,
-                params.step, params.param_offset, out);
+  return launch(kernels::dp_noisy_sum_kernel<detail::kSumThreads>, {dim3(blocks), dim3(detail::kSumThreads), 0, stream}, per_example_grads,
+                factor, B, P, noise_std, static_cast<double>(params.expected_batch_size), params.seed, params.step, params.param_offset,
+                out);
 }
 
 #endif  // DEEPSHOCK_HAS_KERNELS

@@ -175,9 +175,7 @@ constexpr bool mul_within(std::uint64_t a, std::uint64_t b, std::uint64_t limit,
 }
 
 /// 2^k as a float for -126 <= k <= 127 (exact).
-DEEPSHOCK_HOST_DEVICE constexpr float pow2f(int k) noexcept {
-  return deepshock::detail::bits_to_float(std::uint32_t(k + 127) << 23);
-}
+DEEPSHOCK_HOST_DEVICE constexpr float pow2f(int k) noexcept { return deepshock::detail::bits_to_float(std::uint32_t(k + 127) << 23); }
 }  // namespace detail
 
 /// Uniform integer in [0, m), m >= 1: draw ceil(log2 m) bits, reject values >= m (no modulo
@@ -217,8 +215,7 @@ DEEPSHOCK_HOST_DEVICE constexpr bool bernoulli_exp_le1(DrawRng& rng, std::uint64
 /// Bernoulli(exp(-gamma)) for gamma = (hi * 2^64 + lo) / d, d >= 1 — CKS Algorithm 1: floor(gamma)
 /// Bernoulli(exp(-1)) trials must all succeed, then Bernoulli(exp(-frac(gamma))). A gamma of
 /// 2^64 or more (hi >= d) returns false: its true probability is below exp(-2^64).
-DEEPSHOCK_HOST_DEVICE constexpr bool bernoulli_exp_wide(DrawRng& rng, std::uint64_t hi, std::uint64_t lo,
-                                                        std::uint64_t d) noexcept {
+DEEPSHOCK_HOST_DEVICE constexpr bool bernoulli_exp_wide(DrawRng& rng, std::uint64_t hi, std::uint64_t lo, std::uint64_t d) noexcept {
   if (hi >= d) return false;
   const detail::U64Pair qr = detail::divmod_wide(hi, lo, d);
   for (std::uint64_t i = 0; i < qr.hi; ++i)
@@ -262,8 +259,7 @@ struct DiscreteLaplace {
     }
   }
   /// The draw identified by (seed, stream, index) in the user domain.
-  DEEPSHOCK_HOST_DEVICE constexpr std::int64_t sample(std::uint64_t seed, std::uint32_t stream,
-                                                      std::uint64_t index) const noexcept {
+  DEEPSHOCK_HOST_DEVICE constexpr std::int64_t sample(std::uint64_t seed, std::uint32_t stream, std::uint64_t index) const noexcept {
     DrawRng rng(seed, stream, index);
     return sample(rng);
   }
@@ -286,7 +282,7 @@ struct DiscreteGaussian {
     for (;;) {
       const std::int64_t y = proposal.sample(rng);
       const std::uint64_t ay = y < 0 ? std::uint64_t(-y) : std::uint64_t(y);
-      if (ay > y_cap) continue;  // truncation at 64 t (mass < exp(-2000))
+      if (ay > y_cap) continue;              // truncation at 64 t (mass < exp(-2000))
       const std::uint64_t p = ay * den * t;  // < 2^64 by the limits
       const std::uint64_t a = p >= num ? p - num : num - p;
       const detail::U64Pair sq = detail::mul_wide(a, a);
@@ -294,8 +290,7 @@ struct DiscreteGaussian {
     }
   }
   /// The draw identified by (seed, stream, index) in the user domain.
-  DEEPSHOCK_HOST_DEVICE constexpr std::int64_t sample(std::uint64_t seed, std::uint32_t stream,
-                                                      std::uint64_t index) const noexcept {
+  DEEPSHOCK_HOST_DEVICE constexpr std::int64_t sample(std::uint64_t seed, std::uint32_t stream, std::uint64_t index) const noexcept {
     DrawRng rng(seed, stream, index);
     return sample(rng);
   }
@@ -305,8 +300,8 @@ namespace detail {
 /// Checks num, den >= 1 and reduces the fraction.
 inline Status reduce_rational(const Rational& r, const char* name, std::uint64_t& num, std::uint64_t& den) {
   if (r.num < 1 || r.den < 1)
-    return Status::invalid_argument(name, "numerator and denominator must be >= 1, got " + std::to_string(r.num) + "/" +
-                                              std::to_string(r.den));
+    return Status::invalid_argument(name,
+                                    "numerator and denominator must be >= 1, got " + std::to_string(r.num) + "/" + std::to_string(r.den));
   const std::uint64_t g = gcd(std::uint64_t(r.num), std::uint64_t(r.den));
   num = std::uint64_t(r.num) / g;
   den = std::uint64_t(r.den) / g;
@@ -331,8 +326,8 @@ inline Status make_discrete_gaussian(const Rational& sigma2, const char* name, D
   const std::uint64_t t = detail::isqrt(num / den) + 1;  // floor(sigma) + 1
   const std::uint64_t max = ~std::uint64_t(0);
   std::uint64_t dt = 0, dt2 = 0, ndt2 = 0;
-  const bool fits = detail::mul_within(den, t, max, dt) && detail::mul_within(dt, t, max / 64, dt2) &&
-                    detail::mul_within(num, dt2, max / 2, ndt2);
+  const bool fits =
+      detail::mul_within(den, t, max, dt) && detail::mul_within(dt, t, max / 64, dt2) && detail::mul_within(num, dt2, max / 2, ndt2);
   if (!fits)
     return Status::out_of_range(name, "too large for exact 64-bit sampling: need 64 d t^2 < 2^64 and 2 n d t^2 < 2^64 "
                                       "with t = floor(sigma) + 1 (about n < 2^31 for d = 1)");
@@ -429,7 +424,7 @@ DEEPSHOCK_HOST_DEVICE std::int64_t snap_to_grid(float value, const GridParams& g
   if (!(x == x)) x = 0.0f;
   x = x < -m ? -m : (x > m ? m : x);
   std::int64_t i = std::int64_t(x);  // truncation
-  const float frac = x - float(i);  // exact for |x| <= 2^24
+  const float frac = x - float(i);   // exact for |x| <= 2^24
   const bool odd = (i & 1) != 0;
   if (frac > 0.5f || (frac == 0.5f && odd)) ++i;
   if (frac < -0.5f || (frac == -0.5f && odd)) --i;
@@ -448,8 +443,8 @@ DEEPSHOCK_HOST_DEVICE float release_on_grid(float value, const GridParams& g, co
 
 /// release_on_grid with the draw identified by (seed, stream, index) in the user domain.
 template <class Noise>
-DEEPSHOCK_HOST_DEVICE float release_on_grid(float value, const GridParams& g, const Noise& noise, std::uint64_t seed,
-                                            std::uint32_t stream, std::uint64_t index) noexcept {
+DEEPSHOCK_HOST_DEVICE float release_on_grid(float value, const GridParams& g, const Noise& noise, std::uint64_t seed, std::uint32_t stream,
+                                            std::uint64_t index) noexcept {
   DrawRng rng(seed, stream, index);
   return release_on_grid(value, g, noise, rng);
 }

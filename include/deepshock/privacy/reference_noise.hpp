@@ -46,18 +46,15 @@ inline Status check_values(const void* values, std::int64_t n) {
 
 /// Checks of dp_sgd_aggregate (device and reference). The mask may be null (all sampled);
 /// inputs may be null when empty.
-inline Status check_dp_sgd_args(const float* per_example_grads, int B, std::int64_t P, const DpSgdParams& p,
-                                const float* out) {
+inline Status check_dp_sgd_args(const float* per_example_grads, int B, std::int64_t P, const DpSgdParams& p, const float* out) {
   if (B < 0) return Status::invalid_argument("B", "must be >= 0, got " + std::to_string(B));
   DEEPSHOCK_RETURN_IF_ERROR(check_count(P, "P"));
-  if (!(p.clip_norm > 0.0f) || !std::isfinite(p.clip_norm))
-    return Status::invalid_argument("clip_norm", "must be finite and > 0");
+  if (!(p.clip_norm > 0.0f) || !std::isfinite(p.clip_norm)) return Status::invalid_argument("clip_norm", "must be finite and > 0");
   if (!(p.noise_multiplier >= 0.0f) || !std::isfinite(p.noise_multiplier))
     return Status::invalid_argument("noise_multiplier", "must be finite and >= 0");
   if (!(p.expected_batch_size > 0.0f) || !std::isfinite(p.expected_batch_size))
     return Status::invalid_argument("expected_batch_size", "must be finite and > 0");
-  if (B > 0 && P > 0 && per_example_grads == nullptr)
-    return Status::invalid_argument("per_example_grads", "must not be null");
+  if (B > 0 && P > 0 && per_example_grads == nullptr) return Status::invalid_argument("per_example_grads", "must not be null");
   if (P > 0 && out == nullptr) return Status::invalid_argument("out", "must not be null");
   return Status::success();
 }

@@ -66,10 +66,10 @@ enum class Matrix { w1, w3, w2, shared_w1, shared_w3, shared_w2 };
 
 /// One row of a stacked [experts, rows, cols] weight matrix, as the host decoders take it.
 struct RowRef {
-  long long expert = 0;  ///< 0 for the shared expert
-  long long rows = 0;    ///< stored rows per expert
-  long long row = 0;     ///< the row inside its expert
-  long long cols = 0;    ///< values per row (K)
+  long long expert = 0;                                   ///< 0 for the shared expert
+  long long rows = 0;                                     ///< stored rows per expert
+  long long row = 0;                                      ///< the row inside its expert
+  long long cols = 0;                                     ///< values per row (K)
   long long flat() const { return expert * rows + row; }  ///< the row among all experts' rows
 };
 
@@ -162,11 +162,15 @@ struct Int8Channel {
       const float* ptr;
       const char* name;
       bool needed;
-    } fields[] = {{p.w1_scale, "codec.w1_scale", true},          {p.w3_scale, "codec.w3_scale", gated},
-                  {p.w2_scale, "codec.w2_scale", true},          {p.shared_w1_scale, "codec.shared_w1_scale", shared},
-                  {p.shared_w3_scale, "codec.shared_w3_scale", shared && gated}, {p.shared_w2_scale, "codec.shared_w2_scale", shared}};
+    } fields[] = {{p.w1_scale, "codec.w1_scale", true},
+                  {p.w3_scale, "codec.w3_scale", gated},
+                  {p.w2_scale, "codec.w2_scale", true},
+                  {p.shared_w1_scale, "codec.shared_w1_scale", shared},
+                  {p.shared_w3_scale, "codec.shared_w3_scale", shared && gated},
+                  {p.shared_w2_scale, "codec.shared_w2_scale", shared}};
     for (const auto& f : fields)
-      if (f.needed && f.ptr == nullptr) return Status::invalid_argument(f.name, "must not be null (int8_channel weights need their scales)");
+      if (f.needed && f.ptr == nullptr)
+        return Status::invalid_argument(f.name, "must not be null (int8_channel weights need their scales)");
     return Status::success();
   }
 };
@@ -174,14 +178,15 @@ struct Int8Channel {
 namespace detail {
 /// The hooks of a quantized codec (kIdentity false): decoding on the device and on the host.
 template <class C>
-concept DecodingCodec = requires(const typename C::Params& params, const typename C::Factors& f, const typename C::template storage<bf16>* p,
-                                 float* out, double* out_ref) {
+concept DecodingCodec = requires(const typename C::Params& params, const typename C::Factors& f,
+                                 const typename C::template storage<bf16>* p, float* out, double* out_ref) {
   { C::kPack } -> std::convertible_to<int>;
   { C::kGroup } -> std::convertible_to<int>;
   { C::template pair<bf16>(p, 0, f) } -> std::same_as<std::uint32_t>;
   C::template decode_row<bf16>(params, Matrix::w1, p, RowRef{}, out);
   C::template decode_row_ref<bf16>(params, Matrix::w1, p, RowRef{}, out_ref);
-} && (C::kPack == 1 || C::kPack == 2) && C::kGroup >= 0;
+}
+&&(C::kPack == 1 || C::kPack == 2) && C::kGroup >= 0;
 
 /// Epilogue-scaled codecs (kGroup == 0) also give a stored element's value and a channel's scale.
 template <class C>
@@ -205,7 +210,9 @@ struct Int8ChannelA8 : Int8Channel {
 
 /// Whether a codec quantizes the activations to int8 per row (W8A8).
 template <class C>
-inline constexpr bool act_int8_v = requires { requires C::kActInt8; };
+inline constexpr bool act_int8_v = requires {
+  requires C::kActInt8;
+};
 
 /// What the grouped GEMM requires of a codec (one readable failure for a wrong one).
 template <class C>
@@ -217,8 +224,9 @@ concept WeightCodec = requires(const typename C::Params& params) {
   typename C::template storage<float>;
   { C::operand(params, Matrix::w1, 0LL, 0LL, 1) } -> std::same_as<typename C::Operand>;
   { C::validate(params, true, true) } -> std::same_as<Status>;
-} && std::is_trivially_copyable_v<typename C::Operand> && std::is_trivially_copyable_v<typename C::Params> &&
-                      (C::kIdentity || (detail::DecodingCodec<C> && (C::kGroup > 0 || detail::EpilogueScaledCodec<C>)));
+}
+&&std::is_trivially_copyable_v<typename C::Operand>&& std::is_trivially_copyable_v<typename C::Params> &&
+    (C::kIdentity || (detail::DecodingCodec<C> && (C::kGroup > 0 || detail::EpilogueScaledCodec<C>)));
 
 /// Values per stored element and the in-mainloop group size of a codec (1 and 0 for identity
 /// codecs), for code that handles every codec.

@@ -126,13 +126,17 @@ inline Status check_layout(const Int4Layout& l) {
   constexpr long long kMax = 1LL << 31;
   if (l.n <= 0 || l.n >= kMax) return Status::invalid_argument("layout.n", "must be in [1, 2^31), got " + std::to_string(l.n));
   if (l.k <= 0 || l.k >= kMax) return Status::invalid_argument("layout.k", "must be in [1, 2^31), got " + std::to_string(l.k));
-  if (l.n % 8 != 0) return Status::invalid_argument("layout.n", "must be a multiple of 8 (eight 4-bit values per int32), got " + std::to_string(l.n));
-  if (l.k % 8 != 0) return Status::invalid_argument("layout.k", "must be a multiple of 8 (eight 4-bit values per int32), got " + std::to_string(l.k));
+  if (l.n % 8 != 0)
+    return Status::invalid_argument("layout.n", "must be a multiple of 8 (eight 4-bit values per int32), got " + std::to_string(l.n));
+  if (l.k % 8 != 0)
+    return Status::invalid_argument("layout.k", "must be a multiple of 8 (eight 4-bit values per int32), got " + std::to_string(l.k));
   if (l.group != 32 && l.group != 64 && l.group != 128)
     return Status::invalid_argument("layout.group", "must be 32, 64 or 128, got " + std::to_string(l.group));
   if (l.k % l.group != 0)
-    return Status::invalid_argument("layout.group", "must divide layout.k: k = " + std::to_string(l.k) + " is not a multiple of " + std::to_string(l.group));
-  if (l.scale_type != Int4ScaleType::fp16 && l.scale_type != Int4ScaleType::bf16) return Status::invalid_argument("layout.scale_type", "must be fp16 or bf16");
+    return Status::invalid_argument("layout.group", "must divide layout.k: k = " + std::to_string(l.k) + " is not a multiple of " +
+                                                        std::to_string(l.group));
+  if (l.scale_type != Int4ScaleType::fp16 && l.scale_type != Int4ScaleType::bf16)
+    return Status::invalid_argument("layout.scale_type", "must be fp16 or bf16");
   return Status::success();
 }
 
@@ -142,14 +146,17 @@ inline Status check_target(const Int4Target& d) {
   return Status::success();
 }
 
-inline bool scale_finite(std::uint16_t bits, Int4ScaleType t) { return t == Int4ScaleType::fp16 ? (bits & 0x7C00u) != 0x7C00u : (bits & 0x7F80u) != 0x7F80u; }
+inline bool scale_finite(std::uint16_t bits, Int4ScaleType t) {
+  return t == Int4ScaleType::fp16 ? (bits & 0x7C00u) != 0x7C00u : (bits & 0x7F80u) != 0x7F80u;
+}
 
 /// Scales at src[g * gs + n * ns] for group g, channel n: all finite.
 inline Status check_scales(const std::uint16_t* src, long long gs, long long ns, const Int4Layout& l, const char* name) {
   for (long long g = 0; g < l.k / l.group; ++g)
     for (long long n = 0; n < l.n; ++n)
       if (!scale_finite(src[g * gs + n * ns], l.scale_type))
-        return Status::invalid_argument(name, "scale of group " + std::to_string(g) + ", channel " + std::to_string(n) + " is not finite (inf or NaN)");
+        return Status::invalid_argument(name, "scale of group " + std::to_string(g) + ", channel " + std::to_string(n) +
+                                                  " is not finite (inf or NaN)");
   return Status::success();
 }
 
@@ -159,9 +166,9 @@ Status check_symmetric(ZeroOf zero_of, const Int4Layout& l, const char* name) {
   for (long long g = 0; g < l.k / l.group; ++g)
     for (long long n = 0; n < l.n; ++n)
       if (const unsigned z = zero_of(g, n); z != 8)
-        return Status::invalid_argument(name,
-                                        "the zero of group " + std::to_string(g) + ", channel " + std::to_string(n) + " is " + std::to_string(z) +
-                                            ", not 8: a symmetric import (dst.zero null) needs every zero to be 8; pass dst.zero for the asymmetric layout");
+        return Status::invalid_argument(
+            name, "the zero of group " + std::to_string(g) + ", channel " + std::to_string(n) + " is " + std::to_string(z) +
+                      ", not 8: a symmetric import (dst.zero null) needs every zero to be 8; pass dst.zero for the asymmetric layout");
   return Status::success();
 }
 
@@ -192,9 +199,12 @@ inline Status import_gptq(const GptqTensors& src, GptqZeros zeros, const Int4Lay
     for (long long c = 0; c < k; ++c)
       if (src.g_idx[c] != c / G)
         return Status::invalid_argument("src.g_idx", "g_idx[" + std::to_string(c) + "] is " + std::to_string(src.g_idx[c]) +
-                                                         ", not k / group = " + std::to_string(c / G) + ": act-order (desc_act) checkpoints are not supported");
+                                                         ", not k / group = " + std::to_string(c / G) +
+                                                         ": act-order (desc_act) checkpoints are not supported");
   const std::uint32_t add = zeros == GptqZeros::v1 ? 0x11111111u : 0u;  // v1 -> v2, modulo 2^32
-  auto zero_of = [&](long long g, long long c) { return import_detail::slot(import_detail::word_bits(src.qzeros[g * (n / 8) + c / 8]) + add, int(c % 8)); };
+  auto zero_of = [&](long long g, long long c) {
+    return import_detail::slot(import_detail::word_bits(src.qzeros[g * (n / 8) + c / 8]) + add, int(c % 8));
+  };
   DEEPSHOCK_RETURN_IF_ERROR(import_detail::check_scales(src.scales, n, 1, layout, "src.scales"));
   if (dst.zero == nullptr) DEEPSHOCK_RETURN_IF_ERROR(import_detail::check_symmetric(zero_of, layout, "src.qzeros"));
 
@@ -218,7 +228,9 @@ inline Status import_awq_gemm(const AwqTensors& src, const Int4Layout& layout, c
   if (src.scales == nullptr) return Status::invalid_argument("src.scales", "must not be null");
   DEEPSHOCK_RETURN_IF_ERROR(import_detail::check_target(dst));
   const long long n = layout.n, k = layout.k;
-  auto zero_of = [&](long long g, long long c) { return import_detail::slot(import_detail::word_bits(src.qzeros[g * (n / 8) + c / 8]), kAwqSlot[c % 8]); };
+  auto zero_of = [&](long long g, long long c) {
+    return import_detail::slot(import_detail::word_bits(src.qzeros[g * (n / 8) + c / 8]), kAwqSlot[c % 8]);
+  };
   DEEPSHOCK_RETURN_IF_ERROR(import_detail::check_scales(src.scales, n, 1, layout, "src.scales"));
   if (dst.zero == nullptr) DEEPSHOCK_RETURN_IF_ERROR(import_detail::check_symmetric(zero_of, layout, "src.qzeros"));
 
@@ -228,7 +240,8 @@ inline Status import_awq_gemm(const AwqTensors& src, const Int4Layout& layout, c
       const std::uint32_t lo = import_detail::word_bits(src.qweight[(2 * b) * (n / 8) + j]);
       const std::uint32_t hi = import_detail::word_bits(src.qweight[(2 * b + 1) * (n / 8) + j]);
       for (int c = 0; c < 8; ++c)
-        dst.q[(8 * j + c) * (k / 2) + b] = static_cast<std::uint8_t>(import_detail::slot(lo, kAwqSlot[c]) | (import_detail::slot(hi, kAwqSlot[c]) << 4));
+        dst.q[(8 * j + c) * (k / 2) + b] =
+            static_cast<std::uint8_t>(import_detail::slot(lo, kAwqSlot[c]) | (import_detail::slot(hi, kAwqSlot[c]) << 4));
     }
   auto scale_of = [&](long long g, long long c) { return src.scales[g * n + c]; };
   import_detail::write_factors(dst, layout, scale_of, zero_of);
@@ -277,7 +290,8 @@ Status dequantize_int4_ref(const Int4View& src, const Int4Layout& layout, Out* o
   const long long n = layout.n, k = layout.k, G = layout.group;
   if (src.zero != nullptr)
     for (long long i = 0; i < (k / G) * n; ++i)
-      if (src.zero[i] > 15) return Status::invalid_argument("src.zero", "element " + std::to_string(i) + " is " + std::to_string(src.zero[i]) + ", not 0..15");
+      if (src.zero[i] > 15)
+        return Status::invalid_argument("src.zero", "element " + std::to_string(i) + " is " + std::to_string(src.zero[i]) + ", not 0..15");
   for (long long r = 0; r < n; ++r)
     for (long long c = 0; c < k; ++c) {
       const long long at = (c / G) * n + r;

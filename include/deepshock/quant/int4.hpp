@@ -58,8 +58,12 @@ struct Int4Group {
   static constexpr bool kZeros = Z == Int4Zero::asymmetric;
   static constexpr int kPack = 2;
   static constexpr int kGroup = G;
-  static constexpr const char* kName = Z == Int4Zero::asymmetric ? (G == 32 ? "int4_g32_zp" : G == 64 ? "int4_g64_zp" : "int4_g128_zp")
-                                                                 : (G == 32 ? "uint4b8_g32" : G == 64 ? "uint4b8_g64" : "uint4b8_g128");
+  static constexpr const char* kName = Z == Int4Zero::asymmetric ? (G == 32   ? "int4_g32_zp"
+                                                                    : G == 64 ? "int4_g64_zp"
+                                                                              : "int4_g128_zp")
+                                                                 : (G == 32   ? "uint4b8_g32"
+                                                                    : G == 64 ? "uint4b8_g64"
+                                                                              : "uint4b8_g128");
 
   /// One matrix's scales and zeros (host or device pointers).
   struct MatrixData {
@@ -162,10 +166,13 @@ struct Int4Group {
                   {&p.shared_w2, "codec.shared_w2.scale", "codec.shared_w2.zero", shared}};
     for (const auto& f : fields) {
       if (!f.needed) continue;
-      if (f.d->scale == nullptr) return Status::invalid_argument(f.scale, std::string("must not be null (") + kName + " weights need their scales)");
-      if (kZeros && f.d->zero == nullptr) return Status::invalid_argument(f.zero, std::string("must not be null (") + kName + " has zero points)");
+      if (f.d->scale == nullptr)
+        return Status::invalid_argument(f.scale, std::string("must not be null (") + kName + " weights need their scales)");
+      if (kZeros && f.d->zero == nullptr)
+        return Status::invalid_argument(f.zero, std::string("must not be null (") + kName + " has zero points)");
       if (!kZeros && f.d->zero != nullptr)
-        return Status::invalid_argument(f.zero, std::string("must be null: ") + kName + " is symmetric (its zero is 8); use Int4Zero::asymmetric");
+        return Status::invalid_argument(f.zero,
+                                        std::string("must be null: ") + kName + " is symmetric (its zero is 8); use Int4Zero::asymmetric");
     }
     return Status::success();
   }
@@ -175,16 +182,18 @@ struct Int4Group {
   /// them with 16- and 8-byte copies), step 1.
   static Status check(const Operand& o, long long n, long long k) {
     if (k % G != 0)
-      return Status::invalid_argument("k", std::string("must be a multiple of the group size ") + std::to_string(G) + " (" + kName + "), got " +
-                                               std::to_string(k));
+      return Status::invalid_argument("k", std::string("must be a multiple of the group size ") + std::to_string(G) + " (" + kName +
+                                               "), got " + std::to_string(k));
     if (o.step != 1)
-      return Status::invalid_argument("gate_up", std::string(kName) + " needs contiguous output channels (gate_up::Separate or Halves, not Interleaved)");
+      return Status::invalid_argument("gate_up", std::string(kName) +
+                                                     " needs contiguous output channels (gate_up::Separate or Halves, not Interleaved)");
     if (o.scale == nullptr) return Status::invalid_argument("codec.scale", "must not be null");
     if (o.rows < n)
-      return Status::invalid_argument("codec.rows", "the scales' rows per expert (" + std::to_string(o.rows) + ") must cover the N = " +
-                                                      std::to_string(n) + " output channels");
+      return Status::invalid_argument("codec.rows", "the scales' rows per expert (" + std::to_string(o.rows) +
+                                                        ") must cover the N = " + std::to_string(n) + " output channels");
     if (reinterpret_cast<std::uintptr_t>(o.scale) % 16 != 0 || o.rows % 8 != 0)
-      return Status::invalid_argument("codec.scale", "rows of scales must start 16-byte aligned (aligned pointer, a multiple of 8 rows per expert)");
+      return Status::invalid_argument("codec.scale",
+                                      "rows of scales must start 16-byte aligned (aligned pointer, a multiple of 8 rows per expert)");
     if (kZeros && (o.zero == nullptr || reinterpret_cast<std::uintptr_t>(o.zero) % 8 != 0))
       return Status::invalid_argument("codec.zero", "must be non-null and 8-byte aligned");
     return Status::success();
@@ -196,19 +205,21 @@ struct Int4Group {
 /// and, for asymmetric codecs, zero [cols / G][rows]. Rounding: see the file comment; the current
 /// rounding mode must be the default (nearest even).
 template <class Codec>
-Status quantize_int4_group(const float* w, long long rows, long long cols, long long ld, std::uint8_t* q, long long ldq, std::uint16_t* scale,
-                           std::uint8_t* zero) {
+Status quantize_int4_group(const float* w, long long rows, long long cols, long long ld, std::uint8_t* q, long long ldq,
+                           std::uint16_t* scale, std::uint8_t* zero) {
   constexpr int G = Codec::kGroup;
   using S = typename Codec::scale_type;
   if (rows < 0 || cols < 0) return Status::invalid_argument("rows/cols", "must be >= 0");
-  if (cols % G != 0) return Status::invalid_argument("cols", "must be a multiple of the group size " + std::to_string(G) + ", got " + std::to_string(cols));
+  if (cols % G != 0)
+    return Status::invalid_argument("cols", "must be a multiple of the group size " + std::to_string(G) + ", got " + std::to_string(cols));
   if (rows == 0 || cols == 0) return Status::success();
   if (w == nullptr) return Status::invalid_argument("w", "must not be null");
   if (q == nullptr) return Status::invalid_argument("q", "must not be null");
   if (scale == nullptr) return Status::invalid_argument("scale", "must not be null");
   if (Codec::kZeros && zero == nullptr) return Status::invalid_argument("zero", "must not be null (asymmetric codec)");
   if (ld < cols) return Status::invalid_argument("ld", "must be >= cols (" + std::to_string(cols) + "), got " + std::to_string(ld));
-  if (ldq < cols / 2) return Status::invalid_argument("ldq", "must be >= cols / 2 (" + std::to_string(cols / 2) + "), got " + std::to_string(ldq));
+  if (ldq < cols / 2)
+    return Status::invalid_argument("ldq", "must be >= cols / 2 (" + std::to_string(cols / 2) + "), got " + std::to_string(ldq));
   const long long groups = cols / G;
   for (long long r = 0; r < rows; ++r) {
     const float* row = w + r * ld;
@@ -222,7 +233,9 @@ Status quantize_int4_group(const float* w, long long rows, long long cols, long 
       }
       const float range = Codec::kZeros ? (hi - lo) / 15.0f : std::fmax(std::fabs(hi), std::fabs(lo)) / 7.0f;  // +0 for a zero group
       const S s(range);
-      if (s.is_inf()) return Status::invalid_argument("w", "row " + std::to_string(r) + " group " + std::to_string(j) + ": the scale overflows the scale type");
+      if (s.is_inf())
+        return Status::invalid_argument("w", "row " + std::to_string(r) + " group " + std::to_string(j) +
+                                                 ": the scale overflows the scale type");
       const float sf = s.to_float();
       float z = 8.0f;
       if constexpr (Codec::kZeros) z = sf > 0.0f ? std::fmin(std::fmax(std::nearbyint(-lo / sf), 0.0f), 15.0f) : 0.0f;

@@ -22,7 +22,8 @@ namespace deepshock::quant {
 /// Quantizes `rows` x `cols` weights w (row-major, row stride `ld` >= cols) into q (row stride
 /// `ldq` >= cols) and one scale per row. Rounding uses the current rounding mode, which must be
 /// the default round-to-nearest-even.
-inline Status quantize_int8_channel(const float* w, long long rows, long long cols, long long ld, std::int8_t* q, long long ldq, float* scale) {
+inline Status quantize_int8_channel(const float* w, long long rows, long long cols, long long ld, std::int8_t* q, long long ldq,
+                                    float* scale) {
   if (rows < 0 || cols < 0) return Status::invalid_argument("rows/cols", "must be >= 0");
   if (rows == 0 || cols == 0) return Status::success();
   if (w == nullptr) return Status::invalid_argument("w", "must not be null");

@@ -12,20 +12,19 @@
 #pragma once
 
 #include <atomic>
-#include <climits>
-#include <cstdint>
 #include <bit>
+#include <chrono>
+#include <climits>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
-#include <chrono>
 #include <type_traits>
 
 #include "deepshock/core/config.hpp"
 #include "deepshock/sim/engine.hpp"
 
 #if !DEEPSHOCK_SIM
-#  error "deepshock/sim/cuda_shim.hpp is for simulator builds (DEEPSHOCK_SIM=1) only."
+#error "deepshock/sim/cuda_shim.hpp is for simulator builds (DEEPSHOCK_SIM=1) only."
 #endif
 
 // ---- execution-space and storage keywords ----------------------------------------------------
@@ -38,9 +37,9 @@
 // symbol table (static_smem.hpp); g++ places the marker right after the variable: its redzone.
 #define DEEPSHOCK_SIM_CAT2(a, b) a##b
 #define DEEPSHOCK_SIM_CAT(a, b) DEEPSHOCK_SIM_CAT2(a, b)
-#define __shared__                                                                                   \
-  [[maybe_unused, gnu::used]] static thread_local ::deepshock::sim::detail::SmemRedzone DEEPSHOCK_SIM_CAT( \
-      deepshock_smem_redzone_, __COUNTER__);                                                         \
+#define __shared__                                                                                                                 \
+  [[maybe_unused, gnu::used]] static thread_local ::deepshock::sim::detail::SmemRedzone DEEPSHOCK_SIM_CAT(deepshock_smem_redzone_, \
+                                                                                                          __COUNTER__);            \
   static thread_local
 #define __launch_bounds__(...)
 // A GNU attribute, not alignas: CUDA code writes it among the decl-specifiers
@@ -61,10 +60,14 @@ inline constexpr int warpSize = 32;
 
 // ---- vector types --------------------------------------------------------------------------------
 #define DEEPSHOCK_SIM_VEC2(T, name, al) \
-  struct alignas(al) name { T x, y; };   \
+  struct alignas(al) name {             \
+    T x, y;                             \
+  };                                    \
   inline name make_##name(T x, T y) { return name{x, y}; }
 #define DEEPSHOCK_SIM_VEC4(T, name, al) \
-  struct alignas(al) name { T x, y, z, w; }; \
+  struct alignas(al) name {             \
+    T x, y, z, w;                       \
+  };                                    \
   inline name make_##name(T x, T y, T z, T w) { return name{x, y, z, w}; }
 DEEPSHOCK_SIM_VEC2(float, float2, 8)
 DEEPSHOCK_SIM_VEC4(float, float4, 16)
@@ -130,8 +133,7 @@ inline void shfl_compute(Thread* const* lanes, unsigned mask) {
     const int lane = __builtin_ctz(m);
     const auto& in = *static_cast<const ShflIn*>(lanes[lane]->in);
     const int w = in.width;
-    if (w < 1 || w > 32 || (w & (w - 1)))
-      fail("shuffle: width " + std::to_string(w) + " is not a power of two in [1, 32]");
+    if (w < 1 || w > 32 || (w & (w - 1))) fail("shuffle: width " + std::to_string(w) + " is not a power of two in [1, 32]");
     const int segmask = ~(w - 1) & 31;
     const int bval = in.b & 31;
     const int min_lane = lane & segmask;
@@ -140,10 +142,22 @@ inline void shfl_compute(Thread* const* lanes, unsigned mask) {
     int j = lane;
     bool valid = true;
     switch (in.mode) {
-      case ShflMode::up: j = lane - bval; valid = j >= max_lane_up; break;
-      case ShflMode::down: j = lane + bval; valid = j <= max_lane; break;
-      case ShflMode::bfly: j = lane ^ bval; valid = j <= max_lane; break;
-      case ShflMode::idx: j = min_lane | (bval & ~segmask); valid = j <= max_lane; break;
+      case ShflMode::up:
+        j = lane - bval;
+        valid = j >= max_lane_up;
+        break;
+      case ShflMode::down:
+        j = lane + bval;
+        valid = j <= max_lane;
+        break;
+      case ShflMode::bfly:
+        j = lane ^ bval;
+        valid = j <= max_lane;
+        break;
+      case ShflMode::idx:
+        j = min_lane | (bval & ~segmask);
+        valid = j <= max_lane;
+        break;
     }
     if (!valid) j = lane;
     const unsigned named = lanes[lane]->pending_mask.load(std::memory_order_relaxed);  // the caller's mask
@@ -214,7 +228,11 @@ inline void reduce_compute(Thread* const* lanes, unsigned mask) {
     const auto& in = *static_cast<const RedIn*>(lanes[__builtin_ctz(m)]->in);
     if (in.op != op) fail("__reduce_*_sync: lanes of one mask used different reductions");
     const unsigned v = in.value;
-    if (first) { acc = v; first = false; continue; }
+    if (first) {
+      acc = v;
+      first = false;
+      continue;
+    }
     switch (op) {
       case RedOp::add: acc += v; break;
       case RedOp::min_s: acc = static_cast<unsigned>(std::min(static_cast<int>(acc), static_cast<int>(v))); break;
@@ -259,8 +277,7 @@ inline T __shfl_down_sync(unsigned mask, T var, unsigned delta, int width = warp
 }
 template <class T>
 inline T __shfl_xor_sync(unsigned mask, T var, int lane_mask, int width = warpSize) {
-  return ::deepshock::sim::detail::shuffle(mask, var, ::deepshock::sim::detail::ShflMode::bfly, lane_mask, width,
-                                           "__shfl_xor_sync");
+  return ::deepshock::sim::detail::shuffle(mask, var, ::deepshock::sim::detail::ShflMode::bfly, lane_mask, width, "__shfl_xor_sync");
 }
 
 inline unsigned __ballot_sync(unsigned mask, int pred) {
@@ -297,10 +314,10 @@ inline unsigned __match_all_sync(unsigned mask, T value, int* pred) {
   return out.all ? mask : 0u;
 }
 
-#define DEEPSHOCK_SIM_REDUCE(name, T, op)                                                              \
-  inline T name(unsigned mask, T value) {                                                              \
-    return static_cast<T>(::deepshock::sim::detail::warp_reduce(mask, static_cast<unsigned>(value),     \
-                                                                ::deepshock::sim::detail::RedOp::op, #name)); \
+#define DEEPSHOCK_SIM_REDUCE(name, T, op)                                                                                       \
+  inline T name(unsigned mask, T value) {                                                                                       \
+    return static_cast<T>(                                                                                                      \
+        ::deepshock::sim::detail::warp_reduce(mask, static_cast<unsigned>(value), ::deepshock::sim::detail::RedOp::op, #name)); \
   }
 DEEPSHOCK_SIM_REDUCE(__reduce_add_sync, unsigned, add)
 DEEPSHOCK_SIM_REDUCE(__reduce_add_sync, int, add)
@@ -318,9 +335,13 @@ DEEPSHOCK_SIM_REDUCE(__reduce_xor_sync, unsigned, xor_)
 // that spin loops on another thread's or block's flag make progress): sync.hpp, atomic_done.
 namespace deepshock::sim::detail {
 template <class T>
-inline std::atomic_ref<T> aref(T* p) { return std::atomic_ref<T>(*p); }
+inline std::atomic_ref<T> aref(T* p) {
+  return std::atomic_ref<T>(*p);
+}
 template <class T>
-inline bool same_bits(const T& a, const T& b) { return std::memcmp(&a, &b, sizeof(T)) == 0; }
+inline bool same_bits(const T& a, const T& b) {
+  return std::memcmp(&a, &b, sizeof(T)) == 0;
+}
 /// Read-modify-write `*p = f(*p)` as one atomic step; returns the old value.
 template <class T, class F>
 inline T atomic_rmw(T* p, F f) {
@@ -334,8 +355,10 @@ inline T atomic_rmw(T* p, F f) {
 }  // namespace deepshock::sim::detail
 
 // Exactly CUDA's overload set, so code that builds here builds with nvcc too.
-#define DEEPSHOCK_SIM_ATOMIC(name, T, expr) \
-  inline T name(T* p, T v) { return ::deepshock::sim::detail::atomic_rmw(p, [v](T o) -> T { return expr; }); }
+#define DEEPSHOCK_SIM_ATOMIC(name, T, expr)                                         \
+  inline T name(T* p, T v) {                                                        \
+    return ::deepshock::sim::detail::atomic_rmw(p, [v](T o) -> T { return expr; }); \
+  }
 DEEPSHOCK_SIM_ATOMIC(atomicAdd, int, static_cast<int>(static_cast<unsigned>(o) + static_cast<unsigned>(v)))
 DEEPSHOCK_SIM_ATOMIC(atomicAdd, unsigned, o + v)
 DEEPSHOCK_SIM_ATOMIC(atomicAdd, unsigned long long, o + v)
@@ -367,8 +390,8 @@ DEEPSHOCK_SIM_ATOMIC(atomicXor, unsigned long long, (o ^ v))
 DEEPSHOCK_SIM_ATOMIC(atomicInc, unsigned, (o >= v) ? 0u : o + 1)
 DEEPSHOCK_SIM_ATOMIC(atomicDec, unsigned, (o == 0 || o > v) ? v : o - 1)
 #undef DEEPSHOCK_SIM_ATOMIC
-#define DEEPSHOCK_SIM_CAS(T)                                                                                  \
-  inline T atomicCAS(T* p, T compare, T v) {                                                                  \
+#define DEEPSHOCK_SIM_CAS(T)                                                                                 \
+  inline T atomicCAS(T* p, T compare, T v) {                                                                 \
     return ::deepshock::sim::detail::atomic_rmw(p, [compare, v](T o) -> T { return o == compare ? v : o; }); \
   }
 DEEPSHOCK_SIM_CAS(int)
@@ -438,11 +461,13 @@ inline unsigned __float2uint_rn(float x) {
   return r <= 0.0 ? 0u : r >= 4294967295.0 ? UINT32_MAX : static_cast<unsigned>(r);
 }
 template <class T>
-inline T __ldg(const T* p) { return *p; }
+inline T __ldg(const T* p) {
+  return *p;
+}
 
 // CUDA's global min/max overloads (same-type, and the mixed signed/unsigned ones, which
 // compare as unsigned).
-#define DEEPSHOCK_SIM_MINMAX(A, B, R)                                                           \
+#define DEEPSHOCK_SIM_MINMAX(A, B, R)                                                                              \
   inline R min(A a, B b) { return static_cast<R>(a) < static_cast<R>(b) ? static_cast<R>(a) : static_cast<R>(b); } \
   inline R max(A a, B b) { return static_cast<R>(a) > static_cast<R>(b) ? static_cast<R>(a) : static_cast<R>(b); }
 DEEPSHOCK_SIM_MINMAX(int, int, int)

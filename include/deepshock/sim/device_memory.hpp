@@ -51,8 +51,8 @@ inline std::string check_tail(void* p, std::size_t bytes) {
   for (std::size_t i = 0; i < n; ++i)
     if (tail[i] != tail_canary(i)) {
       if (what.empty())
-        what = "out-of-bounds write to device memory: byte " + std::to_string(i) + " past the end of an allocation of " + std::to_string(bytes) +
-               " bytes changed";
+        what = "out-of-bounds write to device memory: byte " + std::to_string(i) + " past the end of an allocation of " +
+               std::to_string(bytes) + " bytes changed";
       tail[i] = tail_canary(i);
     }
   return what;

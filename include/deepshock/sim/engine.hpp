@@ -229,7 +229,8 @@ inline Status run_grid(Worker& w, Dim3 grid, std::uint64_t nblocks, unsigned nsl
                                      ": " + what);
     }
     if (w.progress.load(std::memory_order_relaxed) != progress) quiet_rounds = 0;
-    else if (++quiet_rounds >= kLivelockRounds) return Status::runtime_error("simulator: " + describe_livelock(resident, nblocks - next, nslots));
+    else if (++quiet_rounds >= kLivelockRounds)
+      return Status::runtime_error("simulator: " + describe_livelock(resident, nblocks - next, nslots));
   }
 }
 
@@ -258,8 +259,8 @@ inline Status launch(Dim3 grid, Dim3 block, std::size_t smem_bytes, void (*body)
   const detail::StaticSmem& smem = detail::static_smem();
   const bool own_images = nslots > 1 && smem.bytes > 0;
   if (nslots > 1 && !smem.found)
-    return Status::unsupported("simulator: several resident blocks need the static __shared__ variables, which are found in the symbol table: " +
-                               smem.error);
+    return Status::unsupported(
+        "simulator: several resident blocks need the static __shared__ variables, which are found in the symbol table: " + smem.error);
   struct Guard {
     Worker& w;
     ~Guard() {

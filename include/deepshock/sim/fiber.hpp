@@ -6,43 +6,43 @@
 // happens-before edges between simulated threads are the ones the simulator's barriers create).
 #pragma once
 
+#include <sys/mman.h>
+#include <unistd.h>
 #include <atomic>
 #include <cstddef>
 #include <cstdlib>
 #include <new>
 #include <utility>
-#include <sys/mman.h>
-#include <unistd.h>
 
 #include <boost/context/detail/fcontext.hpp>
 
 #if defined(__SANITIZE_ADDRESS__)
-#  define DEEPSHOCK_SIM_ASAN 1
+#define DEEPSHOCK_SIM_ASAN 1
 #elif defined(__has_feature)
-#  if __has_feature(address_sanitizer)
-#    define DEEPSHOCK_SIM_ASAN 1
-#  endif
+#if __has_feature(address_sanitizer)
+#define DEEPSHOCK_SIM_ASAN 1
+#endif
 #endif
 #if defined(__SANITIZE_THREAD__)
-#  define DEEPSHOCK_SIM_TSAN 1
+#define DEEPSHOCK_SIM_TSAN 1
 #elif defined(__has_feature)
-#  if __has_feature(thread_sanitizer)
-#    define DEEPSHOCK_SIM_TSAN 1
-#  endif
+#if __has_feature(thread_sanitizer)
+#define DEEPSHOCK_SIM_TSAN 1
+#endif
 #endif
 #ifndef DEEPSHOCK_SIM_ASAN
-#  define DEEPSHOCK_SIM_ASAN 0
+#define DEEPSHOCK_SIM_ASAN 0
 #endif
 #ifndef DEEPSHOCK_SIM_TSAN
-#  define DEEPSHOCK_SIM_TSAN 0
+#define DEEPSHOCK_SIM_TSAN 0
 #endif
 
 #if DEEPSHOCK_SIM_ASAN
-#  include <sanitizer/asan_interface.h>
-#  include <sanitizer/common_interface_defs.h>
+#include <sanitizer/asan_interface.h>
+#include <sanitizer/common_interface_defs.h>
 #endif
 #if DEEPSHOCK_SIM_TSAN
-#  include <sanitizer/tsan_interface.h>
+#include <sanitizer/tsan_interface.h>
 #endif
 
 namespace deepshock::sim::detail {
@@ -86,7 +86,10 @@ class Stack {
   Stack(const Stack&) = delete;
   Stack& operator=(const Stack&) = delete;
   Stack(Stack&& o) noexcept { swap(o); }
-  Stack& operator=(Stack&& o) noexcept { swap(o); return *this; }
+  Stack& operator=(Stack&& o) noexcept {
+    swap(o);
+    return *this;
+  }
   ~Stack() {
     if (base_) ::munmap(base_, total_);
   }
@@ -96,8 +99,10 @@ class Stack {
 
  private:
   void swap(Stack& o) noexcept {
-    std::swap(base_, o.base_); std::swap(bottom_, o.bottom_);
-    std::swap(total_, o.total_); std::swap(usable_, o.usable_);
+    std::swap(base_, o.base_);
+    std::swap(bottom_, o.bottom_);
+    std::swap(total_, o.total_);
+    std::swap(usable_, o.usable_);
   }
   char* base_ = nullptr;
   char* bottom_ = nullptr;

@@ -31,14 +31,14 @@ inline constexpr unsigned kMaxResidentBlocks = 64;
 /// Process-wide simulator settings.
 struct Options {
   Schedule schedule = Schedule::in_order;
-  std::uint64_t seed = 0x5eedULL;            ///< seeds the random schedule
+  std::uint64_t seed = 0x5eedULL;  ///< seeds the random schedule
   /// Blocks resident at once. 1: blocks run one after another. N > 1: up to N blocks run
   /// interleaved (their threads take turns under the schedule), so protocols between blocks —
   /// tickets, grid-wide counters, a block spinning on another block's flag — are exercised as
   /// on a GPU, where a wave of blocks runs concurrently.
   unsigned resident_blocks = 1;
-  std::size_t stack_bytes = 128 * 1024;      ///< per simulated thread
-  std::size_t max_dynamic_smem = 227 * 1024; ///< as sm_90 (opt-in maximum)
+  std::size_t stack_bytes = 128 * 1024;       ///< per simulated thread
+  std::size_t max_dynamic_smem = 227 * 1024;  ///< as sm_90 (opt-in maximum)
   /// Set when the environment asked for something unknown; every launch then fails with it.
   std::string config_error;
 };
@@ -52,9 +52,18 @@ struct Stats {
 namespace detail {
 /// Parses "in_order", "reversed", "random" or "random:<seed>"; false if it is none of them.
 inline bool parse_schedule(const std::string& v, Schedule& schedule, std::uint64_t& seed) {
-  if (v == "in_order") { schedule = Schedule::in_order; return true; }
-  if (v == "reversed") { schedule = Schedule::reversed; return true; }
-  if (v == "random") { schedule = Schedule::random; return true; }
+  if (v == "in_order") {
+    schedule = Schedule::in_order;
+    return true;
+  }
+  if (v == "reversed") {
+    schedule = Schedule::reversed;
+    return true;
+  }
+  if (v == "random") {
+    schedule = Schedule::random;
+    return true;
+  }
   if (v.rfind("random:", 0) == 0 && v.size() > 7) {
     char* end = nullptr;
     const std::uint64_t s = std::strtoull(v.c_str() + 7, &end, 0);
@@ -88,7 +97,8 @@ inline Options options_from_env() {
   if (const char* s = std::getenv("DEEPSHOCK_SIM_RESIDENT_BLOCKS")) {
     unsigned long n = 0;
     if (!parse_unsigned(s, 1, kMaxResidentBlocks, n))
-      o.config_error = std::string("DEEPSHOCK_SIM_RESIDENT_BLOCKS: '") + s + "' is not a number in [1, " + std::to_string(kMaxResidentBlocks) + "]";
+      o.config_error =
+          std::string("DEEPSHOCK_SIM_RESIDENT_BLOCKS: '") + s + "' is not a number in [1, " + std::to_string(kMaxResidentBlocks) + "]";
     else o.resident_blocks = static_cast<unsigned>(n);
   }
   return o;

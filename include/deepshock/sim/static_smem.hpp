@@ -94,11 +94,18 @@ inline std::string_view marker_function_prefix(std::string_view name) {
 /// Reads the thread-local objects of the ELF file at `path` and picks the shared variables.
 inline void read_static_smem(const char* path, StaticSmem& out) {
   const int fd = ::open(path, O_RDONLY | O_CLOEXEC);
-  if (fd < 0) { out.error = std::string("cannot open ") + path; return; }
+  if (fd < 0) {
+    out.error = std::string("cannot open ") + path;
+    return;
+  }
   struct stat st {};
-  void* map = ::fstat(fd, &st) == 0 && st.st_size > 0 ? ::mmap(nullptr, static_cast<std::size_t>(st.st_size), PROT_READ, MAP_PRIVATE, fd, 0) : MAP_FAILED;
+  void* map = ::fstat(fd, &st) == 0 && st.st_size > 0 ? ::mmap(nullptr, static_cast<std::size_t>(st.st_size), PROT_READ, MAP_PRIVATE, fd, 0)
+                                                      : MAP_FAILED;
   ::close(fd);
-  if (map == MAP_FAILED) { out.error = std::string("cannot map ") + path; return; }
+  if (map == MAP_FAILED) {
+    out.error = std::string("cannot map ") + path;
+    return;
+  }
   struct Unmap {
     void* p;
     std::size_t n;
@@ -137,13 +144,22 @@ inline void read_static_smem(const char* path, StaticSmem& out) {
     for (std::size_t i = 0; i < n; ++i) {
       if (ELF64_ST_TYPE(sym[i].st_info) != STT_TLS || sym[i].st_shndx == SHN_UNDEF || sym[i].st_name >= strtab.sh_size) continue;
       const char* name = names + sym[i].st_name;
-      if (name == kAnchorSymbol) { out.anchor_offset = sym[i].st_value; have_anchor = true; }
+      if (name == kAnchorSymbol) {
+        out.anchor_offset = sym[i].st_value;
+        have_anchor = true;
+      }
       if (sym[i].st_size == 0) continue;
       syms.push_back({sym[i].st_value, sym[i].st_size, name, std::string_view(name).find(kRedzoneTag) != std::string_view::npos});
     }
   }
-  if (!have_symtab) { out.error = std::string(path) + " has no symbol table (stripped?)"; return; }
-  if (!have_anchor) { out.error = std::string(path) + " has no symbol " + std::string(kAnchorSymbol); return; }
+  if (!have_symtab) {
+    out.error = std::string(path) + " has no symbol table (stripped?)";
+    return;
+  }
+  if (!have_anchor) {
+    out.error = std::string(path) + " has no symbol " + std::string(kAnchorSymbol);
+    return;
+  }
   std::sort(syms.begin(), syms.end(), [](const Sym& a, const Sym& b) { return a.offset < b.offset; });
   syms.erase(std::unique(syms.begin(), syms.end(), [](const Sym& a, const Sym& b) { return a.offset == b.offset; }), syms.end());
   std::vector<std::string_view> prefixes;
@@ -165,7 +181,10 @@ inline void read_static_smem(const char* path, StaticSmem& out) {
     // Its redzone: up to the next object that is not a marker (or the segment's end).
     std::size_t limit = tls_size;
     for (std::size_t j = i + 1; j < syms.size(); ++j)
-      if (!syms[j].marker) { limit = syms[j].offset; break; }
+      if (!syms[j].marker) {
+        limit = syms[j].offset;
+        break;
+      }
     const std::size_t end = s.offset + s.size;
     out.vars.push_back({s.offset, s.size, demangle(s.name)});
     out.bytes += s.size;
@@ -235,11 +254,17 @@ inline void poison_static_smem() {
 /// Copies the variables into `image` (static_smem().bytes bytes), or back from it.
 inline void save_static_smem(unsigned char* image) {
   const unsigned char* base = smem_tls_base();
-  for (const SmemVar& v : static_smem().vars) { std::memcpy(image, base + v.offset, v.size); image += v.size; }
+  for (const SmemVar& v : static_smem().vars) {
+    std::memcpy(image, base + v.offset, v.size);
+    image += v.size;
+  }
 }
 inline void load_static_smem(const unsigned char* image) {
   unsigned char* base = smem_tls_base();
-  for (const SmemVar& v : static_smem().vars) { std::memcpy(base + v.offset, image, v.size); image += v.size; }
+  for (const SmemVar& v : static_smem().vars) {
+    std::memcpy(base + v.offset, image, v.size);
+    image += v.size;
+  }
 }
 
 /// Without ASan: "" when every canary is intact, else which variable was overrun (the canaries
@@ -255,8 +280,8 @@ inline std::string check_static_smem_redzones() {
     for (std::size_t i = 0; i < z.size; ++i)
       if (base[z.offset + i] != canary_byte(i)) {
         if (what.empty())
-          what = "out-of-bounds write to static shared memory: byte " + std::to_string(i) + " past the end of __shared__ '" + s.vars[z.var].name +
-                 "' (" + std::to_string(s.vars[z.var].size) + " bytes) changed";
+          what = "out-of-bounds write to static shared memory: byte " + std::to_string(i) + " past the end of __shared__ '" +
+                 s.vars[z.var].name + "' (" + std::to_string(s.vars[z.var].size) + " bytes) changed";
         base[z.offset + i] = canary_byte(i);
       }
   return what;

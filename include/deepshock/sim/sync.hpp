@@ -21,13 +21,13 @@
 
 #include <atomic>
 #include <bit>
-#include <type_traits>
 #include <cstdint>
 #include <cstdio>
 #include <cstring>
 #include <memory>
 #include <source_location>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include "deepshock/sim/fiber.hpp"
@@ -115,8 +115,8 @@ struct Thread {
 };
 
 struct Warp {
-  unsigned exists = 0;                 ///< lanes this (possibly partial) warp has
-  std::atomic<unsigned> exited{0};     ///< lanes that have returned
+  unsigned exists = 0;              ///< lanes this (possibly partial) warp has
+  std::atomic<unsigned> exited{0};  ///< lanes that have returned
   Thread* lanes[32] = {};
 };
 
@@ -128,10 +128,10 @@ struct Block {
   std::vector<Warp> warps;
   std::atomic<int> live{0};
   std::atomic<int> arrived{0};
-  std::atomic<unsigned> bar_gen{0};     ///< completed block barriers
-  std::atomic<int> bar_count{0};        ///< last completed barrier: threads with a true predicate
-  std::atomic<int> bar_waiters{0};      ///< last completed barrier: threads that took part
-  BarrierSite bar_site;                 ///< the barrier's call site: where its first thread arrived
+  std::atomic<unsigned> bar_gen{0};  ///< completed block barriers
+  std::atomic<int> bar_count{0};     ///< last completed barrier: threads with a true predicate
+  std::atomic<int> bar_waiters{0};   ///< last completed barrier: threads that took part
+  BarrierSite bar_site;              ///< the barrier's call site: where its first thread arrived
   // TSan: arrivals at barrier generation g release hb_gen[g % 2], its waiters acquire it. Two
   // slots suffice: nobody reaches generation g+2 before everyone has left generation g. One slot
   // would hand a slow thread the writes that fast threads made *after* the barrier.
@@ -217,8 +217,7 @@ inline void complete_block_barrier(Block& b) {
   bump(counters().block_barriers);
   note_progress();
   for (Thread& o : b.threads)
-    if (o.state.load(std::memory_order_relaxed) == ThreadState::waiting_block)
-      o.state.store(ThreadState::ready, std::memory_order_relaxed);
+    if (o.state.load(std::memory_order_relaxed) == ThreadState::waiting_block) o.state.store(ThreadState::ready, std::memory_order_relaxed);
 }
 
 struct BarrierResult {
@@ -263,9 +262,7 @@ inline BarrierResult block_barrier(int pred, const Site& site) {
 /// the non-exited threads named in a mask to execute the operation, so `if (i >= n) return;`
 /// before a full-mask shuffle is legal; reading from a missing lane yields undefined data
 /// (the simulator returns all-ones bits).
-inline unsigned participants(const Warp& w, unsigned mask) {
-  return mask & w.exists & ~w.exited.load(std::memory_order_relaxed);
-}
+inline unsigned participants(const Warp& w, unsigned mask) { return mask & w.exists & ~w.exited.load(std::memory_order_relaxed); }
 
 /// Completes the operation that lanes wait in with `mask` if every participant has arrived.
 /// `self` is the calling lane (it continues without yielding), or nullptr when a lane's exit
@@ -281,8 +278,8 @@ inline bool try_complete_warp_op(Warp& w, unsigned mask, const Thread* self, con
     hb_acquire(&o->hb_arrive);
     if (!compute) compute = o->compute;
     if (o->compute != compute)
-      fail(std::string(name) + ": lanes of warp " + std::to_string(o->warp) +
-           " reached different warp-synchronous operations with mask " + hex(mask));
+      fail(std::string(name) + ": lanes of warp " + std::to_string(o->warp) + " reached different warp-synchronous operations with mask " +
+           hex(mask));
   }
   compute(w.lanes, eff);
   bump(counters().warp_ops);
@@ -382,8 +379,8 @@ inline void fiber_entry(bctx::transfer_t t) {
   try {
     b.body(b.body_ctx);
   } catch (const std::exception& e) {
-    record_error(b, std::string("thread (") + std::to_string(th.tid.x) + "," + std::to_string(th.tid.y) + "," +
-                        std::to_string(th.tid.z) + "): " + e.what());
+    record_error(b, std::string("thread (") + std::to_string(th.tid.x) + "," + std::to_string(th.tid.y) + "," + std::to_string(th.tid.z) +
+                        "): " + e.what());
   } catch (...) {
     record_error(b, "a simulated thread threw a non-standard exception");
   }
@@ -437,7 +434,10 @@ inline std::string describe_deadlock(const Block& b) {
   for (const Thread& t : b.threads) {
     const ThreadState st = t.state.load(std::memory_order_relaxed);
     if (st == ThreadState::exited) continue;
-    if (shown++ == 8) { s += " ..."; break; }
+    if (shown++ == 8) {
+      s += " ...";
+      break;
+    }
     s += " thread " + std::to_string(t.linear) +
          (st == ThreadState::waiting_block ? " waits at __syncthreads " + describe_site(t.bar_site) + ";"
                                            : " waits in a warp op with mask " + hex(t.pending_mask.load()) + ";");

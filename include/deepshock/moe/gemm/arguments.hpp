@@ -19,21 +19,21 @@ struct GroupedGemmArgs {
   using W = typename Codec::template storage<T>;
   /// Element type of the activations: T, or int8 for codecs that quantize them (W8A8).
   using A = std::conditional_t<quant::act_int8_v<Codec>, std::int8_t, T>;
-  const A* a = nullptr;             ///< activations; row r at a + r * lda
+  const A* a = nullptr;  ///< activations; row r at a + r * lda
   long long lda = 0;
-  const int* a_rows = nullptr;      ///< [rows] A row of sorted row p; null: p itself
-  const W* b0 = nullptr;            ///< group g's [N, K] weights at b0 + g * b_stride / kPack (quant/codec.hpp)
-  const W* b1 = nullptr;            ///< second weights (gated up projection); gated epilogues only
-  long long b_stride = 0;           ///< in values of the weights (kPack per stored element)
-  int n = 0;                        ///< N
-  int k = 0;                        ///< K (a multiple of 16 / sizeof(T))
+  const int* a_rows = nullptr;         ///< [rows] A row of sorted row p; null: p itself
+  const W* b0 = nullptr;               ///< group g's [N, K] weights at b0 + g * b_stride / kPack (quant/codec.hpp)
+  const W* b1 = nullptr;               ///< second weights (gated up projection); gated epilogues only
+  long long b_stride = 0;              ///< in values of the weights (kPack per stored element)
+  int n = 0;                           ///< N
+  int k = 0;                           ///< K (a multiple of 16 / sizeof(T))
   const int* group_offsets = nullptr;  ///< [groups + 1] row ranges; null: one group [0, rows)
   const int* tile_offsets = nullptr;   ///< [groups + 1] m-tile offsets (dispatch's tile_offsets); null with group_offsets
   int groups = 1;
-  int rows = 0;                     ///< rows of the single group when group_offsets is null
+  int rows = 0;                        ///< rows of the single group when group_offsets is null
   typename Codec::Operand bq[2] = {};  ///< codec data of b0 and b1 (scales; empty for quant::None)
-  long long ldb = 0;                ///< row stride of the weights in values; 0: k (dense rows)
-  const float* a_scale = nullptr;   ///< int8 activations (W8A8): the scale of A row r (indexed like a)
+  long long ldb = 0;                   ///< row stride of the weights in values; 0: k (dense rows)
+  const float* a_scale = nullptr;      ///< int8 activations (W8A8): the scale of A row r (indexed like a)
 };
 
 /// One launch of grouped_gemm_kernel: one or two independent grouped GEMMs with the same tile

@@ -21,8 +21,8 @@ namespace deepshock::moe {
 /// Dynamic shared memory (bytes) of the grouped-GEMM kernel for <T, Tile, Epi, Codec>.
 template <class T, class Tile, class Epi, class Codec = quant::None>
 constexpr std::size_t grouped_gemm_smem_bytes() {
-  if constexpr (detail::uses_sw128_kernel_v<T, Tile>) return detail::SwizzledSmem<Tile, Epi::kGated ? 2 : 1>::kBytes;
-  else return detail::GemmSmem<T, Tile, Epi::kGated ? 2 : 1, Codec>::kBytes;
+  if constexpr (detail::uses_sw128_kernel_v<T, Tile>) return detail::SwizzledSmem < Tile, Epi::kGated ? 2 : 1 > ::kBytes;
+  else return detail::GemmSmem < T, Tile, Epi::kGated ? 2 : 1, Codec > ::kBytes;
 }
 
 namespace detail {
@@ -38,15 +38,19 @@ Status check_batch(const GemmBatch<T, Epi, Codec>& batch) {
   for (int i = 0; i < batch.count; ++i) {
     const GroupedGemmArgs<T, Codec>& a = batch.args[i];
     if (a.k % vec != 0)
-      return Status::invalid_argument("k", "must be a multiple of " + std::to_string(vec) + " (16-byte vectors of the activations and of the " +
-                                               Codec::kName + " weights), got " + std::to_string(a.k));
+      return Status::invalid_argument("k", "must be a multiple of " + std::to_string(vec) +
+                                               " (16-byte vectors of the activations and of the " + Codec::kName + " weights), got " +
+                                               std::to_string(a.k));
     if (a.ldb != 0 && (a.ldb < a.k || a.ldb % vec_b != 0))
-      return Status::invalid_argument("ldb", "must be 0 or >= k and a multiple of " + std::to_string(vec_b) + ", got " + std::to_string(a.ldb));
+      return Status::invalid_argument("ldb",
+                                      "must be 0 or >= k and a multiple of " + std::to_string(vec_b) + ", got " + std::to_string(a.ldb));
     if (a.b_stride % quant::pack_v<Codec> != 0)
-      return Status::invalid_argument("b_stride", "must be a whole number of stored elements (a multiple of " + std::to_string(quant::pack_v<Codec>) + ")");
+      return Status::invalid_argument("b_stride", "must be a whole number of stored elements (a multiple of " +
+                                                      std::to_string(quant::pack_v<Codec>) + ")");
     if constexpr (quant::act_int8_v<Codec>)
-      if (a.a_scale == nullptr) return Status::invalid_argument("a_scale", std::string("must not be null (") + Codec::kName + " activations are int8 per row)");
-    if constexpr (quant::group_v<Codec> > 0) {
+      if (a.a_scale == nullptr)
+        return Status::invalid_argument("a_scale", std::string("must not be null (") + Codec::kName + " activations are int8 per row)");
+    if constexpr (quant::group_v < Codec >> 0) {
       DEEPSHOCK_RETURN_IF_ERROR(Codec::check(a.bq[0], a.n, a.k));
       if (Epi::kGated) DEEPSHOCK_RETURN_IF_ERROR(Codec::check(a.bq[1], a.n, a.k));
     }
@@ -66,7 +70,9 @@ Status launch_grouped_gemm(const GemmBatch<T, Epi, Codec>& batch, rt::stream_t s
   const LaunchConfig cfg{dim3(static_cast<unsigned>(blocks)), dim3(Tile::kThreads), grouped_gemm_smem_bytes<T, Tile, Epi, Codec>(), stream,
                          dependent_launch};
   if constexpr (detail::uses_sw128_kernel_v<T, Tile>) {
-    static_assert(Codec::kIdentity, "launch_grouped_gemm: the Hopper WgmmaTile kernel takes unquantized weights only; use GemmTile tiles with a quantized codec.");
+    static_assert(
+        Codec::kIdentity,
+        "launch_grouped_gemm: the Hopper WgmmaTile kernel takes unquantized weights only; use GemmTile tiles with a quantized codec.");
     return launch(kernels::grouped_gemm_sw128_kernel<T, Tile, Epi, Codec>, cfg, batch);
   } else {
     return launch(kernels::grouped_gemm_kernel<T, Tile, Epi, Codec>, cfg, batch);
@@ -124,7 +130,8 @@ Status streamk_grid(long long blocks, int& grid) {
 /// and batch.total_blocks() tickets, zero before the first launch. dependent_launch: as in
 /// launch_grouped_gemm.
 template <class T, class Tile, class Epi, class Codec>
-Status launch_grouped_gemm_streamk(const GemmBatch<T, Epi, Codec>& batch, StreamKScratch sk, rt::stream_t stream, bool dependent_launch = false) {
+Status launch_grouped_gemm_streamk(const GemmBatch<T, Epi, Codec>& batch, StreamKScratch sk, rt::stream_t stream,
+                                   bool dependent_launch = false) {
   static_assert(!detail::uses_sw128_kernel_v<T, Tile>, "launch_grouped_gemm_streamk: stream-K runs the GemmTile kernel (decode tiles).");
   const long long blocks = batch.total_blocks();
   if (blocks == 0) return Status::success();

@@ -130,8 +130,8 @@ DEEPSHOCK_DEVICE void store_mma_tile(const TileJob<T, Epi, Codec>& job, const in
 /// that the group count stays uniform). Ends with copies still in flight only as empty groups;
 /// a caller that reuses the stages waits for them and synchronises first.
 template <class T, class Tile, int NB, class Epi, class Codec>
-DEEPSHOCK_DEVICE void gemm_mainloop(unsigned char* smem, const int* rows, const TileJob<T, Epi, Codec>& job, int kt_begin, int kt_end, int tid,
-                                    float (&acc)[NB][GemmAccShape<T, Tile, NB>::kFrags][4]) {
+DEEPSHOCK_DEVICE void gemm_mainloop(unsigned char* smem, const int* rows, const TileJob<T, Epi, Codec>& job, int kt_begin, int kt_end,
+                                    int tid, float (&acc)[NB][GemmAccShape<T, Tile, NB>::kFrags][4]) {
   using W = typename Codec::template storage<T>;
   using Smem = GemmSmem<T, Tile, NB, Codec>;
   using Acc = GemmAccShape<T, Tile, NB>;
@@ -297,8 +297,7 @@ DEEPSHOCK_DEVICE void gemm_mainloop(unsigned char* smem, const int* rows, const 
               for (int h = 0; h < 2 && ni + h < NI; ++h) {
                 const std::uint32_t bf[2] = {bq[2 * h], bq[2 * h + 1]};
                 DEEPSHOCK_UNROLL
-                for (int mi = 0; mi < MI; ++mi)
-                  arch::mma_m16n8k16<T>(acc[m][mi * NI + ni + h], af[mi], bf, acc[m][mi * NI + ni + h]);
+                for (int mi = 0; mi < MI; ++mi) arch::mma_m16n8k16<T>(acc[m][mi * NI + ni + h], af[mi], bf, acc[m][mi * NI + ni + h]);
               }
             }
           }

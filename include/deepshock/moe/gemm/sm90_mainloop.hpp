@@ -43,7 +43,8 @@ struct SwizzledSmem {
 /// (wgmma_wait<1> in iteration kt - 1, then this iteration's barrier). Returns with no wgmma in
 /// flight.
 template <class T, class Tile, int NB, class Epi, class Codec>
-DEEPSHOCK_DEVICE void sw128_mainloop(unsigned char* smem, const int* rows, const TileJob<T, Epi, Codec>& job, int tid, float (&acc)[NB][Tile::kBN / 2]) {
+DEEPSHOCK_DEVICE void sw128_mainloop(unsigned char* smem, const int* rows, const TileJob<T, Epi, Codec>& job, int tid,
+                                     float (&acc)[NB][Tile::kBN / 2]) {
   using Smem = SwizzledSmem<Tile, NB>;
   constexpr int BM = Tile::kBM, BN = Tile::kBN, BK = 64, kThreads = Tile::kThreads, kStages = Tile::kStages;
   constexpr bool kWgmma = Tile::kUseWgmma && DEEPSHOCK_WGMMA;
@@ -140,7 +141,6 @@ DEEPSHOCK_DEVICE void sw128_mainloop(unsigned char* smem, const int* rows, const
     DEEPSHOCK_UNROLL
     for (int m = 0; m < NB; ++m) arch::wgmma_fence_operand(acc[m]);
   }
-
 }
 
 }  // namespace deepshock::moe::detail
