@@ -12,6 +12,7 @@
 #include "deepshock/core/config.hpp"
 #include "deepshock/moe/gemm/arguments.hpp"
 #include "deepshock/moe/gemm/scheduler.hpp"
+#include "deepshock/moe/gemm/tile_loader.hpp"
 
 #if DEEPSHOCK_HAS_KERNELS
 #include "deepshock/platform/cuda.hpp"
@@ -151,29 +152,23 @@ DEEPSHOCK_DEVICE void gemm_mainloop(unsigned char* smem, const int* rows, const 
   const int warp_id = tid / 32, lane = tid % 32;
   const int warp_m = warp_id % Tile::kWarpsM, warp_n = warp_id / Tile::kWarpsM;
 
-  constexpr int kAChunks = BM * kChunksPerRow / kThreads, kBChunks = BN * kBChunksPerRow / kThreads;
-  static_assert(BM * kChunksPerRow % kThreads == 0 && BN * kBChunksPerRow % kThreads == 0,
-                "grouped_gemm_kernel: the tile loads must divide evenly among the threads.");
   auto issue = [&](int kt) {
     if (kt < kt_end) {
       const int k0 = kt * BK, stage = kt % kStages;
-      auto* sa = Smem::a(smem, stage);
-      DEEPSHOCK_UNROLL
-      for (int i = 0; i < kAChunks; ++i) {
-        const int c = tid + i * kThreads, r = c / kChunksPerRow, kc = (c % kChunksPerRow) * VEC;
-        const int row = rows[r];
-        const bool ok = row >= 0 && k0 + kc < args.k;
-        mem::cp_async16(sa + r * LD + kc, ok ? args.a + static_cast<long long>(row) * args.lda + k0 + kc : args.a, ok);
-      }
+      // A: the tile's gathered rows (rows[r] < 0: a padding row), k0 .. k0 + BK.
+      load_tile_async<PaddedRows<LD* static_cast<int>(sizeof(typename Smem::S))>, BM, kChunksPerRow, kThreads>(
+          reinterpret_cast<unsigned char*>(Smem::a(smem, stage)), tid, args.a, [&](int r, int ch) -> const void* {
+            const int row = rows[r], kc = ch * VEC;
+            return row >= 0 && k0 + kc < args.k ? args.a + static_cast<long long>(row) * args.lda + k0 + kc : nullptr;
+          });
+      // B: output channels n0 .. n0 + BN of each matrix, stored elements (PACK values each).
       DEEPSHOCK_UNROLL
       for (int m = 0; m < NB; ++m) {
-        auto* sb = Smem::b(smem, stage, m);
-        DEEPSHOCK_UNROLL
-        for (int i = 0; i < kBChunks; ++i) {
-          const int c = tid + i * kThreads, r = c / kBChunksPerRow, kc = (c % kBChunksPerRow) * VECB;  // kc: stored elements
-          const bool ok = n0 + r < args.n && k0 + kc * PACK < args.k;
-          mem::cp_async16(sb + r * LDB + kc, ok ? b[m] + static_cast<long long>(n0 + r) * ldb + k0 / PACK + kc : b[m], ok);
-        }
+        load_tile_async<PaddedRows<LDB* static_cast<int>(sizeof(typename Smem::SB))>, BN, kBChunksPerRow, kThreads>(
+            reinterpret_cast<unsigned char*>(Smem::b(smem, stage, m)), tid, b[m], [&](int r, int ch) -> const void* {
+              const int kc = ch * VECB;
+              return n0 + r < args.n && k0 + kc * PACK < args.k ? b[m] + static_cast<long long>(n0 + r) * ldb + k0 / PACK + kc : nullptr;
+            });
       }
       if constexpr (GROUP > 0) {
         // The k-tile's scales (and zeros) for the tile's output channels: GS groups x BN, in

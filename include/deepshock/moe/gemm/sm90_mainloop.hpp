@@ -10,6 +10,7 @@
 #include "deepshock/core/config.hpp"
 #include "deepshock/moe/gemm/arguments.hpp"
 #include "deepshock/moe/gemm/scheduler.hpp"
+#include "deepshock/moe/gemm/tile_loader.hpp"
 
 #if DEEPSHOCK_HAS_KERNELS
 #include "deepshock/platform/cuda.hpp"
@@ -55,29 +56,22 @@ DEEPSHOCK_DEVICE void sw128_mainloop(unsigned char* smem, const int* rows, const
 
   const int wg = tid / 128, warp_in_wg = (tid / 32) % 4, lane = tid % 32;
 
-  constexpr int kAChunks = BM * 8 / kThreads, kBChunks = BN * 8 / kThreads;
-  static_assert(BM * 8 % kThreads == 0 && BN * 8 % kThreads == 0, "grouped_gemm_sw128_kernel: the tile loads must divide evenly.");
   const int ktiles = (args.k + BK - 1) / BK;
   auto issue = [&](int kt) {
     if (kt < ktiles) {
       const int k0 = kt * BK, stage = kt % kStages;
-      unsigned char* sa = Smem::a(smem, stage);
-      DEEPSHOCK_UNROLL
-      for (int i = 0; i < kAChunks; ++i) {
-        const int c = tid + i * kThreads, r = c / 8, ch = c % 8, kc = ch * 8;
-        const int row = rows[r];
-        const bool ok = row >= 0 && k0 + kc < args.k;
-        mem::cp_async16(sa + arch::sw128_offset(r, ch), ok ? args.a + static_cast<long long>(row) * args.lda + k0 + kc : args.a, ok);
-      }
+      // The same loader as the mma.sync kernels' (tile_loader.hpp), into the swizzled layout:
+      // 8 chunks of 8 values per 128-byte row.
+      load_tile_async<Swizzled128, BM, 8, kThreads>(Smem::a(smem, stage), tid, args.a, [&](int r, int ch) -> const void* {
+        const int row = rows[r], kc = ch * 8;
+        return row >= 0 && k0 + kc < args.k ? args.a + static_cast<long long>(row) * args.lda + k0 + kc : nullptr;
+      });
       DEEPSHOCK_UNROLL
       for (int m = 0; m < NB; ++m) {
-        unsigned char* sb = Smem::b(smem, stage, m);
-        DEEPSHOCK_UNROLL
-        for (int i = 0; i < kBChunks; ++i) {
-          const int c = tid + i * kThreads, r = c / 8, ch = c % 8, kc = ch * 8;
-          const bool ok = n0 + r < args.n && k0 + kc < args.k;
-          mem::cp_async16(sb + arch::sw128_offset(r, ch), ok ? b[m] + static_cast<long long>(n0 + r) * ldb + k0 + kc : b[m], ok);
-        }
+        load_tile_async<Swizzled128, BN, 8, kThreads>(Smem::b(smem, stage, m), tid, b[m], [&](int r, int ch) -> const void* {
+          const int kc = ch * 8;
+          return n0 + r < args.n && k0 + kc < args.k ? b[m] + static_cast<long long>(n0 + r) * ldb + k0 + kc : nullptr;
+        });
       }
     }
     mem::cp_async_commit();
