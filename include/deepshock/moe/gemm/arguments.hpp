@@ -44,6 +44,11 @@ struct GroupedGemmArgs {
 template <class T, class Epi, quant::WeightCodec Codec = quant::None>
 struct GemmBatch {
   using codec = Codec;
+  /// Weight matrices each problem multiplies (b0, and b1 for two): one per value the epilogue
+  /// combines. The one place that ties the two together; the kernels, the shared-memory plan and
+  /// the checks read this count, never the epilogue's.
+  static constexpr int kOperands = Epi::kInputs;
+  static_assert(kOperands == 1 || kOperands == 2, "GemmBatch: one or two weight operands per problem.");
   GroupedGemmArgs<T, Codec> args[2];
   Epi epi[2];
   int m_tiles[2] = {0, 0};  ///< m-tile slots of each problem (max_m_tiles: an upper bound)

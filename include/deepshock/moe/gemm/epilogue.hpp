@@ -1,5 +1,8 @@
 // deepshock/moe/gemm/epilogue.hpp — what the grouped GEMM does with its accumulators: the
-// policies that store one output (store) or two neighbouring columns at once (store2).
+// policies that store one output (store) or two neighbouring columns at once (store2). An
+// epilogue states how many values it combines per output element (kInputs: 1, or 2 for a gated
+// activation's gate and up); how many weight matrices the GEMM multiplies to produce them is the
+// launch's business (GemmBatch::kOperands, gemm/arguments.hpp).
 //   ActEpilogue<Act, T>   GEMM 1: T(act(gate, up)) into the intermediate h (gated: W1 | W3)
 //   DownEpilogue<Atomic>  GEMM 2: scale * acc into the fp32 output rows (or atomically added)
 #pragma once
@@ -20,7 +23,7 @@ namespace deepshock::moe {
 /// GEMM 1 epilogue: h[p, n] = T(Act::apply(gate, up)).
 template <class Act, class T>
 struct ActEpilogue {
-  static constexpr bool kGated = Act::kGated;
+  static constexpr int kInputs = Act::kGated ? 2 : 1;  ///< gate (and up) per output
   T* out = nullptr;
   long long ld = 0;
   DEEPSHOCK_HOST_DEVICE static T convert(float v) {
@@ -52,7 +55,7 @@ struct ActEpilogue {
 /// and s = scale[scale_index[p]] (scale_index null: d; scale null: 1).
 template <bool Atomic>
 struct DownEpilogue {
-  static constexpr bool kGated = false;
+  static constexpr int kInputs = 1;
   float* out = nullptr;
   long long ld = 0;
   const int* dest_row = nullptr;

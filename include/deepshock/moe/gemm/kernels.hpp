@@ -24,7 +24,7 @@ namespace deepshock::moe::kernels {
 /// grouped_gemm_smem_bytes<T, Tile, Epi>().
 template <class T, class Tile, class Epi, class Codec = quant::None>
 DEEPSHOCK_KERNEL void grouped_gemm_kernel(GemmBatch<T, Epi, Codec> batch) {
-  constexpr int NB = Epi::kGated ? 2 : 1;
+  constexpr int NB = GemmBatch<T, Epi, Codec>::kOperands;
   using Smem = detail::GemmSmem<T, Tile, NB, Codec>;
   unsigned char* smem = dynamic_smem<unsigned char>();
   int* rows = Smem::rows(smem);
@@ -56,7 +56,7 @@ DEEPSHOCK_KERNEL void grouped_gemm_kernel(GemmBatch<T, Epi, Codec> batch) {
 /// another grid splits the k-tiles elsewhere and differs in rounding, as does one block per tile.
 template <class T, class Tile, class Epi, class Codec = quant::None>
 DEEPSHOCK_KERNEL void grouped_gemm_streamk_kernel(GemmBatch<T, Epi, Codec> batch, StreamKScratch sk) {
-  constexpr int NB = Epi::kGated ? 2 : 1;
+  constexpr int NB = GemmBatch<T, Epi, Codec>::kOperands;
   using Smem = detail::GemmSmem<T, Tile, NB, Codec>;
   using Acc = detail::GemmAccShape<T, Tile, NB>;
   constexpr int BM = Tile::kBM, BN = Tile::kBN, BK = Smem::kBK, kThreads = Tile::kThreads;
@@ -151,7 +151,7 @@ template <class T, class Tile, class Epi, class Codec = quant::None>
 DEEPSHOCK_KERNEL void grouped_gemm_sw128_kernel(GemmBatch<T, Epi, Codec> batch) {
   static_assert(sizeof(T) == 2, "grouped_gemm_sw128_kernel: 16-bit inputs only.");
   static_assert(Codec::kIdentity, "grouped_gemm_sw128_kernel: unquantized weights only (a quantized codec runs the GemmTile kernels).");
-  constexpr int NB = Epi::kGated ? 2 : 1;
+  constexpr int NB = GemmBatch<T, Epi, Codec>::kOperands;
   using Smem = detail::SwizzledSmem<Tile, NB>;
   constexpr int BM = Tile::kBM, BN = Tile::kBN, kThreads = Tile::kThreads;
   unsigned char* smem = arch::align_smem_1024(dynamic_smem<unsigned char>());

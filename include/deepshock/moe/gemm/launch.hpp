@@ -21,8 +21,9 @@ namespace deepshock::moe {
 /// Dynamic shared memory (bytes) of the grouped-GEMM kernel for <T, Tile, Epi, Codec>.
 template <class T, class Tile, class Epi, class Codec = quant::None>
 constexpr std::size_t grouped_gemm_smem_bytes() {
-  if constexpr (detail::uses_sw128_kernel_v<T, Tile>) return detail::SwizzledSmem < Tile, Epi::kGated ? 2 : 1 > ::kBytes;
-  else return detail::GemmSmem < T, Tile, Epi::kGated ? 2 : 1, Codec > ::kBytes;
+  constexpr int NB = GemmBatch<T, Epi, Codec>::kOperands;
+  if constexpr (detail::uses_sw128_kernel_v<T, Tile>) return detail::SwizzledSmem<Tile, NB>::kBytes;
+  else return detail::GemmSmem<T, Tile, NB, Codec>::kBytes;
 }
 
 namespace detail {
@@ -52,7 +53,7 @@ Status check_batch(const GemmBatch<T, Epi, Codec>& batch) {
         return Status::invalid_argument("a_scale", std::string("must not be null (") + Codec::kName + " activations are int8 per row)");
     if constexpr (quant::group_v < Codec >> 0) {
       DEEPSHOCK_RETURN_IF_ERROR(Codec::check(a.bq[0], a.n, a.k));
-      if (Epi::kGated) DEEPSHOCK_RETURN_IF_ERROR(Codec::check(a.bq[1], a.n, a.k));
+      if (GemmBatch<T, Epi, Codec>::kOperands == 2) DEEPSHOCK_RETURN_IF_ERROR(Codec::check(a.bq[1], a.n, a.k));
     }
   }
   return Status::success();

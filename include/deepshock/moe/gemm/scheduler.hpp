@@ -63,7 +63,7 @@ DEEPSHOCK_DEVICE bool locate_tile_at(const GemmBatch<T, Epi, Codec>& batch, int 
   job.m0 = row_begin + local_tile * BM;
   const long long b_offset = static_cast<long long>(job.g) * args.b_stride / quant::pack_v<Codec>;  // b_stride counts values
   job.b[0] = args.b0 + b_offset;
-  if constexpr (Epi::kGated) job.b[1] = args.b1 + b_offset;
+  if constexpr (GemmBatch<T, Epi, Codec>::kOperands == 2) job.b[1] = args.b1 + b_offset;
   return true;
 }
 
