@@ -19,6 +19,7 @@
 
 #include "deepshock/core/status.hpp"
 #include "deepshock/gate/capacity.hpp"
+#include "deepshock/gate/concept.hpp"
 #include "deepshock/gate/policies.hpp"
 #include "deepshock/gate/router_kernel.hpp"
 #include "deepshock/gate/types.hpp"
@@ -55,6 +56,8 @@ struct LogitInputs {
 /// Token-choice router for `Policy` (see gate/policies.hpp). Needs nvcc or the simulator.
 template <class Policy>
 class Router {
+  static_assert(GatePolicy<Policy>, "deepshock::gate::Router: Policy is not a gating policy (gate::GatePolicy, gate/concept.hpp).");
+
  public:
   static constexpr int kExperts = Policy::kExperts;
   static constexpr int kTopK = Policy::kTopK;

@@ -35,6 +35,7 @@
 #include <type_traits>
 
 #include "deepshock/core/status.hpp"
+#include "deepshock/gate/concept.hpp"
 #include "deepshock/gate/policies.hpp"
 #include "deepshock/moe/act_quant.hpp"
 #include "deepshock/moe/combine.hpp"
@@ -91,6 +92,8 @@ struct RunOptions {
 /// Tuning: the grouped GEMMs' tile shapes (GemmTuningOf<DecodeTile, PrefillTile>).
 template <class Gate, class ExpertT = Expert<>, class T = bf16, class Combine = OrderedCombine, class Tuning = GemmTuning>
 class Layer {
+  static_assert(gate::GatePolicy<Gate>, "deepshock::moe::Layer: Gate is not a gating policy (gate::GatePolicy, gate/concept.hpp).");
+
  public:
   static constexpr int kExperts = Gate::kExperts;
   static constexpr int kTopK = Gate::kTopK;
