@@ -171,21 +171,24 @@ DEEPSHOCK_KERNEL void __launch_bounds__(256) mma_gemm_bf16_kernel(const bf16* A,
         b[j][1] = Ws[n][kw + t + 4];
       }
       DEEPSHOCK_UNROLL
-      for (int i = 0; i < kGemmWM / 16; ++i) {}
-      DEEPSHOCK_UNROLL
-      for (int j = 0; j < kGemmWN / 8; ++j) arch::mma_m16n8k16<bf16>(acc[i][j], a[i], b[j], acc[i][j]);
+      for (int i = 0; i < kGemmWM / 16; ++i) {
+        DEEPSHOCK_UNROLL
+        for (int j = 0; j < kGemmWN / 8; ++j) arch::mma_m16n8k16<bf16>(acc[i][j], a[i], b[j], acc[i][j]);
+      }
     }
     __syncthreads();
   }
   DEEPSHOCK_UNROLL
-  for (int i = 0; i < kGemmWM / 16; ++i) {}
-  DEEPSHOCK_UNROLL
-  for (int j = 0; j < kGemmWN / 8; ++j) {}
-  DEEPSHOCK_UNROLL
-  for (int e = 0; e < 4; ++e) {
-    const long long row = m_blk + wm0 + 16 * i + g + 8 * (e / 2);
-    const long long col = n_blk + wn0 + 8 * j + 2 * t + e % 2;
-    C[row * N + col] = acc[i][j][e];
+  for (int i = 0; i < kGemmWM / 16; ++i) {
+    DEEPSHOCK_UNROLL
+    for (int j = 0; j < kGemmWN / 8; ++j) {
+      DEEPSHOCK_UNROLL
+      for (int e = 0; e < 4; ++e) {
+        const long long row = m_blk + wm0 + 16 * i + g + 8 * (e / 2);
+        const long long col = n_blk + wn0 + 8 * j + 2 * t + e % 2;
+        C[row * N + col] = acc[i][j][e];
+      }
+    }
   }
 }
 
