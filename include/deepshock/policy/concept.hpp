@@ -26,12 +26,16 @@
 
 namespace deepshock::policy {
 
+namespace detail {
 template <class P>
-concept LogitsPolicy = requires(const typename P::Params& p, int row, int col, float x) {
+concept LogitsPolicyMembers = requires(const typename P::Params& p, int row, int col, float x) {
   { P::kName } -> std::convertible_to<const char*>;
   { P::validate(p, row, col) } -> std::same_as<Status>;
   { P::apply(p, row, col, x) } -> std::same_as<float>;
-}
-&&std::is_trivially_copyable_v<typename P::Params>;
+};
+}  // namespace detail
+
+template <class P>
+concept LogitsPolicy = detail::LogitsPolicyMembers<P> && std::is_trivially_copyable_v<typename P::Params>;
 
 }  // namespace deepshock::policy

@@ -178,15 +178,16 @@ struct Int8Channel {
 namespace detail {
 /// The hooks of a quantized codec (kIdentity false): decoding on the device and on the host.
 template <class C>
-concept DecodingCodec = requires(const typename C::Params& params, const typename C::Factors& f,
+concept DecodingHooks = requires(const typename C::Params& params, const typename C::Factors& f,
                                  const typename C::template storage<bf16>* p, float* out, double* out_ref) {
   { C::kPack } -> std::convertible_to<int>;
   { C::kGroup } -> std::convertible_to<int>;
   { C::template pair<bf16>(p, 0, f) } -> std::same_as<std::uint32_t>;
   C::template decode_row<bf16>(params, Matrix::w1, p, RowRef{}, out);
   C::template decode_row_ref<bf16>(params, Matrix::w1, p, RowRef{}, out_ref);
-}
-&&(C::kPack == 1 || C::kPack == 2) && C::kGroup >= 0;
+};
+template <class C>
+concept DecodingCodec = DecodingHooks<C> && C::kGroup >= 0 && (C::kPack == 1 || C::kPack == 2);
 
 /// Epilogue-scaled codecs (kGroup == 0) also give a stored element's value and a channel's scale.
 template <class C>
@@ -214,9 +215,10 @@ inline constexpr bool act_int8_v = requires {
   requires C::kActInt8;
 };
 
-/// What the grouped GEMM requires of a codec (one readable failure for a wrong one).
+namespace detail {
+/// The members every codec has.
 template <class C>
-concept WeightCodec = requires(const typename C::Params& params) {
+concept CodecMembers = requires(const typename C::Params& params) {
   { C::kIdentity } -> std::convertible_to<bool>;
   { C::kName } -> std::convertible_to<const char*>;
   typename C::Operand;
@@ -224,8 +226,13 @@ concept WeightCodec = requires(const typename C::Params& params) {
   typename C::template storage<float>;
   { C::operand(params, Matrix::w1, 0LL, 0LL, 1) } -> std::same_as<typename C::Operand>;
   { C::validate(params, true, true) } -> std::same_as<Status>;
-}
-&&std::is_trivially_copyable_v<typename C::Operand>&& std::is_trivially_copyable_v<typename C::Params> &&
+};
+}  // namespace detail
+
+/// What the grouped GEMM requires of a codec (one readable failure for a wrong one).
+template <class C>
+concept WeightCodec = detail::CodecMembers<C> && std::is_trivially_copyable_v<typename C::Operand> &&
+    std::is_trivially_copyable_v<typename C::Params> &&
     (C::kIdentity || (detail::DecodingCodec<C> && (C::kGroup > 0 || detail::EpilogueScaledCodec<C>)));
 
 /// Values per stored element and the in-mainloop group size of a codec (1 and 0 for identity
