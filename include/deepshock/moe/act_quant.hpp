@@ -37,11 +37,6 @@ struct RowQuantArgs {
 };
 
 namespace detail {
-template <class T>
-DEEPSHOCK_HOST_DEVICE float act_to_float(T v) {
-  if constexpr (sizeof(T) == 4) return v;
-  else return v.to_float();
-}
 /// One value's code for a row scale s > 0. NaN (a row that holds no data: scratch rows of an
 /// expert-parallel rank) clamps to a code instead of reaching an undefined float -> int cast.
 DEEPSHOCK_HOST_DEVICE std::int8_t act_code(float v, float s) {
@@ -63,11 +58,11 @@ DEEPSHOCK_KERNEL void quantize_rows_int8_kernel(RowQuantArgs<T> a) {
   if (row >= a.rows) return;  // whole warps leave together
   const T* src = a.src + row * a.ld;
   float amax = 0.0f;
-  for (int c = lane; c < a.cols; c += 32) amax = fmaxf(amax, fabsf(detail::act_to_float(src[c])));
+  for (int c = lane; c < a.cols; c += 32) amax = fmaxf(amax, fabsf(static_cast<float>(src[c])));
   amax = warp::butterfly_reduce(amax, warp::Max{});
   const float s = amax / 127.0f;
   std::int8_t* q = a.q + row * a.cols;
-  for (int c = lane; c < a.cols; c += 32) q[c] = s > 0.0f ? detail::act_code(detail::act_to_float(src[c]), s) : std::int8_t{0};
+  for (int c = lane; c < a.cols; c += 32) q[c] = s > 0.0f ? detail::act_code(static_cast<float>(src[c]), s) : std::int8_t{0};
   if (lane == 0) a.scale[row] = s;
 }
 

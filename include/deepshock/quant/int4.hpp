@@ -124,32 +124,12 @@ struct Int4Group {
   /// Host: row r of a matrix as the GEMM multiplies it, T((u - z) * s) as floats.
   template <class T>
   static void decode_row(const Params& p, Matrix m, const std::uint8_t* base, const RowRef& r, float* out) {
-    const MatrixData& d = p.of(m);
-    const std::uint8_t* q = base + r.flat() * (r.cols / 2);
-    const long long groups = r.cols / G;
-    for (long long j = 0; j < groups; ++j) {
-      const long long at = (r.expert * groups + j) * r.rows + r.row;
-      const Factors f = factors(d.scale[at], kZeros ? d.zero[at] : std::uint8_t{8});
-      for (long long c = j * G; c < (j + 1) * G; ++c) {
-        const unsigned b = q[c / 2];
-        out[c] = static_cast<float>(decode<T>(c % 2 == 0 ? b & 15u : b >> 4, f));
-      }
-    }
+    decode_into<T>(p, m, base, r, out);
   }
   /// Host: the dequantized row in double (the same values: the decoded weight is defined in T).
   template <class T>
   static void decode_row_ref(const Params& p, Matrix m, const std::uint8_t* base, const RowRef& r, double* out) {
-    const MatrixData& d = p.of(m);
-    const std::uint8_t* q = base + r.flat() * (r.cols / 2);
-    const long long groups = r.cols / G;
-    for (long long j = 0; j < groups; ++j) {
-      const long long at = (r.expert * groups + j) * r.rows + r.row;
-      const Factors f = factors(d.scale[at], kZeros ? d.zero[at] : std::uint8_t{8});
-      for (long long c = j * G; c < (j + 1) * G; ++c) {
-        const unsigned b = q[c / 2];
-        out[c] = static_cast<double>(static_cast<float>(decode<T>(c % 2 == 0 ? b & 15u : b >> 4, f)));
-      }
-    }
+    decode_into<T>(p, m, base, r, out);
   }
 
   static Status validate(const Params& p, bool gated, bool shared) {
@@ -175,6 +155,22 @@ struct Int4Group {
                                         std::string("must be null: ") + kName + " is symmetric (its zero is 8); use Int4Zero::asymmetric");
     }
     return Status::success();
+  }
+
+  /// Row r decoded into `out` (float or double: the same values, T((u - z) * s)).
+  template <class T, class Out>
+  static void decode_into(const Params& p, Matrix m, const std::uint8_t* base, const RowRef& r, Out* out) {
+    const MatrixData& d = p.of(m);
+    const std::uint8_t* q = base + r.flat() * (r.cols / 2);
+    const long long groups = r.cols / G;
+    for (long long j = 0; j < groups; ++j) {
+      const long long at = (r.expert * groups + j) * r.rows + r.row;
+      const Factors f = factors(d.scale[at], kZeros ? d.zero[at] : std::uint8_t{8});
+      for (long long c = j * G; c < (j + 1) * G; ++c) {
+        const unsigned b = q[c / 2];
+        out[c] = static_cast<Out>(static_cast<float>(decode<T>(c % 2 == 0 ? b & 15u : b >> 4, f)));
+      }
+    }
   }
 
   /// The GEMM's check of one operand of an N x K problem: whole groups, as many stored rows per
