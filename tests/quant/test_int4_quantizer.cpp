@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "deepshock/quant/int4.hpp"
+#include "status_checks.hpp"
 #include "test_support.hpp"
 
 namespace ds = deepshock;
@@ -23,12 +24,7 @@ static_assert(quant::WeightCodec<U4g32> && quant::WeightCodec<I4g32> && quant::W
 static_assert(quant::pack_v<U4g32> == 2 && quant::group_v<U4g32> == 32 && !quant::epilogue_scaled_v<U4g32>);
 
 namespace {
-/// A bad call: not ok, and the message starts with "argument:" (the library's convention).
-void check_rejects(const ds::Status& st, const std::string& argument) {
-  INFO(st.to_string() << " (expected the argument " << argument << ")");
-  CHECK_FALSE(st.ok());
-  CHECK(st.message().rfind(argument + ":", 0) == 0);
-}
+using ds_test::check_rejects;
 
 /// Decoded row r of a one-expert [rows, cols] matrix through the codec's host decoder.
 template <class Codec, class T = ds::bf16>

@@ -15,11 +15,8 @@
 #include <vector>
 
 #include "deepshock/quant/import.hpp"
+#include "golden_file.hpp"
 #include "test_support.hpp"
-
-#ifndef DEEPSHOCK_TEST_DATA_DIR
-#error "DEEPSHOCK_TEST_DATA_DIR must name the folder holding the quant golden files (tests/quant/golden)"
-#endif
 
 namespace ds = deepshock;
 namespace quant = deepshock::quant;
@@ -30,76 +27,16 @@ constexpr std::uint8_t kPoisonQ = 0xA5;
 constexpr std::uint16_t kPoisonScale = 0x7E01;  // a NaN in fp16 and bf16 alike
 constexpr std::uint8_t kPoisonZero = 0xEE;      // not a 4-bit code
 
-// ---- golden files (format: tools/quant_golden.py) ----------------------------------------------
-struct Tensor {
-  std::string dtype;
-  long long d0 = 0, d1 = 0;
-  std::vector<long long> v;
-};
-
-struct Golden {
-  std::string file;
-  std::map<std::string, std::string> meta;
-  std::map<std::string, Tensor> tensors;
-
-  bool has(const std::string& name) const { return tensors.count(name) != 0; }
-  const Tensor& at(const std::string& name) const {
-    INFO(file << ": tensor " << name);
-    REQUIRE(has(name));
-    return tensors.at(name);
-  }
-  template <class V>
-  std::vector<V> get(const std::string& name) const {
-    const Tensor& t = at(name);
-    return std::vector<V>(t.v.begin(), t.v.end());  // i32 as int32, f16/bf16 bits as uint16
-  }
+// ---- golden files (format: tools/quant_golden.py; reader: golden_file.hpp) ---------------------
+struct Golden : golden::File {
   quant::Int4Layout layout() const {
-    return {std::stoll(meta.at("n")), std::stoll(meta.at("k")), std::stoll(meta.at("group")),
+    return {meta_int("n"), meta_int("k"), meta_int("group"),
             meta.at("scale_dtype") == "bf16" ? quant::Int4ScaleType::bf16 : quant::Int4ScaleType::fp16};
   }
   bool symmetric() const { return meta.at("sym") == "1"; }
 };
 
-Golden load(const std::string& file) {
-  std::ifstream in(std::string(DEEPSHOCK_TEST_DATA_DIR) + "/" + file);
-  INFO(file);
-  REQUIRE(in.good());
-  std::string text, line;
-  while (std::getline(in, line))
-    if (line.empty() || line[0] != '#') text += line + '\n';
-  std::istringstream ss(text);
-  Golden g{file, {}, {}};
-  bool ended = false;
-  for (std::string word; ss >> word;) {
-    if (word == "end") {
-      ended = true;
-      break;
-    }
-    if (word == "meta") {
-      std::string key, value;
-      ss >> key >> value;
-      g.meta[key] = value;
-      continue;
-    }
-    REQUIRE(word == "tensor");
-    std::string name;
-    Tensor t;
-    ss >> name >> t.dtype >> t.d0 >> t.d1;
-    const auto count = static_cast<std::size_t>(t.d0 * t.d1);
-    while (t.v.size() < count && ss >> word) {
-      if (t.dtype == "u4") {
-        for (char ch : word) t.v.push_back(std::stoll(std::string(1, ch), nullptr, 16));
-      } else {
-        t.v.push_back(std::stoll(word, nullptr, t.dtype == "i32" ? 10 : 16));
-      }
-    }
-    INFO("tensor " << name);
-    REQUIRE(t.v.size() == count);
-    g.tensors[name] = std::move(t);
-  }
-  REQUIRE(ended);
-  return g;
-}
+Golden load(const std::string& file) { return Golden{golden::load(file)}; }
 
 // ---- destination buffers, poisoned -------------------------------------------------------------
 struct Imported {

@@ -1,6 +1,7 @@
 // Device-buffer helpers shared by the kernel tests (*.inc), compiled both by g++ against the
 // simulator and by nvcc: copies to and from rt::DeviceBuffer, buffers poisoned with 0xFF bytes
-// (NaN floats, -1 integers), DS_REQUIRE_OK and the argument-rejection checks. The helpers
+// (NaN floats, -1 integers); DS_REQUIRE_OK and the argument-rejection checks come from
+// status_checks.hpp. The helpers
 // synchronise the device after their default-stream copy or fill (downloads also before it), so
 // that work on a test's own non-blocking stream never overlaps them. The .inc files bring the
 // names they use into scope with using-declarations.
@@ -16,14 +17,7 @@
 
 #include "deepshock/core/status.hpp"
 #include "deepshock/platform/runtime.hpp"
-
-/// REQUIREs that `expr` (a deepshock::Status) is ok, printing the status when it is not.
-#define DS_REQUIRE_OK(expr)                 \
-  do {                                      \
-    const ::deepshock::Status st_ = (expr); \
-    INFO(st_.to_string());                  \
-    REQUIRE(st_.ok());                      \
-  } while (0)
+#include "status_checks.hpp"
 
 namespace ds_test {
 
@@ -93,21 +87,6 @@ inline deepshock::rt::Stream make_stream() {
   deepshock::rt::Stream s;
   REQUIRE(s.create().ok());
   return s;
-}
-
-/// A bad call: not ok, and the message starts with the argument's name and a colon
-/// ("argument: ...", the library's convention for argument errors).
-inline void check_rejects(const deepshock::Status& st, const std::string& argument) {
-  INFO(st.to_string() << " (expected the argument " << argument << ")");
-  CHECK_FALSE(st.ok());
-  CHECK(st.message().rfind(argument + ":", 0) == 0);
-}
-/// A bad call: not ok, and the message starts with `prefix` verbatim (e.g. "ban_mask: expected
-/// 32 words, got 33" to pin the text, or "rows:" for the argument alone).
-inline void check_rejects_prefix(const deepshock::Status& st, const std::string& prefix) {
-  INFO(st.to_string() << " (expected a message starting with \"" << prefix << "\")");
-  CHECK_FALSE(st.ok());
-  CHECK(st.message().rfind(prefix, 0) == 0);
 }
 
 }  // namespace ds_test

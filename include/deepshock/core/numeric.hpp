@@ -9,6 +9,13 @@
 //   fp16       1.5.10 (16 b)   15   yes  exp=0x1F, mant!=0       0x7BFF = 65504
 //   fp8_e4m3   1.4.3  (8 b)     7   no   S.1111.111 only         0x7E   = 448   (OCP E4M3FN)
 //   fp8_e5m2   1.5.2  (8 b)    15   yes  exp=0x1F, mant!=0       0x7B   = 57344
+//   fp4_e2m1   1.2.1  (4 b)     1   no   none (16 finite values)  0x7    = 6     (OCP E2M1)
+//   fp8_e8m0   0.8.0  (8 b)   127   no   0xFF                     0xFE   = 2^127 (OCP E8M0)
+//
+// fp4_e2m1 holds a code in the low 4 bits of a byte; its values are ±{0, 0.5, 1, 1.5, 2, 3,
+// 4, 6}. fp8_e8m0 is an unsigned power of two, 2^(bits - 127), the scale of the OCP MX formats;
+// it has no zero and no sign. Both convert to float exactly; the quantizers that produce their
+// bits state their own rules (quant/fp4.hpp).
 //
 // Conversion rules, float -> T (`from_float`, `explicit T(float)`):
 //   * Rounding is round-to-nearest, ties-to-even, subnormals of T are produced exactly
@@ -46,8 +53,9 @@ DEEPSHOCK_HOST_DEVICE constexpr float bits_to_float(std::uint32_t u) noexcept { 
 
 /// How a format uses its all-ones exponent field.
 enum class special_encoding {
-  ieee,        ///< all-ones exponent: mantissa 0 = inf, otherwise NaN (IEEE 754)
-  finite_only  ///< all-ones exponent holds finite values; only all-ones mantissa is NaN (FN)
+  ieee,         ///< all-ones exponent: mantissa 0 = inf, otherwise NaN (IEEE 754)
+  finite_only,  ///< all-ones exponent holds finite values; only all-ones mantissa is NaN (FN)
+  all_finite    ///< every encoding is a finite value: no NaN, no inf (E2M1)
 };
 
 /// Compile-time description of a sign/exponent/mantissa format narrower than float.
@@ -62,8 +70,13 @@ struct minifloat_format {
   static constexpr std::uint32_t exp_all_ones = (1u << ExpBits) - 1u;
   static constexpr std::uint32_t sign_bit = 1u << (ExpBits + ManBits);
   static constexpr std::uint32_t inf_bits = exp_all_ones << ManBits;  // ieee only
-  static constexpr std::uint32_t max_bits = Special == special_encoding::ieee ? inf_bits - 1u : (inf_bits | man_mask) - 1u;
-  static constexpr std::uint32_t nan_bits = Special == special_encoding::ieee ? inf_bits | (1u << (ManBits - 1)) : inf_bits | man_mask;
+  static constexpr std::uint32_t max_bits = Special == special_encoding::ieee          ? inf_bits - 1u
+                                            : Special == special_encoding::finite_only ? (inf_bits | man_mask) - 1u
+                                                                                       : inf_bits | man_mask;
+  /// The canonical NaN; all_finite formats have none (float NaN converts to a signed zero there).
+  static constexpr std::uint32_t nan_bits = Special == special_encoding::ieee          ? inf_bits | (1u << (ManBits - 1))
+                                            : Special == special_encoding::finite_only ? inf_bits | man_mask
+                                                                                       : 0u;
   static constexpr int emax = Special == special_encoding::ieee ? int(exp_all_ones) - 1 - bias : int(exp_all_ones) - bias;
 
   static_assert(ExpBits >= 2 && ManBits >= 1 && ExpBits + ManBits <= 15, "unsupported format");
@@ -76,8 +89,10 @@ DEEPSHOCK_HOST_DEVICE constexpr bool minifloat_is_nan(std::uint32_t b) noexcept 
   const std::uint32_t mag = b & (F::sign_bit - 1u);
   if constexpr (F::special == special_encoding::ieee) {
     return mag > F::inf_bits;
-  } else {
+  } else if constexpr (F::special == special_encoding::finite_only) {
     return mag == (F::inf_bits | F::man_mask);
+  } else {
+    return false;
   }
 }
 
@@ -141,6 +156,7 @@ using bf16_format = minifloat_format<8, 7, special_encoding::ieee>;
 using fp16_format = minifloat_format<5, 10, special_encoding::ieee>;
 using fp8_e4m3_format = minifloat_format<4, 3, special_encoding::finite_only>;
 using fp8_e5m2_format = minifloat_format<5, 2, special_encoding::ieee>;
+using fp4_e2m1_format = minifloat_format<2, 1, special_encoding::all_finite>;
 
 }  // namespace detail
 
@@ -278,6 +294,69 @@ struct fp8_e5m2 {
   DEEPSHOCK_HOST_DEVICE constexpr bool is_inf() const noexcept { return (bits & 0x7Fu) == 0x7Cu; }
 };
 
+/// OCP FP4 E2M1: a 4-bit code (low nibble of `bits`) for ±{0, 0.5, 1, 1.5, 2, 3, 4, 6}; every
+/// encoding is finite. float -> fp4_e2m1 rounds to nearest even and saturates at ±6 (±inf too);
+/// NaN has no encoding and becomes a zero of its sign.
+struct fp4_e2m1 {
+  using format = detail::fp4_e2m1_format;  ///< bit layout description
+  std::uint8_t bits;                       ///< raw encoding, 0..15
+
+  fp4_e2m1() = default;  ///< trivial: leaves `bits` uninitialized
+  /// Rounds `f` to nearest even, saturating; see `from_float`.
+  DEEPSHOCK_HOST_DEVICE constexpr explicit fp4_e2m1(float f) noexcept : bits(from_float(f).bits) {}
+
+  /// The value whose encoding is `raw` (its low 4 bits).
+  DEEPSHOCK_HOST_DEVICE static constexpr fp4_e2m1 from_bits(std::uint8_t raw) noexcept {
+    fp4_e2m1 r{};
+    r.bits = std::uint8_t(raw & 0xFu);
+    return r;
+  }
+  /// Round to nearest even; beyond ±6 and ±inf -> ±6 (0x7 / 0xF); NaN -> ±0.
+  DEEPSHOCK_HOST_DEVICE static constexpr fp4_e2m1 from_float(float f) noexcept {
+    return from_bits(std::uint8_t(detail::float_to_minifloat<format>(f, true)));
+  }
+  /// Same as `from_float` (already saturating).
+  DEEPSHOCK_HOST_DEVICE static constexpr fp4_e2m1 from_float_sat(float f) noexcept { return from_float(f); }
+  /// Exact widening to float.
+  DEEPSHOCK_HOST_DEVICE constexpr float to_float() const noexcept { return detail::minifloat_to_float<format>(bits); }
+  /// Exact widening to float.
+  DEEPSHOCK_HOST_DEVICE constexpr explicit operator float() const noexcept { return to_float(); }
+  /// Always false: every encoding is finite.
+  DEEPSHOCK_HOST_DEVICE constexpr bool is_nan() const noexcept { return false; }
+  /// Always false: every encoding is finite.
+  DEEPSHOCK_HOST_DEVICE constexpr bool is_inf() const noexcept { return false; }
+};
+
+/// OCP E8M0: an unsigned power of two 2^(bits - 127), bits 0..254 (2^-127 .. 2^127); 0xFF is
+/// NaN. The block scale of the MX formats (MXFP4: one per 32 values). No rounding conversion
+/// from float is offered: MX producers differ in how they pick the exponent, so each quantizer
+/// states its rule and builds the bits with `from_exponent`.
+struct fp8_e8m0 {
+  std::uint8_t bits;  ///< raw encoding: the biased exponent
+
+  fp8_e8m0() = default;  ///< trivial: leaves `bits` uninitialized
+  /// The value whose encoding is `raw`.
+  DEEPSHOCK_HOST_DEVICE static constexpr fp8_e8m0 from_bits(std::uint8_t raw) noexcept {
+    fp8_e8m0 r{};
+    r.bits = raw;
+    return r;
+  }
+  /// 2^e for e in [-127, 127] (clamped to that range).
+  DEEPSHOCK_HOST_DEVICE static constexpr fp8_e8m0 from_exponent(int e) noexcept {
+    return from_bits(std::uint8_t((e < -127 ? -127 : e > 127 ? 127 : e) + 127));
+  }
+  /// Exact widening to float: 2^(bits - 127); 2^-127 is a float subnormal; 0xFF -> NaN.
+  DEEPSHOCK_HOST_DEVICE constexpr float to_float() const noexcept {
+    if (bits == 0xFFu) return detail::bits_to_float(0x7FC00000u);
+    if (bits == 0u) return detail::bits_to_float(0x00400000u);
+    return detail::bits_to_float(std::uint32_t(bits) << 23);
+  }
+  /// Exact widening to float.
+  DEEPSHOCK_HOST_DEVICE constexpr explicit operator float() const noexcept { return to_float(); }
+  /// True for 0xFF.
+  DEEPSHOCK_HOST_DEVICE constexpr bool is_nan() const noexcept { return bits == 0xFFu; }
+};
+
 namespace detail {
 /// numeric_traits implementation shared by the narrow types.
 template <class T>
@@ -325,7 +404,12 @@ struct numeric_traits<fp8_e4m3> : detail::minifloat_traits<fp8_e4m3> {};
 template <>
 struct numeric_traits<fp8_e5m2> : detail::minifloat_traits<fp8_e5m2> {};
 
+template <>
+struct numeric_traits<fp4_e2m1> : detail::minifloat_traits<fp4_e2m1> {};
+
 static_assert(sizeof(bf16) == 2 && sizeof(fp16) == 2 && sizeof(fp8_e4m3) == 1 && sizeof(fp8_e5m2) == 1);
+static_assert(std::is_trivially_copyable_v<fp4_e2m1> && std::is_trivially_copyable_v<fp8_e8m0>);
+static_assert(detail::float_to_bits(numeric_traits<fp4_e2m1>::max_finite()) == 0x40C00000u);  // 6
 static_assert(std::is_trivially_copyable_v<bf16> && std::is_trivially_default_constructible_v<bf16>);
 static_assert(std::is_trivially_copyable_v<fp16> && std::is_trivially_default_constructible_v<fp16>);
 static_assert(std::is_trivially_copyable_v<fp8_e4m3> && std::is_trivially_default_constructible_v<fp8_e4m3>);

@@ -187,7 +187,7 @@ inline Status check_layer_dims(const LayerDims& d) {
     DEEPSHOCK_RETURN_IF_ERROR(check_vec_size<W>("intermediate", d.intermediate));
     DEEPSHOCK_RETURN_IF_ERROR(check_vec_size<W>("shared_intermediate", d.shared_intermediate));
   }
-  if constexpr (quant::group_v < Codec >> 0) {
+  if constexpr (quant::grouped_v<Codec>) {
     for (const auto& [name, v] : {std::pair<const char*, int>{"hidden", d.hidden},
                                   {"intermediate", d.intermediate},
                                   {"shared_intermediate", d.shared_intermediate}})

@@ -104,10 +104,9 @@ class Layer {
   static_assert(Codec::kIdentity || !detail::uses_sw128_kernel_v<T, typename Tuning::Prefill>,
                 "deepshock::moe::Layer: the Hopper WgmmaTile prefill tiles take unquantized weights only; use GemmTuning (or "
                 "other GemmTile tiles) with a quantized codec.");
-  static_assert(
-      quant::group_v<Codec> == 0 || sizeof(T) == 2,
-      "deepshock::moe::Layer: group-wise codecs (Int4Group) decode to bf16 / fp16 tensor-core fragments: use bf16 or fp16 activations.");
-  static_assert(quant::group_v<Codec> == 0 || ExpertT::gate_up_layout::kStep == 1,
+  static_assert(!quant::grouped_v<Codec> || sizeof(T) == 2, "deepshock::moe::Layer: group-wise codecs (Int4Group, Mxfp4, Nvfp4) decode to "
+                                                            "bf16 / fp16 tensor-core fragments: use bf16 or fp16 activations.");
+  static_assert(!quant::grouped_v<Codec> || ExpertT::gate_up_layout::kStep == 1,
                 "deepshock::moe::Layer: group-wise codecs stage scales of contiguous output channels: use gate_up::Separate or Halves, not "
                 "Interleaved.");
   static_assert(!quant::act_int8_v<Codec> || sizeof(T) == 2,

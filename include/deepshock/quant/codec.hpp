@@ -48,11 +48,14 @@
 //   Int8ChannelA8 the same weights with int8 activations per token (W8A8, int8 tensor cores)
 //   Int4Group     4-bit weights, 16-bit scales (and zero points) per group of G along K
 //                 (W4A16; quant/int4.hpp)
+//   Mxfp4, Nvfp4  E2M1 weights with E8M0 scales per 32 / E4M3 scales per 16 values along K (and,
+//                 Nvfp4, an fp32 factor per expert matrix) (W4A16; quant/fp4.hpp)
 #pragma once
 
 #include <bit>
 #include <concepts>
 #include <cstdint>
+#include <string>
 #include <type_traits>
 
 #include "deepshock/core/config.hpp"
@@ -72,6 +75,43 @@ struct RowRef {
   long long cols = 0;                                     ///< values per row (K)
   long long flat() const { return expert * rows + row; }  ///< the row among all experts' rows
 };
+
+/// Data of each of a layer's six weight matrices: the Params of codecs whose per-matrix data is
+/// one struct D (scale and zero pointers).
+template <class D>
+struct PerMatrix {
+  D w1, w3, w2, shared_w1, shared_w3, shared_w2;
+  const D& of(Matrix m) const {
+    switch (m) {
+      case Matrix::w1: return w1;
+      case Matrix::w3: return w3;
+      case Matrix::w2: return w2;
+      case Matrix::shared_w1: return shared_w1;
+      case Matrix::shared_w3: return shared_w3;
+      case Matrix::shared_w2: break;
+    }
+    return shared_w2;
+  }
+};
+
+/// Runs check(data, "codec.<matrix>") on each matrix a layer reads (w3 only when gated, the
+/// shared expert's only when there is one) and returns the first error: a codec's validate().
+template <class D, class Check>
+Status for_each_matrix(const PerMatrix<D>& p, bool gated, bool shared, Check&& check) {
+  const struct {
+    const D* d;
+    const char* name;
+    bool needed;
+  } fields[] = {{&p.w1, "codec.w1", true},
+                {&p.w3, "codec.w3", gated},
+                {&p.w2, "codec.w2", true},
+                {&p.shared_w1, "codec.shared_w1", shared},
+                {&p.shared_w3, "codec.shared_w3", shared && gated},
+                {&p.shared_w2, "codec.shared_w2", shared}};
+  for (const auto& f : fields)
+    if (f.needed) DEEPSHOCK_RETURN_IF_ERROR(check(*f.d, std::string(f.name)));
+  return Status::success();
+}
 
 /// Unquantized weights: stored in the activation type, read as they are.
 struct None {
@@ -195,6 +235,21 @@ concept EpilogueScaledCodec = requires(const typename C::Operand& o, typename C:
   { C::value(q) } -> std::same_as<float>;
   { C::scale(o, 0, 0) } -> std::same_as<float>;
 };
+/// Whether a codec declares kEpilogueScale = true.
+template <class C>
+inline constexpr bool epilogue_flag_v = requires {
+  requires C::kEpilogueScale;
+};
+/// Group codecs (kGroup > 0) name their scales' storage type and build a (channel, group)'s
+/// Factors from its stored scale and zero; with kEpilogueScale they also give scale().
+template <class C>
+concept GroupHooks = requires(const typename C::Operand& o, typename C::scale_bits s) {
+  { C::factors(s, std::uint8_t{0}) } -> std::same_as<typename C::Factors>;
+  { C::kZeros } -> std::convertible_to<bool>;
+  requires(!epilogue_flag_v<C> || requires {
+    { C::scale(o, 0, 0) } -> std::same_as<float>;
+  });
+};
 }  // namespace detail
 
 /// W8A8: Int8Channel's weights (int8, one fp32 scale per output channel) with the activations
@@ -233,7 +288,7 @@ concept CodecMembers = requires(const typename C::Params& params) {
 template <class C>
 concept WeightCodec = detail::CodecMembers<C> && std::is_trivially_copyable_v<typename C::Operand> &&
     std::is_trivially_copyable_v<typename C::Params> &&
-    (C::kIdentity || (detail::DecodingCodec<C> && (C::kGroup > 0 || detail::EpilogueScaledCodec<C>)));
+    (C::kIdentity || (detail::DecodingCodec<C> && (C::kGroup > 0 ? detail::GroupHooks<C> : detail::EpilogueScaledCodec<C>)));
 
 /// Values per stored element and the in-mainloop group size of a codec (1 and 0 for identity
 /// codecs), for code that handles every codec.
@@ -247,8 +302,16 @@ inline constexpr int group_v = [] {
   if constexpr (C::kIdentity) return 0;
   else return C::kGroup;
 }();
-/// Whether a codec's factors multiply the GEMM's fp32 sums in the epilogue (kGroup == 0).
+/// Whether a codec decodes group-wise factors in the mainloop (kGroup > 0).
 template <class C>
-inline constexpr bool epilogue_scaled_v = !C::kIdentity && group_v<C> == 0;
+inline constexpr bool grouped_v = group_v<C> > 0;
+/// Whether a codec's factors multiply the GEMM's fp32 sums in the epilogue: per-channel codecs
+/// (kGroup == 0), and group codecs with a per-matrix factor besides (kEpilogueScale: Nvfp4).
+template <class C>
+inline constexpr bool epilogue_scaled_v = !C::kIdentity && (group_v<C> == 0 || detail::epilogue_flag_v<C>);
+/// The element type of a group codec's stored scales (16-bit for Int4Group, 8-bit for the FP4
+/// codecs).
+template <class C>
+using scale_bits_t = typename C::scale_bits;
 
 }  // namespace deepshock::quant

@@ -54,6 +54,7 @@ struct Int4Group {
   template <class T>
   using storage = std::uint8_t;
   using scale_type = S;
+  using scale_bits = std::uint16_t;  ///< the bits of S
   static constexpr bool kIdentity = false;
   static constexpr bool kZeros = Z == Int4Zero::asymmetric;
   static constexpr int kPack = 2;
@@ -71,20 +72,7 @@ struct Int4Group {
     const std::uint8_t* zero = nullptr;    ///< [E][K / G][rows] codes; asymmetric only
   };
   /// A layer's matrices; a fused gate/up w1 [E, 2I, H] has its scales for all 2I rows in w1.
-  struct Params {
-    MatrixData w1, w3, w2, shared_w1, shared_w3, shared_w2;
-    const MatrixData& of(Matrix m) const {
-      switch (m) {
-        case Matrix::w1: return w1;
-        case Matrix::w3: return w3;
-        case Matrix::w2: return w2;
-        case Matrix::shared_w1: return shared_w1;
-        case Matrix::shared_w3: return shared_w3;
-        case Matrix::shared_w2: break;
-      }
-      return shared_w2;
-    }
-  };
+  using Params = PerMatrix<MatrixData>;
   /// One matrix in the GEMM: output channel n of expert g, group j at
   /// scale[(g * (K / G) + j) * rows + n] (the pointers already at the first channel); step must
   /// be 1 (check()).
@@ -133,28 +121,16 @@ struct Int4Group {
   }
 
   static Status validate(const Params& p, bool gated, bool shared) {
-    const struct {
-      const MatrixData* d;
-      const char* scale;
-      const char* zero;
-      bool needed;
-    } fields[] = {{&p.w1, "codec.w1.scale", "codec.w1.zero", true},
-                  {&p.w3, "codec.w3.scale", "codec.w3.zero", gated},
-                  {&p.w2, "codec.w2.scale", "codec.w2.zero", true},
-                  {&p.shared_w1, "codec.shared_w1.scale", "codec.shared_w1.zero", shared},
-                  {&p.shared_w3, "codec.shared_w3.scale", "codec.shared_w3.zero", shared && gated},
-                  {&p.shared_w2, "codec.shared_w2.scale", "codec.shared_w2.zero", shared}};
-    for (const auto& f : fields) {
-      if (!f.needed) continue;
-      if (f.d->scale == nullptr)
-        return Status::invalid_argument(f.scale, std::string("must not be null (") + kName + " weights need their scales)");
-      if (kZeros && f.d->zero == nullptr)
-        return Status::invalid_argument(f.zero, std::string("must not be null (") + kName + " has zero points)");
-      if (!kZeros && f.d->zero != nullptr)
-        return Status::invalid_argument(f.zero,
+    return for_each_matrix(p, gated, shared, [](const MatrixData& d, const std::string& name) {
+      if (d.scale == nullptr)
+        return Status::invalid_argument(name + ".scale", std::string("must not be null (") + kName + " weights need their scales)");
+      if (kZeros && d.zero == nullptr)
+        return Status::invalid_argument(name + ".zero", std::string("must not be null (") + kName + " has zero points)");
+      if (!kZeros && d.zero != nullptr)
+        return Status::invalid_argument(name + ".zero",
                                         std::string("must be null: ") + kName + " is symmetric (its zero is 8); use Int4Zero::asymmetric");
-    }
-    return Status::success();
+      return Status::success();
+    });
   }
 
   /// Row r decoded into `out` (float or double: the same values, T((u - z) * s)).

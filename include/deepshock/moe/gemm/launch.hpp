@@ -51,7 +51,7 @@ Status check_batch(const GemmBatch<T, Epi, Codec>& batch) {
     if constexpr (quant::act_int8_v<Codec>)
       if (a.a_scale == nullptr)
         return Status::invalid_argument("a_scale", std::string("must not be null (") + Codec::kName + " activations are int8 per row)");
-    if constexpr (quant::group_v < Codec >> 0) {
+    if constexpr (quant::grouped_v<Codec>) {
       DEEPSHOCK_RETURN_IF_ERROR(Codec::check(a.bq[0], a.n, a.k));
       if (GemmBatch<T, Epi, Codec>::kOperands == 2) DEEPSHOCK_RETURN_IF_ERROR(Codec::check(a.bq[1], a.n, a.k));
     }

@@ -25,8 +25,18 @@ namespace deepshock::moe::detail {
 template <class T>
 using smem_t = std::conditional_t<sizeof(T) == 2, std::uint16_t, float>;
 
+/// The stored scale type of a group codec (unused 16-bit placeholder for the others).
+template <class Codec, bool Grouped>
+struct ScaleOf {
+  using type = std::uint16_t;
+};
+template <class Codec>
+struct ScaleOf<Codec, true> {
+  using type = quant::scale_bits_t<Codec>;
+};
+
 /// Dynamic shared memory of one block: kStages stages of {A [BM][LD], B [NB][BN][LDB], and for
-/// group-wise codecs the k-tile's scales [NB][GS][BN] (16-bit) and zeros [NB][GS][BN] (uint8)},
+/// group-wise codecs the k-tile's scales [NB][GS][BN] (the codec's scale_bits) and zeros [NB][GS][BN] (uint8)},
 /// then the BM gathered row indices. A holds T, B the codec's storage type W (quant/codec.hpp),
 /// kPack values per element; a stage covers kBK values of K in both, and GS = max(1, kBK / G)
 /// groups. Rows are padded by 16 bytes (see the file comment).
@@ -46,10 +56,12 @@ struct GemmSmem {
     if constexpr (kGroup > 0) return Codec::kZeros;
     else return false;
   }();
+  /// A stored scale: the codec's scale_bits (16-bit Int4Group, 8-bit FP4 codecs).
+  using Scale = typename ScaleOf<Codec, (kGroup > 0)>::type;
   static constexpr std::size_t round16(std::size_t b) { return (b + 15) / 16 * 16; }
   static constexpr std::size_t kABytes = static_cast<std::size_t>(Tile::kBM) * kLD * sizeof(S);
   static constexpr std::size_t kBBytes = static_cast<std::size_t>(NB) * Tile::kBN * kLDB * sizeof(SB);
-  static constexpr std::size_t kScaleBytes = round16(static_cast<std::size_t>(NB) * kGS * Tile::kBN * sizeof(std::uint16_t));
+  static constexpr std::size_t kScaleBytes = round16(static_cast<std::size_t>(NB) * kGS * Tile::kBN * sizeof(Scale));
   static constexpr std::size_t kZeroBytes = kZeros ? round16(static_cast<std::size_t>(NB) * kGS * Tile::kBN) : 0;
   static constexpr std::size_t kStageBytes = kABytes + kBBytes + kScaleBytes + kZeroBytes;
   static constexpr std::size_t kRowsOffset = static_cast<std::size_t>(Tile::kStages) * kStageBytes;
@@ -62,8 +74,8 @@ struct GemmSmem {
     return reinterpret_cast<SB*>(base + stage * kStageBytes + kABytes) + m * Tile::kBN * kLDB;
   }
   /// Group j's scales of matrix m in the stage, one per output channel of the tile.
-  DEEPSHOCK_HOST_DEVICE static std::uint16_t* scales(unsigned char* base, int stage, int m, int j) {
-    return reinterpret_cast<std::uint16_t*>(base + stage * kStageBytes + kABytes + kBBytes) + (m * kGS + j) * Tile::kBN;
+  DEEPSHOCK_HOST_DEVICE static Scale* scales(unsigned char* base, int stage, int m, int j) {
+    return reinterpret_cast<Scale*>(base + stage * kStageBytes + kABytes + kBBytes) + (m * kGS + j) * Tile::kBN;
   }
   DEEPSHOCK_HOST_DEVICE static std::uint8_t* zeros(unsigned char* base, int stage, int m, int j) {
     return base + stage * kStageBytes + kABytes + kBBytes + kScaleBytes + (m * kGS + j) * Tile::kBN;
@@ -172,8 +184,8 @@ DEEPSHOCK_DEVICE void gemm_mainloop(unsigned char* smem, const int* rows, const 
       }
       if constexpr (GROUP > 0) {
         // The k-tile's scales (and zeros) for the tile's output channels: GS groups x BN, in
-        // chunks of 8 channels (16 bytes of scales, 8 of zeros). N is a multiple of 8, so a chunk
-        // is wholly inside or wholly past the last channel.
+        // chunks of 8 channels (16 bytes of 16-bit scales or 8 of 8-bit ones; 8 bytes of zeros).
+        // N is a multiple of 8, so a chunk is wholly inside or wholly past the last channel.
         const int groups_k = args.k / GROUP;
         constexpr int kChunks = GS * (BN / 8);
         DEEPSHOCK_UNROLL
@@ -184,7 +196,9 @@ DEEPSHOCK_DEVICE void gemm_mainloop(unsigned char* smem, const int* rows, const 
             const int kg = k0 / GROUP + j;
             const bool ok = kg < groups_k && n0 + n < args.n;
             const long long at = (static_cast<long long>(job.g) * groups_k + kg) * op.rows + n0 + n;
-            mem::cp_async16(Smem::scales(smem, stage, m, j) + n, ok ? op.scale + at : op.scale, ok);
+            if constexpr (sizeof(typename Smem::Scale) == 2)
+              mem::cp_async16(Smem::scales(smem, stage, m, j) + n, ok ? op.scale + at : op.scale, ok);
+            else mem::cp_async8(Smem::scales(smem, stage, m, j) + n, ok ? op.scale + at : op.scale, ok);
             if constexpr (Smem::kZeros) mem::cp_async8(Smem::zeros(smem, stage, m, j) + n, ok ? op.zero + at : op.zero, ok);
           }
         }
@@ -252,7 +266,7 @@ DEEPSHOCK_DEVICE void gemm_mainloop(unsigned char* smem, const int* rows, const 
           // Quantized weights: each thread reads its B fragment's stored values — column (n
           // row) l / 4 of the n8 tile, k = kk + 2 (l % 4) + {0, 1} and + 8 — and the codec turns
           // each pair into two T in one register; group-wise codecs with the (channel, group)
-          // factors of the stage's scale tile (a k16 step lies inside one group: G >= 32).
+          // factors of the stage's scale tile (a k16 step lies inside one group: G >= 16).
           DEEPSHOCK_UNROLL
           for (int m = 0; m < NB; ++m) {
             const int col = warp_n * Tile::kWN + lane / 4;  // the thread's channel in n8 tile 0
