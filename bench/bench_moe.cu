@@ -37,6 +37,10 @@
 //                            (quant::Int4Group<128>, W4A16): half a byte per weight plus 2 bytes
 //                            per 128 (target at T <= 16: >= 3.5x layer/, >= 80% of HBM on the
 //                            packed bytes)
+//   quant/<model>/mxfp4/T:n  E2M1 experts with an E8M0 scale per 32 inputs (quant::Mxfp4, W4A16;
+//                            4.25 bits per weight; target at decode: >= 3.3x layer/)
+//   quant/<model>/nvfp4/T:n  E2M1 experts with an E4M3 scale per 16 inputs and an fp32 factor per
+//                            expert matrix (quant::Nvfp4, W4A16; 4.5 bits per weight)
 //   cublas_loop/<model>/T:n  "per-expert cuBLAS loop, as frameworks do", same routing as routed/:
 //                            the tokens are grouped per expert on the host once (untimed); timed:
 //                            shared expert as dense GEMMs (cublasGemmEx bf16 in, fp32 compute) with
@@ -73,6 +77,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include <cublas_v2.h>
@@ -84,6 +89,7 @@
 #include "deepshock/moe/activation.hpp"
 #include "deepshock/moe/layer.hpp"
 #include "deepshock/platform/launch.hpp"
+#include "deepshock/quant/fp4.hpp"
 #include "deepshock/quant/int4.hpp"
 #include "models.hpp"
 
@@ -239,15 +245,27 @@ Status load_weights(const ModelWeights*& out, rt::stream_t s) {
 }
 
 /// Quantized expert weights of a model (quant/ rows), made once per model and kind on the host:
-/// int8 (hash-based values in [-127, 127], one fp32 scale per row giving the bf16 rows' ranges)
-/// or int4 (hash-based bytes of two 4-bit codes, fp16 scales per group of 128 inputs).
+/// int8 (hash-based values in [-127, 127], one fp32 scale per row giving the bf16 rows' ranges),
+/// int4 (hash-based bytes of two 4-bit codes, fp16 scales per group of 128 inputs), or FP4
+/// (hash-based bytes of two E2M1 codes; MXFP4: the E8M0 scale 2^e nearest range / 6 per 32 inputs;
+/// NVFP4: E4M3 448 per 16 inputs and a global factor range / 2688 per expert matrix).
 using Int4Codec = deepshock::quant::Int4Group<128>;
+enum class QuantKind { int8, int4, mxfp4, nvfp4 };
+template <class Codec>
+constexpr QuantKind quant_kind() {
+  if constexpr (std::is_same_v<Codec, deepshock::quant::Mxfp4>) return QuantKind::mxfp4;
+  else if constexpr (std::is_same_v<Codec, deepshock::quant::Nvfp4>) return QuantKind::nvfp4;
+  else if constexpr (deepshock::quant::grouped_v<Codec>) return QuantKind::int4;
+  else return QuantKind::int8;
+}
 struct QuantWeights {
   std::string name;
-  bool int4 = false;
-  rt::DeviceBuffer<std::int8_t> w1, w3, w2, s1, s3, s2;  // int8 values or packed int4 bytes
+  QuantKind kind = QuantKind::int8;
+  rt::DeviceBuffer<std::int8_t> w1, w3, w2, s1, s3, s2;  // int8 values or packed 4-bit codes
   rt::DeviceBuffer<float> w1_scale, w3_scale, w2_scale, s1_scale, s3_scale, s2_scale;
   rt::DeviceBuffer<std::uint16_t> w1_gs, w3_gs, w2_gs, s1_gs, s3_gs, s2_gs;  // int4: [experts][K / 128][rows]
+  rt::DeviceBuffer<std::uint8_t> bs[6];                                      // FP4 block scales of w1, w3, w2, s1, s3, s2
+  rt::DeviceBuffer<float> global[6];                                         // NVFP4: [experts] of each
 };
 std::unique_ptr<QuantWeights>& quant_cache() {
   static std::unique_ptr<QuantWeights> cache;
@@ -287,10 +305,30 @@ Status fill_int4(rt::DeviceBuffer<std::int8_t>& q, rt::DeviceBuffer<std::uint16_
   DEEPSHOCK_RETURN_IF_ERROR(scale.copy_from_host(sc.data(), sc.size(), s));
   return rt::stream_synchronize(s);
 }
-template <class M, bool Int4 = false>
+/// FP4: `rows` x `cols` codes (cols / 2 hash-based bytes per row) over `experts` stacked experts,
+/// block scales [cols / G][rows] per expert and (NVFP4) a global factor per expert.
+Status fill_fp4(rt::DeviceBuffer<std::int8_t>& q, rt::DeviceBuffer<std::uint8_t>& scale, rt::DeviceBuffer<float>& global, QuantKind kind,
+                std::size_t experts, std::size_t rows, std::size_t cols, std::uint32_t seed, float range, rt::stream_t s) {
+  rt::DeviceBuffer<std::uint16_t> unused;
+  DEEPSHOCK_RETURN_IF_ERROR(fill_int4(q, unused, rows, cols, seed, range, s));  // any byte is two valid codes
+  const bool nv = kind == QuantKind::nvfp4;
+  const std::size_t group = nv ? 16 : 32;
+  const std::uint8_t bits =
+      nv ? deepshock::fp8_e4m3(448.0f).bits : static_cast<std::uint8_t>(127 + static_cast<int>(std::lround(std::log2(range / 6.0f))));
+  const std::vector<std::uint8_t> sc(rows * (cols / group), bits);
+  const std::vector<float> g(experts, range / 2688.0f);
+  DEEPSHOCK_RETURN_IF_ERROR(scale.allocate(sc.size()));
+  DEEPSHOCK_RETURN_IF_ERROR(scale.copy_from_host(sc.data(), sc.size(), s));
+  if (nv) {
+    DEEPSHOCK_RETURN_IF_ERROR(global.allocate(g.size()));
+    DEEPSHOCK_RETURN_IF_ERROR(global.copy_from_host(g.data(), g.size(), s));
+  }
+  return rt::stream_synchronize(s);
+}
+template <class M, QuantKind Kind = QuantKind::int8>
 Status load_quant_weights(const QuantWeights*& out, rt::stream_t s) {
   auto& cache = quant_cache();
-  if (cache && cache->name == M::kName && cache->int4 == Int4) {
+  if (cache && cache->name == M::kName && cache->kind == Kind) {
     out = cache.get();
     return Status::success();
   }
@@ -298,20 +336,22 @@ Status load_quant_weights(const QuantWeights*& out, rt::stream_t s) {
   auto w = std::make_unique<QuantWeights>();
   constexpr std::size_t E = M::Gate::kExperts, H = M::kHidden, I = M::kInter, Is = M::kShared;
   const float sh = 3.0f / std::sqrt(static_cast<float>(H)), si = 3.0f / std::sqrt(static_cast<float>(I));
-  auto fill_q = [&](rt::DeviceBuffer<std::int8_t>& q, rt::DeviceBuffer<float>& s8, rt::DeviceBuffer<std::uint16_t>& s4, std::size_t rows,
-                    std::size_t cols, std::uint32_t seed, float range) {
-    return Int4 ? fill_int4(q, s4, rows, cols, seed, range, s) : fill_int8(q, s8, rows, cols, seed, range, s);
+  auto fill_q = [&](int m, rt::DeviceBuffer<std::int8_t>& q, rt::DeviceBuffer<float>& s8, rt::DeviceBuffer<std::uint16_t>& s4,
+                    std::size_t experts, std::size_t rows, std::size_t cols, std::uint32_t seed, float range) {
+    if (Kind == QuantKind::int4) return fill_int4(q, s4, rows, cols, seed, range, s);
+    if (Kind == QuantKind::int8) return fill_int8(q, s8, rows, cols, seed, range, s);
+    return fill_fp4(q, w->bs[m], w->global[m], Kind, experts, rows, cols, seed, range, s);
   };
-  DEEPSHOCK_RETURN_IF_ERROR(fill_q(w->w1, w->w1_scale, w->w1_gs, E * I, H, kSeedW1, sh));
-  DEEPSHOCK_RETURN_IF_ERROR(fill_q(w->w3, w->w3_scale, w->w3_gs, E * I, H, kSeedW3, sh));
-  DEEPSHOCK_RETURN_IF_ERROR(fill_q(w->w2, w->w2_scale, w->w2_gs, E * H, I, kSeedW2, si));
+  DEEPSHOCK_RETURN_IF_ERROR(fill_q(0, w->w1, w->w1_scale, w->w1_gs, E, E * I, H, kSeedW1, sh));
+  DEEPSHOCK_RETURN_IF_ERROR(fill_q(1, w->w3, w->w3_scale, w->w3_gs, E, E * I, H, kSeedW3, sh));
+  DEEPSHOCK_RETURN_IF_ERROR(fill_q(2, w->w2, w->w2_scale, w->w2_gs, E, E * H, I, kSeedW2, si));
   if constexpr (Is > 0) {
-    DEEPSHOCK_RETURN_IF_ERROR(fill_q(w->s1, w->s1_scale, w->s1_gs, Is, H, kSeedS1, sh));
-    DEEPSHOCK_RETURN_IF_ERROR(fill_q(w->s3, w->s3_scale, w->s3_gs, Is, H, kSeedS3, sh));
-    DEEPSHOCK_RETURN_IF_ERROR(fill_q(w->s2, w->s2_scale, w->s2_gs, H, Is, kSeedS2, 3.0f / std::sqrt(static_cast<float>(Is))));
+    DEEPSHOCK_RETURN_IF_ERROR(fill_q(3, w->s1, w->s1_scale, w->s1_gs, 1, Is, H, kSeedS1, sh));
+    DEEPSHOCK_RETURN_IF_ERROR(fill_q(4, w->s3, w->s3_scale, w->s3_gs, 1, Is, H, kSeedS3, sh));
+    DEEPSHOCK_RETURN_IF_ERROR(fill_q(5, w->s2, w->s2_scale, w->s2_gs, 1, H, Is, kSeedS2, 3.0f / std::sqrt(static_cast<float>(Is))));
   }
   w->name = M::kName;
-  w->int4 = Int4;
+  w->kind = Kind;
   cache = std::move(w);
   out = cache.get();
   return Status::success();
@@ -364,8 +404,8 @@ struct MoeBench {
         w.shared_w2 = mw->s2.data();
       }
     } else {
-      constexpr bool kInt4 = deepshock::quant::group_v < Codec >> 0;
-      DEEPSHOCK_RETURN_IF_ERROR((load_quant_weights<M, kInt4>(qw, s())));
+      constexpr QuantKind kKind = quant_kind<Codec>();
+      DEEPSHOCK_RETURN_IF_ERROR((load_quant_weights<M, kKind>(qw, s())));
       using W = typename moe::LayerWeights<bf16, moe::Expert<Codec>>::W;
       auto q = [](const rt::DeviceBuffer<std::int8_t>& b) { return reinterpret_cast<const W*>(b.data()); };
       w.w1 = q(qw->w1);
@@ -376,7 +416,19 @@ struct MoeBench {
         w.shared_w3 = q(qw->s3);
         w.shared_w2 = q(qw->s2);
       }
-      if constexpr (kInt4) {
+      if constexpr (kKind == QuantKind::mxfp4 || kKind == QuantKind::nvfp4) {
+        auto d = [&](int m) {
+          return typename Codec::MatrixData{qw->bs[m].data(), kKind == QuantKind::nvfp4 ? qw->global[m].data() : nullptr};
+        };
+        w.codec.w1 = d(0);
+        w.codec.w3 = d(1);
+        w.codec.w2 = d(2);
+        if (Is > 0) {
+          w.codec.shared_w1 = d(3);
+          w.codec.shared_w3 = d(4);
+          w.codec.shared_w2 = d(5);
+        }
+      } else if constexpr (kKind == QuantKind::int4) {
         w.codec.w1 = {qw->w1_gs.data(), nullptr};
         w.codec.w3 = {qw->w3_gs.data(), nullptr};
         w.codec.w2 = {qw->w2_gs.data(), nullptr};
@@ -443,10 +495,12 @@ struct MoeBench {
   /// Bytes and FLOPs of the experts + combine (routed/, cublas_loop/); with_router adds the gate.
   double bytes(bool with_router) const {
     // Weights: kWeightBytes each, plus the codec's scales: int8, one fp32 per output channel of
-    // W1, W3, W2; int4, one fp16 per 128 weights.
+    // W1, W3, W2; group codecs, one stored scale per group (int4: 2 bytes per 128 weights; MXFP4:
+    // 1 per 32; NVFP4: 1 per 16, its per-matrix factors negligible).
     auto scales = [](double rows, double cols) {
       if constexpr (Codec::kIdentity) return 0.0 * rows * cols;
-      else if constexpr (deepshock::quant::group_v<Codec> > 0) return 2.0 * rows * cols / Int4Codec::kGroup;
+      else if constexpr (deepshock::quant::grouped_v<Codec>)
+        return static_cast<double>(sizeof(deepshock::quant::scale_bits_t<Codec>)) * rows * cols / Codec::kGroup;
       else return 4.0 * rows + 0.0 * cols;
     };
     double b = 4.0 * T * H + 8.0 * T * K + touched * (3.0 * kWeightBytes * H * I + 2.0 * scales(I, H) + scales(H, I)) +
@@ -822,6 +876,8 @@ void register_model(bool stages, bool tile_sweep) {
   quant(deepshock::quant::Int8Channel::kName, BM_quant<M, deepshock::quant::Int8Channel>);
   quant(deepshock::quant::Int8ChannelA8::kName, BM_quant<M, deepshock::quant::Int8ChannelA8>);
   quant(Int4Codec::kName, BM_quant<M, Int4Codec>);
+  quant(deepshock::quant::Mxfp4::kName, BM_quant<M, deepshock::quant::Mxfp4>);
+  quant(deepshock::quant::Nvfp4::kName, BM_quant<M, deepshock::quant::Nvfp4>);
   if (stages) add("router", BM_router<M>);
   if (stages) add("dispatch", BM_dispatch<M>);
   if (stages) add("through_dispatch", BM_through<M, moe::Stage::dispatch>);

@@ -18,12 +18,14 @@
 // The same source builds twice: demo_gpu (nvcc) and demo_sim (g++ with DEEPSHOCK_SIM). demo_gpu
 // exits with 77 when it has no device; scripts/demo.sh then runs demo_sim with the same
 // arguments, where --executor auto means host.
-// --quant int8 | int4 | w8a8 quantizes the expert weights (routed and shared) with the library's host
-// quantizers — int8 with one fp32 scale per output channel (quant::Int8Channel, W8A16), or 4-bit
-// codes with one fp16 scale per 128 inputs (quant::Int4Group<128>, W4A16); activations stay bf16
-// (quant_model.hpp); --quant w8a8 also quantizes the activations per token to int8 and runs the
-// expert GEMMs on int8 tensor cores (quant::Int8ChannelA8) — prints the bytes per weight and the error of the quantized layer against
-// the bf16 one, and checks y against the double reference on the dequantized weights.
+// --quant int8 | int4 | mxfp4 | nvfp4 | w8a8 quantizes the expert weights (routed and shared) with
+// the library's host quantizers — int8 with one fp32 scale per output channel (quant::Int8Channel,
+// W8A16), 4-bit codes with one fp16 scale per 128 inputs (quant::Int4Group<128>, W4A16), E2M1 codes
+// with a power-of-two scale per 32 inputs (quant::Mxfp4) or an E4M3 scale per 16 and an fp32 factor
+// per matrix (quant::Nvfp4); activations stay bf16 (quant_model.hpp); --quant w8a8 also quantizes
+// the activations per token to int8 and runs the expert GEMMs on int8 tensor cores
+// (quant::Int8ChannelA8). It prints the bytes per weight and the error of the quantized layer
+// against the bf16 one, and checks y against the double reference on the dequantized weights.
 // Exit codes: 0 pass, 1 check failed or library error, 2 bad arguments, 77 no GPU.
 #include <algorithm>
 #include <array>
@@ -63,7 +65,7 @@ struct Options {
   int tokens = 32, reps = -1, check = 8;  // reps -1: the executor's default
   std::uint64_t seed = 1;
   std::string executor = "auto";
-  std::string quant = "none";  // none | int8 | int4 | w8a8
+  std::string quant = "none";  // none | int8 | int4 | w8a8 | mxfp4 | nvfp4
 };
 
 // ---- the executors ---------------------------------------------------------------------------
@@ -88,7 +90,8 @@ ds::Status run_device(const moe::LayerDims& dims, const gate::PolicyParams& para
   DEEPSHOCK_RETURN_IF_ERROR(stream.create());
   std::array<rt::DeviceBuffer<bf16>, kTensors> d;
   std::array<rt::DeviceBuffer<std::uint8_t>, kTensors> dq, dz;
-  std::array<rt::DeviceBuffer<float>, kTensors> dscale;
+  std::array<rt::DeviceBuffer<float>, kTensors> dscale, dglobal;
+  std::array<rt::DeviceBuffer<std::uint8_t>, kTensors> dbscale;
   std::array<rt::DeviceBuffer<std::uint16_t>, kTensors> dgscale;
   ModelPtrs ptrs;
   auto upload = [&](auto& buf, const auto* src, std::size_t n, auto& dst) -> ds::Status {
@@ -107,6 +110,8 @@ ds::Status run_device(const moe::LayerDims& dims, const gate::PolicyParams& para
       DEEPSHOCK_RETURN_IF_ERROR(upload(dscale[i], qt.scale.data(), qt.scale.size(), ptrs.scale[i]));
       DEEPSHOCK_RETURN_IF_ERROR(upload(dgscale[i], qt.gscale.data(), qt.gscale.size(), ptrs.gscale[i]));
       DEEPSHOCK_RETURN_IF_ERROR(upload(dz[i], qt.zero.data(), qt.zero.size(), ptrs.zero[i]));
+      DEEPSHOCK_RETURN_IF_ERROR(upload(dbscale[i], qt.bscale.data(), qt.bscale.size(), ptrs.bscale[i]));
+      DEEPSHOCK_RETURN_IF_ERROR(upload(dglobal[i], qt.global.data(), qt.global.size(), ptrs.global[i]));
     }
   }
   const std::array<const bf16*, kTensors>& ptr = ptrs.bf;
@@ -236,14 +241,10 @@ int run_preset(const Preset& p, const Options& o, Exec exec) {
     }
     bpw = bytes_per_weight(m, qm);
     std::printf("quant   : %s: expert weights quantized in %.2f s (%s); %.3f bytes per weight with scales%s (bf16: 2)\n", Codec::kName,
-                std::chrono::duration<double>(std::chrono::steady_clock::now() - q0).count(),
-                std::is_base_of_v<ds::quant::Int8Channel, Codec>
-                    ? "int8, one fp32 scale per output channel: amax / 127, round half to even"
-                    : "4-bit codes - 8, one fp16 scale per 128 inputs: amax / 7, round half to even",
-                bpw,
-                ds::quant::act_int8_v<Codec> ? "; activations to int8 per token at run time (amax / 127), int8 tensor-core GEMMs"
-                : std::is_base_of_v<ds::quant::Int8Channel, Codec> ? ""
-                                                                   : " (zero points: none, fixed at 8)");
+                std::chrono::duration<double>(std::chrono::steady_clock::now() - q0).count(), quant_rule<Codec>(), bpw,
+                ds::quant::act_int8_v<Codec>  ? "; activations to int8 per token at run time (amax / 127), int8 tensor-core GEMMs"
+                : std::is_same_v<Codec, Int4> ? " (zero points: none, fixed at 8)"
+                                              : "");
   }
   gate::PolicyParams params;
   params.renormalize = p.renormalize;
@@ -350,13 +351,15 @@ int run_preset(const Preset& p, const Options& o, Exec exec) {
 int usage(const char* why) {
   if (why) std::printf("demo: %s\n", why);
   std::printf("usage: demo [--preset NAME] [--tokens N] [--seed S] [--reps R] [--executor auto|gpu|host|sim] [--check-tokens C] "
-              "[--quant none|int8|int4|w8a8]\n"
+              "[--quant none|int8|int4|w8a8|mxfp4|nvfp4]\n"
               "  --tokens N        tokens in the batch (default 32)\n"
               "  --reps R          timed runs (default 20 on the GPU, 3 on the CPU)\n"
               "  --executor E      auto: gpu in demo_gpu, host in demo_sim; sim: the kernels in the CPU simulator (demo_sim)\n"
               "  --check-tokens C  tokens checked against the double reference (default 8; 0 = none)\n"
               "  --quant Q         expert weights: none (bf16, default), int8 (W8A16: per-channel int8), int4 (W4A16: 4-bit, fp16\n"
-              "                    scale per 128 inputs), w8a8 (int8 weights, activations int8 per token)\npresets:\n");
+              "                    scale per 128 inputs), w8a8 (int8 weights, activations int8 per token), mxfp4 (W4A16: E2M1,\n"
+              "                    power-of-two scale per 32 inputs), nvfp4 (W4A16: E2M1, E4M3 scale per 16, fp32 per matrix)\n"
+              "presets:\n");
   for (const Preset& p : kPresets) std::printf("  %-17s %s\n", p.name, p.about);
   return 2;
 }
@@ -392,8 +395,8 @@ int main(int argc, char** argv) {
         return usage(("unknown executor " + o.executor).c_str());
     } else if (a == "--quant") {
       o.quant = v;
-      if (o.quant != "none" && o.quant != "int8" && o.quant != "int4" && o.quant != "w8a8")
-        return usage(("unknown quantization " + o.quant + " (none, int8, int4 or w8a8)").c_str());
+      if (o.quant != "none" && o.quant != "int8" && o.quant != "int4" && o.quant != "w8a8" && o.quant != "mxfp4" && o.quant != "nvfp4")
+        return usage(("unknown quantization " + o.quant + " (none, int8, int4, w8a8, mxfp4 or nvfp4)").c_str());
     } else if (a == "--tokens" && parse_int(v, 1, 1 << 20, n)) {
       o.tokens = static_cast<int>(n);
     } else if (a == "--reps" && parse_int(v, 0, 1 << 20, n)) {
@@ -440,6 +443,8 @@ int main(int argc, char** argv) {
     if (o.quant == "int8") return run_preset<Gate, ds::quant::Int8Channel>(*o.preset, o, exec);
     if (o.quant == "int4") return run_preset<Gate, Int4>(*o.preset, o, exec);
     if (o.quant == "w8a8") return run_preset<Gate, ds::quant::Int8ChannelA8>(*o.preset, o, exec);
+    if (o.quant == "mxfp4") return run_preset<Gate, ds::quant::Mxfp4>(*o.preset, o, exec);
+    if (o.quant == "nvfp4") return run_preset<Gate, ds::quant::Nvfp4>(*o.preset, o, exec);
     return run_preset<Gate, ds::quant::None>(*o.preset, o, exec);
   };
   switch (o.preset->gate) {

@@ -4,6 +4,10 @@
 //   w8a8  quant::Int8ChannelA8: the same weights, activations int8 per token (dynamic) W8A8
 //   int4  quant::Int4Group<128>: 4-bit codes, one fp16 scale per 128 inputs of an output
 //         channel, zero fixed at 8 ("uint4b8", the GPTQ symmetric layout)           W4A16
+//   mxfp4 quant::Mxfp4: E2M1 codes, one power-of-two (E8M0) scale per 32 inputs, the OCP rule
+//         (the gpt-oss expert format)                                              W4A16
+//   nvfp4 quant::Nvfp4: E2M1 codes, one E4M3 scale per 16 inputs, one fp32 factor per expert
+//         matrix (compressed-tensors' rule)                                        W4A16
 #pragma once
 
 #include <array>
@@ -13,6 +17,7 @@
 
 #include "deepshock/core/status.hpp"
 #include "deepshock/moe/expert.hpp"
+#include "deepshock/quant/fp4.hpp"
 #include "deepshock/quant/int4.hpp"
 #include "deepshock/quant/int8.hpp"
 #include "model.hpp"
@@ -30,7 +35,9 @@ struct QuantTensor {
   std::vector<float> scale;           ///< Int8Channel: [rows]
   std::vector<std::uint16_t> gscale;  ///< Int4Group: [experts][cols / G][rows per expert]
   std::vector<std::uint8_t> zero;     ///< Int4Group asymmetric: as gscale
-  std::size_t bytes() const { return q.size() + 4 * scale.size() + 2 * gscale.size() + zero.size(); }
+  std::vector<std::uint8_t> bscale;   ///< Mxfp4 / Nvfp4: 8-bit block scales, laid out as gscale
+  std::vector<float> global;          ///< Nvfp4: [experts]
+  std::size_t bytes() const { return q.size() + 4 * scale.size() + 2 * gscale.size() + zero.size() + bscale.size() + 4 * global.size(); }
 };
 using QuantModel = std::array<QuantTensor, kTensors>;
 
@@ -64,23 +71,43 @@ ds::Status quantize_model(const Preset& p, const Model& m, QuantModel& qm) {
       });
     } else {
       constexpr int G = Codec::kGroup;
+      constexpr bool kFp4 = std::is_same_v<Codec, quant::Mxfp4> || std::is_same_v<Codec, quant::Nvfp4>;
       const std::size_t qe = static_cast<std::size_t>(per * cols / 2), se = static_cast<std::size_t>(per * (cols / G));
       qt.q.resize(static_cast<std::size_t>(experts) * qe);
-      qt.gscale.resize(static_cast<std::size_t>(experts) * se);
+      (kFp4 ? qt.bscale.resize(static_cast<std::size_t>(experts) * se) : qt.gscale.resize(static_cast<std::size_t>(experts) * se));
       if (Codec::kZeros) qt.zero.resize(qt.gscale.size());
+      if (std::is_same_v<Codec, quant::Nvfp4>) qt.global.resize(static_cast<std::size_t>(experts));
       parallel_for(static_cast<std::size_t>(experts) * 65536, [&](std::size_t b, std::size_t e) {  // experts are independent
         std::vector<float> f(static_cast<std::size_t>(per * cols));
         for (std::size_t x = (b + 65535) / 65536; x < (e + 65535) / 65536; ++x) {
           const bf16* src = m[t].p.get() + x * static_cast<std::size_t>(per * cols);
           for (std::size_t i = 0; i < f.size(); ++i) f[i] = src[i].to_float();
-          keep(quant::quantize_int4_group<Codec>(f.data(), per, cols, cols, qt.q.data() + x * qe, cols / 2, qt.gscale.data() + x * se,
-                                                 Codec::kZeros ? qt.zero.data() + x * se : nullptr));
+          std::uint8_t* q = qt.q.data() + x * qe;
+          if constexpr (std::is_same_v<Codec, quant::Mxfp4>)
+            keep(quant::quantize_mxfp4(f.data(), per, cols, cols, q, cols / 2, qt.bscale.data() + x * se));
+          else if constexpr (std::is_same_v<Codec, quant::Nvfp4>)
+            keep(quant::quantize_nvfp4(f.data(), per, cols, cols, q, cols / 2, qt.bscale.data() + x * se, qt.global.data() + x));
+          else
+            keep(quant::quantize_int4_group<Codec>(f.data(), per, cols, cols, q, cols / 2, qt.gscale.data() + x * se,
+                                                   Codec::kZeros ? qt.zero.data() + x * se : nullptr));
         }
       });
     }
     DEEPSHOCK_RETURN_IF_ERROR(first_error);
   }
   return ds::Status::success();
+}
+
+/// The demo's quantization rule for Codec, in words.
+template <class Codec>
+const char* quant_rule() {
+  if constexpr (std::is_base_of_v<quant::Int8Channel, Codec>)
+    return "int8, one fp32 scale per output channel: amax / 127, round half to even";
+  else if constexpr (std::is_same_v<Codec, quant::Mxfp4>)
+    return "E2M1 codes, one E8M0 scale per 32 inputs: 2^(floor(log2 amax) - 2) (OCP), round half to even, saturating";
+  else if constexpr (std::is_same_v<Codec, quant::Nvfp4>)
+    return "E2M1 codes, one E4M3 scale per 16 inputs and an fp32 factor per expert matrix (compressed-tensors' rule)";
+  else return "4-bit codes - 8, one fp16 scale per 128 inputs: amax / 7, round half to even";
 }
 
 /// Stored bytes per weight of the quantized routed experts (codes and scales).
@@ -97,6 +124,8 @@ struct ModelPtrs {
   std::array<const float*, kTensors> scale{};
   std::array<const std::uint16_t*, kTensors> gscale{};
   std::array<const std::uint8_t*, kTensors> zero{};
+  std::array<const std::uint8_t*, kTensors> bscale{};
+  std::array<const float*, kTensors> global{};
 };
 
 template <class V>
@@ -112,6 +141,8 @@ inline ModelPtrs host_pointers(const Model& m, const QuantModel& qm) {
     p.scale[i] = data_or_null(qm[i].scale);
     p.gscale[i] = data_or_null(qm[i].gscale);
     p.zero[i] = data_or_null(qm[i].zero);
+    p.bscale[i] = data_or_null(qm[i].bscale);
+    p.global[i] = data_or_null(qm[i].global);
   }
   return p;
 }
@@ -134,7 +165,10 @@ moe::LayerWeights<bf16, moe::Expert<Codec>> layer_weights(const ModelPtrs& p, mo
     if constexpr (std::is_base_of_v<quant::Int8Channel, Codec>) {
       w.codec = {p.scale[kW1], p.scale[kW3], p.scale[kW2], p.scale[kS1], p.scale[kS3], p.scale[kS2]};
     } else {
-      auto d = [&](Tensor t) { return typename Codec::MatrixData{p.gscale[t], p.zero[t]}; };
+      auto d = [&](Tensor t) {
+        if constexpr (std::is_same_v<quant::scale_bits_t<Codec>, std::uint8_t>) return typename Codec::MatrixData{p.bscale[t], p.global[t]};
+        else return typename Codec::MatrixData{p.gscale[t], p.zero[t]};
+      };
       w.codec = {d(kW1), d(kW3), d(kW2), d(kS1), d(kS3), d(kS2)};
     }
   }

@@ -256,6 +256,7 @@ TEMPLATE_TEST_CASE("host layer with given routing matches the double reference",
     };
     each_act.template operator()<ds::act::SwiGLU>();
     each_act.template operator()<ds::act::GeGLU>();
+    each_act.template operator()<ds::act::ClampedSwiGLU>();
     each_act.template operator()<ds::act::SiLU>();
     each_act.template operator()<ds::act::GELU>();
   }
@@ -336,6 +337,23 @@ void check_documented_order(const Model<T>& m, const Case& c, std::mt19937_64& r
   CHECK(mismatches == 0);
 }
 }  // namespace
+
+TEST_CASE("ClampedSwiGLU (gpt-oss): fp32 and double forms agree; the clamps act at 7", "[host][moe]") {
+  using A = ds::act::ClampedSwiGLU;
+  for (double g = -12.0; g <= 12.0; g += 0.125)
+    for (double u = -12.0; u <= 12.0; u += 0.375) {
+      const double ref = A::apply_ref(g, u);
+      INFO("g " << g << " u " << u);
+      CHECK(std::fabs(double(A::apply(float(g), float(u))) - ref) <= 1e-6 * (std::fabs(ref) + 1.0));
+    }
+  // The gate is clamped from above only, the up projection from both sides, then shifted by 1.
+  CHECK(A::apply_ref(9.0, 0.5) == A::apply_ref(7.0, 0.5));
+  CHECK(A::apply_ref(-9.0, 0.5) != A::apply_ref(-7.0, 0.5));
+  CHECK(A::apply_ref(2.0, -9.0) == A::apply_ref(2.0, -7.0));
+  CHECK(A::apply_ref(2.0, 30.0) == A::apply_ref(2.0, 7.0));
+  CHECK(A::apply_ref(2.0, -1.0) == 0.0);  // u + 1 = 0
+  CHECK(std::fabs(A::apply_ref(1.0, 0.0) - 1.0 / (1.0 + std::exp(-1.702))) < 1e-15);
+}
 
 TEMPLATE_TEST_CASE("host layer computes in its documented fp32 order, bit for bit", "[host][moe]", float, ds::bf16, ds::fp16) {
   using T = TestType;

@@ -10,6 +10,7 @@
 //   GeGLU:  gelu(g) * u, gelu(g) = g/2 * (1 + erf(g/sqrt 2))  (exact erf form, torch's default)
 //   SiLU:   silu(g)
 //   GELU:   gelu(g)
+//   ClampedSwiGLU (gpt-oss): g' = min(g, 7), u' = clamp(u, -7, 7), (u' + 1) * g' * sigmoid(1.702 g')
 #pragma once
 
 #include <cmath>
@@ -39,6 +40,25 @@ struct GeGLU {
   static constexpr const char* kName = "GeGLU";
   DEEPSHOCK_HOST_DEVICE static float apply(float gate, float up) { return detail::gelu(gate) * up; }
   static double apply_ref(double gate, double up) { return detail::gelu_ref(gate) * up; }
+};
+
+/// gpt-oss's expert activation: the gate clamped from above and the up projection from both
+/// sides at 7, a sigmoid with slope 1.702 (a GELU-like gate), and the up projection shifted by 1:
+/// (min(u, 7) clamped at -7, plus 1) * g' / (1 + exp(-1.702 g')), g' = min(g, 7).
+struct ClampedSwiGLU {
+  static constexpr bool kGated = true;
+  static constexpr const char* kName = "ClampedSwiGLU";
+  static constexpr double kAlpha = 1.702;  ///< the sigmoid's slope
+  static constexpr double kLimit = 7.0;    ///< the clamp
+  DEEPSHOCK_HOST_DEVICE static float apply(float gate, float up) {
+    constexpr float a = static_cast<float>(kAlpha), lim = static_cast<float>(kLimit);
+    const float g = fminf(gate, lim), u = fminf(fmaxf(up, -lim), lim);
+    return (u + 1.0f) * (g / (1.0f + expf(-a * g)));
+  }
+  static double apply_ref(double gate, double up) {
+    const double g = std::fmin(gate, kLimit), u = std::fmin(std::fmax(up, -kLimit), kLimit);
+    return (u + 1.0) * (g / (1.0 + std::exp(-kAlpha * g)));
+  }
 };
 
 /// silu(W1 x) (no up projection).

@@ -153,9 +153,10 @@ inline constexpr bool layer_type_v = std::is_same_v<T, float> || std::is_same_v<
 
 inline bool aligned16(const void* p) { return (reinterpret_cast<std::uintptr_t>(p) & 15u) == 0; }
 
-template <class T>
+/// v values of type T (Pack values per stored element: 2 for 4-bit codes) fill whole 16-byte vectors.
+template <class T, int Pack = 1>
 inline Status check_vec_size(const char* name, long long v) {
-  constexpr int vec = kVecElems<T>;
+  constexpr int vec = kVecElems<T> * Pack;
   if (v % vec != 0)
     return Status::invalid_argument(name, "must be a multiple of " + std::to_string(vec) + " (16-byte vector loads of this type), got " +
                                               std::to_string(v));
@@ -183,9 +184,10 @@ inline Status check_layer_dims(const LayerDims& d) {
   DEEPSHOCK_RETURN_IF_ERROR(check_vec_size<T>("intermediate", d.intermediate));
   DEEPSHOCK_RETURN_IF_ERROR(check_vec_size<T>("shared_intermediate", d.shared_intermediate));
   if constexpr (!std::is_same_v<W, T>) {
-    DEEPSHOCK_RETURN_IF_ERROR(check_vec_size<W>("hidden", d.hidden));
-    DEEPSHOCK_RETURN_IF_ERROR(check_vec_size<W>("intermediate", d.intermediate));
-    DEEPSHOCK_RETURN_IF_ERROR(check_vec_size<W>("shared_intermediate", d.shared_intermediate));
+    constexpr int P = quant::pack_v<Codec>;
+    DEEPSHOCK_RETURN_IF_ERROR((check_vec_size<W, P>("hidden", d.hidden)));
+    DEEPSHOCK_RETURN_IF_ERROR((check_vec_size<W, P>("intermediate", d.intermediate)));
+    DEEPSHOCK_RETURN_IF_ERROR((check_vec_size<W, P>("shared_intermediate", d.shared_intermediate)));
   }
   if constexpr (quant::grouped_v<Codec>) {
     for (const auto& [name, v] : {std::pair<const char*, int>{"hidden", d.hidden},

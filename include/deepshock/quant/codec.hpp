@@ -132,6 +132,7 @@ struct None {
 struct Int8Channel {
   template <class T>
   using storage = std::int8_t;
+  using scale_bits = float;  ///< the stored per-channel scale
   /// One matrix of the grouped GEMM: output channel n of group g has scale[g * stride + n * step].
   struct Operand {
     const float* scale = nullptr;
