@@ -41,6 +41,9 @@
 //                            4.25 bits per weight; target at decode: >= 3.3x layer/)
 //   quant/<model>/nvfp4/T:n  E2M1 experts with an E4M3 scale per 16 inputs and an fp32 factor per
 //                            expert matrix (quant::Nvfp4, W4A16; 4.5 bits per weight)
+//   quant/<model>/fp8_block128/T:n  E4M3 experts with an fp32 scale per 128 x 128 block
+//                            (quant::Fp8Block, W8A16, decoded to bf16 in the mainloop: the path
+//                            every architecture runs; the FP8 tensor-core path is not built yet)
 //   cublas_loop/<model>/T:n  "per-expert cuBLAS loop, as frameworks do", same routing as routed/:
 //                            the tokens are grouped per expert on the host once (untimed); timed:
 //                            shared expert as dense GEMMs (cublasGemmEx bf16 in, fp32 compute) with
@@ -90,6 +93,7 @@
 #include "deepshock/moe/layer.hpp"
 #include "deepshock/platform/launch.hpp"
 #include "deepshock/quant/fp4.hpp"
+#include "deepshock/quant/fp8.hpp"
 #include "deepshock/quant/int4.hpp"
 #include "models.hpp"
 
@@ -250,11 +254,12 @@ Status load_weights(const ModelWeights*& out, rt::stream_t s) {
 /// (hash-based bytes of two E2M1 codes; MXFP4: the E8M0 scale 2^e nearest range / 6 per 32 inputs;
 /// NVFP4: E4M3 448 per 16 inputs and a global factor range / 2688 per expert matrix).
 using Int4Codec = deepshock::quant::Int4Group<128>;
-enum class QuantKind { int8, int4, mxfp4, nvfp4 };
+enum class QuantKind { int8, int4, mxfp4, nvfp4, fp8 };
 template <class Codec>
 constexpr QuantKind quant_kind() {
   if constexpr (std::is_same_v<Codec, deepshock::quant::Mxfp4>) return QuantKind::mxfp4;
   else if constexpr (std::is_same_v<Codec, deepshock::quant::Nvfp4>) return QuantKind::nvfp4;
+  else if constexpr (std::is_same_v<Codec, deepshock::quant::Fp8Block>) return QuantKind::fp8;
   else if constexpr (deepshock::quant::grouped_v<Codec>) return QuantKind::int4;
   else return QuantKind::int8;
 }
@@ -266,6 +271,7 @@ struct QuantWeights {
   rt::DeviceBuffer<std::uint16_t> w1_gs, w3_gs, w2_gs, s1_gs, s3_gs, s2_gs;  // int4: [experts][K / 128][rows]
   rt::DeviceBuffer<std::uint8_t> bs[6];                                      // FP4 block scales of w1, w3, w2, s1, s3, s2
   rt::DeviceBuffer<float> global[6];                                         // NVFP4: [experts] of each
+  rt::DeviceBuffer<float> blocks[6];                                         // FP8: the 128 x 128 block scales of each
 };
 std::unique_ptr<QuantWeights>& quant_cache() {
   static std::unique_ptr<QuantWeights> cache;
@@ -325,6 +331,27 @@ Status fill_fp4(rt::DeviceBuffer<std::int8_t>& q, rt::DeviceBuffer<std::uint8_t>
   }
   return rt::stream_synchronize(s);
 }
+/// FP8: `rows` x `cols` E4M3 codes (hash-based bytes, the two NaN encodings moved to ±448) over
+/// `experts` stacked experts and one scale range / 448 per 128 x 128 block.
+Status fill_fp8(rt::DeviceBuffer<std::int8_t>& q, rt::DeviceBuffer<float>& scale, std::size_t experts, std::size_t rows, std::size_t cols,
+                std::uint32_t seed, float range, rt::stream_t s) {
+  std::vector<std::int8_t> h(rows * cols);
+  for (std::size_t i = 0; i < h.size(); ++i) {
+    std::uint64_t z = (static_cast<std::uint64_t>(seed) << 40) + i + 0x9E3779B97F4A7C15ull;
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    auto b = static_cast<std::uint8_t>(z ^ (z >> 31));
+    if ((b & 0x7Fu) == 0x7Fu) --b;
+    h[i] = static_cast<std::int8_t>(b);
+  }
+  const std::size_t per = rows / experts;
+  const std::vector<float> sc(experts * ((per + 127) / 128) * ((cols + 127) / 128), range / 448.0f);
+  DEEPSHOCK_RETURN_IF_ERROR(q.allocate(h.size()));
+  DEEPSHOCK_RETURN_IF_ERROR(scale.allocate(sc.size()));
+  DEEPSHOCK_RETURN_IF_ERROR(q.copy_from_host(h.data(), h.size(), s));
+  DEEPSHOCK_RETURN_IF_ERROR(scale.copy_from_host(sc.data(), sc.size(), s));
+  return rt::stream_synchronize(s);
+}
 template <class M, QuantKind Kind = QuantKind::int8>
 Status load_quant_weights(const QuantWeights*& out, rt::stream_t s) {
   auto& cache = quant_cache();
@@ -340,6 +367,7 @@ Status load_quant_weights(const QuantWeights*& out, rt::stream_t s) {
                     std::size_t experts, std::size_t rows, std::size_t cols, std::uint32_t seed, float range) {
     if (Kind == QuantKind::int4) return fill_int4(q, s4, rows, cols, seed, range, s);
     if (Kind == QuantKind::int8) return fill_int8(q, s8, rows, cols, seed, range, s);
+    if (Kind == QuantKind::fp8) return fill_fp8(q, w->blocks[m], experts, rows, cols, seed, range, s);
     return fill_fp4(q, w->bs[m], w->global[m], Kind, experts, rows, cols, seed, range, s);
   };
   DEEPSHOCK_RETURN_IF_ERROR(fill_q(0, w->w1, w->w1_scale, w->w1_gs, E, E * I, H, kSeedW1, sh));
@@ -416,7 +444,17 @@ struct MoeBench {
         w.shared_w3 = q(qw->s3);
         w.shared_w2 = q(qw->s2);
       }
-      if constexpr (kKind == QuantKind::mxfp4 || kKind == QuantKind::nvfp4) {
+      if constexpr (kKind == QuantKind::fp8) {
+        auto d = [&](int m) { return typename Codec::MatrixData{qw->blocks[m].data()}; };
+        w.codec.w1 = d(0);
+        w.codec.w3 = d(1);
+        w.codec.w2 = d(2);
+        if (Is > 0) {
+          w.codec.shared_w1 = d(3);
+          w.codec.shared_w3 = d(4);
+          w.codec.shared_w2 = d(5);
+        }
+      } else if constexpr (kKind == QuantKind::mxfp4 || kKind == QuantKind::nvfp4) {
         auto d = [&](int m) {
           return typename Codec::MatrixData{qw->bs[m].data(), kKind == QuantKind::nvfp4 ? qw->global[m].data() : nullptr};
         };
@@ -500,7 +538,8 @@ struct MoeBench {
     auto scales = [](double rows, double cols) {
       if constexpr (Codec::kIdentity) return 0.0 * rows * cols;
       else if constexpr (deepshock::quant::grouped_v<Codec>)
-        return static_cast<double>(sizeof(deepshock::quant::scale_bits_t<Codec>)) * rows * cols / Codec::kGroup;
+        return static_cast<double>(sizeof(deepshock::quant::scale_bits_t<Codec>)) * rows * cols / Codec::kGroup /
+               deepshock::quant::scale_share_v<Codec>;
       else return 4.0 * rows + 0.0 * cols;
     };
     double b = 4.0 * T * H + 8.0 * T * K + touched * (3.0 * kWeightBytes * H * I + 2.0 * scales(I, H) + scales(H, I)) +
@@ -878,6 +917,7 @@ void register_model(bool stages, bool tile_sweep) {
   quant(Int4Codec::kName, BM_quant<M, Int4Codec>);
   quant(deepshock::quant::Mxfp4::kName, BM_quant<M, deepshock::quant::Mxfp4>);
   quant(deepshock::quant::Nvfp4::kName, BM_quant<M, deepshock::quant::Nvfp4>);
+  quant(deepshock::quant::Fp8Block::kName, BM_quant<M, deepshock::quant::Fp8Block>);
   if (stages) add("router", BM_router<M>);
   if (stages) add("dispatch", BM_dispatch<M>);
   if (stages) add("through_dispatch", BM_through<M, moe::Stage::dispatch>);

@@ -70,7 +70,7 @@ gpu_run() {
     step "$build/tests/$t" --rng-seed time 2>&1 | tee -a "$out/gpu_tests.log" || rc=$?
   done
   step "$build/examples/demo_gpu" 2>&1 | tee "$out/demo.log" || rc=$?
-  for q in int8 w8a8 int4 mxfp4 nvfp4; do  # the quantized experts end to end (each checks itself)
+  for q in int8 w8a8 int4 mxfp4 nvfp4 fp8; do  # the quantized experts end to end (each checks itself)
     step "$build/examples/demo_gpu" --quant "$q" 2>&1 | tee -a "$out/demo.log" || rc=$?
   done
   step "$build/examples/recommend_gpu" 2>&1 | tee "$out/recommend.log" || rc=$?

@@ -19,6 +19,10 @@ those packages and writes down what they produced:
   fp4_gpt_oss.txt        gpt-oss `.blocks` / `.scales` with random  transformers 5.25.0:
                          bytes (extreme scales included) and their    integrations.mxfp4.
                          bf16 dequantization                          convert_moe_packed_tensors
+  fp8_block.txt          every E4M3 encoding as fp32; the FP8       ml_dtypes 0.7.0 (float8_e4m3fn,
+                         128 x 128 block recipe (s = amax / 448,      its cast after a clamp to ±448:
+                         codes e4m3(w / s)) and the bf16 dequant      it does not saturate), torch's
+                         x.float() * s of DeepSeek's reference        bf16 cast for the dequant
   fp4_nvfp4_ct.txt       NVFP4 quantization: global scale, E4M3     compressed-tensors 0.20.1:
                          block scales (an all-zero block included),   generate_gparam, calculate_qparams
                          packed codes, the bf16 dequantization        (NVFP4A16 preset), NVFP4Packed-
@@ -217,6 +221,39 @@ def nvfp4_ct():
            ("packed", packed, "u8"), ("scale", scale_bits, "u8"), ("dequant", bf16_bits(back["weight"]), "bf16")])
 
 
+# ---- FP8 E4M3 with 128 x 128 block scales (DeepSeek-V3 recipe) ---------------------------------
+def fp8_block():
+    e4m3 = np.arange(256, dtype=np.uint8).view(ml_dtypes.float8_e4m3fn).astype(np.float32).reshape(1, 256)
+    n, k = 129, 130                                   # partial last blocks in both directions
+    gen = torch.Generator().manual_seed(15)
+    w = torch.randn(n, k, generator=gen) * torch.pow(2.0, (torch.arange(n, dtype=torch.float32) % 8).reshape(n, 1) * 2.0 - 10.0)
+    w = w.to(torch.bfloat16)                          # bf16 inputs: a smaller file
+    w = w.to(torch.float32).numpy()
+    w[128:, 128:] = 0.0                               # an all-zero (partial) block
+    nb, kb = -(-n // 128), -(-k // 128)
+    scale = np.zeros((nb, kb), dtype=np.float32)
+    codes = np.zeros((n, k), dtype=np.uint8)
+    for i in range(nb):
+        for j in range(kb):
+            blk = w[128 * i:128 * i + 128, 128 * j:128 * j + 128]
+            s = np.float32(np.abs(blk).max()) / np.float32(448.0)
+            scale[i, j] = s
+            if s > 0:
+                x = np.clip(blk / s, -448.0, 448.0).astype(np.float32)   # ml_dtypes' cast does not saturate
+                codes[128 * i:128 * i + 128, 128 * j:128 * j + 128] = x.astype(ml_dtypes.float8_e4m3fn).view(np.uint8)
+    q = torch.from_numpy(codes.view(ml_dtypes.float8_e4m3fn).astype(np.float32))
+    s_full = torch.from_numpy(np.repeat(np.repeat(scale, 128, axis=0), 128, axis=1)[:n, :k])
+    deq = (q * s_full).to(torch.bfloat16)             # DeepSeek's weight_dequant: x.float() * s, stored in bf16
+    write("fp8_block.txt",
+          ["FP8 E4M3 (float8_e4m3fn): every encoding -> fp32 (ml_dtypes); a [n][k] fp32 weight quantized by the",
+           "DeepSeek-V3 recipe (per 128 x 128 block s = amax / 448 in fp32, codes = e4m3(clamp(w / s, +-448)), RNE),",
+           "its scales [ceil(n/128)][ceil(k/128)] (weight_scale_inv) and the bf16 dequantization q.float() * s."],
+          {"source": "ml_dtypes", "n": n, "k": k},
+          [("e4m3_values", e4m3, "f32"), ("weight", bf16_bits(torch.from_numpy(w).to(torch.bfloat16)), "bf16"), ("codes", codes, "u8"),
+           ("scale", scale, "f32"),
+           ("dequant", bf16_bits(deq), "bf16")])
+
+
 os.makedirs(ARGS.out, exist_ok=True)
 torch.manual_seed(0)
 scalars()
@@ -224,3 +261,4 @@ mxfp4_ct()
 mxfp4_ocp()
 gpt_oss()
 nvfp4_ct()
+fp8_block()

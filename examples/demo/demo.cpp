@@ -18,11 +18,12 @@
 // The same source builds twice: demo_gpu (nvcc) and demo_sim (g++ with DEEPSHOCK_SIM). demo_gpu
 // exits with 77 when it has no device; scripts/demo.sh then runs demo_sim with the same
 // arguments, where --executor auto means host.
-// --quant int8 | int4 | mxfp4 | nvfp4 | w8a8 quantizes the expert weights (routed and shared) with
+// --quant int8 | int4 | mxfp4 | nvfp4 | fp8 | w8a8 quantizes the expert weights (routed and shared) with
 // the library's host quantizers — int8 with one fp32 scale per output channel (quant::Int8Channel,
 // W8A16), 4-bit codes with one fp16 scale per 128 inputs (quant::Int4Group<128>, W4A16), E2M1 codes
 // with a power-of-two scale per 32 inputs (quant::Mxfp4) or an E4M3 scale per 16 and an fp32 factor
-// per matrix (quant::Nvfp4); activations stay bf16 (quant_model.hpp); --quant w8a8 also quantizes
+// per matrix (quant::Nvfp4), E4M3 codes with an fp32 scale per 128 x 128 block (--quant fp8,
+// quant::Fp8Block); activations stay bf16 (quant_model.hpp); --quant w8a8 also quantizes
 // the activations per token to int8 and runs the expert GEMMs on int8 tensor cores
 // (quant::Int8ChannelA8). It prints the bytes per weight and the error of the quantized layer
 // against the bf16 one, and checks y against the double reference on the dequantized weights.
@@ -65,7 +66,7 @@ struct Options {
   int tokens = 32, reps = -1, check = 8;  // reps -1: the executor's default
   std::uint64_t seed = 1;
   std::string executor = "auto";
-  std::string quant = "none";  // none | int8 | int4 | w8a8 | mxfp4 | nvfp4
+  std::string quant = "none";  // none | int8 | int4 | w8a8 | mxfp4 | nvfp4 | fp8
 };
 
 // ---- the executors ---------------------------------------------------------------------------
@@ -351,14 +352,15 @@ int run_preset(const Preset& p, const Options& o, Exec exec) {
 int usage(const char* why) {
   if (why) std::printf("demo: %s\n", why);
   std::printf("usage: demo [--preset NAME] [--tokens N] [--seed S] [--reps R] [--executor auto|gpu|host|sim] [--check-tokens C] "
-              "[--quant none|int8|int4|w8a8|mxfp4|nvfp4]\n"
+              "[--quant none|int8|int4|w8a8|mxfp4|nvfp4|fp8]\n"
               "  --tokens N        tokens in the batch (default 32)\n"
               "  --reps R          timed runs (default 20 on the GPU, 3 on the CPU)\n"
               "  --executor E      auto: gpu in demo_gpu, host in demo_sim; sim: the kernels in the CPU simulator (demo_sim)\n"
               "  --check-tokens C  tokens checked against the double reference (default 8; 0 = none)\n"
               "  --quant Q         expert weights: none (bf16, default), int8 (W8A16: per-channel int8), int4 (W4A16: 4-bit, fp16\n"
               "                    scale per 128 inputs), w8a8 (int8 weights, activations int8 per token), mxfp4 (W4A16: E2M1,\n"
-              "                    power-of-two scale per 32 inputs), nvfp4 (W4A16: E2M1, E4M3 scale per 16, fp32 per matrix)\n"
+              "                    power-of-two scale per 32 inputs), nvfp4 (W4A16: E2M1, E4M3 scale per 16, fp32 per matrix),\n"
+              "                    fp8 (W8A16: E4M3, fp32 scale per 128 x 128 block)\n"
               "presets:\n");
   for (const Preset& p : kPresets) std::printf("  %-17s %s\n", p.name, p.about);
   return 2;
@@ -395,8 +397,9 @@ int main(int argc, char** argv) {
         return usage(("unknown executor " + o.executor).c_str());
     } else if (a == "--quant") {
       o.quant = v;
-      if (o.quant != "none" && o.quant != "int8" && o.quant != "int4" && o.quant != "w8a8" && o.quant != "mxfp4" && o.quant != "nvfp4")
-        return usage(("unknown quantization " + o.quant + " (none, int8, int4, w8a8, mxfp4 or nvfp4)").c_str());
+      if (o.quant != "none" && o.quant != "int8" && o.quant != "int4" && o.quant != "w8a8" && o.quant != "mxfp4" && o.quant != "nvfp4" &&
+          o.quant != "fp8")
+        return usage(("unknown quantization " + o.quant + " (none, int8, int4, w8a8, mxfp4, nvfp4 or fp8)").c_str());
     } else if (a == "--tokens" && parse_int(v, 1, 1 << 20, n)) {
       o.tokens = static_cast<int>(n);
     } else if (a == "--reps" && parse_int(v, 0, 1 << 20, n)) {
@@ -445,6 +448,7 @@ int main(int argc, char** argv) {
     if (o.quant == "w8a8") return run_preset<Gate, ds::quant::Int8ChannelA8>(*o.preset, o, exec);
     if (o.quant == "mxfp4") return run_preset<Gate, ds::quant::Mxfp4>(*o.preset, o, exec);
     if (o.quant == "nvfp4") return run_preset<Gate, ds::quant::Nvfp4>(*o.preset, o, exec);
+    if (o.quant == "fp8") return run_preset<Gate, ds::quant::Fp8Block>(*o.preset, o, exec);
     return run_preset<Gate, ds::quant::None>(*o.preset, o, exec);
   };
   switch (o.preset->gate) {

@@ -8,6 +8,8 @@
 //         (the gpt-oss expert format)                                              W4A16
 //   nvfp4 quant::Nvfp4: E2M1 codes, one E4M3 scale per 16 inputs, one fp32 factor per expert
 //         matrix (compressed-tensors' rule)                                        W4A16
+//   fp8   quant::Fp8Block: E4M3 codes, one fp32 scale per 128 x 128 block (the DeepSeek-V3
+//         recipe: amax / 448)                                                      W8A16
 #pragma once
 
 #include <array>
@@ -18,6 +20,7 @@
 #include "deepshock/core/status.hpp"
 #include "deepshock/moe/expert.hpp"
 #include "deepshock/quant/fp4.hpp"
+#include "deepshock/quant/fp8.hpp"
 #include "deepshock/quant/int4.hpp"
 #include "deepshock/quant/int8.hpp"
 #include "model.hpp"
@@ -32,7 +35,7 @@ using Int4 = quant::Int4Group<128>;
 /// One expert tensor in a codec's layout (empty vectors where the codec has no such data).
 struct QuantTensor {
   std::vector<std::uint8_t> q;        ///< int8 values or packed 4-bit codes
-  std::vector<float> scale;           ///< Int8Channel: [rows]
+  std::vector<float> scale;           ///< Int8Channel: [rows]; Fp8Block: [experts][rows / 128][cols / 128]
   std::vector<std::uint16_t> gscale;  ///< Int4Group: [experts][cols / G][rows per expert]
   std::vector<std::uint8_t> zero;     ///< Int4Group asymmetric: as gscale
   std::vector<std::uint8_t> bscale;   ///< Mxfp4 / Nvfp4: 8-bit block scales, laid out as gscale
@@ -58,7 +61,20 @@ ds::Status quantize_model(const Preset& p, const Model& m, QuantModel& qm) {
       std::lock_guard<std::mutex> lock(mu);
       if (first_error.ok()) (void)(first_error = s);
     };
-    if constexpr (std::is_base_of_v<quant::Int8Channel, Codec>) {  // Int8Channel, Int8ChannelA8
+    if constexpr (std::is_same_v<Codec, quant::Fp8Block>) {  // experts are independent; blocks never cross them
+      const long long per_s = Codec::blocks(per) * Codec::blocks(cols);
+      qt.q.resize(m[t].n);
+      qt.scale.resize(static_cast<std::size_t>(experts * per_s));
+      parallel_for(static_cast<std::size_t>(experts) * 65536, [&](std::size_t b, std::size_t e) {
+        std::vector<float> f(static_cast<std::size_t>(per * cols));
+        for (std::size_t x = (b + 65535) / 65536; x < (e + 65535) / 65536; ++x) {
+          const bf16* src = m[t].p.get() + x * static_cast<std::size_t>(per * cols);
+          for (std::size_t i = 0; i < f.size(); ++i) f[i] = src[i].to_float();
+          keep(quant::quantize_fp8_block(f.data(), per, cols, cols, qt.q.data() + x * static_cast<std::size_t>(per * cols), cols,
+                                         qt.scale.data() + x * static_cast<std::size_t>(per_s)));
+        }
+      });
+    } else if constexpr (std::is_base_of_v<quant::Int8Channel, Codec>) {  // Int8Channel, Int8ChannelA8
       qt.q.resize(m[t].n);
       qt.scale.resize(static_cast<std::size_t>(rows));
       parallel_for(static_cast<std::size_t>(rows), [&](std::size_t b, std::size_t e) {  // rows are independent
@@ -107,6 +123,8 @@ const char* quant_rule() {
     return "E2M1 codes, one E8M0 scale per 32 inputs: 2^(floor(log2 amax) - 2) (OCP), round half to even, saturating";
   else if constexpr (std::is_same_v<Codec, quant::Nvfp4>)
     return "E2M1 codes, one E4M3 scale per 16 inputs and an fp32 factor per expert matrix (compressed-tensors' rule)";
+  else if constexpr (std::is_same_v<Codec, quant::Fp8Block>)
+    return "E4M3 codes, one fp32 scale per 128 x 128 block: amax / 448, round half to even, saturating (DeepSeek-V3)";
   else return "4-bit codes - 8, one fp16 scale per 128 inputs: amax / 7, round half to even";
 }
 
@@ -166,7 +184,9 @@ moe::LayerWeights<bf16, moe::Expert<Codec>> layer_weights(const ModelPtrs& p, mo
       w.codec = {p.scale[kW1], p.scale[kW3], p.scale[kW2], p.scale[kS1], p.scale[kS3], p.scale[kS2]};
     } else {
       auto d = [&](Tensor t) {
-        if constexpr (std::is_same_v<quant::scale_bits_t<Codec>, std::uint8_t>) return typename Codec::MatrixData{p.bscale[t], p.global[t]};
+        if constexpr (std::is_same_v<Codec, quant::Fp8Block>) return typename Codec::MatrixData{p.scale[t]};
+        else if constexpr (std::is_same_v<quant::scale_bits_t<Codec>, std::uint8_t>)
+          return typename Codec::MatrixData{p.bscale[t], p.global[t]};
         else return typename Codec::MatrixData{p.gscale[t], p.zero[t]};
       };
       w.codec = {d(kW1), d(kW3), d(kW2), d(kS1), d(kS3), d(kS2)};

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "deepshock/quant/fp4.hpp"
+#include "deepshock/quant/fp8.hpp"
 #include "deepshock/quant/int4.hpp"
 #include "deepshock/quant/int8.hpp"
 #include "device_test_helpers.hpp"
@@ -55,6 +56,13 @@ struct QuantStack {
       q.resize(f.size());
       scale.resize(static_cast<std::size_t>(experts * rows));
       DS_REQUIRE_OK(quant::quantize_int8_channel(f.data(), experts * rows, cols, cols, q.data(), cols, scale.data()));
+    } else if constexpr (std::is_same_v<Codec, quant::Fp8Block>) {
+      const long long per_s = Codec::blocks(rows) * Codec::blocks(cols);
+      q.assign(f.size(), 0);
+      scale.assign(static_cast<std::size_t>(experts * per_s), 0.0f);
+      for (long long e = 0; e < experts; ++e)
+        DS_REQUIRE_OK(quant::quantize_fp8_block(f.data() + e * rows * cols, rows, cols, cols, q.data() + e * rows * cols, cols,
+                                                scale.data() + e * per_s));
     } else {
       constexpr int G = Codec::kGroup;
       const auto per_q = static_cast<std::size_t>(rows * cols / 2), per_s = static_cast<std::size_t>(rows * cols / G);

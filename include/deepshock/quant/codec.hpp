@@ -50,6 +50,8 @@
 //                 (W4A16; quant/int4.hpp)
 //   Mxfp4, Nvfp4  E2M1 weights with E8M0 scales per 32 / E4M3 scales per 16 values along K (and,
 //                 Nvfp4, an fp32 factor per expert matrix) (W4A16; quant/fp4.hpp)
+//   Fp8Block      E4M3 weights with an fp32 scale per 128 x 128 block (DeepSeek-V3; W8A16,
+//                 quant/fp8.hpp)
 #pragma once
 
 #include <bit>
@@ -310,6 +312,13 @@ inline constexpr bool grouped_v = group_v<C> > 0;
 /// (kGroup == 0), and group codecs with a per-matrix factor besides (kEpilogueScale: Nvfp4).
 template <class C>
 inline constexpr bool epilogue_scaled_v = !C::kIdentity && (group_v<C> == 0 || detail::epilogue_flag_v<C>);
+/// Output channels that share one stored scale: 1, unless a group codec declares kScaleShare
+/// (Fp8Block: 128, one scale per 128 x 128 block, read through Codec::block_scale()).
+template <class C>
+inline constexpr int scale_share_v = [] {
+  if constexpr (requires { C::kScaleShare; }) return C::kScaleShare;
+  else return 1;
+}();
 /// The element type of a group codec's stored scales (16-bit for Int4Group, 8-bit for the FP4
 /// codecs).
 template <class C>

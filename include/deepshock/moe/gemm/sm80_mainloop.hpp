@@ -151,6 +151,8 @@ DEEPSHOCK_DEVICE void gemm_mainloop(unsigned char* smem, const int* rows, const 
   constexpr int BM = Tile::kBM, BN = Tile::kBN, BK = Smem::kBK, LD = Smem::kLD, LDB = Smem::kLDB;
   constexpr int VEC = 16 / static_cast<int>(sizeof(typename Smem::A));  // activations per 16-byte copy
   constexpr int PACK = Smem::kPack, GROUP = Smem::kGroup, GS = Smem::kGS;
+  constexpr int kShare = quant::scale_share_v<Codec>;  // channels per stored scale
+  static_assert(kShare == 1 || kShare % BN == 0, "gemm_mainloop: a tile's channels must lie in one block of a block-scaled codec.");
   constexpr int VECB = 16 / static_cast<int>(sizeof(W));  // stored elements per 16-byte copy (VECB x PACK values)
   constexpr int kThreads = Tile::kThreads, kStages = Tile::kStages;
   constexpr int kChunksPerRow = BK / VEC, kBChunksPerRow = BK / (VECB * PACK);
@@ -186,20 +188,30 @@ DEEPSHOCK_DEVICE void gemm_mainloop(unsigned char* smem, const int* rows, const 
         // The k-tile's scales (and zeros) for the tile's output channels: GS groups x BN, in
         // chunks of 8 channels (16 bytes of 16-bit scales or 8 of 8-bit ones; 8 bytes of zeros).
         // N is a multiple of 8, so a chunk is wholly inside or wholly past the last channel.
-        const int groups_k = args.k / GROUP;
+        const int groups_k = (args.k + GROUP - 1) / GROUP;  // whole groups, except Fp8Block's partial last block
         constexpr int kChunks = GS * (BN / 8);
         DEEPSHOCK_UNROLL
         for (int m = 0; m < NB; ++m) {  // unrolled: a run-time index into the kernel parameter would copy it to local memory
           const auto& op = args.bq[m];
-          for (int c = tid; c < kChunks; c += kThreads) {
-            const int j = c / (BN / 8), n = (c % (BN / 8)) * 8;
-            const int kg = k0 / GROUP + j;
-            const bool ok = kg < groups_k && n0 + n < args.n;
-            const long long at = (static_cast<long long>(job.g) * groups_k + kg) * op.rows + n0 + n;
-            if constexpr (sizeof(typename Smem::Scale) == 2)
-              mem::cp_async16(Smem::scales(smem, stage, m, j) + n, ok ? op.scale + at : op.scale, ok);
-            else mem::cp_async8(Smem::scales(smem, stage, m, j) + n, ok ? op.scale + at : op.scale, ok);
-            if constexpr (Smem::kZeros) mem::cp_async8(Smem::zeros(smem, stage, m, j) + n, ok ? op.zero + at : op.zero, ok);
+          if constexpr (kShare > 1) {
+            // One scale per (matrix, group) for the whole tile: its BN channels lie in one block
+            // (BN divides the block, tiles start at multiples of BN). A plain load and store: the
+            // barrier that publishes this stage's copies publishes it too.
+            if (tid < GS) {
+              const int kg = k0 / GROUP + tid;
+              Smem::scales(smem, stage, m, tid)[0] = kg < groups_k ? Codec::block_scale(op, job.g, n0, kg, args.k) : 0.0f;
+            }
+          } else {
+            for (int c = tid; c < kChunks; c += kThreads) {
+              const int j = c / (BN / 8), n = (c % (BN / 8)) * 8;
+              const int kg = k0 / GROUP + j;
+              const bool ok = kg < groups_k && n0 + n < args.n;
+              const long long at = (static_cast<long long>(job.g) * groups_k + kg) * op.rows + n0 + n;
+              if constexpr (sizeof(typename Smem::Scale) == 2)
+                mem::cp_async16(Smem::scales(smem, stage, m, j) + n, ok ? op.scale + at : op.scale, ok);
+              else mem::cp_async8(Smem::scales(smem, stage, m, j) + n, ok ? op.scale + at : op.scale, ok);
+              if constexpr (Smem::kZeros) mem::cp_async8(Smem::zeros(smem, stage, m, j) + n, ok ? op.zero + at : op.zero, ok);
+            }
           }
         }
       }
@@ -277,7 +289,8 @@ DEEPSHOCK_DEVICE void gemm_mainloop(unsigned char* smem, const int* rows, const 
               if constexpr (GROUP > 0) {
                 const int j = GS > 1 ? kk / GROUP : 0;
                 const int n = col + ni * 8;
-                f = Codec::factors(Smem::scales(smem, stage, m, j)[n], Smem::kZeros ? Smem::zeros(smem, stage, m, j)[n] : std::uint8_t{8});
+                f = Codec::factors(Smem::scales(smem, stage, m, j)[kShare > 1 ? 0 : n],
+                                   Smem::kZeros ? Smem::zeros(smem, stage, m, j)[n] : std::uint8_t{8});
               }
               const W* row = sb + ni * 8 * LDB;
               const std::uint32_t bf[2] = {Codec::template pair<T>(row, kk + 2 * (lane % 4), f),
