@@ -444,19 +444,14 @@ struct MoeBench {
         w.shared_w3 = q(qw->s3);
         w.shared_w2 = q(qw->s2);
       }
-      if constexpr (kKind == QuantKind::fp8) {
-        auto d = [&](int m) { return typename Codec::MatrixData{qw->blocks[m].data()}; };
-        w.codec.w1 = d(0);
-        w.codec.w3 = d(1);
-        w.codec.w2 = d(2);
-        if (Is > 0) {
-          w.codec.shared_w1 = d(3);
-          w.codec.shared_w3 = d(4);
-          w.codec.shared_w2 = d(5);
-        }
-      } else if constexpr (kKind == QuantKind::mxfp4 || kKind == QuantKind::nvfp4) {
+      if constexpr (kKind != QuantKind::int8) {
+        // Group codecs: one MatrixData per matrix (w1, w3, w2, then the shared expert's).
+        const std::uint16_t* gs[6] = {qw->w1_gs.data(), qw->w3_gs.data(), qw->w2_gs.data(),
+                                      qw->s1_gs.data(), qw->s3_gs.data(), qw->s2_gs.data()};
         auto d = [&](int m) {
-          return typename Codec::MatrixData{qw->bs[m].data(), kKind == QuantKind::nvfp4 ? qw->global[m].data() : nullptr};
+          if constexpr (kKind == QuantKind::fp8) return typename Codec::MatrixData{qw->blocks[m].data()};
+          else if constexpr (kKind == QuantKind::int4) return typename Codec::MatrixData{gs[m], nullptr};
+          else return typename Codec::MatrixData{qw->bs[m].data(), kKind == QuantKind::nvfp4 ? qw->global[m].data() : nullptr};
         };
         w.codec.w1 = d(0);
         w.codec.w3 = d(1);
@@ -465,15 +460,6 @@ struct MoeBench {
           w.codec.shared_w1 = d(3);
           w.codec.shared_w3 = d(4);
           w.codec.shared_w2 = d(5);
-        }
-      } else if constexpr (kKind == QuantKind::int4) {
-        w.codec.w1 = {qw->w1_gs.data(), nullptr};
-        w.codec.w3 = {qw->w3_gs.data(), nullptr};
-        w.codec.w2 = {qw->w2_gs.data(), nullptr};
-        if (Is > 0) {
-          w.codec.shared_w1 = {qw->s1_gs.data(), nullptr};
-          w.codec.shared_w3 = {qw->s3_gs.data(), nullptr};
-          w.codec.shared_w2 = {qw->s2_gs.data(), nullptr};
         }
       } else {
         w.codec.w1_scale = qw->w1_scale.data();

@@ -55,6 +55,7 @@
 #pragma once
 
 #include <bit>
+#include <cmath>
 #include <concepts>
 #include <cstdint>
 #include <string>
@@ -114,6 +115,73 @@ Status for_each_matrix(const PerMatrix<D>& p, bool gated, bool shared, Check&& c
     if (f.needed) DEEPSHOCK_RETURN_IF_ERROR(check(*f.d, std::string(f.name)));
   return Status::success();
 }
+
+namespace detail {
+/// The checks every host quantizer makes, in one order: sizes (>= 0, cols whole groups of
+/// `group`), then for a non-empty matrix the pointers, the row strides (ld >= cols, ldq >= cols /
+/// pack stored elements) and finite weights. `empty` tells the caller there is nothing to do.
+inline Status check_quantizer_args(const float* w, long long rows, long long cols, long long ld, const void* q, long long ldq, int pack,
+                                   const void* scale, int group, bool& empty) {
+  empty = true;
+  if (rows < 0 || cols < 0) return Status::invalid_argument("rows/cols", "must be >= 0");
+  if (group > 1 && cols % group != 0)
+    return Status::invalid_argument("cols",
+                                    "must be a multiple of the group size " + std::to_string(group) + ", got " + std::to_string(cols));
+  if (rows == 0 || cols == 0) return Status::success();
+  if (w == nullptr) return Status::invalid_argument("w", "must not be null");
+  if (q == nullptr) return Status::invalid_argument("q", "must not be null");
+  if (scale == nullptr) return Status::invalid_argument("scale", "must not be null");
+  if (ld < cols) return Status::invalid_argument("ld", "must be >= cols (" + std::to_string(cols) + "), got " + std::to_string(ld));
+  if (ldq < cols / pack)
+    return Status::invalid_argument("ldq", "must be >= " + std::string(pack == 1 ? "cols" : "cols / 2") + " (" +
+                                               std::to_string(cols / pack) + "), got " + std::to_string(ldq));
+  for (long long r = 0; r < rows; ++r)
+    for (long long c = 0; c < cols; ++c)
+      if (!std::isfinite(w[r * ld + c]))
+        return Status::invalid_argument("w", "w[" + std::to_string(r) + ", " + std::to_string(c) + "] is not finite");
+  empty = false;
+  return Status::success();
+}
+
+/// The GEMM's checks of a group codec's operand of an N x K problem: whole groups along K
+/// (group > 1), contiguous output channels (step 1), scales present, and for per-channel scale
+/// rows (align > 0) as many stored rows per expert as output channels, starting `align`-byte
+/// aligned in rows of multiples of 8 (the mainloop stages 8 channels' scales per copy).
+inline Status check_group_operand(const char* codec, int group, long long k, int step, const void* scale, long long rows, long long n,
+                                  int align) {
+  if (group > 1 && k % group != 0)
+    return Status::invalid_argument("k", "must be a multiple of the group size " + std::to_string(group) + " (" + codec + "), got " +
+                                             std::to_string(k));
+  if (step != 1)
+    return Status::invalid_argument("gate_up", std::string(codec) +
+                                                   " needs contiguous output channels (gate_up::Separate or Halves, not Interleaved)");
+  if (scale == nullptr) return Status::invalid_argument("codec.scale", "must not be null");
+  if (align == 0) return Status::success();
+  if (rows < n)
+    return Status::invalid_argument("codec.rows", "the scales' rows per expert (" + std::to_string(rows) +
+                                                      ") must cover the N = " + std::to_string(n) + " output channels");
+  if (reinterpret_cast<std::uintptr_t>(scale) % static_cast<std::uintptr_t>(align) != 0 || rows % 8 != 0)
+    return Status::invalid_argument("codec.scale", "rows of scales must start " + std::to_string(align) +
+                                                       "-byte aligned (aligned pointer, a multiple of 8 rows per expert)");
+  return Status::success();
+}
+
+/// Host decoders for codecs that decode a row into float and double alike (the weight defined
+/// in T): Derived::decode_into<T>(params, m, base, row, out) does the work.
+template <class Derived>
+struct RowDecoders {
+  /// Host: row r of a matrix as the GEMM multiplies it.
+  template <class T, class P, class W>
+  static void decode_row(const P& p, Matrix m, const W* base, const RowRef& r, float* out) {
+    Derived::template decode_into<T>(p, m, base, r, out);
+  }
+  /// Host: the dequantized row in double (the reference).
+  template <class T, class P, class W>
+  static void decode_row_ref(const P& p, Matrix m, const W* base, const RowRef& r, double* out) {
+    Derived::template decode_into<T>(p, m, base, r, out);
+  }
+};
+}  // namespace detail
 
 /// Unquantized weights: stored in the activation type, read as they are.
 struct None {

@@ -64,7 +64,7 @@ enum class Fp4Kind {
 
 /// 4-bit floating-point weights with a scale per block of values along K (see the file comment).
 template <Fp4Kind Kind>
-struct Fp4Block {
+struct Fp4Block : detail::RowDecoders<Fp4Block<Kind>> {
   template <class T>
   using storage = std::uint8_t;
   using scale_bits = std::uint8_t;  ///< E8M0 or E4M3 bits
@@ -122,17 +122,9 @@ struct Fp4Block {
   /// The epilogue factor of expert g's outputs (Nvfp4: the matrix's global factor).
   DEEPSHOCK_HOST_DEVICE static float scale(const Operand& o, int g, int /*n*/) { return o.global[g]; }
 
-  /// Host: row r as the GEMM multiplies it — T(e2m1 * s) times the global factor (in float; the
-  /// GEMM multiplies its fp32 sums by the factor instead, which differs in rounding only).
-  template <class T>
-  static void decode_row(const Params& p, Matrix m, const std::uint8_t* base, const RowRef& r, float* out) {
-    decode_into<T>(p, m, base, r, out);
-  }
-  /// Host: the dequantized row in double (T(e2m1 * s) * global, the product exact in double).
-  template <class T>
-  static void decode_row_ref(const Params& p, Matrix m, const std::uint8_t* base, const RowRef& r, double* out) {
-    decode_into<T>(p, m, base, r, out);
-  }
+  /// Row r decoded into `out`: T(e2m1 * s) times the global factor, in float (decode_row: as the
+  /// GEMM multiplies it, which scales its fp32 sums instead — rounding differs only) or double
+  /// (decode_row_ref: the product exact); detail::RowDecoders calls it.
   template <class T, class Out>
   static void decode_into(const Params& p, Matrix m, const std::uint8_t* base, const RowRef& r, Out* out) {
     const MatrixData& d = p.of(m);
@@ -164,19 +156,7 @@ struct Fp4Block {
   /// expert as output channels at least, 8-byte aligned scale rows (the mainloop stages 8
   /// channels' scales with one 8-byte copy), step 1, the global factors of Nvfp4.
   static Status check(const Operand& o, long long n, long long k) {
-    if (k % kGroup != 0)
-      return Status::invalid_argument("k", std::string("must be a multiple of the block size ") + std::to_string(kGroup) + " (" + kName +
-                                               "), got " + std::to_string(k));
-    if (o.step != 1)
-      return Status::invalid_argument("gate_up", std::string(kName) +
-                                                     " needs contiguous output channels (gate_up::Separate or Halves, not Interleaved)");
-    if (o.scale == nullptr) return Status::invalid_argument("codec.scale", "must not be null");
-    if (o.rows < n)
-      return Status::invalid_argument("codec.rows", "the scales' rows per expert (" + std::to_string(o.rows) +
-                                                        ") must cover the N = " + std::to_string(n) + " output channels");
-    if (reinterpret_cast<std::uintptr_t>(o.scale) % 8 != 0 || o.rows % 8 != 0)
-      return Status::invalid_argument("codec.scale",
-                                      "rows of scales must start 8-byte aligned (aligned pointer, a multiple of 8 rows per expert)");
+    DEEPSHOCK_RETURN_IF_ERROR(detail::check_group_operand(kName, kGroup, k, o.step, o.scale, o.rows, n, 8));
     if (kGlobal && o.global == nullptr) return Status::invalid_argument("codec.global", "must not be null (nvfp4)");
     return Status::success();
   }
@@ -217,25 +197,6 @@ inline void put_nibble(std::uint8_t* row, long long c, unsigned code) {
   std::uint8_t& byte = row[c / 2];
   byte = c % 2 == 0 ? static_cast<std::uint8_t>((byte & 0xF0u) | code) : static_cast<std::uint8_t>((byte & 0x0Fu) | (code << 4));
 }
-inline Status check_fp4_quantizer_args(const float* w, long long rows, long long cols, long long ld, const std::uint8_t* q, long long ldq,
-                                       const std::uint8_t* scale, int group) {
-  if (rows < 0 || cols < 0) return Status::invalid_argument("rows/cols", "must be >= 0");
-  if (cols % group != 0)
-    return Status::invalid_argument("cols",
-                                    "must be a multiple of the block size " + std::to_string(group) + ", got " + std::to_string(cols));
-  if (rows == 0 || cols == 0) return Status::success();
-  if (w == nullptr) return Status::invalid_argument("w", "must not be null");
-  if (q == nullptr) return Status::invalid_argument("q", "must not be null");
-  if (scale == nullptr) return Status::invalid_argument("scale", "must not be null");
-  if (ld < cols) return Status::invalid_argument("ld", "must be >= cols (" + std::to_string(cols) + "), got " + std::to_string(ld));
-  if (ldq < cols / 2)
-    return Status::invalid_argument("ldq", "must be >= cols / 2 (" + std::to_string(cols / 2) + "), got " + std::to_string(ldq));
-  for (long long r = 0; r < rows; ++r)
-    for (long long c = 0; c < cols; ++c)
-      if (!std::isfinite(w[r * ld + c]))
-        return Status::invalid_argument("w", "w[" + std::to_string(r) + ", " + std::to_string(c) + "] is not finite");
-  return Status::success();
-}
 }  // namespace detail
 
 /// Quantizes one [rows, cols] matrix w (row stride ld) to Mxfp4: q [rows][cols / 2] (row stride
@@ -243,7 +204,9 @@ inline Status check_fp4_quantizer_args(const float* w, long long rows, long long
 /// rounding mode must be the default (nearest even).
 inline Status quantize_mxfp4(const float* w, long long rows, long long cols, long long ld, std::uint8_t* q, long long ldq,
                              std::uint8_t* scale, MxScaleRule rule = MxScaleRule::ocp) {
-  DEEPSHOCK_RETURN_IF_ERROR(detail::check_fp4_quantizer_args(w, rows, cols, ld, q, ldq, scale, 32));
+  bool empty = true;
+  DEEPSHOCK_RETURN_IF_ERROR(detail::check_quantizer_args(w, rows, cols, ld, q, ldq, 2, scale, 32, empty));
+  if (empty) return Status::success();
   const long long groups = cols / 32;
   for (long long r = 0; r < rows; ++r) {
     const float* row = w + r * ld;
@@ -264,7 +227,9 @@ inline Status quantize_mxfp4(const float* w, long long rows, long long cols, lon
 /// fp32 factor, 1 / gs). The current rounding mode must be the default (nearest even).
 inline Status quantize_nvfp4(const float* w, long long rows, long long cols, long long ld, std::uint8_t* q, long long ldq,
                              std::uint8_t* scale, float* global) {
-  DEEPSHOCK_RETURN_IF_ERROR(detail::check_fp4_quantizer_args(w, rows, cols, ld, q, ldq, scale, 16));
+  bool empty = true;
+  DEEPSHOCK_RETURN_IF_ERROR(detail::check_quantizer_args(w, rows, cols, ld, q, ldq, 2, scale, 16, empty));
+  if (empty) return Status::success();
   if (global == nullptr) return Status::invalid_argument("global", "must not be null");
   float amax = 0.0f;
   for (long long r = 0; r < rows; ++r)

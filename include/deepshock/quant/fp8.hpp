@@ -32,7 +32,7 @@
 namespace deepshock::quant {
 
 /// FP8 E4M3 weights with fp32 scales per 128 x 128 block (see the file comment).
-struct Fp8Block {
+struct Fp8Block : detail::RowDecoders<Fp8Block> {
   template <class T>
   using storage = std::uint8_t;
   using scale_bits = float;
@@ -82,16 +82,8 @@ struct Fp8Block {
     return static_cast<std::uint32_t>(decode<T>(row[k], f).bits) | (static_cast<std::uint32_t>(decode<T>(row[k + 1], f).bits) << 16);
   }
 
-  /// Host: row r as the GEMM multiplies it, T(e4m3 * s) (as floats).
-  template <class T>
-  static void decode_row(const Params& p, Matrix m, const std::uint8_t* base, const RowRef& r, float* out) {
-    decode_into<T>(p, m, base, r, out);
-  }
-  /// Host: the dequantized row in double (the same values: the weight is defined in T).
-  template <class T>
-  static void decode_row_ref(const Params& p, Matrix m, const std::uint8_t* base, const RowRef& r, double* out) {
-    decode_into<T>(p, m, base, r, out);
-  }
+  /// Row r decoded into `out` (float or double: the same values, T(e4m3 * s)); decode_row and
+  /// decode_row_ref (detail::RowDecoders) call it.
   template <class T, class Out>
   static void decode_into(const Params& p, Matrix m, const std::uint8_t* base, const RowRef& r, Out* out) {
     const std::uint8_t* q = base + r.flat() * r.cols;
@@ -109,11 +101,8 @@ struct Fp8Block {
 
   /// The GEMM's check of one operand of an N x K problem: scales present, as many stored rows
   /// per expert as output channels at least, step 1.
-  static Status check(const Operand& o, long long n, long long /*k*/) {
-    if (o.step != 1)
-      return Status::invalid_argument("gate_up",
-                                      "fp8_block128 needs contiguous output channels (gate_up::Separate or Halves, not Interleaved)");
-    if (o.scale == nullptr) return Status::invalid_argument("codec.scale", "must not be null");
+  static Status check(const Operand& o, long long n, long long k) {
+    DEEPSHOCK_RETURN_IF_ERROR(detail::check_group_operand(kName, 1, k, o.step, o.scale, o.rows, n, 0));  // partial last blocks: any K
     if (o.rows < o.first + n)
       return Status::invalid_argument("codec.rows", "the stored rows per expert (" + std::to_string(o.rows) + ") must cover rows " +
                                                         std::to_string(o.first) + " .. " + std::to_string(o.first + n - 1));
@@ -126,25 +115,16 @@ struct Fp8Block {
 /// must be the default (nearest even).
 inline Status quantize_fp8_block(const float* w, long long rows, long long cols, long long ld, std::uint8_t* q, long long ldq,
                                  float* scale) {
-  if (rows < 0 || cols < 0) return Status::invalid_argument("rows/cols", "must be >= 0");
-  if (rows == 0 || cols == 0) return Status::success();
-  if (w == nullptr) return Status::invalid_argument("w", "must not be null");
-  if (q == nullptr) return Status::invalid_argument("q", "must not be null");
-  if (scale == nullptr) return Status::invalid_argument("scale", "must not be null");
-  if (ld < cols) return Status::invalid_argument("ld", "must be >= cols (" + std::to_string(cols) + "), got " + std::to_string(ld));
-  if (ldq < cols) return Status::invalid_argument("ldq", "must be >= cols (" + std::to_string(cols) + "), got " + std::to_string(ldq));
+  bool empty = true;
+  DEEPSHOCK_RETURN_IF_ERROR(detail::check_quantizer_args(w, rows, cols, ld, q, ldq, 1, scale, 1, empty));
+  if (empty) return Status::success();
   const long long nb = Fp8Block::blocks(rows), kb = Fp8Block::blocks(cols);
   for (long long i = 0; i < nb; ++i)
     for (long long j = 0; j < kb; ++j) {
       const long long r1 = std::min(rows, 128 * i + 128), c1 = std::min(cols, 128 * j + 128);
       float amax = 0.0f;
       for (long long r = 128 * i; r < r1; ++r)
-        for (long long c = 128 * j; c < c1; ++c) {
-          const float v = w[r * ld + c];
-          if (!std::isfinite(v))
-            return Status::invalid_argument("w", "w[" + std::to_string(r) + ", " + std::to_string(c) + "] is not finite");
-          amax = std::fmax(amax, std::fabs(v));
-        }
+        for (long long c = 128 * j; c < c1; ++c) amax = std::fmax(amax, std::fabs(w[r * ld + c]));
       const float s = amax / 448.0f;
       scale[i * kb + j] = s;
       for (long long r = 128 * i; r < r1; ++r)

@@ -48,7 +48,7 @@ enum class Int4Zero {
 /// 4-bit group-wise weights (see the file comment). G: group size along K (32, 64 or 128);
 /// S: the scales' type (fp16 or bf16), independent of the activation type.
 template <int G, Int4Zero Z = Int4Zero::symmetric, class S = fp16>
-struct Int4Group {
+struct Int4Group : detail::RowDecoders<Int4Group<G, Z, S>> {
   static_assert(G == 32 || G == 64 || G == 128, "quant::Int4Group: the group size must be 32, 64 or 128.");
   static_assert(std::is_same_v<S, fp16> || std::is_same_v<S, bf16>, "quant::Int4Group: scales are fp16 or bf16.");
   template <class T>
@@ -109,17 +109,6 @@ struct Int4Group {
     return static_cast<std::uint32_t>(decode<T>(b & 15u, f).bits) | (static_cast<std::uint32_t>(decode<T>(b >> 4, f).bits) << 16);
   }
 
-  /// Host: row r of a matrix as the GEMM multiplies it, T((u - z) * s) as floats.
-  template <class T>
-  static void decode_row(const Params& p, Matrix m, const std::uint8_t* base, const RowRef& r, float* out) {
-    decode_into<T>(p, m, base, r, out);
-  }
-  /// Host: the dequantized row in double (the same values: the decoded weight is defined in T).
-  template <class T>
-  static void decode_row_ref(const Params& p, Matrix m, const std::uint8_t* base, const RowRef& r, double* out) {
-    decode_into<T>(p, m, base, r, out);
-  }
-
   static Status validate(const Params& p, bool gated, bool shared) {
     return for_each_matrix(p, gated, shared, [](const MatrixData& d, const std::string& name) {
       if (d.scale == nullptr)
@@ -133,7 +122,8 @@ struct Int4Group {
     });
   }
 
-  /// Row r decoded into `out` (float or double: the same values, T((u - z) * s)).
+  /// Row r decoded into `out` (float or double: the same values, T((u - z) * s)); decode_row and
+  /// decode_row_ref (detail::RowDecoders) call it.
   template <class T, class Out>
   static void decode_into(const Params& p, Matrix m, const std::uint8_t* base, const RowRef& r, Out* out) {
     const MatrixData& d = p.of(m);
@@ -153,19 +143,7 @@ struct Int4Group {
   /// expert as output channels at least, 16-byte aligned scale / zero rows (the mainloop stages
   /// them with 16- and 8-byte copies), step 1.
   static Status check(const Operand& o, long long n, long long k) {
-    if (k % G != 0)
-      return Status::invalid_argument("k", std::string("must be a multiple of the group size ") + std::to_string(G) + " (" + kName +
-                                               "), got " + std::to_string(k));
-    if (o.step != 1)
-      return Status::invalid_argument("gate_up", std::string(kName) +
-                                                     " needs contiguous output channels (gate_up::Separate or Halves, not Interleaved)");
-    if (o.scale == nullptr) return Status::invalid_argument("codec.scale", "must not be null");
-    if (o.rows < n)
-      return Status::invalid_argument("codec.rows", "the scales' rows per expert (" + std::to_string(o.rows) +
-                                                        ") must cover the N = " + std::to_string(n) + " output channels");
-    if (reinterpret_cast<std::uintptr_t>(o.scale) % 16 != 0 || o.rows % 8 != 0)
-      return Status::invalid_argument("codec.scale",
-                                      "rows of scales must start 16-byte aligned (aligned pointer, a multiple of 8 rows per expert)");
+    DEEPSHOCK_RETURN_IF_ERROR(detail::check_group_operand(kName, G, k, o.step, o.scale, o.rows, n, 16));
     if (kZeros && (o.zero == nullptr || reinterpret_cast<std::uintptr_t>(o.zero) % 8 != 0))
       return Status::invalid_argument("codec.zero", "must be non-null and 8-byte aligned");
     return Status::success();
@@ -181,25 +159,16 @@ Status quantize_int4_group(const float* w, long long rows, long long cols, long 
                            std::uint16_t* scale, std::uint8_t* zero) {
   constexpr int G = Codec::kGroup;
   using S = typename Codec::scale_type;
-  if (rows < 0 || cols < 0) return Status::invalid_argument("rows/cols", "must be >= 0");
-  if (cols % G != 0)
-    return Status::invalid_argument("cols", "must be a multiple of the group size " + std::to_string(G) + ", got " + std::to_string(cols));
-  if (rows == 0 || cols == 0) return Status::success();
-  if (w == nullptr) return Status::invalid_argument("w", "must not be null");
-  if (q == nullptr) return Status::invalid_argument("q", "must not be null");
-  if (scale == nullptr) return Status::invalid_argument("scale", "must not be null");
+  bool empty = true;
+  DEEPSHOCK_RETURN_IF_ERROR(detail::check_quantizer_args(w, rows, cols, ld, q, ldq, 2, scale, G, empty));
+  if (empty) return Status::success();
   if (Codec::kZeros && zero == nullptr) return Status::invalid_argument("zero", "must not be null (asymmetric codec)");
-  if (ld < cols) return Status::invalid_argument("ld", "must be >= cols (" + std::to_string(cols) + "), got " + std::to_string(ld));
-  if (ldq < cols / 2)
-    return Status::invalid_argument("ldq", "must be >= cols / 2 (" + std::to_string(cols / 2) + "), got " + std::to_string(ldq));
   const long long groups = cols / G;
   for (long long r = 0; r < rows; ++r) {
     const float* row = w + r * ld;
     for (long long j = 0; j < groups; ++j) {
       float lo = 0.0f, hi = 0.0f;
       for (long long c = j * G; c < (j + 1) * G; ++c) {
-        if (!std::isfinite(row[c]))
-          return Status::invalid_argument("w", "w[" + std::to_string(r) + ", " + std::to_string(c) + "] is not finite");
         lo = std::fmin(lo, row[c]);
         hi = std::fmax(hi, row[c]);
       }

@@ -24,21 +24,13 @@ namespace deepshock::quant {
 /// the default round-to-nearest-even.
 inline Status quantize_int8_channel(const float* w, long long rows, long long cols, long long ld, std::int8_t* q, long long ldq,
                                     float* scale) {
-  if (rows < 0 || cols < 0) return Status::invalid_argument("rows/cols", "must be >= 0");
-  if (rows == 0 || cols == 0) return Status::success();
-  if (w == nullptr) return Status::invalid_argument("w", "must not be null");
-  if (q == nullptr) return Status::invalid_argument("q", "must not be null");
-  if (scale == nullptr) return Status::invalid_argument("scale", "must not be null");
-  if (ld < cols) return Status::invalid_argument("ld", "must be >= cols (" + std::to_string(cols) + "), got " + std::to_string(ld));
-  if (ldq < cols) return Status::invalid_argument("ldq", "must be >= cols (" + std::to_string(cols) + "), got " + std::to_string(ldq));
+  bool empty = true;
+  DEEPSHOCK_RETURN_IF_ERROR(detail::check_quantizer_args(w, rows, cols, ld, q, ldq, 1, scale, 1, empty));
+  if (empty) return Status::success();
   for (long long r = 0; r < rows; ++r) {
     const float* row = w + r * ld;
     float amax = 0.0f;
-    for (long long c = 0; c < cols; ++c) {
-      if (!std::isfinite(row[c]))
-        return Status::invalid_argument("w", "w[" + std::to_string(r) + ", " + std::to_string(c) + "] is not finite");
-      amax = std::fmax(amax, std::fabs(row[c]));
-    }
+    for (long long c = 0; c < cols; ++c) amax = std::fmax(amax, std::fabs(row[c]));
     const float s = amax / 127.0f;
     scale[r] = s;
     for (long long c = 0; c < cols; ++c) {
