@@ -277,14 +277,18 @@ std::unique_ptr<QuantWeights>& quant_cache() {
   static std::unique_ptr<QuantWeights> cache;
   return cache;
 }
+/// Hash-based bits of stored weight i of the matrix seeded `seed` (splitmix64's finaliser).
+std::uint64_t weight_hash(std::uint32_t seed, std::size_t i) {
+  std::uint64_t z = (static_cast<std::uint64_t>(seed) << 40) + i + 0x9E3779B97F4A7C15ull;
+  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+  return z ^ (z >> 31);
+}
 Status fill_int8(rt::DeviceBuffer<std::int8_t>& q, rt::DeviceBuffer<float>& scale, std::size_t rows, std::size_t cols, std::uint32_t seed,
                  float range, rt::stream_t s) {
   std::vector<std::int8_t> h(rows * cols);
   for (std::size_t i = 0; i < h.size(); ++i) {
-    std::uint64_t z = (static_cast<std::uint64_t>(seed) << 40) + i + 0x9E3779B97F4A7C15ull;
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    h[i] = static_cast<std::int8_t>(static_cast<int>((z ^ (z >> 31)) % 255u) - 127);
+    h[i] = static_cast<std::int8_t>(static_cast<int>(weight_hash(seed, i) % 255u) - 127);
   }
   const std::vector<float> sc(rows, range / 127.0f);
   DEEPSHOCK_RETURN_IF_ERROR(q.allocate(h.size()));
@@ -299,10 +303,7 @@ Status fill_int4(rt::DeviceBuffer<std::int8_t>& q, rt::DeviceBuffer<std::uint16_
                  std::uint32_t seed, float range, rt::stream_t s) {
   std::vector<std::int8_t> h(rows * cols / 2);
   for (std::size_t i = 0; i < h.size(); ++i) {
-    std::uint64_t z = (static_cast<std::uint64_t>(seed) << 40) + i + 0x9E3779B97F4A7C15ull;
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    h[i] = static_cast<std::int8_t>(z ^ (z >> 31));
+    h[i] = static_cast<std::int8_t>(weight_hash(seed, i));
   }
   const std::vector<std::uint16_t> sc(rows * (cols / Int4Codec::kGroup), deepshock::fp16(range / 7.0f).bits);
   DEEPSHOCK_RETURN_IF_ERROR(q.allocate(h.size()));
@@ -337,10 +338,7 @@ Status fill_fp8(rt::DeviceBuffer<std::int8_t>& q, rt::DeviceBuffer<float>& scale
                 std::uint32_t seed, float range, rt::stream_t s) {
   std::vector<std::int8_t> h(rows * cols);
   for (std::size_t i = 0; i < h.size(); ++i) {
-    std::uint64_t z = (static_cast<std::uint64_t>(seed) << 40) + i + 0x9E3779B97F4A7C15ull;
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    auto b = static_cast<std::uint8_t>(z ^ (z >> 31));
+    auto b = static_cast<std::uint8_t>(weight_hash(seed, i));
     if ((b & 0x7Fu) == 0x7Fu) --b;
     h[i] = static_cast<std::int8_t>(b);
   }

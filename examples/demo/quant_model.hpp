@@ -61,18 +61,24 @@ ds::Status quantize_model(const Preset& p, const Model& m, QuantModel& qm) {
       std::lock_guard<std::mutex> lock(mu);
       if (first_error.ok()) (void)(first_error = s);
     };
-    if constexpr (std::is_same_v<Codec, quant::Fp8Block>) {  // experts are independent; blocks never cross them
-      const long long per_s = Codec::blocks(per) * Codec::blocks(cols);
-      qt.q.resize(m[t].n);
-      qt.scale.resize(static_cast<std::size_t>(experts * per_s));
+    // Experts in parallel (groups and blocks never cross them): quantize(x, f) gets expert x's
+    // weights as floats.
+    auto each_expert = [&](auto&& quantize) {
       parallel_for(static_cast<std::size_t>(experts) * 65536, [&](std::size_t b, std::size_t e) {
         std::vector<float> f(static_cast<std::size_t>(per * cols));
         for (std::size_t x = (b + 65535) / 65536; x < (e + 65535) / 65536; ++x) {
           const bf16* src = m[t].p.get() + x * static_cast<std::size_t>(per * cols);
           for (std::size_t i = 0; i < f.size(); ++i) f[i] = src[i].to_float();
-          keep(quant::quantize_fp8_block(f.data(), per, cols, cols, qt.q.data() + x * static_cast<std::size_t>(per * cols), cols,
-                                         qt.scale.data() + x * static_cast<std::size_t>(per_s)));
+          keep(quantize(x, f.data()));
         }
+      });
+    };
+    if constexpr (std::is_same_v<Codec, quant::Fp8Block>) {
+      const auto qe = static_cast<std::size_t>(per * cols), se = static_cast<std::size_t>(Codec::blocks(per) * Codec::blocks(cols));
+      qt.q.resize(m[t].n);
+      qt.scale.resize(static_cast<std::size_t>(experts) * se);
+      each_expert([&](std::size_t x, const float* f) {
+        return quant::quantize_fp8_block(f, per, cols, cols, qt.q.data() + x * qe, cols, qt.scale.data() + x * se);
       });
     } else if constexpr (std::is_base_of_v<quant::Int8Channel, Codec>) {  // Int8Channel, Int8ChannelA8
       qt.q.resize(m[t].n);
@@ -93,20 +99,15 @@ ds::Status quantize_model(const Preset& p, const Model& m, QuantModel& qm) {
       (kFp4 ? qt.bscale.resize(static_cast<std::size_t>(experts) * se) : qt.gscale.resize(static_cast<std::size_t>(experts) * se));
       if (Codec::kZeros) qt.zero.resize(qt.gscale.size());
       if (std::is_same_v<Codec, quant::Nvfp4>) qt.global.resize(static_cast<std::size_t>(experts));
-      parallel_for(static_cast<std::size_t>(experts) * 65536, [&](std::size_t b, std::size_t e) {  // experts are independent
-        std::vector<float> f(static_cast<std::size_t>(per * cols));
-        for (std::size_t x = (b + 65535) / 65536; x < (e + 65535) / 65536; ++x) {
-          const bf16* src = m[t].p.get() + x * static_cast<std::size_t>(per * cols);
-          for (std::size_t i = 0; i < f.size(); ++i) f[i] = src[i].to_float();
-          std::uint8_t* q = qt.q.data() + x * qe;
-          if constexpr (std::is_same_v<Codec, quant::Mxfp4>)
-            keep(quant::quantize_mxfp4(f.data(), per, cols, cols, q, cols / 2, qt.bscale.data() + x * se));
-          else if constexpr (std::is_same_v<Codec, quant::Nvfp4>)
-            keep(quant::quantize_nvfp4(f.data(), per, cols, cols, q, cols / 2, qt.bscale.data() + x * se, qt.global.data() + x));
-          else
-            keep(quant::quantize_int4_group<Codec>(f.data(), per, cols, cols, q, cols / 2, qt.gscale.data() + x * se,
-                                                   Codec::kZeros ? qt.zero.data() + x * se : nullptr));
-        }
+      each_expert([&](std::size_t x, const float* f) {
+        std::uint8_t* q = qt.q.data() + x * qe;
+        if constexpr (std::is_same_v<Codec, quant::Mxfp4>)
+          return quant::quantize_mxfp4(f, per, cols, cols, q, cols / 2, qt.bscale.data() + x * se);
+        else if constexpr (std::is_same_v<Codec, quant::Nvfp4>)
+          return quant::quantize_nvfp4(f, per, cols, cols, q, cols / 2, qt.bscale.data() + x * se, qt.global.data() + x);
+        else
+          return quant::quantize_int4_group<Codec>(f, per, cols, cols, q, cols / 2, qt.gscale.data() + x * se,
+                                                   Codec::kZeros ? qt.zero.data() + x * se : nullptr);
       });
     }
     DEEPSHOCK_RETURN_IF_ERROR(first_error);

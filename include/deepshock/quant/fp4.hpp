@@ -48,6 +48,7 @@
 #include <cmath>
 #include <cstdint>
 #include <string>
+#include <utility>
 
 #include "deepshock/core/config.hpp"
 #include "deepshock/core/numeric.hpp"
@@ -197,6 +198,24 @@ inline void put_nibble(std::uint8_t* row, long long c, unsigned code) {
   std::uint8_t& byte = row[c / 2];
   byte = c % 2 == 0 ? static_cast<std::uint8_t>((byte & 0xF0u) | code) : static_cast<std::uint8_t>((byte & 0x0Fu) | (code << 4));
 }
+/// The block loop both FP4 quantizers share: for each block of G values of a row, pick(amax)
+/// gives the stored scale bits and the step the codes are counted in; codes e2m1(w / step)
+/// (nearest even, saturating) go to q, the bits to scale[j][row].
+template <int G, class Pick>
+void quantize_fp4_blocks(const float* w, long long rows, long long cols, long long ld, std::uint8_t* q, long long ldq, std::uint8_t* scale,
+                         Pick&& pick) {
+  for (long long r = 0; r < rows; ++r) {
+    const float* row = w + r * ld;
+    for (long long j = 0; j < cols / G; ++j) {
+      float amax = 0.0f;
+      for (long long c = j * G; c < (j + 1) * G; ++c) amax = std::fmax(amax, std::fabs(row[c]));
+      const auto [bits, step] = pick(amax);
+      scale[j * rows + r] = bits;
+      for (long long c = j * G; c < (j + 1) * G; ++c) put_nibble(q + r * ldq, c, fp4_e2m1(row[c] / step).bits);
+    }
+  }
+}
+
 }  // namespace detail
 
 /// Quantizes one [rows, cols] matrix w (row stride ld) to Mxfp4: q [rows][cols / 2] (row stride
@@ -207,18 +226,10 @@ inline Status quantize_mxfp4(const float* w, long long rows, long long cols, lon
   bool empty = true;
   DEEPSHOCK_RETURN_IF_ERROR(detail::check_quantizer_args(w, rows, cols, ld, q, ldq, 2, scale, 32, empty));
   if (empty) return Status::success();
-  const long long groups = cols / 32;
-  for (long long r = 0; r < rows; ++r) {
-    const float* row = w + r * ld;
-    for (long long j = 0; j < groups; ++j) {
-      float amax = 0.0f;
-      for (long long c = j * 32; c < (j + 1) * 32; ++c) amax = std::fmax(amax, std::fabs(row[c]));
-      const fp8_e8m0 s = fp8_e8m0::from_exponent(mx_block_exponent(amax, rule));
-      scale[j * rows + r] = s.bits;
-      const float inv = s.to_float();
-      for (long long c = j * 32; c < (j + 1) * 32; ++c) detail::put_nibble(q + r * ldq, c, fp4_e2m1(row[c] / inv).bits);
-    }
-  }
+  detail::quantize_fp4_blocks<32>(w, rows, cols, ld, q, ldq, scale, [rule](float amax) {
+    const fp8_e8m0 s = fp8_e8m0::from_exponent(mx_block_exponent(amax, rule));
+    return std::pair<std::uint8_t, float>{s.bits, s.to_float()};
+  });
   return Status::success();
 }
 
@@ -238,19 +249,11 @@ inline Status quantize_nvfp4(const float* w, long long rows, long long cols, lon
   // the tensor's reciprocal times the scalar; 2688 / amax can differ in the last bit).
   const float gs = amax > 0.0f && std::isfinite(448.0f * 6.0f * (1.0f / amax)) ? 448.0f * 6.0f * (1.0f / amax) : 1.0f;
   *global = 1.0f / gs;
-  const long long groups = cols / 16;
-  for (long long r = 0; r < rows; ++r) {
-    const float* row = w + r * ld;
-    for (long long j = 0; j < groups; ++j) {
-      float bmax = 0.0f;
-      for (long long c = j * 16; c < (j + 1) * 16; ++c) bmax = std::fmax(bmax, std::fabs(row[c]));
-      fp8_e4m3 s(gs * (bmax / 6.0f));
-      if (s.to_float() == 0.0f) s = fp8_e4m3(0.125f);
-      scale[j * rows + r] = s.bits;
-      const float step = s.to_float() / gs;
-      for (long long c = j * 16; c < (j + 1) * 16; ++c) detail::put_nibble(q + r * ldq, c, fp4_e2m1(row[c] / step).bits);
-    }
-  }
+  detail::quantize_fp4_blocks<16>(w, rows, cols, ld, q, ldq, scale, [gs](float amax) {
+    fp8_e4m3 s(gs * (amax / 6.0f));
+    if (s.to_float() == 0.0f) s = fp8_e4m3(0.125f);
+    return std::pair<std::uint8_t, float>{s.bits, s.to_float() / gs};
+  });
   return Status::success();
 }
 
