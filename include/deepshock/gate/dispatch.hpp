@@ -3,7 +3,7 @@
 // The router is a template on (policy, E, k, groups); a user who reads the model's config at run
 // time calls route_dynamic / route_logits_dynamic with a DynamicConfig, and a closed switch maps
 // it onto one of a curated set of compiled instantiations: the routers of the model shapes in
-// the published models (bench/support/models.hpp). Anything else returns `unsupported` (listing what is compiled), and
+// the published models (deepshock/models/presets.hpp). Anything else returns `unsupported` (listing what is compiled), and
 // inconsistent values (k > E, groups that do not divide E, ...) return `invalid_argument`.
 // To add a configuration, add a row to kDynamicConfigs and a case to the switch in for_config.
 #pragma once

@@ -28,9 +28,10 @@ struct Routing {
   std::vector<double> margin;
 };
 
-/// logits[t, e] = sum_h x[t, h] * w[e, h] in double (In = float, bf16 or fp16).
+/// logits[t, e] = sum_h x[t, h] * w[e, h] (+ w_gate_bias[e], optional) in double (In = float,
+/// bf16 or fp16).
 template <class In>
-std::vector<double> gate_logits(const In* x, const In* w, int T, int H, int E) {
+std::vector<double> gate_logits(const In* x, const In* w, int T, int H, int E, const float* w_gate_bias = nullptr) {
   auto f = [](In v) -> double {
     if constexpr (std::is_same_v<In, float>) return v;
     else return v.to_float();
@@ -40,7 +41,7 @@ std::vector<double> gate_logits(const In* x, const In* w, int T, int H, int E) {
     for (int e = 0; e < E; ++e) {
       double acc = 0.0;
       for (int h = 0; h < H; ++h) acc += f(x[static_cast<std::size_t>(t) * H + h]) * f(w[static_cast<std::size_t>(e) * H + h]);
-      out[static_cast<std::size_t>(t) * E + e] = acc;
+      out[static_cast<std::size_t>(t) * E + e] = acc + (w_gate_bias != nullptr ? double(w_gate_bias[e]) : 0.0);
     }
   return out;
 }

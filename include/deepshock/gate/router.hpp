@@ -41,6 +41,9 @@ struct GateInputs {
   const float* bias = nullptr;  ///< [E] correction bias: DeepSeekV3 only (finite values; a NaN
                                 ///< makes that expert's key NaN: ranked last, left out of its group's score)
   int bias_size = 0;            ///< number of values at `bias`
+  /// [E] optional bias of the gate projection, any policy (gpt-oss's router): the logits are
+  /// x . W_g^T + w_gate_bias in fp32, before scoring, so it chooses and weighs (unlike `bias`).
+  const float* w_gate_bias = nullptr;
 };
 
 /// Inputs of routing on precomputed logits (device pointers).
@@ -94,7 +97,8 @@ class Router {
     DEEPSHOCK_RETURN_IF_ERROR(check_workspace(workspace_bytes(in.tokens), workspace, workspace_size));
     DEEPSHOCK_RETURN_IF_ERROR(zero_outputs(out, stream));
     if (in.tokens == 0) return Status::success();
-    const detail::RouterArgs args = make_args(in.tokens, in.hidden, in.bias, out);
+    detail::RouterArgs args = make_args(in.tokens, in.hidden, in.bias, out);
+    args.w_gate_bias = in.w_gate_bias;
     const Path kernels = choose_path(in);
     if (kernels == Path::decode) {
       // Decode: project with many blocks into the workspace, then route.

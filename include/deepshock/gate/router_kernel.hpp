@@ -51,6 +51,7 @@ struct RouterArgs {
   int tokens = 0;
   int hidden = 0;
   const float* bias = nullptr;
+  const float* w_gate_bias = nullptr;  ///< [E] added to the logits before scoring (null: none)
   PolicyParams params{};
   RouterOptions options{};
   RoutingOutputs out{};
@@ -169,6 +170,7 @@ DEEPSHOCK_DEVICE void route_token(const float* row, const float* noise_row, int 
     sel[j] = -1;
     if (e >= E) continue;
     float l = row[e];
+    if (a.w_gate_bias != nullptr) l += a.w_gate_bias[e];
     bool ok = math::isfinite(l);
     nonfinite += !ok;
     if constexpr (Policy::kNoisy) {

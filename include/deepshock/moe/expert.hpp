@@ -8,7 +8,9 @@
 //   shared_w1, shared_w3 [Is, H], shared_w2 [H, Is]  shared expert(s) (several shared experts of
 //   the same shape are one shared expert with Is = count x their intermediate size)
 //   shared_gate [H]  Qwen's sigmoid gate of the shared expert (SharedGate::sigmoid)
-// An expert computes E_e(x) = W2_e . act(W1_e x, W3_e x); the layer computes
+//   b1, b3 [E, I], b2 [E, H]; shared_b1, shared_b3 [Is], shared_b2 [H]  optional fp32 biases of
+//   the projections (gpt-oss; zero where null)
+// An expert computes E_e(x) = W2_e . act(W1_e x + b1_e, W3_e x + b3_e) + b2_e; the layer computes
 //   y[t] = sum_j w[t, j] * E_{id[t, j]}(x_t)  (j in slot order; ids of -1 contribute 0)
 //        + g_t * S(x_t),   g_t = 1 (SharedGate::none) or sigmoid(shared_gate . x_t) (sigmoid).
 #pragma once
@@ -108,8 +110,11 @@ template <class T, class ExpertT = Expert<>>
 struct LayerWeights {
   using W = typename ExpertT::codec::template storage<T>;
   const T* w_gate = nullptr;         ///< [E, H] router weights (not used by run_routed)
-  const float* gate_bias = nullptr;  ///< [E] correction bias: DeepSeekV3 only
+  const float* gate_bias = nullptr;  ///< [E] correction bias: DeepSeekV3 only (chooses experts, does not weigh them)
   int gate_bias_size = 0;
+  /// [E] optional bias of the gate projection, any policy: logits = x . W_g^T + w_gate_bias, so
+  /// it both chooses and weighs (gpt-oss's router). Not used by run_routed.
+  const float* w_gate_bias = nullptr;
   const W* w1 = nullptr;           ///< [E, I, H]; a fused gate/up layout: [E, 2I, H] (see gate_up)
   const W* w3 = nullptr;           ///< [E, I, H]: gated activations with separate gate/up only (null otherwise)
   const W* w2 = nullptr;           ///< [E, H, I]
@@ -118,9 +123,31 @@ struct LayerWeights {
   const W* shared_w2 = nullptr;    ///< [H, Is]
   const T* shared_gate = nullptr;  ///< [H]: SharedGate::sigmoid only
   SharedGate shared_gate_kind = SharedGate::none;
+  /// Optional fp32 biases of the expert projections (gpt-oss), added to the fp32 sums: b1 / b3
+  /// before the activation, b2 before the routing weight multiplies the expert's output. They
+  /// are separate [E, I] arrays whatever gate_up layout w1 uses (an importer de-interleaves a
+  /// fused checkpoint bias, quant/gpt_oss.hpp). Expert parallelism: the rank's experts only, as w1.
+  const float* b1 = nullptr;                    ///< [E, I]
+  const float* b3 = nullptr;                    ///< [E, I]: gated activations only
+  const float* b2 = nullptr;                    ///< [E, H]
+  const float* shared_b1 = nullptr;             ///< [Is]
+  const float* shared_b3 = nullptr;             ///< [Is]: gated activations only
+  const float* shared_b2 = nullptr;             ///< [H]
   typename ExpertT::codec::Params codec{};      ///< codec data (empty for quant::None)
   typename ExpertT::adapter::Params adapter{};  ///< adapter data (empty for lora::None)
 };
+
+/// One expert's optional biases (host pointers into LayerWeights' arrays): b1, b3 [I], b2 [H].
+struct ExpertBias {
+  const float* b1 = nullptr;
+  const float* b3 = nullptr;
+  const float* b2 = nullptr;
+};
+/// Routed expert e's biases in `w` (I: its intermediate size, H: hidden).
+template <class T, class ExpertT>
+ExpertBias expert_bias(const LayerWeights<T, ExpertT>& w, long long e, long long I, long long H) {
+  return {w.b1 != nullptr ? w.b1 + e * I : nullptr, w.b3 != nullptr ? w.b3 + e * I : nullptr, w.b2 != nullptr ? w.b2 + e * H : nullptr};
+}
 
 /// Activations in.
 template <class T>
@@ -238,6 +265,12 @@ inline Status check_layer_run(const LayerDims& d, const LayerWeights<T, ExpertT>
     return Status::invalid_argument("shared_gate", "must be null unless shared_gate_kind is SharedGate::sigmoid");
   if (w.shared_gate_kind == SharedGate::sigmoid && d.shared_intermediate == 0)
     return Status::invalid_argument("shared_gate_kind", "SharedGate::sigmoid needs a shared expert (shared_intermediate > 0)");
+  if (!gated && (w.b3 != nullptr || w.shared_b3 != nullptr))
+    return Status::invalid_argument(w.b3 != nullptr ? "b3" : "shared_b3", "must be null: the activation is not gated (no up projection)");
+  if (d.shared_intermediate == 0)
+    for (const auto& [name, b] :
+         {std::pair<const char*, const float*>{"shared_b1", w.shared_b1}, {"shared_b3", w.shared_b3}, {"shared_b2", w.shared_b2}})
+      if (b != nullptr) return Status::invalid_argument(name, "a shared expert bias given but LayerDims::shared_intermediate is 0");
   if (in.tokens == 0) return Status::success();
   DEEPSHOCK_RETURN_IF_ERROR(check_ptr(in.x, "x", need_align));
   if (out.y == nullptr) return Status::invalid_argument("y", "must not be null");

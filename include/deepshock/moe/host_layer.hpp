@@ -16,7 +16,10 @@
 //     (expert, rows) run in parallel under OpenMP when it is enabled; every output element is
 //     computed by one thread, so results are bitwise the same for any thread count (and do not
 //     depend on the other tokens of the batch).
-//     run_layer routes on the host first: gate logits in double (gate::reference::gate_logits),
+//     Optional expert biases are added to the fp32 sums (b1 / b3 before the activation, b2
+//     before the routing weight), as the GEMM epilogues add them.
+//     run_layer routes on the host first: gate logits in double (gate::reference::gate_logits,
+//     plus the optional w_gate_bias),
 //     gate::reference::route<Gate> (weights stored as float), and Switch capacity
 //     (gate::reference::apply_switch_capacity, C = ceil(T / E * capacity_factor) over all T
 //     tokens, padding included, as gate::Router does). The device router computes logits in
@@ -169,6 +172,7 @@ void execute(const LayerDims& d, int k, const LayerWeights<T, ExpertT>& w, const
       const W* w3 = gated ? (kFused ? w1 : (sh ? w.shared_w3 : w.w3)) : nullptr;
       const Matrix m1 = sh ? Matrix::shared_w1 : Matrix::w1, m3 = kFused ? m1 : (sh ? Matrix::shared_w3 : Matrix::w3);
       float* hb = sh ? hs.data() : h.data();
+      const ExpertBias bias = sh ? ExpertBias{w.shared_b1, w.shared_b3, nullptr} : expert_bias(w, blk.e, I, H);
       const long long m = sh ? T_ : begin[static_cast<std::size_t>(blk.e) + 1] - begin[static_cast<std::size_t>(blk.e)];
       const long long* list = sh ? nullptr : order.data() + begin[static_cast<std::size_t>(blk.e)];
       for (long long q = 0; q < m; ++q) rowp[static_cast<std::size_t>(q)] = xf.data() + static_cast<std::size_t>(sh ? q : list[q] / k) * Hz;
@@ -180,10 +184,15 @@ void execute(const LayerDims& d, int k, const LayerWeights<T, ExpertT>& w, const
         if constexpr (gated)
           dot_rows(weight_row<T, Codec>(w.codec, m3, w3, ru, r3.data()), rowp.data(), m, H, uv.data(),
                    stored_row<Codec>(w3, ru.flat() + step, H), pf);
+        // The biases are added to the fp32 sums, as the GEMM epilogue does (none: nothing added).
+        const float* bg = bias.b1 != nullptr ? bias.b1 + i : nullptr;
+        const float* bu = bias.b3 != nullptr ? bias.b3 + i : nullptr;
         for (long long q = 0; q < m; ++q) {
           const std::size_t a = static_cast<std::size_t>(sh ? q : list[q]);
-          hb[a * rows + static_cast<std::size_t>(i)] =
-              to_float(from_float<T>(Act::apply(gv[static_cast<std::size_t>(q)], gated ? uv[static_cast<std::size_t>(q)] : 0.0f)));
+          float gq = gv[static_cast<std::size_t>(q)], uq = gated ? uv[static_cast<std::size_t>(q)] : 0.0f;
+          if (bg != nullptr) gq += *bg;
+          if (gated && bu != nullptr) uq += *bu;
+          hb[a * rows + static_cast<std::size_t>(i)] = to_float(from_float<T>(Act::apply(gq, uq)));
         }
       }
     }
@@ -211,6 +220,7 @@ void execute(const LayerDims& d, int k, const LayerWeights<T, ExpertT>& w, const
       const Matrix m2 = sh ? Matrix::shared_w2 : Matrix::w2;
       const long long ex = sh ? 0 : blk.e;
       float* ob = sh ? s.data() : o.data();
+      const float* b2 = sh ? w.shared_b2 : expert_bias(w, blk.e, I, H).b2;
       const long long m = sh ? T_ : begin[static_cast<std::size_t>(blk.e) + 1] - begin[static_cast<std::size_t>(blk.e)];
       const long long* list = sh ? nullptr : order.data() + begin[static_cast<std::size_t>(blk.e)];
       for (long long q = 0; q < m; ++q)
@@ -222,7 +232,8 @@ void execute(const LayerDims& d, int k, const LayerWeights<T, ExpertT>& w, const
                  stored_row<Codec>(w2, rr.flat() + 1, cols),
                  r + 1 < blk.r1 ? static_cast<std::size_t>(cols) * sizeof(W) / quant::pack_v<Codec> : 0);
         for (long long q = 0; q < m; ++q)
-          ob[static_cast<std::size_t>(sh ? q : list[q]) * Hz + static_cast<std::size_t>(r)] = gv[static_cast<std::size_t>(q)];
+          ob[static_cast<std::size_t>(sh ? q : list[q]) * Hz + static_cast<std::size_t>(r)] =
+              b2 != nullptr ? gv[static_cast<std::size_t>(q)] + b2[r] : gv[static_cast<std::size_t>(q)];
       }
     }
 
@@ -323,7 +334,7 @@ Status run_layer(const LayerDims& d, const gate::PolicyParams& params, const gat
     std::vector<T> xp(static_cast<std::size_t>(T_) * H);  // gate_logits reads rows of stride H
     for (int t = 0; t < T_; ++t)
       for (int c = 0; c < H; ++c) xp[static_cast<std::size_t>(t) * H + c] = in.x[t * xs + c];
-    const std::vector<double> logits = gate::reference::gate_logits<T>(xp.data(), w.w_gate, T_, H, E);
+    const std::vector<double> logits = gate::reference::gate_logits<T>(xp.data(), w.w_gate, T_, H, E, w.w_gate_bias);
     const gate::reference::Routing r = gate::reference::route<Gate>(logits, T_, nullptr, w.gate_bias, params, options, in.token_mask);
     std::vector<int> ids(r.ids);
     std::vector<float> wts(r.weights.begin(), r.weights.end());

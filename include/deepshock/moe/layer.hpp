@@ -148,7 +148,7 @@ class Layer {
     const long long n = static_cast<long long>(in.tokens) * kTopK;
     std::string s;
     if (with_router) {
-      const gate::GateInputs<T> gi{in.x, w.w_gate, nullptr, in.tokens, dims_.hidden, w.gate_bias, w.gate_bias_size};
+      const gate::GateInputs<T> gi{in.x, w.w_gate, nullptr, in.tokens, dims_.hidden, w.gate_bias, w.gate_bias_size, w.w_gate_bias};
       s += "router: " + gate::Router<Gate>::path(gi) + "; ";
     }
     s += std::string("dispatch: ") + (detail::dispatch_chunks(n) == 1 ? "one kernel" : "three kernels (count, scan, place)") + "; ";
@@ -195,7 +195,7 @@ class Layer {
     ro.topk_ids = ids;
     ro.topk_weights = weights;
     if constexpr (Gate::kCapacity) ro.dropped_count = out.dropped_count;
-    gate::GateInputs<T> gi{in.x, w.w_gate, nullptr, in.tokens, dims_.hidden, w.gate_bias, w.gate_bias_size};
+    gate::GateInputs<T> gi{in.x, w.w_gate, nullptr, in.tokens, dims_.hidden, w.gate_bias, w.gate_bias_size, w.w_gate_bias};
     gate::Router<Gate> router = router_;
     if (in.token_mask != nullptr || options.dependent_launch != router_.options().dependent_launch) {
       gate::RouterOptions o = router_.options();
@@ -481,6 +481,8 @@ class Layer {
     m.up = gate_up_args(x.x, x.ldx, x.scale, sorted_token, w.w1, w.w3, Matrix::w1, Matrix::w3, I, H, w.codec, groups);
     m.up.group_offsets = offsets;
     m.up.tile_offsets = tile_offsets;
+    m.up.bias[0] = w.b1;
+    m.up.bias[1] = w.b3;
     m.down = {h.for_gemm2(),
               I,
               nullptr,
@@ -495,6 +497,7 @@ class Layer {
               0,
               {Codec::operand(w.codec, Matrix::w2, H, 0, 1), {}}};
     m.down.a_scale = h.scale;
+    m.down.bias[0] = w.b2;
     m.h_quant = {h.h, I, static_cast<int>(n), I, h.q, h.scale};
     m.m_tiles = max_m_tiles(n, Tile::kBM, groups);
     m.up_epi = {h.h, I};
@@ -519,6 +522,8 @@ class Layer {
     m.up = gate_up_args(x.x, x.ldx, x.scale, nullptr, w.shared_w1, w.shared_w3, Matrix::shared_w1, Matrix::shared_w3, d.shared_intermediate,
                         d.hidden, w.codec, 1);
     m.up.rows = tokens;
+    m.up.bias[0] = w.shared_b1;
+    m.up.bias[1] = w.shared_b3;
     m.down = {h.for_gemm2(),
               d.shared_intermediate,
               nullptr,
@@ -533,6 +538,7 @@ class Layer {
               tokens,
               {Codec::operand(w.codec, Matrix::shared_w2, d.hidden, 0, 1), {}}};
     m.down.a_scale = h.scale;
+    m.down.bias[0] = w.shared_b2;
     m.h_quant = {h.h, d.shared_intermediate, tokens, d.shared_intermediate, h.q, h.scale};
     m.m_tiles = max_m_tiles(tokens, Tile::kBM, 1);
     m.up_epi = {h.h, d.shared_intermediate};

@@ -4,7 +4,8 @@
 // launches no kernels. All pointers are host pointers. Shapes and semantics are those of
 // moe/expert.hpp:
 //   y[t] = sum_j w[t, j] * E_{id[t, j]}(x_t)  (j in slot order; ids outside [0, E) contribute 0)
-//        + g_t * S(x_t),   E_e(x) = W2_e . act(W1_e x, W3_e x),   g_t = 1 or sigmoid(shared_gate . x_t)
+//        + g_t * S(x_t),   E_e(x) = W2_e . act(W1_e x + b1_e, W3_e x + b3_e) + b2_e,
+//   g_t = 1 or sigmoid(shared_gate . x_t) (biases 0 where not given)
 //
 //   * reference::layer_from_routing — the test oracle: every product and sum in double, the
 //     activation's apply_ref, one expert at a time (for e, the assignments routed to e in slot
@@ -68,15 +69,18 @@ namespace reference {
 /// unused when Act is not gated). Returns [H]. U: the weights' element type (T, or double for
 /// dequantized weights). `quant_h` (optional): applied to h before the down projection (W8A8
 /// codecs, whose down projection reads h quantized per row).
+/// `bias` (optional): the expert's b1 / b3 [I] and b2 [H], added to the sums.
 template <class Act, class U, class T>
-std::vector<double> expert_mlp(const U* w1, const U* w3, const U* w2, int H, int I, const T* x, void (*quant_h)(double*, int) = nullptr) {
+std::vector<double> expert_mlp(const U* w1, const U* w3, const U* w2, int H, int I, const T* x, void (*quant_h)(double*, int) = nullptr,
+                               const ExpertBias& bias = {}) {
   std::vector<double> h(static_cast<std::size_t>(I)), o(static_cast<std::size_t>(H), 0.0);
   for (int i = 0; i < I; ++i) {
     const U* r1 = w1 + static_cast<std::size_t>(i) * H;
-    double g = 0.0, u = 0.0;
+    double g = bias.b1 != nullptr ? double(bias.b1[i]) : 0.0, u = 0.0;
     for (int c = 0; c < H; ++c) g += detail::to_double(r1[c]) * detail::to_double(x[c]);
     if constexpr (Act::kGated) {
       const U* r3 = w3 + static_cast<std::size_t>(i) * H;
+      if (bias.b3 != nullptr) u = bias.b3[i];
       for (int c = 0; c < H; ++c) u += detail::to_double(r3[c]) * detail::to_double(x[c]);
     }
     h[static_cast<std::size_t>(i)] = Act::apply_ref(g, u);
@@ -84,7 +88,7 @@ std::vector<double> expert_mlp(const U* w1, const U* w3, const U* w2, int H, int
   if (quant_h != nullptr) quant_h(h.data(), I);
   for (int n = 0; n < H; ++n) {
     const U* r2 = w2 + static_cast<std::size_t>(n) * I;
-    double acc = 0.0;
+    double acc = bias.b2 != nullptr ? double(bias.b2[n]) : 0.0;
     for (int i = 0; i < I; ++i) acc += detail::to_double(r2[i]) * h[static_cast<std::size_t>(i)];
     o[static_cast<std::size_t>(n)] = acc;
   }
@@ -127,9 +131,10 @@ std::vector<double> layer_from_routing(const LayerDims& d, int E, int k, const L
   auto mlp = [&](int e, const T* x) {
     const bool sh = e < 0;
     const long long N = sh ? Is : I, e_rows = GateUp::kFused ? 2 * N : N, ex = sh ? 0 : e;
+    const ExpertBias bias = sh ? ExpertBias{w.shared_b1, w.shared_b3, w.shared_b2} : expert_bias(w, e, I, H);
     if constexpr (Codec::kIdentity && !GateUp::kFused) {
-      if (sh) return expert_mlp<Act>(w.shared_w1, w.shared_w3, w.shared_w2, H, Is, x);
-      return expert_mlp<Act>(w.w1 + e * wsz, Act::kGated ? w.w3 + e * wsz : nullptr, w.w2 + e * wsz, H, I, x);
+      if (sh) return expert_mlp<Act>(w.shared_w1, w.shared_w3, w.shared_w2, H, Is, x, nullptr, bias);
+      return expert_mlp<Act>(w.w1 + e * wsz, Act::kGated ? w.w3 + e * wsz : nullptr, w.w2 + e * wsz, H, I, x, nullptr, bias);
     } else {
       const auto* w1 = sh ? w.shared_w1 : w.w1;
       const auto* w3 = GateUp::kFused ? w1 : (sh ? w.shared_w3 : w.w3);
@@ -149,9 +154,9 @@ std::vector<double> layer_from_routing(const LayerDims& d, int E, int k, const L
           quant::fake_quant_int8_row(f.data(), n);
           for (int i = 0; i < n; ++i) h[i] = f[static_cast<std::size_t>(i)];
         };
-        return expert_mlp<Act>(g.data(), Act::kGated ? u.data() : nullptr, d.data(), H, static_cast<int>(N), xf.data(), +quant_h);
+        return expert_mlp<Act>(g.data(), Act::kGated ? u.data() : nullptr, d.data(), H, static_cast<int>(N), xf.data(), +quant_h, bias);
       } else {
-        return expert_mlp<Act>(g.data(), Act::kGated ? u.data() : nullptr, d.data(), H, static_cast<int>(N), x);
+        return expert_mlp<Act>(g.data(), Act::kGated ? u.data() : nullptr, d.data(), H, static_cast<int>(N), x, nullptr, bias);
       }
     }
   };

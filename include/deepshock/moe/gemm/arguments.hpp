@@ -34,6 +34,9 @@ struct GroupedGemmArgs {
   typename Codec::Operand bq[2] = {};  ///< codec data of b0 and b1 (scales; empty for quant::None)
   long long ldb = 0;                   ///< row stride of the weights in values; 0: k (dense rows)
   const float* a_scale = nullptr;      ///< int8 activations (W8A8): the scale of A row r (indexed like a)
+  /// Optional fp32 biases of b0 and b1, [groups][n]: added to output column n of group g after
+  /// the codec's scale, before the epilogue (gpt-oss's expert biases). Null: none.
+  const float* bias[2] = {nullptr, nullptr};
 };
 
 /// One launch of grouped_gemm_kernel: one or two independent grouped GEMMs with the same tile

@@ -95,11 +95,22 @@ struct GemmAccShape {
   static_assert(kMma || kOut % 4 == 0, "grouped_gemm_kernel: fp32 outputs per thread must be a multiple of 4.");
 };
 
+/// Adds the optional biases of output column n of the job's group (GroupedGemmArgs::bias) to
+/// the fp32 values of its one or two operands. A null bias adds nothing (not even +0, which
+/// would turn a -0 sum into +0).
+template <int NB, class T, class Epi, class Codec>
+DEEPSHOCK_DEVICE void add_bias(const TileJob<T, Epi, Codec>& job, int n, float& g, float& u) {
+  const long long at = static_cast<long long>(job.g) * job.args.n + n;
+  if (job.args.bias[0] != nullptr) g += job.args.bias[0][at];
+  if (NB == 2 && job.args.bias[1] != nullptr) u += job.args.bias[1][at];
+}
+
 /// Stores the tile's accumulators in the mma.sync warp-tile layout: frag(m, mi * NI + ni) are
 /// the 4 C-fragment floats of matrix m, m16 tile mi, n8 tile ni of this thread's warp. c0, c1 (and
 /// c2, c3) are columns n, n + 1 of one row with n even; N is a multiple of 8, so both are in
 /// range or neither, and they go out as one paired store. An epilogue-scaled codec's per-channel
-/// scales multiply the accumulators here (identity and group-wise codecs: nothing is multiplied).
+/// scales multiply the accumulators here (identity and group-wise codecs: nothing is multiplied),
+/// then the optional biases are added.
 template <class Tile, int NB, class T, class Epi, class Codec, class Frag>
 DEEPSHOCK_DEVICE void store_mma_tile(const TileJob<T, Epi, Codec>& job, const int* rows, int tid, Frag&& frag) {
   constexpr int MI = Tile::kWM / 16, NI = Tile::kWN / 8;
@@ -118,18 +129,22 @@ DEEPSHOCK_DEVICE void store_mma_tile(const TileJob<T, Epi, Codec>& job, const in
         if (r < rows_here && n < job.args.n) {
           const float* c0 = frag(0, mi * NI + ni);
           const float* c1 = frag(NB - 1, mi * NI + ni);
-          if constexpr (!quant::epilogue_scaled_v<Codec>) {
-            job.epi.store2(job.m0 + r, n, c0[2 * half], NB == 2 ? c1[2 * half] : 0.0f, c0[2 * half + 1], NB == 2 ? c1[2 * half + 1] : 0.0f);
-          } else {
+          float g0 = c0[2 * half], g1 = c0[2 * half + 1];
+          float u0 = NB == 2 ? c1[2 * half] : 0.0f, u1 = NB == 2 ? c1[2 * half + 1] : 0.0f;
+          if constexpr (quant::epilogue_scaled_v<Codec>) {
             // W8A8: the A row's token scale too (the tile's row list names the A row).
             float t = 1.0f;
             if constexpr (quant::act_int8_v<Codec>) t = job.args.a_scale[rows[r]];
-            const float g0 = c0[2 * half] * t * Codec::scale(job.args.bq[0], job.g, n);
-            const float g1 = c0[2 * half + 1] * t * Codec::scale(job.args.bq[0], job.g, n + 1);
-            const float u0 = NB == 2 ? c1[2 * half] * t * Codec::scale(job.args.bq[1], job.g, n) : 0.0f;
-            const float u1 = NB == 2 ? c1[2 * half + 1] * t * Codec::scale(job.args.bq[1], job.g, n + 1) : 0.0f;
-            job.epi.store2(job.m0 + r, n, g0, u0, g1, u1);
+            g0 = g0 * t * Codec::scale(job.args.bq[0], job.g, n);
+            g1 = g1 * t * Codec::scale(job.args.bq[0], job.g, n + 1);
+            if (NB == 2) {
+              u0 = u0 * t * Codec::scale(job.args.bq[1], job.g, n);
+              u1 = u1 * t * Codec::scale(job.args.bq[1], job.g, n + 1);
+            }
           }
+          add_bias<NB>(job, n, g0, u0);
+          add_bias<NB>(job, n + 1, g1, u1);
+          job.epi.store2(job.m0 + r, n, g0, u0, g1, u1);
         }
       }
     }
@@ -346,7 +361,7 @@ DEEPSHOCK_DEVICE void gemm_mainloop(unsigned char* smem, const int* rows, const 
 }
 
 /// grouped_gemm_kernel's epilogue: each accumulator of the tile to its (row, column), scaled per
-/// output channel by a quantized codec.
+/// output channel by a quantized codec, plus the optional biases.
 template <class T, class Tile, int NB, class Epi, class Codec>
 DEEPSHOCK_DEVICE void store_tile(const TileJob<T, Epi, Codec>& job, const int* rows, int tid,
                                  const float (&acc)[NB][GemmAccShape<T, Tile, NB>::kFrags][4]) {
@@ -364,6 +379,7 @@ DEEPSHOCK_DEVICE void store_tile(const TileJob<T, Epi, Codec>& job, const int* r
           g *= Codec::scale(job.args.bq[0], job.g, n);
           if (NB == 2) u *= Codec::scale(job.args.bq[1], job.g, n);
         }
+        add_bias<NB>(job, n, g, u);
         job.epi.store(job.m0 + r, n, g, u);
       }
     }
