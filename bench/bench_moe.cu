@@ -1,5 +1,5 @@
 // bench/bench_moe.cu — the MoE layer moe::Layer<Gate, moe::Expert<>, bf16> (SwiGLU experts, ordered
-// combine) on published model shapes (bench/support/models.hpp) (nvcc, Google Benchmark, CUDA-event manual
+// combine) on published model shapes (deepshock/models/presets.hpp) (nvcc, Google Benchmark, CUDA-event manual
 // time, JSON-friendly counters), against a per-expert cuBLAS loop.
 //
 // For each model and T in {1, 8, 32, 128, 1024, 8192} tokens, bf16 weights and activations:
@@ -95,7 +95,7 @@
 #include "deepshock/quant/fp4.hpp"
 #include "deepshock/quant/fp8.hpp"
 #include "deepshock/quant/int4.hpp"
-#include "models.hpp"
+#include "deepshock/models/presets.hpp"
 
 namespace {
 namespace ds = deepshock;
@@ -103,11 +103,11 @@ namespace gate = deepshock::gate;
 namespace moe = deepshock::moe;
 namespace rt = deepshock::rt;
 namespace bench = deepshock::bench;
-namespace models = deepshock::bench::models;
+namespace models = deepshock::models;
 using ds::bf16;
 using ds::Status;
 
-// ---- model shapes (bench/support/models.hpp) -------------------------------------------------------
+// ---- model shapes (deepshock/models/presets.hpp) -------------------------------------------------------
 using models::DeepSeekV2;  // 160 experts, 7.5 GB of bf16 expert weights
 using models::DeepSeekV2Lite;
 using models::DeepSeekV3;  // the routed part + 1 shared expert; 22.5 GB of bf16 expert weights

@@ -1,4 +1,4 @@
-// bench/bench_router.cu — the token-choice router on published model shapes (bench/support/models.hpp)
+// bench/bench_router.cu — the token-choice router on published model shapes (deepshock/models/presets.hpp)
 // (nvcc, Google Benchmark, CUDA-event manual time, JSON-friendly counters).
 //
 // For each model (hidden H, E routed experts, top-k, its policy) and T in {1, 16, 128, 1024, 8192}
@@ -76,7 +76,7 @@
 #include "deepshock/gate/router.hpp"
 #include "deepshock/platform/launch.hpp"
 #include "deepshock/platform/warp.hpp"
-#include "models.hpp"
+#include "deepshock/models/presets.hpp"
 
 #if !DEEPSHOCK_SIM
 #include <cublas_v2.h>
@@ -87,11 +87,11 @@ namespace ds = deepshock;
 namespace gate = deepshock::gate;
 namespace rt = deepshock::rt;
 namespace bench = deepshock::bench;
-namespace models = deepshock::bench::models;
+namespace models = deepshock::models;
 using ds::bf16;
 using ds::Status;
 
-// ---- model shapes (bench/support/models.hpp): one Router instantiation each, bf16 only ---------
+// ---- model shapes (deepshock/models/presets.hpp): one Router instantiation each, bf16 only ---------
 using models::DeepSeekV2;
 using models::DeepSeekV2Lite;
 using models::DeepSeekV3;

@@ -19,6 +19,10 @@ those packages and writes down what they produced:
   fp4_gpt_oss.txt        gpt-oss `.blocks` / `.scales` with random  transformers 5.25.0:
                          bytes (extreme scales included) and their    integrations.mxfp4.
                          bf16 dequantization                          convert_moe_packed_tensors
+  gpt_oss_mlp.txt        one gpt-oss MoE block (router + experts) on  transformers 5.25.0:
+                         random MXFP4 tensors in the checkpoint's     models.gpt_oss GptOssMLP (fp32),
+                         layout (gate/up rows interleaved), bf16      its router's top-4 ids and weights
+                         biases and tokens; its output y              and its output
   fp8_block.txt          every E4M3 encoding as fp32; the FP8       ml_dtypes 0.7.0 (float8_e4m3fn,
                          128 x 128 block recipe (s = amax / 448,      its cast after a clamp to ±448:
                          codes e4m3(w / s)) and the bf16 dequant      it does not saturate), torch's
@@ -195,6 +199,56 @@ def gpt_oss():
            ("dequant", bf16_bits(deq), "bf16")])
 
 
+def gpt_oss_mlp():
+    """A whole gpt-oss MoE block as transformers runs it: the checkpoint tensors, and the output."""
+    from transformers import GptOssConfig
+    from transformers.models.gpt_oss.modeling_gpt_oss import GptOssMLP
+    e, h, i, k, t = 8, 64, 32, 4, 6
+    cfg = GptOssConfig(hidden_size=h, intermediate_size=i, num_local_experts=e, num_experts_per_tok=k)
+    g = torch.Generator().manual_seed(17)
+
+    def mx(rows, cols):
+        blocks = torch.randint(0, 256, (e, rows, cols // 32, 16), generator=g, dtype=torch.int32).to(torch.uint8)
+        scales = torch.randint(122, 127, (e, rows, cols // 32), generator=g, dtype=torch.int32).to(torch.uint8)
+        return blocks, scales
+
+    def bf16_uniform(shape, a):
+        return ((torch.rand(shape, generator=g) * 2 - 1) * a).to(torch.bfloat16)
+
+    gu_blocks, gu_scales = mx(2 * i, h)
+    dn_blocks, dn_scales = mx(h, i)
+    gu_bias = bf16_uniform((e, 2 * i), 3.0)           # gate / up beyond +-7 for some tokens: the clamps act
+    dn_bias = bf16_uniform((e, h), 1.0)
+    router_w = bf16_uniform((e, h), 0.5)
+    router_b = bf16_uniform((e,), 0.5)
+    x = bf16_uniform((t, h), 1.0)
+    mlp = GptOssMLP(cfg).float().eval()
+    with torch.no_grad():
+        mlp.router.weight.copy_(router_w.float())
+        mlp.router.bias.copy_(router_b.float())
+        mlp.experts.gate_up_proj.copy_(convert_moe_packed_tensors(gu_blocks, gu_scales, dtype=torch.float32))  # [e, h, 2i]
+        mlp.experts.gate_up_proj_bias.copy_(gu_bias.float())
+        mlp.experts.down_proj.copy_(convert_moe_packed_tensors(dn_blocks, dn_scales, dtype=torch.float32))     # [e, i, h]
+        mlp.experts.down_proj_bias.copy_(dn_bias.float())
+        _, scores, ids = mlp.router(x.float())
+        y, _ = mlp(x.float().reshape(1, t, h))
+    write("gpt_oss_mlp.txt",
+          ["One gpt-oss MoE block (GptOssMLP, fp32) on random checkpoint tensors: MXFP4 blocks [e][rows][cols/32][16]",
+           "written as [e*rows][cols/2], scales [e][rows][cols/32] as [e*rows][cols/32], gate_up rows interleaved",
+           "(gate 2j, up 2j + 1); bf16 biases, router weight [e][h] and bias, tokens x [t][h]; the router's top-k ids",
+           "(u8) and softmax weights [t][k] in rank order, and the block's output y [t][h]."],
+          {"source": "transformers", "experts": e, "hidden": h, "intermediate": i, "topk": k, "tokens": t},
+          [("gate_up_blocks", gu_blocks.reshape(e * 2 * i, h // 2).numpy(), "u8"),
+           ("gate_up_scales", gu_scales.reshape(e * 2 * i, h // 32).numpy(), "u8"),
+           ("gate_up_bias", bf16_bits(gu_bias), "bf16"),
+           ("down_blocks", dn_blocks.reshape(e * h, i // 2).numpy(), "u8"),
+           ("down_scales", dn_scales.reshape(e * h, i // 32).numpy(), "u8"),
+           ("down_bias", bf16_bits(dn_bias), "bf16"),
+           ("router_weight", bf16_bits(router_w), "bf16"), ("router_bias", bf16_bits(router_b.reshape(1, e)), "bf16"),
+           ("x", bf16_bits(x), "bf16"), ("ids", ids.numpy().astype(np.uint8), "u8"),
+           ("weights", scores.float().numpy(), "f32"), ("y", y.reshape(t, h).float().numpy(), "f32")])
+
+
 # ---- NVFP4, compressed-tensors -------------------------------------------------------------------
 def nvfp4_ct():
     n, k = 8, 96
@@ -260,5 +314,6 @@ scalars()
 mxfp4_ct()
 mxfp4_ocp()
 gpt_oss()
+gpt_oss_mlp()
 nvfp4_ct()
 fp8_block()

@@ -21,6 +21,8 @@
 #include "deepshock/gate/stats.hpp"
 #include "deepshock/gate/types.hpp"
 #include "deepshock/lora/adapter.hpp"
+#include "deepshock/models/gpt_oss.hpp"
+#include "deepshock/models/presets.hpp"
 #include "deepshock/moe/activation.hpp"
 #include "deepshock/moe/dispatch.hpp"
 #include "deepshock/moe/expert.hpp"

@@ -27,16 +27,29 @@
 
 namespace deepshock::quant {
 
+/// Which stored rows make up the imported matrices: row r of expert e is stored row
+/// first + r * step of that expert's `rows` rows (0: the matrix's own n rows). The default takes
+/// every row; {2I, 0, 2} and {2I, 1, 2} pick gpt-oss's interleaved gate and up rows.
+struct RowPick {
+  long long rows = 0;
+  long long first = 0;
+  long long step = 1;
+};
+
 /// Copies a stack of `experts` FP4 matrices [n, k] stored row-major — packed bytes [E][n][k/2] and
 /// scales [E][n][k/G] (gpt-oss blocks/scales, compressed-tensors weight_packed/weight_scale) — into
-/// Codec's layout: q [E][n][k/2] (the same bytes) and scale [E][k/G][n]. Rejects sizes that are not
-/// whole blocks and scales that are NaN (E8M0 0xFF; E4M3 0x7F / 0xFF) or negative (E4M3), naming
-/// the first bad one.
+/// Codec's layout: q [E][n][k/2] (the same bytes) and scale [E][k/G][n]. `pick` selects the rows
+/// of a larger stored stack (a fused gate/up tensor). Rejects sizes that are not whole blocks and
+/// scales that are NaN (E8M0 0xFF; E4M3 0x7F / 0xFF) or negative (E4M3), naming the first bad one.
 template <class Codec>
 Status import_fp4_rows(const std::uint8_t* packed, const std::uint8_t* scales, long long experts, long long n, long long k, std::uint8_t* q,
-                       std::uint8_t* scale) {
+                       std::uint8_t* scale, RowPick pick = {}) {
   constexpr int G = Codec::kGroup;
   if (experts < 0 || n < 0 || k < 0) return Status::invalid_argument("experts/n/k", "must be >= 0");
+  const long long src_rows = pick.rows == 0 ? n : pick.rows;
+  if (pick.first < 0 || pick.step < 1 || (n > 0 && pick.first + (n - 1) * pick.step >= src_rows))
+    return Status::invalid_argument("pick", "rows first + r * step (r < " + std::to_string(n) + ") must lie in [0, " +
+                                                std::to_string(src_rows) + ")");
   if (k % G != 0)
     return Status::invalid_argument("k", std::string("must be a multiple of ") + Codec::kName + "'s block size " + std::to_string(G) +
                                              ", got " + std::to_string(k));
@@ -45,18 +58,21 @@ Status import_fp4_rows(const std::uint8_t* packed, const std::uint8_t* scales, l
   if (scales == nullptr) return Status::invalid_argument("scales", "must not be null");
   if (q == nullptr) return Status::invalid_argument("q", "must not be null");
   if (scale == nullptr) return Status::invalid_argument("scale", "must not be null");
-  const long long groups = k / G;
+  const long long groups = k / G, bytes = k / 2;
   for (long long e = 0; e < experts; ++e)
-    for (long long r = 0; r < n; ++r)
+    for (long long r = 0; r < n; ++r) {
+      const long long src = e * src_rows + pick.first + r * pick.step;  // the stored row
       for (long long j = 0; j < groups; ++j) {
-        const std::uint8_t s = scales[(e * n + r) * groups + j];
+        const std::uint8_t s = scales[src * groups + j];
         const bool bad = Codec::kGlobal ? (s & 0x7Fu) == 0x7Fu || (s & 0x80u) != 0 : s == 0xFFu;
         if (bad)
-          return Status::invalid_argument("scales", "scale [" + std::to_string(e) + ", " + std::to_string(r) + ", " + std::to_string(j) +
-                                                        "] is " + (Codec::kGlobal ? "NaN or negative (E4M3)" : "NaN (E8M0 0xFF)"));
+          return Status::invalid_argument("scales", "scale [" + std::to_string(e) + ", " + std::to_string(src - e * src_rows) + ", " +
+                                                        std::to_string(j) + "] is " +
+                                                        (Codec::kGlobal ? "NaN or negative (E4M3)" : "NaN (E8M0 0xFF)"));
         scale[(e * groups + j) * n + r] = s;
       }
-  for (long long i = 0; i < experts * n * (k / 2); ++i) q[i] = packed[i];
+      for (long long b = 0; b < bytes; ++b) q[(e * n + r) * bytes + b] = packed[src * bytes + b];
+    }
   return Status::success();
 }
 
