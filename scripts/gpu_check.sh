@@ -73,6 +73,11 @@ gpu_run() {
   for q in int8 w8a8 int4 mxfp4 nvfp4 fp8; do  # the quantized experts end to end (each checks itself)
     step "$build/examples/demo_gpu" --quant "$q" 2>&1 | tee -a "$out/demo.log" || rc=$?
   done
+  # The model presets as their checkpoints ship them (gpt-oss: MXFP4, biases, clamped SwiGLU;
+  # DeepSeek-V3: FP8 blocks, 256 experts; full sizes: the V3 preset needs ~35 GB of host memory).
+  for p in gpt-oss-20b deepseek-v3; do
+    step "$build/examples/demo_gpu" --preset "$p" 2>&1 | tee -a "$out/demo.log" || rc=$?
+  done
   step "$build/examples/recommend_gpu" 2>&1 | tee "$out/recommend.log" || rc=$?
   for b in $GPU_BENCHES; do
     step "$build/bench/$b" --benchmark_min_time="${DS_BENCH_MIN_TIME:-0.05}" --benchmark_filter="${DS_BENCH_FILTER:-.}" \

@@ -27,6 +27,11 @@
 // the activations per token to int8 and runs the expert GEMMs on int8 tensor cores
 // (quant::Int8ChannelA8). It prints the bytes per weight and the error of the quantized layer
 // against the bf16 one, and checks y against the double reference on the dequantized weights.
+// Model presets (the library's models/presets.hpp) run as their checkpoints ship them:
+// gpt-oss-20b with MXFP4 experts, their biases, a router bias (top-4 on the biased logits, softmax
+// over the four) and the clamped SwiGLU; deepseek-v3 with FP8 128 x 128 block-scaled experts, the
+// correction bias, 8 groups keep 4 and the routed scaling factor 2.5. Their -small twins keep the
+// routing and the formats at hidden 256 for CPU runs.
 // Exit codes: 0 pass, 1 check failed or library error, 2 bad arguments, 77 no GPU.
 #include <algorithm>
 #include <array>
@@ -40,6 +45,8 @@
 #include <string>
 #include <thread>
 #include <vector>
+
+#include <unistd.h>
 
 #include "deepshock/deepshock.hpp"
 #include "deepshock/moe/host_layer.hpp"
@@ -66,7 +73,7 @@ struct Options {
   int tokens = 32, reps = -1, check = 8;  // reps -1: the executor's default
   std::uint64_t seed = 1;
   std::string executor = "auto";
-  std::string quant = "none";  // none | int8 | int4 | w8a8 | mxfp4 | nvfp4 | fp8
+  std::string quant;  // none | int8 | int4 | w8a8 | mxfp4 | nvfp4 | fp8; empty: the preset's checkpoint format (else none)
 };
 
 // ---- the executors ---------------------------------------------------------------------------
@@ -81,11 +88,11 @@ struct RunResult {
 
 /// moe::Layer on the device (CUDA, or the simulator in demo_sim): upload, warm up (GPU), time
 /// `reps` runs between two events on one stream, download the outputs of the last run.
-template <class Gate, class Codec>
-ds::Status run_device(const moe::LayerDims& dims, const gate::PolicyParams& params, const Model& m, const QuantModel& qm,
-                      moe::SharedGate sg, int reps, RunResult& r) {
+template <class Gate, class ExpertT>
+ds::Status run_device(const moe::LayerDims& dims, const gate::PolicyParams& params, const gate::RouterOptions& options, const Model& m,
+                      const QuantModel& qm, const Biases& biases, moe::SharedGate sg, int reps, RunResult& r) {
   constexpr int E = Gate::kExperts, K = Gate::kTopK;
-  const moe::Layer<Gate, moe::Expert<Codec>, bf16> layer(dims, params);
+  const moe::Layer<Gate, ExpertT, bf16> layer(dims, params, options);
   DEEPSHOCK_RETURN_IF_ERROR(layer.status());
   rt::Stream stream;
   DEEPSHOCK_RETURN_IF_ERROR(stream.create());
@@ -115,6 +122,14 @@ ds::Status run_device(const moe::LayerDims& dims, const gate::PolicyParams& para
       DEEPSHOCK_RETURN_IF_ERROR(upload(dglobal[i], qt.global.data(), qt.global.size(), ptrs.global[i]));
     }
   }
+  std::array<rt::DeviceBuffer<float>, 5> dbias;
+  BiasPtrs bp;
+  bp.experts = E;
+  {
+    const std::vector<float>* host[5] = {&biases.b1, &biases.b3, &biases.b2, &biases.router, &biases.correction};
+    const float** dst[5] = {&bp.b1, &bp.b3, &bp.b2, &bp.router, &bp.correction};
+    for (int i = 0; i < 5; ++i) DEEPSHOCK_RETURN_IF_ERROR(upload(dbias[i], host[i]->data(), host[i]->size(), *dst[i]));
+  }
   const std::array<const bf16*, kTensors>& ptr = ptrs.bf;
   const std::size_t T = dims.max_tokens, H = dims.hidden;
   rt::DeviceBuffer<bf16> y;
@@ -128,7 +143,7 @@ ds::Status run_device(const moe::LayerDims& dims, const gate::PolicyParams& para
   DEEPSHOCK_RETURN_IF_ERROR(counts.allocate(E));
   DEEPSHOCK_RETURN_IF_ERROR(ws.allocate(ws_bytes));
   DEEPSHOCK_RETURN_IF_ERROR(y.fill_bytes(0xFF, stream.get()));  // poison: NaN unless written
-  const auto w = layer_weights<Codec>(ptrs, sg);
+  const auto w = layer_weights<ExpertT>(ptrs, sg, bp);
   const moe::LayerInputs<bf16> in{ptr[kX], dims.max_tokens, 0, nullptr};
   const moe::LayerOutputs<bf16> out{.y = y.data(), .topk_ids = ids.data(), .topk_weights = wts.data(), .expert_counts = counts.data()};
   r.plan = layer.kernel_plan(in, w);
@@ -157,9 +172,15 @@ ds::Status run_device(const moe::LayerDims& dims, const gate::PolicyParams& para
 }
 
 /// moe::host::run_layer (host routing in double, experts in fp32): max(reps, 1) runs, timed.
-template <class Gate, class Codec>
-ds::Status run_host(const moe::LayerDims& dims, const gate::PolicyParams& params, const Model& m, const QuantModel& qm, moe::SharedGate sg,
-                    int reps, RunResult& r) {
+/// The Biases' host pointers.
+BiasPtrs bias_pointers(const Biases& b, int experts) {
+  auto p = [](const std::vector<float>& v) { return v.empty() ? nullptr : v.data(); };
+  return {p(b.b1), p(b.b3), p(b.b2), p(b.router), p(b.correction), experts};
+}
+
+template <class Gate, class ExpertT>
+ds::Status run_host(const moe::LayerDims& dims, const gate::PolicyParams& params, const gate::RouterOptions& options, const Model& m,
+                    const QuantModel& qm, const Biases& biases, moe::SharedGate sg, int reps, RunResult& r) {
   constexpr int E = Gate::kExperts, K = Gate::kTopK;
   const ModelPtrs ptrs = host_pointers(m, qm);
   const std::array<const bf16*, kTensors>& ptr = ptrs.bf;
@@ -168,7 +189,7 @@ ds::Status run_host(const moe::LayerDims& dims, const gate::PolicyParams& params
   r.ids.assign(T * K, -1);
   r.weights.assign(T * K, NAN);
   r.counts.assign(E, -1);
-  const auto w = layer_weights<Codec>(ptrs, sg);
+  const auto w = layer_weights<ExpertT>(ptrs, sg, bias_pointers(biases, E));
   const moe::LayerInputs<bf16> in{ptr[kX], dims.max_tokens, 0, nullptr};
   const moe::LayerOutputs<bf16> out{.y = r.y.data(),
                                     .topk_ids = r.ids.data(),
@@ -176,7 +197,7 @@ ds::Status run_host(const moe::LayerDims& dims, const gate::PolicyParams& params
                                     .expert_counts = r.counts.data()};
   const int runs = std::max(reps, 1);
   const auto t0 = std::chrono::steady_clock::now();
-  for (int i = 0; i < runs; ++i) DEEPSHOCK_RETURN_IF_ERROR(moe::host::run_layer<Gate>(dims, params, gate::RouterOptions{}, w, in, out));
+  for (int i = 0; i < runs; ++i) DEEPSHOCK_RETURN_IF_ERROR(moe::host::run_layer<Gate>(dims, params, options, w, in, out));
   const std::chrono::duration<double, std::micro> dt = std::chrono::steady_clock::now() - t0;
   r.timed = reps;
   r.us = reps > 0 ? dt.count() / runs : 0.0;
@@ -204,8 +225,10 @@ void print_routing(const RunResult& r, int tokens, int k) {
   }
 }
 
-template <class Gate, class Codec>
+template <class Gate, class ExpertT>
 int run_preset(const Preset& p, const Options& o, Exec exec) {
+  using Codec = typename ExpertT::codec;
+  using Act = typename ExpertT::activation;
   constexpr bool kQuant = !Codec::kIdentity;
   constexpr int E = Gate::kExperts, K = Gate::kTopK;
   if (p.experts != E || p.topk != K) {  // the preset table and the switch in main must agree
@@ -215,16 +238,26 @@ int run_preset(const Preset& p, const Options& o, Exec exec) {
   const int T = o.tokens, H = p.hidden, I = p.inter, Is = p.shared;
   const int reps = o.reps >= 0 ? o.reps : exec == Exec::gpu ? 20 : 3;
   std::printf("model   : %s\n", p.about);
-  std::printf("shape   : %d token(s), hidden %d, expert intermediate %d, shared intermediate %d%s; SwiGLU experts, %s weights, "
+  std::printf("shape   : %d token(s), hidden %d, expert intermediate %d, shared intermediate %d%s; %s experts%s, %s weights, "
               "bf16 activations, fp32 accumulation; seed %llu\n",
-              T, H, I, Is, p.shared_gate == moe::SharedGate::sigmoid ? " (sigmoid-gated)" : "", kQuant ? Codec::kName : "bf16",
-              static_cast<unsigned long long>(o.seed));
+              T, H, I, Is, p.shared_gate == moe::SharedGate::sigmoid ? " (sigmoid-gated)" : "", Act::kName,
+              p.biases ? " with biases (and a router bias)" : "", kQuant ? Codec::kName : "bf16", static_cast<unsigned long long>(o.seed));
   if (exec == Exec::sim && (H > 256 || T > 64))  // small: 0.2 s for 4 tokens; deepseek-v2-lite: 6 s for 1 token
     std::printf("hint    : the simulator runs about 1 us per warp-level op: seconds to minutes per run at this size "
                 "(try --preset small --tokens 4, or --executor host)\n");
   if (exec == Exec::host && p.gate == GateKind::mixtral)
     std::printf("note    : mixtral on the CPU: 2.8 GB of weights through plain fp32 loops, seconds per run (try --tokens 4 --reps 1)\n");
 
+  {  // The random bf16 model (and its quantized copy) must fit in host memory.
+    const double weights = 3.0 * E * H * I + 3.0 * H * Is + double(E) * H;
+    const double need = weights * (kQuant ? 3.1 : 2.0), have = double(sysconf(_SC_PHYS_PAGES)) * double(sysconf(_SC_PAGE_SIZE));
+    if (have > 0 && need > 0.8 * have) {
+      std::printf("error   : %s needs about %.1f GB of host memory for its random weights (and their %s copy); this machine has "
+                  "%.1f GB (try a -small preset)\n",
+                  p.name, need * 1e-9, kQuant ? Codec::kName : "device", have * 1e-9);
+      return 1;
+    }
+  }
   const auto g0 = std::chrono::steady_clock::now();
   const Model m = make_model(p, T, o.seed);
   double gb = 0.0;
@@ -247,12 +280,15 @@ int run_preset(const Preset& p, const Options& o, Exec exec) {
                 : std::is_same_v<Codec, Int4> ? " (zero points: none, fixed at 8)"
                                               : "");
   }
-  gate::PolicyParams params;
+  gate::PolicyParams params = gate::default_params<Gate>();
   params.renormalize = p.renormalize;
+  gate::RouterOptions options;
+  options.routed_scaling_factor = p.scale;
+  const Biases biases = make_biases(p, o.seed);
   const moe::LayerDims dims{H, I, Is, T};
   RunResult r;
-  const ds::Status st = exec == Exec::host ? run_host<Gate, Codec>(dims, params, m, qm, p.shared_gate, reps, r)
-                                           : run_device<Gate, Codec>(dims, params, m, qm, p.shared_gate, reps, r);
+  const ds::Status st = exec == Exec::host ? run_host<Gate, ExpertT>(dims, params, options, m, qm, biases, p.shared_gate, reps, r)
+                                           : run_device<Gate, ExpertT>(dims, params, options, m, qm, biases, p.shared_gate, reps, r);
   if (!st.ok()) {
     std::printf("error   : %s\n", st.to_string().c_str());
     return 1;
@@ -296,12 +332,14 @@ int run_preset(const Preset& p, const Options& o, Exec exec) {
     const auto c0 = std::chrono::steady_clock::now();
     // Quantized: the reference on the dequantized weights (what the layer promises), and on the
     // bf16 weights (what quantization costs).
+    const BiasPtrs hb = bias_pointers(biases, E);
     const std::vector<double> ref =
-        moe::reference::layer_from_routing(dims, E, K, layer_weights<Codec>(hps, p.shared_gate), in, r.ids.data(), r.weights.data());
+        moe::reference::layer_from_routing(dims, E, K, layer_weights<ExpertT>(hps, p.shared_gate, hb), in, r.ids.data(), r.weights.data());
     if constexpr (kQuant) {
       const std::vector<double> ref_bf16 =
-          moe::reference::layer_from_routing(dims, E, K, layer_weights<ds::quant::None>(hps, p.shared_gate), in, r.ids.data(),
-                                             r.weights.data());
+          moe::reference::layer_from_routing(dims, E, K,
+                                             layer_weights<moe::Expert<ds::quant::None, ds::lora::None, Act>>(hps, p.shared_gate, hb), in,
+                                             r.ids.data(), r.weights.data());
       double num = 0.0, den = 0.0;
       for (std::size_t i = 0; i < ref.size(); ++i) {
         num += (ref[i] - ref_bf16[i]) * (ref[i] - ref_bf16[i]);
@@ -327,8 +365,8 @@ int run_preset(const Preset& p, const Options& o, Exec exec) {
                 C, std::chrono::duration<double>(std::chrono::steady_clock::now() - c0).count(), max_err, mean_rel, bad);
     ok = ok && y_ok;
     if (exec != Exec::host) {  // the host executor routes with the host reference itself
-      const std::vector<double> logits = gate::reference::gate_logits(hp[kX], hp[kWGate], C, H, E);
-      const auto hr = gate::reference::route<Gate>(logits, C, nullptr, nullptr, params, gate::RouterOptions{});
+      const std::vector<double> logits = gate::reference::gate_logits(hp[kX], hp[kWGate], C, H, E, hb.router);
+      const auto hr = gate::reference::route<Gate>(logits, C, nullptr, hb.correction, params, options);
       int compared = 0, differ = 0;
       for (int t = 0; t < C; ++t) {
         if (!(hr.margin[t] > 1e-4)) continue;  // a near-tie: fp32 logits may legitimately choose differently
@@ -360,7 +398,8 @@ int usage(const char* why) {
               "  --quant Q         expert weights: none (bf16, default), int8 (W8A16: per-channel int8), int4 (W4A16: 4-bit, fp16\n"
               "                    scale per 128 inputs), w8a8 (int8 weights, activations int8 per token), mxfp4 (W4A16: E2M1,\n"
               "                    power-of-two scale per 32 inputs), nvfp4 (W4A16: E2M1, E4M3 scale per 16, fp32 per matrix),\n"
-              "                    fp8 (W8A16: E4M3, fp32 scale per 128 x 128 block)\n"
+              "                    fp8 (W8A16: E4M3, fp32 scale per 128 x 128 block); model presets (gpt-oss-*, deepseek-v3*)\n"
+              "                    take their checkpoint's format only, and by default\n"
               "presets:\n");
   for (const Preset& p : kPresets) std::printf("  %-17s %s\n", p.name, p.about);
   return 2;
@@ -441,17 +480,31 @@ int main(int argc, char** argv) {
     std::printf("executor: %s (moe::Layer on %s: %s)\n", exec_name(exec), rt::backend_name(), rt::device_name().c_str());
   }
   std::printf("preset  : %s\n", o.preset->name);
+  if (o.preset->quant != nullptr) {  // a model preset runs its checkpoint's expert format
+    if (o.quant.empty()) o.quant = o.preset->quant;
+    if (o.quant != o.preset->quant) {
+      std::printf("demo: preset %s ships its experts as %s: pass --quant %s or leave --quant out\n", o.preset->name, o.preset->quant,
+                  o.preset->quant);
+      return 2;
+    }
+  }
+  if (o.quant.empty()) o.quant = "none";
   auto run = [&](auto gate_tag) {
     using Gate = decltype(gate_tag);
-    if (o.quant == "int8") return run_preset<Gate, ds::quant::Int8Channel>(*o.preset, o, exec);
-    if (o.quant == "int4") return run_preset<Gate, Int4>(*o.preset, o, exec);
-    if (o.quant == "w8a8") return run_preset<Gate, ds::quant::Int8ChannelA8>(*o.preset, o, exec);
-    if (o.quant == "mxfp4") return run_preset<Gate, ds::quant::Mxfp4>(*o.preset, o, exec);
-    if (o.quant == "nvfp4") return run_preset<Gate, ds::quant::Nvfp4>(*o.preset, o, exec);
-    if (o.quant == "fp8") return run_preset<Gate, ds::quant::Fp8Block>(*o.preset, o, exec);
-    return run_preset<Gate, ds::quant::None>(*o.preset, o, exec);
+    if (o.quant == "int8") return run_preset<Gate, moe::Expert<ds::quant::Int8Channel>>(*o.preset, o, exec);
+    if (o.quant == "int4") return run_preset<Gate, moe::Expert<Int4>>(*o.preset, o, exec);
+    if (o.quant == "w8a8") return run_preset<Gate, moe::Expert<ds::quant::Int8ChannelA8>>(*o.preset, o, exec);
+    if (o.quant == "mxfp4") return run_preset<Gate, moe::Expert<ds::quant::Mxfp4>>(*o.preset, o, exec);
+    if (o.quant == "nvfp4") return run_preset<Gate, moe::Expert<ds::quant::Nvfp4>>(*o.preset, o, exec);
+    if (o.quant == "fp8") return run_preset<Gate, moe::Expert<ds::quant::Fp8Block>>(*o.preset, o, exec);
+    return run_preset<Gate, moe::Expert<>>(*o.preset, o, exec);
   };
+  // The model presets of the library (models/presets.hpp) run as their checkpoints ship them.
+  using GptOss = ds::models::GptOss20b;
+  using V3 = ds::models::DeepSeekV3;
   switch (o.preset->gate) {
+    case GateKind::gpt_oss: return run_preset<GptOss::Gate, GptOss::Expert>(*o.preset, o, exec);
+    case GateKind::v3: return run_preset<V3::Gate, V3::Expert>(*o.preset, o, exec);
     case GateKind::v2lite:  // DeepSeek-V2-Lite and small
       return run(gate::SoftmaxTopK<ds::Experts<64>, ds::TopK<6>>{});
     case GateKind::qwen3: return run(gate::SoftmaxTopK<ds::Experts<128>, ds::TopK<8>>{});

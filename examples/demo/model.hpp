@@ -18,7 +18,7 @@ namespace demo {
 namespace moe = deepshock::moe;
 using deepshock::bf16;
 
-enum class GateKind { v2lite, qwen3, qwen15, mixtral };
+enum class GateKind { v2lite, qwen3, qwen15, mixtral, gpt_oss, v3 };
 struct Preset {
   const char* name;
   const char* about;
@@ -26,6 +26,9 @@ struct Preset {
   int experts, topk, hidden, inter, shared;  // shared: the shared experts' total intermediate size
   moe::SharedGate shared_gate;
   bool renormalize;
+  const char* quant = nullptr;  // the checkpoint's expert format, the only --quant such a preset takes (null: any)
+  float scale = 1.0f;           // routed_scaling_factor (models/presets.hpp)
+  bool biases = false;          // gpt-oss: biases on the expert projections and the router
 };
 inline constexpr Preset kPresets[] = {
     {"deepseek-v2-lite", "DeepSeek-V2-Lite: 64 experts top-6 (softmax, no renormalisation) + 2 shared experts", GateKind::v2lite, 64, 6,
@@ -38,6 +41,15 @@ inline constexpr Preset kPresets[] = {
      true},
     {"small", "DeepSeek-V2-Lite routing (64 experts top-6, 2 shared experts) at hidden 256, intermediate 128 (quick)", GateKind::v2lite, 64,
      6, 256, 128, 256, moe::SharedGate::none, false},
+    {"gpt-oss-20b", "gpt-oss-20b: 32 MXFP4 experts top-4 (top-k on biased logits, softmax over the 4), expert biases, clamped SwiGLU",
+     GateKind::gpt_oss, 32, 4, 2880, 2880, 0, moe::SharedGate::none, true, "mxfp4", 1.0f, true},
+    {"gpt-oss-small", "gpt-oss-20b's layer (routing, MXFP4, biases, clamped SwiGLU) at hidden 256, intermediate 256 (quick)",
+     GateKind::gpt_oss, 32, 4, 256, 256, 0, moe::SharedGate::none, true, "mxfp4", 1.0f, true},
+    {"deepseek-v3",
+     "DeepSeek-V3: 256 FP8 experts top-8 (sigmoid + correction bias, 8 groups keep 4, renormalised, x 2.5) + 1 shared expert", GateKind::v3,
+     256, 8, 7168, 2048, 2048, moe::SharedGate::none, true, "fp8", 2.5f},
+    {"deepseek-v3-small", "DeepSeek-V3's layer (routing, FP8 128 x 128 blocks, shared expert) at hidden 256, intermediate 128 (quick)",
+     GateKind::v3, 256, 8, 256, 128, 128, moe::SharedGate::none, true, "fp8", 2.5f},
 };
 
 inline std::uint64_t splitmix64(std::uint64_t z) {
@@ -104,6 +116,35 @@ inline Model make_model(const Preset& p, int tokens, std::uint64_t seed) {
   }
   if (p.shared_gate == moe::SharedGate::sigmoid) fill_uniform(m[kSGate], H, seed, kSGate, s(H));
   return m;
+}
+
+/// The fp32 vectors besides the bf16 tensors: gpt-oss's biases (expert projections, router) and
+/// DeepSeek-V3's correction bias; empty where the preset has none. Drawn from the seed like the
+/// tensors and rounded to bf16, as the checkpoints store them.
+struct Biases {
+  std::vector<float> b1, b3, b2, router, correction;
+};
+inline Biases make_biases(const Preset& p, std::uint64_t seed) {
+  auto draw = [seed](std::size_t n, int stream, float scale) {
+    HostTensor t;
+    fill_uniform(t, n, seed, 100 + stream, scale);
+    std::vector<float> v(n);
+    for (std::size_t i = 0; i < n; ++i) v[i] = t.p[i].to_float();
+    return v;
+  };
+  const std::size_t E = p.experts, H = p.hidden, I = p.inter;
+  Biases b;
+  if (p.biases) {
+    b.b1 = draw(E * I, 0, 1.0f);
+    b.b3 = draw(E * I, 1, 1.0f);
+    b.b2 = draw(E * H, 2, 0.25f);
+    b.router = draw(E, 3, 0.5f);
+  }
+  if (p.gate == GateKind::v3) {  // multiples of 1/64 in [-1/8, 1/8]: the key ties only on equal scores
+    b.correction = draw(E, 4, 0.125f);
+    for (float& c : b.correction) c = std::round(c * 64.0f) / 64.0f;
+  }
+  return b;
 }
 
 /// The expert tensors and the shape of their [rows, cols] matrices (all experts stacked).

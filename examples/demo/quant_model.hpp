@@ -166,11 +166,21 @@ inline ModelPtrs host_pointers(const Model& m, const QuantModel& qm) {
   return p;
 }
 
-/// The layer's weights for expert codec Codec (null where absent).
-template <class Codec>
-moe::LayerWeights<bf16, moe::Expert<Codec>> layer_weights(const ModelPtrs& p, moe::SharedGate g) {
-  using W = typename moe::LayerWeights<bf16, moe::Expert<Codec>>::W;
-  moe::LayerWeights<bf16, moe::Expert<Codec>> w;
+/// Pointers to one copy (host or device) of the Biases (null where absent).
+struct BiasPtrs {
+  const float *b1 = nullptr, *b3 = nullptr, *b2 = nullptr, *router = nullptr, *correction = nullptr;
+  int experts = 0;
+};
+
+/// The layer's weights for expert type ExpertT (null where absent).
+template <class ExpertT>
+moe::LayerWeights<bf16, ExpertT> layer_weights(const ModelPtrs& p, moe::SharedGate g, const BiasPtrs& b = {}) {
+  using Codec = typename ExpertT::codec;
+  using W = typename moe::LayerWeights<bf16, ExpertT>::W;
+  moe::LayerWeights<bf16, ExpertT> w;
+  w.b1 = b.b1, w.b3 = b.b3, w.b2 = b.b2, w.w_gate_bias = b.router;
+  w.gate_bias = b.correction;
+  w.gate_bias_size = b.correction != nullptr ? b.experts : 0;
   w.w_gate = p.bf[kWGate];
   w.shared_gate = p.bf[kSGate];
   w.shared_gate_kind = g;

@@ -267,10 +267,14 @@ inline Status check_layer_run(const LayerDims& d, const LayerWeights<T, ExpertT>
     return Status::invalid_argument("shared_gate_kind", "SharedGate::sigmoid needs a shared expert (shared_intermediate > 0)");
   if (!gated && (w.b3 != nullptr || w.shared_b3 != nullptr))
     return Status::invalid_argument(w.b3 != nullptr ? "b3" : "shared_b3", "must be null: the activation is not gated (no up projection)");
-  if (d.shared_intermediate == 0)
-    for (const auto& [name, b] :
-         {std::pair<const char*, const float*>{"shared_b1", w.shared_b1}, {"shared_b3", w.shared_b3}, {"shared_b2", w.shared_b2}})
-      if (b != nullptr) return Status::invalid_argument(name, "a shared expert bias given but LayerDims::shared_intermediate is 0");
+  if (d.shared_intermediate == 0) {
+    // Plain arrays: nvcc's front end rejects a braced list of pairs in a range-for of a template.
+    const char* const names[3] = {"shared_b1", "shared_b3", "shared_b2"};
+    const float* const given[3] = {w.shared_b1, w.shared_b3, w.shared_b2};
+    for (int i = 0; i < 3; ++i)
+      if (given[i] != nullptr)
+        return Status::invalid_argument(names[i], "a shared expert bias given but LayerDims::shared_intermediate is 0");
+  }
   if (in.tokens == 0) return Status::success();
   DEEPSHOCK_RETURN_IF_ERROR(check_ptr(in.x, "x", need_align));
   if (out.y == nullptr) return Status::invalid_argument("y", "must not be null");
