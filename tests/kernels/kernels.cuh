@@ -279,6 +279,33 @@ DEEPSHOCK_KERNEL void mma_s8_gemm_kernel(const std::int8_t* A, const std::int8_t
   }
 }
 
+/// C[M,N] = A[M,K] * B[K,N] for FP8 E4M3 inputs (bytes) with fp32 accumulation (mma.sync
+/// m16n8k32 e4m3, sm_89+), the fragments gathered as in mma_s8_gemm_kernel (padding: code 0).
+DEEPSHOCK_KERNEL void mma_e4m3_gemm_kernel(const std::uint8_t* A, const std::uint8_t* B, float* C, int M, int N, int K) {
+  const int lane = static_cast<int>(threadIdx.x);
+  const int m0 = static_cast<int>(blockIdx.y) * 16, n0 = static_cast<int>(blockIdx.x) * 8;
+  float acc[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+  for (int k0 = 0; k0 < K; k0 += 32) {
+    std::uint32_t a[4] = {0u, 0u, 0u, 0u}, b[2] = {0u, 0u};
+    for (int i = 0; i < 16; ++i) {
+      const arch::FragCoord p = arch::mma_s8_a_coord(lane, i);
+      const int r = m0 + p.row, c = k0 + p.col;
+      a[i / 4] |= static_cast<std::uint32_t>((r < M && c < K) ? A[r * K + c] : 0u) << (8 * (i % 4));
+    }
+    for (int i = 0; i < 8; ++i) {
+      const arch::FragCoord p = arch::mma_s8_b_coord(lane, i);
+      const int k = k0 + p.row, n = n0 + p.col;
+      b[i / 4] |= static_cast<std::uint32_t>((k < K && n < N) ? B[k * N + n] : 0u) << (8 * (i % 4));
+    }
+    arch::mma_m16n8k32_e4m3(acc, a, b, acc);
+  }
+  for (int i = 0; i < 4; ++i) {
+    const arch::FragCoord p = arch::mma_c_coord(lane, i);
+    const int r = m0 + p.row, c = n0 + p.col;
+    if (r < M && c < N) C[r * N + c] = acc[i];
+  }
+}
+
 // ---- warp intrinsics, recorded for comparison with the documented semantics ---------------------
 inline constexpr int kIntrinsicResults = 28;
 /// One warp. Lane l writes kIntrinsicResults values to out[l * kIntrinsicResults ...].

@@ -1,5 +1,10 @@
-// deepshock/moe/act_quant.hpp — dynamic per-row int8 quantization of activations, for W8A8
-// codecs (quant::Int8ChannelA8): the layer quantizes x before GEMM 1 and h before GEMM 2.
+// deepshock/moe/act_quant.hpp — dynamic quantization of activations on the device: per-row int8
+// for W8A8 codecs (quant::Int8ChannelA8: the layer quantizes x before GEMM 1 and h before GEMM 2),
+// and per-token FP8 E4M3 in 1 x 128 groups (quantize_rows_fp8), the A operand of FP8 GEMMs.
+//
+// FP8 rule (quant::quantize_fp8_rows is its host twin, bit for bit): per row and group of 128
+// columns, s = amax / 448 in fp32 (0 for an all-zero group), q = e4m3(v / s) rounded to nearest
+// even and saturating; one warp per (row, group), each lane 4 values.
 //
 // Rule (the same as quant::quantize_int8_channel, so that the host executor and the reference
 // reproduce it bit for bit): for each row, scale = amax(|v|) / 127 in fp32, and
@@ -16,6 +21,7 @@
 #include <cstdint>
 
 #include "deepshock/core/config.hpp"
+#include "deepshock/core/numeric.hpp"
 #include "deepshock/core/status.hpp"
 
 #if DEEPSHOCK_HAS_KERNELS
@@ -33,6 +39,17 @@ struct RowQuantArgs {
   long long ld = 0;
   int rows = 0, cols = 0;
   std::int8_t* q = nullptr;
+  float* scale = nullptr;
+};
+
+/// Rows to quantize to FP8 in 1 x 128 groups (device pointers): src [rows, cols] with row stride
+/// ld, into q [rows, cols] (row stride cols) and scale [rows][ceil(cols / 128)].
+template <class T>
+struct GroupQuantArgs {
+  const T* src = nullptr;
+  long long ld = 0;
+  int rows = 0, cols = 0;
+  std::uint8_t* q = nullptr;
   float* scale = nullptr;
 };
 
@@ -66,7 +83,50 @@ DEEPSHOCK_KERNEL void quantize_rows_int8_kernel(RowQuantArgs<T> a) {
   if (lane == 0) a.scale[row] = s;
 }
 
+/// Per-token FP8 quantization in 1 x 128 groups (see the file comment): block of Warps warps, one
+/// (row, group) per warp; q [rows][cols], scale [rows][ceil(cols / 128)].
+template <class T, int Warps>
+DEEPSHOCK_KERNEL void quantize_rows_fp8_kernel(GroupQuantArgs<T> a) {
+  const int lane = static_cast<int>(threadIdx.x) % 32;
+  const long long groups = (a.cols + 127) / 128;
+  const long long job = static_cast<long long>(blockIdx.x) * Warps + static_cast<int>(threadIdx.x) / 32;
+  pdl::wait();
+  pdl::launch_dependents();
+  if (job >= a.rows * groups) return;  // whole warps leave together
+  const long long row = job / groups, c0 = (job % groups) * 128;
+  const T* src = a.src + row * a.ld;
+  float v[4];
+  float amax = 0.0f;
+  DEEPSHOCK_UNROLL
+  for (int j = 0; j < 4; ++j) {
+    const long long c = c0 + lane + 32 * j;
+    v[j] = c < a.cols ? static_cast<float>(src[c]) : 0.0f;
+    amax = fmaxf(amax, fabsf(v[j]));
+  }
+  amax = warp::butterfly_reduce(amax, warp::Max{});
+  const float s = amax / 448.0f;
+  std::uint8_t* q = a.q + row * a.cols;
+  DEEPSHOCK_UNROLL
+  for (int j = 0; j < 4; ++j) {
+    const long long c = c0 + lane + 32 * j;
+    if (c < a.cols) q[c] = s > 0.0f ? fp8_e4m3(v[j] / s).bits : std::uint8_t{0};
+  }
+  if (lane == 0) a.scale[job] = s;
+}
+
 }  // namespace kernels
+
+/// Launches quantize_rows_fp8_kernel (nothing for no rows). dependent_launch as quantize_rows_int8.
+template <class T>
+Status quantize_rows_fp8(const GroupQuantArgs<T>& a, rt::stream_t stream, bool dependent_launch = false) {
+  if (a.rows <= 0 || a.cols <= 0) return Status::success();
+  if (a.src == nullptr || a.q == nullptr || a.scale == nullptr) return Status::invalid_argument("rows", "quantize_rows_fp8: null pointer");
+  if (a.ld < a.cols) return Status::invalid_argument("ld", "quantize_rows_fp8: the row stride must be at least cols");
+  constexpr int kWarps = 4;
+  const long long jobs = static_cast<long long>(a.rows) * ((a.cols + 127) / 128);
+  const unsigned blocks = static_cast<unsigned>((jobs + kWarps - 1) / kWarps);
+  return launch(kernels::quantize_rows_fp8_kernel<T, kWarps>, {dim3(blocks), dim3(32 * kWarps), 0, stream, dependent_launch}, a);
+}
 
 /// Launches quantize_rows_int8_kernel (nothing for no rows). dependent_launch: as a programmatic
 /// dependent launch (the kernel waits for earlier work before reading).

@@ -1,6 +1,6 @@
 // deepshock/platform/mma.hpp — the tensor-core instruction wrappers mma.sync m16n8k16 (bf16 /
-// fp16), mma.sync m16n8k32 (s8, int32 accumulation) and ldmatrix (the shared-memory load that
-// produces their fragments).
+// fp16), mma.sync m16n8k32 (s8 with int32 accumulation; FP8 E4M3 with fp32) and ldmatrix (the
+// shared-memory load that produces their fragments).
 //
 // D[16x8] = A[16x16] * B[16x8] + C[16x8]; A row-major, B column-major, inputs bf16 or fp16,
 // accumulation in fp32. Each of the 32 lanes holds fragments (PTX ISA, "Matrix Fragments for
@@ -17,6 +17,12 @@
 //   C/D: 4 x int32, laid out as the fp32 C/D above.
 // The lowest byte of a b32 register holds the element with the lowest index, so ldmatrix (below)
 // of 16-byte rows of int8 gives A fragments as it gives 16-bit ones.
+//
+// D[16x8] = A[16x32] * B[32x8] + C[16x8] for FP8 E4M3 inputs (m16n8k32 e4m3, sm_89+): the s8
+// fragment layout above, fp32 C/D. Every product of two E4M3 values is exact in fp32 (at most 8
+// significant bits); the model sums them in k order with fp32 adds. The hardware's FP8
+// accumulation keeps fewer bits than fp32 (DeepSeek-V3 measured about 14 on Hopper), which is
+// why FP8 GEMMs promote their partial sums to fp32 registers every 128 of K.
 //
 // Under nvcc (sm_80+) the wrapper issues the PTX instruction; in the simulator it is a
 // warp-synchronous operation whose model gathers the fragments, multiplies with fp32 fused
@@ -159,6 +165,45 @@ inline void mma_m16n8k32_s8_model(sim::detail::Thread* const* lanes, unsigned ma
   }
 }
 
+struct MmaF8In {
+  const std::uint32_t* a;
+  const std::uint32_t* b;
+  const float* c;
+};
+
+/// Byte `which` (0 = lowest) of a register as an E4M3 value (exact in float; 0x7F / 0xFF: NaN).
+inline float e4m3_of(std::uint32_t reg, int which) { return fp8_e4m3::from_bits(static_cast<std::uint8_t>(reg >> (8 * which))).to_float(); }
+
+/// CPU model of mma.sync m16n8k32 e4m3: exact products, fp32 sums in k order.
+inline void mma_m16n8k32_e4m3_model(sim::detail::Thread* const* lanes, unsigned mask) {
+  if (mask != 0xffffffffu) sim::detail::fail("mma.sync m16n8k32 e4m3: all 32 lanes must take part (mask " + sim::detail::hex(mask) + ")");
+  float A[16][32], B[32][8], C[16][8];
+  for (int lane = 0; lane < 32; ++lane) {
+    const auto& in = *static_cast<const MmaF8In*>(lanes[lane]->in);
+    for (int i = 0; i < 16; ++i) {
+      const FragCoord p = mma_s8_a_coord(lane, i);
+      A[p.row][p.col] = e4m3_of(in.a[i / 4], i % 4);
+    }
+    for (int i = 0; i < 8; ++i) {
+      const FragCoord p = mma_s8_b_coord(lane, i);
+      B[p.row][p.col] = e4m3_of(in.b[i / 4], i % 4);
+    }
+    for (int i = 0; i < 4; ++i) {
+      const FragCoord p = mma_c_coord(lane, i);
+      C[p.row][p.col] = in.c[i];
+    }
+  }
+  for (int lane = 0; lane < 32; ++lane) {  // every input is read before any output (D may alias C)
+    float* d = static_cast<float*>(lanes[lane]->out);
+    for (int i = 0; i < 4; ++i) {
+      const FragCoord p = mma_c_coord(lane, i);
+      float acc = C[p.row][p.col];
+      for (int k = 0; k < 32; ++k) acc = std::fma(A[p.row][k], B[k][p.col], acc);  // the product is exact: one rounding per add
+      d[i] = acc;
+    }
+  }
+}
+
 /// CPU model of ldmatrix .x<Count>: lane l's `in` is its row address, `out` its Count words.
 template <int Count>
 inline void ldmatrix_model(sim::detail::Thread* const* lanes, unsigned mask) {
@@ -238,6 +283,32 @@ DEEPSHOCK_DEVICE void mma_m16n8k32_s8(std::int32_t (&d)[4], const std::uint32_t 
   (void)b;
   (void)c;
   __trap();  // mma.sync m16n8k32 s8 needs sm_80 or newer
+#else
+  (void)d;
+  (void)a;
+  (void)b;
+  (void)c;
+#endif
+}
+
+/// D = A * B + C for one warp, FP8 E4M3 inputs and fp32 accumulators (all 32 lanes together;
+/// `d` may alias `c`); sm_89 or newer. Layouts in the file comment.
+DEEPSHOCK_DEVICE void mma_m16n8k32_e4m3(float (&d)[4], const std::uint32_t (&a)[4], const std::uint32_t (&b)[2], const float (&c)[4]) {
+#if DEEPSHOCK_SIM
+  detail::MmaF8In in{a, b, c};
+  float out[4];
+  sim::detail::warp_sync_op(0xffffffffu, &detail::mma_m16n8k32_e4m3_model, &in, out, "mma.sync.m16n8k32.e4m3");
+  for (int i = 0; i < 4; ++i) d[i] = out[i];
+#elif DEEPSHOCK_DEVICE_PASS && __CUDA_ARCH__ >= 890
+  asm volatile("mma.sync.aligned.m16n8k32.row.col.f32.e4m3.e4m3.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%10,%11,%12,%13};\n"
+               : "=f"(d[0]), "=f"(d[1]), "=f"(d[2]), "=f"(d[3])
+               : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]), "f"(c[0]), "f"(c[1]), "f"(c[2]), "f"(c[3]));
+#elif DEEPSHOCK_DEVICE_PASS
+  (void)d;
+  (void)a;
+  (void)b;
+  (void)c;
+  __trap();  // mma.sync m16n8k32 e4m3 needs sm_89 or newer
 #else
   (void)d;
   (void)a;

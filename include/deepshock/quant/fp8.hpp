@@ -17,6 +17,10 @@
 //
 // Quantizer (quantize_fp8_block): per block, s = amax / 448 (fp32; 0 for an all-zero block),
 // q = e4m3(w / s) rounded to nearest even, saturating at ±448 (q = 0 where s = 0).
+// Activations (quantize_fp8_rows, and on the device moe::quantize_rows_fp8): the same rule per
+// token in 1 x 128 groups along K — the A operand of DeepSeek-V3's FP8 GEMMs, whose 128-wide
+// groups line up with the weights' 128 x 128 blocks, so one k-block's partial sum takes the
+// product of one activation scale and one weight scale.
 #pragma once
 
 #include <algorithm>
@@ -110,27 +114,44 @@ struct Fp8Block : detail::RowDecoders<Fp8Block> {
   }
 };
 
+namespace detail {
+/// The FP8 rule over tiles of `tile_rows` x 128 (128: weight blocks; 1: activation groups):
+/// per tile s = amax / 448, q = e4m3(w / s), scale [ceil(rows / tile_rows)][ceil(cols / 128)].
+inline Status quantize_fp8_tiles(const float* w, long long rows, long long cols, long long ld, std::uint8_t* q, long long ldq, float* scale,
+                                 long long tile_rows) {
+  bool empty = true;
+  DEEPSHOCK_RETURN_IF_ERROR(check_quantizer_args(w, rows, cols, ld, q, ldq, 1, scale, 1, empty));
+  if (empty) return Status::success();
+  const long long nb = (rows + tile_rows - 1) / tile_rows, kb = Fp8Block::blocks(cols);
+  for (long long i = 0; i < nb; ++i)
+    for (long long j = 0; j < kb; ++j) {
+      const long long r0 = tile_rows * i, r1 = std::min(rows, r0 + tile_rows), c1 = std::min(cols, 128 * j + 128);
+      float amax = 0.0f;
+      for (long long r = r0; r < r1; ++r)
+        for (long long c = 128 * j; c < c1; ++c) amax = std::fmax(amax, std::fabs(w[r * ld + c]));
+      const float s = amax / 448.0f;
+      scale[i * kb + j] = s;
+      for (long long r = r0; r < r1; ++r)
+        for (long long c = 128 * j; c < c1; ++c) q[r * ldq + c] = s > 0.0f ? fp8_e4m3(w[r * ld + c] / s).bits : std::uint8_t{0};
+    }
+  return Status::success();
+}
+}  // namespace detail
+
 /// Quantizes one [rows, cols] matrix w (row stride ld) to Fp8Block: q [rows][cols] (row stride
 /// ldq) and scale [ceil(rows / 128)][ceil(cols / 128)] (file comment). The current rounding mode
 /// must be the default (nearest even).
 inline Status quantize_fp8_block(const float* w, long long rows, long long cols, long long ld, std::uint8_t* q, long long ldq,
                                  float* scale) {
-  bool empty = true;
-  DEEPSHOCK_RETURN_IF_ERROR(detail::check_quantizer_args(w, rows, cols, ld, q, ldq, 1, scale, 1, empty));
-  if (empty) return Status::success();
-  const long long nb = Fp8Block::blocks(rows), kb = Fp8Block::blocks(cols);
-  for (long long i = 0; i < nb; ++i)
-    for (long long j = 0; j < kb; ++j) {
-      const long long r1 = std::min(rows, 128 * i + 128), c1 = std::min(cols, 128 * j + 128);
-      float amax = 0.0f;
-      for (long long r = 128 * i; r < r1; ++r)
-        for (long long c = 128 * j; c < c1; ++c) amax = std::fmax(amax, std::fabs(w[r * ld + c]));
-      const float s = amax / 448.0f;
-      scale[i * kb + j] = s;
-      for (long long r = 128 * i; r < r1; ++r)
-        for (long long c = 128 * j; c < c1; ++c) q[r * ldq + c] = s > 0.0f ? fp8_e4m3(w[r * ld + c] / s).bits : std::uint8_t{0};
-    }
-  return Status::success();
+  return detail::quantize_fp8_tiles(w, rows, cols, ld, q, ldq, scale, 128);
+}
+
+/// Quantizes activations v [rows, cols] (row stride ld) per row in groups of 128 columns (the
+/// last may be partial): q [rows][cols] (row stride ldq) and scale [rows][ceil(cols / 128)],
+/// by the rule of the file comment. Finite values only (a Status names the first other one).
+inline Status quantize_fp8_rows(const float* v, long long rows, long long cols, long long ld, std::uint8_t* q, long long ldq,
+                                float* scale) {
+  return detail::quantize_fp8_tiles(v, rows, cols, ld, q, ldq, scale, 1);
 }
 
 }  // namespace deepshock::quant
