@@ -56,7 +56,7 @@ struct QuantStack {
       q.resize(f.size());
       scale.resize(static_cast<std::size_t>(experts * rows));
       DS_REQUIRE_OK(quant::quantize_int8_channel(f.data(), experts * rows, cols, cols, q.data(), cols, scale.data()));
-    } else if constexpr (std::is_same_v<Codec, quant::Fp8Block>) {
+    } else if constexpr (std::is_base_of_v<quant::Fp8Block, Codec>) {  // Fp8Block, Fp8BlockA8
       const long long per_s = Codec::blocks(rows) * Codec::blocks(cols);
       q.assign(f.size(), 0);
       scale.assign(static_cast<std::size_t>(experts * per_s), 0.0f);

@@ -109,6 +109,8 @@ class Layer {
   static_assert(!quant::grouped_v<Codec> || ExpertT::gate_up_layout::kStep == 1,
                 "deepshock::moe::Layer: group-wise codecs stage scales of contiguous output channels: use gate_up::Separate or Halves, not "
                 "Interleaved.");
+  static_assert(!quant::act_fp8_v<Codec>, "deepshock::moe::Layer: FP8 activations (quant::Fp8BlockA8) run in the grouped GEMM so far; "
+                                          "the layer takes the same weights as quant::Fp8Block (W8A16) until their layer path lands.");
   static_assert(!quant::act_int8_v<Codec> || sizeof(T) == 2,
                 "deepshock::moe::Layer: W8A8 codecs quantize bf16 / fp16 activations: use bf16 or fp16 activations.");
   static_assert(ExpertT::adapter::kRank == 0,

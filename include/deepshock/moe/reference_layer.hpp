@@ -58,6 +58,9 @@ struct HostExpertCheck {
   static_assert(ExpertT::adapter::kRank == 0,
                 "deepshock::moe host layer and reference: LoRA adapters arrive with the LoRA work; the layer takes lora::None "
                 "(rank 0) only so far.");
+  static_assert(!quant::act_fp8_v<typename ExpertT::codec>,
+                "deepshock::moe host layer and reference: FP8 activations (quant::Fp8BlockA8) run in the grouped GEMM so far; use "
+                "quant::Fp8Block for the layer.");
   static constexpr bool value = true;
 };
 

@@ -86,17 +86,18 @@ inline std::string device_name() {
 #endif
 }
 
-/// Device 0's compute capability as 10 * major + minor (90 for Hopper, 89 for Ada); 0 without a
-/// device. The simulator models sm_90a: 90.
+/// The current device's compute capability as 10 * major + minor (90 for Hopper, 89 for Ada); 0
+/// without a device. The simulator models sm_90a: 90.
 inline int compute_capability() {
 #if DEEPSHOCK_SIM
   return 90;
 #else
-  if (!device_available()) return 0;
-  int major = 0, minor = 0;
-  if (cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, 0) != cudaSuccess ||
-      cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, 0) != cudaSuccess)
+  int dev = 0, major = 0, minor = 0;
+  if (cudaGetDevice(&dev) != cudaSuccess || cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev) != cudaSuccess ||
+      cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, dev) != cudaSuccess) {
+    (void)cudaGetLastError();
     return 0;
+  }
   return 10 * major + minor;
 #endif
 }

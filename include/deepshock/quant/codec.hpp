@@ -340,6 +340,12 @@ template <class C>
 inline constexpr bool act_int8_v = requires {
   requires C::kActInt8;
 };
+/// Whether a codec quantizes the activations to FP8 E4M3 per token in 1 x 128 groups and
+/// multiplies on the FP8 tensor cores (quant::Fp8BlockA8, quant/fp8.hpp).
+template <class C>
+inline constexpr bool act_fp8_v = requires {
+  requires C::kActFp8;
+};
 
 namespace detail {
 /// The members every codec has.

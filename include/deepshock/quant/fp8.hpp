@@ -114,6 +114,35 @@ struct Fp8Block : detail::RowDecoders<Fp8Block> {
   }
 };
 
+/// W8A8 in FP8 (DeepSeek-V3's recipe): Fp8Block's weights and scales, with the activations
+/// quantized per token in 1 x 128 groups (quantize_fp8_rows; moe::quantize_rows_fp8 on the
+/// device) and both operands multiplied as E4M3 on the FP8 tensor cores (mma.sync m16n8k32 e4m3,
+/// sm_89+). The k-tile is one 128-group: its partial sums, kept apart from the running fp32
+/// accumulators, are promoted into them times s_act(row, group) x s_weight(block) once per 128
+/// of K (the hardware's FP8 accumulation keeps fewer bits than fp32). The weight a row of this
+/// codec stands for is e4m3(q) * s exactly (not rounded to T: the codes go to the tensor cores
+/// as they are), which is what decode_row / decode_row_ref give.
+struct Fp8BlockA8 : Fp8Block {
+  static constexpr const char* kName = "fp8_block128_a8";
+  static constexpr bool kActFp8 = true;
+
+  template <class T, class Out>
+  static void decode_into(const Params& p, Matrix m, const std::uint8_t* base, const RowRef& r, Out* out) {
+    const std::uint8_t* q = base + r.flat() * r.cols;
+    const float* s = p.of(m).scale + (r.expert * blocks(r.rows) + r.row / 128) * blocks(r.cols);
+    for (long long c = 0; c < r.cols; ++c)
+      out[c] = static_cast<Out>(static_cast<double>(fp8_e4m3::from_bits(q[c]).to_float()) * s[c / 128]);
+  }
+  template <class T, class P, class W>
+  static void decode_row(const P& p, Matrix m, const W* base, const RowRef& r, float* out) {
+    decode_into<T>(p, m, base, r, out);
+  }
+  template <class T, class P, class W>
+  static void decode_row_ref(const P& p, Matrix m, const W* base, const RowRef& r, double* out) {
+    decode_into<T>(p, m, base, r, out);
+  }
+};
+
 namespace detail {
 /// The FP8 rule over tiles of `tile_rows` x 128 (128: weight blocks; 1: activation groups):
 /// per tile s = amax / 448, q = e4m3(w / s), scale [ceil(rows / tile_rows)][ceil(cols / 128)].

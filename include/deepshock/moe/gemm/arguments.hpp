@@ -17,8 +17,9 @@ namespace deepshock::moe {
 template <class T, quant::WeightCodec Codec = quant::None>
 struct GroupedGemmArgs {
   using W = typename Codec::template storage<T>;
-  /// Element type of the activations: T, or int8 for codecs that quantize them (W8A8).
-  using A = std::conditional_t<quant::act_int8_v<Codec>, std::int8_t, T>;
+  /// Element type of the activations: T, or int8 / E4M3 bytes for codecs that quantize them
+  /// (W8A8 int8, FP8).
+  using A = std::conditional_t<quant::act_int8_v<Codec>, std::int8_t, std::conditional_t<quant::act_fp8_v<Codec>, std::uint8_t, T>>;
   const A* a = nullptr;  ///< activations; row r at a + r * lda
   long long lda = 0;
   const int* a_rows = nullptr;         ///< [rows] A row of sorted row p; null: p itself
@@ -33,7 +34,9 @@ struct GroupedGemmArgs {
   int rows = 0;                        ///< rows of the single group when group_offsets is null
   typename Codec::Operand bq[2] = {};  ///< codec data of b0 and b1 (scales; empty for quant::None)
   long long ldb = 0;                   ///< row stride of the weights in values; 0: k (dense rows)
-  const float* a_scale = nullptr;      ///< int8 activations (W8A8): the scale of A row r (indexed like a)
+  /// Quantized activations: int8 (W8A8) the scale of A row r at a_scale[r]; FP8 the scale of A
+  /// row r's group j of 128 values at a_scale[r * ceil(k / 128) + j] (indexed like a).
+  const float* a_scale = nullptr;
   /// Optional fp32 biases of b0 and b1, [groups][n]: added to output column n of group g after
   /// the codec's scale, before the epilogue (gpt-oss's expert biases). Null: none.
   const float* bias[2] = {nullptr, nullptr};

@@ -15,6 +15,7 @@
 #if DEEPSHOCK_HAS_KERNELS
 #include "deepshock/moe/gemm/kernels.hpp"
 #include "deepshock/platform/launch.hpp"
+#include "deepshock/platform/runtime.hpp"
 
 namespace deepshock::moe {
 
@@ -33,6 +34,10 @@ namespace detail {
 template <class T, class Epi, class Codec>
 Status check_batch(const GemmBatch<T, Epi, Codec>& batch) {
   if (batch.total_blocks() > 0x7fffffffLL) return Status::invalid_argument("tokens", "the grouped GEMM needs more than 2^31 - 1 blocks");
+  if constexpr (quant::act_fp8_v<Codec>)
+    if (const int cc = rt::compute_capability(); cc < 89)
+      return Status::unsupported(std::string(Codec::kName) + ": FP8 tensor cores need sm_89 or newer, this device is sm_" +
+                                 std::to_string(cc) + " (quant::Fp8Block runs the same weights on every architecture)");
   constexpr int vec_a = 16 / static_cast<int>(sizeof(typename GroupedGemmArgs<T, Codec>::A));
   constexpr int vec_b = 16 / static_cast<int>(sizeof(typename Codec::template storage<T>)) * quant::pack_v<Codec>;  // values per 16 bytes
   constexpr int vec = vec_a > vec_b ? vec_a : vec_b;
@@ -48,9 +53,9 @@ Status check_batch(const GemmBatch<T, Epi, Codec>& batch) {
     if (a.b_stride % quant::pack_v<Codec> != 0)
       return Status::invalid_argument("b_stride", "must be a whole number of stored elements (a multiple of " +
                                                       std::to_string(quant::pack_v<Codec>) + ")");
-    if constexpr (quant::act_int8_v<Codec>)
+    if constexpr (quant::act_int8_v<Codec> || quant::act_fp8_v<Codec>)
       if (a.a_scale == nullptr)
-        return Status::invalid_argument("a_scale", std::string("must not be null (") + Codec::kName + " activations are int8 per row)");
+        return Status::invalid_argument("a_scale", std::string("must not be null (") + Codec::kName + " activations are quantized)");
     if constexpr (quant::grouped_v<Codec>) {
       DEEPSHOCK_RETURN_IF_ERROR(Codec::check(a.bq[0], a.n, a.k));
       if (GemmBatch<T, Epi, Codec>::kOperands == 2) DEEPSHOCK_RETURN_IF_ERROR(Codec::check(a.bq[1], a.n, a.k));

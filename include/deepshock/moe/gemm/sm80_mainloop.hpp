@@ -63,7 +63,11 @@ struct GemmSmem {
   static constexpr std::size_t kBBytes = static_cast<std::size_t>(NB) * Tile::kBN * kLDB * sizeof(SB);
   static constexpr std::size_t kScaleBytes = round16(static_cast<std::size_t>(NB) * kGS * Tile::kBN * sizeof(Scale));
   static constexpr std::size_t kZeroBytes = kZeros ? round16(static_cast<std::size_t>(NB) * kGS * Tile::kBN) : 0;
-  static constexpr std::size_t kStageBytes = kABytes + kBBytes + kScaleBytes + kZeroBytes;
+  /// FP8 activations: the k-tile's scale of each gathered row (one 128-group per k-tile).
+  static constexpr bool kActFp8 = quant::act_fp8_v<Codec>;
+  static constexpr std::size_t kAScaleBytes = kActFp8 ? round16(static_cast<std::size_t>(Tile::kBM) * sizeof(float)) : 0;
+  static_assert(!kActFp8 || kBK == 128, "GemmSmem: FP8 activations take k-tiles of one 128-value group (128-byte k-tiles).");
+  static constexpr std::size_t kStageBytes = kABytes + kBBytes + kScaleBytes + kZeroBytes + kAScaleBytes;
   static constexpr std::size_t kRowsOffset = static_cast<std::size_t>(Tile::kStages) * kStageBytes;
   static constexpr std::size_t kBytes = kRowsOffset + Tile::kBM * sizeof(int);
   static_assert(kABytes % 16 == 0 && kBBytes % 16 == 0, "GemmSmem: stages must stay 16-byte aligned.");
@@ -79,6 +83,9 @@ struct GemmSmem {
   }
   DEEPSHOCK_HOST_DEVICE static std::uint8_t* zeros(unsigned char* base, int stage, int m, int j) {
     return base + stage * kStageBytes + kABytes + kBBytes + kScaleBytes + (m * kGS + j) * Tile::kBN;
+  }
+  DEEPSHOCK_HOST_DEVICE static float* a_scales(unsigned char* base, int stage) {
+    return reinterpret_cast<float*>(base + stage * kStageBytes + kABytes + kBBytes + kScaleBytes + kZeroBytes);
   }
   DEEPSHOCK_HOST_DEVICE static int* rows(unsigned char* base) { return reinterpret_cast<int*>(base + kRowsOffset); }
 };
@@ -151,6 +158,40 @@ DEEPSHOCK_DEVICE void store_mma_tile(const TileJob<T, Epi, Codec>& job, const in
   }
 }
 
+/// One m16n8k32 step of 8-bit operands: int32 accumulators take int8 (s8), fp32 ones E4M3.
+DEEPSHOCK_DEVICE void mma8(std::int32_t (&d)[4], const std::uint32_t (&a)[4], const std::uint32_t (&b)[2]) {
+  arch::mma_m16n8k32_s8(d, a, b, d);
+}
+DEEPSHOCK_DEVICE void mma8(float (&d)[4], const std::uint32_t (&a)[4], const std::uint32_t (&b)[2]) { arch::mma_m16n8k32_e4m3(d, a, b, d); }
+
+/// One k-tile of 8-bit activations and weights (int8 or E4M3: the same m16n8k32 fragment
+/// layout) from `stage` into the warp's partial sums `part`. Fragments: A by ldmatrix of 16-byte
+/// rows (lane l: row l % 16 of the m16 tile at byte kk + 16 (l / 16)); B as 4-byte words of the n
+/// row l / 4 at k = kk + 4 (l % 4) and + 16.
+template <class Tile, int NB, class Smem, int MI, int NI, class P>
+DEEPSHOCK_DEVICE void mma8_ktile(unsigned char* smem, int stage, int warp_m, int warp_n, int lane, P (&part)[NB][MI * NI][4]) {
+  const auto* sa = Smem::a(smem, stage);
+  DEEPSHOCK_UNROLL
+  for (int kk = 0; kk < Smem::kBK; kk += 32) {
+    std::uint32_t af[MI][4];
+    DEEPSHOCK_UNROLL
+    for (int mi = 0; mi < MI; ++mi)
+      arch::ldmatrix<4>(af[mi], sa + (warp_m * Tile::kWM + mi * 16 + lane % 16) * Smem::kLD + kk + 16 * (lane / 16));
+    DEEPSHOCK_UNROLL
+    for (int m = 0; m < NB; ++m) {
+      const auto* sb = Smem::b(smem, stage, m) + (warp_n * Tile::kWN + lane / 4) * Smem::kLDB + kk + 4 * (lane % 4);
+      DEEPSHOCK_UNROLL
+      for (int ni = 0; ni < NI; ++ni) {
+        const auto* row = sb + ni * 8 * Smem::kLDB;
+        const std::uint32_t bf[2] = {mem::lds32(reinterpret_cast<const std::uint16_t*>(row)),
+                                     mem::lds32(reinterpret_cast<const std::uint16_t*>(row + 16))};
+        DEEPSHOCK_UNROLL
+        for (int mi = 0; mi < MI; ++mi) mma8(part[m][mi * NI + ni], af[mi], bf);
+      }
+    }
+  }
+}
+
 /// The k-loop of grouped_gemm_kernel over k-tiles [kt_begin, kt_end) of the tile `job` (row
 /// indices in `rows`), adding into `acc`. Multi-stage cp.async pipeline: k-tile kt lives in stage
 /// kt % kStages; kStages - 1 k-tiles are in flight while one is multiplied. Each thread owns
@@ -174,6 +215,7 @@ DEEPSHOCK_DEVICE void gemm_mainloop(unsigned char* smem, const int* rows, const 
   constexpr int MI = Acc::kMI, NI = Acc::kNI, kOut = Acc::kOut;
   static_assert(GROUP == 0 || Acc::kMma, "gemm_mainloop: group-wise codecs decode to bf16 / fp16 fragments (16-bit activations only).");
   static_assert(!quant::act_int8_v<Codec> || Acc::kMma, "gemm_mainloop: int8 activations (W8A8) come from bf16 / fp16 layers.");
+  static_assert(!quant::act_fp8_v<Codec> || Acc::kMma, "gemm_mainloop: FP8 activations come from bf16 / fp16 layers.");
   const GroupedGemmArgs<T, Codec>& args = job.args;
   const int n0 = job.n0;
   const W* const* b = job.b;
@@ -198,6 +240,15 @@ DEEPSHOCK_DEVICE void gemm_mainloop(unsigned char* smem, const int* rows, const 
               const int kc = ch * VECB;
               return n0 + r < args.n && k0 + kc * PACK < args.k ? b[m] + static_cast<long long>(n0 + r) * ldb + k0 / PACK + kc : nullptr;
             });
+      }
+      if constexpr (Smem::kActFp8) {
+        // The k-tile's activation scales, one per gathered row (group k0 / 128 of its row): a
+        // plain load and store, published with the stage's copies by the consuming barrier.
+        const int groups_a = (args.k + 127) / 128;
+        for (int r = tid; r < BM; r += kThreads) {
+          const int row = rows[r];
+          Smem::a_scales(smem, stage)[r] = row >= 0 ? args.a_scale[static_cast<long long>(row) * groups_a + k0 / 128] : 0.0f;
+        }
       }
       if constexpr (GROUP > 0) {
         // The k-tile's scales (and zeros) for the tile's output channels: GS groups x BN, in
@@ -248,34 +299,39 @@ DEEPSHOCK_DEVICE void gemm_mainloop(unsigned char* smem, const int* rows, const 
     if constexpr (quant::act_int8_v<Codec>) {
       // W8A8: int8 x int8 on the tensor cores, exact int32 sums over the k-tile (at most 128 x 127
       // x 127 < 2^24 in magnitude, so exact in fp32 too), added to the fp32 accumulators once per
-      // k-tile. Fragments: A by ldmatrix of 16-byte rows (lane l: row l % 16 of the m16 tile at
-      // byte kk + 16 (l / 16)); B as 4-byte words of the n row l / 4 at k = kk + 4 (l % 4) and + 16.
+      // k-tile.
       std::int32_t part[NB][MI * NI][4] = {};
-      DEEPSHOCK_UNROLL
-      for (int kk = 0; kk < BK; kk += 32) {
-        std::uint32_t af[MI][4];
-        DEEPSHOCK_UNROLL
-        for (int mi = 0; mi < MI; ++mi)
-          arch::ldmatrix<4>(af[mi], sa + (warp_m * Tile::kWM + mi * 16 + lane % 16) * LD + kk + 16 * (lane / 16));
-        DEEPSHOCK_UNROLL
-        for (int m = 0; m < NB; ++m) {
-          const W* sb = Smem::b(smem, stage, m) + (warp_n * Tile::kWN + lane / 4) * LDB + kk + 4 * (lane % 4);
-          DEEPSHOCK_UNROLL
-          for (int ni = 0; ni < NI; ++ni) {
-            const W* row = sb + ni * 8 * LDB;
-            const std::uint32_t bf[2] = {mem::lds32(reinterpret_cast<const std::uint16_t*>(row)),
-                                         mem::lds32(reinterpret_cast<const std::uint16_t*>(row + 16))};
-            DEEPSHOCK_UNROLL
-            for (int mi = 0; mi < MI; ++mi) arch::mma_m16n8k32_s8(part[m][mi * NI + ni], af[mi], bf, part[m][mi * NI + ni]);
-          }
-        }
-      }
+      mma8_ktile<Tile, NB, Smem, MI, NI>(smem, stage, warp_m, warp_n, lane, part);
       DEEPSHOCK_UNROLL
       for (int m = 0; m < NB; ++m) {
         DEEPSHOCK_UNROLL
         for (int f = 0; f < MI * NI; ++f) {
           DEEPSHOCK_UNROLL
           for (int i = 0; i < 4; ++i) acc[m][f][i] += static_cast<float>(part[m][f][i]);
+        }
+      }
+    } else if constexpr (Smem::kActFp8) {
+      // FP8 (DeepSeek-V3's recipe): E4M3 x E4M3 on the tensor cores into partial sums that start
+      // at zero for the k-tile (one 128-group of both operands), then promoted into the fp32
+      // accumulators times s_weight(block) x s_act(row, group).
+      float part[NB][MI * NI][4] = {};
+      mma8_ktile<Tile, NB, Smem, MI, NI>(smem, stage, warp_m, warp_n, lane, part);
+      const float* sas = Smem::a_scales(smem, stage);
+      DEEPSHOCK_UNROLL
+      for (int m = 0; m < NB; ++m) {
+        const float sw = Smem::scales(smem, stage, m, 0)[0];
+        DEEPSHOCK_UNROLL
+        for (int mi = 0; mi < MI; ++mi) {
+          const float s0 = sw * sas[warp_m * Tile::kWM + mi * 16 + lane / 4], s1 = sw * sas[warp_m * Tile::kWM + mi * 16 + lane / 4 + 8];
+          DEEPSHOCK_UNROLL
+          for (int ni = 0; ni < NI; ++ni) {
+            float* a = acc[m][mi * NI + ni];
+            const float* p = part[m][mi * NI + ni];
+            a[0] += p[0] * s0;  // C fragment: elements 0, 1 in row g, 2, 3 in row g + 8
+            a[1] += p[1] * s0;
+            a[2] += p[2] * s1;
+            a[3] += p[3] * s1;
+          }
         }
       }
     } else if constexpr (Acc::kMma) {
