@@ -134,26 +134,42 @@ struct MmaS8In {
 /// Byte `which` (0 = lowest) of a register as a signed 8-bit value.
 inline int s8_of(std::uint32_t reg, int which) { return static_cast<std::int8_t>(static_cast<std::uint8_t>(reg >> (8 * which))); }
 
-/// CPU model of mma.sync m16n8k32 s8: exact integer sums, wrapping as the hardware's adder does.
-inline void mma_m16n8k32_s8_model(sim::detail::Thread* const* lanes, unsigned mask) {
-  if (mask != 0xffffffffu) sim::detail::fail("mma.sync m16n8k32: all 32 lanes must take part (mask " + sim::detail::hex(mask) + ")");
-  int A[16][32], B[32][8];
-  std::int32_t C[16][8];
+/// Byte `which` (0 = lowest) of a register as an E4M3 value (exact in float; 0x7F / 0xFF: NaN).
+inline float e4m3_of(std::uint32_t reg, int which) { return fp8_e4m3::from_bits(static_cast<std::uint8_t>(reg >> (8 * which))).to_float(); }
+
+struct MmaF8In {
+  const std::uint32_t* a;
+  const std::uint32_t* b;
+  const float* c;
+};
+
+/// Gathers the m16n8k32 fragments of 8-bit inputs from all 32 lanes (`In`: the lanes' inputs),
+/// each byte decoded by of(register, byte): A [16][32], B [32][8] and C [16][8].
+template <class In, class V, class Acc, class Of>
+inline void gather_m16n8k32(sim::detail::Thread* const* lanes, V (&A)[16][32], V (&B)[32][8], Acc (&C)[16][8], Of of) {
   for (int lane = 0; lane < 32; ++lane) {
-    const auto& in = *static_cast<const MmaS8In*>(lanes[lane]->in);
+    const auto& in = *static_cast<const In*>(lanes[lane]->in);
     for (int i = 0; i < 16; ++i) {
       const FragCoord p = mma_s8_a_coord(lane, i);
-      A[p.row][p.col] = s8_of(in.a[i / 4], i % 4);
+      A[p.row][p.col] = of(in.a[i / 4], i % 4);
     }
     for (int i = 0; i < 8; ++i) {
       const FragCoord p = mma_s8_b_coord(lane, i);
-      B[p.row][p.col] = s8_of(in.b[i / 4], i % 4);
+      B[p.row][p.col] = of(in.b[i / 4], i % 4);
     }
     for (int i = 0; i < 4; ++i) {
       const FragCoord p = mma_c_coord(lane, i);
       C[p.row][p.col] = in.c[i];
     }
   }
+}
+
+/// CPU model of mma.sync m16n8k32 s8: exact integer sums, wrapping as the hardware's adder does.
+inline void mma_m16n8k32_s8_model(sim::detail::Thread* const* lanes, unsigned mask) {
+  if (mask != 0xffffffffu) sim::detail::fail("mma.sync m16n8k32: all 32 lanes must take part (mask " + sim::detail::hex(mask) + ")");
+  int A[16][32], B[32][8];
+  std::int32_t C[16][8];
+  gather_m16n8k32<MmaS8In>(lanes, A, B, C, s8_of);
   for (int lane = 0; lane < 32; ++lane) {  // every input is read before any output (D may alias C)
     auto* d = static_cast<std::int32_t*>(lanes[lane]->out);
     for (int i = 0; i < 4; ++i) {
@@ -165,34 +181,11 @@ inline void mma_m16n8k32_s8_model(sim::detail::Thread* const* lanes, unsigned ma
   }
 }
 
-struct MmaF8In {
-  const std::uint32_t* a;
-  const std::uint32_t* b;
-  const float* c;
-};
-
-/// Byte `which` (0 = lowest) of a register as an E4M3 value (exact in float; 0x7F / 0xFF: NaN).
-inline float e4m3_of(std::uint32_t reg, int which) { return fp8_e4m3::from_bits(static_cast<std::uint8_t>(reg >> (8 * which))).to_float(); }
-
 /// CPU model of mma.sync m16n8k32 e4m3: exact products, fp32 sums in k order.
 inline void mma_m16n8k32_e4m3_model(sim::detail::Thread* const* lanes, unsigned mask) {
   if (mask != 0xffffffffu) sim::detail::fail("mma.sync m16n8k32 e4m3: all 32 lanes must take part (mask " + sim::detail::hex(mask) + ")");
   float A[16][32], B[32][8], C[16][8];
-  for (int lane = 0; lane < 32; ++lane) {
-    const auto& in = *static_cast<const MmaF8In*>(lanes[lane]->in);
-    for (int i = 0; i < 16; ++i) {
-      const FragCoord p = mma_s8_a_coord(lane, i);
-      A[p.row][p.col] = e4m3_of(in.a[i / 4], i % 4);
-    }
-    for (int i = 0; i < 8; ++i) {
-      const FragCoord p = mma_s8_b_coord(lane, i);
-      B[p.row][p.col] = e4m3_of(in.b[i / 4], i % 4);
-    }
-    for (int i = 0; i < 4; ++i) {
-      const FragCoord p = mma_c_coord(lane, i);
-      C[p.row][p.col] = in.c[i];
-    }
-  }
+  gather_m16n8k32<MmaF8In>(lanes, A, B, C, e4m3_of);
   for (int lane = 0; lane < 32; ++lane) {  // every input is read before any output (D may alias C)
     float* d = static_cast<float*>(lanes[lane]->out);
     for (int i = 0; i < 4; ++i) {
