@@ -43,7 +43,16 @@
 //                            expert matrix (quant::Nvfp4, W4A16; 4.5 bits per weight)
 //   quant/<model>/fp8_block128/T:n  E4M3 experts with an fp32 scale per 128 x 128 block
 //                            (quant::Fp8Block, W8A16, decoded to bf16 in the mainloop: the path
-//                            every architecture runs; the FP8 tensor-core path is not built yet)
+//                            every architecture runs)
+//   quant/<model>/fp8_block128_a8/T:n  the same FP8 weights with activations quantized per token
+//                            and 128 inputs (quant::Fp8BlockA8, E4M3 x E4M3 mma.sync on sm_89+;
+//                            DeepSeek-V3 and V2-Lite, T in {1, 8, 32, 4096, 8192}; targets:
+//                            T = 8192 >= 1.6x layer/ and >= 55% of the dense FP8 peak, decode
+//                            >= 1.8x layer/). The quantized-activation rows (int8 and FP8) report
+//                            pct_of_flop_roofline against the FP8 / int8 tensor-core peak.
+//   quant/<model>/fp8_block128_a8/hopper_wgmma/T:n  the same on Hopper's wgmma prefill tiles
+//                            (moe::HopperFp8GemmTuning; T in {1024, 4096, 8192}; registered last,
+//                            as tiles/<model>/hopper_wgmma)
 //   cublas_loop/<model>/T:n  "per-expert cuBLAS loop, as frameworks do", same routing as routed/:
 //                            the tokens are grouped per expert on the host once (untimed); timed:
 //                            shared expert as dense GEMMs (cublasGemmEx bf16 in, fp32 compute) with
@@ -89,13 +98,13 @@
 #include "deepshock/core/numeric.hpp"
 #include "deepshock/gate/policies.hpp"
 #include "deepshock/gate/router.hpp"
+#include "deepshock/models/presets.hpp"
 #include "deepshock/moe/activation.hpp"
 #include "deepshock/moe/layer.hpp"
 #include "deepshock/platform/launch.hpp"
 #include "deepshock/quant/fp4.hpp"
 #include "deepshock/quant/fp8.hpp"
 #include "deepshock/quant/int4.hpp"
-#include "deepshock/models/presets.hpp"
 
 namespace {
 namespace ds = deepshock;
@@ -259,7 +268,7 @@ template <class Codec>
 constexpr QuantKind quant_kind() {
   if constexpr (std::is_same_v<Codec, deepshock::quant::Mxfp4>) return QuantKind::mxfp4;
   else if constexpr (std::is_same_v<Codec, deepshock::quant::Nvfp4>) return QuantKind::nvfp4;
-  else if constexpr (std::is_same_v<Codec, deepshock::quant::Fp8Block>) return QuantKind::fp8;
+  else if constexpr (std::is_base_of_v<deepshock::quant::Fp8Block, Codec>) return QuantKind::fp8;  // and Fp8BlockA8
   else if constexpr (deepshock::quant::grouped_v<Codec>) return QuantKind::int4;
   else return QuantKind::int8;
 }
@@ -521,6 +530,8 @@ struct MoeBench {
     // 1 per 32; NVFP4: 1 per 16, its per-matrix factors negligible).
     auto scales = [](double rows, double cols) {
       if constexpr (Codec::kIdentity) return 0.0 * rows * cols;
+      else if constexpr (std::is_base_of_v<deepshock::quant::Fp8Block, Codec>)  // one fp32 per 128 x 128 block
+        return 4.0 * std::ceil(rows / 128.0) * std::ceil(cols / 128.0);
       else if constexpr (deepshock::quant::grouped_v<Codec>)
         return static_cast<double>(sizeof(deepshock::quant::scale_bits_t<Codec>)) * rows * cols / Codec::kGroup /
                deepshock::quant::scale_share_v<Codec>;
@@ -537,7 +548,10 @@ struct MoeBench {
     return f;
   }
   void counters(benchmark::State& state, double b, double f) const {
-    bench::set_roofline_counters(state, b, f, bench::kH200HbmBytesPerSecond, bench::kH200DenseBf16FlopPerSecond, ctx.timer.total_seconds());
+    // Quantized activations multiply on the 8-bit tensor cores: their peak is the FLOP roofline.
+    constexpr bool k8BitMath = deepshock::quant::act_int8_v<Codec> || deepshock::quant::act_fp8_v<Codec>;
+    const double peak = k8BitMath ? bench::kH200DenseFp8FlopPerSecond : bench::kH200DenseBf16FlopPerSecond;
+    bench::set_roofline_counters(state, b, f, bench::kH200HbmBytesPerSecond, peak, ctx.timer.total_seconds());
     state.counters["experts_touched"] = touched;
   }
 };
@@ -730,10 +744,10 @@ void BM_layer_graph(benchmark::State& state) {
 }
 
 /// quant/<model>/<codec>: layer/ with quantized experts (see the file comment).
-template <class M, class Codec>
+template <class M, class Codec, class Tuning = moe::GemmTuning>
 void BM_quant(benchmark::State& state) {
   state.SetLabel(model_label<M>() + " experts " + Codec::kName);
-  MoeBench<M, moe::GemmTuning, Codec> b(static_cast<int>(state.range(0)));
+  MoeBench<M, Tuning, Codec> b(static_cast<int>(state.range(0)));
   if (!bench::ok_or_skip(state, b.init())) return;
   if (!time_loop(state, b, [&]() -> Status { return b.run(); })) return;
   b.counters(state, b.bytes(true), b.flops(true));
@@ -902,6 +916,12 @@ void register_model(bool stages, bool tile_sweep) {
   quant(deepshock::quant::Mxfp4::kName, BM_quant<M, deepshock::quant::Mxfp4>);
   quant(deepshock::quant::Nvfp4::kName, BM_quant<M, deepshock::quant::Nvfp4>);
   quant(deepshock::quant::Fp8Block::kName, BM_quant<M, deepshock::quant::Fp8Block>);
+  if constexpr (std::is_same_v<M, DeepSeekV3> || std::is_same_v<M, DeepSeekV2Lite>) {  // FP8 activations: V3's recipe
+    auto* q = benchmark::RegisterBenchmark((std::string("quant/") + M::kName + "/" + deepshock::quant::Fp8BlockA8::kName).c_str(),
+                                           BM_quant<M, deepshock::quant::Fp8BlockA8>);
+    q->ArgName("T")->UseManualTime()->Unit(benchmark::kMicrosecond);
+    for (const int t : {1, 8, 32, 4096, 8192}) q->Arg(t);
+  }
   if (stages) add("router", BM_router<M>);
   if (stages) add("dispatch", BM_dispatch<M>);
   if (stages) add("through_dispatch", BM_through<M, moe::Stage::dispatch>);
@@ -924,6 +944,17 @@ void register_model(bool stages, bool tile_sweep) {
   for (const int t : {1, 8, 32}) sk->Arg(t);
 }
 
+/// quant/<model>/fp8_block128_a8/hopper_wgmma: FP8 experts and activations on Hopper's wgmma
+/// prefill tiles (moe::HopperFp8GemmTuning); registered after every model, as hopper_wgmma.
+template <class M>
+void register_hopper_fp8() {
+  using Q = deepshock::quant::Fp8BlockA8;
+  auto* bm = benchmark::RegisterBenchmark((std::string("quant/") + M::kName + "/" + Q::kName + "/hopper_wgmma").c_str(),
+                                          BM_quant<M, Q, moe::HopperFp8GemmTuning>);
+  bm->ArgName("T")->UseManualTime()->Unit(benchmark::kMicrosecond);
+  for (const int t : {1024, 4096, 8192}) bm->Arg(t);
+}
+
 /// tiles/<model>/hopper_wgmma: registered after every model, so that if the first wgmma runs on
 /// a GPU fault, the rows already measured are kept (the console log is written as rows finish).
 template <class M>
@@ -940,6 +971,8 @@ void register_hopper_tiles() {
   register_model<DeepSeekV3>(false, false);
   register_hopper_tiles<DeepSeekV2Lite>();
   register_hopper_tiles<Qwen3_30B_A3B>();
+  register_hopper_fp8<DeepSeekV2Lite>();
+  register_hopper_fp8<DeepSeekV3>();
   register_model<DeepSeekV2>(false, false);
   register_model<Qwen15MoE>(false, false);
   return true;

@@ -78,6 +78,7 @@ gpu_run() {
   for p in gpt-oss-20b deepseek-v3; do
     step "$build/examples/demo_gpu" --preset "$p" 2>&1 | tee -a "$out/demo.log" || rc=$?
   done
+  step "$build/examples/demo_gpu" --preset deepseek-v3 --quant fp8a8 2>&1 | tee -a "$out/demo.log" || rc=$?  # FP8 activations
   step "$build/examples/recommend_gpu" 2>&1 | tee "$out/recommend.log" || rc=$?
   for b in $GPU_BENCHES; do
     step "$build/bench/$b" --benchmark_min_time="${DS_BENCH_MIN_TIME:-0.05}" --benchmark_filter="${DS_BENCH_FILTER:-.}" \

@@ -29,6 +29,7 @@ namespace deepshock::bench {
 // measure the achievable numbers (e.g. a copy kernel, a cuBLAS GEMM) and record them beside these.
 inline constexpr double kH200HbmBytesPerSecond = 4.8e12;       ///< HBM3e bandwidth, B/s
 inline constexpr double kH200DenseBf16FlopPerSecond = 989e12;  ///< dense bf16 tensor-core FLOP/s
+inline constexpr double kH200DenseFp8FlopPerSecond = 1979e12;  ///< dense FP8 (and int8: OP/s) tensor-core rate
 
 /// If `st` is an error, marks the benchmark failed with its message and returns false.
 inline bool ok_or_skip(benchmark::State& state, const Status& st) {
@@ -206,8 +207,8 @@ inline int bench_main(int argc, char** argv, bool needs_device, const char* defa
   benchmark::AddCustomContext("deepshock_device", rt::device_name());
   if (needs_device) {
     char buf[96];
-    std::snprintf(buf, sizeof buf, "%.4g B/s HBM, %.4g FLOP/s dense bf16 (H200 datasheet leads)", kH200HbmBytesPerSecond,
-                  kH200DenseBf16FlopPerSecond);
+    std::snprintf(buf, sizeof buf, "%.4g B/s HBM, %.4g FLOP/s dense bf16, %.4g fp8 / int8 (H200 datasheet leads)", kH200HbmBytesPerSecond,
+                  kH200DenseBf16FlopPerSecond, kH200DenseFp8FlopPerSecond);
     benchmark::AddCustomContext("deepshock_roofline_peaks", buf);
   }
   benchmark::RunSpecifiedBenchmarks();

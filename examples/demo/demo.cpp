@@ -25,7 +25,9 @@
 // per matrix (quant::Nvfp4), E4M3 codes with an fp32 scale per 128 x 128 block (--quant fp8,
 // quant::Fp8Block); activations stay bf16 (quant_model.hpp); --quant w8a8 also quantizes
 // the activations per token to int8 and runs the expert GEMMs on int8 tensor cores
-// (quant::Int8ChannelA8). It prints the bytes per weight and the error of the quantized layer
+// (quant::Int8ChannelA8); --quant fp8a8 (the deepseek-v3 presets) quantizes the activations to
+// E4M3 per token and 128 inputs and runs E4M3 x E4M3 tensor-core GEMMs (quant::Fp8BlockA8,
+// DeepSeek-V3's recipe; sm_89 and newer). It prints the bytes per weight and the error of the quantized layer
 // against the bf16 one, and checks y against the double reference on the dequantized weights.
 // Model presets (the library's models/presets.hpp) run as their checkpoints ship them:
 // gpt-oss-20b with MXFP4 experts, their biases, a router bias (top-4 on the biased logits, softmax
@@ -73,7 +75,7 @@ struct Options {
   int tokens = 32, reps = -1, check = 8;  // reps -1: the executor's default
   std::uint64_t seed = 1;
   std::string executor = "auto";
-  std::string quant;  // none | int8 | int4 | w8a8 | mxfp4 | nvfp4 | fp8; empty: the preset's checkpoint format (else none)
+  std::string quant;  // none | int8 | int4 | w8a8 | mxfp4 | nvfp4 | fp8 | fp8a8; empty: the preset's checkpoint format (else none)
 };
 
 // ---- the executors ---------------------------------------------------------------------------
@@ -276,7 +278,9 @@ int run_preset(const Preset& p, const Options& o, Exec exec) {
     bpw = bytes_per_weight(m, qm);
     std::printf("quant   : %s: expert weights quantized in %.2f s (%s); %.3f bytes per weight with scales%s (bf16: 2)\n", Codec::kName,
                 std::chrono::duration<double>(std::chrono::steady_clock::now() - q0).count(), quant_rule<Codec>(), bpw,
-                ds::quant::act_int8_v<Codec>  ? "; activations to int8 per token at run time (amax / 127), int8 tensor-core GEMMs"
+                ds::quant::act_int8_v<Codec> ? "; activations to int8 per token at run time (amax / 127), int8 tensor-core GEMMs"
+                : ds::quant::act_fp8_v<Codec>
+                    ? "; activations to E4M3 per token and 128 inputs at run time (amax / 448), FP8 tensor-core GEMMs"
                 : std::is_same_v<Codec, Int4> ? " (zero points: none, fixed at 8)"
                                               : "");
   }
@@ -390,7 +394,7 @@ int run_preset(const Preset& p, const Options& o, Exec exec) {
 int usage(const char* why) {
   if (why) std::printf("demo: %s\n", why);
   std::printf("usage: demo [--preset NAME] [--tokens N] [--seed S] [--reps R] [--executor auto|gpu|host|sim] [--check-tokens C] "
-              "[--quant none|int8|int4|w8a8|mxfp4|nvfp4|fp8]\n"
+              "[--quant none|int8|int4|w8a8|mxfp4|nvfp4|fp8|fp8a8]\n"
               "  --tokens N        tokens in the batch (default 32)\n"
               "  --reps R          timed runs (default 20 on the GPU, 3 on the CPU)\n"
               "  --executor E      auto: gpu in demo_gpu, host in demo_sim; sim: the kernels in the CPU simulator (demo_sim)\n"
@@ -399,7 +403,8 @@ int usage(const char* why) {
               "                    scale per 128 inputs), w8a8 (int8 weights, activations int8 per token), mxfp4 (W4A16: E2M1,\n"
               "                    power-of-two scale per 32 inputs), nvfp4 (W4A16: E2M1, E4M3 scale per 16, fp32 per matrix),\n"
               "                    fp8 (W8A16: E4M3, fp32 scale per 128 x 128 block); model presets (gpt-oss-*, deepseek-v3*)\n"
-              "                    take their checkpoint's format only, and by default\n"
+              "                    take their checkpoint's format only, and by default; the deepseek-v3 presets also take\n"
+              "                    fp8a8 (the same weights, activations E4M3 per token and 128 inputs, FP8 tensor cores, sm_89+)\n"
               "presets:\n");
   for (const Preset& p : kPresets) std::printf("  %-17s %s\n", p.name, p.about);
   return 2;
@@ -437,8 +442,8 @@ int main(int argc, char** argv) {
     } else if (a == "--quant") {
       o.quant = v;
       if (o.quant != "none" && o.quant != "int8" && o.quant != "int4" && o.quant != "w8a8" && o.quant != "mxfp4" && o.quant != "nvfp4" &&
-          o.quant != "fp8")
-        return usage(("unknown quantization " + o.quant + " (none, int8, int4, w8a8, mxfp4, nvfp4 or fp8)").c_str());
+          o.quant != "fp8" && o.quant != "fp8a8")
+        return usage(("unknown quantization " + o.quant + " (none, int8, int4, w8a8, mxfp4, nvfp4, fp8 or fp8a8)").c_str());
     } else if (a == "--tokens" && parse_int(v, 1, 1 << 20, n)) {
       o.tokens = static_cast<int>(n);
     } else if (a == "--reps" && parse_int(v, 0, 1 << 20, n)) {
@@ -482,11 +487,15 @@ int main(int argc, char** argv) {
   std::printf("preset  : %s\n", o.preset->name);
   if (o.preset->quant != nullptr) {  // a model preset runs its checkpoint's expert format
     if (o.quant.empty()) o.quant = o.preset->quant;
-    if (o.quant != o.preset->quant) {
+    const bool fp8_activations = o.preset->gate == GateKind::v3 && o.quant == "fp8a8";  // the same checkpoint
+    if (o.quant != o.preset->quant && !fp8_activations) {
       std::printf("demo: preset %s ships its experts as %s: pass --quant %s or leave --quant out\n", o.preset->name, o.preset->quant,
                   o.preset->quant);
       return 2;
     }
+  } else if (o.quant == "fp8a8") {  // instantiations curated: FP8 activations are DeepSeek-V3's recipe
+    std::printf("demo: --quant fp8a8 runs with the deepseek-v3 presets (DeepSeek-V3's recipe); try --quant fp8 here\n");
+    return 2;
   }
   if (o.quant.empty()) o.quant = "none";
   auto run = [&](auto gate_tag) {
@@ -504,7 +513,9 @@ int main(int argc, char** argv) {
   using V3 = ds::models::DeepSeekV3;
   switch (o.preset->gate) {
     case GateKind::gpt_oss: return run_preset<GptOss::Gate, GptOss::Expert>(*o.preset, o, exec);
-    case GateKind::v3: return run_preset<V3::Gate, V3::Expert>(*o.preset, o, exec);
+    case GateKind::v3:
+      if (o.quant == "fp8a8") return run_preset<V3::Gate, moe::Expert<ds::quant::Fp8BlockA8>>(*o.preset, o, exec);
+      return run_preset<V3::Gate, V3::Expert>(*o.preset, o, exec);
     case GateKind::v2lite:  // DeepSeek-V2-Lite and small
       return run(gate::SoftmaxTopK<ds::Experts<64>, ds::TopK<6>>{});
     case GateKind::qwen3: return run(gate::SoftmaxTopK<ds::Experts<128>, ds::TopK<8>>{});

@@ -10,6 +10,8 @@
 //         matrix (compressed-tensors' rule)                                        W4A16
 //   fp8   quant::Fp8Block: E4M3 codes, one fp32 scale per 128 x 128 block (the DeepSeek-V3
 //         recipe: amax / 448)                                                      W8A16
+//   fp8a8 quant::Fp8BlockA8: the same weights, activations E4M3 per token and 128 inputs
+//         (dynamic), FP8 tensor-core GEMMs (sm_89+)                                 W8A8
 #pragma once
 
 #include <array>
@@ -73,7 +75,7 @@ ds::Status quantize_model(const Preset& p, const Model& m, QuantModel& qm) {
         }
       });
     };
-    if constexpr (std::is_same_v<Codec, quant::Fp8Block>) {
+    if constexpr (std::is_base_of_v<quant::Fp8Block, Codec>) {  // Fp8Block, Fp8BlockA8
       const auto qe = static_cast<std::size_t>(per * cols), se = static_cast<std::size_t>(Codec::blocks(per) * Codec::blocks(cols));
       qt.q.resize(m[t].n);
       qt.scale.resize(static_cast<std::size_t>(experts) * se);
@@ -124,7 +126,7 @@ const char* quant_rule() {
     return "E2M1 codes, one E8M0 scale per 32 inputs: 2^(floor(log2 amax) - 2) (OCP), round half to even, saturating";
   else if constexpr (std::is_same_v<Codec, quant::Nvfp4>)
     return "E2M1 codes, one E4M3 scale per 16 inputs and an fp32 factor per expert matrix (compressed-tensors' rule)";
-  else if constexpr (std::is_same_v<Codec, quant::Fp8Block>)
+  else if constexpr (std::is_base_of_v<quant::Fp8Block, Codec>)
     return "E4M3 codes, one fp32 scale per 128 x 128 block: amax / 448, round half to even, saturating (DeepSeek-V3)";
   else return "4-bit codes - 8, one fp16 scale per 128 inputs: amax / 7, round half to even";
 }
@@ -195,7 +197,7 @@ moe::LayerWeights<bf16, ExpertT> layer_weights(const ModelPtrs& p, moe::SharedGa
       w.codec = {p.scale[kW1], p.scale[kW3], p.scale[kW2], p.scale[kS1], p.scale[kS3], p.scale[kS2]};
     } else {
       auto d = [&](Tensor t) {
-        if constexpr (std::is_same_v<Codec, quant::Fp8Block>) return typename Codec::MatrixData{p.scale[t]};
+        if constexpr (std::is_base_of_v<quant::Fp8Block, Codec>) return typename Codec::MatrixData{p.scale[t]};
         else if constexpr (std::is_same_v<quant::scale_bits_t<Codec>, std::uint8_t>)
           return typename Codec::MatrixData{p.bscale[t], p.global[t]};
         else return typename Codec::MatrixData{p.gscale[t], p.zero[t]};

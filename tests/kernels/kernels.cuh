@@ -187,26 +187,31 @@ DEEPSHOCK_KERNEL void ldmatrix_kernel(const std::uint16_t* src, int rows, int st
 /// Writes DEEPSHOCK_WGMMA as the device code was compiled (1: wgmma available).
 DEEPSHOCK_KERNEL void wgmma_built_kernel(int* out) { *out = DEEPSHOCK_WGMMA; }
 
-/// D[64, N] = C + A[64, K] * B[N, K]^T (row-major A and B, K a multiple of 64 here, C = 1 in every
-/// element) by one warpgroup (128 threads). Each 64-wide K stage is stored into 128-byte swizzled
-/// tiles (A 64 rows, B N rows, after 1024 bytes of alignment slack: dynamic shared memory
-/// 1024 + (64 + N) * 128 bytes), then multiplied by 4 wgmmas of k16 in one group. The result goes
+/// D[64, N] = C + A[64, K] * B[N, K]^T (row-major A and B, C = 1 in every element) by one
+/// warpgroup (128 threads); T = bf16 / fp16, or uint8_t for E4M3 codes. Each 128-byte K stage (64
+/// 16-bit or 128 E4M3 values; K a multiple of it here) is stored into 128-byte swizzled tiles (A 64
+/// rows, B N rows, after 1024 bytes of alignment slack: dynamic shared memory 1024 + (64 + N) *
+/// 128 bytes), then multiplied by 4 wgmmas (k16, or k32 for E4M3) in one group. The result goes
 /// out through the documented D fragment layout.
 template <class T, int N>
 DEEPSHOCK_KERNEL void wgmma_tile_kernel(const T* a, const T* b, float* d, int K) {
+  constexpr int kVec = 16 / static_cast<int>(sizeof(T)), kStageK = 8 * kVec;
   unsigned char* sa = arch::align_smem_1024(dynamic_smem<unsigned char>());
   unsigned char* sb = sa + 64 * 128;
   const int tid = static_cast<int>(threadIdx.x);
   float acc[N / 2];
   for (int i = 0; i < N / 2; ++i) acc[i] = 1.0f;
-  for (int k0 = 0; k0 < K; k0 += 64) {
-    for (int c = tid; c < 64 * 8; c += 128) mem::copy16(sa + arch::sw128_offset(c / 8, c % 8), a + (c / 8) * K + k0 + (c % 8) * 8);
-    for (int c = tid; c < N * 8; c += 128) mem::copy16(sb + arch::sw128_offset(c / 8, c % 8), b + (c / 8) * K + k0 + (c % 8) * 8);
+  for (int k0 = 0; k0 < K; k0 += kStageK) {
+    for (int c = tid; c < 64 * 8; c += 128) mem::copy16(sa + arch::sw128_offset(c / 8, c % 8), a + (c / 8) * K + k0 + (c % 8) * kVec);
+    for (int c = tid; c < N * 8; c += 128) mem::copy16(sb + arch::sw128_offset(c / 8, c % 8), b + (c / 8) * K + k0 + (c % 8) * kVec);
     arch::fence_proxy_async_smem();
     __syncthreads();
     arch::wgmma_fence_operand(acc);
     arch::wgmma_fence();
-    for (int kk = 0; kk < 4; ++kk) arch::wgmma_m64k16<T, N>(acc, sa + kk * 32, sb + kk * 32);
+    for (int kk = 0; kk < 4; ++kk) {
+      if constexpr (sizeof(T) == 1) arch::wgmma_m64k32_e4m3<N>(acc, sa + kk * 32, sb + kk * 32);
+      else arch::wgmma_m64k16<T, N>(acc, sa + kk * 32, sb + kk * 32);
+    }
     arch::wgmma_commit();
     arch::wgmma_wait<0>();
     arch::wgmma_fence_operand(acc);

@@ -60,11 +60,14 @@
 #define DEEPSHOCK_FORCEINLINE inline __attribute__((always_inline))
 #endif
 
-/// Full unrolling hint for a loop with a compile-time trip count (nvcc only; g++ decides itself).
+/// Full unrolling hint for a loop with a compile-time trip count, and its opposite, a loop kept
+/// rolled (to bound register pressure): nvcc only; g++ decides itself.
 #if DEEPSHOCK_CUDA
 #define DEEPSHOCK_UNROLL _Pragma("unroll")
+#define DEEPSHOCK_NO_UNROLL _Pragma("unroll 1")
 #else
 #define DEEPSHOCK_UNROLL
+#define DEEPSHOCK_NO_UNROLL
 #endif
 
 #define DEEPSHOCK_VERSION_MAJOR 0

@@ -18,11 +18,14 @@
 #pragma once
 
 #include <cmath>
+#include <cstddef>
 #include <cstdint>
+#include <type_traits>
 
 #include "deepshock/core/config.hpp"
 #include "deepshock/core/numeric.hpp"
 #include "deepshock/core/status.hpp"
+#include "deepshock/quant/codec.hpp"
 
 #if DEEPSHOCK_HAS_KERNELS
 #include "deepshock/platform/cuda.hpp"
@@ -138,6 +141,25 @@ Status quantize_rows_int8(const RowQuantArgs<T>& a, rt::stream_t stream, bool de
   const unsigned blocks = static_cast<unsigned>((a.rows + kWarps - 1) / kWarps);
   return launch(kernels::quantize_rows_int8_kernel<T, kWarps>, {dim3(blocks), dim3(32 * kWarps), 0, stream, dependent_launch}, a);
 }
+
+/// The activation quantization a codec's GEMMs read (quant/codec.hpp's traits): per-row int8
+/// (W8A8), per-token FP8 in 1 x 128 groups, or none. The layer sizes its workspace and launches
+/// the quantization of x and h through this one type.
+template <class T, class Codec>
+struct ActQuant {
+  static constexpr bool kInt8 = quant::act_int8_v<Codec>;
+  static constexpr bool kFp8 = quant::act_fp8_v<Codec>;
+  static constexpr bool kActive = kInt8 || kFp8;
+  using Args = std::conditional_t<kFp8, GroupQuantArgs<T>, RowQuantArgs<T>>;
+  using Code = std::remove_pointer_t<decltype(Args::q)>;  ///< int8_t, or uint8_t (E4M3 bits)
+  static constexpr const char* kWhat = kFp8 ? "FP8 E4M3 activations per token and 128 inputs" : "int8 activations per token";
+  /// The fp32 scales of `rows` rows of `cols` values.
+  static constexpr std::size_t scales(std::size_t rows, std::size_t cols) { return kFp8 ? rows * ((cols + 127) / 128) : rows; }
+  static Status run(const Args& a, rt::stream_t stream, bool dependent_launch) {
+    if constexpr (kFp8) return quantize_rows_fp8(a, stream, dependent_launch);
+    else return quantize_rows_int8(a, stream, dependent_launch);
+  }
+};
 
 }  // namespace deepshock::moe
 #endif  // DEEPSHOCK_HAS_KERNELS

@@ -100,19 +100,19 @@ class Layer {
   using Act = typename ExpertT::activation;
   static_assert(detail::layer_type_v<T>, "deepshock::moe::Layer: the activation type must be float, bf16 or fp16.");
   using Codec = typename ExpertT::codec;
+  using XQ = ActQuant<T, Codec>;  ///< the activations' quantization (W8A8, FP8), if the codec asks for one
   static_assert(quant::WeightCodec<Codec>, "deepshock::moe::Layer: the expert's codec is not a quant::WeightCodec (quant/codec.hpp).");
-  static_assert(Codec::kIdentity || !detail::uses_sw128_kernel_v<T, typename Tuning::Prefill>,
-                "deepshock::moe::Layer: the Hopper WgmmaTile prefill tiles take unquantized weights only; use GemmTuning (or "
-                "other GemmTile tiles) with a quantized codec.");
+  static_assert(Codec::kIdentity || quant::act_fp8_v<Codec> || !detail::uses_sw128_kernel_v<T, typename Tuning::Prefill>,
+                "deepshock::moe::Layer: the Hopper WgmmaTile prefill tiles take unquantized or FP8 (Fp8BlockA8) experts; use "
+                "GemmTuning (or other GemmTile tiles) with other codecs.");
   static_assert(!quant::grouped_v<Codec> || sizeof(T) == 2, "deepshock::moe::Layer: group-wise codecs (Int4Group, Mxfp4, Nvfp4) decode to "
                                                             "bf16 / fp16 tensor-core fragments: use bf16 or fp16 activations.");
   static_assert(!quant::grouped_v<Codec> || ExpertT::gate_up_layout::kStep == 1,
                 "deepshock::moe::Layer: group-wise codecs stage scales of contiguous output channels: use gate_up::Separate or Halves, not "
                 "Interleaved.");
-  static_assert(!quant::act_fp8_v<Codec>, "deepshock::moe::Layer: FP8 activations (quant::Fp8BlockA8) run in the grouped GEMM so far; "
-                                          "the layer takes the same weights as quant::Fp8Block (W8A16) until their layer path lands.");
-  static_assert(!quant::act_int8_v<Codec> || sizeof(T) == 2,
-                "deepshock::moe::Layer: W8A8 codecs quantize bf16 / fp16 activations: use bf16 or fp16 activations.");
+  static_assert(!ActQuant<T, Codec>::kActive || sizeof(T) == 2,
+                "deepshock::moe::Layer: codecs with quantized activations (W8A8 int8, FP8) quantize bf16 / fp16 activations: use bf16 or "
+                "fp16 activations.");
   static_assert(ExpertT::adapter::kRank == 0,
                 "deepshock::moe::Layer: LoRA adapters arrive with the LoRA work; the layer takes rank-0 (no) adapters only so far.");
   static_assert(!Gate::kNoisy,
@@ -171,7 +171,8 @@ class Layer {
     if (dims_.shared_intermediate > 0)
       s += choice.routed_decode == choice.shared_decode ? ", shared expert in the same launches"
                                                         : ", shared expert in its own launches with " + tiles(choice.shared_decode);
-    if constexpr (!Codec::kIdentity) s += std::string(", weights ") + Codec::kName + (kActInt8 ? " (int8 activations per token)" : "");
+    if constexpr (!Codec::kIdentity)
+      s += std::string(", weights ") + Codec::kName + (XQ::kActive ? std::string(" (") + XQ::kWhat + ")" : "");
     if constexpr (ExpertT::gate_up_layout::kFused) s += std::string(", gate/up fused (") + ExpertT::gate_up_layout::kName + ")";
     s += std::string("; combine: ") + (Combine::kDeterministic ? "ordered" : "atomic");
     return s;
@@ -296,13 +297,13 @@ class Layer {
     p.out = take((Combine::kDeterministic ? N : Tn) * H * sizeof(float));
     p.shared_h = take(Tn * Is * sizeof(T));
     p.shared_out = take(Is > 0 ? Tn * H * sizeof(float) : 0);
-    if constexpr (kActInt8) {  // W8A8: x and h as int8 rows with a scale each (act_quant.hpp)
+    if constexpr (XQ::kActive) {  // W8A8 / FP8: x and h as one-byte codes with their scales (act_quant.hpp)
       p.xq = take(Tn * H);
-      p.xq_scale = take(Tn * sizeof(float));
+      p.xq_scale = take(XQ::scales(Tn, H) * sizeof(float));
       p.hq = take(N * I);
-      p.hq_scale = take(N * sizeof(float));
+      p.hq_scale = take(XQ::scales(N, I) * sizeof(float));
       p.shared_hq = take(Tn * Is);
-      p.shared_hq_scale = take(Is > 0 ? Tn * sizeof(float) : 0);
+      p.shared_hq_scale = take(Is > 0 ? XQ::scales(Tn, Is) * sizeof(float) : 0);
     }
     if constexpr (kStreamK) {
       // Stream-K scratch of the decode launches: their one-per-tile block counts bound the
@@ -364,18 +365,17 @@ class Layer {
   }
 
   using UpEpi = ActEpilogue<Act, T>;
-  static constexpr bool kActInt8 = quant::act_int8_v<Codec>;
-  using A = typename GroupedGemmArgs<T, Codec>::A;  ///< the GEMMs' activations: T, or int8 (W8A8)
+  using A = typename GroupedGemmArgs<T, Codec>::A;  ///< the GEMMs' activations: T, or one-byte codes (W8A8, FP8)
   /// The two grouped GEMMs of one expert family (the routed experts or the shared expert):
-  /// GEMM 1 writes the activation through `up_epi`, GEMM 2 goes through `down_epi`; W8A8 codecs
-  /// quantize GEMM 1's output rows (h_quant) before GEMM 2 reads them.
+  /// GEMM 1 writes the activation through `up_epi`, GEMM 2 goes through `down_epi`; codecs with
+  /// quantized activations quantize GEMM 1's output rows (h_quant) before GEMM 2 reads them.
   template <class DownEpi>
   struct Mlp {
     GroupedGemmArgs<T, Codec> up, down;
     long long m_tiles = 0;  ///< m-tile slots (max_m_tiles)
     UpEpi up_epi;
     DownEpi down_epi;
-    RowQuantArgs<T> h_quant;
+    typename XQ::Args h_quant;
   };
   using SharedMlp = Mlp<DownEpilogue<false>>;
 
@@ -404,9 +404,9 @@ class Layer {
     if (b != nullptr) up.add(b->up, b->up_epi, b->m_tiles, Tile::kBN);
     DEEPSHOCK_RETURN_IF_ERROR((gemm<Tile>(up, l)));
     if (up_only) return Status::success();
-    if constexpr (kActInt8) {
-      DEEPSHOCK_RETURN_IF_ERROR(quantize_rows_int8(a.h_quant, l.stream, l.dependent));
-      if (b != nullptr) DEEPSHOCK_RETURN_IF_ERROR(quantize_rows_int8(b->h_quant, l.stream, l.dependent));
+    if constexpr (XQ::kActive) {
+      DEEPSHOCK_RETURN_IF_ERROR(XQ::run(a.h_quant, l.stream, l.dependent));
+      if (b != nullptr) DEEPSHOCK_RETURN_IF_ERROR(XQ::run(b->h_quant, l.stream, l.dependent));
     }
     GemmBatch<T, EpiA, Codec> down;
     down.add(a.down, a.down_epi, a.m_tiles, Tile::kBN);
@@ -455,19 +455,19 @@ class Layer {
     return a;
   }
 
-  /// GEMM 1's activations: x as the caller gave it, or (W8A8) its int8 rows and their scales.
+  /// GEMM 1's activations: x as the caller gave it, or (W8A8, FP8) its codes and their scales.
   struct ActIn {
     const A* x = nullptr;
     long long ldx = 0;
     const float* scale = nullptr;
   };
-  /// GEMM 1's output rows h, and (W8A8) their int8 copy and scales, which GEMM 2 reads.
+  /// GEMM 1's output rows h, and (W8A8, FP8) their codes and scales, which GEMM 2 reads.
   struct HRows {
     T* h = nullptr;
-    std::int8_t* q = nullptr;
+    typename XQ::Code* q = nullptr;
     float* scale = nullptr;
     const A* for_gemm2() const {
-      if constexpr (kActInt8) return q;
+      if constexpr (XQ::kActive) return q;
       else return h;
     }
   };
@@ -579,13 +579,14 @@ class Layer {
     float* shared_out = dims_.shared_intermediate > 0 ? reinterpret_cast<float*>(at(p.shared_out)) : nullptr;
     HRows h{reinterpret_cast<T*>(at(p.h)), nullptr, nullptr}, hs{reinterpret_cast<T*>(at(p.shared_h)), nullptr, nullptr};
     ActIn x;
-    if constexpr (kActInt8) {  // W8A8: x to int8 rows first; h's int8 rows are filled between the GEMMs (mlp)
-      const RowQuantArgs<T> xq{in.x, ldx, Tn, H, reinterpret_cast<std::int8_t*>(at(p.xq)), reinterpret_cast<float*>(at(p.xq_scale))};
-      DEEPSHOCK_RETURN_IF_ERROR(quantize_rows_int8(xq, stream, dep));
+    if constexpr (XQ::kActive) {  // W8A8 / FP8: x to codes first; h's codes are filled between the GEMMs (mlp)
+      using Code = typename XQ::Code;
+      const typename XQ::Args xq{in.x, ldx, Tn, H, reinterpret_cast<Code*>(at(p.xq)), reinterpret_cast<float*>(at(p.xq_scale))};
+      DEEPSHOCK_RETURN_IF_ERROR(XQ::run(xq, stream, dep));
       x = {xq.q, H, xq.scale};
-      h.q = reinterpret_cast<std::int8_t*>(at(p.hq));
+      h.q = reinterpret_cast<Code*>(at(p.hq));
       h.scale = reinterpret_cast<float*>(at(p.hq_scale));
-      hs.q = reinterpret_cast<std::int8_t*>(at(p.shared_hq));
+      hs.q = reinterpret_cast<Code*>(at(p.shared_hq));
       hs.scale = reinterpret_cast<float*>(at(p.shared_hq_scale));
     } else {
       x = {in.x, ldx, nullptr};

@@ -27,6 +27,7 @@
 #include "deepshock/gate/reference_stats.hpp"
 #include "deepshock/moe/expert.hpp"
 #include "deepshock/moe/reference_dispatch.hpp"
+#include "deepshock/quant/fp8.hpp"
 #include "deepshock/quant/int8.hpp"
 
 namespace deepshock::moe {
@@ -50,6 +51,19 @@ inline T from_float(float v) {
   else return T(v);
 }
 
+/// The values a codec's GEMMs multiply for activations v [n] (fp32), into out [n]: W8A8's
+/// per-row int8 or FP8's per-128 E4M3 codes, dequantized (quant/int8.hpp, quant/fp8.hpp).
+template <class Codec>
+inline void fake_quant_act(const float* v, int n, double* out) {
+  if constexpr (quant::act_fp8_v<Codec>) {
+    quant::fake_quant_fp8_row(v, n, out);
+  } else {
+    std::vector<float> f(v, v + n);
+    quant::fake_quant_int8_row(f.data(), n);
+    for (int i = 0; i < n; ++i) out[i] = f[static_cast<std::size_t>(i)];
+  }
+}
+
 /// Instantiated by every entry point: the experts this header can run.
 template <class ExpertT>
 struct HostExpertCheck {
@@ -58,9 +72,6 @@ struct HostExpertCheck {
   static_assert(ExpertT::adapter::kRank == 0,
                 "deepshock::moe host layer and reference: LoRA adapters arrive with the LoRA work; the layer takes lora::None "
                 "(rank 0) only so far.");
-  static_assert(!quant::act_fp8_v<typename ExpertT::codec>,
-                "deepshock::moe host layer and reference: FP8 activations (quant::Fp8BlockA8) run in the grouped GEMM so far; use "
-                "quant::Fp8Block for the layer.");
   static constexpr bool value = true;
 };
 
@@ -146,18 +157,20 @@ std::vector<double> layer_from_routing(const LayerDims& d, int E, int k, const L
       const std::vector<double> u =
           Act::kGated ? rows_of(w3, m3, ex, e_rows, GateUp::first_up(N), GateUp::kStep, N, H) : std::vector<double>{};
       const std::vector<double> d = rows_of(sh ? w.shared_w2 : w.w2, sh ? Matrix::shared_w2 : Matrix::w2, ex, H, 0, 1, H, N);
-      if constexpr (quant::act_int8_v<Codec>) {  // W8A8: x and h as the int8 rows the GEMMs read, dequantized
+      if constexpr (quant::act_int8_v<Codec> || quant::act_fp8_v<Codec>) {
+        // W8A8 / FP8: x and h as the codes the GEMMs read, dequantized, by the kernels' rule bit
+        // for bit (x is exact in fp32).
         std::vector<float> xf(static_cast<std::size_t>(H));
+        std::vector<double> xq(static_cast<std::size_t>(H));
         for (int c = 0; c < H; ++c) xf[static_cast<std::size_t>(c)] = detail::to_float(x[c]);
-        quant::fake_quant_int8_row(xf.data(), H);  // the kernels' rule, bit for bit (x is exact in fp32)
+        detail::fake_quant_act<Codec>(xf.data(), H, xq.data());
         // h as the layer holds it (rounded to T by GEMM 1's epilogue), then quantized by the rule.
         auto quant_h = [](double* h, int n) {
           std::vector<float> f(static_cast<std::size_t>(n));
           for (int i = 0; i < n; ++i) f[static_cast<std::size_t>(i)] = detail::to_float(detail::from_float<T>(static_cast<float>(h[i])));
-          quant::fake_quant_int8_row(f.data(), n);
-          for (int i = 0; i < n; ++i) h[i] = f[static_cast<std::size_t>(i)];
+          detail::fake_quant_act<Codec>(f.data(), n, h);
         };
-        return expert_mlp<Act>(g.data(), Act::kGated ? u.data() : nullptr, d.data(), H, static_cast<int>(N), xf.data(), +quant_h, bias);
+        return expert_mlp<Act>(g.data(), Act::kGated ? u.data() : nullptr, d.data(), H, static_cast<int>(N), xq.data(), +quant_h, bias);
       } else {
         return expert_mlp<Act>(g.data(), Act::kGated ? u.data() : nullptr, d.data(), H, static_cast<int>(N), x, nullptr, bias);
       }

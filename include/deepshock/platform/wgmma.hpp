@@ -1,14 +1,17 @@
 // deepshock/platform/wgmma.hpp — Hopper's warpgroup tensor-core instructions (wgmma, sm_90a)
-// with both operands in shared memory, for 16-bit inputs and fp32 accumulators.
+// with both operands in shared memory, for 16-bit (bf16, fp16) and E4M3 inputs and fp32
+// accumulators.
 //
-// One instruction computes D[64 x N] += A[64 x 16] * B[N x 16]^T for a warpgroup (4 warps, 128
-// consecutive threads, all taking part). Both operands are K-major tiles in the 128-byte
-// swizzled layout (PTX ISA "Shared Memory Matrix Layout", swizzle mode 128B): every row of the
-// tile is 128 bytes (64 bf16 / fp16 values of K), groups of 8 rows are 1024 bytes apart, and
-// the 16-byte chunk c of row r is stored at chunk c ^ (r % 8). The swizzle is a function of the
-// shared-memory address bits (bits [4,7) ^= bits [7,10)), so a tile must start 1024-byte
-// aligned; the k16 slice kk of a 64-wide K stage starts kk * 32 bytes into row 0. sw128_offset
-// gives the byte offset at which to store (row, chunk) of a tile.
+// One instruction computes D[64 x N] += A[64 x K] * B[N x K]^T for a warpgroup (4 warps, 128
+// consecutive threads, all taking part), K = 32 bytes of inputs: 16 bf16 / fp16 values
+// (wgmma_m64k16) or 32 E4M3 values (wgmma_m64k32_e4m3). Both operands are K-major tiles in the
+// 128-byte swizzled layout (PTX ISA "Shared Memory Matrix Layout", swizzle mode 128B): every row
+// of the tile is 128 bytes (64 16-bit or 128 E4M3 values of K), groups of 8 rows are 1024 bytes
+// apart, and the 16-byte chunk c of row r is stored at chunk c ^ (r % 8). The swizzle is a
+// function of the shared-memory address bits (bits [4,7) ^= bits [7,10)), so a tile must start
+// 1024-byte aligned; the K slice kk of a 128-byte K stage starts kk * 32 bytes into row 0.
+// sw128_offset gives the byte offset at which to store (row, chunk) of a tile. (8-bit inputs
+// have no transposed form: both operands are K-major, as here.)
 //
 // D fragment (N / 2 floats per thread), with w = warp in the warpgroup, g = lane / 4,
 // t = lane % 4: element i is row 16w + g + 8 * ((i / 2) % 2), column 8 * (i / 4) + 2t + (i % 2)
@@ -26,7 +29,8 @@
 // DEEPSHOCK_WGMMA is 1 where they can be used — the device pass for sm_90a and the simulator —
 // and kernels choose another path otherwise (the grouped GEMM falls back to mma.sync).
 // Simulator model: the instruction is computed per thread from shared memory with fp32 fused
-// multiply-adds in k order at the issue; the accumulators hold NaN until the wait, which reads
+// multiply-adds in k order at the issue (E4M3 products are exact in fp32: one rounding per add;
+// the hardware's FP8 sums keep fewer bits, which callers' tolerances allow for); the accumulators hold NaN until the wait, which reads
 // the thread's operands again and fails the launch if one changed in flight. Operands must lie
 // in the block's dynamic shared memory; the model also checks the tile alignment rules above.
 // The proxy fence is a no-op in the model (a missing one is not detected).
@@ -76,45 +80,50 @@ DEEPSHOCK_DEVICE unsigned char* align_smem_1024(unsigned char* p) {
 namespace detail {
 template <class T>
 inline constexpr bool wgmma_input_v = std::is_same_v<T, bf16> || std::is_same_v<T, fp16>;
+/// Values of K per instruction: 32 bytes of the input type E (bf16, fp16 or fp8_e4m3).
+template <class E>
+inline constexpr int kWgmmaK = 32 / static_cast<int>(sizeof(E));
 
 #if DEEPSHOCK_SIM
-/// Element (row, k) of a swizzled K-major tile starting at `tile` (a k16 slice start).
-template <class T>
+/// Element (row, k) of a swizzled K-major tile of E starting at `tile` (a K slice start).
+template <class E>
 inline float sw128_load(const void* tile, int row, int k) {
-  const std::uintptr_t logical =
-      reinterpret_cast<std::uintptr_t>(tile) + static_cast<std::uintptr_t>((row / 8) * 1024 + (row % 8) * 128 + 2 * k);
+  const std::uintptr_t logical = reinterpret_cast<std::uintptr_t>(tile) +
+                                 static_cast<std::uintptr_t>((row / 8) * 1024 + (row % 8) * 128 + static_cast<int>(sizeof(E)) * k);
   const std::uintptr_t physical = logical ^ (((logical >> 7) & 7u) << 4);
-  // Two byte loads, not a 2-byte memcpy: under TSan a memcpy is a range access, several times
+  // Byte loads, not a 2-byte memcpy: under TSan a memcpy is a range access, several times
   // dearer than two plain ones (the model reads every operand twice per thread).
   const auto* q = reinterpret_cast<const unsigned char*>(physical);
   static_assert(std::endian::native == std::endian::little, "the simulator stores 16-bit values little-endian");
-  return T::from_bits(static_cast<std::uint16_t>(q[0] | (q[1] << 8))).to_float();
+  if constexpr (sizeof(E) == 1) return E::from_bits(q[0]).to_float();
+  else return E::from_bits(static_cast<std::uint16_t>(q[0] | (q[1] << 8))).to_float();
 }
 
 /// The operands this thread's part of the instruction reads: A rows 16w + g and 16w + g + 8, then
-/// B columns 8j + 2t + c (j < N / 8, c < 2), 16 values of k each (fragment layout in the file
-/// comment; g = lane / 4, t = lane % 4).
-template <int N>
-inline constexpr int kWgmmaOperands = (2 + N / 4) * 16;
+/// B columns 8j + 2t + c (j < N / 8, c < 2), K values each (fragment layout in the file comment;
+/// g = lane / 4, t = lane % 4).
+template <class E, int N>
+inline constexpr int kWgmmaOperands = (2 + N / 4) * kWgmmaK<E>;
 
-template <class T, int N>
+template <class E, int N>
 inline void wgmma_gather(const sim::detail::Thread::AsyncMma& op, unsigned linear, float* v) {
+  constexpr int K = kWgmmaK<E>;
   const int w = static_cast<int>((linear / 32) % 4), lane = static_cast<int>(linear % 32);
   for (int h = 0; h < 2; ++h)
-    for (int k = 0; k < 16; ++k) v[h * 16 + k] = sw128_load<T>(op.a, 16 * w + lane / 4 + 8 * h, k);
+    for (int k = 0; k < K; ++k) v[h * K + k] = sw128_load<E>(op.a, 16 * w + lane / 4 + 8 * h, k);
   for (int c = 0; c < N / 4; ++c)
-    for (int k = 0; k < 16; ++k) v[(2 + c) * 16 + k] = sw128_load<T>(op.b, 8 * (c / 2) + 2 * (lane % 4) + c % 2, k);
+    for (int k = 0; k < K; ++k) v[(2 + c) * K + k] = sw128_load<E>(op.b, 8 * (c / 2) + 2 * (lane % 4) + c % 2, k);
 }
 
 /// This thread's part of D = A * B^T + D_in from its gathered operands: element i is row half
 /// (i / 2) % 2, column (i / 4) * 2 + i % 2 of the gather, fused multiply-adds in k order.
-template <int N>
+template <int N, int K>
 inline void wgmma_compute(const float* v, const float* in, float* result) {
   for (int i = 0; i < N / 2; ++i) {
-    const float* a = v + ((i / 2) % 2) * 16;
-    const float* b = v + (2 + (i / 4) * 2 + i % 2) * 16;
+    const float* a = v + ((i / 2) % 2) * K;
+    const float* b = v + (2 + (i / 4) * 2 + i % 2) * K;
     float acc = in[i];
-    for (int k = 0; k < 16; ++k) acc = std::fma(a[k], b[k], acc);
+    for (int k = 0; k < K; ++k) acc = std::fma(a[k], b[k], acc);
     result[i] = acc;
   }
 }
@@ -129,10 +138,10 @@ inline void wgmma_check_operand(const void* p, int rows, const char* which) {
     sim::detail::fail(name + " must lie in the block's dynamic shared memory (64 / N rows of 128 bytes)");
   if (a % 16 != 0) sim::detail::fail(name + " must be 16-byte aligned");
   if ((a & 0x380u) != 0) sim::detail::fail(name + " must start in row 0 of a 1024-byte aligned swizzle atom");
-  if ((a & 127u) > 96) sim::detail::fail(name + ": the k16 slice must lie inside the 128-byte row");
+  if ((a & 127u) > 96) sim::detail::fail(name + ": the 32-byte K slice must lie inside the 128-byte row");
 }
 
-template <class T, int N>
+template <class E, int N>
 inline void wgmma_issue(float* d, const void* a, const void* b) {
   sim::detail::Thread& t = sim::detail::current_thread();
   const auto bd = t.block->block_dim;
@@ -140,7 +149,7 @@ inline void wgmma_issue(float* d, const void* a, const void* b) {
     sim::detail::fail("wgmma: the block must consist of whole warpgroups (128 threads)");
   wgmma_check_operand(a, 64, "A");
   wgmma_check_operand(b, N, "B");
-  sim::detail::Thread::AsyncMma op{d, a, b, t.mma_committed, &wgmma_gather<T, N>, {}, {}};
+  sim::detail::Thread::AsyncMma op{d, a, b, t.mma_committed, &wgmma_gather<E, N>, {}, {}};
   // The input accumulators: the result of the newest instruction in flight on the same
   // registers (in-order accumulation, as the hardware guarantees for one shape), else d.
   const sim::detail::Thread::AsyncMma* prev = nullptr;
@@ -148,10 +157,10 @@ inline void wgmma_issue(float* d, const void* a, const void* b) {
     if (o.d == d) prev = &o;
   float in[N / 2];
   std::memcpy(in, prev != nullptr ? prev->out.data() : d, sizeof in);
-  op.operands.resize(kWgmmaOperands<N>);
-  wgmma_gather<T, N>(op, t.linear, op.operands.data());
+  op.operands.resize(kWgmmaOperands<E, N>);
+  wgmma_gather<E, N>(op, t.linear, op.operands.data());
   op.out.resize(N / 2);
-  wgmma_compute<N>(op.operands.data(), in, op.out.data());
+  wgmma_compute<N, kWgmmaK<E>>(op.operands.data(), in, op.out.data());
   for (int i = 0; i < N / 2; ++i) d[i] = std::numeric_limits<float>::quiet_NaN();
   t.async_mmas.push_back(std::move(op));
 }
@@ -187,28 +196,30 @@ DEEPSHOCK_DEVICE std::uint64_t sw128_descriptor(const void* p) {
          (std::uint64_t{1} << 62);
 }
 
-// The instruction with N / 2 accumulator registers d[...] and descriptors da, db; scale-d = 1
-// (accumulate), no negation, no transpose (both operands K-major).
-#define DEEPSHOCK_WGMMA_M64N64K16(TY)                                                                                                    \
+// The instruction with N / 2 accumulator registers d[...] and descriptors da, db; KT names K and
+// the types ("k16.f32.bf16.bf16"); scale-d = 1 (accumulate), no negation; TR: ", 0, 0" (no
+// transpose, both operands K-major) for 16-bit inputs, "" for 8-bit ones (which have no such
+// operands).
+#define DEEPSHOCK_WGMMA_M64N64(KT, TR)                                                                                                   \
   asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %34, 0;\n"                                                                              \
-               "wgmma.mma_async.sync.aligned.m64n64k16.f32." TY "." TY " {"                                                              \
+               "wgmma.mma_async.sync.aligned.m64n64" KT " {"                                                                             \
                "%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, "                                                  \
                "%16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31"                                          \
-               "}, %32, %33, p, 1, 1, 0, 0;\n}\n"                                                                                        \
+               "}, %32, %33, p, 1, 1" TR ";\n}\n"                                                                                        \
                : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), \
                  "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), "+f"(d[16]), "+f"(d[17]), "+f"(d[18]),    \
                  "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]),    \
                  "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31])                                                                      \
                : "l"(da), "l"(db), "r"(1))
 
-#define DEEPSHOCK_WGMMA_M64N128K16(TY)                                                                                                   \
+#define DEEPSHOCK_WGMMA_M64N128(KT, TR)                                                                                                  \
   asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %66, 0;\n"                                                                              \
-               "wgmma.mma_async.sync.aligned.m64n128k16.f32." TY "." TY " {"                                                             \
+               "wgmma.mma_async.sync.aligned.m64n128" KT " {"                                                                            \
                "%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, "                                                  \
                "%16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, "                                        \
                "%32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, "                                        \
                "%48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63"                                          \
-               "}, %64, %65, p, 1, 1, 0, 0;\n}\n"                                                                                        \
+               "}, %64, %65, p, 1, 1" TR ";\n}\n"                                                                                        \
                : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), \
                  "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), "+f"(d[16]), "+f"(d[17]), "+f"(d[18]),    \
                  "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]),    \
@@ -231,12 +242,36 @@ DEEPSHOCK_DEVICE void wgmma_m64k16(float (&d)[N / 2], const void* a, const void*
 #elif DEEPSHOCK_WGMMA
   const std::uint64_t da = detail::sw128_descriptor(a), db = detail::sw128_descriptor(b);
   if constexpr (std::is_same_v<T, bf16>) {
-    if constexpr (N == 64) DEEPSHOCK_WGMMA_M64N64K16("bf16");
-    else DEEPSHOCK_WGMMA_M64N128K16("bf16");
+    if constexpr (N == 64) DEEPSHOCK_WGMMA_M64N64("k16.f32.bf16.bf16", ", 0, 0");
+    else DEEPSHOCK_WGMMA_M64N128("k16.f32.bf16.bf16", ", 0, 0");
   } else {
-    if constexpr (N == 64) DEEPSHOCK_WGMMA_M64N64K16("f16");
-    else DEEPSHOCK_WGMMA_M64N128K16("f16");
+    if constexpr (N == 64) DEEPSHOCK_WGMMA_M64N64("k16.f32.f16.f16", ", 0, 0");
+    else DEEPSHOCK_WGMMA_M64N128("k16.f32.f16.f16", ", 0, 0");
   }
+#elif DEEPSHOCK_DEVICE_PASS
+  (void)d;
+  (void)a;
+  (void)b;
+  __trap();  // wgmma needs sm_90a; callers check DEEPSHOCK_WGMMA
+#else
+  (void)d;
+  (void)a;
+  (void)b;
+#endif
+}
+
+/// D[64 x N] += A[64 x 32] * B[N x 32]^T of E4M3 inputs (fp32 accumulators) for the calling
+/// warpgroup; `a` and `b` point at the 32-byte K slice of swizzled tiles of E4M3 codes in shared
+/// memory. N is 64 or 128. Every architecture that has wgmma has FP8 tensor cores.
+template <int N>
+DEEPSHOCK_DEVICE void wgmma_m64k32_e4m3(float (&d)[N / 2], const void* a, const void* b) {
+  static_assert(N == 64 || N == 128, "deepshock::arch::wgmma_m64k32_e4m3: N must be 64 or 128 (the widths wrapped so far).");
+#if DEEPSHOCK_SIM
+  detail::wgmma_issue<fp8_e4m3, N>(d, a, b);
+#elif DEEPSHOCK_WGMMA
+  const std::uint64_t da = detail::sw128_descriptor(a), db = detail::sw128_descriptor(b);
+  if constexpr (N == 64) DEEPSHOCK_WGMMA_M64N64("k32.f32.e4m3.e4m3", "");
+  else DEEPSHOCK_WGMMA_M64N128("k32.f32.e4m3.e4m3", "");
 #elif DEEPSHOCK_DEVICE_PASS
   (void)d;
   (void)a;

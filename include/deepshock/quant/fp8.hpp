@@ -183,4 +183,19 @@ inline Status quantize_fp8_rows(const float* v, long long rows, long long cols, 
   return detail::quantize_fp8_tiles(v, rows, cols, ld, q, ldq, scale, 1);
 }
 
+/// FP8 activations on the host: row v [n] (fp32) quantized per 128-group by quantize_fp8_rows's
+/// rule (bit for bit the device's moe::quantize_rows_fp8), and what the FP8 GEMM multiplies,
+/// e4m3(code) * scale, written to out [n] in V's precision: float for the host executor (out
+/// may be v), double for the reference (exact).
+template <class V>
+inline void fake_quant_fp8_row(const float* v, long long n, V* out) {
+  for (long long c0 = 0; c0 < n; c0 += 128) {
+    const long long c1 = std::min(n, c0 + 128);
+    float amax = 0.0f;
+    for (long long c = c0; c < c1; ++c) amax = std::fmax(amax, std::fabs(v[c]));
+    const float s = amax / 448.0f;
+    for (long long c = c0; c < c1; ++c) out[c] = s > 0.0f ? static_cast<V>(fp8_e4m3(v[c] / s).to_float()) * static_cast<V>(s) : V(0);
+  }
+}
+
 }  // namespace deepshock::quant

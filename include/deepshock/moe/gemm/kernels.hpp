@@ -3,13 +3,14 @@
 // hand the accumulators to the epilogue policy (epilogue.hpp).
 //   grouped_gemm_kernel           one block per (m-tile, n-tile), GemmTile
 //   grouped_gemm_streamk_kernel   one wave of blocks sharing the k-tiles of the active tiles
-//   grouped_gemm_sw128_kernel     one block per tile, WgmmaTile (16-bit inputs)
+//   grouped_gemm_sw128_kernel     one block per tile, WgmmaTile (16-bit or FP8 inputs)
 #pragma once
 
 #include "deepshock/core/config.hpp"
 #include "deepshock/moe/gemm/arguments.hpp"
 #include "deepshock/moe/gemm/scheduler.hpp"
 #include "deepshock/moe/gemm/sm80_mainloop.hpp"
+#include "deepshock/moe/gemm/sm90_fp8_mainloop.hpp"
 #include "deepshock/moe/gemm/sm90_mainloop.hpp"
 
 #if DEEPSHOCK_HAS_KERNELS
@@ -144,15 +145,17 @@ DEEPSHOCK_KERNEL void grouped_gemm_streamk_kernel(GemmBatch<T, Epi, Codec> batch
   }
 }
 
-/// The WgmmaTile kernel for 16-bit inputs: the same block mapping and epilogue, with the tiles
+/// The WgmmaTile kernel for 16-bit layers: the same block mapping and epilogue, with the tiles
 /// in 128-byte swizzled shared memory and the math on wgmma (sm_90a, the simulator) or mma.sync
-/// (detail::sw128_mainloop).
+/// (detail::sw128_mainloop). Unquantized weights, or FP8 weights and activations
+/// (quant::Fp8BlockA8).
 template <class T, class Tile, class Epi, class Codec = quant::None>
 DEEPSHOCK_KERNEL void grouped_gemm_sw128_kernel(GemmBatch<T, Epi, Codec> batch) {
-  static_assert(sizeof(T) == 2, "grouped_gemm_sw128_kernel: 16-bit inputs only.");
-  static_assert(Codec::kIdentity, "grouped_gemm_sw128_kernel: unquantized weights only (a quantized codec runs the GemmTile kernels).");
+  static_assert(sizeof(T) == 2, "grouped_gemm_sw128_kernel: 16-bit layers only.");
+  static_assert(Codec::kIdentity || quant::act_fp8_v<Codec>,
+                "grouped_gemm_sw128_kernel: unquantized or FP8 (Fp8BlockA8) operands only (other codecs run the GemmTile kernels).");
   constexpr int NB = GemmBatch<T, Epi, Codec>::kOperands;
-  using Smem = detail::SwizzledSmem<Tile, NB>;
+  using Smem = detail::SwizzledSmemOf<Tile, NB, Codec>;
   constexpr int BM = Tile::kBM, BN = Tile::kBN, kThreads = Tile::kThreads;
   unsigned char* smem = arch::align_smem_1024(dynamic_smem<unsigned char>());
   int* rows = Smem::rows(smem);
@@ -166,7 +169,8 @@ DEEPSHOCK_KERNEL void grouped_gemm_sw128_kernel(GemmBatch<T, Epi, Codec> batch) 
   detail::TileJob<T, Epi, Codec> job;
   if (!detail::start_tile<BM, BN, kThreads>(batch, rows, tid, job)) return;
   float acc[NB][Tile::kBN / 2] = {};
-  detail::sw128_mainloop<T, Tile, NB>(smem, rows, job, tid, acc);
+  if constexpr (quant::act_fp8_v<Codec>) detail::sw128_fp8_mainloop<T, Tile, NB>(smem, rows, job, tid, acc);
+  else detail::sw128_mainloop<T, Tile, NB>(smem, rows, job, tid, acc);
 
   // The GemmTile this derives from has kWarpsM = BM / 16 warps of 16 rows and one warp column:
   // warp w's rows 16w .. 16w + 15 are warpgroup w / 4's rows 16 (w % 4) .., as in the D layout.

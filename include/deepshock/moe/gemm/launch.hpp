@@ -23,7 +23,7 @@ namespace deepshock::moe {
 template <class T, class Tile, class Epi, class Codec = quant::None>
 constexpr std::size_t grouped_gemm_smem_bytes() {
   constexpr int NB = GemmBatch<T, Epi, Codec>::kOperands;
-  if constexpr (detail::uses_sw128_kernel_v<T, Tile>) return detail::SwizzledSmem<Tile, NB>::kBytes;
+  if constexpr (detail::uses_sw128_kernel_v<T, Tile>) return detail::SwizzledSmemOf<Tile, NB, Codec>::kBytes;
   else return detail::GemmSmem<T, Tile, NB, Codec>::kBytes;
 }
 
@@ -76,9 +76,9 @@ Status launch_grouped_gemm(const GemmBatch<T, Epi, Codec>& batch, rt::stream_t s
   const LaunchConfig cfg{dim3(static_cast<unsigned>(blocks)), dim3(Tile::kThreads), grouped_gemm_smem_bytes<T, Tile, Epi, Codec>(), stream,
                          dependent_launch};
   if constexpr (detail::uses_sw128_kernel_v<T, Tile>) {
-    static_assert(
-        Codec::kIdentity,
-        "launch_grouped_gemm: the Hopper WgmmaTile kernel takes unquantized weights only; use GemmTile tiles with a quantized codec.");
+    static_assert(Codec::kIdentity || quant::act_fp8_v<Codec>,
+                  "launch_grouped_gemm: the Hopper WgmmaTile kernel takes unquantized or FP8 (Fp8BlockA8) operands; use GemmTile tiles "
+                  "with other codecs.");
     return launch(kernels::grouped_gemm_sw128_kernel<T, Tile, Epi, Codec>, cfg, batch);
   } else {
     return launch(kernels::grouped_gemm_kernel<T, Tile, Epi, Codec>, cfg, batch);

@@ -165,13 +165,15 @@ DEEPSHOCK_DEVICE void mma8(std::int32_t (&d)[4], const std::uint32_t (&a)[4], co
 DEEPSHOCK_DEVICE void mma8(float (&d)[4], const std::uint32_t (&a)[4], const std::uint32_t (&b)[2]) { arch::mma_m16n8k32_e4m3(d, a, b, d); }
 
 /// One k-tile of 8-bit activations and weights (int8 or E4M3: the same m16n8k32 fragment
-/// layout) from `stage` into the warp's partial sums `part`. Fragments: A by ldmatrix of 16-byte
-/// rows (lane l: row l % 16 of the m16 tile at byte kk + 16 (l / 16)); B as 4-byte words of the n
-/// row l / 4 at k = kk + 4 (l % 4) and + 16.
+/// layout) from `stage` into the warp's partial sums `part` of weight matrices m0 .. m0 + NB - 1.
+/// Fragments: A by ldmatrix of 16-byte rows (lane l: row l % 16 of the m16 tile at byte kk + 16
+/// (l / 16)); B as 4-byte words of the n row l / 4 at k = kk + 4 (l % 4) and + 16.
 template <class Tile, int NB, class Smem, int MI, int NI, class P>
-DEEPSHOCK_DEVICE void mma8_ktile(unsigned char* smem, int stage, int warp_m, int warp_n, int lane, P (&part)[NB][MI * NI][4]) {
+DEEPSHOCK_DEVICE void mma8_ktile(unsigned char* smem, int stage, int warp_m, int warp_n, int lane, P (&part)[NB][MI * NI][4], int m0 = 0) {
   const auto* sa = Smem::a(smem, stage);
-  DEEPSHOCK_UNROLL
+  // Not unrolled: each k32 step is already NB x MI x NI MMAs, and unrolled, sm_90a's register
+  // allocation spilled the gated FP8 prefill tile (255 registers, 84 bytes of spills).
+  DEEPSHOCK_NO_UNROLL
   for (int kk = 0; kk < Smem::kBK; kk += 32) {
     std::uint32_t af[MI][4];
     DEEPSHOCK_UNROLL
@@ -179,7 +181,7 @@ DEEPSHOCK_DEVICE void mma8_ktile(unsigned char* smem, int stage, int warp_m, int
       arch::ldmatrix<4>(af[mi], sa + (warp_m * Tile::kWM + mi * 16 + lane % 16) * Smem::kLD + kk + 16 * (lane / 16));
     DEEPSHOCK_UNROLL
     for (int m = 0; m < NB; ++m) {
-      const auto* sb = Smem::b(smem, stage, m) + (warp_n * Tile::kWN + lane / 4) * Smem::kLDB + kk + 4 * (lane % 4);
+      const auto* sb = Smem::b(smem, stage, m0 + m) + (warp_n * Tile::kWN + lane / 4) * Smem::kLDB + kk + 4 * (lane % 4);
       DEEPSHOCK_UNROLL
       for (int ni = 0; ni < NI; ++ni) {
         const auto* row = sb + ni * 8 * Smem::kLDB;
@@ -313,12 +315,13 @@ DEEPSHOCK_DEVICE void gemm_mainloop(unsigned char* smem, const int* rows, const 
     } else if constexpr (Smem::kActFp8) {
       // FP8 (DeepSeek-V3's recipe): E4M3 x E4M3 on the tensor cores into partial sums that start
       // at zero for the k-tile (one 128-group of both operands), then promoted into the fp32
-      // accumulators times s_weight(block) x s_act(row, group).
-      float part[NB][MI * NI][4] = {};
-      mma8_ktile<Tile, NB, Smem, MI, NI>(smem, stage, warp_m, warp_n, lane, part);
+      // accumulators times s_weight(block) x s_act(row, group). One weight matrix at a time: the
+      // partial sums of both (gated GEMM 1) beside the accumulators would spill registers.
       const float* sas = Smem::a_scales(smem, stage);
       DEEPSHOCK_UNROLL
       for (int m = 0; m < NB; ++m) {
+        float part[1][MI * NI][4] = {};
+        mma8_ktile<Tile, 1, Smem, MI, NI>(smem, stage, warp_m, warp_n, lane, part, m);
         const float sw = Smem::scales(smem, stage, m, 0)[0];
         DEEPSHOCK_UNROLL
         for (int mi = 0; mi < MI; ++mi) {
@@ -326,7 +329,7 @@ DEEPSHOCK_DEVICE void gemm_mainloop(unsigned char* smem, const int* rows, const 
           DEEPSHOCK_UNROLL
           for (int ni = 0; ni < NI; ++ni) {
             float* a = acc[m][mi * NI + ni];
-            const float* p = part[m][mi * NI + ni];
+            const float* p = part[0][mi * NI + ni];
             a[0] += p[0] * s0;  // C fragment: elements 0, 1 in row g, 2, 3 in row g + 8
             a[1] += p[1] * s0;
             a[2] += p[2] * s1;

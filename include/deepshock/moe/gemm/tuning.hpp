@@ -73,6 +73,13 @@ using GemmTuning = GemmTuningOf<GemmTile<16, 64, 128, 1, 4, 4>, GemmTile<64, 64,
 /// shared memory, so sm_90 only). Needs a build for sm_90a to use wgmma (see WgmmaTile).
 using HopperGemmTuning = GemmTuningOf<GemmTile<16, 64, 128, 1, 4, 4>, WgmmaTile<128, 128, 4>>;
 
+/// Hopper tiles for FP8 experts with FP8 activations (quant::Fp8BlockA8): the default decode
+/// tile, and wgmma prefill tiles of 128 rows x 64 columns per weight matrix with 4 stages (gated:
+/// 129 KiB of shared memory, so sm_90 only). 64 columns, not 128: each k-tile's partial sums sit
+/// beside the accumulators until they are promoted, and at 128 columns the gated GEMM's 256
+/// floats per thread would not fit in registers.
+using HopperFp8GemmTuning = GemmTuningOf<GemmTile<16, 64, 128, 1, 4, 4>, WgmmaTile<128, 64, 4>>;
+
 /// The default tiles with the stream-K decode schedule (opt-in until a GPU run has timed it
 /// against the default: bench_moe's tiles/<model>/stream_k rows).
 using StreamKGemmTuning = GemmTuningOf<GemmTile<16, 64, 128, 1, 4, 4>, GemmTile<64, 64, 128, 2, 2, 3>, DecodeSchedule::stream_k>;
