@@ -19,7 +19,8 @@
 //   5. shared expert: the same two GEMMs over all tokens, in the same launches as stages 3 and 4
 //      when it uses the same tile shape (at decode: every SM streams weights at once);
 //   6. combine: y[t] = sum_j (slot order) + g_t * shared, rounded once to T.
-// `run_routed` starts at stage 2 with caller-supplied ids and weights.
+// `run_routed` starts at stage 2 with caller-supplied ids and weights. Stages 3-5 as grouped-GEMM
+// arguments and launches: layer_mlp.hpp.
 // Nothing allocates or synchronises the host (except run_routed's optional id check), and the
 // launch grids depend only on T, so a captured CUDA graph replays a run for a fixed T. Run the
 // layer once outside the capture first (as engines warm up before capturing): the first launch
@@ -42,6 +43,7 @@
 #include "deepshock/moe/dispatch.hpp"
 #include "deepshock/moe/expert.hpp"
 #include "deepshock/moe/grouped_gemm.hpp"
+#include "deepshock/moe/layer_mlp.hpp"
 
 #if DEEPSHOCK_HAS_KERNELS
 #include "deepshock/gate/router.hpp"
@@ -364,190 +366,7 @@ class Layer {
     return Status::success();
   }
 
-  using UpEpi = ActEpilogue<Act, T>;
-  using A = typename GroupedGemmArgs<T, Codec>::A;  ///< the GEMMs' activations: T, or one-byte codes (W8A8, FP8)
-  /// The two grouped GEMMs of one expert family (the routed experts or the shared expert):
-  /// GEMM 1 writes the activation through `up_epi`, GEMM 2 goes through `down_epi`; codecs with
-  /// quantized activations quantize GEMM 1's output rows (h_quant) before GEMM 2 reads them.
-  template <class DownEpi>
-  struct Mlp {
-    GroupedGemmArgs<T, Codec> up, down;
-    long long m_tiles = 0;  ///< m-tile slots (max_m_tiles)
-    UpEpi up_epi;
-    DownEpi down_epi;
-    typename XQ::Args h_quant;
-  };
-  using SharedMlp = Mlp<DownEpilogue<false>>;
-
-  /// GEMM 1 of `a` (and `b`) in one launch, then GEMM 2 (unless up_only): one launch when the two
-  /// down epilogues have the same type (ordered combine), else one each.
-  /// How a run launches its grouped GEMMs: the stream, dependent launches, stream-K scratch.
-  struct GemmLaunch {
-    rt::stream_t stream = nullptr;
-    bool dependent = false;
-    StreamKScratch sk;
-  };
-
-  /// One grouped-GEMM launch with tile shape Tile: stream-K for the decode tiles of a stream-K
-  /// tuning, one block per tile otherwise.
-  template <class Tile, class Epi>
-  static Status gemm(const GemmBatch<T, Epi, Codec>& batch, const GemmLaunch& l) {
-    if constexpr (kStreamK && std::is_same_v<Tile, typename Tuning::Decode>)
-      return launch_grouped_gemm_streamk<T, Tile>(batch, l.sk, l.stream, l.dependent);
-    else return launch_grouped_gemm<T, Tile>(batch, l.stream, l.dependent);
-  }
-
-  template <class Tile, class EpiA>
-  static Status mlp(const Mlp<EpiA>& a, const SharedMlp* b, const GemmLaunch& l, bool up_only) {
-    GemmBatch<T, UpEpi, Codec> up;
-    up.add(a.up, a.up_epi, a.m_tiles, Tile::kBN);
-    if (b != nullptr) up.add(b->up, b->up_epi, b->m_tiles, Tile::kBN);
-    DEEPSHOCK_RETURN_IF_ERROR((gemm<Tile>(up, l)));
-    if (up_only) return Status::success();
-    if constexpr (XQ::kActive) {
-      DEEPSHOCK_RETURN_IF_ERROR(XQ::run(a.h_quant, l.stream, l.dependent));
-      if (b != nullptr) DEEPSHOCK_RETURN_IF_ERROR(XQ::run(b->h_quant, l.stream, l.dependent));
-    }
-    GemmBatch<T, EpiA, Codec> down;
-    down.add(a.down, a.down_epi, a.m_tiles, Tile::kBN);
-    if constexpr (std::is_same_v<EpiA, DownEpilogue<false>>) {
-      if (b != nullptr) down.add(b->down, b->down_epi, b->m_tiles, Tile::kBN);
-      return gemm<Tile>(down, l);
-    } else {
-      DEEPSHOCK_RETURN_IF_ERROR((gemm<Tile>(down, l)));
-      if (b == nullptr) return Status::success();
-      GemmBatch<T, DownEpilogue<false>, Codec> second;
-      second.add(b->down, b->down_epi, b->m_tiles, Tile::kBN);
-      return gemm<Tile>(second, l);
-    }
-  }
-
-  /// GEMM 1's operands (groups and rows left to the caller): the gate and up projections, each
-  /// [N, K] per expert, from w1 and w3 or from a fused gate/up w1 [groups, 2N, K] read in place
-  /// (ExpertT::gate_up_layout: every kStep-th row from the layout's first gate / up row).
-  using W = typename LayerWeights<T, ExpertT>::W;
-  using GateUp = typename ExpertT::gate_up_layout;
-  static GroupedGemmArgs<T, Codec> gate_up_args(const A* x, long long ldx, const float* x_scale, const int* a_rows, const W* w1,
-                                                const W* w3, quant::Matrix m1, quant::Matrix m3, int N, int K,
-                                                const typename Codec::Params& codec, int groups) {
-    GroupedGemmArgs<T, Codec> a;
-    a.a = x;
-    a.lda = ldx;
-    a.a_scale = x_scale;
-    a.a_rows = a_rows;
-    a.n = N;
-    a.k = K;
-    a.groups = groups;
-    const long long expert_rows = GateUp::kFused ? 2LL * N : N;
-    a.b_stride = groups > 1 ? expert_rows * K : 0;
-    if constexpr (GateUp::kFused) {
-      a.b0 = w1 + GateUp::first_gate(N) * K / quant::pack_v<Codec>;  // K values: K / kPack stored elements
-      a.b1 = w1 + GateUp::first_up(N) * K / quant::pack_v<Codec>;
-      a.ldb = static_cast<long long>(GateUp::kStep) * K;
-      a.bq[0] = Codec::operand(codec, m1, expert_rows, GateUp::first_gate(N), GateUp::kStep);
-      a.bq[1] = Codec::operand(codec, m1, expert_rows, GateUp::first_up(N), GateUp::kStep);
-    } else {
-      a.b0 = w1;
-      a.b1 = w3;
-      a.bq[0] = Codec::operand(codec, m1, N, 0, 1);
-      a.bq[1] = Codec::operand(codec, m3, N, 0, 1);
-    }
-    return a;
-  }
-
-  /// GEMM 1's activations: x as the caller gave it, or (W8A8, FP8) its codes and their scales.
-  struct ActIn {
-    const A* x = nullptr;
-    long long ldx = 0;
-    const float* scale = nullptr;
-  };
-  /// GEMM 1's output rows h, and (W8A8, FP8) their codes and scales, which GEMM 2 reads.
-  struct HRows {
-    T* h = nullptr;
-    typename XQ::Code* q = nullptr;
-    float* scale = nullptr;
-    const A* for_gemm2() const {
-      if constexpr (XQ::kActive) return q;
-      else return h;
-    }
-  };
-
-  /// The routed experts' MLP over the n expert-sorted assignments (tile_offsets from dispatch).
-  template <class Tile>
-  Mlp<DownEpilogue<!Combine::kDeterministic>> routed_mlp(const LayerWeights<T, ExpertT>& w, const ActIn& x, long long n, const int* offsets,
-                                                         const int* tile_offsets, const int* sorted_token, const int* sorted_slot,
-                                                         const float* weights, const HRows& h, float* out) const {
-    const int H = dims_.hidden, I = dims_.intermediate, groups = end_ - begin_;
-    Mlp<DownEpilogue<!Combine::kDeterministic>> m;
-    using quant::Matrix;
-    m.up = gate_up_args(x.x, x.ldx, x.scale, sorted_token, w.w1, w.w3, Matrix::w1, Matrix::w3, I, H, w.codec, groups);
-    m.up.group_offsets = offsets;
-    m.up.tile_offsets = tile_offsets;
-    m.up.bias[0] = w.b1;
-    m.up.bias[1] = w.b3;
-    m.down = {h.for_gemm2(),
-              I,
-              nullptr,
-              w.w2,
-              nullptr,
-              static_cast<long long>(H) * I,
-              H,
-              I,
-              offsets,
-              tile_offsets,
-              groups,
-              0,
-              {Codec::operand(w.codec, Matrix::w2, H, 0, 1), {}}};
-    m.down.a_scale = h.scale;
-    m.down.bias[0] = w.b2;
-    m.h_quant = {h.h, I, static_cast<int>(n), I, h.q, h.scale};
-    m.m_tiles = max_m_tiles(n, Tile::kBM, groups);
-    m.up_epi = {h.h, I};
-    m.down_epi.out = out;
-    m.down_epi.ld = H;
-    m.down_epi.scale = weights;
-    if constexpr (Combine::kDeterministic) {
-      m.down_epi.dest_row = sorted_slot;  // one row per (token, slot); the weight is indexed by the slot too
-    } else {
-      m.down_epi.dest_row = sorted_token;
-      m.down_epi.scale_index = sorted_slot;
-    }
-    return m;
-  }
-
-  /// The shared expert's MLP over all tokens (weight 1 here; the combine applies a sigmoid gate).
-  template <class Tile>
-  SharedMlp shared_mlp(const LayerWeights<T, ExpertT>& w, const ActIn& x, int tokens, const HRows& h, float* out) const {
-    const LayerDims& d = dims_;
-    SharedMlp m;
-    using quant::Matrix;
-    m.up = gate_up_args(x.x, x.ldx, x.scale, nullptr, w.shared_w1, w.shared_w3, Matrix::shared_w1, Matrix::shared_w3, d.shared_intermediate,
-                        d.hidden, w.codec, 1);
-    m.up.rows = tokens;
-    m.up.bias[0] = w.shared_b1;
-    m.up.bias[1] = w.shared_b3;
-    m.down = {h.for_gemm2(),
-              d.shared_intermediate,
-              nullptr,
-              w.shared_w2,
-              nullptr,
-              0,
-              d.hidden,
-              d.shared_intermediate,
-              nullptr,
-              nullptr,
-              1,
-              tokens,
-              {Codec::operand(w.codec, Matrix::shared_w2, d.hidden, 0, 1), {}}};
-    m.down.a_scale = h.scale;
-    m.down.bias[0] = w.shared_b2;
-    m.h_quant = {h.h, d.shared_intermediate, tokens, d.shared_intermediate, h.q, h.scale};
-    m.m_tiles = max_m_tiles(tokens, Tile::kBM, 1);
-    m.up_epi = {h.h, d.shared_intermediate};
-    m.down_epi.out = out;
-    m.down_epi.ld = d.hidden;
-    return m;
-  }
+  using Mlps = detail::LayerMlps<T, ExpertT, Combine, Tuning>;
 
   Status experts(const LayerInputs<T>& in, const LayerWeights<T, ExpertT>& w, const LayerOutputs<T>& out, const int* ids,
                  const float* weights, unsigned char* base, const Plan& p, rt::stream_t stream, Stage stop, bool dep) const {
@@ -577,8 +396,8 @@ class Layer {
     const bool up_only = stop == Stage::gemm1;
     float* routed = reinterpret_cast<float*>(at(p.out));
     float* shared_out = dims_.shared_intermediate > 0 ? reinterpret_cast<float*>(at(p.shared_out)) : nullptr;
-    HRows h{reinterpret_cast<T*>(at(p.h)), nullptr, nullptr}, hs{reinterpret_cast<T*>(at(p.shared_h)), nullptr, nullptr};
-    ActIn x;
+    typename Mlps::HRows h{reinterpret_cast<T*>(at(p.h)), nullptr, nullptr}, hs{reinterpret_cast<T*>(at(p.shared_h)), nullptr, nullptr};
+    typename Mlps::ActIn x;
     if constexpr (XQ::kActive) {  // W8A8 / FP8: x to codes first; h's codes are filled between the GEMMs (mlp)
       using Code = typename XQ::Code;
       const typename XQ::Args xq{in.x, ldx, Tn, H, reinterpret_cast<Code*>(at(p.xq)), reinterpret_cast<float*>(at(p.xq_scale))};
@@ -591,20 +410,21 @@ class Layer {
     } else {
       x = {in.x, ldx, nullptr};
     }
-    const GemmLaunch l{stream, dep, {reinterpret_cast<float*>(at(p.sk_partials)), reinterpret_cast<int*>(at(p.sk_tickets))}};
+    const typename Mlps::GemmLaunch l{stream, dep, {reinterpret_cast<float*>(at(p.sk_partials)), reinterpret_cast<int*>(at(p.sk_tickets))}};
     // Routed experts (+ shared expert) with tile shapes R and S: the shared expert rides in the
     // same launches when S = R, else it runs on its own afterwards.
     auto run_mlps = [&](auto routed_tile, auto shared_tile) -> Status {
       using R = decltype(routed_tile);
       using S = decltype(shared_tile);
-      const auto r = routed_mlp<R>(w, x, n, d.expert_offsets, tiles, d.sorted_token, d.sorted_slot, weights, h, routed);
-      if (shared_out == nullptr) return mlp<R>(r, nullptr, l, up_only);
-      const SharedMlp sh = shared_mlp<S>(w, x, Tn, hs, shared_out);
+      const auto r =
+          Mlps::template routed<R>(dims_, groups, w, x, n, d.expert_offsets, tiles, d.sorted_token, d.sorted_slot, weights, h, routed);
+      if (shared_out == nullptr) return Mlps::template mlp<R>(r, nullptr, l, up_only);
+      const typename Mlps::SharedMlp sh = Mlps::template shared<S>(dims_, w, x, Tn, hs, shared_out);
       if constexpr (std::is_same_v<R, S>) {
-        return mlp<R>(r, &sh, l, up_only);
+        return Mlps::template mlp<R>(r, &sh, l, up_only);
       } else {
-        DEEPSHOCK_RETURN_IF_ERROR(mlp<R>(r, nullptr, l, up_only));
-        return mlp<S>(sh, nullptr, l, up_only);
+        DEEPSHOCK_RETURN_IF_ERROR(Mlps::template mlp<R>(r, nullptr, l, up_only));
+        return Mlps::template mlp<S>(sh, nullptr, l, up_only);
       }
     };
     if (choice.routed_decode) DEEPSHOCK_RETURN_IF_ERROR(choice.shared_decode ? run_mlps(D{}, D{}) : run_mlps(D{}, P{}));
