@@ -171,8 +171,9 @@ DEEPSHOCK_DEVICE void mma8(float (&d)[4], const std::uint32_t (&a)[4], const std
 template <class Tile, int NB, class Smem, int MI, int NI, class P>
 DEEPSHOCK_DEVICE void mma8_ktile(unsigned char* smem, int stage, int warp_m, int warp_n, int lane, P (&part)[NB][MI * NI][4], int m0 = 0) {
   const auto* sa = Smem::a(smem, stage);
-  // Not unrolled: each k32 step is already NB x MI x NI MMAs, and unrolled, sm_90a's register
-  // allocation spilled the gated FP8 prefill tile (255 registers, 84 bytes of spills).
+  // Not unrolled (int8 and FP8 alike): each k32 step is already NB x MI x NI MMAs, and
+  // unrolled, sm_90a's register allocation spilled the gated FP8 prefill tile (255 registers,
+  // 84 bytes of spills). bench_moe's quant/ rows are to confirm that W8A8 lost nothing by it.
   DEEPSHOCK_NO_UNROLL
   for (int kk = 0; kk < Smem::kBK; kk += 32) {
     std::uint32_t af[MI][4];

@@ -75,7 +75,7 @@ using HopperGemmTuning = GemmTuningOf<GemmTile<16, 64, 128, 1, 4, 4>, WgmmaTile<
 
 /// Hopper tiles for FP8 experts with FP8 activations (quant::Fp8BlockA8): the default decode
 /// tile, and wgmma prefill tiles of 128 rows x 64 columns per weight matrix with 4 stages (gated:
-/// 129 KiB of shared memory, so sm_90 only). 64 columns, not 128: each k-tile's partial sums sit
+/// 132 KiB of shared memory, over sm_89's 99 KiB per block: sm_90 only). 64 columns, not 128: each k-tile's partial sums sit
 /// beside the accumulators until they are promoted, and at 128 columns the gated GEMM's 256
 /// floats per thread would not fit in registers.
 using HopperFp8GemmTuning = GemmTuningOf<GemmTile<16, 64, 128, 1, 4, 4>, WgmmaTile<128, 64, 4>>;
