@@ -153,8 +153,7 @@ void execute(const LayerDims& d, int k, const LayerWeights<T, ExpertT>& w, const
         for (int c = 0; c < H; ++c) xr[c] = src[c];
       if (sigmoid_gate) g[static_cast<std::size_t>(t)] = gate::sigmoid(dot_fp32(gate_row, xr, H));
       // Quantized activations (after the gate, which reads x itself): W8A8 per row, FP8 per 128.
-      if constexpr (quant::act_int8_v<Codec>) quant::fake_quant_int8_row(xr, H);
-      if constexpr (quant::act_fp8_v<Codec>) quant::fake_quant_fp8_row(xr, H, xr);
+      if constexpr (quant::act_int8_v<Codec> || quant::act_fp8_v<Codec>) moe::detail::fake_quant_act<Codec>(xr, H, xr);
     }
 
     // Up projection and activation: h = T(act(W1 x, W3 x)).
@@ -201,16 +200,17 @@ void execute(const LayerDims& d, int k, const LayerWeights<T, ExpertT>& w, const
 
     // W8A8 / FP8: GEMM 2 reads h as codes with their scales.
     if constexpr (quant::act_int8_v<Codec> || quant::act_fp8_v<Codec>) {
-      auto fake_quant = [](float* row, int cols) {
-        if constexpr (quant::act_int8_v<Codec>) quant::fake_quant_int8_row(row, cols);
-        else quant::fake_quant_fp8_row(row, cols, row);
-      };
 #if defined(_OPENMP)
 #pragma omp for schedule(static)
 #endif
       for (long long r = 0; r < n + T_; ++r) {
-        if (r < n) fake_quant(h.data() + static_cast<std::size_t>(r) * Iz, I);
-        else if (Is > 0) fake_quant(hs.data() + static_cast<std::size_t>(r - n) * Isz, Is);
+        if (r < n) {
+          float* row = h.data() + static_cast<std::size_t>(r) * Iz;
+          moe::detail::fake_quant_act<Codec>(row, I, row);
+        } else if (Is > 0) {
+          float* row = hs.data() + static_cast<std::size_t>(r - n) * Isz;
+          moe::detail::fake_quant_act<Codec>(row, Is, row);
+        }
       }
     }
 

@@ -51,12 +51,16 @@ inline T from_float(float v) {
   else return T(v);
 }
 
-/// The values a codec's GEMMs multiply for activations v [n] (fp32), into out [n]: W8A8's
-/// per-row int8 or FP8's per-128 E4M3 codes, dequantized (quant/int8.hpp, quant/fp8.hpp).
-template <class Codec>
-inline void fake_quant_act(const float* v, int n, double* out) {
+/// The values a codec's GEMMs multiply for activations v [n] (fp32), into out [n] (V = float: the
+/// host executor, out may be v; V = double: the reference): W8A8's per-row int8 or FP8's per-128
+/// E4M3 codes, dequantized (quant/int8.hpp, quant/fp8.hpp). The one place both pick the rule.
+template <class Codec, class V>
+inline void fake_quant_act(const float* v, int n, V* out) {
   if constexpr (quant::act_fp8_v<Codec>) {
     quant::fake_quant_fp8_row(v, n, out);
+  } else if constexpr (std::is_same_v<V, float>) {
+    for (int i = 0; i < n && out != v; ++i) out[i] = v[i];
+    quant::fake_quant_int8_row(out, n);
   } else {
     std::vector<float> f(v, v + n);
     quant::fake_quant_int8_row(f.data(), n);
