@@ -67,6 +67,8 @@ struct Interleaved {
 /// gate/up projections, all policy types.
 template <class Codec = quant::None, class Adapter = lora::None, class Act = act::SwiGLU, class GateUp = gate_up::Separate>
 struct Expert {
+  static_assert(lora::AdapterPolicy<Adapter>,
+                "deepshock::moe::Expert: Adapter is not an adapter policy (lora::None, lora::LoRA; lora/adapter.hpp).");
   using codec = Codec;
   using adapter = Adapter;
   using activation = Act;
@@ -127,14 +129,16 @@ struct LayerWeights {
   /// before the activation, b2 before the routing weight multiplies the expert's output. They
   /// are separate [E, I] arrays whatever gate_up layout w1 uses (an importer de-interleaves a
   /// fused checkpoint bias, quant/gpt_oss.hpp). Expert parallelism: the rank's experts only, as w1.
-  const float* b1 = nullptr;                    ///< [E, I]
-  const float* b3 = nullptr;                    ///< [E, I]: gated activations only
-  const float* b2 = nullptr;                    ///< [E, H]
-  const float* shared_b1 = nullptr;             ///< [Is]
-  const float* shared_b3 = nullptr;             ///< [Is]: gated activations only
-  const float* shared_b2 = nullptr;             ///< [H]
-  typename ExpertT::codec::Params codec{};      ///< codec data (empty for quant::None)
-  typename ExpertT::adapter::Params adapter{};  ///< adapter data (empty for lora::None)
+  const float* b1 = nullptr;                ///< [E, I]
+  const float* b3 = nullptr;                ///< [E, I]: gated activations only
+  const float* b2 = nullptr;                ///< [E, H]
+  const float* shared_b1 = nullptr;         ///< [Is]
+  const float* shared_b3 = nullptr;         ///< [Is]: gated activations only
+  const float* shared_b2 = nullptr;         ///< [H]
+  typename ExpertT::codec::Params codec{};  ///< codec data (empty for quant::None)
+  /// Adapter data: for lora::LoRA the table of adapters (device memory for the device layer)
+  /// that LayerInputs::adapter_ids index; empty for lora::None.
+  typename ExpertT::adapter::template Params<T> adapter{};
 };
 
 /// One expert's optional biases (host pointers into LayerWeights' arrays): b1, b3 [I], b2 [H].
@@ -156,6 +160,9 @@ struct LayerInputs {
   int tokens = 0;                            ///< T, 0 <= T <= max_tokens
   int x_stride = 0;                          ///< row stride of x in elements; 0 = H
   const std::uint8_t* token_mask = nullptr;  ///< [T] optional: non-zero = padding (routed nowhere)
+  /// [T] optional, LoRA experts only: token t's adapter, an index into LayerWeights::adapter's
+  /// table; -1 (and, on the device, any id outside [0, count)) = no adapter. Null: none for all.
+  const int* adapter_ids = nullptr;
 };
 
 /// Results out. Only y is required; routing results are written where a pointer is given.
@@ -287,6 +294,15 @@ inline Status check_layer_run(const LayerDims& d, const LayerWeights<T, ExpertT>
     if (gated && !fused) DEEPSHOCK_RETURN_IF_ERROR(check_ptr(w.shared_w3, "shared_w3", need_align));
     DEEPSHOCK_RETURN_IF_ERROR(check_ptr(w.shared_w2, "shared_w2", need_align));
     if (w.shared_gate_kind == SharedGate::sigmoid) DEEPSHOCK_RETURN_IF_ERROR(check_ptr(w.shared_gate, "shared_gate", false));
+  }
+  using Adapter = typename ExpertT::adapter;
+  if constexpr (Adapter::kRank == 0) {
+    if (in.adapter_ids != nullptr)
+      return Status::invalid_argument("adapter_ids", "must be null: the expert type has no adapter (lora::None)");
+  } else {
+    if (w.adapter.count < 0) return Status::invalid_argument("adapter.count", "must be >= 0, got " + std::to_string(w.adapter.count));
+    if (w.adapter.count > 0 && w.adapter.adapters == nullptr)
+      return Status::invalid_argument("adapter.adapters", "must not be null when count > 0");
   }
   return ExpertT::codec::validate(w.codec, gated && !fused, d.shared_intermediate > 0);
 }

@@ -17,7 +17,10 @@
 //     computed by one thread, so results are bitwise the same for any thread count (and do not
 //     depend on the other tokens of the batch).
 //     Optional expert biases are added to the fp32 sums (b1 / b3 before the activation, b2
-//     before the routing weight), as the GEMM epilogues add them.
+//     before the routing weight), as the GEMM epilogues add them. LoRA adapters (lora::LoRA
+//     experts, LayerInputs::adapter_ids): u = s A v in fp32 on the unquantized x (gate, up) and
+//     on h rounded to T (down), B u added to the fp32 sums after the bias; ids outside the
+//     table mean no adapter, as on the device.
 //     run_layer routes on the host first: gate logits in double (gate::reference::gate_logits,
 //     plus the optional w_gate_bias),
 //     gate::reference::route<Gate> (weights stored as float), and Switch capacity
@@ -133,6 +136,52 @@ void execute(const LayerDims& d, int k, const LayerWeights<T, ExpertT>& w, const
   const float* gate_row = sigmoid_gate ? row_as_float(w.shared_gate, H, gate_f.data()) : nullptr;
   const std::size_t scratch = Hz > Iz ? (Hz > Isz ? Hz : Isz) : (Iz > Isz ? Iz : Isz);
 
+  // LoRA: u = s A v per (assignment or shared token, matrix) in fp32, rows [n + T, kRank] (the
+  // shared expert's after the n assignments); the expand adds B[row] . u to the fp32 sum.
+  using Adapter = typename ExpertT::adapter;
+  constexpr int kRank = Adapter::kRank;
+  std::vector<float> lora_u[3];
+  if constexpr (kRank > 0)
+    for (auto& u : lora_u) u.assign(static_cast<std::size_t>(n + T_) * kRank, 0.0f);
+  // Token t's adapter for matrix m of expert e (-1: shared), or null.
+  auto lora_of = [&](long long t, int e, Matrix m, long long& in_m, long long& out_m, int& r) -> const lora::AdapterRef<T>* {
+    if constexpr (kRank > 0) {
+      const int id = in.adapter_ids != nullptr ? in.adapter_ids[t] : -1;
+      if (!lora::targets<Adapter>(m) || id < 0 || id >= w.adapter.count) return nullptr;
+      const lora::AdapterRef<T>* ad = &w.adapter.adapters[id];
+      if (ad->a[static_cast<int>(m)] == nullptr || ad->b[static_cast<int>(m)] == nullptr) return nullptr;
+      lora::matrix_shape(m, H, I, Is, in_m, out_m);
+      r = ad->rank < kRank ? ad->rank : kRank;
+      (void)e;
+      return ad;
+    } else {
+      (void)t, (void)e, (void)m, (void)in_m, (void)out_m, (void)r;
+      return nullptr;
+    }
+  };
+  auto lora_shrink = [&](long long t, int e, Matrix m, const float* v, int len, float* u) {
+    long long in_m = 0, out_m = 0;
+    int r = 0;
+    const lora::AdapterRef<T>* ad = lora_of(t, e, m, in_m, out_m, r);
+    if (ad == nullptr) return;
+    const T* a = ad->a[static_cast<int>(m)] + static_cast<long long>(e < 0 ? 0 : e) * r * in_m;
+    for (int q = 0; q < r; ++q) {
+      float acc = 0.0f;
+      for (int c = 0; c < len; ++c) acc += to_float(a[static_cast<std::size_t>(q) * len + c]) * v[c];
+      u[q] = ad->scaling * acc;
+    }
+  };
+  auto lora_expand = [&](long long t, int e, Matrix m, int row, const float* u) {
+    long long in_m = 0, out_m = 0;
+    int r = 0;
+    const lora::AdapterRef<T>* ad = lora_of(t, e, m, in_m, out_m, r);
+    if (ad == nullptr) return 0.0f;
+    const T* b = ad->b[static_cast<int>(m)] + (static_cast<long long>(e < 0 ? 0 : e) * out_m + row) * r;
+    float acc = 0.0f;
+    for (int q = 0; q < r; ++q) acc += to_float(b[q]) * u[q];
+    return acc;
+  };
+
 #if defined(_OPENMP)
 #pragma omp parallel
 #endif
@@ -152,6 +201,18 @@ void execute(const LayerDims& d, int k, const LayerWeights<T, ExpertT>& w, const
       if (src != xr)
         for (int c = 0; c < H; ++c) xr[c] = src[c];
       if (sigmoid_gate) g[static_cast<std::size_t>(t)] = gate::sigmoid(dot_fp32(gate_row, xr, H));
+      // LoRA shrink of the gate and up adapters, on x as given (before any quantization).
+      if constexpr (kRank > 0) {
+        for (int j = 0; j <= k; ++j) {
+          const bool sh = j == k;
+          if (sh && Is == 0) break;
+          const long long a = t * k + j;
+          if (!sh && (ids[a] < 0 || ids[a] >= E)) continue;
+          const std::size_t row = static_cast<std::size_t>(sh ? n + t : a) * kRank;
+          lora_shrink(t, sh ? -1 : ids[a], sh ? Matrix::shared_w1 : Matrix::w1, xr, H, lora_u[0].data() + row);
+          if constexpr (gated) lora_shrink(t, sh ? -1 : ids[a], sh ? Matrix::shared_w3 : Matrix::w3, xr, H, lora_u[1].data() + row);
+        }
+      }
       // Quantized activations (after the gate, which reads x itself): W8A8 per row, FP8 per 128.
       if constexpr (quant::act_int8_v<Codec> || quant::act_fp8_v<Codec>) moe::detail::fake_quant_act<Codec>(xr, H, xr);
     }
@@ -193,8 +254,29 @@ void execute(const LayerDims& d, int k, const LayerWeights<T, ExpertT>& w, const
           float gq = gv[static_cast<std::size_t>(q)], uq = gated ? uv[static_cast<std::size_t>(q)] : 0.0f;
           if (bg != nullptr) gq += *bg;
           if (gated && bu != nullptr) uq += *bu;
+          if constexpr (kRank > 0) {  // LoRA expand after the bias, as the GEMM epilogue adds it
+            const long long t = sh ? q : list[q] / k, row = sh ? n + q : list[q];
+            gq += lora_expand(t, sh ? -1 : blk.e, sh ? Matrix::shared_w1 : Matrix::w1, i, lora_u[0].data() + row * kRank);
+            if constexpr (gated)
+              uq += lora_expand(t, sh ? -1 : blk.e, sh ? Matrix::shared_w3 : Matrix::w3, i, lora_u[1].data() + row * kRank);
+          }
           hb[a * rows + static_cast<std::size_t>(i)] = to_float(from_float<T>(Act::apply(gq, uq)));
         }
+      }
+    }
+
+    // LoRA shrink of the down adapters, on h as GEMM 1 left it (rounded to T, not quantized).
+    if constexpr (kRank > 0 && (lora::targets<Adapter>(Matrix::w2) || lora::targets<Adapter>(Matrix::shared_w2))) {
+#if defined(_OPENMP)
+#pragma omp for schedule(static)
+#endif
+      for (long long r = 0; r < n + T_; ++r) {
+        const bool sh = r >= n;
+        if (sh && Is == 0) continue;
+        if (!sh && (ids[r] < 0 || ids[r] >= E)) continue;
+        const float* row = sh ? hs.data() + static_cast<std::size_t>(r - n) * Isz : h.data() + static_cast<std::size_t>(r) * Iz;
+        lora_shrink(sh ? r - n : r / k, sh ? -1 : ids[r], sh ? Matrix::shared_w2 : Matrix::w2, row, sh ? Is : I,
+                    lora_u[2].data() + static_cast<std::size_t>(r) * kRank);
       }
     }
 
@@ -237,9 +319,14 @@ void execute(const LayerDims& d, int k, const LayerWeights<T, ExpertT>& w, const
         dot_rows(weight_row<T, Codec>(w.codec, m2, w2, rr, r1.data()), rowp.data(), m, cols, gv.data(),
                  stored_row<Codec>(w2, rr.flat() + 1, cols),
                  r + 1 < blk.r1 ? static_cast<std::size_t>(cols) * sizeof(W) / quant::pack_v<Codec> : 0);
-        for (long long q = 0; q < m; ++q)
-          ob[static_cast<std::size_t>(sh ? q : list[q]) * Hz + static_cast<std::size_t>(r)] =
-              b2 != nullptr ? gv[static_cast<std::size_t>(q)] + b2[r] : gv[static_cast<std::size_t>(q)];
+        for (long long q = 0; q < m; ++q) {
+          float v = b2 != nullptr ? gv[static_cast<std::size_t>(q)] + b2[r] : gv[static_cast<std::size_t>(q)];
+          if constexpr (kRank > 0) {
+            const long long t = sh ? q : list[q] / k, row = sh ? n + q : list[q];
+            v += lora_expand(t, sh ? -1 : blk.e, m2, r, lora_u[2].data() + row * kRank);
+          }
+          ob[static_cast<std::size_t>(sh ? q : list[q]) * Hz + static_cast<std::size_t>(r)] = v;
+        }
       }
     }
 
@@ -258,6 +345,18 @@ void execute(const LayerDims& d, int k, const LayerWeights<T, ExpertT>& w, const
         out.y[static_cast<std::size_t>(t) * ys + static_cast<std::size_t>(c)] = from_float<T>(acc);
       }
   }
+}
+
+/// The adapter table (host memory here, so it can be read): every entry as lora::check_adapter.
+template <class T, class ExpertT>
+Status check_adapters(const LayerWeights<T, ExpertT>& w) {
+  using Adapter = typename ExpertT::adapter;
+  if constexpr (Adapter::kRank > 0)
+    for (int i = 0; i < w.adapter.count; ++i)
+      DEEPSHOCK_RETURN_IF_ERROR(lora::check_adapter(w.adapter.adapters[i], Adapter::kRank, Adapter::kTargets,
+                                                    "adapter.adapters[" + std::to_string(i) + "]", /*need_align=*/false));
+  (void)w;
+  return Status::success();
 }
 
 /// The gate's own checks (as gate::Router's, with the layer's argument names).
@@ -298,6 +397,7 @@ Status run_layer_routed(const LayerDims& d, int E, int k, const LayerWeights<T, 
   static_assert(moe::detail::HostExpertCheck<ExpertT>::value);
   DEEPSHOCK_RETURN_IF_ERROR((moe::detail::check_layer_dims<T, typename ExpertT::codec>(d)));
   DEEPSHOCK_RETURN_IF_ERROR(moe::detail::check_layer_run(d, w, in, out, /*routed=*/true, /*need_align=*/false));
+  DEEPSHOCK_RETURN_IF_ERROR(detail::check_adapters(w));
   if (E < 1 || E > kMaxDispatchExperts)
     return Status::invalid_argument("E", "must be in [1, " + std::to_string(kMaxDispatchExperts) + "], got " + std::to_string(E));
   if (k < 1 || k > kMaxDispatchTopK)
@@ -334,6 +434,7 @@ Status run_layer(const LayerDims& d, const gate::PolicyParams& params, const gat
     constexpr int E = Gate::kExperts, k = Gate::kTopK;
     DEEPSHOCK_RETURN_IF_ERROR((moe::detail::check_layer_dims<T, typename ExpertT::codec>(d)));
     DEEPSHOCK_RETURN_IF_ERROR(moe::detail::check_layer_run(d, w, in, out, /*routed=*/false, /*need_align=*/false));
+    DEEPSHOCK_RETURN_IF_ERROR(detail::check_adapters(w));
     DEEPSHOCK_RETURN_IF_ERROR((detail::check_gate<Gate>(params, options, w)));
     const int T_ = in.tokens, H = d.hidden;
     const std::size_t xs = static_cast<std::size_t>(in.x_stride == 0 ? H : in.x_stride);

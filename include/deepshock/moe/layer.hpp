@@ -115,8 +115,6 @@ class Layer {
   static_assert(!ActQuant<T, Codec>::kActive || sizeof(T) == 2,
                 "deepshock::moe::Layer: codecs with quantized activations (W8A8 int8, FP8) quantize bf16 / fp16 activations: use bf16 or "
                 "fp16 activations.");
-  static_assert(ExpertT::adapter::kRank == 0,
-                "deepshock::moe::Layer: LoRA adapters arrive with the LoRA work; the layer takes rank-0 (no) adapters only so far.");
   static_assert(!Gate::kNoisy,
                 "deepshock::moe::Layer: NoisyTopK is a training-time router; route it with gate::Router and call run_routed.");
   static constexpr bool kStreamK = Tuning::kDecodeSchedule == DecodeSchedule::stream_k;
@@ -268,7 +266,7 @@ class Layer {
     std::size_t router = 0, router_bytes = 0, ids = 0, weights = 0, counts = 0, offsets = 0, tile_offsets = 0, sorted_token = 0,
                 sorted_slot = 0, slot_position = 0, bad_ids = 0, dispatch = 0, dispatch_bytes = 0, h = 0, out = 0, shared_h = 0,
                 shared_out = 0, sk_partials = 0, sk_tickets = 0, sk_ticket_count = 0, xq = 0, xq_scale = 0, hq = 0, hq_scale = 0,
-                shared_hq = 0, shared_hq_scale = 0, total = 0;
+                shared_hq = 0, shared_hq_scale = 0, lora_u = 0, lora_rows = 0, shared_lora_u = 0, shared_lora_rows = 0, total = 0;
   };
   Plan plan(int tokens) const {
     Plan p;
@@ -306,6 +304,12 @@ class Layer {
       p.hq_scale = take(XQ::scales(N, I) * sizeof(float));
       p.shared_hq = take(Tn * Is);
       p.shared_hq_scale = take(Is > 0 ? XQ::scales(Tn, Is) * sizeof(float) : 0);
+    }
+    if constexpr (kRank > 0) {  // LoRA: u = s A x per adapted matrix (gate, up, down) and the rows' adapters
+      p.lora_u = take(3 * N * kRank * sizeof(float));
+      p.lora_rows = take(2 * N * sizeof(lora::RowAdapter));
+      p.shared_lora_u = take(Is > 0 ? 3 * Tn * kRank * sizeof(float) : 0);
+      p.shared_lora_rows = take(Is > 0 ? 2 * Tn * sizeof(lora::RowAdapter) : 0);
     }
     if constexpr (kStreamK) {
       // Stream-K scratch of the decode launches: their one-per-tile block counts bound the
@@ -367,6 +371,20 @@ class Layer {
   }
 
   using Mlps = detail::LayerMlps<T, ExpertT, Combine, Tuning>;
+  static constexpr int kRank = ExpertT::adapter::kRank;
+
+  /// The LoRA inputs of the routed experts (shared: the shared expert's) for a run.
+  typename Mlps::LoraIn lora_in(const LayerInputs<T>& in, const LayerWeights<T, ExpertT>& w, long long ldx, unsigned char* base,
+                                const Plan& p, bool shared) const {
+    typename Mlps::LoraIn l;
+    if constexpr (kRank > 0) {
+      const std::size_t rows = static_cast<std::size_t>(in.tokens) * (shared ? 1 : kTopK);
+      float* u = reinterpret_cast<float*>(base + (shared ? p.shared_lora_u : p.lora_u));
+      auto* r = reinterpret_cast<lora::RowAdapter*>(base + (shared ? p.shared_lora_rows : p.lora_rows));
+      l = {w.adapter.adapters, w.adapter.count, in.adapter_ids, in.x, ldx, {u, u + rows * kRank, u + 2 * rows * kRank}, {r, r + rows}};
+    }
+    return l;
+  }
 
   Status experts(const LayerInputs<T>& in, const LayerWeights<T, ExpertT>& w, const LayerOutputs<T>& out, const int* ids,
                  const float* weights, unsigned char* base, const Plan& p, rt::stream_t stream, Stage stop, bool dep) const {
@@ -411,20 +429,23 @@ class Layer {
       x = {in.x, ldx, nullptr};
     }
     const typename Mlps::GemmLaunch l{stream, dep, {reinterpret_cast<float*>(at(p.sk_partials)), reinterpret_cast<int*>(at(p.sk_tickets))}};
+    const typename Mlps::LoraIn lr = lora_in(in, w, ldx, base, p, false), ls = lora_in(in, w, ldx, base, p, true);
     // Routed experts (+ shared expert) with tile shapes R and S: the shared expert rides in the
     // same launches when S = R, else it runs on its own afterwards.
     auto run_mlps = [&](auto routed_tile, auto shared_tile) -> Status {
       using R = decltype(routed_tile);
       using S = decltype(shared_tile);
       const auto r =
-          Mlps::template routed<R>(dims_, groups, w, x, n, d.expert_offsets, tiles, d.sorted_token, d.sorted_slot, weights, h, routed);
-      if (shared_out == nullptr) return Mlps::template mlp<R>(r, nullptr, l, up_only);
-      const typename Mlps::SharedMlp sh = Mlps::template shared<S>(dims_, w, x, Tn, hs, shared_out);
+          Mlps::template routed<R>(dims_, groups, w, x, n, d.expert_offsets, tiles, d.sorted_token, d.sorted_slot, weights, h, routed, lr);
+      if (shared_out == nullptr) return Mlps::template mlp<R>(r, nullptr, l, up_only, lr);
+      const typename Mlps::SharedMlp sh = Mlps::template shared<S>(dims_, w, x, Tn, hs, shared_out, ls);
       if constexpr (std::is_same_v<R, S>) {
-        return Mlps::template mlp<R>(r, &sh, l, up_only);
+        // One shrink launch serves both families: its batch takes the shared rows from `sh`, and
+        // the table and ids are the same.
+        return Mlps::template mlp<R>(r, &sh, l, up_only, lr);
       } else {
-        DEEPSHOCK_RETURN_IF_ERROR(Mlps::template mlp<R>(r, nullptr, l, up_only));
-        return Mlps::template mlp<S>(sh, nullptr, l, up_only);
+        DEEPSHOCK_RETURN_IF_ERROR(Mlps::template mlp<R>(r, nullptr, l, up_only, lr));
+        return Mlps::template mlp<S>(sh, nullptr, l, up_only, ls);
       }
     };
     if (choice.routed_decode) DEEPSHOCK_RETURN_IF_ERROR(choice.shared_decode ? run_mlps(D{}, D{}) : run_mlps(D{}, P{}));

@@ -1,13 +1,17 @@
 // deepshock/moe/layer_mlp.hpp — the expert stage of moe::Layer (layer.hpp) as grouped-GEMM
 // launches: the GEMM arguments of the routed experts and of the shared expert (gate/up operands
 // from separate or fused tensors, biases, codec operands), their epilogues, the activation
-// quantization between the GEMMs (W8A8, FP8), and the launches (one block per tile, or stream-K
-// for the decode tiles of a stream-K tuning). Host code: it fills argument structs and launches.
+// quantization between the GEMMs (W8A8, FP8), the LoRA shrinks before each GEMM whose epilogue
+// adds the adapters' expand (lora/shrink.hpp, lora/expand.hpp), and the launches (one block per
+// tile, or stream-K for the decode tiles of a stream-K tuning). Host code: it fills argument
+// structs and launches.
 #pragma once
 
 #include <type_traits>
 
 #include "deepshock/core/status.hpp"
+#include "deepshock/lora/adapter.hpp"
+#include "deepshock/lora/shrink.hpp"
 #include "deepshock/moe/act_quant.hpp"
 #include "deepshock/moe/expert.hpp"
 #include "deepshock/moe/grouped_gemm.hpp"
@@ -27,7 +31,14 @@ struct LayerMlps {
   using Codec = typename ExpertT::codec;
   using XQ = ActQuant<T, Codec>;
   static constexpr bool kStreamK = Tuning::kDecodeSchedule == DecodeSchedule::stream_k;
-  using UpEpi = ActEpilogue<Act, T>;
+  using Adapter = typename ExpertT::adapter;
+  static constexpr int kRank = Adapter::kRank;
+  static constexpr bool kLoraUp =
+      (Adapter::kTargets & (lora::target::w1 | lora::target::w3 | lora::target::shared_w1 | lora::target::shared_w3)) != 0;
+  static constexpr bool kLoraDown = (Adapter::kTargets & (lora::target::w2 | lora::target::shared_w2)) != 0;
+  using UpLora = std::conditional_t<kLoraUp, lora::Expand<T, kRank>, lora::NoExpand>;
+  using DownLora = std::conditional_t<kLoraDown, lora::Expand<T, kRank>, lora::NoExpand>;
+  using UpEpi = ActEpilogue<Act, T, UpLora>;
   using A = typename GroupedGemmArgs<T, Codec>::A;  ///< the GEMMs' activations: T, or one-byte codes (W8A8, FP8)
   /// The two grouped GEMMs of one expert family (the routed experts or the shared expert):
   /// GEMM 1 writes the activation through `up_epi`, GEMM 2 goes through `down_epi`; codecs with
@@ -39,9 +50,46 @@ struct LayerMlps {
     UpEpi up_epi;
     DownEpi down_epi;
     typename XQ::Args h_quant;
+    lora::ShrinkRows<T> up_shrink, down_shrink;  ///< LoRA: u = s A x before GEMM 1, s A h before GEMM 2
   };
-  using SharedMlp = Mlp<DownEpilogue<false>>;
-  using RoutedMlp = Mlp<DownEpilogue<!Combine::kDeterministic>>;
+  using SharedDownEpi = DownEpilogue<false, DownLora>;
+  using SharedMlp = Mlp<SharedDownEpi>;
+  using RoutedMlp = Mlp<DownEpilogue<!Combine::kDeterministic, DownLora>>;
+
+  /// A run's adapters (LoRA): the table, the tokens' ids, the unquantized x the shrink reads, and
+  /// the workspace pieces: u per matrix and the rows' (adapter, expert) for GEMM 1 and GEMM 2.
+  struct LoraIn {
+    const lora::AdapterRef<T>* adapters = nullptr;
+    int count = 0;
+    const int* ids = nullptr;
+    const T* x = nullptr;
+    long long ldx = 0;
+    float* u[3] = {nullptr, nullptr, nullptr};  ///< gate, up, down: [rows, kRank]
+    lora::RowAdapter* rows[2] = {nullptr, nullptr};
+  };
+
+  /// The shrink over x (GEMM 1: gate and up) or h (GEMM 2) of one expert family, and the matching
+  /// expand of its epilogue. m0, m1: the family's matrices (m1 unused for GEMM 2 and ungated
+  /// activations); out: the GEMM's N.
+  static void lora_gemm(const LoraIn& l, bool down, quant::Matrix m0, quant::Matrix m1, const T* x, long long ldx, const int* x_rows,
+                        const int* token, const int* offsets, int groups, int rows, int k, int out, lora::ShrinkRows<T>& s,
+                        lora::Expand<T, kRank>& e) {
+    s = {x, ldx, x_rows, token, offsets, groups, rows, k, {0, 0}, 0, {nullptr, nullptr}, l.rows[down ? 1 : 0]};
+    e.adapters = l.adapters;
+    e.rows = s.row_adapter;
+    e.out = out;
+    const quant::Matrix ms[2] = {m0, m1};
+    const int operands = down || !Act::kGated ? 1 : 2;
+    for (int i = 0; i < operands; ++i) {
+      if (!lora::targets<Adapter>(ms[i])) continue;
+      s.matrix[s.matrices] = static_cast<int>(ms[i]);
+      s.u[s.matrices] = l.u[down ? 2 : i];
+      ++s.matrices;
+      e.matrix[i] = static_cast<int>(ms[i]);
+      e.u[i] = l.u[down ? 2 : i];
+    }
+    if (s.matrices == 0) e.rows = nullptr;
+  }
 
   /// How a run launches its grouped GEMMs: the stream, dependent launches, stream-K scratch.
   struct GemmLaunch {
@@ -59,10 +107,24 @@ struct LayerMlps {
     else return launch_grouped_gemm<T, Tile>(batch, l.stream, l.dependent);
   }
 
+  /// The LoRA shrink launch before GEMM 1 (down: GEMM 2) of `a` and `b`.
+  template <class EpiA>
+  static Status shrink(const Mlp<EpiA>& a, const SharedMlp* b, const LoraIn& lin, bool down, const GemmLaunch& l) {
+    lora::ShrinkBatch<T> batch;
+    batch.adapters = lin.adapters;
+    batch.adapter_count = lin.count;
+    batch.adapter_ids = lin.ids;
+    batch.add(down ? a.down_shrink : a.up_shrink);
+    if (b != nullptr) batch.add(down ? b->down_shrink : b->up_shrink);
+    return lora::launch_shrink<T, kRank>(batch, l.stream, l.dependent);
+  }
+
   /// GEMM 1 of `a` (and `b`) in one launch, then GEMM 2 (unless up_only): one launch when the two
-  /// down epilogues have the same type (ordered combine), else one each.
+  /// down epilogues have the same type (ordered combine), else one each. With LoRA, a shrink
+  /// launch goes before each GEMM (`lin`: the run's adapters).
   template <class Tile, class EpiA>
-  static Status mlp(const Mlp<EpiA>& a, const SharedMlp* b, const GemmLaunch& l, bool up_only) {
+  static Status mlp(const Mlp<EpiA>& a, const SharedMlp* b, const GemmLaunch& l, bool up_only, const LoraIn& lin = {}) {
+    if constexpr (kLoraUp) DEEPSHOCK_RETURN_IF_ERROR(shrink(a, b, lin, false, l));
     GemmBatch<T, UpEpi, Codec> up;
     up.add(a.up, a.up_epi, a.m_tiles, Tile::kBN);
     if (b != nullptr) up.add(b->up, b->up_epi, b->m_tiles, Tile::kBN);
@@ -72,15 +134,16 @@ struct LayerMlps {
       DEEPSHOCK_RETURN_IF_ERROR(XQ::run(a.h_quant, l.stream, l.dependent));
       if (b != nullptr) DEEPSHOCK_RETURN_IF_ERROR(XQ::run(b->h_quant, l.stream, l.dependent));
     }
+    if constexpr (kLoraDown) DEEPSHOCK_RETURN_IF_ERROR(shrink(a, b, lin, true, l));
     GemmBatch<T, EpiA, Codec> down;
     down.add(a.down, a.down_epi, a.m_tiles, Tile::kBN);
-    if constexpr (std::is_same_v<EpiA, DownEpilogue<false>>) {
+    if constexpr (std::is_same_v<EpiA, SharedDownEpi>) {
       if (b != nullptr) down.add(b->down, b->down_epi, b->m_tiles, Tile::kBN);
       return gemm<Tile>(down, l);
     } else {
       DEEPSHOCK_RETURN_IF_ERROR((gemm<Tile>(down, l)));
       if (b == nullptr) return Status::success();
-      GemmBatch<T, DownEpilogue<false>, Codec> second;
+      GemmBatch<T, SharedDownEpi, Codec> second;
       second.add(b->down, b->down_epi, b->m_tiles, Tile::kBN);
       return gemm<Tile>(second, l);
     }
@@ -141,7 +204,7 @@ struct LayerMlps {
   template <class Tile>
   static RoutedMlp routed(const LayerDims& d, int groups, const LayerWeights<T, ExpertT>& w, const ActIn& x, long long n,
                           const int* offsets, const int* tile_offsets, const int* sorted_token, const int* sorted_slot,
-                          const float* weights, const HRows& h, float* out) {
+                          const float* weights, const HRows& h, float* out, const LoraIn& lin = {}) {
     const int H = d.hidden, I = d.intermediate;
     RoutedMlp m;
     using quant::Matrix;
@@ -177,12 +240,20 @@ struct LayerMlps {
       m.down_epi.dest_row = sorted_token;
       m.down_epi.scale_index = sorted_slot;
     }
+    const int rows = static_cast<int>(n);
+    if constexpr (kLoraUp)
+      lora_gemm(lin, false, Matrix::w1, Matrix::w3, lin.x, lin.ldx, sorted_token, sorted_token, offsets, groups, rows, H, I, m.up_shrink,
+                m.up_epi.lora);
+    if constexpr (kLoraDown)
+      lora_gemm(lin, true, Matrix::w2, Matrix::w2, h.h, I, nullptr, sorted_token, offsets, groups, rows, I, H, m.down_shrink,
+                m.down_epi.lora);
     return m;
   }
 
   /// The shared expert's MLP over all tokens (weight 1 here; the combine applies a sigmoid gate).
   template <class Tile>
-  static SharedMlp shared(const LayerDims& d, const LayerWeights<T, ExpertT>& w, const ActIn& x, int tokens, const HRows& h, float* out) {
+  static SharedMlp shared(const LayerDims& d, const LayerWeights<T, ExpertT>& w, const ActIn& x, int tokens, const HRows& h, float* out,
+                          const LoraIn& lin = {}) {
     SharedMlp m;
     using quant::Matrix;
     m.up = gate_up_args(x.x, x.ldx, x.scale, nullptr, w.shared_w1, w.shared_w3, Matrix::shared_w1, Matrix::shared_w3, d.shared_intermediate,
@@ -210,6 +281,13 @@ struct LayerMlps {
     m.up_epi = {h.h, d.shared_intermediate};
     m.down_epi.out = out;
     m.down_epi.ld = d.hidden;
+    const int Is = d.shared_intermediate;
+    if constexpr (kLoraUp)
+      lora_gemm(lin, false, Matrix::shared_w1, Matrix::shared_w3, lin.x, lin.ldx, nullptr, nullptr, nullptr, 1, tokens, d.hidden, Is,
+                m.up_shrink, m.up_epi.lora);
+    if constexpr (kLoraDown)
+      lora_gemm(lin, true, Matrix::shared_w2, Matrix::shared_w2, h.h, Is, nullptr, nullptr, nullptr, 1, tokens, Is, d.hidden, m.down_shrink,
+                m.down_epi.lora);
     return m;
   }
 };

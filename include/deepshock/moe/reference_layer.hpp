@@ -25,6 +25,7 @@
 #include "deepshock/gate/policies.hpp"
 #include "deepshock/gate/reference.hpp"
 #include "deepshock/gate/reference_stats.hpp"
+#include "deepshock/lora/adapter.hpp"
 #include "deepshock/moe/expert.hpp"
 #include "deepshock/moe/reference_dispatch.hpp"
 #include "deepshock/quant/fp8.hpp"
@@ -73,9 +74,6 @@ template <class ExpertT>
 struct HostExpertCheck {
   static_assert(quant::WeightCodec<typename ExpertT::codec>,
                 "deepshock::moe host layer and reference: the expert's codec is not a quant::WeightCodec.");
-  static_assert(ExpertT::adapter::kRank == 0,
-                "deepshock::moe host layer and reference: LoRA adapters arrive with the LoRA work; the layer takes lora::None "
-                "(rank 0) only so far.");
   static constexpr bool value = true;
 };
 
@@ -83,32 +81,97 @@ struct HostExpertCheck {
 
 namespace reference {
 
+/// One expert's LoRA terms for one token (host pointers): gate, up and down A [r, in] and
+/// B [out, r] (null: not adapted), the scaling, and the unquantized input row x [H] the adapters
+/// read (the layer's input, also for codecs that quantize the activations).
+template <class L>
+struct ExpertLora {
+  const L* a[3] = {nullptr, nullptr, nullptr};
+  const L* b[3] = {nullptr, nullptr, nullptr};
+  int rank = 0;
+  double scaling = 0.0;
+  const L* x = nullptr;
+};
+
+/// Token t's LoRA terms for expert e (e < 0: the shared expert) of layer weights w, or an empty
+/// one (no adapter: the id is -1 or outside the table).
+template <class T, class ExpertT>
+ExpertLora<T> expert_lora(const LayerDims& d, const LayerWeights<T, ExpertT>& w, const LayerInputs<T>& in, int t, int e, const T* x) {
+  ExpertLora<T> l;
+  if constexpr (ExpertT::adapter::kRank > 0) {
+    const int id = in.adapter_ids != nullptr ? in.adapter_ids[t] : -1;
+    if (id < 0 || id >= w.adapter.count) return l;
+    const lora::AdapterRef<T>& a = w.adapter.adapters[id];
+    l.rank = a.rank;
+    l.scaling = a.scaling;
+    l.x = x;
+    const bool sh = e < 0;
+    using M = quant::Matrix;
+    const M ms[3] = {sh ? M::shared_w1 : M::w1, sh ? M::shared_w3 : M::w3, sh ? M::shared_w2 : M::w2};
+    for (int i = 0; i < 3; ++i) {
+      const int m = static_cast<int>(ms[i]);
+      if (!lora::targets<typename ExpertT::adapter>(ms[i]) || a.a[m] == nullptr || a.b[m] == nullptr) continue;
+      long long in_m = 0, out_m = 0;
+      lora::matrix_shape(ms[i], d.hidden, d.intermediate, d.shared_intermediate, in_m, out_m);
+      const long long ex = sh ? 0 : e;
+      l.a[i] = a.a[m] + ex * a.rank * in_m;
+      l.b[i] = a.b[m] + ex * out_m * a.rank;
+    }
+  }
+  return l;
+}
+
 /// One expert MLP in double: W2 . act(W1 x, W3 x) for W1, W3 [I, H], W2 [H, I], x [H] (w3
 /// unused when Act is not gated). Returns [H]. U: the weights' element type (T, or double for
 /// dequantized weights). `quant_h` (optional): applied to h before the down projection (W8A8
 /// codecs, whose down projection reads h quantized per row).
 /// `bias` (optional): the expert's b1 / b3 [I] and b2 [H], added to the sums.
-template <class Act, class U, class T>
+/// `lora` (optional): LoRA terms, PEFT's s B (A v) added to the gate, up and down sums; the down
+/// adapter reads h before quant_h.
+template <class Act, class U, class T, class L = T>
 std::vector<double> expert_mlp(const U* w1, const U* w3, const U* w2, int H, int I, const T* x, void (*quant_h)(double*, int) = nullptr,
-                               const ExpertBias& bias = {}) {
+                               const ExpertBias& bias = {}, const ExpertLora<L>& lora = {}) {
   std::vector<double> h(static_cast<std::size_t>(I)), o(static_cast<std::size_t>(H), 0.0);
+  const int r = lora.rank;
+  // u = s A v for adapted matrix i (empty: not adapted), and row n's term B[n] . u.
+  auto shrink = [&](int i, const auto* v, int n) {
+    std::vector<double> u;
+    if (lora.a[i] == nullptr) return u;
+    u.assign(static_cast<std::size_t>(r), 0.0);
+    for (int k = 0; k < r; ++k) {
+      double acc = 0.0;
+      for (int c = 0; c < n; ++c) acc += detail::to_double(lora.a[i][static_cast<std::size_t>(k) * n + c]) * detail::to_double(v[c]);
+      u[static_cast<std::size_t>(k)] = lora.scaling * acc;
+    }
+    return u;
+  };
+  auto expand = [&](int i, const std::vector<double>& u, int n) {
+    double acc = 0.0;
+    for (int k = 0; k < static_cast<int>(u.size()); ++k)
+      acc += detail::to_double(lora.b[i][static_cast<std::size_t>(n) * r + k]) * u[static_cast<std::size_t>(k)];
+    return acc;
+  };
+  const std::vector<double> ug = shrink(0, lora.x, H), uu = Act::kGated ? shrink(1, lora.x, H) : std::vector<double>{};
   for (int i = 0; i < I; ++i) {
     const U* r1 = w1 + static_cast<std::size_t>(i) * H;
     double g = bias.b1 != nullptr ? double(bias.b1[i]) : 0.0, u = 0.0;
     for (int c = 0; c < H; ++c) g += detail::to_double(r1[c]) * detail::to_double(x[c]);
+    g += expand(0, ug, i);
     if constexpr (Act::kGated) {
       const U* r3 = w3 + static_cast<std::size_t>(i) * H;
       if (bias.b3 != nullptr) u = bias.b3[i];
       for (int c = 0; c < H; ++c) u += detail::to_double(r3[c]) * detail::to_double(x[c]);
+      u += expand(1, uu, i);
     }
     h[static_cast<std::size_t>(i)] = Act::apply_ref(g, u);
   }
+  const std::vector<double> ud = shrink(2, h.data(), I);
   if (quant_h != nullptr) quant_h(h.data(), I);
   for (int n = 0; n < H; ++n) {
     const U* r2 = w2 + static_cast<std::size_t>(n) * I;
     double acc = bias.b2 != nullptr ? double(bias.b2[n]) : 0.0;
     for (int i = 0; i < I; ++i) acc += detail::to_double(r2[i]) * h[static_cast<std::size_t>(i)];
-    o[static_cast<std::size_t>(n)] = acc;
+    o[static_cast<std::size_t>(n)] = acc + expand(2, ud, n);
   }
   return o;
 }
@@ -146,13 +209,14 @@ std::vector<double> layer_from_routing(const LayerDims& d, int E, int k, const L
   };
   // Expert e's (e = -1: the shared expert's) MLP on x: the stored weights as they are, or
   // dequantized, or the gate/up rows picked out of a fused tensor.
-  auto mlp = [&](int e, const T* x) {
+  auto mlp = [&](int e, int t, const T* x) {
     const bool sh = e < 0;
+    const ExpertLora<T> lr = expert_lora(d, w, in, t, e, x);
     const long long N = sh ? Is : I, e_rows = GateUp::kFused ? 2 * N : N, ex = sh ? 0 : e;
     const ExpertBias bias = sh ? ExpertBias{w.shared_b1, w.shared_b3, w.shared_b2} : expert_bias(w, e, I, H);
     if constexpr (Codec::kIdentity && !GateUp::kFused) {
-      if (sh) return expert_mlp<Act>(w.shared_w1, w.shared_w3, w.shared_w2, H, Is, x, nullptr, bias);
-      return expert_mlp<Act>(w.w1 + e * wsz, Act::kGated ? w.w3 + e * wsz : nullptr, w.w2 + e * wsz, H, I, x, nullptr, bias);
+      if (sh) return expert_mlp<Act>(w.shared_w1, w.shared_w3, w.shared_w2, H, Is, x, nullptr, bias, lr);
+      return expert_mlp<Act>(w.w1 + e * wsz, Act::kGated ? w.w3 + e * wsz : nullptr, w.w2 + e * wsz, H, I, x, nullptr, bias, lr);
     } else {
       const auto* w1 = sh ? w.shared_w1 : w.w1;
       const auto* w3 = GateUp::kFused ? w1 : (sh ? w.shared_w3 : w.w3);
@@ -174,9 +238,9 @@ std::vector<double> layer_from_routing(const LayerDims& d, int E, int k, const L
           for (int i = 0; i < n; ++i) f[static_cast<std::size_t>(i)] = detail::to_float(detail::from_float<T>(static_cast<float>(h[i])));
           detail::fake_quant_act<Codec>(f.data(), n, h);
         };
-        return expert_mlp<Act>(g.data(), Act::kGated ? u.data() : nullptr, d.data(), H, static_cast<int>(N), xq.data(), +quant_h, bias);
+        return expert_mlp<Act>(g.data(), Act::kGated ? u.data() : nullptr, d.data(), H, static_cast<int>(N), xq.data(), +quant_h, bias, lr);
       } else {
-        return expert_mlp<Act>(g.data(), Act::kGated ? u.data() : nullptr, d.data(), H, static_cast<int>(N), x, nullptr, bias);
+        return expert_mlp<Act>(g.data(), Act::kGated ? u.data() : nullptr, d.data(), H, static_cast<int>(N), x, nullptr, bias, lr);
       }
     }
   };
@@ -185,7 +249,7 @@ std::vector<double> layer_from_routing(const LayerDims& d, int E, int k, const L
       for (int j = 0; j < k; ++j) {
         const std::size_t a = static_cast<std::size_t>(t) * k + j;
         if (topk_ids[a] != e) continue;
-        const std::vector<double> o = mlp(e, in.x + t * xs);
+        const std::vector<double> o = mlp(e, t, in.x + t * xs);
         for (int n = 0; n < H; ++n) y[static_cast<std::size_t>(t) * H + n] += double(topk_weights[a]) * o[static_cast<std::size_t>(n)];
       }
   if (Is > 0)
@@ -197,7 +261,7 @@ std::vector<double> layer_from_routing(const LayerDims& d, int E, int k, const L
         for (int c = 0; c < H; ++c) z += detail::to_double(w.shared_gate[c]) * detail::to_double(x[c]);
         g = gate::sigmoid(z);
       }
-      const std::vector<double> s = mlp(-1, x);
+      const std::vector<double> s = mlp(-1, t, x);
       for (int n = 0; n < H; ++n) y[static_cast<std::size_t>(t) * H + n] += g * s[static_cast<std::size_t>(n)];
     }
   return y;
