@@ -54,6 +54,8 @@
 #include "deepshock/moe/host_layer.hpp"
 #include "deepshock/moe/layer.hpp"
 #include "deepshock/moe/reference_layer.hpp"
+#include "executors.hpp"
+#include "lora_demo.hpp"
 #include "model.hpp"
 #include "quant_model.hpp"
 
@@ -67,144 +69,14 @@ namespace {
 
 using namespace demo;
 
-enum class Exec { gpu, host, sim };
-const char* exec_name(Exec e) { return e == Exec::gpu ? "gpu" : e == Exec::host ? "host" : "sim"; }
-
 struct Options {
   const Preset* preset = &kPresets[0];
   int tokens = 32, reps = -1, check = 8;  // reps -1: the executor's default
   std::uint64_t seed = 1;
   std::string executor = "auto";
-  std::string quant;  // none | int8 | int4 | w8a8 | mxfp4 | nvfp4 | fp8 | fp8a8; empty: the preset's checkpoint format (else none)
+  std::string quant;           // none | int8 | int4 | w8a8 | mxfp4 | nvfp4 | fp8 | fp8a8; empty: the preset's checkpoint format (else none)
+  int lora = 0, adapters = 4;  // --lora R: serve --adapters N LoRA adapters of ranks R, R/2, R/4, ... (lora_demo.hpp)
 };
-
-// ---- the executors ---------------------------------------------------------------------------
-struct RunResult {
-  std::vector<bf16> y;
-  std::vector<int> ids, counts;
-  std::vector<float> weights;
-  double us = 0.0;   // per layer
-  int timed = 0;     // runs timed (0: not timed)
-  std::string plan;  // the device layer's kernel_plan (empty for the host executor)
-};
-
-/// moe::Layer on the device (CUDA, or the simulator in demo_sim): upload, warm up (GPU), time
-/// `reps` runs between two events on one stream, download the outputs of the last run.
-template <class Gate, class ExpertT>
-ds::Status run_device(const moe::LayerDims& dims, const gate::PolicyParams& params, const gate::RouterOptions& options, const Model& m,
-                      const QuantModel& qm, const Biases& biases, moe::SharedGate sg, int reps, RunResult& r) {
-  constexpr int E = Gate::kExperts, K = Gate::kTopK;
-  const moe::Layer<Gate, ExpertT, bf16> layer(dims, params, options);
-  DEEPSHOCK_RETURN_IF_ERROR(layer.status());
-  rt::Stream stream;
-  DEEPSHOCK_RETURN_IF_ERROR(stream.create());
-  std::array<rt::DeviceBuffer<bf16>, kTensors> d;
-  std::array<rt::DeviceBuffer<std::uint8_t>, kTensors> dq, dz;
-  std::array<rt::DeviceBuffer<float>, kTensors> dscale, dglobal;
-  std::array<rt::DeviceBuffer<std::uint8_t>, kTensors> dbscale;
-  std::array<rt::DeviceBuffer<std::uint16_t>, kTensors> dgscale;
-  ModelPtrs ptrs;
-  auto upload = [&](auto& buf, const auto* src, std::size_t n, auto& dst) -> ds::Status {
-    if (n == 0) return ds::Status::success();
-    DEEPSHOCK_RETURN_IF_ERROR(buf.allocate(n));
-    DEEPSHOCK_RETURN_IF_ERROR(buf.copy_from_host(src, n, stream.get()));
-    dst = buf.data();
-    return ds::Status::success();
-  };
-  for (int i = 0; i < kTensors; ++i) {
-    const QuantTensor& qt = qm[i];
-    if (qt.q.empty()) {  // a quantized tensor goes up in its codec's layout only
-      DEEPSHOCK_RETURN_IF_ERROR(upload(d[i], m[i].data(), m[i].n, ptrs.bf[i]));
-    } else {
-      DEEPSHOCK_RETURN_IF_ERROR(upload(dq[i], qt.q.data(), qt.q.size(), ptrs.q[i]));
-      DEEPSHOCK_RETURN_IF_ERROR(upload(dscale[i], qt.scale.data(), qt.scale.size(), ptrs.scale[i]));
-      DEEPSHOCK_RETURN_IF_ERROR(upload(dgscale[i], qt.gscale.data(), qt.gscale.size(), ptrs.gscale[i]));
-      DEEPSHOCK_RETURN_IF_ERROR(upload(dz[i], qt.zero.data(), qt.zero.size(), ptrs.zero[i]));
-      DEEPSHOCK_RETURN_IF_ERROR(upload(dbscale[i], qt.bscale.data(), qt.bscale.size(), ptrs.bscale[i]));
-      DEEPSHOCK_RETURN_IF_ERROR(upload(dglobal[i], qt.global.data(), qt.global.size(), ptrs.global[i]));
-    }
-  }
-  std::array<rt::DeviceBuffer<float>, 5> dbias;
-  BiasPtrs bp;
-  bp.experts = E;
-  {
-    const std::vector<float>* host[5] = {&biases.b1, &biases.b3, &biases.b2, &biases.router, &biases.correction};
-    const float** dst[5] = {&bp.b1, &bp.b3, &bp.b2, &bp.router, &bp.correction};
-    for (int i = 0; i < 5; ++i) DEEPSHOCK_RETURN_IF_ERROR(upload(dbias[i], host[i]->data(), host[i]->size(), *dst[i]));
-  }
-  const std::array<const bf16*, kTensors>& ptr = ptrs.bf;
-  const std::size_t T = dims.max_tokens, H = dims.hidden;
-  rt::DeviceBuffer<bf16> y;
-  rt::DeviceBuffer<int> ids, counts;
-  rt::DeviceBuffer<float> wts;
-  rt::DeviceBuffer<unsigned char> ws;
-  const std::size_t ws_bytes = layer.workspace_bytes();
-  DEEPSHOCK_RETURN_IF_ERROR(y.allocate(T * H));
-  DEEPSHOCK_RETURN_IF_ERROR(ids.allocate(T * K));
-  DEEPSHOCK_RETURN_IF_ERROR(wts.allocate(T * K));
-  DEEPSHOCK_RETURN_IF_ERROR(counts.allocate(E));
-  DEEPSHOCK_RETURN_IF_ERROR(ws.allocate(ws_bytes));
-  DEEPSHOCK_RETURN_IF_ERROR(y.fill_bytes(0xFF, stream.get()));  // poison: NaN unless written
-  const auto w = layer_weights<ExpertT>(ptrs, sg, bp);
-  const moe::LayerInputs<bf16> in{ptr[kX], dims.max_tokens, 0, nullptr};
-  const moe::LayerOutputs<bf16> out{.y = y.data(), .topk_ids = ids.data(), .topk_weights = wts.data(), .expert_counts = counts.data()};
-  r.plan = layer.kernel_plan(in, w);
-  const int warm = (!DEEPSHOCK_SIM || reps == 0) ? 1 : 0;  // a simulator warm-up would only cost time
-  for (int i = 0; i < warm; ++i) DEEPSHOCK_RETURN_IF_ERROR(layer.run(in, w, out, ws.data(), ws_bytes, stream.get()));
-  rt::Event start, stop;
-  DEEPSHOCK_RETURN_IF_ERROR(start.create());
-  DEEPSHOCK_RETURN_IF_ERROR(stop.create());
-  DEEPSHOCK_RETURN_IF_ERROR(start.record(stream.get()));
-  for (int i = 0; i < reps; ++i) DEEPSHOCK_RETURN_IF_ERROR(layer.run(in, w, out, ws.data(), ws_bytes, stream.get()));
-  DEEPSHOCK_RETURN_IF_ERROR(stop.record(stream.get()));
-  DEEPSHOCK_RETURN_IF_ERROR(stop.synchronize());
-  float ms = 0.0f;
-  DEEPSHOCK_RETURN_IF_ERROR(rt::Event::elapsed_ms(start, stop, ms));
-  r.timed = reps;
-  r.us = reps > 0 ? 1e3 * ms / reps : 0.0;
-  r.y.resize(T * H);
-  r.ids.resize(T * K);
-  r.weights.resize(T * K);
-  r.counts.resize(E);
-  DEEPSHOCK_RETURN_IF_ERROR(y.copy_to_host(r.y.data(), r.y.size(), stream.get()));
-  DEEPSHOCK_RETURN_IF_ERROR(ids.copy_to_host(r.ids.data(), r.ids.size(), stream.get()));
-  DEEPSHOCK_RETURN_IF_ERROR(wts.copy_to_host(r.weights.data(), r.weights.size(), stream.get()));
-  DEEPSHOCK_RETURN_IF_ERROR(counts.copy_to_host(r.counts.data(), r.counts.size(), stream.get()));
-  return stream.synchronize();
-}
-
-/// moe::host::run_layer (host routing in double, experts in fp32): max(reps, 1) runs, timed.
-/// The Biases' host pointers.
-BiasPtrs bias_pointers(const Biases& b, int experts) {
-  auto p = [](const std::vector<float>& v) { return v.empty() ? nullptr : v.data(); };
-  return {p(b.b1), p(b.b3), p(b.b2), p(b.router), p(b.correction), experts};
-}
-
-template <class Gate, class ExpertT>
-ds::Status run_host(const moe::LayerDims& dims, const gate::PolicyParams& params, const gate::RouterOptions& options, const Model& m,
-                    const QuantModel& qm, const Biases& biases, moe::SharedGate sg, int reps, RunResult& r) {
-  constexpr int E = Gate::kExperts, K = Gate::kTopK;
-  const ModelPtrs ptrs = host_pointers(m, qm);
-  const std::array<const bf16*, kTensors>& ptr = ptrs.bf;
-  const std::size_t T = dims.max_tokens, H = dims.hidden;
-  r.y.assign(T * H, bf16::from_bits(0x7FC0));  // poison: NaN unless written
-  r.ids.assign(T * K, -1);
-  r.weights.assign(T * K, NAN);
-  r.counts.assign(E, -1);
-  const auto w = layer_weights<ExpertT>(ptrs, sg, bias_pointers(biases, E));
-  const moe::LayerInputs<bf16> in{ptr[kX], dims.max_tokens, 0, nullptr};
-  const moe::LayerOutputs<bf16> out{.y = r.y.data(),
-                                    .topk_ids = r.ids.data(),
-                                    .topk_weights = r.weights.data(),
-                                    .expert_counts = r.counts.data()};
-  const int runs = std::max(reps, 1);
-  const auto t0 = std::chrono::steady_clock::now();
-  for (int i = 0; i < runs; ++i) DEEPSHOCK_RETURN_IF_ERROR(moe::host::run_layer<Gate>(dims, params, options, w, in, out));
-  const std::chrono::duration<double, std::micro> dt = std::chrono::steady_clock::now() - t0;
-  r.timed = reps;
-  r.us = reps > 0 ? dt.count() / runs : 0.0;
-  return ds::Status::success();
-}
 
 // ---- reporting -------------------------------------------------------------------------------
 void print_routing(const RunResult& r, int tokens, int k) {
@@ -394,7 +266,7 @@ int run_preset(const Preset& p, const Options& o, Exec exec) {
 int usage(const char* why) {
   if (why) std::printf("demo: %s\n", why);
   std::printf("usage: demo [--preset NAME] [--tokens N] [--seed S] [--reps R] [--executor auto|gpu|host|sim] [--check-tokens C] "
-              "[--quant none|int8|int4|w8a8|mxfp4|nvfp4|fp8|fp8a8]\n"
+              "[--quant none|int8|int4|w8a8|mxfp4|nvfp4|fp8|fp8a8] [--lora R [--adapters N]]\n"
               "  --tokens N        tokens in the batch (default 32)\n"
               "  --reps R          timed runs (default 20 on the GPU, 3 on the CPU)\n"
               "  --executor E      auto: gpu in demo_gpu, host in demo_sim; sim: the kernels in the CPU simulator (demo_sim)\n"
@@ -405,6 +277,9 @@ int usage(const char* why) {
               "                    fp8 (W8A16: E4M3, fp32 scale per 128 x 128 block); model presets (gpt-oss-*, deepseek-v3*)\n"
               "                    take their checkpoint's format only, and by default; the deepseek-v3 presets also take\n"
               "                    fp8a8 (the same weights, activations E4M3 per token and 128 inputs, FP8 tensor cores, sm_89+)\n"
+              "  --lora R          also serve N LoRA adapters (ranks R, R/2, R/4, ...; R <= 64) in one batch and print their\n"
+              "                    overhead (deepseek-v2-lite and small presets; --quant none or int4 base weights)\n"
+              "  --adapters N      adapters for --lora (default 4; 1 to 64)\n"
               "presets:\n");
   for (const Preset& p : kPresets) std::printf("  %-17s %s\n", p.name, p.about);
   return 2;
@@ -444,6 +319,10 @@ int main(int argc, char** argv) {
       if (o.quant != "none" && o.quant != "int8" && o.quant != "int4" && o.quant != "w8a8" && o.quant != "mxfp4" && o.quant != "nvfp4" &&
           o.quant != "fp8" && o.quant != "fp8a8")
         return usage(("unknown quantization " + o.quant + " (none, int8, int4, w8a8, mxfp4, nvfp4, fp8 or fp8a8)").c_str());
+    } else if (a == "--lora" && parse_int(v, 1, kLoraCapacity, n)) {
+      o.lora = static_cast<int>(n);
+    } else if (a == "--adapters" && parse_int(v, 1, 64, n)) {
+      o.adapters = static_cast<int>(n);
     } else if (a == "--tokens" && parse_int(v, 1, 1 << 20, n)) {
       o.tokens = static_cast<int>(n);
     } else if (a == "--reps" && parse_int(v, 0, 1 << 20, n)) {
@@ -498,6 +377,15 @@ int main(int argc, char** argv) {
     return 2;
   }
   if (o.quant.empty()) o.quant = "none";
+  if (o.lora > 0) {  // instantiations curated: DeepSeek-V2-Lite's gate, bf16 or int4 (QLoRA-style) base weights
+    if (o.preset->gate != GateKind::v2lite || (o.quant != "none" && o.quant != "int4")) {
+      std::printf("demo: --lora runs with the deepseek-v2-lite and small presets and --quant none or int4\n");
+      return 2;
+    }
+    const LoraRunArgs la{o.tokens, o.reps >= 0 ? o.reps : exec == Exec::gpu ? 20 : 3, o.check, o.lora, o.adapters, o.seed};
+    using Gate = gate::SoftmaxTopK<ds::Experts<64>, ds::TopK<6>>;
+    return o.quant == "int4" ? run_lora<Gate, Int4>(*o.preset, la, exec) : run_lora<Gate, ds::quant::None>(*o.preset, la, exec);
+  }
   auto run = [&](auto gate_tag) {
     using Gate = decltype(gate_tag);
     if (o.quant == "int8") return run_preset<Gate, moe::Expert<ds::quant::Int8Channel>>(*o.preset, o, exec);

@@ -174,6 +174,9 @@ class Layer {
     if constexpr (!Codec::kIdentity)
       s += std::string(", weights ") + Codec::kName + (XQ::kActive ? std::string(" (") + XQ::kWhat + ")" : "");
     if constexpr (ExpertT::gate_up_layout::kFused) s += std::string(", gate/up fused (") + ExpertT::gate_up_layout::kName + ")";
+    if constexpr (ExpertT::adapter::kRank > 0)
+      s += ", LoRA up to rank " + std::to_string(ExpertT::adapter::kRank) +
+           " (a shrink kernel before each GEMM, the expand in the GEMM epilogues)";
     s += std::string("; combine: ") + (Combine::kDeterministic ? "ordered" : "atomic");
     return s;
   }
