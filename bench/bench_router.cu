@@ -74,9 +74,9 @@
 #include "deepshock/gate/policies.hpp"
 #include "deepshock/gate/reference.hpp"
 #include "deepshock/gate/router.hpp"
+#include "deepshock/models/presets.hpp"
 #include "deepshock/platform/launch.hpp"
 #include "deepshock/platform/warp.hpp"
-#include "deepshock/models/presets.hpp"
 
 #if !DEEPSHOCK_SIM
 #include <cublas_v2.h>

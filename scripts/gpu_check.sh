@@ -17,8 +17,8 @@
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 build="${DS_GPU_BUILD_DIR:-$DS_ROOT/build-gpu}"
-GPU_TESTS="gpu_tests gate_router_gpu_tests gate_stats_gpu_tests gate_expert_choice_gpu_tests policy_gpu_tests fair_gpu_tests privacy_noise_gpu_tests moe_dispatch_gpu_tests moe_gemm_gpu_tests moe_layer_gpu_tests"
-GPU_BENCHES="bench_moe bench_router bench_policy bench_primitives"  # most telling first, in case device time runs out
+GPU_TESTS="gpu_tests gate_router_gpu_tests gate_stats_gpu_tests gate_expert_choice_gpu_tests policy_gpu_tests fair_gpu_tests privacy_noise_gpu_tests moe_dispatch_gpu_tests moe_gemm_gpu_tests moe_layer_gpu_tests lora_gpu_tests"
+GPU_BENCHES="bench_moe bench_lora bench_router bench_policy bench_primitives"  # most telling first, in case device time runs out
 GPU_TARGETS="$GPU_TESTS $GPU_BENCHES demo_gpu recommend_gpu"
 
 gpu_build() {
@@ -79,6 +79,9 @@ gpu_run() {
     step "$build/examples/demo_gpu" --preset "$p" 2>&1 | tee -a "$out/demo.log" || rc=$?
   done
   step "$build/examples/demo_gpu" --preset deepseek-v3 --quant fp8a8 2>&1 | tee -a "$out/demo.log" || rc=$?  # FP8 activations
+  # LoRA: 4 and 8 adapters of mixed ranks in one batch over bf16 and int4 bases (overhead printed).
+  step "$build/examples/demo_gpu" --lora 8 --adapters 4 2>&1 | tee -a "$out/demo.log" || rc=$?
+  step "$build/examples/demo_gpu" --lora 64 --adapters 8 --quant int4 2>&1 | tee -a "$out/demo.log" || rc=$?
   step "$build/examples/recommend_gpu" 2>&1 | tee "$out/recommend.log" || rc=$?
   for b in $GPU_BENCHES; do
     step "$build/bench/$b" --benchmark_min_time="${DS_BENCH_MIN_TIME:-0.05}" --benchmark_filter="${DS_BENCH_FILTER:-.}" \
