@@ -334,4 +334,99 @@ using SwiGLU_fp8a8 = moe::Expert<ds::quant::Fp8BlockA8>;                        
 using ClampedF = moe::Expert<ds::quant::None, ds::lora::None, ds::act::ClampedSwiGLU>;    // gpt-oss's experts, unquantized
 using ClampedMx = moe::Expert<ds::quant::Mxfp4, ds::lora::None, ds::act::ClampedSwiGLU>;  // ... and as it ships them
 
+/// A problem's gate and up projections fused into one tensor per Layout ([E, 2I, H] and the
+/// shared expert's [2 Is, H]; with their per-row scales for a quantized codec), read in place by
+/// an Expert<Codec, Adapter, SwiGLU, Layout>.
+template <class Prob, class Codec, class Layout, class Adapter = ds::lora::None>
+struct FusedProblem {
+  using value_type = typename Prob::value_type;
+  using T = value_type;
+  using SepExpert = moe::Expert<Codec>;
+  using FusedExpert = moe::Expert<Codec, Adapter, ds::act::SwiGLU, Layout>;
+  using W = typename moe::LayerWeights<T, SepExpert>::W;
+  const Prob& base;
+  moe::LayerDims dims;
+  int tokens = 0;
+  static constexpr int kPack = ds::quant::pack_v<Codec>, kGroup = ds::quant::group_v<Codec>;
+  std::vector<W> w13, s13;
+  std::vector<float> w13_scale, s13_scale;    // Int8Channel: per fused row
+  std::vector<std::uint16_t> w13_gs, s13_gs;  // Int4Group: [E][K / G][2N] (symmetric codecs only here)
+  rt::DeviceBuffer<W> w13_d, s13_d;
+  rt::DeviceBuffer<float> w13_scale_d, s13_scale_d;
+  rt::DeviceBuffer<std::uint16_t> w13_gs_d, s13_gs_d;
+
+  FusedProblem(const Prob& P, int E) : base(P), dims(P.dims), tokens(P.tokens) {
+    const moe::LayerWeights<T, SepExpert> h = P.weights(false);
+    const long long H = dims.hidden, I = dims.intermediate, Is = dims.shared_intermediate;
+    // Stored rows: H / kPack elements (two 4-bit codes share a byte).
+    fuse(h.w1, h.w3, E, I, H / kPack, w13, w13_d);
+    if (Is > 0) fuse(h.shared_w1, h.shared_w3, 1, Is, H / kPack, s13, s13_d);
+    if constexpr (kGroup > 0) {
+      static_assert(!Codec::kZeros, "FusedProblem: symmetric int4 codecs only");
+      // Group-major scales: group j of an expert is a row of N channels; fused, a row of 2N.
+      fuse_groups(h.codec.w1.scale, h.codec.w3.scale, E, I, H / kGroup, w13_gs, w13_gs_d);
+      if (Is > 0) fuse_groups(h.codec.shared_w1.scale, h.codec.shared_w3.scale, 1, Is, H / kGroup, s13_gs, s13_gs_d);
+    } else if constexpr (!Codec::kIdentity) {
+      fuse(h.codec.w1_scale, h.codec.w3_scale, E, I, 1, w13_scale, w13_scale_d);
+      if (Is > 0) fuse(h.codec.shared_w1_scale, h.codec.shared_w3_scale, 1, Is, 1, s13_scale, s13_scale_d);
+    }
+    REQUIRE(rt::device_synchronize().ok());
+  }
+  /// Group-major scales [E][groups][N] of gate (a) and up (b) into [E][groups][2N] in the
+  /// layout's row order.
+  static void fuse_groups(const std::uint16_t* a, const std::uint16_t* b, long long E, long long N, long long groups,
+                          std::vector<std::uint16_t>& out, rt::DeviceBuffer<std::uint16_t>& dev) {
+    out.resize(static_cast<std::size_t>(E * groups * 2 * N));
+    for (long long e = 0; e < E; ++e)
+      for (long long j = 0; j < groups; ++j)
+        for (long long i = 0; i < N; ++i) {
+          const long long src = (e * groups + j) * N + i, dst = (e * groups + j) * 2 * N;
+          out[static_cast<std::size_t>(dst + Layout::first_gate(N) + i * Layout::kStep)] = a[src];
+          out[static_cast<std::size_t>(dst + Layout::first_up(N) + i * Layout::kStep)] = b[src];
+        }
+    REQUIRE(dev.allocate(out.size()).ok());
+    REQUIRE(dev.copy_from_host(out.data(), out.size()).ok());
+  }
+  /// Rows of a (gate) and b (up), E experts of N rows of K, into the layout's fused order.
+  template <class U>
+  static void fuse(const U* a, const U* b, long long E, long long N, long long K, std::vector<U>& out, rt::DeviceBuffer<U>& dev) {
+    out.resize(static_cast<std::size_t>(E * 2 * N * K));
+    for (long long e = 0; e < E; ++e)
+      for (long long i = 0; i < N; ++i)
+        for (long long c = 0; c < K; ++c) {
+          out[static_cast<std::size_t>((e * 2 * N + Layout::first_gate(N) + i * Layout::kStep) * K + c)] = a[(e * N + i) * K + c];
+          out[static_cast<std::size_t>((e * 2 * N + Layout::first_up(N) + i * Layout::kStep) * K + c)] = b[(e * N + i) * K + c];
+        }
+    REQUIRE(dev.allocate(out.size()).ok());
+    REQUIRE(dev.copy_from_host(out.data(), out.size()).ok());
+  }
+  moe::LayerWeights<T, FusedExpert> weights(bool device) const {
+    const moe::LayerWeights<T, SepExpert> sep = base.weights(device);
+    moe::LayerWeights<T, FusedExpert> w;
+    w.w_gate = sep.w_gate;
+    w.gate_bias = sep.gate_bias;
+    w.gate_bias_size = sep.gate_bias_size;
+    w.shared_gate = sep.shared_gate;
+    w.shared_gate_kind = sep.shared_gate_kind;
+    w.w1 = device ? w13_d.data() : w13.data();
+    w.w2 = sep.w2;
+    w.shared_w1 = s13.empty() ? nullptr : device ? s13_d.data() : s13.data();
+    w.shared_w2 = sep.shared_w2;
+    w.codec = sep.codec;
+    if constexpr (kGroup > 0) {
+      w.codec.w1 = {device ? w13_gs_d.data() : w13_gs.data(), nullptr};
+      w.codec.w3 = {};
+      w.codec.shared_w1 = {s13_gs.empty() ? nullptr : device ? s13_gs_d.data() : s13_gs.data(), nullptr};
+      w.codec.shared_w3 = {};
+    } else if constexpr (!Codec::kIdentity) {
+      w.codec.w1_scale = device ? w13_scale_d.data() : w13_scale.data();
+      w.codec.w3_scale = nullptr;
+      w.codec.shared_w1_scale = s13_scale.empty() ? nullptr : device ? s13_scale_d.data() : s13_scale.data();
+      w.codec.shared_w3_scale = nullptr;
+    }
+    return w;
+  }
+  moe::LayerInputs<T> inputs(bool device) const { return base.inputs(device); }
+};
+
 }  // namespace
