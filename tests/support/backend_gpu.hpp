@@ -8,6 +8,8 @@
 #define DS_BACKEND_TAG "[gpu]"
 
 namespace ds_backend {
+/// The GPU suites never run under ThreadSanitizer (see backend_sim.hpp).
+inline constexpr bool kThreadSanitizer = false;
 template <class F>
 void for_each_schedule(F&& f) {
   std::forward<F>(f)();
