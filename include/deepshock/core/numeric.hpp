@@ -418,4 +418,17 @@ static_assert(detail::float_to_bits(numeric_traits<fp8_e4m3>::max_finite()) == 0
 static_assert(detail::float_to_bits(numeric_traits<fp8_e5m2>::max_finite()) == 0x47600000u);  // 57344
 static_assert(detail::float_to_bits(numeric_traits<fp16>::max_finite()) == 0x477FE000u);      // 65504
 
+/// An activation value (float, bf16 or fp16) as float: exact.
+template <class T>
+DEEPSHOCK_HOST_DEVICE constexpr float value_to_float(T v) noexcept {
+  if constexpr (std::is_same_v<T, float>) return v;
+  else return v.to_float();
+}
+/// float to an activation type, rounded to nearest even (float: unchanged).
+template <class T>
+DEEPSHOCK_HOST_DEVICE constexpr T value_from_float(float v) noexcept {
+  if constexpr (std::is_same_v<T, float>) return v;
+  else return T(v);
+}
+
 }  // namespace deepshock

@@ -53,30 +53,20 @@ struct MergeArgs {
 };
 
 namespace detail {
-template <class T>
-DEEPSHOCK_HOST_DEVICE float merge_to_float(T v) {
-  if constexpr (std::is_same_v<T, float>) return v;
-  else return v.to_float();
-}
-template <class T>
-DEEPSHOCK_HOST_DEVICE T merge_from_float(float v) {
-  if constexpr (std::is_same_v<T, float>) return v;
-  else return T(v);
-}
 /// The contract's delta of element (e, n, c).
 template <class T>
 DEEPSHOCK_HOST_DEVICE float merge_delta(const MergeArgs<T>& m, int e, int n, int c) {
   const T* b = m.b + (static_cast<long long>(e) * m.out + n) * m.rank;
   const T* a = m.a + static_cast<long long>(e) * m.rank * m.in + c;
-  float acc = merge_to_float(b[0]) * merge_to_float(a[0]);
-  for (int k = 1; k < m.rank; ++k) acc = fmaf(merge_to_float(b[k]), merge_to_float(a[static_cast<long long>(k) * m.in]), acc);
+  float acc = value_to_float(b[0]) * value_to_float(a[0]);
+  for (int k = 1; k < m.rank; ++k) acc = fmaf(value_to_float(b[k]), value_to_float(a[static_cast<long long>(k) * m.in]), acc);
   return m.scaling * acc;
 }
 template <class T>
 DEEPSHOCK_HOST_DEVICE void merge_element(const MergeArgs<T>& m, int e, int n, int c) {
   T* w = m.w + e * m.expert_stride + n * m.row_stride + c;
   const float d = merge_delta(m, e, n, c);
-  *w = merge_from_float<T>(m.unmerge ? merge_to_float(*w) - d : merge_to_float(*w) + d);
+  *w = value_from_float<T>(m.unmerge ? value_to_float(*w) - d : value_to_float(*w) + d);
 }
 
 template <class T>

@@ -42,14 +42,12 @@ inline double to_double(T v) {
 }
 template <class T>
 inline float to_float(T v) {
-  if constexpr (std::is_same_v<T, float>) return v;
-  else return v.to_float();
+  return value_to_float(v);
 }
 /// float -> T, round to nearest even.
 template <class T>
 inline T from_float(float v) {
-  if constexpr (std::is_same_v<T, float>) return v;
-  else return T(v);
+  return value_from_float<T>(v);
 }
 
 /// The values a codec's GEMMs multiply for activations v [n] (fp32), into out [n] (V = float: the
