@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <catch2/catch.hpp>
+#include <cmath>
 #include <limits>
 #include <numeric>
 #include <sstream>
@@ -55,6 +56,19 @@ std::string compare(const std::vector<float>& actual, const std::vector<double>&
   s << bad << " of " << actual.size() << " elements out of tolerance (atol " << tol.atol << ", rtol " << tol.rtol << "); first at index "
     << first << ": got " << actual[first] << ", expected " << expected[first];
   return s.str();
+}
+
+int binomial_upper_critical(int n, double p, double alpha) {
+  // pmf(j) = C(n, j) p^j (1 - p)^(n - j), from lgamma; the tail P(X > m) is summed from the top.
+  auto pmf = [&](int j) {
+    return std::exp(std::lgamma(n + 1.0) - std::lgamma(j + 1.0) - std::lgamma(n - j + 1.0) + j * std::log(p) + (n - j) * std::log1p(-p));
+  };
+  double tail = 0.0;  // P(X > m) for the current m
+  for (int m = n; m > 0; --m) {
+    if (tail + pmf(m) > alpha) return m;
+    tail += pmf(m);
+  }
+  return 0;
 }
 
 }  // namespace ds_test

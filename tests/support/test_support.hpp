@@ -65,6 +65,10 @@ std::string compare(const std::vector<float>& actual, const std::vector<double>&
 /// alpha = 1e-3: scipy.stats.kstwo.isf(1e-3, 1000000) (scipy 1.17.1).
 inline constexpr double kKsCritical1e6Alpha1e3 = 0.0019493073374210882;
 
+/// The exact upper critical value of a binomial count: the smallest m with P(X > m) <= alpha
+/// for X ~ Binomial(n, p) (the tail summed term by term in double).
+int binomial_upper_critical(int n, double p, double alpha);
+
 /// D_n = sup |F_n - F| of `sorted` (ascending) against the CDF `cdf`.
 template <class Cdf>
 double ks_distance(const std::vector<double>& sorted, Cdf cdf) {
