@@ -4,7 +4,7 @@ set -euo pipefail
 DS_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 
 ds_install_deps() {
-  local pkgs=(cmake ninja-build g++ catch2 libboost-context-dev libbenchmark-dev nlohmann-json3-dev "$@")
+  local pkgs=(cmake ninja-build g++ catch2 libboost-context-dev libbenchmark-dev nlohmann-json3-dev libdnnl-dev "$@")
   local missing=()
   for p in "${pkgs[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
   if ((${#missing[@]})); then
