@@ -1,7 +1,7 @@
 // Backend glue for the shared kernel tests (*.inc) compiled in the simulator: tag "[sim]" and
 // `ds_backend::for_each_schedule`, which runs a test body in order, reversed and under two
 // seeded random schedules (a fixed resume order hides races; README, "Three ways the same code
-// runs"); TSan builds run the first two: in order and one random schedule.
+// runs"); TSan builds run one of them, the first random schedule.
 #pragma once
 
 #include <catch2/catch.hpp>
@@ -26,11 +26,11 @@ void for_each_schedule(F&& f) {
     std::uint64_t seed;
   } plans[] = {{Schedule::in_order, 0}, {Schedule::random, 11}, {Schedule::reversed, 0}, {Schedule::random, 12345}};
   for (const auto& p : plans) {
-    // Under TSan two schedules: its happens-before analysis flags an unsynchronised pair of
+    // Under TSan one schedule: its happens-before analysis flags an unsynchronised pair of
     // accesses whichever order they ran in, so more interleavings find no more races there (they
     // do for the value checks, which the plain and ASan builds run under all four), and TSan
-    // multiplies the simulator's time by about 20.
-    if (kThreadSanitizer && &p - plans >= 2) break;
+    // multiplies the simulator's time by about 20. A random one, so that no fixed order is assumed.
+    if (kThreadSanitizer && &p != &plans[1]) continue;
     deepshock::sim::ScopedOptions scope(p.s, p.seed);
     INFO("schedule " << deepshock::sim::to_string(p.s) << " seed " << p.seed);
     f();
