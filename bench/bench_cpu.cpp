@@ -19,6 +19,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdint>
+#include <cstdlib>
 #include <map>
 #include <memory>
 #include <numeric>
@@ -129,6 +130,12 @@ struct Weights {
   }
 };
 
+/// DS_BENCH_GEMV_ROWS=N: the fast executor's gemv_max_rows (default: the library's), for comparisons.
+int gemv_rows() {
+  const char* v = std::getenv("DS_BENCH_GEMV_ROWS");
+  return v != nullptr ? std::atoi(v) : ds::cpu::kGemvMaxRows;
+}
+
 template <class Shape, class T>
 void BM_Layer(benchmark::State& state) {
   const bool fast = state.range(0) != 0;
@@ -164,12 +171,14 @@ void BM_Layer(benchmark::State& state) {
   out.y = y.data();
   std::unique_ptr<moe::cpu::Executor<T, moe::Expert<>>> ex;
   if (fast) {
-    ex = std::make_unique<moe::cpu::Executor<T, moe::Expert<>>>(d, E, k, threads);
+    ex = std::make_unique<moe::cpu::Executor<T, moe::Expert<>>>(d, E, k, moe::cpu::ExecutorOptions{threads, gemv_rows()});
     if (!ex->status().ok()) {
       state.SkipWithError(ex->status().to_string().c_str());
       return;
     }
-    for (int r = 0; r < kRoutings; ++r) (void)ex->run_routed(w, in, ids[r].data(), wts.data(), out);  // creates the primitives
+    // Creates the primitives of every routing's shapes (decode) or of a few (their cost is small
+    // against a large batch's GEMMs, and a run of 4096 tokens takes seconds).
+    for (int r = 0; r < (tokens <= 64 ? kRoutings : 2); ++r) (void)ex->run_routed(w, in, ids[r].data(), wts.data(), out);
   }
 #if defined(_OPENMP)
   omp_set_num_threads(threads);  // the exact executor uses OpenMP's default team

@@ -18,19 +18,13 @@
 #include "deepshock/core/numeric.hpp"
 #include "deepshock/core/status.hpp"
 #include "deepshock/moe/expert.hpp"
+#include "status_checks.hpp"
 #include "test_support.hpp"
 
 namespace ds_host_test {
 namespace ds = deepshock;
 namespace moe = deepshock::moe;
 namespace gate = deepshock::gate;
-
-#define DS_REQUIRE_OK(expr)        \
-  do {                             \
-    const ds::Status st_ = (expr); \
-    INFO(st_.to_string());         \
-    REQUIRE(st_.ok());             \
-  } while (0)
 
 inline void check_rejects(const ds::Status& st, ds::StatusCode code, const std::string& argument) {
   INFO(st.to_string() << " (expected the argument " << argument << ")");

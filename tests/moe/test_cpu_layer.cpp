@@ -12,7 +12,12 @@
 #include "deepshock/gate/policies.hpp"
 #include "deepshock/moe/host_layer.hpp"
 #include "deepshock/moe/reference_layer.hpp"
+#include "deepshock/quant/fp4.hpp"
+#include "deepshock/quant/fp8.hpp"
+#include "deepshock/quant/int4.hpp"
+#include "deepshock/quant/int8.hpp"
 #include "host_problem.hpp"
+#include "quant_stack.hpp"
 #include "test_support.hpp"
 
 namespace {
@@ -29,15 +34,17 @@ bool same_bytes(const std::vector<T>& a, const std::vector<T>& b) {
 /// Runs `c` with a given routing on `threads` threads; checks y against the reference and the
 /// expert counts; returns y.
 template <class T, class Act>
-std::vector<T> check_routed_case(const Model<T>& m, const Case& c, int threads, const std::vector<T>& x, const std::vector<int>& ids,
-                                 const std::vector<float>& wts) {
+std::vector<T> check_routed_case(const Model<T>& m, const Case& c, moe::cpu::ExecutorOptions options, const std::vector<T>& x,
+                                 const std::vector<int>& ids, const std::vector<float>& wts) {
+  const int threads = options.threads;
   using X = moe::Expert<ds::quant::None, ds::lora::None, Act>;
   INFO(Act::kName << " E " << c.E << " T " << c.tokens << " k " << c.k << " shared " << static_cast<int>(c.shared) << " strided "
-                  << c.strided << " minus1 " << c.minus1 << " hot " << c.hot << " threads " << threads);
+                  << c.strided << " minus1 " << c.minus1 << " hot " << c.hot << " threads " << threads << " gemv rows "
+                  << options.gemv_max_rows << " portable " << options.portable_gemv);
   const int xs = c.strided ? kH + 8 : kH, ys = c.strided ? kH + 24 : kH;
   const moe::LayerDims d = m.dims(c.shared, c.tokens + 3);
   const auto w = m.template weights<X>(c.shared);
-  Executor<T, X> ex(d, c.E, c.k, threads);
+  Executor<T, X> ex(d, c.E, c.k, options);
   DS_REQUIRE_OK(ex.status());
   CHECK(ex.threads() == threads);
   std::vector<T> y = poisoned_y<T>(c.tokens, ys);
@@ -69,8 +76,8 @@ const std::vector<Case> kCases = {
 
 }  // namespace
 
-TEMPLATE_TEST_CASE("fast CPU executor with given routing matches the double reference, for any thread count", "[cpu][moe]", float,
-                   ds::bf16) {
+TEMPLATE_TEST_CASE("fast CPU executor with given routing matches the double reference, for any thread count and GEMM path", "[cpu][moe]",
+                   float, ds::bf16) {
   using T = TestType;
   auto rng = ds_test::make_rng(0xC9E7 + sizeof(T));
   for (int E : {8, 60}) {
@@ -83,10 +90,13 @@ TEMPLATE_TEST_CASE("fast CPU executor with given routing matches the double refe
         std::vector<int> ids;
         std::vector<float> wts;
         random_routing(c, rng, ids, wts);
-        const std::vector<T> y1 = check_routed_case<T, Act>(m, c, 1, x, ids, wts);
-        const std::vector<T> y2 = check_routed_case<T, Act>(m, c, 2, x, ids, wts);
+        const std::vector<T> y1 = check_routed_case<T, Act>(m, c, {1}, x, ids, wts);
+        const std::vector<T> y2 = check_routed_case<T, Act>(m, c, {2}, x, ids, wts);
         INFO("1 vs 2 threads: E " << c.E << " T " << c.tokens);
         CHECK(same_bytes(y1, y2));
+        // Every expert on oneDNN (no GEMV), and the GEMV's portable loop: the reference still.
+        check_routed_case<T, Act>(m, c, {2, 0}, x, ids, wts);
+        check_routed_case<T, Act>(m, c, {2, ds::cpu::kGemvMaxRows, true}, x, ids, wts);
       }
     };
     each_act.template operator()<ds::act::SwiGLU>();
@@ -203,6 +213,73 @@ TEST_CASE("fast CPU executor: host routing by the presets' gates, padding and ex
   check_gate_run<V3, float>(default_params<V3>(), RouterOptions{2.5f, 16, 48}, Shared::plain, rng);  // experts [16, 48) here
 }
 
+namespace {
+/// Quantized experts (every codec; routed and shared): weights quantized by the codec's own host
+/// quantizer, the fast executor against the double reference on the same stored weights. H and
+/// I are whole groups (128) and blocks; T = 13 tokens, one expert hot.
+template <class Codec, class T>
+void check_codec(std::mt19937_64& rng) {
+  using X = moe::Expert<Codec>;
+  constexpr int E = 8, k = 2, H = 256, I = 128, Is = 128, tokens = 13;
+  INFO(Codec::kName << (std::is_same_v<T, float> ? " fp32" : " bf16"));
+  auto mat = [&](long long experts, long long rows, long long cols) {
+    ds_test::QuantStack<Codec, T> q;
+    q.make(scaled_uniform(static_cast<std::size_t>(experts * rows * cols), static_cast<int>(cols), rng), experts, rows, cols);
+    return q;
+  };
+  const auto w1 = mat(E, I, H), w3 = mat(E, I, H), w2 = mat(E, H, I), s1 = mat(1, Is, H), s3 = mat(1, Is, H), s2 = mat(1, H, Is);
+  moe::LayerWeights<T, X> w;
+  w.w1 = w1.data(false);
+  w.w3 = w3.data(false);
+  w.w2 = w2.data(false);
+  w.shared_w1 = s1.data(false);
+  w.shared_w3 = s3.data(false);
+  w.shared_w2 = s2.data(false);
+  w.codec = {w1.params(false), w3.params(false), w2.params(false), s1.params(false), s3.params(false), s2.params(false)};
+  const Case c{E, tokens, k, Shared::plain, false, true, true};
+  std::vector<int> ids;
+  std::vector<float> wts;
+  random_routing(c, rng, ids, wts);
+  const std::vector<T> x = convert<T>(ds_test::uniform(static_cast<std::size_t>(tokens) * H, rng));
+  const moe::LayerDims d{H, I, Is, tokens};
+  const moe::LayerInputs<T> in{x.data(), tokens, 0, nullptr};
+  const std::vector<double> ref = moe::reference::layer_from_routing(d, E, k, w, in, ids.data(), wts.data());
+  double scale = 1e-6;
+  for (double v : ref) scale = std::max(scale, std::abs(v));
+  // Codes of x and h flip where fp32 and double round differently: three times the tolerance for
+  // the codecs that quantize the activations (as the device layer's tests allow).
+  const double f = tol_factor<T>() * (ds::quant::act_int8_v<Codec> || ds::quant::act_fp8_v<Codec> ? 3.0 : 1.0);
+  for (const moe::cpu::ExecutorOptions o : {moe::cpu::ExecutorOptions{2}, moe::cpu::ExecutorOptions{2, 0}}) {
+    INFO("gemv rows " << o.gemv_max_rows);
+    Executor<T, X> ex(d, E, k, o);
+    DS_REQUIRE_OK(ex.status());
+    std::vector<T> y(static_cast<std::size_t>(tokens) * H, nan_t<T>());
+    moe::LayerOutputs<T> out;
+    out.y = y.data();
+    DS_REQUIRE_OK(ex.run_routed(w, in, ids.data(), wts.data(), out));
+    std::vector<float> got(y.size());
+    for (std::size_t i = 0; i < y.size(); ++i) got[i] = to_f<T>(y[i]);
+    const std::string msg = ds_test::compare(got, ref, {f * scale, f});
+    INFO(msg);
+    CHECK(msg.empty());
+  }
+}
+}  // namespace
+
+TEST_CASE("fast CPU executor with quantized experts: every codec against the double reference", "[cpu][moe]") {
+  namespace q = ds::quant;
+  auto rng = ds_test::make_rng(0xC0DEC);
+  check_codec<q::Int8Channel, ds::bf16>(rng);
+  check_codec<q::Int8Channel, float>(rng);
+  check_codec<q::Int8ChannelA8, ds::bf16>(rng);
+  check_codec<q::Int4Group<128>, ds::bf16>(rng);
+  check_codec<q::Int4Group<128, q::Int4Zero::asymmetric>, ds::bf16>(rng);
+  check_codec<q::Mxfp4, ds::bf16>(rng);
+  check_codec<q::Nvfp4, ds::bf16>(rng);
+  check_codec<q::Fp8Block, ds::bf16>(rng);
+  check_codec<q::Fp8BlockA8, ds::bf16>(rng);
+}
+
 TEST_CASE("fast CPU executor refuses what it cannot run, with the argument named", "[cpu][moe]") {
   using X = moe::Expert<>;
   auto rng = ds_test::make_rng(0xBAD);
@@ -217,6 +294,7 @@ TEST_CASE("fast CPU executor refuses what it cannot run, with the argument named
   out.y = y.data();
   Executor<ds::bf16, X> ex(d, 8, 2);
   DS_REQUIRE_OK(ex.status());
+  check_rejects(Executor<ds::bf16, X>(d, 8, 2, {0, 5}).status(), ds::StatusCode::invalid_argument, "options.gemv_max_rows");
   check_rejects(ex.run_routed(w, moe::LayerInputs<ds::bf16>{x.data(), 5, 0, nullptr}, ids.data(), wts.data(), out),
                 ds::StatusCode::out_of_range, "tokens");
   ids[3] = 8;
@@ -234,8 +312,7 @@ TEST_CASE("fast CPU executor refuses what it cannot run, with the argument named
                 ds::StatusCode::invalid_argument, "options.expert_begin/expert_end");
   check_rejects(Executor<ds::bf16, X>(d, 0, 2).status(), ds::StatusCode::invalid_argument, "experts");
   check_rejects(Executor<ds::bf16, X>(d, 8, 0).status(), ds::StatusCode::invalid_argument, "k");
-  // What it does not run yet: fp16, quantized weights, LoRA (unsupported, not a crash).
+  // What it does not run yet: fp16 and LoRA (unsupported, not a crash).
   CHECK(Executor<ds::fp16, X>(d, 8, 2).status().code() == ds::StatusCode::unsupported);
-  CHECK((Executor<ds::bf16, moe::Expert<ds::quant::Int8Channel>>(d, 8, 2).status().code() == ds::StatusCode::unsupported));
   CHECK((Executor<ds::bf16, moe::Expert<ds::quant::None, ds::lora::LoRA<8>>>(d, 8, 2).status().code() == ds::StatusCode::unsupported));
 }

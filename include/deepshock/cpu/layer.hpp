@@ -1,10 +1,10 @@
-// deepshock/cpu/layer.hpp — the fast CPU executor of the MoE layer (oneDNN GEMMs, OpenMP threads).
+// deepshock/cpu/layer.hpp — the fast CPU executor of the MoE layer (oneDNN GEMMs, a GEMV for
+// decode, OpenMP threads).
 //
 // moe::cpu::Executor<T, ExpertT> runs the same layer as moe::host::run_layer (same LayerDims,
 // LayerWeights, LayerInputs, LayerOutputs, same checks and Status, same host routing), with the
-// experts as grouped GEMMs on oneDNN (cpu/gemm.hpp) instead of the exact executor's fixed-order
-// dot products. The exact executor stays the oracle; this one is for serving on CPUs (experts
-// on the CPU and attention on the GPU, say; see README "Hybrid use").
+// experts as grouped GEMMs instead of the exact executor's fixed-order dot products. The exact
+// executor stays the oracle; this one is for serving on CPUs (README, "Experts on the CPU").
 //
 // Per run: the valid assignments are sorted by expert (counting sort), each expert's x rows
 // gathered into one contiguous block; GEMM 1 computes [rows, H] . W1 / W3^T into fp32; the
@@ -13,21 +13,28 @@
 // g_t * (shared expert's output), in fp32 and rounds to T once. These are the numerics of the
 // device layer and of the exact executor, up to the order of the GEMMs' sums.
 //
-// Threads: one OpenMP parallel region; the GEMMs are split into items (expert, matrix, tile of
-// kTileN output columns), taken dynamically, each run by one thread as a single-threaded
-// oneDNN matmul. The gather, activation and combine are split by rows. Every output element is
-// computed by one thread with one primitive, so a run is bitwise reproducible and the same for
-// every thread count (tested). It is not batch invariant: an expert's row count selects
-// oneDNN's kernel, which may change the order of a row's sums.
+// The GEMMs: an expert with more than options.gemv_max_rows rows runs on oneDNN's matmul
+// (cpu/gemm.hpp); one with fewer (decode) on cpu::gemv_rows (cpu/gemv.hpp), which streams the
+// weights once at memory speed. Quantized weights (every codec): each item's weight rows are
+// decoded to fp32 by the codec (the values the device GEMM multiplies, as the exact executor
+// decodes them), and the item runs in fp32 on x (and h) as fp32; codecs that quantize the
+// activations too (W8A8, FP8 x FP8) apply the same per-row rule to x and h first.
 //
-// Memory: the workspace (about (T k + T) (2H + 3I) floats for T = dims.max_tokens) is allocated
-// by the constructor; a run allocates nothing of its size. oneDNN primitives are created once
-// per new GEMM shape (rows per expert differ between batches) and cached.
+// Threads: one OpenMP parallel region; the GEMMs are split into items (expert, matrix, tile of
+// kTileN output columns), taken dynamically, each run by one thread. The gather, activation and
+// combine are split by rows. Every output element is computed by one thread with one kernel
+// chosen by the expert's row count alone, so a run is bitwise reproducible and the same for
+// every thread count (tested). It is not batch invariant: an expert's row count selects the
+// kernel, which may change the order of a row's sums.
+//
+// Memory: the workspace (about (T k + T) (2H + 3I) values for T = dims.max_tokens, plus a decode
+// tile per thread for codecs) is allocated by the constructor; a run allocates nothing of its
+// size. oneDNN primitives are created once per new GEMM shape and cached.
 //
 // Supported: T = float or bf16 (bf16 GEMMs need oneDNN's bf16 kernels, i.e. AVX-512; elsewhere
-// the constructor returns unsupported), quant::None weights, no LoRA, every activation, gate/up
-// layout, shared expert, shared gate and bias of the device layer, expert parallelism
-// (RouterOptions' expert range: the executor is built for the local expert count).
+// the constructor returns unsupported), every codec, every activation, gate/up layout, shared
+// expert, shared gate and bias of the device layer, expert parallelism (RouterOptions' expert
+// range: the executor is built for the local expert count). LoRA adapters: unsupported for now.
 #pragma once
 
 #include <algorithm>
@@ -44,20 +51,29 @@
 #include "deepshock/core/numeric.hpp"
 #include "deepshock/core/status.hpp"
 #include "deepshock/cpu/gemm.hpp"
+#include "deepshock/cpu/gemv.hpp"
 #include "deepshock/gate/policies.hpp"
 #include "deepshock/moe/expert.hpp"
 #include "deepshock/moe/host_route.hpp"
 #include "deepshock/moe/host_rows.hpp"
+#include "deepshock/moe/reference_layer.hpp"
 
 namespace deepshock::moe::cpu {
 
 using deepshock::cpu::GemmCache;
 using deepshock::cpu::GemmElem;
 using deepshock::cpu::GemmShape;
+using deepshock::cpu::Isa;
 
 /// Output columns (weight rows) per GEMM item: 128 rows of a K = 2048 bf16 matrix are 512 KiB,
 /// which stay in a core's L2 while every row of the expert's block is multiplied with them.
 inline constexpr int kTileN = 128;
+
+struct ExecutorOptions {
+  int threads = 0;                                   ///< 0: OpenMP's default (1 without OpenMP)
+  int gemv_max_rows = deepshock::cpu::kGemvMaxRows;  ///< experts with at most this many rows use the GEMV; 0: none
+  bool portable_gemv = false;                        ///< the GEMV's portable loop even where AVX-512 exists (tests)
+};
 
 template <class T, class ExpertT>
 class Executor {
@@ -65,12 +81,15 @@ class Executor {
   using Codec = typename ExpertT::codec;
   using GateUp = typename ExpertT::gate_up_layout;
   using W = typename LayerWeights<T, ExpertT>::W;
-  static constexpr bool kGated = Act::kGated, kFused = GateUp::kFused;
+  static constexpr bool kGated = Act::kGated, kFused = GateUp::kFused, kCodec = !Codec::kIdentity;
+  static constexpr bool kActQuant = quant::act_int8_v<Codec> || quant::act_fp8_v<Codec>;
+  /// The GEMMs' operand type: T for unquantized weights, fp32 for decoded ones.
+  using A = std::conditional_t<kCodec, float, T>;
 
  public:
-  /// The layer `d` (d.max_tokens sizes the workspace) with `experts` local experts and top-k `k`,
-  /// on `threads` threads (0: OpenMP's default; 1 without OpenMP).
-  Executor(const LayerDims& d, int experts, int k, int threads = 0) : d_(d), experts_(experts), k_(k), gemm_(resolve_threads(threads)) {
+  /// The layer `d` (d.max_tokens sizes the workspace) with `experts` local experts and top-k `k`.
+  Executor(const LayerDims& d, int experts, int k, ExecutorOptions options = {})
+      : d_(d), experts_(experts), k_(k), options_(options), gemm_(resolve_threads(options.threads)) {
     status_ = configure();
   }
 
@@ -80,6 +99,8 @@ class Executor {
   std::size_t workspace_bytes() const { return workspace_bytes_; }
   /// oneDNN primitives created so far (one per distinct GEMM shape).
   std::size_t cached_shapes() const { return gemm_.size(); }
+  /// The GEMV kernels' instruction set in use.
+  Isa gemv_isa() const { return isa_; }
 
   /// The layer with caller-supplied routing (as moe::host::run_layer_routed): ids [T, k] in
   /// {-1} or [0, experts), weights [T, k].
@@ -115,6 +136,17 @@ class Executor {
     int e, part, n0, nt;
   };
 
+  /// One item's GEMM: c[m, nt] (row stride ldc) = a[m, K] (row stride lda) . the weight rows
+  /// [row0 + n0, row0 + n0 + nt) of expert `ex` of matrix `mat` (`rows` stored rows per expert;
+  /// `b` points at row row0 of the expert for unquantized weights, at the whole matrix for a codec).
+  struct Gemm {
+    long long m, K, lda, ldc, rows, row0, ex;
+    quant::Matrix mat;
+    const A* a;
+    const W* b;
+    float* c;
+  };
+
   static int resolve_threads(int threads) {
 #if defined(_OPENMP)
     return threads > 0 ? threads : omp_get_max_threads();
@@ -124,14 +156,11 @@ class Executor {
 #endif
   }
 
-  static constexpr GemmElem elem() { return std::is_same_v<T, bf16> ? GemmElem::bf16 : GemmElem::f32; }
+  static constexpr GemmElem elem() { return std::is_same_v<A, bf16> ? GemmElem::bf16 : GemmElem::f32; }
 
   Status configure() {
     if constexpr (!std::is_same_v<T, float> && !std::is_same_v<T, bf16>)
       return Status::unsupported("deepshock::moe::cpu::Executor: T must be float or bf16 (oneDNN's fp16 GEMMs need AVX512-FP16)");
-    if constexpr (!Codec::kIdentity)
-      return Status::unsupported(std::string("deepshock::moe::cpu::Executor: quantized weights (") + Codec::kName +
-                                 ") are not supported yet; use moe::host::run_layer");
     if constexpr (ExpertT::adapter::kRank > 0)
       return Status::unsupported("deepshock::moe::cpu::Executor: LoRA adapters are not supported yet; use moe::host::run_layer");
     DEEPSHOCK_RETURN_IF_ERROR(gemm_.status());
@@ -141,69 +170,105 @@ class Executor {
                                       "must be in [1, " + std::to_string(kMaxDispatchExperts) + "], got " + std::to_string(experts_));
     if (k_ < 1 || k_ > kMaxDispatchTopK)
       return Status::invalid_argument("k", "must be in [1, " + std::to_string(kMaxDispatchTopK) + "], got " + std::to_string(k_));
-    // Can this CPU run T's GEMM at all? A one-row probe shape says so now rather than at run time.
+    if (options_.gemv_max_rows < 0 || options_.gemv_max_rows > deepshock::cpu::kGemvMaxRows)
+      return Status::invalid_argument("options.gemv_max_rows", "must be in [0, " + std::to_string(deepshock::cpu::kGemvMaxRows) +
+                                                                   "], got " + std::to_string(options_.gemv_max_rows));
+    isa_ = options_.portable_gemv ? Isa::portable : deepshock::cpu::best_isa<A>();
+    // Can this CPU run the GEMM at all? A one-row probe shape says so now rather than at run time.
     DEEPSHOCK_RETURN_IF_ERROR(gemm_.prepare(GemmShape{1, 1, 1, 1, 1, 1, elem()}));
     const std::size_t T_ = static_cast<std::size_t>(d_.max_tokens), n = T_ * static_cast<std::size_t>(k_);
     const std::size_t H = static_cast<std::size_t>(d_.hidden), I = static_cast<std::size_t>(d_.intermediate),
                       Is = static_cast<std::size_t>(d_.shared_intermediate);
-    const std::size_t n1 = kGated ? 2 : 1;
+    const std::size_t n1 = kGated ? 2 : 1, thr = static_cast<std::size_t>(threads());
     xg_.resize(n * H);
     g1_.resize(n * n1 * I);
     h_.resize(n * I);
     o_.resize(n * H);
+    xs_.resize(kCodec && Is > 0 ? T_ * H : 0);
     gs_.resize(T_ * n1 * Is);
     hs_.resize(T_ * Is);
     s_.resize(Is > 0 ? T_ * H : 0);
     sg_.resize(T_);
-    xrow_.resize(static_cast<std::size_t>(threads()) * H);
+    xrow_.resize(thr * H);
     gate_f_.resize(H);
+    const std::size_t kmax = std::max({H, I, Is});
+    dec_.resize(kCodec ? thr * kTileN * kmax : 0);
     order_.resize(n);
     pos_.resize(n);
     row_expert_.resize(n);
     begin_.resize(static_cast<std::size_t>(experts_) + 2);
-    const std::size_t tiles1 = (n1 * (I > Is ? I : Is) + kTileN - 1) / kTileN + 1, tiles2 = (H + kTileN - 1) / kTileN;
+    const std::size_t tiles1 = (n1 * std::max(I, Is) + kTileN - 1) / kTileN + 1, tiles2 = (H + kTileN - 1) / kTileN;
     up_.reserve((static_cast<std::size_t>(experts_) + 1) * tiles1);
     down_.reserve((static_cast<std::size_t>(experts_) + 1) * tiles2);
-    workspace_bytes_ = (xg_.size() + h_.size() + hs_.size()) * sizeof(T) +
-                       (g1_.size() + o_.size() + gs_.size() + s_.size() + sg_.size()) * 4 + (xrow_.size() + gate_f_.size()) * 4 +
-                       (order_.size() + pos_.size() + row_expert_.size() + begin_.size()) * sizeof(long long);
+    workspace_bytes_ =
+        (xg_.size() + h_.size() + hs_.size()) * sizeof(A) +
+        (g1_.size() + o_.size() + xs_.size() + gs_.size() + s_.size() + sg_.size() + xrow_.size() + gate_f_.size() + dec_.size()) *
+            sizeof(float) +
+        (order_.size() + pos_.size() + row_expert_.size() + begin_.size()) * sizeof(long long);
     return Status::success();
   }
 
-  // GEMM 1 of expert e (e == experts_: shared): rows, A and its row stride, the weight base of
-  // `part`, the output block and its row stride.
-  struct Gemm1 {
-    long long m, lda, ldc, n_part;
-    const T* a;
-    const W* b;
-    float* c;
-  };
-  Gemm1 gemm1(const LayerWeights<T, ExpertT>& w, const LayerInputs<T>& in, int e, int part) {
+  Gemm gemm1(const LayerWeights<T, ExpertT>& w, const LayerInputs<T>& in, int e, int part) {
     const bool sh = e == experts_;
     const long long H = d_.hidden, R = sh ? d_.shared_intermediate : d_.intermediate, N1 = kGated ? 2 * R : R;
     const long long xs = in.x_stride == 0 ? H : in.x_stride;
     const long long r0 = sh ? 0 : begin_[static_cast<std::size_t>(e)];
     const long long m = sh ? in.tokens : begin_[static_cast<std::size_t>(e) + 1] - r0;
-    const long long parts = kGated && !kFused ? 2 : 1, n_part = N1 / parts;
+    const long long parts = kGated && !kFused ? 2 : 1, n_part = N1 / parts, ex = sh ? 0 : e;
     // Fused gate/up: one [2R, H] matrix per expert; separate: w1 (part 0) and w3 (part 1), [R, H] each.
-    const W* base = part == 0 ? (sh ? w.shared_w1 : w.w1 + static_cast<long long>(e) * (kFused ? 2 * R : R) * H)
-                              : (sh ? w.shared_w3 : w.w3 + static_cast<long long>(e) * R * H);
+    const long long rows = kFused ? 2 * R : R;
+    const quant::Matrix mat =
+        part == 0 ? (sh ? quant::Matrix::shared_w1 : quant::Matrix::w1) : (sh ? quant::Matrix::shared_w3 : quant::Matrix::w3);
+    const W* base = part == 0 ? (sh ? w.shared_w1 : w.w1) : (sh ? w.shared_w3 : w.w3);
+    if (!kCodec) base += ex * rows * H;
+    const A* a = sh ? (kCodec ? reinterpret_cast<const A*>(xs_.data()) : reinterpret_cast<const A*>(in.x)) : xg_.data() + r0 * H;
+    const long long lda = sh && !kCodec ? xs : H;
     float* c = (sh ? gs_.data() : g1_.data()) + r0 * N1 + part * n_part;
-    return {m, sh ? xs : H, N1, n_part, sh ? in.x : xg_.data() + r0 * H, base, c};
+    return {m, H, lda, N1, rows, 0, ex, mat, a, base, c};
   }
-  struct Gemm2 {
-    long long m, k;
-    const T* a;
-    const W* b;
-    float* c;
-  };
-  Gemm2 gemm2(const LayerWeights<T, ExpertT>& w, int e) {
+  Gemm gemm2(const LayerWeights<T, ExpertT>& w, int e) {
     const bool sh = e == experts_;
-    const long long H = d_.hidden, R = sh ? d_.shared_intermediate : d_.intermediate;
+    const long long H = d_.hidden, R = sh ? d_.shared_intermediate : d_.intermediate, ex = sh ? 0 : e;
     const long long r0 = sh ? 0 : begin_[static_cast<std::size_t>(e)];
-    const long long m = sh ? static_cast<long long>(hs_rows_) : begin_[static_cast<std::size_t>(e) + 1] - r0;
-    return {m, R, (sh ? hs_.data() : h_.data()) + r0 * R, sh ? w.shared_w2 : w.w2 + static_cast<long long>(e) * H * R,
+    const long long m = sh ? static_cast<long long>(tokens_) : begin_[static_cast<std::size_t>(e) + 1] - r0;
+    const W* base = sh ? w.shared_w2 : w.w2;
+    if (!kCodec) base += ex * H * R;
+    return {m,
+            R,
+            R,
+            H,
+            H,
+            0,
+            ex,
+            sh ? quant::Matrix::shared_w2 : quant::Matrix::w2,
+            (sh ? hs_.data() : h_.data()) + r0 * R,
+            base,
             (sh ? s_.data() : o_.data()) + r0 * H};
+  }
+  GemmShape shape(const Gemm& g, const Item& it) const {
+    return {static_cast<int>(g.m), it.nt, static_cast<int>(g.K), g.lda, g.K, g.ldc, elem()};
+  }
+  bool use_gemv(const Gemm& g) const { return g.m <= options_.gemv_max_rows; }
+
+  /// Runs one item on thread `tid`: decodes its weight rows first for a codec.
+  bool run_item(const typename Codec::Params& codec, const Gemm& g, const Item& it, int tid) {
+    if (g.m == 0) return true;
+    const A* b;
+    if constexpr (kCodec) {
+      float* dec = dec_.data() + static_cast<std::size_t>(tid) * kTileN *
+                                     static_cast<std::size_t>(std::max({d_.hidden, d_.intermediate, d_.shared_intermediate}));
+      for (int r = 0; r < it.nt; ++r)
+        Codec::template decode_row<T>(codec, g.mat, g.b, quant::RowRef{g.ex, g.rows, g.row0 + it.n0 + r, g.K}, dec + r * g.K);
+      b = dec;
+    } else {
+      (void)codec;
+      b = g.b + static_cast<long long>(it.n0) * g.K;
+    }
+    if (use_gemv(g)) {
+      deepshock::cpu::gemv_rows<A>(isa_, static_cast<int>(g.m), it.nt, static_cast<int>(g.K), g.a, g.lda, b, g.K, g.c + it.n0, g.ldc);
+      return true;
+    }
+    return gemm_.run(shape(g, it), g.a, b, g.c + it.n0, tid);
   }
 
   Status execute(const LayerWeights<T, ExpertT>& w, const LayerInputs<T>& in, const int* ids, const float* wts,
@@ -216,7 +281,7 @@ class Executor {
     const std::size_t xs = static_cast<std::size_t>(in.x_stride == 0 ? H : in.x_stride);
     const std::size_t ys = static_cast<std::size_t>(out.y_stride == 0 ? H : out.y_stride);
     const bool sigmoid_gate = Is > 0 && w.shared_gate_kind == SharedGate::sigmoid;
-    hs_rows_ = static_cast<int>(T_);
+    tokens_ = static_cast<int>(T_);
 
     // Assignments sorted by expert: order_[begin_[e], begin_[e + 1]) (ascending assignment
     // index within an expert), pos_[a] its row, -1 where the slot has no expert.
@@ -238,7 +303,7 @@ class Executor {
     }
     const long long rows = begin_[static_cast<std::size_t>(E)];
 
-    // Work items, and every GEMM shape they use prepared before the parallel region.
+    // Work items, and every oneDNN shape they use prepared before the parallel region.
     gemm_.trim();
     up_.clear();
     down_.clear();
@@ -253,17 +318,20 @@ class Executor {
     for (int e = 0; e < E; ++e)
       if (begin_[static_cast<std::size_t>(e) + 1] > begin_[static_cast<std::size_t>(e)]) add_items(e);
     for (const Item& it : up_) {
-      const Gemm1 g = gemm1(w, in, it.e, it.part);
-      DEEPSHOCK_RETURN_IF_ERROR(gemm_.prepare(shape1(g, it)));
+      const Gemm g = gemm1(w, in, it.e, it.part);
+      if (!use_gemv(g)) DEEPSHOCK_RETURN_IF_ERROR(gemm_.prepare(shape(g, it)));
     }
-    for (const Item& it : down_) DEEPSHOCK_RETURN_IF_ERROR(gemm_.prepare(shape2(gemm2(w, it.e), it)));
-
-    std::atomic<bool> failed{false};
-    const long long n_up = static_cast<long long>(up_.size()), n_down = static_cast<long long>(down_.size());
+    for (const Item& it : down_) {
+      const Gemm g = gemm2(w, it.e);
+      if (!use_gemv(g)) DEEPSHOCK_RETURN_IF_ERROR(gemm_.prepare(shape(g, it)));
+    }
     if (sigmoid_gate) {  // the shared gate's row as fp32, once
       const float* gr = row_as_float(w.shared_gate, H, gate_f_.data());
       if (gr != gate_f_.data()) std::copy(gr, gr + H, gate_f_.data());
     }
+
+    std::atomic<bool> failed{false};
+    const long long n_up = static_cast<long long>(up_.size()), n_down = static_cast<long long>(down_.size());
 #if defined(_OPENMP)
 #pragma omp parallel num_threads(threads())
 #endif
@@ -274,22 +342,23 @@ class Executor {
       const int tid = 0;
 #endif
       float* xrow = xrow_.data() + static_cast<std::size_t>(tid) * Hz;
-      // Gather each expert's x rows; the shared expert's sigmoid gate.
+      // Gather each expert's x rows (as fp32 for a codec, quantized where the codec says so).
 #if defined(_OPENMP)
 #pragma omp for schedule(static)
 #endif
       for (long long p = 0; p < rows; ++p) {
         const T* src = in.x + static_cast<std::size_t>(order_[static_cast<std::size_t>(p)] / k) * xs;
-        std::copy(src, src + H, xg_.data() + static_cast<std::size_t>(p) * Hz);
+        A* dst = xg_.data() + static_cast<std::size_t>(p) * Hz;
+        if constexpr (kCodec) load_activation(src, H, dst);
+        else std::copy(src, src + H, dst);
       }
-      if (sigmoid_gate) {
 #if defined(_OPENMP)
 #pragma omp for schedule(static)
 #endif
-        for (long long t = 0; t < T_; ++t) {
-          const float* xr = row_as_float(in.x + static_cast<std::size_t>(t) * xs, H, xrow);
-          sg_[static_cast<std::size_t>(t)] = gate::sigmoid(dot_fp32(gate_f_.data(), xr, H));
-        }
+      for (long long t = 0; t < (Is > 0 ? T_ : 0); ++t) {
+        const T* src = in.x + static_cast<std::size_t>(t) * xs;
+        if (sigmoid_gate) sg_[static_cast<std::size_t>(t)] = gate::sigmoid(dot_fp32(gate_f_.data(), row_as_float(src, H, xrow), H));
+        if constexpr (kCodec) load_activation(src, H, xs_.data() + static_cast<std::size_t>(t) * Hz);
       }
 
       // GEMM 1.
@@ -298,8 +367,7 @@ class Executor {
 #endif
       for (long long i = 0; i < n_up; ++i) {
         const Item& it = up_[static_cast<std::size_t>(i)];
-        const Gemm1 g = gemm1(w, in, it.e, it.part);
-        if (g.m > 0 && !gemm_.run(shape1(g, it), g.a, g.b + static_cast<long long>(it.n0) * H, g.c + it.n0, tid)) failed = true;
+        if (!run_item(w.codec, gemm1(w, in, it.e, it.part), it, tid)) failed = true;
       }
 
       // Activation: h = T(act(gate + b1, up + b3)), routed rows then the shared expert's.
@@ -310,7 +378,7 @@ class Executor {
         const bool sh = r >= rows;
         const long long row = sh ? r - rows : r, R = sh ? Is : I, N1 = kGated ? 2 * R : R;
         const float* g = (sh ? gs_.data() : g1_.data()) + row * N1;
-        T* h = (sh ? hs_.data() : h_.data()) + row * R;
+        A* h = (sh ? hs_.data() : h_.data()) + row * R;
         const ExpertBias bias =
             sh ? ExpertBias{w.shared_b1, w.shared_b3, nullptr} : expert_bias(w, row_expert_[static_cast<std::size_t>(row)], I, H);
         const long long g0 = kFused ? GateUp::first_gate(R) : 0, u0 = kFused ? GateUp::first_up(R) : R, step = kFused ? GateUp::kStep : 1;
@@ -318,8 +386,11 @@ class Executor {
           float gv = g[g0 + i * step], uv = kGated ? g[u0 + i * step] : 0.0f;
           if (bias.b1 != nullptr) gv += bias.b1[i];
           if (kGated && bias.b3 != nullptr) uv += bias.b3[i];
-          h[i] = moe::detail::from_float<T>(Act::apply(gv, uv));
+          const T hv = moe::detail::from_float<T>(Act::apply(gv, uv));
+          if constexpr (kCodec) h[i] = value_to_float(hv);
+          else h[i] = hv;
         }
+        if constexpr (kActQuant) moe::detail::fake_quant_act<Codec>(h, static_cast<int>(R), h);  // GEMM 2 reads h as codes
       }
 
       // GEMM 2.
@@ -328,8 +399,7 @@ class Executor {
 #endif
       for (long long i = 0; i < n_down; ++i) {
         const Item& it = down_[static_cast<std::size_t>(i)];
-        const Gemm2 g = gemm2(w, it.e);
-        if (g.m > 0 && !gemm_.run(shape2(g, it), g.a, g.b + static_cast<long long>(it.n0) * g.k, g.c + it.n0, tid)) failed = true;
+        if (!run_item(w.codec, gemm2(w, it.e), it, tid)) failed = true;
       }
 
       // Combine: y[t] = T(sum_j (slot order) w[t, j] (o + b2) + g_t (s + shared b2)).
@@ -359,22 +429,24 @@ class Executor {
     return Status::success();
   }
 
-  GemmShape shape1(const Gemm1& g, const Item& it) const {
-    return {static_cast<int>(g.m), it.nt, d_.hidden, g.lda, d_.hidden, g.ldc, elem()};
-  }
-  GemmShape shape2(const Gemm2& g, const Item& it) const {
-    return {static_cast<int>(g.m), it.nt, static_cast<int>(g.k), g.k, g.k, d_.hidden, elem()};
+  /// x row -> fp32 (exactly), then the codec's activation quantization where it has one.
+  static void load_activation(const T* src, int n, float* dst) {
+    for (int c = 0; c < n; ++c) dst[c] = value_to_float(src[c]);
+    if constexpr (kActQuant) moe::detail::fake_quant_act<Codec>(dst, n, dst);
   }
 
   LayerDims d_;
   int experts_, k_;
+  ExecutorOptions options_;
   GemmCache gemm_;
   Status status_;
+  Isa isa_ = Isa::portable;
   std::size_t workspace_bytes_ = 0;
-  int hs_rows_ = 0;
-  std::vector<T> xg_, h_, hs_;               // gathered x [rows, H]; h [rows, I]; shared h [T, Is]
-  std::vector<float> g1_, o_, gs_, s_, sg_;  // GEMM 1 [rows, N1]; GEMM 2 [rows, H]; shared ones; shared gate [T]
-  std::vector<float> xrow_, gate_f_;         // per thread: one row as fp32; the shared gate's row
+  int tokens_ = 0;
+  std::vector<A> xg_, h_, hs_;               // gathered x [rows, H]; h [rows, I]; shared h [T, Is]
+  std::vector<float> g1_, o_, xs_, gs_, s_;  // GEMM 1 [rows, N1]; GEMM 2 [rows, H]; shared x (codecs), GEMM 1, GEMM 2
+  std::vector<float> sg_, xrow_, gate_f_;    // shared gate [T]; per thread one row; the gate's row
+  std::vector<float> dec_;                   // per thread: a decoded weight tile [kTileN, max(H, I, Is)] (codecs)
   std::vector<long long> order_, pos_, row_expert_, begin_;
   std::vector<Item> up_, down_;
 };
