@@ -13,8 +13,11 @@
 //     against the host's double routing.
 //
 // Executors: gpu (demo_gpu: moe::Layer on a CUDA device), host (moe::host::run_layer: the CPU
-// path, fp32 math, OpenMP when built with it), sim (demo_sim: the same moe::Layer kernels in the
-// CPU SIMT simulator, about 1 µs per warp-level op: for --preset small and a few tokens).
+// path, fp32 math, OpenMP when built with it), cpu-fast (demo_sim built with oneDNN: the fast CPU
+// executor moe::cpu::Executor, oneDNN GEMMs and a bandwidth-bound GEMV; it prints what a hybrid
+// deployment, attention and router on a GPU and experts on the CPU, would move per layer), sim
+// (demo_sim: the same moe::Layer kernels in the CPU SIMT simulator, about 1 µs per warp-level op:
+// for --preset small and a few tokens).
 // The same source builds twice: demo_gpu (nvcc) and demo_sim (g++ with DEEPSHOCK_SIM). demo_gpu
 // exits with 77 when it has no device; scripts/demo.sh then runs demo_sim with the same
 // arguments, where --executor auto means host.
@@ -119,7 +122,7 @@ int run_preset(const Preset& p, const Options& o, Exec exec) {
   if (exec == Exec::sim && (H > 256 || T > 64))  // small: 0.2 s for 4 tokens; deepseek-v2-lite: 6 s for 1 token
     std::printf("hint    : the simulator runs about 1 us per warp-level op: seconds to minutes per run at this size "
                 "(try --preset small --tokens 4, or --executor host)\n");
-  if (exec == Exec::host && p.gate == GateKind::mixtral)
+  if (on_host(exec) && p.gate == GateKind::mixtral)
     std::printf("note    : mixtral on the CPU: 2.8 GB of weights through plain fp32 loops, seconds per run (try --tokens 4 --reps 1)\n");
 
   {  // The random bf16 model (and its quantized copy) must fit in host memory.
@@ -163,8 +166,9 @@ int run_preset(const Preset& p, const Options& o, Exec exec) {
   const Biases biases = make_biases(p, o.seed);
   const moe::LayerDims dims{H, I, Is, T};
   RunResult r;
-  const ds::Status st = exec == Exec::host ? run_host<Gate, ExpertT>(dims, params, options, m, qm, biases, p.shared_gate, reps, r)
-                                           : run_device<Gate, ExpertT>(dims, params, options, m, qm, biases, p.shared_gate, reps, r);
+  const ds::Status st =
+      on_host(exec) ? run_host<Gate, ExpertT>(dims, params, options, m, qm, biases, p.shared_gate, reps, r, nullptr, exec == Exec::cpu_fast)
+                    : run_device<Gate, ExpertT>(dims, params, options, m, qm, biases, p.shared_gate, reps, r);
   if (!st.ok()) {
     std::printf("error   : %s\n", st.to_string().c_str());
     return 1;
@@ -188,13 +192,22 @@ int run_preset(const Preset& p, const Options& o, Exec exec) {
               router_bytes * 1e-6, xy_bytes * 1e-6, flops * 1e-9);
   if (r.timed > 0) {
     const double s = r.us * 1e-6;
-    const char* how = exec == Exec::gpu ? "CUDA events, after a warm-up run" : exec == Exec::host ? "std::chrono" : "simulator clock";
+    const char* how = exec == Exec::gpu ? "CUDA events, after a warm-up run" : on_host(exec) ? "std::chrono" : "simulator clock";
     std::printf("time    : %.1f us per layer (mean of %d runs; %s)\n", r.us, r.timed, how);
     std::printf("speed   : %.2f GB/s, %.3f TFLOP/s%s\n", bytes / s * 1e-9, flops / s * 1e-12,
                 exec == Exec::sim ? " (CPU simulator: not GPU performance)" : "");
     if (exec == Exec::gpu && rt::device_name().find("H200") != std::string::npos)
       std::printf("roofline: %.1f %% of the H200's 4.8 TB/s (floor %.1f us for these bytes)%s\n", bytes / s / 4.8e12 * 100.0,
                   bytes / 4.8e12 * 1e6, bytes < 60e6 ? "; they fit in the 60 MB L2, so repeated runs can beat HBM" : "");
+  }
+
+  if (exec == Exec::cpu_fast) {
+    // Hybrid use: attention and the router on a GPU, the experts here. Per layer the GPU sends x
+    // and the routing (ids and weights) and receives y; the expert weights never cross.
+    const double to_cpu = 2.0 * T * H + 8.0 * T * K, to_gpu = 2.0 * T * H;
+    std::printf("hybrid  : with attention and the router on a GPU and the experts on this CPU, a layer moves %.3f MB to the CPU "
+                "(x %d x %d bf16, ids and weights %d x %d) and %.3f MB back (y); the %.1f MB of expert weights stay here\n",
+                to_cpu * 1e-6, T, H, T, K, to_gpu * 1e-6, (expert_bytes + shared_bytes) * 1e-6);
   }
 
   // Check: y of the first C tokens against the double reference from the run's own routing.
@@ -240,7 +253,7 @@ int run_preset(const Preset& p, const Options& o, Exec exec) {
                 "%.2e, %ld element(s) out of tolerance (bf16: |err| <= 2e-2 + 2e-2 |ref| each, mean rel <= 5e-3)\n",
                 C, std::chrono::duration<double>(std::chrono::steady_clock::now() - c0).count(), max_err, mean_rel, bad);
     ok = ok && y_ok;
-    if (exec != Exec::host) {  // the host executor routes with the host reference itself
+    if (!on_host(exec)) {  // the CPU executors route with the host reference themselves
       const std::vector<double> logits = gate::reference::gate_logits(hp[kX], hp[kWGate], C, H, E, hb.router);
       const auto hr = gate::reference::route<Gate>(logits, C, nullptr, hb.correction, params, options);
       int compared = 0, differ = 0;
@@ -265,11 +278,12 @@ int run_preset(const Preset& p, const Options& o, Exec exec) {
 
 int usage(const char* why) {
   if (why) std::printf("demo: %s\n", why);
-  std::printf("usage: demo [--preset NAME] [--tokens N] [--seed S] [--reps R] [--executor auto|gpu|host|sim] [--check-tokens C] "
+  std::printf("usage: demo [--preset NAME] [--tokens N] [--seed S] [--reps R] [--executor auto|gpu|host|cpu-fast|sim] [--check-tokens C] "
               "[--quant none|int8|int4|w8a8|mxfp4|nvfp4|fp8|fp8a8] [--lora R [--adapters N]]\n"
               "  --tokens N        tokens in the batch (default 32)\n"
               "  --reps R          timed runs (default 20 on the GPU, 3 on the CPU)\n"
-              "  --executor E      auto: gpu in demo_gpu, host in demo_sim; sim: the kernels in the CPU simulator (demo_sim)\n"
+              "  --executor E      auto: gpu in demo_gpu, host in demo_sim; sim: the kernels in the CPU simulator (demo_sim);\n"
+              "                    cpu-fast: the fast CPU executor (demo_sim built with oneDNN)\n"
               "  --check-tokens C  tokens checked against the double reference (default 8; 0 = none)\n"
               "  --quant Q         expert weights: none (bf16, default), int8 (W8A16: per-channel int8), int4 (W4A16: 4-bit, fp16\n"
               "                    scale per 128 inputs), w8a8 (int8 weights, activations int8 per token), mxfp4 (W4A16: E2M1,\n"
@@ -312,7 +326,7 @@ int main(int argc, char** argv) {
       if (!o.preset) return usage(("unknown preset " + std::string(v)).c_str());
     } else if (a == "--executor") {
       o.executor = v;
-      if (o.executor != "auto" && o.executor != "gpu" && o.executor != "host" && o.executor != "sim")
+      if (o.executor != "auto" && o.executor != "gpu" && o.executor != "host" && o.executor != "sim" && o.executor != "cpu-fast")
         return usage(("unknown executor " + o.executor).c_str());
     } else if (a == "--quant") {
       o.quant = v;
@@ -338,6 +352,10 @@ int main(int argc, char** argv) {
   // Which executor this binary runs: demo_gpu has gpu and host, demo_sim has sim and host.
   Exec exec = DEEPSHOCK_SIM ? Exec::host : Exec::gpu;
   if (o.executor == "host") exec = Exec::host;
+  if (o.executor == "cpu-fast") {
+    if (!DEEPSHOCK_DEMO_CPU_FAST) return usage("--executor cpu-fast runs in demo_sim built with oneDNN (libdnnl-dev) and OpenMP");
+    exec = Exec::cpu_fast;
+  }
   if (o.executor == "sim") {
     if (!DEEPSHOCK_SIM) return usage("--executor sim runs in demo_sim (build/examples/demo_sim)");
     exec = Exec::sim;
@@ -360,6 +378,10 @@ int main(int argc, char** argv) {
                 "hardware threads)\n",
                 hw);
 #endif
+  } else if (exec == Exec::cpu_fast) {
+    std::printf("executor: cpu-fast (moe::cpu::Executor: routing in double, experts on oneDNN matmul and the AVX-512 GEMV, OpenMP on "
+                "%u hardware threads)\n",
+                std::thread::hardware_concurrency());
   } else {
     std::printf("executor: %s (moe::Layer on %s: %s)\n", exec_name(exec), rt::backend_name(), rt::device_name().c_str());
   }
@@ -377,6 +399,10 @@ int main(int argc, char** argv) {
     return 2;
   }
   if (o.quant.empty()) o.quant = "none";
+  if (o.lora > 0 && exec == Exec::cpu_fast) {
+    std::printf("demo: the fast CPU executor has no LoRA yet: use --executor host with --lora\n");
+    return 2;
+  }
   if (o.lora > 0) {  // instantiations curated: DeepSeek-V2-Lite's gate, bf16 or int4 (QLoRA-style) base weights
     if (o.preset->gate != GateKind::v2lite || (o.quant != "none" && o.quant != "int4")) {
       std::printf("demo: --lora runs with the deepseek-v2-lite and small presets and --quant none or int4\n");

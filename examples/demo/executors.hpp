@@ -1,16 +1,26 @@
-// The demo's executors: moe::Layer on the device (CUDA, or the simulator in demo_sim) and
-// moe::host::run_layer on the CPU, each with optional LoRA adapters (lora_model.hpp).
+// The demo's executors: moe::Layer on the device (CUDA, or the simulator in demo_sim),
+// moe::host::run_layer on the CPU, each with optional LoRA adapters (lora_model.hpp), and, in
+// builds with oneDNN (DEEPSHOCK_DEMO_CPU_FAST), the fast CPU executor moe::cpu::Executor.
 #pragma once
+
+#ifndef DEEPSHOCK_DEMO_CPU_FAST  // CMake defines it to 1 where demo_sim links deepshock::cpu
+#define DEEPSHOCK_DEMO_CPU_FAST 0
+#endif
 
 #include <algorithm>
 #include <array>
 #include <chrono>
 #include <cmath>
+#include <functional>
+#include <memory>
 #include <string>
 #include <vector>
 
 #include "deepshock/moe/host_layer.hpp"
 #include "deepshock/moe/layer.hpp"
+#if DEEPSHOCK_DEMO_CPU_FAST
+#include "deepshock/cpu/layer.hpp"
+#endif
 #include "lora_model.hpp"
 #include "model.hpp"
 #include "quant_model.hpp"
@@ -20,8 +30,10 @@ namespace demo {
 namespace gate = deepshock::gate;
 namespace rt = deepshock::rt;
 
-enum class Exec { gpu, host, sim };
-inline const char* exec_name(Exec e) { return e == Exec::gpu ? "gpu" : e == Exec::host ? "host" : "sim"; }
+enum class Exec { gpu, host, sim, cpu_fast };
+inline const char* exec_name(Exec e) { return e == Exec::gpu ? "gpu" : e == Exec::host ? "host" : e == Exec::sim ? "sim" : "cpu-fast"; }
+/// The executors that run on the CPU and route on the host.
+inline bool on_host(Exec e) { return e == Exec::host || e == Exec::cpu_fast; }
 
 struct RunResult {
   std::vector<bf16> y;
@@ -150,8 +162,9 @@ ds::Status run_device(const moe::LayerDims& dims, const gate::PolicyParams& para
   return stream.synchronize();
 }
 
-/// moe::host::run_layer (host routing in double, experts in fp32): max(reps, 1) runs, timed after
-/// a warm-up run.
+/// moe::host::run_layer (host routing in double, experts in fp32), or with `fast` the fast CPU
+/// executor (the same routing, experts on oneDNN / the GEMV): max(reps, 1) runs, timed after a
+/// warm-up run.
 /// The Biases' host pointers.
 inline BiasPtrs bias_pointers(const Biases& b, int experts) {
   auto p = [](const std::vector<float>& v) { return v.empty() ? nullptr : v.data(); };
@@ -160,7 +173,8 @@ inline BiasPtrs bias_pointers(const Biases& b, int experts) {
 
 template <class Gate, class ExpertT>
 ds::Status run_host(const moe::LayerDims& dims, const gate::PolicyParams& params, const gate::RouterOptions& options, const Model& m,
-                    const QuantModel& qm, const Biases& biases, moe::SharedGate sg, int reps, RunResult& r, const LoraModel* lm = nullptr) {
+                    const QuantModel& qm, const Biases& biases, moe::SharedGate sg, int reps, RunResult& r, const LoraModel* lm = nullptr,
+                    bool fast = false) {
   constexpr int E = Gate::kExperts, K = Gate::kTopK;
   const ModelPtrs ptrs = host_pointers(m, qm);
   const std::array<const bf16*, kTensors>& ptr = ptrs.bf;
@@ -184,10 +198,27 @@ ds::Status run_host(const moe::LayerDims& dims, const gate::PolicyParams& params
                                     .topk_weights = r.weights.data(),
                                     .expert_counts = r.counts.data()};
   const int runs = std::max(reps, 1);
-  // One untimed run first when timing (thread pool start-up, first touch of the scratch).
-  if (reps > 0) DEEPSHOCK_RETURN_IF_ERROR(moe::host::run_layer<Gate>(dims, params, options, w, in, out));
+  // exec: host::run_layer, or (fast) one cpu::Executor for every run, as a server would keep it.
+  auto run_once = [&]() -> std::function<ds::Status()> {
+#if DEEPSHOCK_DEMO_CPU_FAST
+    if (fast) {
+      auto ex = std::make_shared<moe::cpu::Executor<bf16, ExpertT>>(dims, E, K);
+      return [=, &w, &in, &out] {
+        DEEPSHOCK_RETURN_IF_ERROR(ex->status());
+        return ex->template run<Gate>(params, options, w, in, out);
+      };
+    }
+#endif
+    return [&] {
+      return fast ? ds::Status::unsupported("--executor cpu-fast: this demo was built without oneDNN")
+                  : moe::host::run_layer<Gate>(dims, params, options, w, in, out);
+    };
+  }();
+  // One untimed run first when timing (thread pool start-up, first touch of the scratch, oneDNN
+  // primitives for this batch's shapes).
+  if (reps > 0) DEEPSHOCK_RETURN_IF_ERROR(run_once());
   const auto t0 = std::chrono::steady_clock::now();
-  for (int i = 0; i < runs; ++i) DEEPSHOCK_RETURN_IF_ERROR(moe::host::run_layer<Gate>(dims, params, options, w, in, out));
+  for (int i = 0; i < runs; ++i) DEEPSHOCK_RETURN_IF_ERROR(run_once());
   const std::chrono::duration<double, std::micro> dt = std::chrono::steady_clock::now() - t0;
   r.timed = reps;
   r.us = reps > 0 ? dt.count() / runs : 0.0;
