@@ -86,12 +86,6 @@ void BM_ReadBandwidth(benchmark::State& state) {
 }
 BENCHMARK(BM_ReadBandwidth)->Arg(1)->Arg(2)->UseManualTime()->Unit(benchmark::kMillisecond);
 
-template <class T>
-T from_f(float f) {
-  if constexpr (std::is_same_v<T, float>) return f;
-  else return T(f);
-}
-
 /// One model's weights in T, drawn once per process and type.
 template <class Shape, class T>
 struct Weights {
@@ -103,7 +97,7 @@ struct Weights {
                       sh = static_cast<std::size_t>(Shape::kShared) * Shape::kHidden;
     auto fill = [&](std::vector<T>& v, std::size_t n) {
       v.resize(n);
-      for (T& x : v) x = from_f<T>(d(rng));
+      for (T& x : v) x = ds::value_from_float<T>(d(rng));
     };
     fill(w1, per * Shape::kExperts);
     fill(w3, per * Shape::kExperts);
@@ -147,7 +141,7 @@ void BM_Layer(benchmark::State& state) {
   std::mt19937_64 rng(11);
   std::vector<T> x(static_cast<std::size_t>(tokens) * H), y(x.size());
   std::uniform_real_distribution<float> u(-1.0f, 1.0f);
-  for (T& v : x) v = from_f<T>(u(rng));
+  for (T& v : x) v = ds::value_from_float<T>(u(rng));
   // 64 balanced routings: each token k distinct experts, weights 1 / k.
   constexpr int kRoutings = 64;
   std::vector<std::vector<int>> ids(kRoutings);

@@ -6,7 +6,7 @@
 // experts as grouped GEMMs instead of the exact executor's fixed-order dot products. The exact
 // executor stays the oracle; this one is for serving on CPUs (README, "Experts on the CPU").
 //
-// Per run: the valid assignments are sorted by expert (counting sort), each expert's x rows
+// Per run: the valid assignments are sorted by expert (moe::reference::dispatch), each expert's x rows
 // gathered into one contiguous block; GEMM 1 computes [rows, H] . W1 / W3^T into fp32; the
 // activation (after the optional biases) is rounded to T, giving h; GEMM 2 computes h . W2^T
 // into fp32 per (token, slot); the combine sums w[t, j] * (o + b2) in slot order, plus
@@ -56,6 +56,7 @@
 #include "deepshock/moe/expert.hpp"
 #include "deepshock/moe/host_route.hpp"
 #include "deepshock/moe/host_rows.hpp"
+#include "deepshock/moe/reference_dispatch.hpp"
 #include "deepshock/moe/reference_layer.hpp"
 
 namespace deepshock::moe::cpu {
@@ -191,12 +192,13 @@ class Executor {
     sg_.resize(T_);
     xrow_.resize(thr * H);
     gate_f_.resize(H);
-    const std::size_t kmax = std::max({H, I, Is});
-    dec_.resize(kCodec ? thr * kTileN * kmax : 0);
-    order_.resize(n);
-    pos_.resize(n);
-    row_expert_.resize(n);
-    begin_.resize(static_cast<std::size_t>(experts_) + 2);
+    kmax_ = static_cast<long long>(std::max({H, I, Is}));
+    dec_.resize(kCodec ? thr * kTileN * static_cast<std::size_t>(kmax_) : 0);
+    counts_.resize(static_cast<std::size_t>(experts_));
+    offsets_.resize(static_cast<std::size_t>(experts_) + 1);
+    sorted_token_.resize(n);
+    sorted_slot_.resize(n);
+    slot_row_.resize(n);
     const std::size_t tiles1 = (n1 * std::max(I, Is) + kTileN - 1) / kTileN + 1, tiles2 = (H + kTileN - 1) / kTileN;
     up_.reserve((static_cast<std::size_t>(experts_) + 1) * tiles1);
     down_.reserve((static_cast<std::size_t>(experts_) + 1) * tiles2);
@@ -204,7 +206,7 @@ class Executor {
         (xg_.size() + h_.size() + hs_.size()) * sizeof(A) +
         (g1_.size() + o_.size() + xs_.size() + gs_.size() + s_.size() + sg_.size() + xrow_.size() + gate_f_.size() + dec_.size()) *
             sizeof(float) +
-        (order_.size() + pos_.size() + row_expert_.size() + begin_.size()) * sizeof(long long);
+        (counts_.size() + offsets_.size() + sorted_token_.size() + sorted_slot_.size() + slot_row_.size()) * sizeof(int);
     return Status::success();
   }
 
@@ -212,8 +214,8 @@ class Executor {
     const bool sh = e == experts_;
     const long long H = d_.hidden, R = sh ? d_.shared_intermediate : d_.intermediate, N1 = kGated ? 2 * R : R;
     const long long xs = in.x_stride == 0 ? H : in.x_stride;
-    const long long r0 = sh ? 0 : begin_[static_cast<std::size_t>(e)];
-    const long long m = sh ? in.tokens : begin_[static_cast<std::size_t>(e) + 1] - r0;
+    const long long r0 = sh ? 0 : offsets_[static_cast<std::size_t>(e)];
+    const long long m = sh ? in.tokens : offsets_[static_cast<std::size_t>(e) + 1] - r0;
     const long long parts = kGated && !kFused ? 2 : 1, n_part = N1 / parts, ex = sh ? 0 : e;
     // Fused gate/up: one [2R, H] matrix per expert; separate: w1 (part 0) and w3 (part 1), [R, H] each.
     const long long rows = kFused ? 2 * R : R;
@@ -226,11 +228,11 @@ class Executor {
     float* c = (sh ? gs_.data() : g1_.data()) + r0 * N1 + part * n_part;
     return {m, H, lda, N1, rows, 0, ex, mat, a, base, c};
   }
-  Gemm gemm2(const LayerWeights<T, ExpertT>& w, int e) {
+  Gemm gemm2(const LayerWeights<T, ExpertT>& w, int tokens, int e) {
     const bool sh = e == experts_;
     const long long H = d_.hidden, R = sh ? d_.shared_intermediate : d_.intermediate, ex = sh ? 0 : e;
-    const long long r0 = sh ? 0 : begin_[static_cast<std::size_t>(e)];
-    const long long m = sh ? static_cast<long long>(tokens_) : begin_[static_cast<std::size_t>(e) + 1] - r0;
+    const long long r0 = sh ? 0 : offsets_[static_cast<std::size_t>(e)];
+    const long long m = sh ? tokens : offsets_[static_cast<std::size_t>(e) + 1] - r0;
     const W* base = sh ? w.shared_w2 : w.w2;
     if (!kCodec) base += ex * H * R;
     return {m,
@@ -255,8 +257,7 @@ class Executor {
     if (g.m == 0) return true;
     const A* b;
     if constexpr (kCodec) {
-      float* dec = dec_.data() + static_cast<std::size_t>(tid) * kTileN *
-                                     static_cast<std::size_t>(std::max({d_.hidden, d_.intermediate, d_.shared_intermediate}));
+      float* dec = dec_.data() + static_cast<std::size_t>(tid) * kTileN * static_cast<std::size_t>(kmax_);
       for (int r = 0; r < it.nt; ++r)
         Codec::template decode_row<T>(codec, g.mat, g.b, quant::RowRef{g.ex, g.rows, g.row0 + it.n0 + r, g.K}, dec + r * g.K);
       b = dec;
@@ -276,32 +277,18 @@ class Executor {
     using host::detail::dot_fp32;
     using host::detail::row_as_float;
     const int E = experts_, k = k_, H = d_.hidden, I = d_.intermediate, Is = d_.shared_intermediate;
-    const long long T_ = in.tokens, n = T_ * k;
+    const long long T_ = in.tokens;
     const std::size_t Hz = static_cast<std::size_t>(H);
     const std::size_t xs = static_cast<std::size_t>(in.x_stride == 0 ? H : in.x_stride);
     const std::size_t ys = static_cast<std::size_t>(out.y_stride == 0 ? H : out.y_stride);
     const bool sigmoid_gate = Is > 0 && w.shared_gate_kind == SharedGate::sigmoid;
-    tokens_ = static_cast<int>(T_);
-
-    // Assignments sorted by expert: order_[begin_[e], begin_[e + 1]) (ascending assignment
-    // index within an expert), pos_[a] its row, -1 where the slot has no expert.
-    std::fill(begin_.begin(), begin_.end(), 0);
-    for (long long a = 0; a < n; ++a)
-      if (ids[a] >= 0) ++begin_[static_cast<std::size_t>(ids[a]) + 1];
-    for (int e = 0; e < E; ++e) begin_[static_cast<std::size_t>(e) + 1] += begin_[static_cast<std::size_t>(e)];
-    for (int e = E; e > 0; --e) begin_[static_cast<std::size_t>(e)] = begin_[static_cast<std::size_t>(e) - 1];
-    begin_[0] = 0;
-    for (long long a = 0; a < n; ++a) {
-      if (ids[a] < 0) {
-        pos_[static_cast<std::size_t>(a)] = -1;
-        continue;
-      }
-      const long long p = begin_[static_cast<std::size_t>(ids[a]) + 1]++;
-      order_[static_cast<std::size_t>(p)] = a;
-      pos_[static_cast<std::size_t>(a)] = p;
-      row_expert_[static_cast<std::size_t>(p)] = ids[a];
-    }
-    const long long rows = begin_[static_cast<std::size_t>(E)];
+    // Assignments sorted by expert with the host dispatch (moe::reference::dispatch):
+    // expert e's rows are [offsets_[e], offsets_[e + 1]) in ascending assignment order, row p
+    // holds token sorted_token_[p] of assignment sorted_slot_[p], and assignment a sits in row
+    // slot_row_[a] (-1 where the slot has no expert).
+    const DispatchOutputs sorted{counts_.data(), offsets_.data(), sorted_token_.data(), sorted_slot_.data(), slot_row_.data()};
+    DEEPSHOCK_RETURN_IF_ERROR(moe::reference::dispatch(ids, static_cast<int>(T_), k, E, sorted));
+    const long long rows = offsets_[static_cast<std::size_t>(E)];
 
     // Work items, and every oneDNN shape they use prepared before the parallel region.
     gemm_.trim();
@@ -316,13 +303,13 @@ class Executor {
     };
     if (Is > 0) add_items(E);  // the shared expert first: the largest items start first
     for (int e = 0; e < E; ++e)
-      if (begin_[static_cast<std::size_t>(e) + 1] > begin_[static_cast<std::size_t>(e)]) add_items(e);
+      if (counts_[static_cast<std::size_t>(e)] > 0) add_items(e);
     for (const Item& it : up_) {
       const Gemm g = gemm1(w, in, it.e, it.part);
       if (!use_gemv(g)) DEEPSHOCK_RETURN_IF_ERROR(gemm_.prepare(shape(g, it)));
     }
     for (const Item& it : down_) {
-      const Gemm g = gemm2(w, it.e);
+      const Gemm g = gemm2(w, static_cast<int>(T_), it.e);
       if (!use_gemv(g)) DEEPSHOCK_RETURN_IF_ERROR(gemm_.prepare(shape(g, it)));
     }
     if (sigmoid_gate) {  // the shared gate's row as fp32, once
@@ -347,7 +334,7 @@ class Executor {
 #pragma omp for schedule(static)
 #endif
       for (long long p = 0; p < rows; ++p) {
-        const T* src = in.x + static_cast<std::size_t>(order_[static_cast<std::size_t>(p)] / k) * xs;
+        const T* src = in.x + static_cast<std::size_t>(sorted_token_[static_cast<std::size_t>(p)]) * xs;
         A* dst = xg_.data() + static_cast<std::size_t>(p) * Hz;
         if constexpr (kCodec) load_activation(src, H, dst);
         else std::copy(src, src + H, dst);
@@ -380,7 +367,7 @@ class Executor {
         const float* g = (sh ? gs_.data() : g1_.data()) + row * N1;
         A* h = (sh ? hs_.data() : h_.data()) + row * R;
         const ExpertBias bias =
-            sh ? ExpertBias{w.shared_b1, w.shared_b3, nullptr} : expert_bias(w, row_expert_[static_cast<std::size_t>(row)], I, H);
+            sh ? ExpertBias{w.shared_b1, w.shared_b3, nullptr} : expert_bias(w, ids[sorted_slot_[static_cast<std::size_t>(row)]], I, H);
         const long long g0 = kFused ? GateUp::first_gate(R) : 0, u0 = kFused ? GateUp::first_up(R) : R, step = kFused ? GateUp::kStep : 1;
         for (long long i = 0; i < R; ++i) {
           float gv = g[g0 + i * step], uv = kGated ? g[u0 + i * step] : 0.0f;
@@ -399,7 +386,7 @@ class Executor {
 #endif
       for (long long i = 0; i < n_down; ++i) {
         const Item& it = down_[static_cast<std::size_t>(i)];
-        if (!run_item(w.codec, gemm2(w, it.e), it, tid)) failed = true;
+        if (!run_item(w.codec, gemm2(w, static_cast<int>(T_), it.e), it, tid)) failed = true;
       }
 
       // Combine: y[t] = T(sum_j (slot order) w[t, j] (o + b2) + g_t (s + shared b2)).
@@ -408,19 +395,24 @@ class Executor {
 #endif
       for (long long t = 0; t < T_; ++t) {
         T* y = out.y + static_cast<std::size_t>(t) * ys;
+        // The token's slots: their GEMM 2 rows and expert biases, in slot order (k <= 32).
+        const float* o[kMaxDispatchTopK];
+        const float* b2[kMaxDispatchTopK];
+        float wt[kMaxDispatchTopK];
+        int used = 0;
+        for (int j = 0; j < k; ++j) {
+          const long long a = t * k + j, p = slot_row_[static_cast<std::size_t>(a)];
+          if (p < 0) continue;
+          o[used] = o_.data() + static_cast<std::size_t>(p) * Hz;
+          b2[used] = expert_bias(w, ids[a], I, H).b2;
+          wt[used++] = wts[a];
+        }
+        const float* sh = Is > 0 ? s_.data() + static_cast<std::size_t>(t) * Hz : nullptr;
+        const float gs = sigmoid_gate ? sg_[static_cast<std::size_t>(t)] : 1.0f;
         for (int c = 0; c < H; ++c) {
           float acc = 0.0f;
-          for (int j = 0; j < k; ++j) {
-            const long long a = t * k + j, p = pos_[static_cast<std::size_t>(a)];
-            if (p < 0) continue;
-            const float* b2 = expert_bias(w, ids[a], I, H).b2;
-            const float v = o_[static_cast<std::size_t>(p) * Hz + static_cast<std::size_t>(c)];
-            acc += wts[a] * (b2 != nullptr ? v + b2[c] : v);
-          }
-          if (Is > 0) {
-            const float v = s_[static_cast<std::size_t>(t) * Hz + static_cast<std::size_t>(c)];
-            acc += (sigmoid_gate ? sg_[static_cast<std::size_t>(t)] : 1.0f) * (w.shared_b2 != nullptr ? v + w.shared_b2[c] : v);
-          }
+          for (int j = 0; j < used; ++j) acc += wt[j] * (b2[j] != nullptr ? o[j][c] + b2[j][c] : o[j][c]);
+          if (sh != nullptr) acc += gs * (w.shared_b2 != nullptr ? sh[c] + w.shared_b2[c] : sh[c]);
           y[c] = moe::detail::from_float<T>(acc);
         }
       }
@@ -431,7 +423,8 @@ class Executor {
 
   /// x row -> fp32 (exactly), then the codec's activation quantization where it has one.
   static void load_activation(const T* src, int n, float* dst) {
-    for (int c = 0; c < n; ++c) dst[c] = value_to_float(src[c]);
+    const float* f = host::detail::row_as_float(src, n, dst);
+    if (f != dst) std::copy(f, f + n, dst);
     if constexpr (kActQuant) moe::detail::fake_quant_act<Codec>(dst, n, dst);
   }
 
@@ -442,12 +435,12 @@ class Executor {
   Status status_;
   Isa isa_ = Isa::portable;
   std::size_t workspace_bytes_ = 0;
-  int tokens_ = 0;
+  long long kmax_ = 0;                       // max(H, I, Is): the row length of a decoded weight tile
   std::vector<A> xg_, h_, hs_;               // gathered x [rows, H]; h [rows, I]; shared h [T, Is]
   std::vector<float> g1_, o_, xs_, gs_, s_;  // GEMM 1 [rows, N1]; GEMM 2 [rows, H]; shared x (codecs), GEMM 1, GEMM 2
   std::vector<float> sg_, xrow_, gate_f_;    // shared gate [T]; per thread one row; the gate's row
   std::vector<float> dec_;                   // per thread: a decoded weight tile [kTileN, max(H, I, Is)] (codecs)
-  std::vector<long long> order_, pos_, row_expert_, begin_;
+  std::vector<int> counts_, offsets_, sorted_token_, sorted_slot_, slot_row_;  // the sorted assignments
   std::vector<Item> up_, down_;
 };
 
