@@ -10,7 +10,10 @@
 //       assignment, plus the shared expert per token), weight_B/s (bytes of the experts touched,
 //       shared included, per second) and pct_read_bw (weight_B/s against BM_ReadBandwidth's
 //       figure for the same thread count, measured once per process).
-// The exact executor runs up to 512 tokens (beyond, one iteration takes minutes).
+//   BM_LayerInt8<Model, Codec>/exec/tokens/threads   the same in bf16 with int8 experts:
+//       quant::Int8Channel (W8A16) and quant::Int8ChannelA8 (W8A8 on the int8 instructions);
+//       weight_B/s counts the int8 bytes and scales.
+// The exact executor runs up to 512 tokens (beyond, one iteration takes minutes), 32 for int8.
 //
 //   bench_cpu --benchmark_out=cpu.json --benchmark_out_format=json
 //   bench_cpu --benchmark_filter='Small'      # the CI smoke rows
@@ -24,6 +27,7 @@
 #include <memory>
 #include <numeric>
 #include <random>
+#include <string>
 #include <vector>
 
 #if defined(_OPENMP)
@@ -33,6 +37,7 @@
 #include "deepshock/cpu/layer.hpp"
 #include "deepshock/models/presets.hpp"
 #include "deepshock/moe/host_layer.hpp"
+#include "deepshock/quant/int8.hpp"
 
 namespace {
 namespace ds = deepshock;
@@ -130,22 +135,64 @@ int gemv_rows() {
   return v != nullptr ? std::atoi(v) : ds::cpu::kGemvMaxRows;
 }
 
-template <class Shape, class T>
-void BM_Layer(benchmark::State& state) {
+/// The model's weights quantized by quant::Int8Channel's quantizer (the same weights for both
+/// int8 codecs).
+template <class Shape>
+struct Int8Weights {
+  std::vector<std::int8_t> q[6];
+  std::vector<float> scale[6];
+  Int8Weights() {
+    const Weights<Shape, float>& f = Weights<Shape, float>::get();
+    const std::vector<float>* src[6] = {&f.w1, &f.w3, &f.w2, &f.s1, &f.s3, &f.s2};
+    const long long cols[6] = {Shape::kHidden, Shape::kHidden, Shape::kInter, Shape::kHidden, Shape::kHidden, Shape::kShared};
+    for (int i = 0; i < 6; ++i) {
+      const long long rows = static_cast<long long>(src[i]->size()) / cols[i];
+      q[i].resize(src[i]->size());
+      scale[i].resize(static_cast<std::size_t>(rows));
+      if (rows > 0 && !ds::quant::quantize_int8_channel(src[i]->data(), rows, cols[i], cols[i], q[i].data(), cols[i], scale[i].data()).ok())
+        std::abort();
+    }
+  }
+  static const Int8Weights& get() {
+    static const Int8Weights w;
+    return w;
+  }
+  template <class T, class Codec>
+  moe::LayerWeights<T, moe::Expert<Codec>> view() const {
+    moe::LayerWeights<T, moe::Expert<Codec>> w;
+    w.w1 = q[0].data();
+    w.w3 = q[1].data();
+    w.w2 = q[2].data();
+    w.codec = {scale[0].data(), scale[1].data(), scale[2].data(), nullptr, nullptr, nullptr};
+    if (Shape::kShared > 0) {
+      w.shared_w1 = q[3].data();
+      w.shared_w3 = q[4].data();
+      w.shared_w2 = q[5].data();
+      w.codec.shared_w1_scale = scale[3].data();
+      w.codec.shared_w3_scale = scale[4].data();
+      w.codec.shared_w2_scale = scale[5].data();
+    }
+    return w;
+  }
+};
+
+/// The layer of expert type X on `Shape` in T, run by the exact or the fast executor.
+template <class Shape, class T, class X>
+void run_layer_bench(benchmark::State& state, const moe::LayerWeights<T, X>& w, double bytes_per_weight, const std::string& what) {
   const bool fast = state.range(0) != 0;
   const int tokens = static_cast<int>(state.range(1)), threads = static_cast<int>(state.range(2));
   constexpr int E = Shape::kExperts, k = Shape::kTopK, H = Shape::kHidden, I = Shape::kInter, Is = Shape::kShared;
-  const Weights<Shape, T>& W = Weights<Shape, T>::get();
-  const auto w = W.view();
   const moe::LayerDims d{H, I, Is, tokens};
   std::mt19937_64 rng(11);
   std::vector<T> x(static_cast<std::size_t>(tokens) * H), y(x.size());
   std::uniform_real_distribution<float> u(-1.0f, 1.0f);
   for (T& v : x) v = ds::value_from_float<T>(u(rng));
-  // 64 balanced routings: each token k distinct experts, weights 1 / k.
-  constexpr int kRoutings = 64;
-  std::vector<std::vector<int>> ids(kRoutings);
-  std::vector<int> touched(kRoutings, 0);
+  // Balanced routings: each token k distinct experts, weights 1 / k; 64 for decode sizes (so that
+  // the experts of one step are mostly not in cache from the last), 4 above 64 tokens (every
+  // expert is touched anyway).
+  const int kRoutings = tokens <= 64 ? 64 : 4;
+  std::vector<std::vector<int>> ids(static_cast<std::size_t>(kRoutings));
+  std::vector<int> touched(static_cast<std::size_t>(kRoutings), 0);
   std::vector<int> perm(E);
   for (int r = 0; r < kRoutings; ++r) {
     std::vector<char> used(E, 0);
@@ -163,16 +210,16 @@ void BM_Layer(benchmark::State& state) {
   const moe::LayerInputs<T> in{x.data(), tokens, 0, nullptr};
   moe::LayerOutputs<T> out;
   out.y = y.data();
-  std::unique_ptr<moe::cpu::Executor<T, moe::Expert<>>> ex;
+  std::unique_ptr<moe::cpu::Executor<T, X>> ex;
   if (fast) {
-    ex = std::make_unique<moe::cpu::Executor<T, moe::Expert<>>>(d, E, k, moe::cpu::ExecutorOptions{threads, gemv_rows()});
+    ex = std::make_unique<moe::cpu::Executor<T, X>>(d, E, k, moe::cpu::ExecutorOptions{threads, gemv_rows()});
     if (!ex->status().ok()) {
       state.SkipWithError(ex->status().to_string().c_str());
       return;
     }
-    // Creates the primitives of every routing's shapes (decode) or of a few (their cost is small
-    // against a large batch's GEMMs, and a run of 4096 tokens takes seconds).
-    for (int r = 0; r < (tokens <= 64 ? kRoutings : 2); ++r) (void)ex->run_routed(w, in, ids[r].data(), wts.data(), out);
+    // Creates the oneDNN primitives of every routing's shapes: a serving loop has them cached
+    // (one per distinct expert row count and matrix), and creating one costs milliseconds.
+    for (int r = 0; r < kRoutings; ++r) (void)ex->run_routed(w, in, ids[r].data(), wts.data(), out);
   }
 #if defined(_OPENMP)
   omp_set_num_threads(threads);  // the exact executor uses OpenMP's default team
@@ -190,14 +237,26 @@ void BM_Layer(benchmark::State& state) {
     }
     benchmark::DoNotOptimize(y.data());
     seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    bytes += (static_cast<double>(touched[r]) * 3 * H * I + 3.0 * H * Is) * sizeof(T);
+    bytes += (static_cast<double>(touched[r]) * 3 * H * I + 3.0 * H * Is) * bytes_per_weight;
     r = (r + 1) % kRoutings;
   }
   const double flop = 2.0 * 3 * H * (static_cast<double>(tokens) * k * I + static_cast<double>(tokens) * Is);
   state.counters["FLOP/s"] = benchmark::Counter(flop * static_cast<double>(state.iterations()), benchmark::Counter::kIsRate);
   state.counters["weight_B/s"] = benchmark::Counter(bytes, benchmark::Counter::kIsRate);
   state.counters["pct_read_bw"] = seconds > 0.0 ? 100.0 * bytes / seconds / read_bw : 0.0;
-  state.SetLabel(std::string(Shape::kName) + (std::is_same_v<T, float> ? " fp32 " : " bf16 ") + (fast ? "fast" : "exact"));
+  state.SetLabel(std::string(Shape::kName) + (std::is_same_v<T, float> ? " fp32 " : " bf16 ") + what + (fast ? "fast" : "exact"));
+}
+
+template <class Shape, class T>
+void BM_Layer(benchmark::State& state) {
+  run_layer_bench<Shape, T>(state, Weights<Shape, T>::get().view(), sizeof(T), "");
+}
+
+template <class Shape, class Codec>
+void BM_LayerInt8(benchmark::State& state) {
+  // One byte per weight and a 4-byte scale per row of K = H or I values (about 0.2% more).
+  run_layer_bench<Shape, ds::bf16>(state, Int8Weights<Shape>::get().template view<ds::bf16, Codec>(), 1.0 + 4.0 / Shape::kInter,
+                                   std::string(Codec::kName) + " ");
 }
 
 void layer_args(benchmark::internal::Benchmark* b, const std::vector<int>& tokens, int exact_max) {
@@ -213,6 +272,9 @@ BENCHMARK(BM_Layer<Small, ds::bf16>)->Apply([](auto* b) { layer_args(b, {1, 8, 6
 BENCHMARK(BM_Layer<Small, float>)->Apply([](auto* b) { layer_args(b, {1, 8, 64}, 64); });
 BENCHMARK(BM_Layer<V2Lite, ds::bf16>)->Apply([](auto* b) { layer_args(b, {1, 8, 32, 512, 4096}, 512); });
 BENCHMARK(BM_Layer<V2Lite, float>)->Apply([](auto* b) { layer_args(b, {1, 8, 32, 512}, 512); });
+BENCHMARK(BM_LayerInt8<Small, ds::quant::Int8ChannelA8>)->Apply([](auto* b) { layer_args(b, {1, 64}, 64); });
+BENCHMARK(BM_LayerInt8<V2Lite, ds::quant::Int8Channel>)->Apply([](auto* b) { layer_args(b, {1, 8, 32, 512}, 32); });
+BENCHMARK(BM_LayerInt8<V2Lite, ds::quant::Int8ChannelA8>)->Apply([](auto* b) { layer_args(b, {1, 8, 32, 512, 4096}, 32); });
 
 }  // namespace
 

@@ -399,10 +399,6 @@ int main(int argc, char** argv) {
     return 2;
   }
   if (o.quant.empty()) o.quant = "none";
-  if (o.lora > 0 && exec == Exec::cpu_fast) {
-    std::printf("demo: the fast CPU executor has no LoRA yet: use --executor host with --lora\n");
-    return 2;
-  }
   if (o.lora > 0) {  // instantiations curated: DeepSeek-V2-Lite's gate, bf16 or int4 (QLoRA-style) base weights
     if (o.preset->gate != GateKind::v2lite || (o.quant != "none" && o.quant != "int4")) {
       std::printf("demo: --lora runs with the deepseek-v2-lite and small presets and --quant none or int4\n");

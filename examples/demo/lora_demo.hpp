@@ -53,8 +53,9 @@ int run_lora(const Preset& p, const LoraRunArgs& a, Exec exec) {
   RunResult base, lora;
   auto run = [&](auto expert_tag, RunResult& r, const LoraModel* l) {
     using X = decltype(expert_tag);
-    return exec == Exec::host ? run_host<Gate, X>(dims, params, options, m, qm, biases, p.shared_gate, a.reps, r, l)
-                              : run_device<Gate, X>(dims, params, options, m, qm, biases, p.shared_gate, a.reps, r, l);
+    return exec == Exec::host || exec == Exec::cpu_fast
+               ? run_host<Gate, X>(dims, params, options, m, qm, biases, p.shared_gate, a.reps, r, l, exec == Exec::cpu_fast)
+               : run_device<Gate, X>(dims, params, options, m, qm, biases, p.shared_gate, a.reps, r, l);
   };
   for (const ds::Status& st : {run(Base{}, base, nullptr), run(WithLora{}, lora, &lm)})
     if (!st.ok()) {
@@ -63,7 +64,9 @@ int run_lora(const Preset& p, const LoraRunArgs& a, Exec exec) {
     }
   if (!lora.plan.empty()) std::printf("kernels : %s\n", lora.plan.c_str());
   if (lora.timed > 0) {
-    const char* how = exec == Exec::gpu ? "CUDA events" : exec == Exec::host ? "std::chrono, CPU" : "simulator clock, not GPU time";
+    const char* how = exec == Exec::gpu                              ? "CUDA events"
+                      : exec == Exec::host || exec == Exec::cpu_fast ? "std::chrono, CPU"
+                                                                     : "simulator clock, not GPU time";
     std::printf("time    : base layer %.1f us, with the adapters %.1f us per layer (%s): LoRA overhead %+.1f %%\n", base.us, lora.us, how,
                 100.0 * (lora.us / base.us - 1.0));
   }

@@ -1,7 +1,8 @@
 // deepshock/cpu/gemm.hpp — the CPU GEMM under the fast expert executor: oneDNN's matmul.
 //
-// One product shape: C[M, N] (fp32, row stride ldc) = A[M, K] (row stride lda) . B[N, K]^T (row
-// stride ldb), A and B both fp32 or both bf16. B is a block of rows of a weight matrix exactly as
+// One product shape: C[M, N] (row stride ldc) = A[M, K] (row stride lda) . B[N, K]^T (row
+// stride ldb), A and B both fp32 or both bf16 with C in fp32, or both int8 with C the exact int32
+// sums (W8A8: oneDNN's VNNI / AMX-INT8 kernels; the executor scales them). B is a block of rows of a weight matrix exactly as
 // deepshock stores it ([out, in] row-major), so no weight is ever repacked or copied.
 //
 // Why oneDNN: measured on this project's 2-core AVX-512 build machine (one thread, K = 2048,
@@ -29,10 +30,12 @@
 
 namespace deepshock::cpu {
 
-/// Element type of A and B.
-enum class GemmElem : std::uint8_t { f32, bf16 };
+/// Element type of A and B (C: fp32, or int32 for s8).
+enum class GemmElem : std::uint8_t { f32, bf16, s8 };
 
-/// C[m, n] (fp32, row stride ldc) = A[m, k] (row stride lda) . B[n, k]^T (row stride ldb).
+inline const char* elem_name(GemmElem e) { return e == GemmElem::bf16 ? "bf16" : e == GemmElem::s8 ? "int8" : "fp32"; }
+
+/// C[m, n] (fp32 or int32, row stride ldc) = A[m, k] (row stride lda) . B[n, k]^T (row stride ldb).
 struct GemmShape {
   int m = 0, n = 0, k = 0;
   long long lda = 0, ldb = 0, ldc = 0;
@@ -75,8 +78,9 @@ class GemmCache {
     if (cache_.count(s) != 0) return Status::success();
     try {
       using dt = dnnl::memory::data_type;
-      const dt in = s.elem == GemmElem::bf16 ? dt::bf16 : dt::f32;
-      const dnnl::memory::desc a({s.m, s.k}, in, {s.lda, 1}), b({s.k, s.n}, in, {1, s.ldb}), c({s.m, s.n}, dt::f32, {s.ldc, 1});
+      const dt in = s.elem == GemmElem::bf16 ? dt::bf16 : s.elem == GemmElem::s8 ? dt::s8 : dt::f32;
+      const dt out = s.elem == GemmElem::s8 ? dt::s32 : dt::f32;
+      const dnnl::memory::desc a({s.m, s.k}, in, {s.lda, 1}), b({s.k, s.n}, in, {1, s.ldb}), c({s.m, s.n}, out, {s.ldc, 1});
       dnnl::primitive_attr attr;
       attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
       const dnnl::matmul::primitive_desc pd(dnnl::matmul::desc(a, b, c), attr, engine_);
@@ -86,9 +90,9 @@ class GemmCache {
         if (sc.size() < bytes) sc.resize(bytes);
       cache_.emplace(s, std::move(e));
     } catch (const dnnl::error& e) {
-      return Status::unsupported(std::string("deepshock::cpu: oneDNN has no matmul for ") + (s.elem == GemmElem::bf16 ? "bf16" : "fp32") +
-                                 " [" + std::to_string(s.m) + " x " + std::to_string(s.k) + "] . [" + std::to_string(s.k) + " x " +
-                                 std::to_string(s.n) + "] on this CPU: " + e.what());
+      return Status::unsupported(std::string("deepshock::cpu: oneDNN has no matmul for ") + elem_name(s.elem) + " [" + std::to_string(s.m) +
+                                 " x " + std::to_string(s.k) + "] . [" + std::to_string(s.k) + " x " + std::to_string(s.n) +
+                                 "] on this CPU: " + e.what());
     }
     return Status::success();
   }
@@ -101,7 +105,7 @@ class GemmCache {
 
   /// Runs a prepared shape on thread `thread`'s stream. False if the shape was not prepared or
   /// oneDNN failed (no exception leaves: this runs inside parallel regions).
-  bool run(const GemmShape& s, const void* a, const void* b, float* c, int thread) noexcept {
+  bool run(const GemmShape& s, const void* a, const void* b, void* c, int thread) noexcept {
     const auto it = cache_.find(s);
     if (it == cache_.end() || thread < 0 || thread >= threads_) return false;
     try {

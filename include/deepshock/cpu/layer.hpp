@@ -15,10 +15,16 @@
 //
 // The GEMMs: an expert with more than options.gemv_max_rows rows runs on oneDNN's matmul
 // (cpu/gemm.hpp); one with fewer (decode) on cpu::gemv_rows (cpu/gemv.hpp), which streams the
-// weights once at memory speed. Quantized weights (every codec): each item's weight rows are
-// decoded to fp32 by the codec (the values the device GEMM multiplies, as the exact executor
-// decodes them), and the item runs in fp32 on x (and h) as fp32; codecs that quantize the
-// activations too (W8A8, FP8 x FP8) apply the same per-row rule to x and h first.
+// weights once at memory speed. Quantized weights: W8A8 (quant::Int8ChannelA8) quantizes x and h
+// per row to int8 codes (the device rule) and multiplies them with the stored int8 weights on
+// the int8 instructions (oneDNN's s8 matmul, VNNI / AMX-INT8; cpu/gemv_int8.hpp's VNNI GEMV),
+// exact int32 sums scaled by the row's and the column's scales as in the device epilogue; W8A16
+// (quant::Int8Channel) decodes on the stored int8 rows too. The other codecs decode each item's
+// weight rows to fp32 (the values the device GEMM multiplies, as the exact executor decodes
+// them) and run in fp32 on x (and h) as fp32; FP8 x FP8 applies its activation rule first.
+// LoRA adapters (cpu/lora_rows.hpp): the shrink per gathered row beside the gather (gate, up)
+// and the activation (down), the expand added to GEMM 1's sums before the activation and to
+// GEMM 2's rows before the combine; each adapter costs its own rank.
 //
 // Threads: one OpenMP parallel region; the GEMMs are split into items (expert, matrix, tile of
 // kTileN output columns), taken dynamically, each run by one thread. The gather, activation and
@@ -27,14 +33,15 @@
 // every thread count (tested). It is not batch invariant: an expert's row count selects the
 // kernel, which may change the order of a row's sums.
 //
-// Memory: the workspace (about (T k + T) (2H + 3I) values for T = dims.max_tokens, plus a decode
-// tile per thread for codecs) is allocated by the constructor; a run allocates nothing of its
+// Memory: the workspace (about (T k + T) (2H + 3I) values for T = dims.max_tokens, a C tile of
+// T x kTileN floats per thread, a decode tile per thread for codecs, LoRA's u rows) is allocated by the constructor; a run allocates nothing of its
 // size. oneDNN primitives are created once per new GEMM shape and cached.
 //
 // Supported: T = float or bf16 (bf16 GEMMs need oneDNN's bf16 kernels, i.e. AVX-512; elsewhere
 // the constructor returns unsupported), every codec, every activation, gate/up layout, shared
-// expert, shared gate and bias of the device layer, expert parallelism (RouterOptions' expert
-// range: the executor is built for the local expert count). LoRA adapters: unsupported for now.
+// expert, shared gate and bias of the device layer, LoRA adapters, expert parallelism
+// (RouterOptions' expert range: the executor is built for the local expert count). fp16:
+// unsupported (oneDNN 2.6 has no fp16 matmul without AVX512-FP16).
 #pragma once
 
 #include <algorithm>
@@ -52,6 +59,8 @@
 #include "deepshock/core/status.hpp"
 #include "deepshock/cpu/gemm.hpp"
 #include "deepshock/cpu/gemv.hpp"
+#include "deepshock/cpu/gemv_int8.hpp"
+#include "deepshock/cpu/lora_rows.hpp"
 #include "deepshock/gate/policies.hpp"
 #include "deepshock/moe/expert.hpp"
 #include "deepshock/moe/host_route.hpp"
@@ -81,11 +90,22 @@ class Executor {
   using Act = typename ExpertT::activation;
   using Codec = typename ExpertT::codec;
   using GateUp = typename ExpertT::gate_up_layout;
+  using Adapter = typename ExpertT::adapter;
+  static constexpr int kRank = Adapter::kRank;
+  static constexpr bool kLoraUp = lora::targets<Adapter>(quant::Matrix::w1) || lora::targets<Adapter>(quant::Matrix::w3) ||
+                                  lora::targets<Adapter>(quant::Matrix::shared_w1) || lora::targets<Adapter>(quant::Matrix::shared_w3);
+  static constexpr bool kLoraDown = lora::targets<Adapter>(quant::Matrix::w2) || lora::targets<Adapter>(quant::Matrix::shared_w2);
   using W = typename LayerWeights<T, ExpertT>::W;
   static constexpr bool kGated = Act::kGated, kFused = GateUp::kFused, kCodec = !Codec::kIdentity;
   static constexpr bool kActQuant = quant::act_int8_v<Codec> || quant::act_fp8_v<Codec>;
-  /// The GEMMs' operand type: T for unquantized weights, fp32 for decoded ones.
-  using A = std::conditional_t<kCodec, float, T>;
+  /// W8A8 (quant::Int8ChannelA8): int8 codes times the stored int8 weights on the int8
+  /// instructions (oneDNN's s8 matmul, the VNNI GEMV), exact int32 sums scaled per row and column.
+  static constexpr bool kS8 = quant::act_int8_v<Codec> && std::is_base_of_v<quant::Int8Channel, Codec>;
+  /// W8A16 (quant::Int8Channel): the decode GEMV reads the stored int8 weights.
+  static constexpr bool kW8 = std::is_same_v<Codec, quant::Int8Channel>;
+  /// The GEMMs' operand type: T for unquantized weights, int8 codes for W8A8, fp32 for other
+  /// codecs (decoded weights).
+  using A = std::conditional_t<kS8, std::int8_t, std::conditional_t<kCodec, float, T>>;
 
  public:
   /// The layer `d` (d.max_tokens sizes the workspace) with `experts` local experts and top-k `k`.
@@ -146,6 +166,7 @@ class Executor {
     const A* a;
     const W* b;
     float* c;
+    const float* a_scale;  ///< W8A8: the scale of each row of a
   };
 
   static int resolve_threads(int threads) {
@@ -157,13 +178,11 @@ class Executor {
 #endif
   }
 
-  static constexpr GemmElem elem() { return std::is_same_v<A, bf16> ? GemmElem::bf16 : GemmElem::f32; }
+  static constexpr GemmElem elem() { return kS8 ? GemmElem::s8 : std::is_same_v<A, bf16> ? GemmElem::bf16 : GemmElem::f32; }
 
   Status configure() {
     if constexpr (!std::is_same_v<T, float> && !std::is_same_v<T, bf16>)
       return Status::unsupported("deepshock::moe::cpu::Executor: T must be float or bf16 (oneDNN's fp16 GEMMs need AVX512-FP16)");
-    if constexpr (ExpertT::adapter::kRank > 0)
-      return Status::unsupported("deepshock::moe::cpu::Executor: LoRA adapters are not supported yet; use moe::host::run_layer");
     DEEPSHOCK_RETURN_IF_ERROR(gemm_.status());
     DEEPSHOCK_RETURN_IF_ERROR((moe::detail::check_layer_dims<T, Codec>(d_)));
     if (experts_ < 1 || experts_ > kMaxDispatchExperts)
@@ -174,7 +193,12 @@ class Executor {
     if (options_.gemv_max_rows < 0 || options_.gemv_max_rows > deepshock::cpu::kGemvMaxRows)
       return Status::invalid_argument("options.gemv_max_rows", "must be in [0, " + std::to_string(deepshock::cpu::kGemvMaxRows) +
                                                                    "], got " + std::to_string(options_.gemv_max_rows));
-    isa_ = options_.portable_gemv ? Isa::portable : deepshock::cpu::best_isa<A>();
+    if (kS8 && std::max({d_.hidden, d_.intermediate, d_.shared_intermediate}) > deepshock::cpu::kGemvS8MaxK)
+      return Status::unsupported("deepshock::moe::cpu::Executor: W8A8 keeps exact int32 sums for rows of at most " +
+                                 std::to_string(deepshock::cpu::kGemvS8MaxK) + " values");
+    isa_ = options_.portable_gemv ? Isa::portable
+           : kS8                  ? deepshock::cpu::best_isa_s8()
+                                  : deepshock::cpu::best_isa<std::conditional_t<kS8, float, A>>();
     // Can this CPU run the GEMM at all? A one-row probe shape says so now rather than at run time.
     DEEPSHOCK_RETURN_IF_ERROR(gemm_.prepare(GemmShape{1, 1, 1, 1, 1, 1, elem()}));
     const std::size_t T_ = static_cast<std::size_t>(d_.max_tokens), n = T_ * static_cast<std::size_t>(k_);
@@ -186,14 +210,20 @@ class Executor {
     h_.resize(n * I);
     o_.resize(n * H);
     xs_.resize(kCodec && Is > 0 ? T_ * H : 0);
+    x_scale_.resize(kS8 ? n : 0);
+    h_scale_.resize(kS8 ? n : 0);
+    xs_scale_.resize(kS8 ? T_ : 0);
+    hs_scale_.resize(kS8 ? T_ : 0);
     gs_.resize(T_ * n1 * Is);
     hs_.resize(T_ * Is);
     s_.resize(Is > 0 ? T_ * H : 0);
     sg_.resize(T_);
-    xrow_.resize(thr * H);
-    gate_f_.resize(H);
     kmax_ = static_cast<long long>(std::max({H, I, Is}));
-    dec_.resize(kCodec ? thr * kTileN * static_cast<std::size_t>(kmax_) : 0);
+    xrow_.resize(thr * static_cast<std::size_t>(kmax_));
+    gate_f_.resize(H);
+    lora_u_.resize(kRank > 0 ? 3 * (n + T_) * static_cast<std::size_t>(kRank) : 0);
+    ctile_.resize(thr * T_ * kTileN);
+    dec_.resize(kCodec && !kS8 ? thr * kTileN * static_cast<std::size_t>(kmax_) : 0);
     counts_.resize(static_cast<std::size_t>(experts_));
     offsets_.resize(static_cast<std::size_t>(experts_) + 1);
     sorted_token_.resize(n);
@@ -202,11 +232,11 @@ class Executor {
     const std::size_t tiles1 = (n1 * std::max(I, Is) + kTileN - 1) / kTileN + 1, tiles2 = (H + kTileN - 1) / kTileN;
     up_.reserve((static_cast<std::size_t>(experts_) + 1) * tiles1);
     down_.reserve((static_cast<std::size_t>(experts_) + 1) * tiles2);
-    workspace_bytes_ =
-        (xg_.size() + h_.size() + hs_.size()) * sizeof(A) +
-        (g1_.size() + o_.size() + xs_.size() + gs_.size() + s_.size() + sg_.size() + xrow_.size() + gate_f_.size() + dec_.size()) *
-            sizeof(float) +
-        (counts_.size() + offsets_.size() + sorted_token_.size() + sorted_slot_.size() + slot_row_.size()) * sizeof(int);
+    workspace_bytes_ = (xg_.size() + h_.size() + hs_.size() + xs_.size()) * sizeof(A) +
+                       (x_scale_.size() + h_scale_.size() + xs_scale_.size() + hs_scale_.size() + g1_.size() + o_.size() + gs_.size() +
+                        s_.size() + sg_.size() + xrow_.size() + gate_f_.size() + lora_u_.size() + dec_.size() + ctile_.size()) *
+                           sizeof(float) +
+                       (counts_.size() + offsets_.size() + sorted_token_.size() + sorted_slot_.size() + slot_row_.size()) * sizeof(int);
     return Status::success();
   }
 
@@ -223,10 +253,10 @@ class Executor {
         part == 0 ? (sh ? quant::Matrix::shared_w1 : quant::Matrix::w1) : (sh ? quant::Matrix::shared_w3 : quant::Matrix::w3);
     const W* base = part == 0 ? (sh ? w.shared_w1 : w.w1) : (sh ? w.shared_w3 : w.w3);
     if (!kCodec) base += ex * rows * H;
-    const A* a = sh ? (kCodec ? reinterpret_cast<const A*>(xs_.data()) : reinterpret_cast<const A*>(in.x)) : xg_.data() + r0 * H;
+    const A* a = sh ? (kCodec ? xs_.data() : reinterpret_cast<const A*>(in.x)) : xg_.data() + r0 * H;
     const long long lda = sh && !kCodec ? xs : H;
     float* c = (sh ? gs_.data() : g1_.data()) + r0 * N1 + part * n_part;
-    return {m, H, lda, N1, rows, 0, ex, mat, a, base, c};
+    return {m, H, lda, N1, rows, 0, ex, mat, a, base, c, sh ? xs_scale_.data() : x_scale_.data() + r0};
   }
   Gemm gemm2(const LayerWeights<T, ExpertT>& w, int tokens, int e) {
     const bool sh = e == experts_;
@@ -245,31 +275,102 @@ class Executor {
             sh ? quant::Matrix::shared_w2 : quant::Matrix::w2,
             (sh ? hs_.data() : h_.data()) + r0 * R,
             base,
-            (sh ? s_.data() : o_.data()) + r0 * H};
+            (sh ? s_.data() : o_.data()) + r0 * H,
+            sh ? hs_scale_.data() : h_scale_.data() + r0};
   }
+  /// oneDNN writes C fastest in rows of exactly the item's width: measured at M = 48, N = 128,
+  /// K = 2048 in bf16 (one thread, weights from memory), 307 GFLOP/s with ldc = 128 against 166
+  /// with the layer's ldc = 2816. So an item's GEMM goes to its thread's C tile (up to
+  /// d.max_tokens rows, which every expert fits unless a routing repeats an expert in a token),
+  /// then is copied (W8A8: scaled) into the layer's buffer.
+  bool staged(const Gemm& g) const { return g.m <= static_cast<long long>(d_.max_tokens); }
+  float* ctile(int tid) { return ctile_.data() + static_cast<std::size_t>(tid) * static_cast<std::size_t>(d_.max_tokens) * kTileN; }
   GemmShape shape(const Gemm& g, const Item& it) const {
-    return {static_cast<int>(g.m), it.nt, static_cast<int>(g.K), g.lda, g.K, g.ldc, elem()};
+    return {static_cast<int>(g.m), it.nt, static_cast<int>(g.K), g.lda, g.K, staged(g) ? it.nt : g.ldc, elem()};
   }
   bool use_gemv(const Gemm& g) const { return g.m <= options_.gemv_max_rows; }
 
-  /// Runs one item on thread `tid`: decodes its weight rows first for a codec.
+  /// Runs one item on thread `tid`: int8 weights as stored (W8A8; W8A16 decode), other codecs'
+  /// weight rows decoded to fp32 first.
   bool run_item(const typename Codec::Params& codec, const Gemm& g, const Item& it, int tid) {
     if (g.m == 0) return true;
-    const A* b;
-    if constexpr (kCodec) {
-      float* dec = dec_.data() + static_cast<std::size_t>(tid) * kTileN * static_cast<std::size_t>(kmax_);
-      for (int r = 0; r < it.nt; ++r)
-        Codec::template decode_row<T>(codec, g.mat, g.b, quant::RowRef{g.ex, g.rows, g.row0 + it.n0 + r, g.K}, dec + r * g.K);
-      b = dec;
-    } else {
-      (void)codec;
-      b = g.b + static_cast<long long>(it.n0) * g.K;
+    if constexpr (kS8 || kW8) {
+      const long long flat = g.ex * g.rows + g.row0 + it.n0;  // the item's first stored row among all experts'
+      const std::int8_t* b = g.b + flat * g.K;
+      const float* sw = Codec::row_scales(codec, g.mat) + flat;
+      if constexpr (kS8) {
+        return run_item_s8(g, it, b, sw, tid);
+      } else if (use_gemv(g)) {
+        deepshock::cpu::gemv_rows_w8(isa_, static_cast<int>(g.m), it.nt, static_cast<int>(g.K), g.a, g.lda, b, g.K, sw, g.c + it.n0, g.ldc);
+        return true;
+      }
     }
-    if (use_gemv(g)) {
-      deepshock::cpu::gemv_rows<A>(isa_, static_cast<int>(g.m), it.nt, static_cast<int>(g.K), g.a, g.lda, b, g.K, g.c + it.n0, g.ldc);
+    if constexpr (!kS8) {
+      const A* b;
+      if constexpr (kCodec) {
+        float* dec = dec_.data() + static_cast<std::size_t>(tid) * kTileN * static_cast<std::size_t>(kmax_);
+        for (int r = 0; r < it.nt; ++r)
+          Codec::template decode_row<T>(codec, g.mat, g.b, quant::RowRef{g.ex, g.rows, g.row0 + it.n0 + r, g.K}, dec + r * g.K);
+        b = dec;
+      } else {
+        (void)codec;
+        b = g.b + static_cast<long long>(it.n0) * g.K;
+      }
+      if (use_gemv(g)) {
+        deepshock::cpu::gemv_rows<A>(isa_, static_cast<int>(g.m), it.nt, static_cast<int>(g.K), g.a, g.lda, b, g.K, g.c + it.n0, g.ldc);
+        return true;
+      }
+      if (!staged(g)) return gemm_.run(shape(g, it), g.a, b, g.c + it.n0, tid);
+      const float* t = ctile(tid);
+      if (!gemm_.run(shape(g, it), g.a, b, ctile(tid), tid)) return false;
+      for (long long r = 0; r < g.m; ++r) std::copy(t + r * it.nt, t + (r + 1) * it.nt, g.c + r * g.ldc + it.n0);
       return true;
     }
-    return gemm_.run(shape(g, it), g.a, b, g.c + it.n0, tid);
+  }
+
+  /// W8A8: the exact int32 products into the thread's C tile (or the item's block of c), then
+  /// scaled by the row's and the column's scales into c, in the device epilogue's order
+  /// ((acc * s_row) * s_col).
+  bool run_item_s8(const Gemm& g, const Item& it, const std::int8_t* b, const float* sw, int tid) {
+    const bool st = staged(g);
+    float* raw = st ? ctile(tid) : g.c + it.n0;
+    const long long ld = st ? it.nt : g.ldc;
+    auto* acc = reinterpret_cast<std::int32_t*>(raw);  // written and read through memcpy / oneDNN only
+    if (use_gemv(g)) deepshock::cpu::gemv_rows_s8(isa_, static_cast<int>(g.m), it.nt, static_cast<int>(g.K), g.a, g.lda, b, g.K, acc, ld);
+    else if (!gemm_.run(shape(g, it), g.a, b, acc, tid)) return false;
+    for (long long r = 0; r < g.m; ++r) {
+      const float* in = raw + r * ld;
+      float* out = g.c + r * g.ldc + it.n0;
+      const float sa = g.a_scale[r];
+      for (int j = 0; j < it.nt; ++j) {
+        std::int32_t v;
+        std::memcpy(&v, in + j, sizeof v);
+        out[j] = static_cast<float>(v) * sa * sw[j];
+      }
+    }
+    return true;
+  }
+
+  /// Token t's adapter on matrix m of expert e (cpu/lora_rows.hpp).
+  LoraRow<T> lora_row(const LayerWeights<T, ExpertT>& w, const LayerInputs<T>& in, long long t, quant::Matrix m, long long e) const {
+    return detail::lora_row<Adapter>(w.adapter, in.adapter_ids, d_, t, m, e);
+  }
+  /// The u row of matrix slot `which` (0: w1, 1: w3, 2: w2) for routed row p (shared token t: p = n + t).
+  float* lora_u(int which, long long p) {
+    const std::size_t n = static_cast<std::size_t>(d_.max_tokens) * static_cast<std::size_t>(k_ + 1);
+    return lora_u_.data() + (static_cast<std::size_t>(which) * n + static_cast<std::size_t>(p)) * static_cast<std::size_t>(kRank);
+  }
+
+  /// LoRA shrink of the gate and up adapters on x as given (fp32, before any quantization), for
+  /// token t on expert e (routed row p) or on the shared expert (sh, row p = n + t).
+  void shrink_up(const LayerWeights<T, ExpertT>& w, const LayerInputs<T>& in, long long t, long long e, bool sh, const T* x, float* tmp,
+                 long long p) {
+    const LoraRow<T> l1 = lora_row(w, in, t, sh ? quant::Matrix::shared_w1 : quant::Matrix::w1, e);
+    const LoraRow<T> l3 = kGated ? lora_row(w, in, t, sh ? quant::Matrix::shared_w3 : quant::Matrix::w3, e) : LoraRow<T>{};
+    if (!l1 && !l3) return;
+    const float* v = host::detail::row_as_float(x, d_.hidden, tmp);
+    if (l1) detail::lora_shrink(l1, v, d_.hidden, lora_u(0, p));
+    if (l3) detail::lora_shrink(l3, v, d_.hidden, lora_u(1, p));
   }
 
   Status execute(const LayerWeights<T, ExpertT>& w, const LayerInputs<T>& in, const int* ids, const float* wts,
@@ -317,6 +418,8 @@ class Executor {
       if (gr != gate_f_.data()) std::copy(gr, gr + H, gate_f_.data());
     }
 
+    // LoRA u rows of the shared expert's tokens follow the routed rows' capacity.
+    const long long shared_row0 = static_cast<long long>(d_.max_tokens) * k;
     std::atomic<bool> failed{false};
     const long long n_up = static_cast<long long>(up_.size()), n_down = static_cast<long long>(down_.size());
 #if defined(_OPENMP)
@@ -328,7 +431,7 @@ class Executor {
 #else
       const int tid = 0;
 #endif
-      float* xrow = xrow_.data() + static_cast<std::size_t>(tid) * Hz;
+      float* xrow = xrow_.data() + static_cast<std::size_t>(tid) * static_cast<std::size_t>(kmax_);
       // Gather each expert's x rows (as fp32 for a codec, quantized where the codec says so).
 #if defined(_OPENMP)
 #pragma omp for schedule(static)
@@ -336,8 +439,10 @@ class Executor {
       for (long long p = 0; p < rows; ++p) {
         const T* src = in.x + static_cast<std::size_t>(sorted_token_[static_cast<std::size_t>(p)]) * xs;
         A* dst = xg_.data() + static_cast<std::size_t>(p) * Hz;
-        if constexpr (kCodec) load_activation(src, H, dst);
+        if constexpr (kCodec) load_activation(src, H, dst, kS8 ? x_scale_.data() + p : nullptr, xrow);
         else std::copy(src, src + H, dst);
+        if constexpr (kLoraUp)
+          shrink_up(w, in, sorted_token_[static_cast<std::size_t>(p)], ids[sorted_slot_[static_cast<std::size_t>(p)]], false, src, xrow, p);
       }
 #if defined(_OPENMP)
 #pragma omp for schedule(static)
@@ -345,7 +450,9 @@ class Executor {
       for (long long t = 0; t < (Is > 0 ? T_ : 0); ++t) {
         const T* src = in.x + static_cast<std::size_t>(t) * xs;
         if (sigmoid_gate) sg_[static_cast<std::size_t>(t)] = gate::sigmoid(dot_fp32(gate_f_.data(), row_as_float(src, H, xrow), H));
-        if constexpr (kCodec) load_activation(src, H, xs_.data() + static_cast<std::size_t>(t) * Hz);
+        if constexpr (kCodec)
+          load_activation(src, H, xs_.data() + static_cast<std::size_t>(t) * Hz, kS8 ? xs_scale_.data() + t : nullptr, xrow);
+        if constexpr (kLoraUp) shrink_up(w, in, t, 0, true, src, xrow, shared_row0 + t);
       }
 
       // GEMM 1.
@@ -366,18 +473,36 @@ class Executor {
         const long long row = sh ? r - rows : r, R = sh ? Is : I, N1 = kGated ? 2 * R : R;
         const float* g = (sh ? gs_.data() : g1_.data()) + row * N1;
         A* h = (sh ? hs_.data() : h_.data()) + row * R;
-        const ExpertBias bias =
-            sh ? ExpertBias{w.shared_b1, w.shared_b3, nullptr} : expert_bias(w, ids[sorted_slot_[static_cast<std::size_t>(row)]], I, H);
+        float* hf = xrow;  // W8A8: the row in fp32 before its codes
+        const long long e = sh ? 0 : ids[sorted_slot_[static_cast<std::size_t>(row)]];
+        const long long t = sh ? row : sorted_token_[static_cast<std::size_t>(row)], p = sh ? shared_row0 + row : row;
+        const ExpertBias bias = sh ? ExpertBias{w.shared_b1, w.shared_b3, nullptr} : expert_bias(w, e, I, H);
+        LoraRow<T> l1, l3;  // LoRA expand of the gate and up adapters, after the biases (as the GEMM epilogue adds it)
+        if constexpr (kLoraUp) {
+          l1 = lora_row(w, in, t, sh ? quant::Matrix::shared_w1 : quant::Matrix::w1, e);
+          if (kGated) l3 = lora_row(w, in, t, sh ? quant::Matrix::shared_w3 : quant::Matrix::w3, e);
+        }
         const long long g0 = kFused ? GateUp::first_gate(R) : 0, u0 = kFused ? GateUp::first_up(R) : R, step = kFused ? GateUp::kStep : 1;
         for (long long i = 0; i < R; ++i) {
           float gv = g[g0 + i * step], uv = kGated ? g[u0 + i * step] : 0.0f;
           if (bias.b1 != nullptr) gv += bias.b1[i];
           if (kGated && bias.b3 != nullptr) uv += bias.b3[i];
+          if constexpr (kLoraUp) {
+            if (l1) gv += detail::lora_expand(l1, i, lora_u(0, p));
+            if (l3) uv += detail::lora_expand(l3, i, lora_u(1, p));
+          }
           const T hv = moe::detail::from_float<T>(Act::apply(gv, uv));
-          if constexpr (kCodec) h[i] = value_to_float(hv);
-          else h[i] = hv;
+          if constexpr (kS8 || kLoraDown) hf[i] = value_to_float(hv);
+          if constexpr (kCodec && !kS8) h[i] = value_to_float(hv);
+          else if constexpr (!kCodec) h[i] = hv;
         }
-        if constexpr (kActQuant) moe::detail::fake_quant_act<Codec>(h, static_cast<int>(R), h);  // GEMM 2 reads h as codes
+        if constexpr (kLoraDown) {  // LoRA shrink of the down adapter on h as rounded to T, before any quantization
+          const LoraRow<T> l2 = lora_row(w, in, t, sh ? quant::Matrix::shared_w2 : quant::Matrix::w2, e);
+          if (l2) detail::lora_shrink(l2, hf, R, lora_u(2, p));
+        }
+        if constexpr (kS8)
+          (sh ? hs_scale_ : h_scale_)[static_cast<std::size_t>(row)] = deepshock::cpu::quantize_row_s8(hf, static_cast<int>(R), h);
+        else if constexpr (kActQuant) moe::detail::fake_quant_act<Codec>(h, static_cast<int>(R), h);  // GEMM 2 reads h as codes
       }
 
       // GEMM 2.
@@ -387,6 +512,24 @@ class Executor {
       for (long long i = 0; i < n_down; ++i) {
         const Item& it = down_[static_cast<std::size_t>(i)];
         if (!run_item(w.codec, gemm2(w, static_cast<int>(T_), it.e), it, tid)) failed = true;
+      }
+
+      // LoRA expand of the down adapters into GEMM 2's rows (the combine adds b2 and weights them).
+      if constexpr (kLoraDown) {
+#if defined(_OPENMP)
+#pragma omp for schedule(static)
+#endif
+        for (long long r = 0; r < rows + (Is > 0 ? T_ : 0); ++r) {
+          const bool sh = r >= rows;
+          const long long row = sh ? r - rows : r;
+          const long long e = sh ? 0 : ids[sorted_slot_[static_cast<std::size_t>(row)]];
+          const long long t = sh ? row : sorted_token_[static_cast<std::size_t>(row)];
+          const LoraRow<T> l2 = lora_row(w, in, t, sh ? quant::Matrix::shared_w2 : quant::Matrix::w2, e);
+          if (!l2) continue;
+          float* o = (sh ? s_.data() : o_.data()) + static_cast<std::size_t>(row) * Hz;
+          const float* u = lora_u(2, sh ? shared_row0 + row : row);
+          for (int c = 0; c < H; ++c) o[c] += detail::lora_expand(l2, c, u);
+        }
       }
 
       // Combine: y[t] = T(sum_j (slot order) w[t, j] (o + b2) + g_t (s + shared b2)).
@@ -421,11 +564,17 @@ class Executor {
     return Status::success();
   }
 
-  /// x row -> fp32 (exactly), then the codec's activation quantization where it has one.
-  static void load_activation(const T* src, int n, float* dst) {
-    const float* f = host::detail::row_as_float(src, n, dst);
-    if (f != dst) std::copy(f, f + n, dst);
-    if constexpr (kActQuant) moe::detail::fake_quant_act<Codec>(dst, n, dst);
+  /// x row -> fp32 (exactly), then the codec's activation quantization where it has one: W8A8
+  /// to int8 codes and their scale (`tmp`: n floats), the others dequantized in fp32.
+  static void load_activation(const T* src, int n, A* dst, float* scale, float* tmp) {
+    if constexpr (kS8) {
+      *scale = deepshock::cpu::quantize_row_s8(host::detail::row_as_float(src, n, tmp), n, dst);
+    } else {
+      (void)scale, (void)tmp;
+      const float* f = host::detail::row_as_float(src, n, dst);
+      if (f != dst) std::copy(f, f + n, dst);
+      if constexpr (kActQuant) moe::detail::fake_quant_act<Codec>(dst, n, dst);
+    }
   }
 
   LayerDims d_;
@@ -435,11 +584,14 @@ class Executor {
   Status status_;
   Isa isa_ = Isa::portable;
   std::size_t workspace_bytes_ = 0;
-  long long kmax_ = 0;                       // max(H, I, Is): the row length of a decoded weight tile
-  std::vector<A> xg_, h_, hs_;               // gathered x [rows, H]; h [rows, I]; shared h [T, Is]
-  std::vector<float> g1_, o_, xs_, gs_, s_;  // GEMM 1 [rows, N1]; GEMM 2 [rows, H]; shared x (codecs), GEMM 1, GEMM 2
-  std::vector<float> sg_, xrow_, gate_f_;    // shared gate [T]; per thread one row; the gate's row
-  std::vector<float> dec_;                   // per thread: a decoded weight tile [kTileN, max(H, I, Is)] (codecs)
+  long long kmax_ = 0;                  // max(H, I, Is): the row length of a decoded weight tile
+  std::vector<A> xg_, h_, hs_, xs_;     // gathered x [rows, H]; h [rows, I]; shared h [T, Is]; shared x [T, H] (codecs)
+  std::vector<float> g1_, o_, gs_, s_;  // GEMM 1 [rows, N1]; GEMM 2 [rows, H]; the shared expert's GEMM 1, GEMM 2
+  std::vector<float> x_scale_, h_scale_, xs_scale_, hs_scale_;  // W8A8: the scales of xg_, h_, xs_, hs_ rows
+  std::vector<float> sg_, xrow_, gate_f_;                       // shared gate [T]; per thread one row [max(H, I, Is)]; the gate's row
+  std::vector<float> lora_u_;  // LoRA: u = s A v per matrix (w1, w3, w2) and row (routed rows, then T shared) [3][n + T][kRank]
+  std::vector<float> ctile_;   // per thread: a GEMM item's C tile [max_tokens, kTileN]
+  std::vector<float> dec_;     // per thread: a decoded weight tile [kTileN, max(H, I, Is)] (codecs)
   std::vector<int> counts_, offsets_, sorted_token_, sorted_slot_, slot_row_;  // the sorted assignments
   std::vector<Item> up_, down_;
 };
