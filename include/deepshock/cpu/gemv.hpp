@@ -3,7 +3,7 @@
 //
 //   gemv_rows(isa, m, n, k, a, lda, b, ldb, c, ldc):
 //     c[q * ldc + j] = sum_i a[q * lda + i] * b[j * ldb + i]   for q < m <= kGemvMaxRows, j < n
-//   with a and b both float or both bf16 and fp32 sums.
+//   with a and b both float or both bf16 and fp32 sums; gemv_rows_f16: a in fp32, b in fp16.
 //
 // Why not oneDNN here: with one or two rows per expert, oneDNN 2.6's matmul on weights in their
 // stored [out, in] layout read them at 10–17 GB/s on the project's build machine (one thread),
@@ -55,12 +55,12 @@ namespace detail {
 
 /// Portable: 16 partial sums per (row, weight row), element i into lane i % 16, lanes folded in
 /// halves; vectorised by the compiler at the width it is allowed.
-template <class T>
-void gemv_portable(int m, int n, int k, const T* a, long long lda, const T* b, long long ldb, float* c, long long ldc) {
+template <class TA, class TB>
+void gemv_portable(int m, int n, int k, const TA* a, long long lda, const TB* b, long long ldb, float* c, long long ldc) {
   for (int j = 0; j < n; ++j) {
-    const T* w = b + j * ldb;
+    const TB* w = b + j * ldb;
     for (int q = 0; q < m; ++q) {
-      const T* x = a + q * lda;
+      const TA* x = a + q * lda;
       float lane[16] = {};
       int i = 0;
       for (; i + 16 <= k; i += 16)
@@ -158,6 +158,44 @@ __attribute__((target("avx512f,avx512bw,avx512dq"))) void gemv_avx512_f32(int n,
   }
 }
 
+/// fp16 weight rows against fp32 rows: 16 halves per step widened to fp32 once (F16C's
+/// conversion, exact) and used for all M rows; the accumulators and the lane sum as
+/// gemv_avx512_f32. (The zero-masked conversions: GCC 12 warns falsely inside the unmasked ones.)
+template <int M>
+__attribute__((target("avx512f,avx512bw,avx512dq"))) void gemv_f16_avx512(int n, int k, const float* a, long long lda, const fp16* b,
+                                                                          long long ldb, float* c, long long ldc) {
+  constexpr int V = 16, U = 4;
+  const int full = k / V * V, body = k / (V * U) * (V * U);
+  const __mmask32 tail = static_cast<__mmask32>((1u << (k - full)) - 1);
+  for (int j = 0; j < n; ++j) {
+    const fp16* w = b + j * ldb;
+    __m512 acc[M][U];
+    _Pragma("GCC unroll 4") for (int q = 0; q < M; ++q) {
+      _Pragma("GCC unroll 4") for (int u = 0; u < U; ++u) acc[q][u] = _mm512_setzero_ps();
+    }
+    for (int i = 0; i < body; i += V * U) {
+      _Pragma("GCC unroll 4") for (int u = 0; u < U; ++u) {
+        const __m256i halves = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w + i + u * V));
+        const __m512 wv = _mm512_maskz_cvtph_ps(0xFFFF, halves);
+        _Pragma("GCC unroll 4") for (int q = 0; q < M; ++q) {
+          acc[q][u] = _mm512_fmadd_ps(wv, _mm512_loadu_ps(a + q * lda + i + u * V), acc[q][u]);
+        }
+      }
+    }
+    for (int i = body; i < k; i += V) {
+      const __mmask32 mask = i < full ? static_cast<__mmask32>(0xFFFF) : tail;
+      const __m256i halves = _mm512_maskz_extracti64x4_epi64(0xF, _mm512_maskz_loadu_epi16(mask, w + i), 0);
+      const __m512 wv = _mm512_maskz_cvtph_ps(0xFFFF, halves);
+      _Pragma("GCC unroll 4") for (int q = 0; q < M; ++q) {
+        acc[q][0] = _mm512_fmadd_ps(wv, _mm512_maskz_loadu_ps(static_cast<__mmask16>(mask), a + q * lda + i), acc[q][0]);
+      }
+    }
+    _Pragma("GCC unroll 4") for (int q = 0; q < M; ++q) {
+      c[q * ldc + j] = lane_sum(_mm512_add_ps(_mm512_add_ps(acc[q][0], acc[q][1]), _mm512_add_ps(acc[q][2], acc[q][3])));
+    }
+  }
+}
+
 template <class T, int M>
 void gemv_avx512(int n, int k, const T* a, long long lda, const T* b, long long ldb, float* c, long long ldc) {
   if constexpr (std::is_same_v<T, bf16>) gemv_avx512_bf16<M>(n, k, a, lda, b, ldb, c, ldc);
@@ -166,6 +204,27 @@ void gemv_avx512(int n, int k, const T* a, long long lda, const T* b, long long 
 #endif
 
 }  // namespace detail
+
+/// fp16 weights (the fast executor's fp16 decode): c[q * ldc + j] = sum_i a[q * lda + i] *
+/// b[j * ldb + i] with a in fp32, b in fp16 (1 <= m <= kGemvMaxRows). `isa` must be one
+/// best_isa<float>() allows (or portable: gemv_portable's lane order).
+inline void gemv_rows_f16(Isa isa, int m, int n, int k, const float* a, long long lda, const fp16* b, long long ldb, float* c,
+                          long long ldc) {
+#if DEEPSHOCK_CPU_X86_KERNELS
+  if (isa == Isa::avx512 && k > 0) {
+    switch (m) {
+      case 1: return detail::gemv_f16_avx512<1>(n, k, a, lda, b, ldb, c, ldc);
+      case 2: return detail::gemv_f16_avx512<2>(n, k, a, lda, b, ldb, c, ldc);
+      case 3: return detail::gemv_f16_avx512<3>(n, k, a, lda, b, ldb, c, ldc);
+      case 4: return detail::gemv_f16_avx512<4>(n, k, a, lda, b, ldb, c, ldc);
+      default: break;
+    }
+  }
+#else
+  (void)isa;
+#endif
+  detail::gemv_portable(m, n, k, a, lda, b, ldb, c, ldc);
+}
 
 /// c[q * ldc + j] = sum_i a[q * lda + i] * b[j * ldb + i] for q < m, j < n (T = float or bf16;
 /// 1 <= m <= kGemvMaxRows). `isa` must be one best_isa<T>() allows (or portable).

@@ -37,11 +37,12 @@
 // T x kTileN floats per thread, a decode tile per thread for codecs, LoRA's u rows) is allocated by the constructor; a run allocates nothing of its
 // size. oneDNN primitives are created once per new GEMM shape and cached.
 //
-// Supported: T = float or bf16 (bf16 GEMMs need oneDNN's bf16 kernels, i.e. AVX-512; elsewhere
-// the constructor returns unsupported), every codec, every activation, gate/up layout, shared
+// Supported: T = float, bf16 or fp16 (bf16 GEMMs need oneDNN's bf16 kernels, i.e. AVX-512;
+// elsewhere the constructor returns unsupported), every codec, every activation, gate/up layout, shared
 // expert, shared gate and bias of the device layer, LoRA adapters, expert parallelism
-// (RouterOptions' expert range: the executor is built for the local expert count). fp16:
-// unsupported (oneDNN 2.6 has no fp16 matmul without AVX512-FP16).
+// (RouterOptions' expert range: the executor is built for the local expert count). fp16: oneDNN
+// 2.6 has no fp16 matmul without AVX512-FP16, so fp16 weights go to oneDNN as fp32 tiles
+// (converted exactly, an item's rows at a time) and the decode GEMV reads them as stored.
 #pragma once
 
 #include <algorithm>
@@ -97,15 +98,19 @@ class Executor {
   static constexpr bool kLoraDown = lora::targets<Adapter>(quant::Matrix::w2) || lora::targets<Adapter>(quant::Matrix::shared_w2);
   using W = typename LayerWeights<T, ExpertT>::W;
   static constexpr bool kGated = Act::kGated, kFused = GateUp::kFused, kCodec = !Codec::kIdentity;
+  /// fp16: oneDNN 2.6 has no fp16 matmul without AVX512-FP16, so fp16 weights are converted to
+  /// fp32 tiles (exactly) as codecs decode theirs, and the decode GEMV reads them as stored.
+  static constexpr bool kF16 = std::is_same_v<T, fp16>;
+  static constexpr bool kDecode = kCodec || kF16;  ///< weights reach oneDNN as fp32 tiles
   static constexpr bool kActQuant = quant::act_int8_v<Codec> || quant::act_fp8_v<Codec>;
   /// W8A8 (quant::Int8ChannelA8): int8 codes times the stored int8 weights on the int8
   /// instructions (oneDNN's s8 matmul, the VNNI GEMV), exact int32 sums scaled per row and column.
   static constexpr bool kS8 = quant::act_int8_v<Codec> && std::is_base_of_v<quant::Int8Channel, Codec>;
   /// W8A16 (quant::Int8Channel): the decode GEMV reads the stored int8 weights.
   static constexpr bool kW8 = std::is_same_v<Codec, quant::Int8Channel>;
-  /// The GEMMs' operand type: T for unquantized weights, int8 codes for W8A8, fp32 for other
-  /// codecs (decoded weights).
-  using A = std::conditional_t<kS8, std::int8_t, std::conditional_t<kCodec, float, T>>;
+  /// The GEMMs' operand type: T for unquantized fp32 and bf16 weights, int8 codes for W8A8,
+  /// fp32 for fp16 and the other codecs (decoded weights).
+  using A = std::conditional_t<kS8, std::int8_t, std::conditional_t<kDecode, float, T>>;
 
  public:
   /// The layer `d` (d.max_tokens sizes the workspace) with `experts` local experts and top-k `k`.
@@ -181,8 +186,8 @@ class Executor {
   static constexpr GemmElem elem() { return kS8 ? GemmElem::s8 : std::is_same_v<A, bf16> ? GemmElem::bf16 : GemmElem::f32; }
 
   Status configure() {
-    if constexpr (!std::is_same_v<T, float> && !std::is_same_v<T, bf16>)
-      return Status::unsupported("deepshock::moe::cpu::Executor: T must be float or bf16 (oneDNN's fp16 GEMMs need AVX512-FP16)");
+    if constexpr (!std::is_same_v<T, float> && !std::is_same_v<T, bf16> && !kF16)
+      return Status::unsupported("deepshock::moe::cpu::Executor: T must be float, bf16 or fp16");
     DEEPSHOCK_RETURN_IF_ERROR(gemm_.status());
     DEEPSHOCK_RETURN_IF_ERROR((moe::detail::check_layer_dims<T, Codec>(d_)));
     if (experts_ < 1 || experts_ > kMaxDispatchExperts)
@@ -209,7 +214,7 @@ class Executor {
     g1_.resize(n * n1 * I);
     h_.resize(n * I);
     o_.resize(n * H);
-    xs_.resize(kCodec && Is > 0 ? T_ * H : 0);
+    xs_.resize(kDecode && Is > 0 ? T_ * H : 0);
     x_scale_.resize(kS8 ? n : 0);
     h_scale_.resize(kS8 ? n : 0);
     xs_scale_.resize(kS8 ? T_ : 0);
@@ -223,7 +228,7 @@ class Executor {
     gate_f_.resize(H);
     lora_u_.resize(kRank > 0 ? 3 * (n + T_) * static_cast<std::size_t>(kRank) : 0);
     ctile_.resize(thr * T_ * kTileN);
-    dec_.resize(kCodec && !kS8 ? thr * kTileN * static_cast<std::size_t>(kmax_) : 0);
+    dec_.resize(kDecode && !kS8 ? thr * kTileN * static_cast<std::size_t>(kmax_) : 0);
     counts_.resize(static_cast<std::size_t>(experts_));
     offsets_.resize(static_cast<std::size_t>(experts_) + 1);
     sorted_token_.resize(n);
@@ -253,8 +258,8 @@ class Executor {
         part == 0 ? (sh ? quant::Matrix::shared_w1 : quant::Matrix::w1) : (sh ? quant::Matrix::shared_w3 : quant::Matrix::w3);
     const W* base = part == 0 ? (sh ? w.shared_w1 : w.w1) : (sh ? w.shared_w3 : w.w3);
     if (!kCodec) base += ex * rows * H;
-    const A* a = sh ? (kCodec ? xs_.data() : reinterpret_cast<const A*>(in.x)) : xg_.data() + r0 * H;
-    const long long lda = sh && !kCodec ? xs : H;
+    const A* a = sh ? (kDecode ? xs_.data() : reinterpret_cast<const A*>(in.x)) : xg_.data() + r0 * H;
+    const long long lda = sh && !kDecode ? xs : H;
     float* c = (sh ? gs_.data() : g1_.data()) + r0 * N1 + part * n_part;
     return {m, H, lda, N1, rows, 0, ex, mat, a, base, c, sh ? xs_scale_.data() : x_scale_.data() + r0};
   }
@@ -305,12 +310,25 @@ class Executor {
         return true;
       }
     }
+    if constexpr (kF16 && !kCodec) {
+      if (use_gemv(g)) {
+        deepshock::cpu::gemv_rows_f16(isa_, static_cast<int>(g.m), it.nt, static_cast<int>(g.K), g.a, g.lda, g.b + it.n0 * g.K, g.K,
+                                      g.c + it.n0, g.ldc);
+        return true;
+      }
+    }
     if constexpr (!kS8) {
       const A* b;
-      if constexpr (kCodec) {
+      if constexpr (kDecode) {
         float* dec = dec_.data() + static_cast<std::size_t>(tid) * kTileN * static_cast<std::size_t>(kmax_);
-        for (int r = 0; r < it.nt; ++r)
-          Codec::template decode_row<T>(codec, g.mat, g.b, quant::RowRef{g.ex, g.rows, g.row0 + it.n0 + r, g.K}, dec + r * g.K);
+        for (int r = 0; r < it.nt; ++r) {
+          if constexpr (kCodec) {
+            Codec::template decode_row<T>(codec, g.mat, g.b, quant::RowRef{g.ex, g.rows, g.row0 + it.n0 + r, g.K}, dec + r * g.K);
+          } else {
+            (void)codec;
+            (void)host::detail::row_as_float(g.b + (it.n0 + r) * g.K, static_cast<int>(g.K), dec + r * g.K);  // fp16: into dec
+          }
+        }
         b = dec;
       } else {
         (void)codec;
@@ -439,7 +457,7 @@ class Executor {
       for (long long p = 0; p < rows; ++p) {
         const T* src = in.x + static_cast<std::size_t>(sorted_token_[static_cast<std::size_t>(p)]) * xs;
         A* dst = xg_.data() + static_cast<std::size_t>(p) * Hz;
-        if constexpr (kCodec) load_activation(src, H, dst, kS8 ? x_scale_.data() + p : nullptr, xrow);
+        if constexpr (kDecode) load_activation(src, H, dst, kS8 ? x_scale_.data() + p : nullptr, xrow);
         else std::copy(src, src + H, dst);
         if constexpr (kLoraUp)
           shrink_up(w, in, sorted_token_[static_cast<std::size_t>(p)], ids[sorted_slot_[static_cast<std::size_t>(p)]], false, src, xrow, p);
@@ -450,7 +468,7 @@ class Executor {
       for (long long t = 0; t < (Is > 0 ? T_ : 0); ++t) {
         const T* src = in.x + static_cast<std::size_t>(t) * xs;
         if (sigmoid_gate) sg_[static_cast<std::size_t>(t)] = gate::sigmoid(dot_fp32(gate_f_.data(), row_as_float(src, H, xrow), H));
-        if constexpr (kCodec)
+        if constexpr (kDecode)
           load_activation(src, H, xs_.data() + static_cast<std::size_t>(t) * Hz, kS8 ? xs_scale_.data() + t : nullptr, xrow);
         if constexpr (kLoraUp) shrink_up(w, in, t, 0, true, src, xrow, shared_row0 + t);
       }
@@ -493,8 +511,8 @@ class Executor {
           }
           const T hv = moe::detail::from_float<T>(Act::apply(gv, uv));
           if constexpr (kS8 || kLoraDown) hf[i] = value_to_float(hv);
-          if constexpr (kCodec && !kS8) h[i] = value_to_float(hv);
-          else if constexpr (!kCodec) h[i] = hv;
+          if constexpr (kDecode && !kS8) h[i] = value_to_float(hv);
+          else if constexpr (!kDecode) h[i] = hv;
         }
         if constexpr (kLoraDown) {  // LoRA shrink of the down adapter on h as rounded to T, before any quantization
           const LoraRow<T> l2 = lora_row(w, in, t, sh ? quant::Matrix::shared_w2 : quant::Matrix::w2, e);

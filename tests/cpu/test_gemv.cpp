@@ -1,7 +1,8 @@
-// The int8 decode kernels of the fast CPU executor (cpu/gemv_int8.hpp): W8A8's exact int32 dot
+// The decode kernels of the fast CPU executor (cpu/gemv_int8.hpp, cpu/gemv.hpp): W8A8's exact int32 dot
 // products on every instruction set this CPU has, against int64 sums, and W8A16's fp32 rows times
 // scaled int8 weights against double sums; odd lengths (the masked tails), strided rows, the
-// extreme codes, and the activation quantizer against quant::fake_quant_int8_row.
+// extreme codes, and the activation quantizer against quant::fake_quant_int8_row; and the fp16
+// decode GEMV (cpu/gemv.hpp) against double sums.
 #include <catch2/catch.hpp>
 
 #include <cmath>
@@ -85,6 +86,35 @@ TEST_CASE("W8A16 GEMV: fp32 rows times scaled int8 weights against double sums",
             }
         }
       }
+}
+
+TEST_CASE("fp16 GEMV: fp32 rows times fp16 weights against double sums", "[cpu][gemv]") {
+  auto rng = ds_test::make_rng(0xF16);
+  std::uniform_real_distribution<float> val(-1.0f, 1.0f);
+  for (const int k : kLengths)
+    for (int m = 1; m <= cpu::kGemvMaxRows; ++m) {
+      constexpr int n = 5;
+      const long long lda = k + 1, ldb = k + 3, ldc = n + 2;
+      std::vector<float> a(static_cast<std::size_t>(m * lda));
+      std::vector<deepshock::fp16> b(static_cast<std::size_t>(n * ldb));
+      for (auto& v : a) v = val(rng);
+      for (auto& v : b) v = deepshock::value_from_float<deepshock::fp16>(val(rng));
+      for (const cpu::Isa isa : isas(cpu::best_isa<float>())) {
+        INFO("k " << k << " m " << m << " isa " << static_cast<int>(isa));
+        std::vector<float> c(static_cast<std::size_t>(m * ldc), std::numeric_limits<float>::quiet_NaN());
+        cpu::gemv_rows_f16(isa, m, n, k, a.data(), lda, b.data(), ldb, c.data(), ldc);
+        for (int q = 0; q < m; ++q)
+          for (int j = 0; j < n; ++j) {
+            double s = 0, mag = 0;
+            for (int i = 0; i < k; ++i) {
+              const double p = static_cast<double>(a[q * lda + i]) * deepshock::value_to_float(b[j * ldb + i]);
+              s += p;
+              mag += std::abs(p);
+            }
+            REQUIRE(std::abs(c[static_cast<std::size_t>(q * ldc + j)] - s) <= k * std::ldexp(mag, -23) + 1e-30);
+          }
+      }
+    }
 }
 
 TEST_CASE("W8A8 activation quantizer: the codes and scale of quant::fake_quant_int8_row", "[cpu][gemv]") {
