@@ -132,7 +132,7 @@ struct Weights {
 /// DS_BENCH_GEMV_ROWS=N: the fast executor's gemv_max_rows (default: the library's), for comparisons.
 int gemv_rows() {
   const char* v = std::getenv("DS_BENCH_GEMV_ROWS");
-  return v != nullptr ? std::atoi(v) : ds::cpu::kGemvMaxRows;
+  return v != nullptr ? std::atoi(v) : moe::cpu::kDefaultGemvRows;
 }
 
 /// The model's weights quantized by quant::Int8Channel's quantizer (the same weights for both

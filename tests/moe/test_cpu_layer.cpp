@@ -96,9 +96,11 @@ TEMPLATE_TEST_CASE("fast CPU executor with given routing matches the double refe
         const std::vector<T> y2 = check_routed_case<T, Act>(m, c, {2}, x, ids, wts);
         INFO("1 vs 2 threads: E " << c.E << " T " << c.tokens);
         CHECK(same_bytes(y1, y2));
-        // Every expert on oneDNN (no GEMV), and the GEMV's portable loop: the reference still.
+        // Every expert on oneDNN (no GEMV), the GEMV's portable loop, and the GEMV up to its
+        // largest row count: the reference still.
         check_routed_case<T, Act>(m, c, {2, 0}, x, ids, wts);
         check_routed_case<T, Act>(m, c, {2, ds::cpu::kGemvMaxRows, true}, x, ids, wts);
+        check_routed_case<T, Act>(m, c, {2, ds::cpu::kGemvMaxRows}, x, ids, wts);  // up to 8 rows on the GEMV, in chunks of 4
         if (c.tokens == 33) {
           // Every slot on one expert: 2 T rows, more than d.max_tokens, so its GEMMs write the
           // layer's buffers directly instead of the threads' C tiles.
@@ -304,7 +306,8 @@ TEST_CASE("fast CPU executor refuses what it cannot run, with the argument named
   out.y = y.data();
   Executor<ds::bf16, X> ex(d, 8, 2);
   DS_REQUIRE_OK(ex.status());
-  check_rejects(Executor<ds::bf16, X>(d, 8, 2, {0, 5}).status(), ds::StatusCode::invalid_argument, "options.gemv_max_rows");
+  check_rejects(Executor<ds::bf16, X>(d, 8, 2, {0, ds::cpu::kGemvMaxRows + 1}).status(), ds::StatusCode::invalid_argument,
+                "options.gemv_max_rows");
   check_rejects(ex.run_routed(w, moe::LayerInputs<ds::bf16>{x.data(), 5, 0, nullptr}, ids.data(), wts.data(), out),
                 ds::StatusCode::out_of_range, "tokens");
   ids[3] = 8;

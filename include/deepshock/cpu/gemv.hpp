@@ -32,8 +32,11 @@
 
 namespace deepshock::cpu {
 
-/// The largest m gemv_rows takes (the executor uses oneDNN above it).
-inline constexpr int kGemvMaxRows = 4;
+/// The largest m the GEMVs take. The kernels hold the accumulators of up to kGemvChunk rows;
+/// more rows run in chunks of kGemvChunk, each chunk after the first reading the weight rows again,
+/// from cache when the caller's block of weight rows fits (the executor's items: 128 rows).
+inline constexpr int kGemvMaxRows = 8;
+inline constexpr int kGemvChunk = 4;
 
 /// Instruction sets of the gemv kernels.
 enum class Isa : unsigned char { portable, avx512 };
@@ -211,6 +214,11 @@ void gemv_avx512(int n, int k, const T* a, long long lda, const T* b, long long 
 inline void gemv_rows_f16(Isa isa, int m, int n, int k, const float* a, long long lda, const fp16* b, long long ldb, float* c,
                           long long ldc) {
 #if DEEPSHOCK_CPU_X86_KERNELS
+  if (isa == Isa::avx512 && k > 0 && m > kGemvChunk) {
+    for (int q0 = 0; q0 < m; q0 += kGemvChunk)
+      gemv_rows_f16(isa, m - q0 < kGemvChunk ? m - q0 : kGemvChunk, n, k, a + q0 * lda, lda, b, ldb, c + q0 * ldc, ldc);
+    return;
+  }
   if (isa == Isa::avx512 && k > 0) {
     switch (m) {
       case 1: return detail::gemv_f16_avx512<1>(n, k, a, lda, b, ldb, c, ldc);
@@ -232,6 +240,11 @@ template <class T>
 void gemv_rows(Isa isa, int m, int n, int k, const T* a, long long lda, const T* b, long long ldb, float* c, long long ldc) {
   static_assert(std::is_same_v<T, float> || std::is_same_v<T, bf16>, "deepshock::cpu::gemv_rows: T must be float or bf16");
 #if DEEPSHOCK_CPU_X86_KERNELS
+  if (isa == Isa::avx512 && k > 0 && m > kGemvChunk) {
+    for (int q0 = 0; q0 < m; q0 += kGemvChunk)
+      gemv_rows<T>(isa, m - q0 < kGemvChunk ? m - q0 : kGemvChunk, n, k, a + q0 * lda, lda, b, ldb, c + q0 * ldc, ldc);
+    return;
+  }
   if (isa == Isa::avx512 && k > 0) {
     switch (m) {
       case 1: return detail::gemv_avx512<T, 1>(n, k, a, lda, b, ldb, c, ldc);

@@ -80,10 +80,14 @@ using deepshock::cpu::Isa;
 /// which stay in a core's L2 while every row of the expert's block is multiplied with them.
 inline constexpr int kTileN = 128;
 
+/// Experts with at most this many rows run on the GEMV by default (measured: README, "Experts on
+/// the CPU").
+inline constexpr int kDefaultGemvRows = 4;
+
 struct ExecutorOptions {
-  int threads = 0;                                   ///< 0: OpenMP's default (1 without OpenMP)
-  int gemv_max_rows = deepshock::cpu::kGemvMaxRows;  ///< experts with at most this many rows use the GEMV; 0: none
-  bool portable_gemv = false;                        ///< the GEMV's portable loop even where AVX-512 exists (tests)
+  int threads = 0;                       ///< 0: OpenMP's default (1 without OpenMP)
+  int gemv_max_rows = kDefaultGemvRows;  ///< experts with at most this many rows use the GEMV; 0: none
+  bool portable_gemv = false;            ///< the GEMV's portable loop even where AVX-512 exists (tests)
 };
 
 template <class T, class ExpertT>
