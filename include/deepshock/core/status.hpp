@@ -22,6 +22,9 @@ enum class StatusCode : int {
   resource_exhausted,  ///< out of memory or workspace too small
   runtime_error,       ///< the CUDA runtime (or the simulator) reported an error
   internal,            ///< a library invariant broke: a bug in deepshock
+  cancelled,           ///< the caller cancelled the work before it ran
+  deadline_exceeded,   ///< the work's deadline passed before it could run
+  unavailable,         ///< the service is shutting down and takes no more work
 };
 
 /// Printable name of a StatusCode.
@@ -34,6 +37,9 @@ constexpr std::string_view to_string(StatusCode c) noexcept {
     case StatusCode::resource_exhausted: return "resource_exhausted";
     case StatusCode::runtime_error: return "runtime_error";
     case StatusCode::internal: return "internal";
+    case StatusCode::cancelled: return "cancelled";
+    case StatusCode::deadline_exceeded: return "deadline_exceeded";
+    case StatusCode::unavailable: return "unavailable";
   }
   return "unknown";
 }
@@ -56,6 +62,9 @@ class [[nodiscard]] Status {
   }
   static Status runtime_error(std::string_view what) { return {StatusCode::runtime_error, std::string(what)}; }
   static Status internal(std::string_view what) { return {StatusCode::internal, std::string(what)}; }
+  static Status cancelled(std::string_view what) { return {StatusCode::cancelled, std::string(what)}; }
+  static Status deadline_exceeded(std::string_view what) { return {StatusCode::deadline_exceeded, std::string(what)}; }
+  static Status unavailable(std::string_view what) { return {StatusCode::unavailable, std::string(what)}; }
 
   bool ok() const noexcept { return code_ == StatusCode::ok; }
   explicit operator bool() const noexcept { return ok(); }

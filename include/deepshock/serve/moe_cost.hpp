@@ -1,0 +1,105 @@
+// deepshock/serve/moe_cost.hpp — when is it worth waiting for more tokens? The MoE-aware part of
+// the batcher (serve/batcher.hpp).
+//
+// A MoE layer's step reads the weights of every expert its tokens touch. With T tokens, each
+// choosing k of E experts (uniformly, for the estimate), the expected number of experts touched
+// is E (1 - (1 - k / E)^T): it grows almost linearly for small T and saturates at E, so the
+// weight bytes read per token fall as T grows — by up to E / k times between T = 1 and a large
+// batch. A step's cost is modelled as
+//   cost(T) = fixed + per_expert * touched(T) + per_token * T      (microseconds)
+// (launch and routing overhead; streaming one expert's weights; the per-token arithmetic), the
+// three terms fitted to measured steps by least squares (StepCostModel::observe) or given.
+//
+// The decision (should_wait): a step of T tokens could start now; waiting the remaining delay
+// budget r would bring about lambda r more tokens (lambda: the measured arrival rate). Waiting
+// pays when the cost per token after waiting is lower by more than `margin` (a fraction) than
+// now: cost(T + lambda r) / (T + lambda r) < (1 - margin) cost(T) / T. When the arrival rate is
+// low, or the batch already touches most experts, the step runs at once instead of idling until
+// the delay budget runs out — which is what a fixed queue delay does.
+#pragma once
+
+#include <algorithm>
+#include <cmath>
+
+namespace deepshock::serve {
+
+/// Expected experts touched by `tokens` tokens each choosing k of E experts uniformly at random.
+inline double expected_experts(int experts, int k, double tokens) {
+  if (experts <= 0 || k <= 0 || tokens <= 0.0) return 0.0;
+  const double p = std::min(1.0, static_cast<double>(k) / experts);
+  return experts * (1.0 - std::pow(1.0 - p, tokens));
+}
+
+/// The linear step-cost model above, with an online least-squares fit.
+class StepCostModel {
+ public:
+  StepCostModel() = default;
+  StepCostModel(int experts, int k, double fixed_us, double per_expert_us, double per_token_us)
+      : experts_(experts), k_(k), c_{fixed_us, per_expert_us, per_token_us} {}
+
+  int experts() const { return experts_; }
+  int k() const { return k_; }
+  double fixed_us() const { return c_[0]; }
+  double per_expert_us() const { return c_[1]; }
+  double per_token_us() const { return c_[2]; }
+
+  /// Modelled cost of a step of `tokens` tokens (microseconds).
+  double cost(double tokens) const { return tokens <= 0.0 ? 0.0 : c_[0] + c_[1] * expected_experts(experts_, k_, tokens) + c_[2] * tokens; }
+
+  /// Adds a measured step; once three or more distinct sizes are seen, the coefficients are the
+  /// least-squares fit over every observation so far (clamped at zero: a cost never falls).
+  void observe(int tokens, double us) {
+    if (tokens <= 0 || !(us >= 0.0)) return;
+    const double f[3] = {1.0, expected_experts(experts_, k_, tokens), static_cast<double>(tokens)};
+    for (int i = 0; i < 3; ++i) {
+      for (int j = 0; j < 3; ++j) ata_[i][j] += f[i] * f[j];
+      atb_[i] += f[i] * us;
+    }
+    if (tokens != last_tokens_) ++distinct_, last_tokens_ = tokens;
+    if (distinct_ >= 3) solve();
+  }
+
+ private:
+  /// Solves the 3 x 3 normal equations by Gaussian elimination with partial pivoting; keeps the
+  /// old coefficients when the system is singular (sizes that do not separate the terms).
+  void solve() {
+    double m[3][4];
+    for (int i = 0; i < 3; ++i) {
+      for (int j = 0; j < 3; ++j) m[i][j] = ata_[i][j];
+      m[i][3] = atb_[i];
+    }
+    for (int col = 0; col < 3; ++col) {
+      int piv = col;
+      for (int r = col + 1; r < 3; ++r)
+        if (std::fabs(m[r][col]) > std::fabs(m[piv][col])) piv = r;
+      if (std::fabs(m[piv][col]) < 1e-12) return;
+      for (int j = 0; j < 4; ++j) std::swap(m[col][j], m[piv][j]);
+      for (int r = 0; r < 3; ++r) {
+        if (r == col) continue;
+        const double f = m[r][col] / m[col][col];
+        for (int j = col; j < 4; ++j) m[r][j] -= f * m[col][j];
+      }
+    }
+    for (int i = 0; i < 3; ++i) c_[i] = std::max(0.0, m[i][3] / m[i][i]);
+  }
+
+  int experts_ = 1, k_ = 1;
+  double c_[3] = {0.0, 0.0, 0.0};
+  double ata_[3][3] = {}, atb_[3] = {};
+  int distinct_ = 0, last_tokens_ = -1;
+};
+
+/// Whether a step of `tokens` tokens should wait `remaining_us` more for about
+/// `arrival_tokens_per_us * remaining_us` further tokens (see the file comment); never beyond
+/// `budget` tokens.
+inline bool should_wait(const StepCostModel& model, int tokens, int budget, double arrival_tokens_per_us, double remaining_us,
+                        double margin) {
+  if (tokens <= 0) return true;
+  if (tokens >= budget || remaining_us <= 0.0 || !(arrival_tokens_per_us > 0.0)) return false;
+  const double later = std::min(static_cast<double>(budget), tokens + arrival_tokens_per_us * remaining_us);
+  if (later < tokens + 1.0) return false;  // not even one more token expected
+  const double now_per_token = model.cost(tokens) / tokens, later_per_token = model.cost(later) / later;
+  return later_per_token < (1.0 - margin) * now_per_token;
+}
+
+}  // namespace deepshock::serve
