@@ -434,17 +434,24 @@ TEST_CASE("MoE cost model: expected experts, the least-squares fit, and when wai
   CHECK(m.fixed_us() == Approx(30.0).margin(1e-3));
   CHECK(m.per_expert_us() == Approx(12.0).margin(1e-3));
   CHECK(m.per_token_us() == Approx(0.5).margin(1e-3));
-  // Waiting pays when weight reads dominate and tokens arrive; not when the batch already
-  // touches every expert, when nothing arrives, or when the budget is reached.
-  CHECK(serve::should_wait(m, 2, 256, 0.5, 100.0, 0.05));
-  // Per-token arithmetic dominating once every expert is touched: 200 -> 250 tokens lowers the
-  // cost per token by 0.6%, below the 5% margin; from 2 tokens, by 29%.
+  // Waiting pays when weight reads dominate and requests are likely to arrive in the time left
+  // (0.05 requests/us of 2 rows over 100 us: 5 expected); not when none arrive, when the budget is
+  // reached, when no time is left, or when only per-token work would be shared.
+  CHECK(serve::should_wait(m, 2, 256, 0.05, 2.0, 100.0, 0.05));
+  CHECK_FALSE(serve::should_wait(m, 2, 256, 0.0, 2.0, 100.0, 0.05));
+  CHECK_FALSE(serve::should_wait(m, 256, 256, 0.05, 2.0, 100.0, 0.05));
+  CHECK_FALSE(serve::should_wait(m, 2, 256, 0.05, 2.0, 0.0, 0.05));
+  const serve::StepCostModel per_token_only(64, 6, 0.0, 0.0, 1.0);
+  CHECK_FALSE(serve::should_wait(per_token_only, 2, 256, 0.05, 2.0, 100.0, 0.05));
+  // Once every expert is touched and the per-token arithmetic dominates, 50 more tokens lower
+  // the cost per token by 0.6%, below the 5% margin; from 2 tokens, by far more.
   const serve::StepCostModel compute_bound(64, 6, 0.0, 1.0, 10.0);
-  CHECK_FALSE(serve::should_wait(compute_bound, 200, 256, 0.5, 100.0, 0.05));
-  CHECK(serve::should_wait(compute_bound, 2, 256, 0.5, 100.0, 0.05));
-  CHECK_FALSE(serve::should_wait(m, 2, 256, 0.0, 100.0, 0.05));
-  CHECK_FALSE(serve::should_wait(m, 256, 256, 0.5, 100.0, 0.05));
-  CHECK_FALSE(serve::should_wait(m, 2, 256, 0.5, 0.0, 0.05));
-  const serve::StepCostModel per_token_only(64, 6, 0.0, 0.0, 1.0);  // no fixed or weight cost: nothing to amortise
-  CHECK_FALSE(serve::should_wait(per_token_only, 2, 256, 0.5, 100.0, 0.05));
+  CHECK_FALSE(serve::should_wait(compute_bound, 200, 256, 0.05, 10.0, 100.0, 0.05));
+  CHECK(serve::should_wait(compute_bound, 2, 256, 0.05, 10.0, 100.0, 0.05));
+  // Arrivals unlikely in the time left (one request per 3000 us, 500 us left: P(none) = 0.85):
+  // the expected gain falls under the margin (2.6%), so the step runs now; at one request per
+  // 100 us it waits.
+  const serve::StepCostModel small(64, 6, 20.0, 5.0, 1.0);
+  CHECK(serve::should_wait(small, 3, 64, 1.0 / 100.0, 2.5, 500.0, 0.05));
+  CHECK_FALSE(serve::should_wait(small, 3, 64, 1.0 / 3000.0, 2.5, 500.0, 0.05));
 }

@@ -99,6 +99,9 @@ class Layer {
  public:
   static constexpr int kExperts = Gate::kExperts;
   static constexpr int kTopK = Gate::kTopK;
+  using value_type = T;
+  using gate_type = Gate;
+  using expert_type = ExpertT;
   using Act = typename ExpertT::activation;
   static_assert(detail::layer_type_v<T>, "deepshock::moe::Layer: the activation type must be float, bf16 or fp16.");
   using Codec = typename ExpertT::codec;

@@ -227,6 +227,70 @@ class Stream {
   stream_t s_ = nullptr;
 };
 
+/// An instantiated CUDA graph: capture(stream, fn) records the work fn() enqueues on `stream`
+/// (stream capture, thread-local mode) and instantiates it; launch(stream) replays it with the
+/// pointers it was captured with. The simulator has no graphs: capture() and launch() return
+/// unsupported there, and callers run the work directly.
+class Graph {
+ public:
+  Graph() = default;
+  Graph(const Graph&) = delete;
+  Graph& operator=(const Graph&) = delete;
+  Graph(Graph&& o) noexcept : exec_(std::exchange(o.exec_, nullptr)) {}
+  Graph& operator=(Graph&& o) noexcept {
+    reset();
+    exec_ = std::exchange(o.exec_, nullptr);
+    return *this;
+  }
+  ~Graph() { reset(); }
+
+  bool ready() const noexcept { return exec_ != nullptr; }
+
+  template <class F>
+  Status capture(stream_t stream, F&& fn) {
+    reset();
+#if DEEPSHOCK_SIM
+    (void)stream;
+    (void)fn;
+    return Status::unsupported("CUDA graphs: the simulator has none (run the work directly)");
+#else
+    DEEPSHOCK_RETURN_IF_ERROR(from_cuda(cudaStreamBeginCapture(stream, cudaStreamCaptureModeThreadLocal), "cudaStreamBeginCapture"));
+    const Status recorded = fn();
+    cudaGraph_t graph = nullptr;
+    const cudaError_t ended = cudaStreamEndCapture(stream, &graph);
+    Status st = recorded.ok() ? from_cuda(ended, "cudaStreamEndCapture") : recorded;
+    if (st.ok()) st = from_cuda(cudaGraphInstantiate(&exec_, graph, 0), "cudaGraphInstantiate");
+    if (graph != nullptr) cudaGraphDestroy(graph);
+    if (!st.ok()) exec_ = nullptr;
+    return st;
+#endif
+  }
+
+  Status launch(stream_t stream) const {
+#if DEEPSHOCK_SIM
+    (void)stream;
+    return Status::unsupported("CUDA graphs: the simulator has none");
+#else
+    if (exec_ == nullptr) return Status::invalid_argument("graph", "not captured");
+    return from_cuda(cudaGraphLaunch(exec_, stream), "cudaGraphLaunch");
+#endif
+  }
+
+  void reset() noexcept {
+#if !DEEPSHOCK_SIM
+    if (exec_ != nullptr) cudaGraphExecDestroy(exec_);
+#endif
+    exec_ = nullptr;
+  }
+
+ private:
+#if DEEPSHOCK_SIM
+  void* exec_ = nullptr;
+#else
+  cudaGraphExec_t exec_ = nullptr;
+#endif
+};
+
 /// Owning timing event.
 class Event {
  public:

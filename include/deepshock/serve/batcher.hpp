@@ -338,7 +338,7 @@ class Batcher {
 
   static double us_between(Clock::time_point a, Clock::time_point b) { return std::chrono::duration<double, std::micro>(b - a).count(); }
 
-  /// Arrival rate in rows per microsecond: exponentially weighted means of the gaps and sizes.
+  /// Arrivals: exponentially weighted means of the gaps between requests and of their rows.
   void note_arrival(Clock::time_point now, int rows) {
     if (last_arrival_ != Clock::time_point{}) {
       const double gap = std::max(0.01, us_between(last_arrival_, now));
@@ -347,7 +347,7 @@ class Batcher {
     mean_rows_ = mean_rows_ <= 0.0 ? rows : 0.9 * mean_rows_ + 0.1 * rows;
     last_arrival_ = now;
   }
-  double arrival_rate() const { return mean_gap_us_ > 0.0 ? mean_rows_ / mean_gap_us_ : 0.0; }
+  double request_rate() const { return mean_gap_us_ > 0.0 ? 1.0 / mean_gap_us_ : 0.0; }
 
   void finish(Request& r, Status st) {
     Result<T> res;
@@ -401,8 +401,8 @@ class Batcher {
         const Clock::time_point oldest = queue_.at(by_id_.at(*arrivals_.begin()))->arrival;
         Clock::time_point until = oldest + o_.max_queue_delay;
         if (!deadlines_.empty() && o_.on_deadline == DeadlineAction::reject) until = std::min(until, deadlines_.begin()->first);
-        if (now < until &&
-            (!o_.moe_aware || should_wait(cost_, tokens, o_.token_budget, arrival_rate(), us_between(now, until), o_.moe_margin))) {
+        if (now < until && (!o_.moe_aware || should_wait(cost_, tokens, o_.token_budget, request_rate(), mean_rows_, us_between(now, until),
+                                                         o_.moe_margin))) {
           cv_.wait_until(lk, until);
           continue;
         }

@@ -11,11 +11,11 @@
 // three terms fitted to measured steps by least squares (StepCostModel::observe) or given.
 //
 // The decision (should_wait): a step of T tokens could start now; waiting the remaining delay
-// budget r would bring about lambda r more tokens (lambda: the measured arrival rate). Waiting
-// pays when the cost per token after waiting is lower by more than `margin` (a fraction) than
-// now: cost(T + lambda r) / (T + lambda r) < (1 - margin) cost(T) / T. When the arrival rate is
-// low, or the batch already touches most experts, the step runs at once instead of idling until
-// the delay budget runs out — which is what a fixed queue delay does.
+// budget r brings a Poisson number of requests at the measured arrival rate. Waiting pays when
+// the expected cost per token after waiting is lower by more than `margin` (a fraction) than
+// now. When arrivals are unlikely in the time left, or the batch already touches most experts
+// and the per-token arithmetic dominates, the step runs at once instead of idling until the
+// delay budget runs out — which is what a fixed queue delay does.
 #pragma once
 
 #include <algorithm>
@@ -89,17 +89,34 @@ class StepCostModel {
   int distinct_ = 0, last_tokens_ = -1;
 };
 
-/// Whether a step of `tokens` tokens should wait `remaining_us` more for about
-/// `arrival_tokens_per_us * remaining_us` further tokens (see the file comment); never beyond
-/// `budget` tokens.
-inline bool should_wait(const StepCostModel& model, int tokens, int budget, double arrival_tokens_per_us, double remaining_us,
-                        double margin) {
+/// Whether a step of `tokens` tokens should wait `remaining_us` more (see the file comment).
+/// Requests arrive as a Poisson process of `requests_per_us` requests per microsecond, each of
+/// `rows_per_request` rows; j of them arrive in the remaining time with probability
+/// P(j) = e^-m m^j / j! (m = requests_per_us * remaining_us), and the step then holds
+/// min(budget, tokens + j rows). Waiting pays when the expected cost per token after waiting,
+/// sum_j P(j) cost(T_j) / T_j, is lower than now by more than `margin` (a fraction): weighting
+/// by P(0) keeps a batcher from idling when arrivals are unlikely (a closed loop whose clients
+/// all wait on it, or a quiet period).
+inline bool should_wait(const StepCostModel& model, int tokens, int budget, double requests_per_us, double rows_per_request,
+                        double remaining_us, double margin) {
   if (tokens <= 0) return true;
-  if (tokens >= budget || remaining_us <= 0.0 || !(arrival_tokens_per_us > 0.0)) return false;
-  const double later = std::min(static_cast<double>(budget), tokens + arrival_tokens_per_us * remaining_us);
-  if (later < tokens + 1.0) return false;  // not even one more token expected
-  const double now_per_token = model.cost(tokens) / tokens, later_per_token = model.cost(later) / later;
-  return later_per_token < (1.0 - margin) * now_per_token;
+  if (tokens >= budget || remaining_us <= 0.0 || !(requests_per_us > 0.0) || !(rows_per_request > 0.0)) return false;
+  const double mean = requests_per_us * remaining_us;
+  const double now_per_token = model.cost(tokens) / tokens;
+  double expected = 0.0, mass = 0.0, p = std::exp(-mean);  // P(0)
+  for (int j = 0; j < 4096 && mass < 0.9999; ++j) {
+    const double t = std::min(static_cast<double>(budget), tokens + j * rows_per_request);
+    expected += p * model.cost(t) / t;
+    mass += p;
+    p *= mean / (j + 1);
+    if (t >= budget) {  // every further count fills the budget too
+      expected += (1.0 - mass) * model.cost(t) / t;
+      mass = 1.0;
+      break;
+    }
+  }
+  expected += (1.0 - std::min(1.0, mass)) * now_per_token;  // the tail left out: counted as no gain
+  return expected < (1.0 - margin) * now_per_token;
 }
 
 }  // namespace deepshock::serve

@@ -1,0 +1,114 @@
+// deepshock/serve/layer_executor.hpp — the device MoE layer (moe::Layer) as the batcher's executor
+// (serve/batcher.hpp), with one CUDA graph per padded bucket.
+//
+// Each step's rows, padding mask and adapter ids are copied into device buffers of the layer's
+// largest size (the same buffers every step, so that a graph captured once stays valid); y comes
+// back the same way. A step whose size is a bucket runs as that bucket's graph: captured on the
+// bucket's first step (after one direct run, which loads the modules and sets the kernels'
+// attributes outside the capture) and replayed after; other steps, and every step in the
+// simulator (which has no graphs), run the layer directly. The layer routes, dispatches and
+// combines on the device without a host synchronisation (its run() is capturable); the copies
+// and one stream synchronisation per step are the executor's.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "deepshock/core/status.hpp"
+#include "deepshock/moe/expert.hpp"
+#include "deepshock/platform/runtime.hpp"
+#include "deepshock/serve/batcher.hpp"
+
+namespace deepshock::serve {
+
+template <class LayerT>
+class LayerExecutor {
+ public:
+  using value_type = typename LayerT::value_type;
+  using ExpertT = typename LayerT::expert_type;
+  static constexpr bool kLora = ExpertT::adapter::kRank > 0;
+
+  /// `w`: the layer's weights in device memory (kept by reference); `buckets`: the batcher's
+  /// (BatcherOptions::buckets), each at most layer.dims().max_tokens; graphs: capture them.
+  LayerExecutor(const LayerT& layer, const moe::LayerWeights<value_type, ExpertT>& w, std::vector<int> buckets, bool graphs = true,
+                rt::stream_t stream = nullptr)
+      : layer_(layer), w_(w), buckets_(std::move(buckets)), graphs_on_(graphs && !DEEPSHOCK_SIM), stream_(stream) {
+    status_ = setup();
+  }
+
+  Status status() const { return status_; }
+  int hidden() const { return layer_.dims().hidden; }
+  /// Buckets whose graph has been captured so far.
+  int graphs_captured() const {
+    int n = 0;
+    for (const rt::Graph& g : graphs_) n += g.ready() ? 1 : 0;
+    return n;
+  }
+
+  Status run(const Step<value_type>& s) {
+    DEEPSHOCK_RETURN_IF_ERROR(status_);
+    const moe::LayerDims& d = layer_.dims();
+    if (s.rows < 0 || s.rows > d.max_tokens)
+      return Status::out_of_range("step.rows", std::to_string(s.rows) + " exceeds the layer's max_tokens " + std::to_string(d.max_tokens));
+    if (s.hidden != d.hidden) return Status::invalid_argument("step.hidden", "differs from the layer's hidden size");
+    const std::size_t n = static_cast<std::size_t>(s.rows), H = static_cast<std::size_t>(d.hidden);
+    DEEPSHOCK_RETURN_IF_ERROR(x_.copy_from_host(s.x, n * H, stream_));
+    DEEPSHOCK_RETURN_IF_ERROR(mask_.copy_from_host(s.token_mask, n, stream_));
+    if constexpr (kLora) DEEPSHOCK_RETURN_IF_ERROR(adapters_.copy_from_host(s.adapter_ids, n, stream_));
+    moe::LayerInputs<value_type> in{x_.data(), s.rows, 0, mask_.data()};
+    if constexpr (kLora) in.adapter_ids = adapters_.data();
+    moe::LayerOutputs<value_type> out;
+    out.y = y_.data();
+    auto direct = [&] { return layer_.run(in, w_, out, ws_.data(), ws_.size(), stream_); };
+    const bool bucketed = graphs_on_ && s.bucket >= 0 && static_cast<std::size_t>(s.bucket) < graphs_.size() &&
+                          buckets_[static_cast<std::size_t>(s.bucket)] == s.rows;
+    if (bucketed) {
+      rt::Graph& g = graphs_[static_cast<std::size_t>(s.bucket)];
+      if (!g.ready()) {
+        DEEPSHOCK_RETURN_IF_ERROR(direct());  // warm-up outside the capture (this step's result)
+        DEEPSHOCK_RETURN_IF_ERROR(rt::stream_synchronize(stream_));
+        DEEPSHOCK_RETURN_IF_ERROR(g.capture(stream_, direct));
+      } else {
+        DEEPSHOCK_RETURN_IF_ERROR(g.launch(stream_));
+      }
+    } else {
+      DEEPSHOCK_RETURN_IF_ERROR(direct());
+    }
+    DEEPSHOCK_RETURN_IF_ERROR(y_.copy_to_host(s.y, n * H, stream_));
+    return rt::stream_synchronize(stream_);
+  }
+
+ private:
+  Status setup() {
+    DEEPSHOCK_RETURN_IF_ERROR(layer_.status());
+    const moe::LayerDims& d = layer_.dims();
+    for (std::size_t i = 0; i < buckets_.size(); ++i)
+      if (buckets_[i] < 1 || buckets_[i] > d.max_tokens)
+        return Status::invalid_argument("buckets", "entry " + std::to_string(i) +
+                                                       " must be in [1, max_tokens = " + std::to_string(d.max_tokens) + "]");
+    const std::size_t T = static_cast<std::size_t>(d.max_tokens) > 0 ? static_cast<std::size_t>(d.max_tokens) : 1;
+    DEEPSHOCK_RETURN_IF_ERROR(x_.allocate(T * static_cast<std::size_t>(d.hidden)));
+    DEEPSHOCK_RETURN_IF_ERROR(y_.allocate(T * static_cast<std::size_t>(d.hidden)));
+    DEEPSHOCK_RETURN_IF_ERROR(mask_.allocate(T));
+    if constexpr (kLora) DEEPSHOCK_RETURN_IF_ERROR(adapters_.allocate(T));
+    DEEPSHOCK_RETURN_IF_ERROR(ws_.allocate(layer_.workspace_bytes() > 0 ? layer_.workspace_bytes() : 1));
+    graphs_.resize(graphs_on_ ? buckets_.size() : 0);
+    return Status::success();
+  }
+
+  const LayerT& layer_;
+  const moe::LayerWeights<value_type, ExpertT>& w_;
+  std::vector<int> buckets_;
+  bool graphs_on_;
+  rt::stream_t stream_;
+  Status status_;
+  rt::DeviceBuffer<value_type> x_, y_;
+  rt::DeviceBuffer<std::uint8_t> mask_;
+  rt::DeviceBuffer<int> adapters_;
+  rt::DeviceBuffer<unsigned char> ws_;
+  std::vector<rt::Graph> graphs_;
+};
+
+}  // namespace deepshock::serve
