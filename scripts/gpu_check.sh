@@ -17,9 +17,9 @@
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 build="${DS_GPU_BUILD_DIR:-$DS_ROOT/build-gpu}"
-GPU_TESTS="gpu_tests gate_router_gpu_tests gate_stats_gpu_tests gate_expert_choice_gpu_tests policy_gpu_tests fair_gpu_tests privacy_noise_gpu_tests moe_dispatch_gpu_tests moe_gemm_gpu_tests moe_layer_gpu_tests lora_gpu_tests"
+GPU_TESTS="gpu_tests gate_router_gpu_tests gate_stats_gpu_tests gate_expert_choice_gpu_tests policy_gpu_tests fair_gpu_tests privacy_noise_gpu_tests moe_dispatch_gpu_tests moe_gemm_gpu_tests moe_layer_gpu_tests lora_gpu_tests serve_gpu_tests"
 GPU_BENCHES="bench_moe bench_lora bench_router bench_policy bench_primitives"  # most telling first, in case device time runs out
-GPU_TARGETS="$GPU_TESTS $GPU_BENCHES demo_gpu recommend_gpu"
+GPU_TARGETS="$GPU_TESTS $GPU_BENCHES demo_gpu recommend_gpu serve_gpu"
 
 gpu_build() {
   ds_install_deps
@@ -41,7 +41,7 @@ gpu_pack() {
   mkdir -p "$pack/tests" "$pack/bench" "$pack/examples" "$pack/lib"
   for f in $GPU_TESTS; do cp "$build/tests/$f" "$pack/tests/"; done
   for f in $GPU_BENCHES; do cp "$build/bench/$f" "$pack/bench/"; done
-  cp "$build/examples/demo_gpu" "$build/examples/recommend_gpu" "$pack/examples/"
+  cp "$build/examples/demo_gpu" "$build/examples/recommend_gpu" "$build/examples/serve_gpu" "$pack/examples/"
   cp "$build"/lib/* "$pack/lib/" 2>/dev/null || true
   cp "$build/BUILT_FROM" "$pack/" 2>/dev/null || true
   # Symbols only: the device code lives in the .nv_fatbin section, which strip keeps.
@@ -83,6 +83,9 @@ gpu_run() {
   step "$build/examples/demo_gpu" --lora 8 --adapters 4 2>&1 | tee -a "$out/demo.log" || rc=$?
   step "$build/examples/demo_gpu" --lora 64 --adapters 8 --quant int4 2>&1 | tee -a "$out/demo.log" || rc=$?
   step "$build/examples/recommend_gpu" 2>&1 | tee "$out/recommend.log" || rc=$?
+  # The batcher in front of the GPU layer, buckets as CUDA graphs (a heavier load than on the CPU).
+  step "$build/examples/serve_gpu" --clients 16 --gap-us 200 --ms 1000 2>&1 | tee "$out/serve.log" || rc=$?
+  step "$build/examples/serve_gpu" --clients 16 --gap-us 200 --ms 1000 --moe-aware 2>&1 | tee -a "$out/serve.log" || rc=$?
   for b in $GPU_BENCHES; do
     step "$build/bench/$b" --benchmark_min_time="${DS_BENCH_MIN_TIME:-0.05}" --benchmark_filter="${DS_BENCH_FILTER:-.}" \
       --benchmark_out="$out/$b.json" --benchmark_out_format=json 2>&1 | tee "$out/$b.log" || rc=$?
