@@ -257,9 +257,12 @@ class Graph {
     DEEPSHOCK_RETURN_IF_ERROR(from_cuda(cudaStreamBeginCapture(stream, cudaStreamCaptureModeThreadLocal), "cudaStreamBeginCapture"));
     const Status recorded = fn();
     cudaGraph_t graph = nullptr;
-    const cudaError_t ended = cudaStreamEndCapture(stream, &graph);
-    Status st = recorded.ok() ? from_cuda(ended, "cudaStreamEndCapture") : recorded;
-    if (st.ok()) st = from_cuda(cudaGraphInstantiate(&exec_, graph, 0), "cudaGraphInstantiate");
+    const cudaError_t ended = cudaStreamEndCapture(stream, &graph);  // ends the capture whatever fn() returned
+    const Status st = [&]() -> Status {
+      DEEPSHOCK_RETURN_IF_ERROR(recorded);
+      DEEPSHOCK_RETURN_IF_ERROR(from_cuda(ended, "cudaStreamEndCapture"));
+      return from_cuda(cudaGraphInstantiate(&exec_, graph, 0), "cudaGraphInstantiate");
+    }();
     if (graph != nullptr) cudaGraphDestroy(graph);
     if (!st.ok()) exec_ = nullptr;
     return st;

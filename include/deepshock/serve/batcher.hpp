@@ -130,6 +130,8 @@ concept StepExecutor = requires(E& e, const Step<typename E::value_type>& s) {
 /// A request's outcome.
 template <class T>
 struct Result {
+  Result() = default;
+  explicit Result(Status s) : status(std::move(s)) {}
   Status status;
   std::vector<T> y;  ///< [rows, hidden] when status is ok
   double queue_us = 0.0, compute_us = 0.0;
@@ -159,6 +161,7 @@ class Batcher {
       : exec_(exec),
         o_(std::move(options)),
         hidden_(exec.hidden()),
+        status_(check_options(o_, hidden_)),
         cost_(o_.cost),
         queue_w_(o_.metrics_window),
         compute_w_(o_.metrics_window),
@@ -166,8 +169,6 @@ class Batcher {
         fill_w_(o_.metrics_window),
         rows_w_(o_.metrics_window),
         reqs_w_(o_.metrics_window) {
-    status_ = o_.validate();
-    if (status_.ok() && hidden_ < 1) status_ = Status::invalid_argument("exec.hidden()", "must be >= 1");
     if (!status_.ok()) return;
     const int cap = std::max(o_.token_budget, o_.buckets.empty() ? 0 : o_.buckets.back());
     x_.assign(static_cast<std::size_t>(cap) * hidden_, T{});
@@ -197,53 +198,41 @@ class Batcher {
 
   /// The same with a callback; returns the request's id (0 when refused at once).
   std::uint64_t submit(const T* x, int rows, const RequestOptions& options, Callback done) {
-    Status refuse = status_;
-    if (refuse.ok() && (rows < 1 || rows > o_.token_budget))
-      refuse = Status::invalid_argument("rows", "must be in [1, token_budget = " + std::to_string(o_.token_budget) + "], got " +
-                                                    std::to_string(rows));
-    if (refuse.ok() && x == nullptr) refuse = Status::invalid_argument("x", "must not be null");
-    if (refuse.ok() && options.deadline.count() < 0) refuse = Status::invalid_argument("options.deadline", "must be >= 0");
-    auto req = std::make_unique<Request>();
-    std::uint64_t id = 0;
-    if (refuse.ok()) {
+    const Status bad = check_request(x, rows, options);
+    std::unique_ptr<Request> req;
+    if (bad.ok()) {  // copy the rows before taking the lock
+      req = std::make_unique<Request>();
       req->rows = rows;
       req->options = options;
-      req->done = std::move(done);
       req->x.assign(x, x + static_cast<std::size_t>(rows) * hidden_);
-      std::lock_guard<std::mutex> lk(mu_);
-      ++submitted_;
-      if (stopping_) {
-        refuse = Status::unavailable("deepshock::serve::Batcher: shutting down, no new requests");
-      } else if (queue_.size() >= o_.max_queued) {
-        refuse = Status::resource_exhausted("max_queued", "the queue holds " + std::to_string(queue_.size()) + " requests");
-      } else {
-        id = ++next_id_;
-        req->id = id;
-        req->arrival = Clock::now();
-        req->has_deadline = options.deadline.count() > 0;
-        req->deadline = req->arrival + options.deadline;
-        note_arrival(req->arrival, rows);
-        const Key key{o_.preserve_ordering ? 0 : -options.priority, id};
-        by_id_.emplace(id, key);
-        arrivals_.emplace(id);
-        if (req->has_deadline) deadlines_.emplace(req->deadline, id);
-        queue_.emplace(key, std::move(req));
-      }
-      if (refuse.ok()) {
-        cv_.notify_one();
-        return id;
-      }
-      ++rejected_;
-      ++completed_;
-    } else {
-      std::lock_guard<std::mutex> lk(mu_);
-      ++submitted_;
-      ++rejected_;
-      ++completed_;
     }
-    Result<T> r;
-    r.status = std::move(refuse);
-    (req->done ? req->done : done)(std::move(r));
+    std::uint64_t id = 0;
+    const Status refused = [&]() -> Status {
+      std::lock_guard<std::mutex> lk(mu_);
+      ++submitted_;
+      if (!bad.ok()) return count_refusal(bad);
+      if (stopping_) return count_refusal(Status::unavailable("deepshock::serve::Batcher: shutting down, no new requests"));
+      if (queue_.size() >= o_.max_queued)
+        return count_refusal(Status::resource_exhausted("max_queued", "the queue holds " + std::to_string(queue_.size()) + " requests"));
+      id = ++next_id_;
+      req->id = id;
+      req->done = std::move(done);
+      req->arrival = Clock::now();
+      req->has_deadline = options.deadline.count() > 0;
+      req->deadline = req->arrival + options.deadline;
+      note_arrival(req->arrival, rows);
+      const Key key{o_.preserve_ordering ? 0 : -options.priority, id};
+      by_id_.emplace(id, key);
+      arrivals_.emplace(id);
+      if (req->has_deadline) deadlines_.emplace(req->deadline, id);
+      queue_.emplace(key, std::move(req));
+      return Status::success();
+    }();
+    if (refused.ok()) {
+      cv_.notify_one();
+      return id;
+    }
+    done(Result<T>{refused});  // refused at once: on the caller's thread
     return 0;
   }
 
@@ -336,6 +325,27 @@ class Batcher {
     return r;
   }
 
+  static Status check_options(const BatcherOptions& o, int hidden) {
+    DEEPSHOCK_RETURN_IF_ERROR(o.validate());
+    if (hidden < 1) return Status::invalid_argument("exec.hidden()", "must be >= 1");
+    return Status::success();
+  }
+  Status check_request(const T* x, int rows, const RequestOptions& options) const {
+    DEEPSHOCK_RETURN_IF_ERROR(status_);
+    if (rows < 1 || rows > o_.token_budget)
+      return Status::invalid_argument("rows", "must be in [1, token_budget = " + std::to_string(o_.token_budget) + "], got " +
+                                                  std::to_string(rows));
+    if (x == nullptr) return Status::invalid_argument("x", "must not be null");
+    if (options.deadline.count() < 0) return Status::invalid_argument("options.deadline", "must be >= 0");
+    return Status::success();
+  }
+  /// Counts a request refused at submit (under mu_) and hands its Status back.
+  Status count_refusal(Status st) {
+    ++rejected_;
+    ++completed_;
+    return st;
+  }
+
   static double us_between(Clock::time_point a, Clock::time_point b) { return std::chrono::duration<double, std::micro>(b - a).count(); }
 
   /// Arrivals: exponentially weighted means of the gaps between requests and of their rows.
@@ -350,8 +360,7 @@ class Batcher {
   double request_rate() const { return mean_gap_us_ > 0.0 ? 1.0 / mean_gap_us_ : 0.0; }
 
   void finish(Request& r, Status st) {
-    Result<T> res;
-    res.status = std::move(st);
+    Result<T> res{std::move(st)};
     res.queue_us = us_between(r.arrival, Clock::now());
     r.done(std::move(res));
   }
@@ -362,16 +371,17 @@ class Batcher {
     std::unique_lock<std::mutex> lk(mu_);
     for (;;) {
       const Clock::time_point now = Clock::now();
-      Status refusal;
-      if (stopping_ && reject_on_stop_) {
+      const bool stop_now = stopping_ && reject_on_stop_;
+      if (stop_now) {
         while (!queue_.empty()) refused.push_back(take_locked(queue_.begin()->second->id));
-        refusal = Status::unavailable("deepshock::serve::Batcher: shut down before the request ran");
       } else if (o_.on_deadline == DeadlineAction::reject) {
         while (!deadlines_.empty() && deadlines_.begin()->first <= now) refused.push_back(take_locked(deadlines_.begin()->second));
-        refusal = Status::deadline_exceeded("deepshock::serve::Batcher: the request's deadline passed while it was queued");
       }
       if (!refused.empty()) {
-        const bool expired = refusal.code() == StatusCode::deadline_exceeded;
+        const Status refusal = stop_now
+                                   ? Status::unavailable("deepshock::serve::Batcher: shut down before the request ran")
+                                   : Status::deadline_exceeded("deepshock::serve::Batcher: the request's deadline passed while queued");
+        const bool expired = !stop_now;
         (expired ? expired_ : rejected_) += refused.size();
         completed_ += refused.size();
         lk.unlock();
@@ -475,8 +485,7 @@ class Batcher {
     }
     row = 0;
     for (auto& r : step) {
-      Result<T> res;
-      res.status = st;
+      Result<T> res{st};
       res.queue_us = us_between(r->arrival, start);
       res.compute_us = compute;
       res.step_rows = rows;

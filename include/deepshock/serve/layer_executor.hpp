@@ -34,9 +34,7 @@ class LayerExecutor {
   /// (BatcherOptions::buckets), each at most layer.dims().max_tokens; graphs: capture them.
   LayerExecutor(const LayerT& layer, const moe::LayerWeights<value_type, ExpertT>& w, std::vector<int> buckets, bool graphs = true,
                 rt::stream_t stream = nullptr)
-      : layer_(layer), w_(w), buckets_(std::move(buckets)), graphs_on_(graphs && !DEEPSHOCK_SIM), stream_(stream) {
-    status_ = setup();
-  }
+      : layer_(layer), w_(w), buckets_(std::move(buckets)), graphs_on_(graphs && !DEEPSHOCK_SIM), stream_(stream), status_(setup()) {}
 
   Status status() const { return status_; }
   int hidden() const { return layer_.dims().hidden; }
@@ -103,12 +101,12 @@ class LayerExecutor {
   std::vector<int> buckets_;
   bool graphs_on_;
   rt::stream_t stream_;
-  Status status_;
   rt::DeviceBuffer<value_type> x_, y_;
   rt::DeviceBuffer<std::uint8_t> mask_;
   rt::DeviceBuffer<int> adapters_;
   rt::DeviceBuffer<unsigned char> ws_;
   std::vector<rt::Graph> graphs_;
+  Status status_;  // last: setup() (its initializer) fills the members above
 };
 
 }  // namespace deepshock::serve
