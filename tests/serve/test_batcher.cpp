@@ -260,6 +260,7 @@ TEST_CASE("batcher: deadlines, the bounded queue, cancellation and bad input", "
   rejects(b.submit(x.data(), 0).result.get().status, ds::StatusCode::invalid_argument, "rows");
   rejects(b.submit(x.data(), 5).result.get().status, ds::StatusCode::invalid_argument, "rows");
   rejects(b.submit(nullptr, 1).result.get().status, ds::StatusCode::invalid_argument, "x");
+  CHECK(b.submit(x.data(), 1, {}, serve::Batcher<EchoExec>::Callback{}) == 0);  // an empty callback: refused, nothing called
   std::this_thread::sleep_for(3ms);
   e.hold = false;
   DS_REQUIRE_OK(first.result.get().status);
@@ -269,11 +270,11 @@ TEST_CASE("batcher: deadlines, the bounded queue, cancellation and bad input", "
   for (float v : k.y) CHECK(v == 3.0f);
   b.shutdown();
   const serve::BatcherMetrics m = b.metrics();
-  CHECK(m.submitted == 8);
-  CHECK(m.completed == 8);
+  CHECK(m.submitted == 9);
+  CHECK(m.completed == 9);
   CHECK(m.expired == 1);
   CHECK(m.cancelled == 1);
-  CHECK(m.rejected == 4);
+  CHECK(m.rejected == 5);
   CHECK(m.succeeded == 2);
 
   // run_late: the same late request runs, marked late.
@@ -292,7 +293,19 @@ TEST_CASE("batcher: deadlines, the bounded queue, cancellation and bad input", "
   DS_REQUIRE_OK(l2.status);
   CHECK(l2.late);
 
+  // A deadline inside the queue delay: the request runs at once instead of waiting to expire.
+  serve::BatcherOptions od;
+  od.max_queue_delay = 50ms;
+  serve::Batcher<EchoExec> bd(e, od);
+  const serve::Result<float> soon = bd.submit(x.data(), 1, {0, 5000us, {}}).result.get();
+  DS_REQUIRE_OK(soon.status);
+  CHECK(soon.queue_us < 50000.0);
+  CHECK_FALSE(soon.late);
+
   serve::BatcherOptions bad;
+  bad.moe_aware = true;  // without the layer's experts and top-k in the cost model
+  rejects(serve::Batcher<EchoExec>(e, bad).status(), ds::StatusCode::invalid_argument, "cost");
+  bad = {};
   bad.buckets = {8, 4};
   rejects(serve::Batcher<EchoExec>(e, bad).status(), ds::StatusCode::invalid_argument, "buckets");
   bad = {};
@@ -343,7 +356,7 @@ TEST_CASE("batcher: shutdown drains or rejects what is queued; later submits are
     wait_held(e);
     for (int i = 0; i < 5; ++i) t.push_back(b.submit(x.data(), 1));
     std::thread stopper([&] { b.shutdown(mode); });
-    std::this_thread::sleep_for(1ms);
+    while (!b.stopping()) std::this_thread::sleep_for(100us);  // shutdown has begun before the executor lets go
     e.hold = false;
     stopper.join();
     DS_REQUIRE_OK(t[0].result.get().status);

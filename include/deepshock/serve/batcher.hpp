@@ -101,6 +101,9 @@ struct BatcherOptions {
       if (buckets[i] < 1 || (i > 0 && buckets[i] <= buckets[i - 1]))
         return Status::invalid_argument("buckets", "must be positive and strictly ascending (entry " + std::to_string(i) + ")");
     if (!(moe_margin >= 0.0 && moe_margin < 1.0)) return Status::invalid_argument("moe_margin", "must be in [0, 1)");
+    if (moe_aware && !(cost.experts() > cost.k() && cost.k() >= 1))
+      return Status::invalid_argument("cost",
+                                      "moe_aware needs the layer's experts and top-k (StepCostModel(experts, k, ...), experts > k)");
     return Status::success();
   }
 };
@@ -154,6 +157,8 @@ class Batcher {
  public:
   using T = typename Exec::value_type;
   using Callback = std::function<void(Result<T>)>;
+  /// Deadlines beyond this are treated as this (a time point must not overflow).
+  static constexpr std::chrono::microseconds kLongestDeadline = std::chrono::hours(24 * 365);
 
   /// The worker starts at once; status() says whether the options were valid (if not, every
   /// submit is refused with that Status).
@@ -178,6 +183,7 @@ class Batcher {
     settings_.assign(static_cast<std::size_t>(cap), RowSettings{});
     per_bucket_.assign(o_.buckets.size() + 1, 0);
     worker_ = std::thread([this] { loop(); });
+    worker_id_ = worker_.get_id();  // before any other thread sees the batcher: read without a lock
   }
   Batcher(const Batcher&) = delete;
   Batcher& operator=(const Batcher&) = delete;
@@ -198,7 +204,7 @@ class Batcher {
 
   /// The same with a callback; returns the request's id (0 when refused at once).
   std::uint64_t submit(const T* x, int rows, const RequestOptions& options, Callback done) {
-    const Status bad = check_request(x, rows, options);
+    const Status bad = check_request(x, rows, options, done);
     std::unique_ptr<Request> req;
     if (bad.ok()) {  // copy the rows before taking the lock
       req = std::make_unique<Request>();
@@ -219,9 +225,9 @@ class Batcher {
       req->done = std::move(done);
       req->arrival = Clock::now();
       req->has_deadline = options.deadline.count() > 0;
-      req->deadline = req->arrival + options.deadline;
+      req->deadline = req->arrival + std::min(options.deadline, kLongestDeadline);
       note_arrival(req->arrival, rows);
-      const Key key{o_.preserve_ordering ? 0 : -options.priority, id};
+      const Key key{o_.preserve_ordering ? 0 : -static_cast<long long>(options.priority), id};
       by_id_.emplace(id, key);
       arrivals_.emplace(id);
       if (req->has_deadline) deadlines_.emplace(req->deadline, id);
@@ -232,7 +238,7 @@ class Batcher {
       cv_.notify_one();
       return id;
     }
-    done(Result<T>{refused});  // refused at once: on the caller's thread
+    if (done) done(Result<T>{refused});  // refused at once: on the caller's thread (an empty callback: nothing to call)
     return 0;
   }
 
@@ -264,7 +270,7 @@ class Batcher {
       }
     }
     cv_.notify_all();
-    if (std::this_thread::get_id() == worker_.get_id()) return;  // from a callback: the worker ends after it returns
+    if (std::this_thread::get_id() == worker_id_) return;  // from a callback: the worker ends after it returns
     std::lock_guard<std::mutex> jl(join_mu_);
     if (worker_.joinable()) worker_.join();
   }
@@ -292,6 +298,12 @@ class Batcher {
   }
 
   /// The step-cost model as refitted so far (moe_aware), for reports.
+  /// Whether shutdown() has begun (submits are refused from then on).
+  bool stopping() const {
+    std::lock_guard<std::mutex> lk(mu_);
+    return stopping_;
+  }
+
   StepCostModel cost_model() const {
     std::lock_guard<std::mutex> lk(mu_);
     return cost_;
@@ -308,7 +320,7 @@ class Batcher {
     bool has_deadline = false, late = false;
   };
   struct Key {  // queue order: priority (negated: larger first), then arrival
-    int neg_priority;
+    long long neg_priority;
     std::uint64_t id;
     bool operator<(const Key& o) const { return neg_priority != o.neg_priority ? neg_priority < o.neg_priority : id < o.id; }
   };
@@ -330,13 +342,14 @@ class Batcher {
     if (hidden < 1) return Status::invalid_argument("exec.hidden()", "must be >= 1");
     return Status::success();
   }
-  Status check_request(const T* x, int rows, const RequestOptions& options) const {
+  Status check_request(const T* x, int rows, const RequestOptions& options, const Callback& done) const {
     DEEPSHOCK_RETURN_IF_ERROR(status_);
     if (rows < 1 || rows > o_.token_budget)
       return Status::invalid_argument("rows", "must be in [1, token_budget = " + std::to_string(o_.token_budget) + "], got " +
                                                   std::to_string(rows));
     if (x == nullptr) return Status::invalid_argument("x", "must not be null");
     if (options.deadline.count() < 0) return Status::invalid_argument("options.deadline", "must be >= 0");
+    if (!done) return Status::invalid_argument("done", "the callback must not be empty");
     return Status::success();
   }
   /// Counts a request refused at submit (under mu_) and hands its Status back.
@@ -410,9 +423,11 @@ class Batcher {
       if (!full && !stopping_) {
         const Clock::time_point oldest = queue_.at(by_id_.at(*arrivals_.begin()))->arrival;
         Clock::time_point until = oldest + o_.max_queue_delay;
-        if (!deadlines_.empty() && o_.on_deadline == DeadlineAction::reject) until = std::min(until, deadlines_.begin()->first);
-        if (now < until && (!o_.moe_aware || should_wait(cost_, tokens, o_.token_budget, request_rate(), mean_rows_, us_between(now, until),
-                                                         o_.moe_margin))) {
+        // A queued request whose deadline falls inside the wait runs now rather than expire waiting.
+        const bool deadline_soon = !deadlines_.empty() && deadlines_.begin()->first <= until;
+        if (!deadline_soon && now < until &&
+            (!o_.moe_aware ||
+             should_wait(cost_, tokens, o_.token_budget, request_rate(), mean_rows_, us_between(now, until), o_.moe_margin))) {
           cv_.wait_until(lk, until);
           continue;
         }
@@ -474,7 +489,7 @@ class Batcher {
       fill_w_.add(static_cast<double>(valid) / rows);
       rows_w_.add(rows);
       reqs_w_.add(static_cast<double>(step.size()));
-      if (o_.moe_aware) cost_.observe(rows, compute);
+      if (o_.moe_aware) cost_.observe(valid, compute);  // padding rows touch no expert
       for (auto& r : step) {
         queue_w_.add(us_between(r->arrival, start));
         compute_w_.add(compute);
@@ -524,6 +539,7 @@ class Batcher {
   std::vector<std::size_t> per_bucket_;
   std::mutex join_mu_;
   std::thread worker_;
+  std::thread::id worker_id_;
 };
 
 }  // namespace deepshock::serve

@@ -31,7 +31,9 @@ class LayerExecutor {
   static constexpr bool kLora = ExpertT::adapter::kRank > 0;
 
   /// `w`: the layer's weights in device memory (kept by reference); `buckets`: the batcher's
-  /// (BatcherOptions::buckets), each at most layer.dims().max_tokens; graphs: capture them.
+  /// (BatcherOptions::buckets), each at most layer.dims().max_tokens; graphs: capture them;
+  /// `stream`: where to run (null: a stream of the executor's own, since the legacy default
+  /// stream cannot be captured).
   LayerExecutor(const LayerT& layer, const moe::LayerWeights<value_type, ExpertT>& w, std::vector<int> buckets, bool graphs = true,
                 rt::stream_t stream = nullptr)
       : layer_(layer), w_(w), buckets_(std::move(buckets)), graphs_on_(graphs && !DEEPSHOCK_SIM), stream_(stream), status_(setup()) {}
@@ -62,15 +64,15 @@ class LayerExecutor {
     auto direct = [&] { return layer_.run(in, w_, out, ws_.data(), ws_.size(), stream_); };
     const bool bucketed = graphs_on_ && s.bucket >= 0 && static_cast<std::size_t>(s.bucket) < graphs_.size() &&
                           buckets_[static_cast<std::size_t>(s.bucket)] == s.rows;
-    if (bucketed) {
-      rt::Graph& g = graphs_[static_cast<std::size_t>(s.bucket)];
-      if (!g.ready()) {
-        DEEPSHOCK_RETURN_IF_ERROR(direct());  // warm-up outside the capture (this step's result)
-        DEEPSHOCK_RETURN_IF_ERROR(rt::stream_synchronize(stream_));
-        DEEPSHOCK_RETURN_IF_ERROR(g.capture(stream_, direct));
-      } else {
-        DEEPSHOCK_RETURN_IF_ERROR(g.launch(stream_));
-      }
+    const std::size_t b = bucketed ? static_cast<std::size_t>(s.bucket) : 0;
+    if (bucketed && graphs_[b].ready()) {
+      DEEPSHOCK_RETURN_IF_ERROR(graphs_[b].launch(stream_));
+    } else if (bucketed && !capture_failed_[b]) {
+      DEEPSHOCK_RETURN_IF_ERROR(direct());  // warm-up outside the capture: this step's result
+      DEEPSHOCK_RETURN_IF_ERROR(rt::stream_synchronize(stream_));
+      // A capture that fails (a driver that refuses it) leaves this bucket to direct runs; the
+      // step's result is the warm-up's, already in y.
+      if (!graphs_[b].capture(stream_, direct).ok()) capture_failed_[b] = 1;
     } else {
       DEEPSHOCK_RETURN_IF_ERROR(direct());
     }
@@ -93,6 +95,13 @@ class LayerExecutor {
     if constexpr (kLora) DEEPSHOCK_RETURN_IF_ERROR(adapters_.allocate(T));
     DEEPSHOCK_RETURN_IF_ERROR(ws_.allocate(layer_.workspace_bytes() > 0 ? layer_.workspace_bytes() : 1));
     graphs_.resize(graphs_on_ ? buckets_.size() : 0);
+    capture_failed_.assign(graphs_.size(), 0);
+    // Streams can be captured, the legacy default stream cannot: without a stream of the
+    // caller's, the executor makes its own.
+    if (stream_ == nullptr) {
+      DEEPSHOCK_RETURN_IF_ERROR(own_stream_.create());
+      stream_ = own_stream_.get();
+    }
     return Status::success();
   }
 
@@ -106,6 +115,8 @@ class LayerExecutor {
   rt::DeviceBuffer<int> adapters_;
   rt::DeviceBuffer<unsigned char> ws_;
   std::vector<rt::Graph> graphs_;
+  std::vector<unsigned char> capture_failed_;
+  rt::Stream own_stream_;
   Status status_;  // last: setup() (its initializer) fills the members above
 };
 

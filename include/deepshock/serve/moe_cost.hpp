@@ -20,6 +20,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <set>
 
 namespace deepshock::serve {
 
@@ -46,7 +47,8 @@ class StepCostModel {
   /// Modelled cost of a step of `tokens` tokens (microseconds).
   double cost(double tokens) const { return tokens <= 0.0 ? 0.0 : c_[0] + c_[1] * expected_experts(experts_, k_, tokens) + c_[2] * tokens; }
 
-  /// Adds a measured step; once three or more distinct sizes are seen, the coefficients are the
+  /// Adds a measured step (its valid tokens: padding touches no expert); once three distinct
+  /// sizes are seen, the coefficients are the
   /// least-squares fit over every observation so far (clamped at zero: a cost never falls).
   void observe(int tokens, double us) {
     if (tokens <= 0 || !(us >= 0.0)) return;
@@ -55,15 +57,17 @@ class StepCostModel {
       for (int j = 0; j < 3; ++j) ata_[i][j] += f[i] * f[j];
       atb_[i] += f[i] * us;
     }
-    if (tokens != last_tokens_) ++distinct_, last_tokens_ = tokens;
-    if (distinct_ >= 3) solve();
+    if (sizes_.size() < 3) sizes_.insert(tokens);
+    if (sizes_.size() >= 3) solve();
   }
 
  private:
   /// Solves the 3 x 3 normal equations by Gaussian elimination with partial pivoting; keeps the
   /// old coefficients when the system is singular (sizes that do not separate the terms).
   void solve() {
-    double m[3][4];
+    double m[3][4], scale = 0.0;
+    for (int i = 0; i < 3; ++i)
+      for (int j = 0; j < 3; ++j) scale = std::max(scale, std::fabs(ata_[i][j]));
     for (int i = 0; i < 3; ++i) {
       for (int j = 0; j < 3; ++j) m[i][j] = ata_[i][j];
       m[i][3] = atb_[i];
@@ -72,7 +76,7 @@ class StepCostModel {
       int piv = col;
       for (int r = col + 1; r < 3; ++r)
         if (std::fabs(m[r][col]) > std::fabs(m[piv][col])) piv = r;
-      if (std::fabs(m[piv][col]) < 1e-12) return;
+      if (std::fabs(m[piv][col]) <= 1e-9 * scale) return;  // relative: the sums grow with the steps
       for (int j = 0; j < 4; ++j) std::swap(m[col][j], m[piv][j]);
       for (int r = 0; r < 3; ++r) {
         if (r == col) continue;
@@ -86,7 +90,7 @@ class StepCostModel {
   int experts_ = 1, k_ = 1;
   double c_[3] = {0.0, 0.0, 0.0};
   double ata_[3][3] = {}, atb_[3] = {};
-  int distinct_ = 0, last_tokens_ = -1;
+  std::set<int> sizes_;  // distinct sizes seen, up to three (three determine the three terms)
 };
 
 /// Whether a step of `tokens` tokens should wait `remaining_us` more (see the file comment).
@@ -103,6 +107,7 @@ inline bool should_wait(const StepCostModel& model, int tokens, int budget, doub
   if (tokens >= budget || remaining_us <= 0.0 || !(requests_per_us > 0.0) || !(rows_per_request > 0.0)) return false;
   const double mean = requests_per_us * remaining_us;
   const double now_per_token = model.cost(tokens) / tokens;
+  if (!(now_per_token > 0.0)) return true;                 // no model yet (all terms zero): wait as a fixed delay does
   double expected = 0.0, mass = 0.0, p = std::exp(-mean);  // P(0)
   for (int j = 0; j < 4096 && mass < 0.9999; ++j) {
     const double t = std::min(static_cast<double>(budget), tokens + j * rows_per_request);
