@@ -7,9 +7,13 @@
 //   build/examples/serve_gpu [...] [--executor gpu|host]      (the layer on the GPU, buckets as CUDA graphs)
 //
 // The layer: DeepSeek-V2-Lite's routing (64 experts, top-6, softmax) with SwiGLU experts at CPU
-// size (hidden 256, intermediate 128, a shared expert of 256), bf16. Each client is an open loop:
-// requests of 1 to 4 rows at exponential gaps (mean --gap-us), priority 0 to 2, one in ten with
-// a 5 ms deadline. Exit status: 0 on PASS, 1 on a failed check or error.
+// size (hidden 256, intermediate 128, a shared expert of 256), bf16, followed by a 512-token head
+// and each request's own logits policy (its tenant's banned tokens: policy::PerRow<TokenBan>, one
+// fused pass per step), the argmax token per row returned with the request. Each client is an
+// open loop: requests of 1 to 4 rows at exponential gaps (mean --gap-us), priority 0 to 2, one in
+// ten with a 5 ms deadline, tenants in turn. The check: sampled requests run alone give the same
+// y bits and tokens, and no selected token is banned for its tenant. Exit status: 0 on PASS, 1 on
+// a failed check or error.
 #include <atomic>
 #include <chrono>
 #include <cstdio>
@@ -24,6 +28,10 @@
 #include "deepshock/gate/policies.hpp"
 #include "deepshock/models/presets.hpp"
 #include "deepshock/moe/layer.hpp"
+#include "deepshock/policy/per_row.hpp"
+#include "deepshock/policy/pipeline.hpp"
+#include "deepshock/policy/reference.hpp"
+#include "deepshock/policy/safety.hpp"
 #include "deepshock/serve/batcher.hpp"
 #include "deepshock/serve/host_executor.hpp"
 #include "deepshock/serve/layer_executor.hpp"
@@ -37,9 +45,10 @@ using bf16 = ds::bf16;
 using Gate = ds::models::DeepSeekV2Lite::Gate;
 using X = moe::Expert<>;
 constexpr int kH = 256, kI = 128, kIs = 256, kMaxRows = 64;
+constexpr int kVocab = 512, kTenants = 4;  // the head's vocabulary; tenants with their own banned tokens
 
 struct Options {
-  int clients = 4, ms = 500, gap_us = 4000, check = 16;
+  int clients = 4, ms = 500, gap_us = 8000, check = 16;
   bool moe_aware = false;
   std::string executor = "auto";
 };
@@ -79,9 +88,62 @@ struct HostWeights {
   }
 };
 
+/// The layer, then a vocabulary head and each request's own logits policy: tenant g (the
+/// request's RowSettings::policy_group) bans the tokens t with t % kTenants == g, one entry of a
+/// policy::PerRow<TokenBan> table, so requests of every tenant share a step and one fused pass;
+/// each row's argmax token goes back in Step::ids. (On the host: the policy pipeline's host
+/// version; a GPU server would run policy::run_pipeline on the device logits the same way.)
+template <class Layer>
+struct WithPolicies {
+  using value_type = bf16;
+  using Ban = ds::policy::PerRow<ds::safety::TokenBan>;
+  Layer& layer;
+  std::vector<float> head;  // [kVocab, kH]
+  std::vector<std::vector<std::uint32_t>> masks;
+  std::vector<ds::safety::TokenBan::Params> table;
+  std::vector<float> logits;
+  std::vector<int> entry;
+  WithPolicies(Layer& l, std::mt19937_64& rng) : layer(l) {
+    std::uniform_real_distribution<float> d(-1.0f, 1.0f);
+    head.resize(std::size_t(kVocab) * kH);
+    for (float& v : head) v = d(rng);
+    const int words = ds::safety::mask_words(kVocab);
+    for (int g = 0; g < kTenants; ++g) {
+      masks.emplace_back(std::size_t(words), 0u);
+      for (int t = g; t < kVocab; t += kTenants) masks.back()[std::size_t(t >> 5)] |= 1u << (t & 31);
+    }
+    for (const auto& m : masks) table.push_back({m.data(), words});
+  }
+  int hidden() const { return layer.hidden(); }
+  ds::Status run(const serve::Step<bf16>& s) {
+    DEEPSHOCK_RETURN_IF_ERROR(layer.run(s));
+    logits.assign(std::size_t(s.rows) * kVocab, 0.0f);
+    entry.assign(std::size_t(s.rows), -1);
+    for (int r = 0; r < s.valid_rows; ++r) {
+      entry[std::size_t(r)] = s.settings[r].policy_group;
+      for (int v = 0; v < kVocab; ++v) {
+        float acc = 0.0f;
+        for (int h = 0; h < kH; ++h) acc += ds::value_to_float(s.y[std::size_t(r) * kH + h]) * head[std::size_t(v) * kH + h];
+        logits[std::size_t(r) * kVocab + v] = acc;
+      }
+    }
+    using Post = ds::policy::Pipeline<Ban>;
+    const Post::Params p{Ban::Params{table.data(), entry.data(), kTenants}};
+    DEEPSHOCK_RETURN_IF_ERROR(ds::policy::reference::run_pipeline<Post>(p, logits.data(), logits.data(), s.rows, kVocab));
+    for (int r = 0; r < s.valid_rows; ++r) {
+      const float* row = logits.data() + std::size_t(r) * kVocab;
+      s.ids[r] = static_cast<std::int32_t>(std::max_element(row, row + kVocab) - row);
+    }
+    return ds::Status::success();
+  }
+};
+
 /// The clients, the batcher, the report and the check, on any executor.
-template <class Exec>
-int run(Exec& exec, const Options& o, const char* what) {
+template <class Layer>
+int run(Layer& layer, const Options& o, const char* what) {
+  std::mt19937_64 head_rng(11);
+  WithPolicies<Layer> exec(layer, head_rng);
+  using Exec = WithPolicies<Layer>;
   serve::BatcherOptions bo;
   bo.token_budget = kMaxRows;
   bo.max_requests = 32;
@@ -101,11 +163,14 @@ int run(Exec& exec, const Options& o, const char* what) {
               what);
   std::printf("batcher : token budget %d, <= 32 requests per step, max queue delay 300 us, buckets 8 16 32 64%s\n", kMaxRows,
               o.moe_aware ? ", MoE-aware wait" : "");
+  std::printf("policy  : a %d-token head, then per request its tenant's banned tokens (%d tenants, policy::PerRow<TokenBan> in one "
+              "pass per step); the argmax token per row comes back with the request\n",
+              kVocab, kTenants);
   // Sampled requests are kept (x and result) for the check.
   struct Kept {
     std::vector<bf16> x;
     std::future<serve::Result<bf16>> result;
-    int rows;
+    int rows, tenant;
   };
   std::vector<std::vector<Kept>> kept(static_cast<std::size_t>(o.clients));
   std::atomic<bool> stop{false};
@@ -124,10 +189,11 @@ int run(Exec& exec, const Options& o, const char* what) {
         for (auto& e : x) e = ds::value_from_float<bf16>(v(rng));
         serve::RequestOptions ro;
         ro.priority = prio(rng);
+        ro.settings.policy_group = (c + sent) % kTenants;
         if (tenth(rng) == 0) ro.deadline = std::chrono::milliseconds(5);
         auto t = b.submit(x.data(), n, ro);
         if (sent++ % 50 == 0 && static_cast<int>(kept[static_cast<std::size_t>(c)].size()) * o.clients < o.check)
-          kept[static_cast<std::size_t>(c)].push_back({std::move(x), std::move(t.result), n});
+          kept[static_cast<std::size_t>(c)].push_back({std::move(x), std::move(t.result), n, ro.settings.policy_group});
         std::this_thread::sleep_for(std::chrono::duration<double, std::micro>(gap(rng)));
       }
     });
@@ -145,7 +211,7 @@ int run(Exec& exec, const Options& o, const char* what) {
                 cm.per_token_us());
   }
   // Each kept request alone, on the same executor: the bits must be the batcher's.
-  int checked = 0, bad = 0;
+  int checked = 0, bad = 0, banned = 0;
   for (auto& per_client : kept)
     for (Kept& k : per_client) {
       const serve::Result<bf16> r = k.result.get();
@@ -153,7 +219,8 @@ int run(Exec& exec, const Options& o, const char* what) {
       std::vector<bf16> alone(k.x.size());
       std::vector<std::uint8_t> mask(static_cast<std::size_t>(k.rows), 0);
       std::vector<int> ids(static_cast<std::size_t>(k.rows), -1);
-      std::vector<serve::RowSettings> settings(static_cast<std::size_t>(k.rows));
+      std::vector<serve::RowSettings> settings(static_cast<std::size_t>(k.rows), serve::RowSettings{-1, k.tenant});
+      std::vector<std::int32_t> alone_ids(static_cast<std::size_t>(k.rows), -1);
       serve::Step<bf16> s;
       s.rows = s.valid_rows = k.rows;
       s.requests = 1;
@@ -163,16 +230,19 @@ int run(Exec& exec, const Options& o, const char* what) {
       s.token_mask = mask.data();
       s.adapter_ids = ids.data();
       s.settings = settings.data();
+      s.ids = alone_ids.data();
       if (const ds::Status st = exec.run(s); !st.ok()) {
         std::printf("error   : %s\n", st.to_string().c_str());
         return 1;
       }
       ++checked;
-      bad += std::memcmp(alone.data(), r.y.data(), alone.size() * sizeof(bf16)) != 0;
+      bad += std::memcmp(alone.data(), r.y.data(), alone.size() * sizeof(bf16)) != 0 || alone_ids != r.ids;
+      for (const std::int32_t id : r.ids) banned += id < 0 || id % kTenants == k.tenant;
     }
-  std::printf("check   : %d sampled request(s) run alone on the same executor: %d differ from their batched result bitwise\n", checked,
-              bad);
-  const bool pass = bad == 0 && checked > 0 && m.completed == m.submitted;
+  std::printf("check   : %d sampled request(s) run alone on the same executor: %d differ from their batched result (y bitwise, "
+              "tokens); %d selected token(s) banned for their tenant\n",
+              checked, bad, banned);
+  const bool pass = bad == 0 && banned == 0 && checked > 0 && m.completed == m.submitted;
   std::printf("result  : %s\n", pass ? "PASS" : "FAIL");
   return pass ? 0 : 1;
 }

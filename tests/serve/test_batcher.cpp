@@ -69,6 +69,7 @@ struct EchoExec {
         s.y[r * kH + c] = 2.0f * s.x[r * kH + c] + 1.0f;
       }
       if (!pad) {
+        s.ids[r] = static_cast<int>(s.x[r * kH]) * 100 + s.settings[r].policy_group;  // a per-row result
         seen.first.push_back(s.x[r * kH]);
         seen.adapters.push_back(s.adapter_ids[r]);
         seen.groups.push_back(s.settings[r].policy_group);
@@ -209,7 +210,14 @@ TEST_CASE("batcher: token budget, request cap, priorities, arrival order and per
       f.push_back(b.submit(x.data(), rows[i], {prio[i], 0us, {i, 10 + i}}).result);
     }
     e.hold = false;
-    for (auto& r : f) DS_REQUIRE_OK(r.get().status);
+    for (std::size_t i = 0; i < f.size(); ++i) {
+      const serve::Result<float> r = f[i].get();
+      DS_REQUIRE_OK(r.status);
+      // The executor's per-row ids come back with their request: x * 100 + policy group.
+      const int id = i == 0 ? 10000 : (static_cast<int>(i) - 1) * 100 + 10 + static_cast<int>(i) - 1;
+      REQUIRE(r.ids.size() == (i == 0 ? 1u : static_cast<std::size_t>(rows[i - 1])));
+      for (const int v : r.ids) CHECK(v == id);
+    }
     b.shutdown();
     REQUIRE(e.bad_padding == 0);
     // The steps after the first, as request ids in the order they ran.

@@ -121,6 +121,9 @@ struct Step {
   const std::uint8_t* token_mask = nullptr;  ///< [rows]: 1 = padding
   const int* adapter_ids = nullptr;          ///< [rows]
   const S* settings = nullptr;               ///< [rows]
+  /// [rows], -1 on entry: per-row integer results an executor may return (the token each row
+  /// selects after the logits policies, say); they come back in Result::ids.
+  std::int32_t* ids = nullptr;
 };
 
 template <class E>
@@ -140,6 +143,7 @@ struct Result {
   double queue_us = 0.0, compute_us = 0.0;
   int step_rows = 0, step_requests = 0;  ///< the step it ran in
   bool late = false;                     ///< ran after its deadline (DeadlineAction::run_late)
+  std::vector<std::int32_t> ids;         ///< [rows] when status is ok: Step::ids as the executor left them
 };
 
 /// What submit() returns: the request's id (for cancel) and its result.
@@ -181,6 +185,7 @@ class Batcher {
     mask_.assign(static_cast<std::size_t>(cap), 0);
     adapters_.assign(static_cast<std::size_t>(cap), -1);
     settings_.assign(static_cast<std::size_t>(cap), RowSettings{});
+    ids_.assign(static_cast<std::size_t>(cap), -1);
     per_bucket_.assign(o_.buckets.size() + 1, 0);
     worker_ = std::thread([this] { loop(); });
     worker_id_ = worker_.get_id();  // before any other thread sees the batcher: read without a lock
@@ -479,6 +484,8 @@ class Batcher {
     s.token_mask = mask_.data();
     s.adapter_ids = adapters_.data();
     s.settings = settings_.data();
+    std::fill(ids_.begin(), ids_.begin() + rows, -1);
+    s.ids = ids_.data();
     const Status st = exec_.run(s);
     const Clock::time_point end = Clock::now();
     const double compute = us_between(start, end);
@@ -506,8 +513,10 @@ class Batcher {
       res.step_rows = rows;
       res.step_requests = static_cast<int>(step.size());
       res.late = r->late;
-      if (st.ok())
+      if (st.ok()) {
         res.y.assign(y_.begin() + static_cast<std::ptrdiff_t>(row * H), y_.begin() + static_cast<std::ptrdiff_t>((row + r->rows) * H));
+        res.ids.assign(ids_.begin() + static_cast<std::ptrdiff_t>(row), ids_.begin() + static_cast<std::ptrdiff_t>(row + r->rows));
+      }
       row += static_cast<std::size_t>(r->rows);
       r->done(std::move(res));
     }
@@ -522,6 +531,7 @@ class Batcher {
   std::vector<std::uint8_t> mask_;
   std::vector<int> adapters_;
   std::vector<RowSettings> settings_;
+  std::vector<std::int32_t> ids_;
   // Under mu_.
   mutable std::mutex mu_;
   std::condition_variable cv_;
