@@ -32,13 +32,8 @@ TEST_CASE("LoRA layer: a captured CUDA graph replays bitwise with new activation
   out.y = y.data();
   DS_REQUIRE_OK(layer.run(in, w, out, ws.data(), layer.workspace_bytes(), stream.get()));  // warm-up outside the capture
   DS_REQUIRE_OK(stream.synchronize());
-  cudaGraph_t graph = nullptr;
-  cudaGraphExec_t exec = nullptr;
-  REQUIRE(cudaStreamBeginCapture(stream.get(), cudaStreamCaptureModeThreadLocal) == cudaSuccess);
-  const ds::Status captured = layer.run(in, w, out, ws.data(), layer.workspace_bytes(), stream.get());
-  REQUIRE(cudaStreamEndCapture(stream.get(), &graph) == cudaSuccess);
-  DS_REQUIRE_OK(captured);
-  REQUIRE(cudaGraphInstantiate(&exec, graph, 0) == cudaSuccess);
+  rt::Graph graph;  // the library's capture (stream capture, instantiate)
+  DS_REQUIRE_OK(graph.capture(stream.get(), [&] { return layer.run(in, w, out, ws.data(), layer.workspace_bytes(), stream.get()); }));
   std::vector<ds::bf16> previous;
   for (int round = 0; round < 3; ++round) {
     const auto fresh_x = random_buf<ds::bf16>(std::size_t(T) * 64, 1.0f, rng);
@@ -49,7 +44,7 @@ TEST_CASE("LoRA layer: a captured CUDA graph replays bitwise with new activation
     REQUIRE(y.fill_bytes(0xFF).ok());
     REQUIRE(ws.fill_bytes(0xFF).ok());
     REQUIRE(rt::device_synchronize().ok());
-    REQUIRE(cudaGraphLaunch(exec, stream.get()) == cudaSuccess);
+    DS_REQUIRE_OK(graph.launch(stream.get()));
     DS_REQUIRE_OK(stream.synchronize());
     const auto replayed = download(y, std::size_t(T) * 64);
     moe::LayerOutputs<ds::bf16> direct = out;
@@ -61,6 +56,4 @@ TEST_CASE("LoRA layer: a captured CUDA graph replays bitwise with new activation
     if (round == 2) CHECK(std::memcmp(replayed.data(), previous.data(), want.size() * sizeof(ds::bf16)) != 0);  // the ids took effect
     previous = replayed;
   }
-  cudaGraphExecDestroy(exec);
-  cudaGraphDestroy(graph);
 }

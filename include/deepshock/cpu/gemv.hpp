@@ -20,6 +20,7 @@
 
 #include <cstddef>
 #include <type_traits>
+#include <utility>
 
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
 #include <immintrin.h>
@@ -55,6 +56,23 @@ Isa best_isa() {
 }
 
 namespace detail {
+
+/// Runs `run(std::integral_constant<int, M>, q0)` for rows [q0, q0 + M) of m rows, in chunks of
+/// kGemvChunk (M the chunk's size), where the AVX-512 kernels apply (isa avx512, k > 0); false
+/// otherwise (the caller runs its portable loop). The one row dispatch of every GEMV here.
+template <class Run>
+bool for_row_chunks(Isa isa, int m, int k, Run&& run) {
+  if (isa != Isa::avx512 || k <= 0) return false;
+  for (int q0 = 0; q0 < m; q0 += kGemvChunk) {
+    switch (m - q0 < kGemvChunk ? m - q0 : kGemvChunk) {
+      case 1: run(std::integral_constant<int, 1>{}, q0); break;
+      case 2: run(std::integral_constant<int, 2>{}, q0); break;
+      case 3: run(std::integral_constant<int, 3>{}, q0); break;
+      default: run(std::integral_constant<int, 4>{}, q0); break;
+    }
+  }
+  return true;
+}
 
 /// Portable: 16 partial sums per (row, weight row), element i into lane i % 16, lanes folded in
 /// halves; vectorised by the compiler at the width it is allowed.
@@ -214,20 +232,10 @@ void gemv_avx512(int n, int k, const T* a, long long lda, const T* b, long long 
 inline void gemv_rows_f16(Isa isa, int m, int n, int k, const float* a, long long lda, const fp16* b, long long ldb, float* c,
                           long long ldc) {
 #if DEEPSHOCK_CPU_X86_KERNELS
-  if (isa == Isa::avx512 && k > 0 && m > kGemvChunk) {
-    for (int q0 = 0; q0 < m; q0 += kGemvChunk)
-      gemv_rows_f16(isa, m - q0 < kGemvChunk ? m - q0 : kGemvChunk, n, k, a + q0 * lda, lda, b, ldb, c + q0 * ldc, ldc);
+  if (detail::for_row_chunks(isa, m, k, [&](auto rows, int q0) {
+        detail::gemv_f16_avx512<decltype(rows)::value>(n, k, a + q0 * lda, lda, b, ldb, c + q0 * ldc, ldc);
+      }))
     return;
-  }
-  if (isa == Isa::avx512 && k > 0) {
-    switch (m) {
-      case 1: return detail::gemv_f16_avx512<1>(n, k, a, lda, b, ldb, c, ldc);
-      case 2: return detail::gemv_f16_avx512<2>(n, k, a, lda, b, ldb, c, ldc);
-      case 3: return detail::gemv_f16_avx512<3>(n, k, a, lda, b, ldb, c, ldc);
-      case 4: return detail::gemv_f16_avx512<4>(n, k, a, lda, b, ldb, c, ldc);
-      default: break;
-    }
-  }
 #else
   (void)isa;
 #endif
@@ -240,20 +248,10 @@ template <class T>
 void gemv_rows(Isa isa, int m, int n, int k, const T* a, long long lda, const T* b, long long ldb, float* c, long long ldc) {
   static_assert(std::is_same_v<T, float> || std::is_same_v<T, bf16>, "deepshock::cpu::gemv_rows: T must be float or bf16");
 #if DEEPSHOCK_CPU_X86_KERNELS
-  if (isa == Isa::avx512 && k > 0 && m > kGemvChunk) {
-    for (int q0 = 0; q0 < m; q0 += kGemvChunk)
-      gemv_rows<T>(isa, m - q0 < kGemvChunk ? m - q0 : kGemvChunk, n, k, a + q0 * lda, lda, b, ldb, c + q0 * ldc, ldc);
+  if (detail::for_row_chunks(isa, m, k, [&](auto rows, int q0) {
+        detail::gemv_avx512<T, decltype(rows)::value>(n, k, a + q0 * lda, lda, b, ldb, c + q0 * ldc, ldc);
+      }))
     return;
-  }
-  if (isa == Isa::avx512 && k > 0) {
-    switch (m) {
-      case 1: return detail::gemv_avx512<T, 1>(n, k, a, lda, b, ldb, c, ldc);
-      case 2: return detail::gemv_avx512<T, 2>(n, k, a, lda, b, ldb, c, ldc);
-      case 3: return detail::gemv_avx512<T, 3>(n, k, a, lda, b, ldb, c, ldc);
-      case 4: return detail::gemv_avx512<T, 4>(n, k, a, lda, b, ldb, c, ldc);
-      default: break;
-    }
-  }
 #else
   (void)isa;
 #endif

@@ -203,20 +203,10 @@ __attribute__((target("avx512f,avx512bw,avx512dq"))) void gemv_w8_avx512(int n, 
 inline void gemv_rows_s8(Isa isa, int m, int n, int k, const std::int8_t* a, long long lda, const std::int8_t* b, long long ldb,
                          std::int32_t* c, long long ldc) {
 #if DEEPSHOCK_CPU_X86_KERNELS
-  if (isa == Isa::avx512 && k > 0 && m > kGemvChunk) {
-    for (int q0 = 0; q0 < m; q0 += kGemvChunk)
-      gemv_rows_s8(isa, m - q0 < kGemvChunk ? m - q0 : kGemvChunk, n, k, a + q0 * lda, lda, b, ldb, c + q0 * ldc, ldc);
+  if (detail::for_row_chunks(isa, m, k, [&](auto rows, int q0) {
+        detail::gemv_s8_vnni<decltype(rows)::value>(n, k, a + q0 * lda, lda, b, ldb, c + q0 * ldc, ldc);
+      }))
     return;
-  }
-  if (isa == Isa::avx512 && k > 0) {
-    switch (m) {
-      case 1: return detail::gemv_s8_vnni<1>(n, k, a, lda, b, ldb, c, ldc);
-      case 2: return detail::gemv_s8_vnni<2>(n, k, a, lda, b, ldb, c, ldc);
-      case 3: return detail::gemv_s8_vnni<3>(n, k, a, lda, b, ldb, c, ldc);
-      case 4: return detail::gemv_s8_vnni<4>(n, k, a, lda, b, ldb, c, ldc);
-      default: break;
-    }
-  }
 #else
   (void)isa;
 #endif
@@ -228,20 +218,10 @@ inline void gemv_rows_s8(Isa isa, int m, int n, int k, const std::int8_t* a, lon
 inline void gemv_rows_w8(Isa isa, int m, int n, int k, const float* a, long long lda, const std::int8_t* b, long long ldb,
                          const float* scale, float* c, long long ldc) {
 #if DEEPSHOCK_CPU_X86_KERNELS
-  if (isa == Isa::avx512 && k > 0 && m > kGemvChunk) {
-    for (int q0 = 0; q0 < m; q0 += kGemvChunk)
-      gemv_rows_w8(isa, m - q0 < kGemvChunk ? m - q0 : kGemvChunk, n, k, a + q0 * lda, lda, b, ldb, scale, c + q0 * ldc, ldc);
+  if (detail::for_row_chunks(isa, m, k, [&](auto rows, int q0) {
+        detail::gemv_w8_avx512<decltype(rows)::value>(n, k, a + q0 * lda, lda, b, ldb, scale, c + q0 * ldc, ldc);
+      }))
     return;
-  }
-  if (isa == Isa::avx512 && k > 0) {
-    switch (m) {
-      case 1: return detail::gemv_w8_avx512<1>(n, k, a, lda, b, ldb, scale, c, ldc);
-      case 2: return detail::gemv_w8_avx512<2>(n, k, a, lda, b, ldb, scale, c, ldc);
-      case 3: return detail::gemv_w8_avx512<3>(n, k, a, lda, b, ldb, scale, c, ldc);
-      case 4: return detail::gemv_w8_avx512<4>(n, k, a, lda, b, ldb, scale, c, ldc);
-      default: break;
-    }
-  }
 #else
   (void)isa;
 #endif

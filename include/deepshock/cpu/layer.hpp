@@ -22,7 +22,7 @@
 // (quant::Int8Channel) decodes on the stored int8 rows too. The other codecs decode each item's
 // weight rows to fp32 (the values the device GEMM multiplies, as the exact executor decodes
 // them) and run in fp32 on x (and h) as fp32; FP8 x FP8 applies its activation rule first.
-// LoRA adapters (cpu/lora_rows.hpp): the shrink per gathered row beside the gather (gate, up)
+// LoRA adapters (moe/lora_rows.hpp): the shrink per gathered row beside the gather (gate, up)
 // and the activation (down), the expand added to GEMM 1's sums before the activation and to
 // GEMM 2's rows before the combine; each adapter costs its own rank.
 //
@@ -61,11 +61,11 @@
 #include "deepshock/cpu/gemm.hpp"
 #include "deepshock/cpu/gemv.hpp"
 #include "deepshock/cpu/gemv_int8.hpp"
-#include "deepshock/cpu/lora_rows.hpp"
 #include "deepshock/gate/policies.hpp"
 #include "deepshock/moe/expert.hpp"
 #include "deepshock/moe/host_route.hpp"
 #include "deepshock/moe/host_rows.hpp"
+#include "deepshock/moe/lora_rows.hpp"
 #include "deepshock/moe/reference_dispatch.hpp"
 #include "deepshock/moe/reference_layer.hpp"
 
@@ -375,9 +375,10 @@ class Executor {
     return true;
   }
 
-  /// Token t's adapter on matrix m of expert e (cpu/lora_rows.hpp).
-  LoraRow<T> lora_row(const LayerWeights<T, ExpertT>& w, const LayerInputs<T>& in, long long t, quant::Matrix m, long long e) const {
-    return detail::lora_row<Adapter>(w.adapter, in.adapter_ids, d_, t, m, e);
+  /// Token t's adapter on matrix m of expert e (moe/lora_rows.hpp).
+  moe::detail::LoraRow<T> lora_row(const LayerWeights<T, ExpertT>& w, const LayerInputs<T>& in, long long t, quant::Matrix m,
+                                   long long e) const {
+    return moe::detail::lora_row<Adapter>(w.adapter, in.adapter_ids, d_, t, m, e);
   }
   /// The u row of matrix slot `which` (0: w1, 1: w3, 2: w2) for routed row p (shared token t: p = n + t).
   float* lora_u(int which, long long p) {
@@ -389,12 +390,13 @@ class Executor {
   /// token t on expert e (routed row p) or on the shared expert (sh, row p = n + t).
   void shrink_up(const LayerWeights<T, ExpertT>& w, const LayerInputs<T>& in, long long t, long long e, bool sh, const T* x, float* tmp,
                  long long p) {
-    const LoraRow<T> l1 = lora_row(w, in, t, sh ? quant::Matrix::shared_w1 : quant::Matrix::w1, e);
-    const LoraRow<T> l3 = kGated ? lora_row(w, in, t, sh ? quant::Matrix::shared_w3 : quant::Matrix::w3, e) : LoraRow<T>{};
+    const moe::detail::LoraRow<T> l1 = lora_row(w, in, t, sh ? quant::Matrix::shared_w1 : quant::Matrix::w1, e);
+    const moe::detail::LoraRow<T> l3 =
+        kGated ? lora_row(w, in, t, sh ? quant::Matrix::shared_w3 : quant::Matrix::w3, e) : moe::detail::LoraRow<T>{};
     if (!l1 && !l3) return;
     const float* v = host::detail::row_as_float(x, d_.hidden, tmp);
-    if (l1) detail::lora_shrink(l1, v, d_.hidden, lora_u(0, p));
-    if (l3) detail::lora_shrink(l3, v, d_.hidden, lora_u(1, p));
+    if (l1) moe::detail::lora_shrink(l1, v, d_.hidden, lora_u(0, p));
+    if (l3) moe::detail::lora_shrink(l3, v, d_.hidden, lora_u(1, p));
   }
 
   Status execute(const LayerWeights<T, ExpertT>& w, const LayerInputs<T>& in, const int* ids, const float* wts,
@@ -501,7 +503,7 @@ class Executor {
         const long long e = sh ? 0 : ids[sorted_slot_[static_cast<std::size_t>(row)]];
         const long long t = sh ? row : sorted_token_[static_cast<std::size_t>(row)], p = sh ? shared_row0 + row : row;
         const ExpertBias bias = sh ? ExpertBias{w.shared_b1, w.shared_b3, nullptr} : expert_bias(w, e, I, H);
-        LoraRow<T> l1, l3;  // LoRA expand of the gate and up adapters, after the biases (as the GEMM epilogue adds it)
+        moe::detail::LoraRow<T> l1, l3;  // LoRA expand of the gate and up adapters, after the biases (as the GEMM epilogue adds it)
         if constexpr (kLoraUp) {
           l1 = lora_row(w, in, t, sh ? quant::Matrix::shared_w1 : quant::Matrix::w1, e);
           if (kGated) l3 = lora_row(w, in, t, sh ? quant::Matrix::shared_w3 : quant::Matrix::w3, e);
@@ -512,8 +514,8 @@ class Executor {
           if (bias.b1 != nullptr) gv += bias.b1[i];
           if (kGated && bias.b3 != nullptr) uv += bias.b3[i];
           if constexpr (kLoraUp) {
-            if (l1) gv += detail::lora_expand(l1, i, lora_u(0, p));
-            if (l3) uv += detail::lora_expand(l3, i, lora_u(1, p));
+            if (l1) gv += moe::detail::lora_expand(l1, i, lora_u(0, p));
+            if (l3) uv += moe::detail::lora_expand(l3, i, lora_u(1, p));
           }
           const T hv = moe::detail::from_float<T>(Act::apply(gv, uv));
           if constexpr (kS8 || kLoraDown) hf[i] = value_to_float(hv);
@@ -521,8 +523,8 @@ class Executor {
           else if constexpr (!kDecode) h[i] = hv;
         }
         if constexpr (kLoraDown) {  // LoRA shrink of the down adapter on h as rounded to T, before any quantization
-          const LoraRow<T> l2 = lora_row(w, in, t, sh ? quant::Matrix::shared_w2 : quant::Matrix::w2, e);
-          if (l2) detail::lora_shrink(l2, hf, R, lora_u(2, p));
+          const moe::detail::LoraRow<T> l2 = lora_row(w, in, t, sh ? quant::Matrix::shared_w2 : quant::Matrix::w2, e);
+          if (l2) moe::detail::lora_shrink(l2, hf, R, lora_u(2, p));
         }
         if constexpr (kS8)
           (sh ? hs_scale_ : h_scale_)[static_cast<std::size_t>(row)] = deepshock::cpu::quantize_row_s8(hf, static_cast<int>(R), h);
@@ -548,11 +550,11 @@ class Executor {
           const long long row = sh ? r - rows : r;
           const long long e = sh ? 0 : ids[sorted_slot_[static_cast<std::size_t>(row)]];
           const long long t = sh ? row : sorted_token_[static_cast<std::size_t>(row)];
-          const LoraRow<T> l2 = lora_row(w, in, t, sh ? quant::Matrix::shared_w2 : quant::Matrix::w2, e);
+          const moe::detail::LoraRow<T> l2 = lora_row(w, in, t, sh ? quant::Matrix::shared_w2 : quant::Matrix::w2, e);
           if (!l2) continue;
           float* o = (sh ? s_.data() : o_.data()) + static_cast<std::size_t>(row) * Hz;
           const float* u = lora_u(2, sh ? shared_row0 + row : row);
-          for (int c = 0; c < H; ++c) o[c] += detail::lora_expand(l2, c, u);
+          for (int c = 0; c < H; ++c) o[c] += moe::detail::lora_expand(l2, c, u);
         }
       }
 

@@ -48,6 +48,7 @@
 #include "deepshock/moe/expert.hpp"
 #include "deepshock/moe/host_route.hpp"
 #include "deepshock/moe/host_rows.hpp"
+#include "deepshock/moe/lora_rows.hpp"
 #include "deepshock/moe/reference_dispatch.hpp"
 #include "deepshock/moe/reference_layer.hpp"
 #include "deepshock/quant/int8.hpp"
@@ -144,43 +145,17 @@ void execute(const LayerDims& d, int k, const LayerWeights<T, ExpertT>& w, const
   std::vector<float> lora_u[3];
   if constexpr (kRank > 0)
     for (auto& u : lora_u) u.assign(static_cast<std::size_t>(n + T_) * kRank, 0.0f);
-  // Token t's adapter for matrix m of expert e (-1: shared), or null.
-  auto lora_of = [&](long long t, int e, Matrix m, long long& in_m, long long& out_m, int& r) -> const lora::AdapterRef<T>* {
-    if constexpr (kRank > 0) {
-      const int id = in.adapter_ids != nullptr ? in.adapter_ids[t] : -1;
-      if (!lora::targets<Adapter>(m) || id < 0 || id >= w.adapter.count) return nullptr;
-      const lora::AdapterRef<T>* ad = &w.adapter.adapters[id];
-      if (ad->a[static_cast<int>(m)] == nullptr || ad->b[static_cast<int>(m)] == nullptr) return nullptr;
-      lora::matrix_shape(m, H, I, Is, in_m, out_m);
-      r = ad->rank < kRank ? ad->rank : kRank;
-      (void)e;
-      return ad;
-    } else {
-      (void)t, (void)e, (void)m, (void)in_m, (void)out_m, (void)r;
-      return nullptr;
-    }
+  // Token t's adapter for matrix m of expert e (-1: shared) as u = s A v and B[row] . u, by the
+  // rule the fast executor shares (moe/lora_rows.hpp).
+  auto lora_at = [&](long long t, int e, Matrix m) {
+    return moe::detail::lora_row<Adapter>(w.adapter, in.adapter_ids, d, t, m, e < 0 ? 0 : e);
   };
   auto lora_shrink = [&](long long t, int e, Matrix m, const float* v, int len, float* u) {
-    long long in_m = 0, out_m = 0;
-    int r = 0;
-    const lora::AdapterRef<T>* ad = lora_of(t, e, m, in_m, out_m, r);
-    if (ad == nullptr) return;
-    const T* a = ad->a[static_cast<int>(m)] + static_cast<long long>(e < 0 ? 0 : e) * r * in_m;
-    for (int q = 0; q < r; ++q) {
-      float acc = 0.0f;
-      for (int c = 0; c < len; ++c) acc += to_float(a[static_cast<std::size_t>(q) * len + c]) * v[c];
-      u[q] = ad->scaling * acc;
-    }
+    if (const auto l = lora_at(t, e, m)) moe::detail::lora_shrink(l, v, len, u);
   };
   auto lora_expand = [&](long long t, int e, Matrix m, int row, const float* u) {
-    long long in_m = 0, out_m = 0;
-    int r = 0;
-    const lora::AdapterRef<T>* ad = lora_of(t, e, m, in_m, out_m, r);
-    if (ad == nullptr) return 0.0f;
-    const T* b = ad->b[static_cast<int>(m)] + (static_cast<long long>(e < 0 ? 0 : e) * out_m + row) * r;
-    float acc = 0.0f;
-    for (int q = 0; q < r; ++q) acc += to_float(b[q]) * u[q];
-    return acc;
+    const auto l = lora_at(t, e, m);
+    return l ? moe::detail::lora_expand(l, row, u) : 0.0f;
   };
 
 #if defined(_OPENMP)

@@ -1,5 +1,6 @@
-// deepshock/cpu/lora_rows.hpp — LoRA adapters in the fast CPU executor (cpu/layer.hpp), one row
-// at a time, by the exact executor's rule (moe/host_layer.hpp): u = s (A v) in fp32 for each row
+// deepshock/moe/lora_rows.hpp — LoRA adapters in the host executors, one row at a time: the
+// exact one (moe/host_layer.hpp) and the fast one (cpu/layer.hpp) share this rule: u = s (A v)
+// in fp32 for each row
 // (the gate and up adapters on x as given, the down adapter on h as rounded to T, before any
 // activation quantization), and B[i] . u added to the fp32 sum of output i after the biases (the
 // down adapter's before the routing weight). A token's adapter (LayerInputs::adapter_ids) goes
@@ -13,7 +14,7 @@
 #include "deepshock/lora/adapter.hpp"
 #include "deepshock/moe/expert.hpp"
 
-namespace deepshock::moe::cpu {
+namespace deepshock::moe::detail {
 
 /// One row's adapter on one matrix: A and B of the row's expert, the rank and the scaling;
 /// false where there is none.
@@ -25,8 +26,6 @@ struct LoraRow {
   float s = 0.0f;
   explicit operator bool() const { return a != nullptr; }
 };
-
-namespace detail {
 
 /// Token t's adapter on matrix m of expert e (0 for the shared expert's matrices): none where
 /// the policy does not target m, the token has no adapter, or the adapter leaves m alone.
@@ -70,5 +69,4 @@ float lora_expand(const LoraRow<T>& l, long long row, const float* u) {
   return acc;
 }
 
-}  // namespace detail
-}  // namespace deepshock::moe::cpu
+}  // namespace deepshock::moe::detail
