@@ -61,6 +61,7 @@
 #include "deepshock/cpu/gemm.hpp"
 #include "deepshock/cpu/gemv.hpp"
 #include "deepshock/cpu/gemv_int8.hpp"
+#include "deepshock/cpu/items.hpp"
 #include "deepshock/gate/policies.hpp"
 #include "deepshock/moe/expert.hpp"
 #include "deepshock/moe/host_route.hpp"
@@ -75,10 +76,6 @@ using deepshock::cpu::GemmCache;
 using deepshock::cpu::GemmElem;
 using deepshock::cpu::GemmShape;
 using deepshock::cpu::Isa;
-
-/// Output columns (weight rows) per GEMM item: 128 rows of a K = 2048 bf16 matrix are 512 KiB,
-/// which stay in a core's L2 while every row of the expert's block is multiplied with them.
-inline constexpr int kTileN = 128;
 
 /// Experts with at most this many rows run on the GEMV by default. Measured here (DeepSeek-V2-Lite,
 /// bf16, mean of three runs of 32 tokens, one thread): 75 ms with 4, 103 ms with 3, 106 ms with 2
@@ -103,36 +100,30 @@ class Executor {
                                   lora::targets<Adapter>(quant::Matrix::shared_w1) || lora::targets<Adapter>(quant::Matrix::shared_w3);
   static constexpr bool kLoraDown = lora::targets<Adapter>(quant::Matrix::w2) || lora::targets<Adapter>(quant::Matrix::shared_w2);
   using W = typename LayerWeights<T, ExpertT>::W;
-  static constexpr bool kGated = Act::kGated, kFused = GateUp::kFused, kCodec = !Codec::kIdentity;
-  /// fp16: oneDNN 2.6 has no fp16 matmul without AVX512-FP16, so fp16 weights are converted to
-  /// fp32 tiles (exactly) as codecs decode theirs, and the decode GEMV reads them as stored.
-  static constexpr bool kF16 = std::is_same_v<T, fp16>;
-  static constexpr bool kDecode = kCodec || kF16;  ///< weights reach oneDNN as fp32 tiles
+  using Items = detail::ItemRunner<T, Codec>;  // the GEMM items (cpu/items.hpp)
+  using Item = typename Items::Item;
+  using Gemm = typename Items::Gemm;
+  static constexpr bool kGated = Act::kGated, kFused = GateUp::kFused, kCodec = Items::kCodec;
+  static constexpr bool kDecode = Items::kDecode, kS8 = Items::kS8;  // fp16 and codecs: fp32 operands; W8A8: int8 codes
   static constexpr bool kActQuant = quant::act_int8_v<Codec> || quant::act_fp8_v<Codec>;
-  /// W8A8 (quant::Int8ChannelA8): int8 codes times the stored int8 weights on the int8
-  /// instructions (oneDNN's s8 matmul, the VNNI GEMV), exact int32 sums scaled per row and column.
-  static constexpr bool kS8 = quant::act_int8_v<Codec> && std::is_base_of_v<quant::Int8Channel, Codec>;
-  /// W8A16 (quant::Int8Channel): the decode GEMV reads the stored int8 weights.
-  static constexpr bool kW8 = std::is_same_v<Codec, quant::Int8Channel>;
-  /// The GEMMs' operand type: T for unquantized fp32 and bf16 weights, int8 codes for W8A8,
-  /// fp32 for fp16 and the other codecs (decoded weights).
-  using A = std::conditional_t<kS8, std::int8_t, std::conditional_t<kDecode, float, T>>;
+  using A = typename Items::A;  // the GEMMs' operand type (x and h as the items read them)
+  static_assert(std::is_same_v<W, typename Items::W>);
 
  public:
   /// The layer `d` (d.max_tokens sizes the workspace) with `experts` local experts and top-k `k`.
   Executor(const LayerDims& d, int experts, int k, ExecutorOptions options = {})
-      : d_(d), experts_(experts), k_(k), options_(options), gemm_(resolve_threads(options.threads)) {
+      : d_(d), experts_(experts), k_(k), options_(options), items_(resolve_threads(options.threads)) {
     status_ = configure();
   }
 
   Status status() const { return status_; }
-  int threads() const { return gemm_.threads(); }
+  int threads() const { return items_.threads(); }
   /// Bytes of the workspace the constructor allocated.
   std::size_t workspace_bytes() const { return workspace_bytes_; }
   /// oneDNN primitives created so far (one per distinct GEMM shape).
-  std::size_t cached_shapes() const { return gemm_.size(); }
+  std::size_t cached_shapes() const { return items_.cached_shapes(); }
   /// The GEMV kernels' instruction set in use.
-  Isa gemv_isa() const { return isa_; }
+  Isa gemv_isa() const { return items_.isa(); }
 
   /// The layer with caller-supplied routing (as moe::host::run_layer_routed): ids [T, k] in
   /// {-1} or [0, experts), weights [T, k].
@@ -162,24 +153,6 @@ class Executor {
   }
 
  private:
-  /// One GEMM item: output columns [n0, n0 + nt) of matrix part `part` of expert e (e == experts:
-  /// the shared expert).
-  struct Item {
-    int e, part, n0, nt;
-  };
-
-  /// One item's GEMM: c[m, nt] (row stride ldc) = a[m, K] (row stride lda) . the weight rows
-  /// [row0 + n0, row0 + n0 + nt) of expert `ex` of matrix `mat` (`rows` stored rows per expert;
-  /// `b` points at row row0 of the expert for unquantized weights, at the whole matrix for a codec).
-  struct Gemm {
-    long long m, K, lda, ldc, rows, row0, ex;
-    quant::Matrix mat;
-    const A* a;
-    const W* b;
-    float* c;
-    const float* a_scale;  ///< W8A8: the scale of each row of a
-  };
-
   static int resolve_threads(int threads) {
 #if defined(_OPENMP)
     return threads > 0 ? threads : omp_get_max_threads();
@@ -189,12 +162,10 @@ class Executor {
 #endif
   }
 
-  static constexpr GemmElem elem() { return kS8 ? GemmElem::s8 : std::is_same_v<A, bf16> ? GemmElem::bf16 : GemmElem::f32; }
-
   Status configure() {
-    if constexpr (!std::is_same_v<T, float> && !std::is_same_v<T, bf16> && !kF16)
+    if constexpr (!std::is_same_v<T, float> && !std::is_same_v<T, bf16> && !Items::kF16)
       return Status::unsupported("deepshock::moe::cpu::Executor: T must be float, bf16 or fp16");
-    DEEPSHOCK_RETURN_IF_ERROR(gemm_.status());
+    DEEPSHOCK_RETURN_IF_ERROR(items_.status());
     DEEPSHOCK_RETURN_IF_ERROR((moe::detail::check_layer_dims<T, Codec>(d_)));
     if (experts_ < 1 || experts_ > kMaxDispatchExperts)
       return Status::invalid_argument("experts",
@@ -207,11 +178,6 @@ class Executor {
     if (kS8 && std::max({d_.hidden, d_.intermediate, d_.shared_intermediate}) > deepshock::cpu::kGemvS8MaxK)
       return Status::unsupported("deepshock::moe::cpu::Executor: W8A8 keeps exact int32 sums for rows of at most " +
                                  std::to_string(deepshock::cpu::kGemvS8MaxK) + " values");
-    isa_ = options_.portable_gemv ? Isa::portable
-           : kS8                  ? deepshock::cpu::best_isa_s8()
-                                  : deepshock::cpu::best_isa<std::conditional_t<kS8, float, A>>();
-    // Can this CPU run the GEMM at all? A one-row probe shape says so now rather than at run time.
-    DEEPSHOCK_RETURN_IF_ERROR(gemm_.prepare(GemmShape{1, 1, 1, 1, 1, 1, elem()}));
     const std::size_t T_ = static_cast<std::size_t>(d_.max_tokens), n = T_ * static_cast<std::size_t>(k_);
     const std::size_t H = static_cast<std::size_t>(d_.hidden), I = static_cast<std::size_t>(d_.intermediate),
                       Is = static_cast<std::size_t>(d_.shared_intermediate);
@@ -233,8 +199,7 @@ class Executor {
     xrow_.resize(thr * static_cast<std::size_t>(kmax_));
     gate_f_.resize(H);
     lora_u_.resize(kRank > 0 ? 3 * (n + T_) * static_cast<std::size_t>(kRank) : 0);
-    ctile_.resize(thr * T_ * kTileN);
-    dec_.resize(kDecode && !kS8 ? thr * kTileN * static_cast<std::size_t>(kmax_) : 0);
+    DEEPSHOCK_RETURN_IF_ERROR(items_.configure(d_.max_tokens, kmax_, options_.gemv_max_rows, options_.portable_gemv));
     counts_.resize(static_cast<std::size_t>(experts_));
     offsets_.resize(static_cast<std::size_t>(experts_) + 1);
     sorted_token_.resize(n);
@@ -243,9 +208,9 @@ class Executor {
     const std::size_t tiles1 = (n1 * std::max(I, Is) + kTileN - 1) / kTileN + 1, tiles2 = (H + kTileN - 1) / kTileN;
     up_.reserve((static_cast<std::size_t>(experts_) + 1) * tiles1);
     down_.reserve((static_cast<std::size_t>(experts_) + 1) * tiles2);
-    workspace_bytes_ = (xg_.size() + h_.size() + hs_.size() + xs_.size()) * sizeof(A) +
+    workspace_bytes_ = (xg_.size() + h_.size() + hs_.size() + xs_.size()) * sizeof(A) + items_.workspace_bytes() +
                        (x_scale_.size() + h_scale_.size() + xs_scale_.size() + hs_scale_.size() + g1_.size() + o_.size() + gs_.size() +
-                        s_.size() + sg_.size() + xrow_.size() + gate_f_.size() + lora_u_.size() + dec_.size() + ctile_.size()) *
+                        s_.size() + sg_.size() + xrow_.size() + gate_f_.size() + lora_u_.size()) *
                            sizeof(float) +
                        (counts_.size() + offsets_.size() + sorted_token_.size() + sorted_slot_.size() + slot_row_.size()) * sizeof(int);
     return Status::success();
@@ -289,92 +254,6 @@ class Executor {
             (sh ? s_.data() : o_.data()) + r0 * H,
             sh ? hs_scale_.data() : h_scale_.data() + r0};
   }
-  /// oneDNN writes C fastest in rows of exactly the item's width: measured at M = 48, N = 128,
-  /// K = 2048 in bf16 (one thread, weights from memory), 307 GFLOP/s with ldc = 128 against 166
-  /// with the layer's ldc = 2816. So an item's GEMM goes to its thread's C tile (up to
-  /// d.max_tokens rows, which every expert fits unless a routing repeats an expert in a token),
-  /// then is copied (W8A8: scaled) into the layer's buffer.
-  bool staged(const Gemm& g) const { return g.m <= static_cast<long long>(d_.max_tokens); }
-  float* ctile(int tid) { return ctile_.data() + static_cast<std::size_t>(tid) * static_cast<std::size_t>(d_.max_tokens) * kTileN; }
-  GemmShape shape(const Gemm& g, const Item& it) const {
-    return {static_cast<int>(g.m), it.nt, static_cast<int>(g.K), g.lda, g.K, staged(g) ? it.nt : g.ldc, elem()};
-  }
-  bool use_gemv(const Gemm& g) const { return g.m <= options_.gemv_max_rows; }
-
-  /// Runs one item on thread `tid`: int8 weights as stored (W8A8; W8A16 decode), other codecs'
-  /// weight rows decoded to fp32 first.
-  bool run_item(const typename Codec::Params& codec, const Gemm& g, const Item& it, int tid) {
-    if (g.m == 0) return true;
-    if constexpr (kS8 || kW8) {
-      const long long flat = g.ex * g.rows + g.row0 + it.n0;  // the item's first stored row among all experts'
-      const std::int8_t* b = g.b + flat * g.K;
-      const float* sw = Codec::row_scales(codec, g.mat) + flat;
-      if constexpr (kS8) {
-        return run_item_s8(g, it, b, sw, tid);
-      } else if (use_gemv(g)) {
-        deepshock::cpu::gemv_rows_w8(isa_, static_cast<int>(g.m), it.nt, static_cast<int>(g.K), g.a, g.lda, b, g.K, sw, g.c + it.n0, g.ldc);
-        return true;
-      }
-    }
-    if constexpr (kF16 && !kCodec) {
-      if (use_gemv(g)) {
-        deepshock::cpu::gemv_rows_f16(isa_, static_cast<int>(g.m), it.nt, static_cast<int>(g.K), g.a, g.lda, g.b + it.n0 * g.K, g.K,
-                                      g.c + it.n0, g.ldc);
-        return true;
-      }
-    }
-    if constexpr (!kS8) {
-      const A* b;
-      if constexpr (kDecode) {
-        float* dec = dec_.data() + static_cast<std::size_t>(tid) * kTileN * static_cast<std::size_t>(kmax_);
-        for (int r = 0; r < it.nt; ++r) {
-          if constexpr (kCodec) {
-            Codec::template decode_row<T>(codec, g.mat, g.b, quant::RowRef{g.ex, g.rows, g.row0 + it.n0 + r, g.K}, dec + r * g.K);
-          } else {
-            (void)codec;
-            (void)host::detail::row_as_float(g.b + (it.n0 + r) * g.K, static_cast<int>(g.K), dec + r * g.K);  // fp16: into dec
-          }
-        }
-        b = dec;
-      } else {
-        (void)codec;
-        b = g.b + static_cast<long long>(it.n0) * g.K;
-      }
-      if (use_gemv(g)) {
-        deepshock::cpu::gemv_rows<A>(isa_, static_cast<int>(g.m), it.nt, static_cast<int>(g.K), g.a, g.lda, b, g.K, g.c + it.n0, g.ldc);
-        return true;
-      }
-      if (!staged(g)) return gemm_.run(shape(g, it), g.a, b, g.c + it.n0, tid);
-      const float* t = ctile(tid);
-      if (!gemm_.run(shape(g, it), g.a, b, ctile(tid), tid)) return false;
-      for (long long r = 0; r < g.m; ++r) std::copy(t + r * it.nt, t + (r + 1) * it.nt, g.c + r * g.ldc + it.n0);
-      return true;
-    }
-  }
-
-  /// W8A8: the exact int32 products into the thread's C tile (or the item's block of c), then
-  /// scaled by the row's and the column's scales into c, in the device epilogue's order
-  /// ((acc * s_row) * s_col).
-  bool run_item_s8(const Gemm& g, const Item& it, const std::int8_t* b, const float* sw, int tid) {
-    const bool st = staged(g);
-    float* raw = st ? ctile(tid) : g.c + it.n0;
-    const long long ld = st ? it.nt : g.ldc;
-    auto* acc = reinterpret_cast<std::int32_t*>(raw);  // written and read through memcpy / oneDNN only
-    if (use_gemv(g)) deepshock::cpu::gemv_rows_s8(isa_, static_cast<int>(g.m), it.nt, static_cast<int>(g.K), g.a, g.lda, b, g.K, acc, ld);
-    else if (!gemm_.run(shape(g, it), g.a, b, acc, tid)) return false;
-    for (long long r = 0; r < g.m; ++r) {
-      const float* in = raw + r * ld;
-      float* out = g.c + r * g.ldc + it.n0;
-      const float sa = g.a_scale[r];
-      for (int j = 0; j < it.nt; ++j) {
-        std::int32_t v;
-        std::memcpy(&v, in + j, sizeof v);
-        out[j] = static_cast<float>(v) * sa * sw[j];
-      }
-    }
-    return true;
-  }
-
   /// Token t's adapter on matrix m of expert e (moe/lora_rows.hpp).
   moe::detail::LoraRow<T> lora_row(const LayerWeights<T, ExpertT>& w, const LayerInputs<T>& in, long long t, quant::Matrix m,
                                    long long e) const {
@@ -418,7 +297,7 @@ class Executor {
     const long long rows = offsets_[static_cast<std::size_t>(E)];
 
     // Work items, and every oneDNN shape they use prepared before the parallel region.
-    gemm_.trim();
+    items_.trim();
     up_.clear();
     down_.clear();
     auto add_items = [&](int e) {
@@ -431,14 +310,8 @@ class Executor {
     if (Is > 0) add_items(E);  // the shared expert first: the largest items start first
     for (int e = 0; e < E; ++e)
       if (counts_[static_cast<std::size_t>(e)] > 0) add_items(e);
-    for (const Item& it : up_) {
-      const Gemm g = gemm1(w, in, it.e, it.part);
-      if (!use_gemv(g)) DEEPSHOCK_RETURN_IF_ERROR(gemm_.prepare(shape(g, it)));
-    }
-    for (const Item& it : down_) {
-      const Gemm g = gemm2(w, static_cast<int>(T_), it.e);
-      if (!use_gemv(g)) DEEPSHOCK_RETURN_IF_ERROR(gemm_.prepare(shape(g, it)));
-    }
+    for (const Item& it : up_) DEEPSHOCK_RETURN_IF_ERROR(items_.prepare(gemm1(w, in, it.e, it.part), it));
+    for (const Item& it : down_) DEEPSHOCK_RETURN_IF_ERROR(items_.prepare(gemm2(w, static_cast<int>(T_), it.e), it));
     if (sigmoid_gate) {  // the shared gate's row as fp32, once
       const float* gr = row_as_float(w.shared_gate, H, gate_f_.data());
       if (gr != gate_f_.data()) std::copy(gr, gr + H, gate_f_.data());
@@ -487,7 +360,7 @@ class Executor {
 #endif
       for (long long i = 0; i < n_up; ++i) {
         const Item& it = up_[static_cast<std::size_t>(i)];
-        if (!run_item(w.codec, gemm1(w, in, it.e, it.part), it, tid)) failed = true;
+        if (!items_.run(w.codec, gemm1(w, in, it.e, it.part), it, tid)) failed = true;
       }
 
       // Activation: h = T(act(gate + b1, up + b3)), routed rows then the shared expert's.
@@ -537,7 +410,7 @@ class Executor {
 #endif
       for (long long i = 0; i < n_down; ++i) {
         const Item& it = down_[static_cast<std::size_t>(i)];
-        if (!run_item(w.codec, gemm2(w, static_cast<int>(T_), it.e), it, tid)) failed = true;
+        if (!items_.run(w.codec, gemm2(w, static_cast<int>(T_), it.e), it, tid)) failed = true;
       }
 
       // LoRA expand of the down adapters into GEMM 2's rows (the combine adds b2 and weights them).
@@ -606,18 +479,15 @@ class Executor {
   LayerDims d_;
   int experts_, k_;
   ExecutorOptions options_;
-  GemmCache gemm_;
+  Items items_;  // the GEMM items' runner: oneDNN primitives, GEMVs, C and decode tiles
   Status status_;
-  Isa isa_ = Isa::portable;
   std::size_t workspace_bytes_ = 0;
-  long long kmax_ = 0;                  // max(H, I, Is): the row length of a decoded weight tile
+  long long kmax_ = 0;                  // max(H, I, Is): a per-thread scratch row, a decoded weight tile row
   std::vector<A> xg_, h_, hs_, xs_;     // gathered x [rows, H]; h [rows, I]; shared h [T, Is]; shared x [T, H] (codecs)
   std::vector<float> g1_, o_, gs_, s_;  // GEMM 1 [rows, N1]; GEMM 2 [rows, H]; the shared expert's GEMM 1, GEMM 2
   std::vector<float> x_scale_, h_scale_, xs_scale_, hs_scale_;  // W8A8: the scales of xg_, h_, xs_, hs_ rows
   std::vector<float> sg_, xrow_, gate_f_;                       // shared gate [T]; per thread one row [max(H, I, Is)]; the gate's row
   std::vector<float> lora_u_;  // LoRA: u = s A v per matrix (w1, w3, w2) and row (routed rows, then T shared) [3][n + T][kRank]
-  std::vector<float> ctile_;   // per thread: a GEMM item's C tile [max_tokens, kTileN]
-  std::vector<float> dec_;     // per thread: a decoded weight tile [kTileN, max(H, I, Is)] (codecs)
   std::vector<int> counts_, offsets_, sorted_token_, sorted_slot_, slot_row_;  // the sorted assignments
   std::vector<Item> up_, down_;
 };
