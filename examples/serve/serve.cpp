@@ -8,12 +8,15 @@
 //
 // The layer: DeepSeek-V2-Lite's routing (64 experts, top-6, softmax) with SwiGLU experts at CPU
 // size (hidden 256, intermediate 128, a shared expert of 256), bf16, followed by a 512-token head
-// and each request's own logits policy (its tenant's banned tokens: policy::PerRow<TokenBan>, one
-// fused pass per step), the argmax token per row returned with the request. Each client is an
-// open loop: requests of 1 to 4 rows at exponential gaps (mean --gap-us), priority 0 to 2, one in
-// ten with a 5 ms deadline, tenants in turn. The check: sampled requests run alone give the same
-// y bits and tokens, and no selected token is banned for its tenant. Exit status: 0 on PASS, 1 on
-// a failed check or error.
+// and each request's own logits policies in one fused pass per step (serve/row_policies.hpp):
+// one in three requests asks for a differentially private release of its logits (discrete
+// Laplace noise on a 1/16 grid, its own seed: privacy::GridRelease), then its tenant's banned
+// tokens apply (policy::PerRow<TokenBan>); the argmax token per row returns with the request
+// (with the release, a report-noisy-max). Each client is an open loop: requests of 1 to 4 rows at
+// exponential gaps (mean --gap-us), priority 0 to 2, one in ten with a 5 ms deadline, tenants in
+// turn. The check: sampled requests run alone give the same y bits and tokens (noise included),
+// and no selected token is banned for its tenant. Exit status: 0 on PASS, 1 on a failed check or
+// error.
 #include <atomic>
 #include <chrono>
 #include <cstdio>
@@ -35,6 +38,7 @@
 #include "deepshock/serve/batcher.hpp"
 #include "deepshock/serve/host_executor.hpp"
 #include "deepshock/serve/layer_executor.hpp"
+#include "deepshock/serve/row_policies.hpp"
 
 namespace {
 namespace ds = deepshock;
@@ -88,21 +92,24 @@ struct HostWeights {
   }
 };
 
-/// The layer, then a vocabulary head and each request's own logits policy: tenant g (the
-/// request's RowSettings::policy_group) bans the tokens t with t % kTenants == g, one entry of a
-/// policy::PerRow<TokenBan> table, so requests of every tenant share a step and one fused pass;
-/// each row's argmax token goes back in Step::ids. (On the host: the policy pipeline's host
-/// version; a GPU server would run policy::run_pipeline on the device logits the same way.)
+/// The layer, then a vocabulary head and each request's own logits policies: its DP release
+/// (RowSettings::noise, one privacy::GridRelease entry per request), then its tenant's bans
+/// (tenant g, the request's RowSettings::policy_group, bans the tokens t with t % kTenants == g:
+/// one entry of a policy::PerRow<TokenBan> table), so requests of every tenant and setting share a
+/// step and one fused pass; each row's argmax token goes back in Step::ids. (On the host: the
+/// policy pipeline's host version; a GPU server would upload the same tables and run
+/// policy::run_pipeline on the device logits.)
 template <class Layer>
 struct WithPolicies {
   using value_type = bf16;
+  using Release = ds::policy::PerRow<ds::privacy::GridRelease>;
   using Ban = ds::policy::PerRow<ds::safety::TokenBan>;
   Layer& layer;
   std::vector<float> head;  // [kVocab, kH]
   std::vector<std::vector<std::uint32_t>> masks;
   std::vector<ds::safety::TokenBan::Params> table;
   std::vector<float> logits;
-  std::vector<int> entry;
+  serve::RowPolicyTables tables;
   WithPolicies(Layer& l, std::mt19937_64& rng) : layer(l) {
     std::uniform_real_distribution<float> d(-1.0f, 1.0f);
     head.resize(std::size_t(kVocab) * kH);
@@ -118,17 +125,16 @@ struct WithPolicies {
   ds::Status run(const serve::Step<bf16>& s) {
     DEEPSHOCK_RETURN_IF_ERROR(layer.run(s));
     logits.assign(std::size_t(s.rows) * kVocab, 0.0f);
-    entry.assign(std::size_t(s.rows), -1);
+    DEEPSHOCK_RETURN_IF_ERROR(tables.build(s, kVocab));
     for (int r = 0; r < s.valid_rows; ++r) {
-      entry[std::size_t(r)] = s.settings[r].policy_group;
       for (int v = 0; v < kVocab; ++v) {
         float acc = 0.0f;
         for (int h = 0; h < kH; ++h) acc += ds::value_to_float(s.y[std::size_t(r) * kH + h]) * head[std::size_t(v) * kH + h];
         logits[std::size_t(r) * kVocab + v] = acc;
       }
     }
-    using Post = ds::policy::Pipeline<Ban>;
-    const Post::Params p{Ban::Params{table.data(), entry.data(), kTenants}};
+    using Post = ds::policy::Pipeline<Release, Ban>;  // the release first: a ban's -inf must survive its clamp
+    const Post::Params p{tables.release_params(), tables.policy_params<ds::safety::TokenBan>(table.data(), kTenants)};
     DEEPSHOCK_RETURN_IF_ERROR(ds::policy::reference::run_pipeline<Post>(p, logits.data(), logits.data(), s.rows, kVocab));
     for (int r = 0; r < s.valid_rows; ++r) {
       const float* row = logits.data() + std::size_t(r) * kVocab;
@@ -163,14 +169,16 @@ int run(Layer& layer, const Options& o, const char* what) {
               what);
   std::printf("batcher : token budget %d, <= 32 requests per step, max queue delay 300 us, buckets 8 16 32 64%s\n", kMaxRows,
               o.moe_aware ? ", MoE-aware wait" : "");
-  std::printf("policy  : a %d-token head, then per request its tenant's banned tokens (%d tenants, policy::PerRow<TokenBan> in one "
-              "pass per step); the argmax token per row comes back with the request\n",
+  std::printf("policy  : a %d-token head, then per request: 1 in 3 a DP release of its logits (discrete Laplace, scale 8 steps of "
+              "1/16, its own seed), and its tenant's banned tokens (%d tenants), in one fused pass per step; the argmax token per row "
+              "comes back with the request\n",
               kVocab, kTenants);
   // Sampled requests are kept (x and result) for the check.
   struct Kept {
     std::vector<bf16> x;
     std::future<serve::Result<bf16>> result;
-    int rows, tenant;
+    int rows;
+    serve::RowSettings settings;
   };
   std::vector<std::vector<Kept>> kept(static_cast<std::size_t>(o.clients));
   std::atomic<bool> stop{false};
@@ -190,10 +198,12 @@ int run(Layer& layer, const Options& o, const char* what) {
         serve::RequestOptions ro;
         ro.priority = prio(rng);
         ro.settings.policy_group = (c + sent) % kTenants;
+        if (sent % 3 == 0)  // a DP release of this request's logits, with a fresh seed
+          ro.settings.noise = {ds::privacy::NoiseKind::laplace, {8, 1}, {-4, 64.0f}, rng(), static_cast<std::uint32_t>(sent)};
         if (tenth(rng) == 0) ro.deadline = std::chrono::milliseconds(5);
         auto t = b.submit(x.data(), n, ro);
         if (sent++ % 50 == 0 && static_cast<int>(kept[static_cast<std::size_t>(c)].size()) * o.clients < o.check)
-          kept[static_cast<std::size_t>(c)].push_back({std::move(x), std::move(t.result), n, ro.settings.policy_group});
+          kept[static_cast<std::size_t>(c)].push_back({std::move(x), std::move(t.result), n, ro.settings});
         std::this_thread::sleep_for(std::chrono::duration<double, std::micro>(gap(rng)));
       }
     });
@@ -211,37 +221,25 @@ int run(Layer& layer, const Options& o, const char* what) {
                 cm.per_token_us());
   }
   // Each kept request alone, on the same executor: the bits must be the batcher's.
-  int checked = 0, bad = 0, banned = 0;
+  int checked = 0, bad = 0, banned = 0, released = 0;
   for (auto& per_client : kept)
     for (Kept& k : per_client) {
       const serve::Result<bf16> r = k.result.get();
       if (!r.status.ok()) continue;  // past its deadline, say: nothing to compare
       std::vector<bf16> alone(k.x.size());
-      std::vector<std::uint8_t> mask(static_cast<std::size_t>(k.rows), 0);
-      std::vector<int> ids(static_cast<std::size_t>(k.rows), -1);
-      std::vector<serve::RowSettings> settings(static_cast<std::size_t>(k.rows), serve::RowSettings{-1, k.tenant});
-      std::vector<std::int32_t> alone_ids(static_cast<std::size_t>(k.rows), -1);
-      serve::Step<bf16> s;
-      s.rows = s.valid_rows = k.rows;
-      s.requests = 1;
-      s.hidden = kH;
-      s.x = k.x.data();
-      s.y = alone.data();
-      s.token_mask = mask.data();
-      s.adapter_ids = ids.data();
-      s.settings = settings.data();
-      s.ids = alone_ids.data();
-      if (const ds::Status st = exec.run(s); !st.ok()) {
+      const serve::SoloStep<bf16> s(k.x.data(), alone.data(), k.rows, kH, k.settings);
+      if (const ds::Status st = exec.run(s.step()); !st.ok()) {
         std::printf("error   : %s\n", st.to_string().c_str());
         return 1;
       }
       ++checked;
-      bad += std::memcmp(alone.data(), r.y.data(), alone.size() * sizeof(bf16)) != 0 || alone_ids != r.ids;
-      for (const std::int32_t id : r.ids) banned += id < 0 || id % kTenants == k.tenant;
+      released += k.settings.noise.kind != ds::privacy::NoiseKind::none;
+      bad += std::memcmp(alone.data(), r.y.data(), alone.size() * sizeof(bf16)) != 0 || s.ids() != r.ids;
+      for (const std::int32_t id : r.ids) banned += id < 0 || id % kTenants == k.settings.policy_group;
     }
-  std::printf("check   : %d sampled request(s) run alone on the same executor: %d differ from their batched result (y bitwise, "
-              "tokens); %d selected token(s) banned for their tenant\n",
-              checked, bad, banned);
+  std::printf("check   : %d sampled request(s) (%d with a DP release) run alone on the same executor: %d differ from their batched "
+              "result (y bitwise, tokens); %d selected token(s) banned for their tenant\n",
+              checked, released, bad, banned);
   const bool pass = bad == 0 && banned == 0 && checked > 0 && m.completed == m.submitted;
   std::printf("result  : %s\n", pass ? "PASS" : "FAIL");
   return pass ? 0 : 1;

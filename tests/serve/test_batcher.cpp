@@ -136,14 +136,8 @@ TEST_CASE("batcher: each request's rows come back bitwise as run alone (exact ho
   std::vector<std::vector<float>> alone(kRequests);
   for (int i = 0; i < kRequests; ++i) {
     alone[i].assign(xs[i].size(), 0.0f);
-    std::vector<std::uint8_t> mask(static_cast<std::size_t>(rows[i]), 0);
-    serve::Step<float> s;
-    s.rows = s.valid_rows = rows[i];
-    s.hidden = HostLayerExec::H;
-    s.x = xs[i].data();
-    s.y = alone[i].data();
-    s.token_mask = mask.data();
-    DS_REQUIRE_OK(exec.run(s));
+    const serve::SoloStep<float> s(xs[i].data(), alone[i].data(), rows[i], HostLayerExec::H);
+    DS_REQUIRE_OK(exec.run(s.step()));
   }
   for (const bool buckets : {false, true})
     for (int round = 0; round < 2; ++round) {

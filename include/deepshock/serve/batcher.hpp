@@ -34,8 +34,10 @@
 //
 // The executor: a type with value_type, hidden() and `Status run(const Step<value_type>&)`,
 // called from the worker thread only (StepExecutor). Per-row settings (RowSettings: the LoRA
-// adapter id, an index into the executor's table of policy settings — safety, fairness group, DP
-// noise) travel with the rows, so requests with different settings share a step.
+// adapter id, an entry of the executor's table of safety settings, a fairness group, a DP noise
+// release) travel with the rows, with each row's index within its request, so requests with
+// different settings share a step (serve/row_policies.hpp builds the pipeline's tables from them).
+// A request's noise spec is validated at submit.
 #pragma once
 
 #include <algorithm>
@@ -95,6 +97,7 @@ class Batcher {
     mask_.assign(static_cast<std::size_t>(cap), 0);
     adapters_.assign(static_cast<std::size_t>(cap), -1);
     settings_.assign(static_cast<std::size_t>(cap), RowSettings{});
+    request_row_.assign(static_cast<std::size_t>(cap), 0);
     ids_.assign(static_cast<std::size_t>(cap), -1);
     per_bucket_.assign(o_.buckets.size() + 1, 0);
     worker_ = std::thread([this] { loop(); });
@@ -265,6 +268,7 @@ class Batcher {
     if (x == nullptr) return Status::invalid_argument("x", "must not be null");
     if (options.deadline.count() < 0) return Status::invalid_argument("options.deadline", "must be >= 0");
     if (!done) return Status::invalid_argument("done", "the callback must not be empty");
+    DEEPSHOCK_RETURN_IF_ERROR(privacy::validate_release(options.settings.noise, "options.settings.noise."));
     return Status::success();
   }
   /// Counts a request refused at submit (under mu_) and hands its Status back.
@@ -373,6 +377,7 @@ class Batcher {
         mask_[row] = 0;
         adapters_[row] = r->options.settings.adapter_id;
         settings_[row] = r->options.settings;
+        request_row_[row] = i;
       }
       r->started = start;
       r->late = r->has_deadline && r->deadline < start;
@@ -382,6 +387,7 @@ class Batcher {
       mask_[row] = 1;
       adapters_[row] = -1;
       settings_[row] = RowSettings{};
+      request_row_[row] = 0;
     }
     Step<T> s;
     s.rows = rows;
@@ -394,6 +400,7 @@ class Batcher {
     s.token_mask = mask_.data();
     s.adapter_ids = adapters_.data();
     s.settings = settings_.data();
+    s.request_row = request_row_.data();
     std::fill(ids_.begin(), ids_.begin() + rows, -1);
     s.ids = ids_.data();
     const Status st = exec_.run(s);
@@ -441,6 +448,7 @@ class Batcher {
   std::vector<std::uint8_t> mask_;
   std::vector<int> adapters_;
   std::vector<RowSettings> settings_;
+  std::vector<int> request_row_;
   std::vector<std::int32_t> ids_;
   // Under mu_.
   mutable std::mutex mu_;

@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "deepshock/core/status.hpp"
+#include "deepshock/privacy/release_policy.hpp"
 #include "deepshock/serve/moe_cost.hpp"
 
 namespace deepshock::serve {
@@ -22,10 +23,13 @@ using Clock = std::chrono::steady_clock;
 enum class DeadlineAction : unsigned char { reject, run_late };
 enum class Shutdown : unsigned char { drain, reject };
 
-/// Settings that travel with each row of a request to the executor.
+/// Settings that travel with each row of a request to the executor (serve/row_policies.hpp
+/// turns a step's settings into the per-row tables of the fused policy pipeline).
 struct RowSettings {
-  int adapter_id = -1;   ///< LoRA adapter (LayerInputs::adapter_ids); -1: none
-  int policy_group = 0;  ///< the executor's table of per-request policy settings (safety, fairness, DP noise)
+  int adapter_id = -1;           ///< LoRA adapter (LayerInputs::adapter_ids); -1: none
+  int policy_group = 0;          ///< an entry of the executor's table of safety settings (policy::PerRow); -1: none
+  int fairness_group = -1;       ///< the request's group for fair::GroupThreshold (Axis::row); -1: none
+  privacy::ReleaseSpec noise{};  ///< a DP release of the request's outputs (privacy::GridRelease); kind none: no noise
 };
 
 struct RequestOptions {
@@ -76,9 +80,47 @@ struct Step {
   const std::uint8_t* token_mask = nullptr;  ///< [rows]: 1 = padding
   const int* adapter_ids = nullptr;          ///< [rows]
   const S* settings = nullptr;               ///< [rows]
+  const int* request_row = nullptr;          ///< [rows]: the row's index within its request (padding: 0)
   /// [rows], -1 on entry: per-row integer results an executor may return (the token each row
   /// selects after the logits policies, say); they come back in Result::ids.
   std::int32_t* ids = nullptr;
+};
+
+/// One request as a step of its own: the step and the per-row arrays it points to (no padding,
+/// request_row 0..rows-1, every row with the request's settings, ids -1). How a caller runs a
+/// request outside the batcher, e.g. to check that the batcher returned it the same bits.
+template <class T>
+class SoloStep {
+ public:
+  SoloStep(const T* x, T* y, int rows, int hidden, const RowSettings& settings = {})
+      : mask_(static_cast<std::size_t>(rows), 0),
+        adapters_(static_cast<std::size_t>(rows), settings.adapter_id),
+        request_row_(static_cast<std::size_t>(rows)),
+        settings_(static_cast<std::size_t>(rows), settings),
+        ids_(static_cast<std::size_t>(rows), -1) {
+    for (int r = 0; r < rows; ++r) request_row_[static_cast<std::size_t>(r)] = r;
+    step_.rows = step_.valid_rows = rows;
+    step_.requests = 1;
+    step_.hidden = hidden;
+    step_.x = x;
+    step_.y = y;
+    step_.token_mask = mask_.data();
+    step_.adapter_ids = adapters_.data();
+    step_.settings = settings_.data();
+    step_.request_row = request_row_.data();
+    step_.ids = ids_.data();
+  }
+  SoloStep(const SoloStep&) = delete;  // the step points into the arrays
+  SoloStep& operator=(const SoloStep&) = delete;
+  const Step<T>& step() const { return step_; }
+  const std::vector<std::int32_t>& ids() const { return ids_; }  ///< what the executor left in Step::ids
+
+ private:
+  std::vector<std::uint8_t> mask_;
+  std::vector<int> adapters_, request_row_;
+  std::vector<RowSettings> settings_;
+  std::vector<std::int32_t> ids_;
+  Step<T> step_;
 };
 
 template <class E>
