@@ -74,7 +74,15 @@ inline void add_row_blocks(std::vector<RowBlock>& v, int e, int rows) {
   for (int r = 0; r < rows; r += kRowsPerBlock) v.push_back({e, r, r + kRowsPerBlock < rows ? r + kRowsPerBlock : rows});
 }
 
-/// The experts and the combine, on checked arguments and a checked routing.
+/// What the experts of a run computed, before the combine: o [T*k, H], the output of each
+/// valid (token, slot) assignment in fp32 before its routing weight (rows of other slots are
+/// not written); the shared expert's s [T, H] (empty without one) and its gate g [T] (1 unless
+/// sigmoid-gated). Expert parallelism moves o rows between ranks (ep/host_ep.hpp).
+struct ExpertRows {
+  std::vector<float> o, s, g;
+};
+
+/// The experts, on checked arguments and a checked routing (the combine: combine_rows).
 ///
 /// x rows are converted to fp32 once; the valid assignments are grouped by expert (counting sort,
 /// ascending assignment index within an expert). Up projection: parallel over blocks of
@@ -82,12 +90,13 @@ inline void add_row_blocks(std::vector<RowBlock>& v, int e, int rows) {
 /// row of every assignment of that expert, h = T(act(g, u)) stored as fp32 [T*k, I]. Down
 /// projection: parallel over blocks of (expert, output rows); each W2 row is converted once and
 /// dotted with h of every assignment: o [T*k, H] in fp32. The shared expert runs the same way as
-/// one more expert over all tokens. Combine: parallel over tokens. Every output element is written
-/// by one thread, in dots_fp32's fixed order, so the result does not depend on the thread count
-/// or the schedule (nor on which other tokens share the batch).
+/// one more expert over all tokens. Every output element is written by one thread, in
+/// dots_fp32's fixed order, so the result does not depend on the thread count or the schedule
+/// (nor on which other tokens share the batch: an o row is a function of its x row, expert and
+/// adapter alone).
 template <class T, class ExpertT>
-void execute(const LayerDims& d, int k, const LayerWeights<T, ExpertT>& w, const LayerInputs<T>& in, const int* ids, const float* wts,
-             int E, const LayerOutputs<T>& out) {
+void expert_rows(const LayerDims& d, int k, const LayerWeights<T, ExpertT>& w, const LayerInputs<T>& in, const int* ids, int E,
+                 ExpertRows& out) {
   using Act = typename ExpertT::activation;
   using Codec = typename ExpertT::codec;
   using W = typename LayerWeights<T, ExpertT>::W;
@@ -99,7 +108,6 @@ void execute(const LayerDims& d, int k, const LayerWeights<T, ExpertT>& w, const
   const long long T_ = in.tokens, n = T_ * k;
   const std::size_t Hz = static_cast<std::size_t>(H), Iz = static_cast<std::size_t>(I), Isz = static_cast<std::size_t>(Is);
   const std::size_t xs = static_cast<std::size_t>(in.x_stride == 0 ? H : in.x_stride);
-  const std::size_t ys = static_cast<std::size_t>(out.y_stride == 0 ? H : out.y_stride);
   const bool sigmoid_gate = Is > 0 && w.shared_gate_kind == SharedGate::sigmoid;
 
   // Assignments grouped by expert: order[begin[e], begin[e + 1]).
@@ -132,9 +140,12 @@ void execute(const LayerDims& d, int k, const LayerWeights<T, ExpertT>& w, const
     max_rows = c > max_rows ? c : max_rows;
   }
 
-  std::vector<float> xf(static_cast<std::size_t>(T_) * Hz), h(static_cast<std::size_t>(n) * Iz), o(static_cast<std::size_t>(n) * Hz);
-  std::vector<float> hs(static_cast<std::size_t>(T_) * Isz), s(Is > 0 ? static_cast<std::size_t>(T_) * Hz : 0);
-  std::vector<float> g(static_cast<std::size_t>(T_), 1.0f), gate_f(sigmoid_gate ? Hz : 0);
+  std::vector<float> xf(static_cast<std::size_t>(T_) * Hz), h(static_cast<std::size_t>(n) * Iz), hs(static_cast<std::size_t>(T_) * Isz);
+  std::vector<float>&o = out.o, &s = out.s, &g = out.g;
+  o.assign(begin[static_cast<std::size_t>(E)] > 0 ? static_cast<std::size_t>(n) * Hz : 0, 0.0f);
+  s.assign(Is > 0 ? static_cast<std::size_t>(T_) * Hz : 0, 0.0f);
+  g.assign(static_cast<std::size_t>(T_), 1.0f);
+  std::vector<float> gate_f(sigmoid_gate ? Hz : 0);
   const float* gate_row = sigmoid_gate ? row_as_float(w.shared_gate, H, gate_f.data()) : nullptr;
   const std::size_t scratch = Hz > Iz ? (Hz > Isz ? Hz : Isz) : (Iz > Isz ? Iz : Isz);
 
@@ -305,22 +316,39 @@ void execute(const LayerDims& d, int k, const LayerWeights<T, ExpertT>& w, const
         }
       }
     }
-
-    // Combine: y[t] = T(sum_j (slot order) w[t, j] o[t*k + j] + g_t s[t]).
-#if defined(_OPENMP)
-#pragma omp for schedule(static)
-#endif
-    for (long long t = 0; t < T_; ++t)
-      for (int c = 0; c < H; ++c) {
-        float acc = 0.0f;
-        for (int j = 0; j < k; ++j) {
-          const long long a = t * k + j;
-          if (ids[a] >= 0 && ids[a] < E) acc += wts[a] * o[static_cast<std::size_t>(a) * Hz + static_cast<std::size_t>(c)];
-        }
-        if (Is > 0) acc += g[static_cast<std::size_t>(t)] * s[static_cast<std::size_t>(t) * Hz + static_cast<std::size_t>(c)];
-        out.y[static_cast<std::size_t>(t) * ys + static_cast<std::size_t>(c)] = from_float<T>(acc);
-      }
   }
+}
+
+/// y[t] = T(sum_j (slot order) wts[t, j] o[t*k + j] + g_t s[t]) over the valid slots (ids in
+/// [0, E)), in fp32, rounded once; parallel over tokens (each y row by one thread).
+template <class T>
+void combine_rows(const LayerDims& d, int k, long long tokens, const int* ids, const float* wts, int E, const ExpertRows& r, T* y,
+                  long long y_stride) {
+  const int H = d.hidden;
+  const std::size_t Hz = static_cast<std::size_t>(H), ys = static_cast<std::size_t>(y_stride == 0 ? H : y_stride);
+  const bool shared = d.shared_intermediate > 0;
+#if defined(_OPENMP)
+#pragma omp parallel for schedule(static)
+#endif
+  for (long long t = 0; t < tokens; ++t)
+    for (int c = 0; c < H; ++c) {
+      float acc = 0.0f;
+      for (int j = 0; j < k; ++j) {
+        const long long a = t * k + j;
+        if (ids[a] >= 0 && ids[a] < E) acc += wts[a] * r.o[static_cast<std::size_t>(a) * Hz + static_cast<std::size_t>(c)];
+      }
+      if (shared) acc += r.g[static_cast<std::size_t>(t)] * r.s[static_cast<std::size_t>(t) * Hz + static_cast<std::size_t>(c)];
+      y[static_cast<std::size_t>(t) * ys + static_cast<std::size_t>(c)] = from_float<T>(acc);
+    }
+}
+
+/// The experts and the combine, on checked arguments and a checked routing.
+template <class T, class ExpertT>
+void execute(const LayerDims& d, int k, const LayerWeights<T, ExpertT>& w, const LayerInputs<T>& in, const int* ids, const float* wts,
+             int E, const LayerOutputs<T>& out) {
+  ExpertRows r;
+  expert_rows(d, k, w, in, ids, E, r);
+  combine_rows(d, k, in.tokens, ids, wts, E, r, out.y, out.y_stride);
 }
 
 }  // namespace detail

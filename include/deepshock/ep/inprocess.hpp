@@ -1,0 +1,156 @@
+// deepshock/ep/inprocess.hpp — an in-process transport (ep/transport.hpp): threads play the
+// ranks of an expert-parallel group and exchange through host memory.
+//
+//   ep::InProcessGroup group(4);                       // 4 ranks; waits bounded by group.timeout()
+//   std::thread([&] { auto t = group.transport(2); ... ep::run_host_layer(..., t, ...); });
+//
+// It lets the whole EP path — counts, deduplicated dispatch, the experts on the received rows,
+// the return and the ordered combine — run and be tested without a GPU or NCCL, under TSan, and
+// with the simulator (whose "device" memory is host memory, so each thread may own a simulated
+// device's buffers).
+//
+// An exchange: every rank posts its Exchange and waits until all have (barrier 1); each then
+// copies its parts out of its peers' send buffers (a part's size must be what the receiver
+// expects); and all wait until every rank has copied (barrier 2), after which send buffers may
+// be reused. Every wait is bounded (the group's timeout): a rank that never arrives makes the
+// others return deadline_exceeded, naming how many arrived. abort(why) from any rank — or a
+// malformed exchange — fails the group: every rank's current and later exchanges return the
+// error, naming the rank it came from. A failed group stays failed (make a new one).
+#pragma once
+
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <cstring>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "deepshock/core/status.hpp"
+#include "deepshock/ep/transport.hpp"
+
+namespace deepshock::ep {
+
+class InProcessGroup;
+
+/// Rank `rank`'s handle on an InProcessGroup (cheap to copy; the group must outlive it).
+class InProcessTransport {
+ public:
+  InProcessTransport(InProcessGroup& g, int rank) : group_(&g), rank_(rank) {}
+  int rank() const noexcept { return rank_; }
+  int size() const noexcept;
+  Status exchange(const Exchange& x);
+  void abort(const Status& why);
+  /// Bytes this rank sent to / received from other ranks so far (its own part excluded).
+  std::uint64_t bytes_sent() const noexcept { return sent_; }
+  std::uint64_t bytes_received() const noexcept { return received_; }
+
+ private:
+  InProcessGroup* group_;
+  int rank_;
+  std::uint64_t sent_ = 0, received_ = 0;
+};
+
+class InProcessGroup {
+ public:
+  explicit InProcessGroup(int ranks, std::chrono::milliseconds timeout = std::chrono::milliseconds(10000))
+      : size_(ranks), timeout_(timeout), posted_(static_cast<std::size_t>(ranks > 0 ? ranks : 0), nullptr) {
+    if (ranks < 1) error_ = Status::invalid_argument("ranks", "must be >= 1, got " + std::to_string(ranks));
+  }
+  InProcessGroup(const InProcessGroup&) = delete;
+  InProcessGroup& operator=(const InProcessGroup&) = delete;
+
+  int size() const noexcept { return size_; }
+  std::chrono::milliseconds timeout() const noexcept { return timeout_; }
+  /// OK until an abort, a timeout or a malformed exchange fails the group.
+  Status status() const {
+    std::lock_guard<std::mutex> lk(mu_);
+    return error_;
+  }
+  InProcessTransport transport(int rank) { return InProcessTransport(*this, rank); }
+
+ private:
+  friend class InProcessTransport;
+
+  /// Fails the group with `why` (the first failure wins) and wakes every waiting rank.
+  void fail(std::unique_lock<std::mutex>&, int rank, const Status& why) {
+    if (error_.ok())
+      error_ = Status(why.ok() ? StatusCode::internal : why.code(), "ep rank " + std::to_string(rank) + ": " + why.message());
+    cv_.notify_all();
+  }
+
+  /// Waits until all ranks arrive (or the group fails, or the timeout passes).
+  Status arrive_and_wait(std::unique_lock<std::mutex>& lk, int rank, const char* where) {
+    if (!error_.ok()) return error_;
+    const std::uint64_t gen = generation_;
+    if (++arrived_ == size_) {
+      arrived_ = 0;
+      ++generation_;
+      cv_.notify_all();
+      return Status::success();
+    }
+    const bool done = cv_.wait_for(lk, timeout_, [&] { return generation_ != gen || !error_.ok(); });
+    if (!error_.ok()) return error_;
+    if (!done) {
+      fail(lk, rank,
+           Status::deadline_exceeded("waited " + std::to_string(timeout_.count()) + " ms at " + where + " with " +
+                                     std::to_string(arrived_) + " of " + std::to_string(size_) + " ranks arrived"));
+      return error_;
+    }
+    return Status::success();
+  }
+
+  Status exchange(int rank, const Exchange& x, std::uint64_t& sent, std::uint64_t& received) {
+    std::unique_lock<std::mutex> lk(mu_);
+    if (!error_.ok()) return error_;
+    if (rank < 0 || rank >= size_) return Status::invalid_argument("rank", "must be in [0, " + std::to_string(size_) + ")");
+    if (const Status st = x.validate(size_); !st.ok()) {
+      fail(lk, rank, st);
+      return st;
+    }
+    posted_[static_cast<std::size_t>(rank)] = &x;
+    DEEPSHOCK_RETURN_IF_ERROR(arrive_and_wait(lk, rank, "exchange (post)"));
+    // Every rank has posted; the posts stay until barrier 2, so they can be read unlocked.
+    std::vector<const Exchange*> peers(posted_);
+    lk.unlock();
+    const std::size_t me = static_cast<std::size_t>(rank);
+    Status bad;
+    for (std::size_t p = 0; p < peers.size() && bad.ok(); ++p) {
+      const std::size_t bytes = peers[p]->send_bytes[me];
+      if (bytes != x.recv_bytes[p]) {
+        bad = Status::invalid_argument("exchange.recv_bytes", "rank " + std::to_string(rank) + " expects " +
+                                                                  std::to_string(x.recv_bytes[p]) + " bytes from rank " +
+                                                                  std::to_string(p) + ", which sends " + std::to_string(bytes));
+        break;
+      }
+      if (bytes > 0) std::memcpy(x.recv[p], peers[p]->send[me], bytes);
+      if (p != me) {
+        received += bytes;
+        sent += x.send_bytes[p];
+      }
+    }
+    lk.lock();
+    if (!bad.ok()) fail(lk, rank, bad);
+    return arrive_and_wait(lk, rank, "exchange (copied)");
+  }
+
+  int size_;
+  std::chrono::milliseconds timeout_;
+  mutable std::mutex mu_;
+  std::condition_variable cv_;
+  std::vector<const Exchange*> posted_;
+  int arrived_ = 0;
+  std::uint64_t generation_ = 0;
+  Status error_;
+};
+
+inline int InProcessTransport::size() const noexcept { return group_->size(); }
+inline Status InProcessTransport::exchange(const Exchange& x) { return group_->exchange(rank_, x, sent_, received_); }
+inline void InProcessTransport::abort(const Status& why) {
+  std::unique_lock<std::mutex> lk(group_->mu_);
+  group_->fail(lk, rank_, why);
+}
+
+static_assert(Transport<InProcessTransport>);
+
+}  // namespace deepshock::ep
