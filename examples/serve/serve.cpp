@@ -298,7 +298,9 @@ int main(int argc, char** argv) {
         return 1;
       }
     const auto w = HostWeights::view([&](int i) { return static_cast<const bf16*>(d[i].data()); });
-    moe::Layer<Gate, X, bf16> layer(dims);
+    ds::gate::RouterOptions invariant;
+    invariant.batch_invariant = true;  // the router's projection the same for every step size: bitwise batch invariance
+    moe::Layer<Gate, X, bf16> layer(dims, ds::gate::default_params<Gate>(), invariant);
     serve::LayerExecutor<moe::Layer<Gate, X, bf16>> exec(layer, w, {8, 16, 32, 64});
     if (!exec.status().ok()) {
       std::printf("error   : %s\n", exec.status().to_string().c_str());

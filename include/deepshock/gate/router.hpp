@@ -99,7 +99,7 @@ class Router {
     if (in.tokens == 0) return Status::success();
     detail::RouterArgs args = make_args(in.tokens, in.hidden, in.bias, out);
     args.w_gate_bias = in.w_gate_bias;
-    const Path kernels = choose_path(in);
+    const Path kernels = choose_path(in, options_.batch_invariant);
     if (kernels == Path::decode) {
       // Decode: project with many blocks into the workspace, then route.
       constexpr int columns = detail::logit_columns<Policy>();
@@ -135,18 +135,19 @@ class Router {
   /// Whether `run` projects these inputs on tensor cores (T > detail::kSplitMaxTokens, the fused
   /// path): bf16 or fp16 values, H a multiple of 8, and x, w_gate (and w_noise) 16-byte aligned.
   /// Other inputs take the FMA kernels, which accept any H and alignment.
+  /// With RouterOptions::batch_invariant, pass it as `batch_invariant` (every T takes the fused path).
   template <class In>
-  static bool uses_tensor_cores(const GateInputs<In>& in) {
-    return choose_path(in) == Path::tensor_cores;
+  static bool uses_tensor_cores(const GateInputs<In>& in, bool batch_invariant = false) {
+    return choose_path(in, batch_invariant) == Path::tensor_cores;
   }
 
   /// The kernels `run` takes for these inputs, in words (logs, demos): the decode pair, the
   /// tensor-core fused kernel or the FMA fused kernel, and Switch's capacity pass.
   template <class In>
-  static std::string path(const GateInputs<In>& in) {
+  static std::string path(const GateInputs<In>& in, bool batch_invariant = false) {
     if (in.tokens <= 0) return "nothing (T = 0)";
     std::string s;
-    switch (choose_path(in)) {
+    switch (choose_path(in, batch_invariant)) {
       case Path::decode: s = "decode: projection spread over the experts + routing kernel"; break;
       case Path::tensor_cores:
         s = "fused tensor-core kernel, " + std::to_string(detail::mma_router_tokens<Policy>()) + " tokens per block";
@@ -179,8 +180,8 @@ class Router {
   /// The projection kernels `run` takes (the one decision behind run, uses_tensor_cores, path).
   enum class Path { decode, tensor_cores, fma };
   template <class In>
-  static Path choose_path(const GateInputs<In>& in) {
-    if (in.tokens <= detail::kSplitMaxTokens) return Path::decode;
+  static Path choose_path(const GateInputs<In>& in, bool batch_invariant) {
+    if (in.tokens <= detail::kSplitMaxTokens && !batch_invariant) return Path::decode;
     return detail::mma_projection_ok(in.x, in.w_gate, in.w_noise, in.hidden) ? Path::tensor_cores : Path::fma;
   }
 

@@ -61,6 +61,13 @@ struct RouterOptions {
   /// that it is scheduled during the projection's tail; it waits for the projection before
   /// reading the logits, so the results are the same. false: plain stream order.
   bool dependent_launch = true;
+  /// Router::run projects every T with the same fused kernel (tensor cores where the inputs
+  /// allow, else FMA), never with the decode path's split projection, whose summation order
+  /// differs: a token's logits, hence its experts and weights, then do not depend on how many
+  /// tokens share the call. What a server that batches requests (serve/) or an expert-parallel
+  /// layer checked against one rank (ep/) needs for bitwise batch invariance; it costs
+  /// decode-size runs the decode path's spread over the weights.
+  bool batch_invariant = false;
 };
 
 /// Device pointers a token-choice router writes.

@@ -9,6 +9,12 @@
 // simulator (which has no graphs), run the layer directly. The layer routes, dispatches and
 // combines on the device without a host synchronisation (its run() is capturable); the copies
 // and one stream synchronisation per step are the executor's.
+//
+// Batch invariance (a request's bits as when it runs alone) needs the layer's router built with
+// gate::RouterOptions::batch_invariant: otherwise steps of up to 64 tokens project the gate on
+// the decode path and larger ones on the fused kernel, whose sums are ordered differently, and a
+// near tie can route a token differently. The experts' GEMMs and the combine are invariant as
+// they are (tested over decode and prefill tiles).
 #pragma once
 
 #include <cstddef>
