@@ -51,6 +51,12 @@ class [[nodiscard]] Status {
   Status(StatusCode code, std::string message) : code_(code), message_(std::move(message)) {}
 
   static Status success() { return {}; }
+  /// Replaces this status with `other`: for a stored status (a member), where `st = other`
+  /// would make nvcc warn that the returned Status& of a [[nodiscard]] type is ignored.
+  void assign(Status other) noexcept {
+    code_ = other.code_;
+    message_ = std::move(other.message_);
+  }
   /// `argument` is the parameter's name as the caller knows it; `what` says what is wrong.
   static Status invalid_argument(std::string_view argument, std::string_view what) {
     return {StatusCode::invalid_argument, join(argument, what)};

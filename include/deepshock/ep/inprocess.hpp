@@ -7,7 +7,8 @@
 // It lets the whole EP path — counts, deduplicated dispatch, the experts on the received rows,
 // the return and the ordered combine — run and be tested without a GPU or NCCL, under TSan, and
 // with the simulator (whose "device" memory is host memory, so each thread may own a simulated
-// device's buffers).
+// device's buffers). Parts are copied with memcpy, or with the group's copy function: with
+// ep::device_copy (ep/device_ep.hpp) the ranks may be threads sharing one GPU.
 //
 // An exchange: every rank posts its Exchange and waits until all have (barrier 1); each then
 // copies its parts out of its peers' send buffers (a part's size must be what the receiver
@@ -36,6 +37,7 @@ class InProcessGroup;
 /// Rank `rank`'s handle on an InProcessGroup (cheap to copy; the group must outlive it).
 class InProcessTransport {
  public:
+  static constexpr bool kStreamOrdered = false;  ///< exchanges copy at once: device work must be complete
   InProcessTransport(InProcessGroup& g, int rank) : group_(&g), rank_(rank) {}
   int rank() const noexcept { return rank_; }
   int size() const noexcept;
@@ -53,9 +55,12 @@ class InProcessTransport {
 
 class InProcessGroup {
  public:
-  explicit InProcessGroup(int ranks, std::chrono::milliseconds timeout = std::chrono::milliseconds(10000))
-      : size_(ranks), timeout_(timeout), posted_(static_cast<std::size_t>(ranks > 0 ? ranks : 0), nullptr) {
-    if (ranks < 1) error_ = Status::invalid_argument("ranks", "must be >= 1, got " + std::to_string(ranks));
+  /// Copies `bytes` from src to dst (both may be device memory for a device copy function).
+  using CopyFn = Status (*)(void* dst, const void* src, std::size_t bytes);
+
+  explicit InProcessGroup(int ranks, std::chrono::milliseconds timeout = std::chrono::milliseconds(10000), CopyFn copy = nullptr)
+      : size_(ranks), timeout_(timeout), copy_(copy), posted_(static_cast<std::size_t>(ranks > 0 ? ranks : 0), nullptr) {
+    if (ranks < 1) error_.assign(Status::invalid_argument("ranks", "must be >= 1, got " + std::to_string(ranks)));
   }
   InProcessGroup(const InProcessGroup&) = delete;
   InProcessGroup& operator=(const InProcessGroup&) = delete;
@@ -75,7 +80,7 @@ class InProcessGroup {
   /// Fails the group with `why` (the first failure wins) and wakes every waiting rank.
   void fail(std::unique_lock<std::mutex>&, int rank, const Status& why) {
     if (error_.ok())
-      error_ = Status(why.ok() ? StatusCode::internal : why.code(), "ep rank " + std::to_string(rank) + ": " + why.message());
+      error_.assign(Status(why.ok() ? StatusCode::internal : why.code(), "ep rank " + std::to_string(rank) + ": " + why.message()));
     cv_.notify_all();
   }
 
@@ -118,12 +123,15 @@ class InProcessGroup {
     for (std::size_t p = 0; p < peers.size() && bad.ok(); ++p) {
       const std::size_t bytes = peers[p]->send_bytes[me];
       if (bytes != x.recv_bytes[p]) {
-        bad = Status::invalid_argument("exchange.recv_bytes", "rank " + std::to_string(rank) + " expects " +
-                                                                  std::to_string(x.recv_bytes[p]) + " bytes from rank " +
-                                                                  std::to_string(p) + ", which sends " + std::to_string(bytes));
+        bad.assign(Status::invalid_argument("exchange.recv_bytes", "rank " + std::to_string(rank) + " expects " +
+                                                                       std::to_string(x.recv_bytes[p]) + " bytes from rank " +
+                                                                       std::to_string(p) + ", which sends " + std::to_string(bytes)));
         break;
       }
-      if (bytes > 0) std::memcpy(x.recv[p], peers[p]->send[me], bytes);
+      if (bytes > 0) {
+        if (copy_ == nullptr) std::memcpy(x.recv[p], peers[p]->send[me], bytes);
+        else if (const Status c = copy_(x.recv[p], peers[p]->send[me], bytes); !c.ok()) bad.assign(c);
+      }
       if (p != me) {
         received += bytes;
         sent += x.send_bytes[p];
@@ -136,6 +144,7 @@ class InProcessGroup {
 
   int size_;
   std::chrono::milliseconds timeout_;
+  CopyFn copy_;
   mutable std::mutex mu_;
   std::condition_variable cv_;
   std::vector<const Exchange*> posted_;

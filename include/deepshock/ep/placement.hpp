@@ -53,8 +53,8 @@ class Placement {
     for (std::size_t r = 0; r < held.size(); ++r)
       for (const int e : held[r]) {
         if (e < 0 || e >= experts) {
-          p.bad_ = Status::invalid_argument("held", "rank " + std::to_string(r) + " lists expert " + std::to_string(e) + ", outside [0, " +
-                                                        std::to_string(experts) + ")");
+          p.bad_.assign(Status::invalid_argument("held", "rank " + std::to_string(r) + " lists expert " + std::to_string(e) +
+                                                             ", outside [0, " + std::to_string(experts) + ")"));
           return p;
         }
         p.add(e, static_cast<int>(r));

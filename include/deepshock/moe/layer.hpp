@@ -44,6 +44,7 @@
 #include "deepshock/moe/expert.hpp"
 #include "deepshock/moe/grouped_gemm.hpp"
 #include "deepshock/moe/layer_mlp.hpp"
+#include "deepshock/moe/layer_plan.hpp"
 
 #if DEEPSHOCK_HAS_KERNELS
 #include "deepshock/gate/router.hpp"
@@ -154,7 +155,7 @@ class Layer {
     std::string s;
     if (with_router) {
       const gate::GateInputs<T> gi{in.x, w.w_gate, nullptr, in.tokens, dims_.hidden, w.gate_bias, w.gate_bias_size, w.w_gate_bias};
-      s += "router: " + gate::Router<Gate>::path(gi) + "; ";
+      s += "router: " + gate::Router<Gate>::path(gi, router_.options().batch_invariant) + "; ";
     }
     s += std::string("dispatch: ") + (detail::dispatch_chunks(n) == 1 ? "one kernel" : "three kernels (count, scan, place)") + "; ";
     auto tiles = [](bool decode) {
@@ -221,6 +222,69 @@ class Layer {
   Status run_routed(const LayerInputs<T>& in, const int* topk_ids, const float* topk_weights, const LayerWeights<T, ExpertT>& w,
                     const LayerOutputs<T>& out, void* workspace, std::size_t workspace_size, rt::stream_t stream,
                     RunOptions options = {}) const {
+    return routed_run(in, topk_ids, topk_weights, w, out, workspace, workspace_size, stream, options, {});
+  }
+
+  /// Expert parallelism, the expert side (ep/device_ep.hpp): the routed experts on rows that
+  /// other ranks sent, with no shared expert and no combine. ids [T, k] index this layer's
+  /// experts as run_routed's do (-1: a slot served elsewhere), weights [T, k]; slot_rows
+  /// [T*k, H] (fp32, device) receives each valid slot's weighted output: the very row the whole
+  /// layer's combine would add for it (rows of other slots are not written). Options as run_routed's.
+  Status run_slots(const LayerInputs<T>& in, const int* topk_ids, const float* topk_weights, const LayerWeights<T, ExpertT>& w,
+                   float* slot_rows, void* workspace, std::size_t workspace_size, rt::stream_t stream, RunOptions options = {}) const {
+    static_assert(Combine::kDeterministic, "deepshock::moe::Layer::run_slots: slot rows need the ordered combine (OrderedCombine).");
+    if (in.tokens > 0 && slot_rows == nullptr) return Status::invalid_argument("slot_rows", "must not be null");
+    if (options.stop_after != Stage::all) return Status::invalid_argument("options.stop_after", "run_slots runs GEMM 2: leave Stage::all");
+    LayerOutputs<T> none;
+    none.y = reinterpret_cast<T*>(slot_rows);  // not written: only checked for null
+    SlotIo io;
+    io.rows_out = slot_rows;
+    return routed_run(in, topk_ids, topk_weights, w, none, workspace, workspace_size, stream, options, io);
+  }
+
+  /// Expert parallelism, the home side: y = the combine of slot rows computed elsewhere —
+  /// slot_rows [T*k, H] (fp32, weighted), the row of slot (t, j) added in slot order where
+  /// slot_position[t*k + j] >= 0 — and of this layer's shared expert on in.x: bitwise what run
+  /// gives when the rows are run_slots' rows for the same tokens. No router and no routed experts
+  /// run; of `options` only dependent_launch applies.
+  Status run_combine(const LayerInputs<T>& in, const float* slot_rows, const int* slot_position, const LayerWeights<T, ExpertT>& w,
+                     const LayerOutputs<T>& out, void* workspace, std::size_t workspace_size, rt::stream_t stream,
+                     RunOptions options = {}) const {
+    static_assert(Combine::kDeterministic, "deepshock::moe::Layer::run_combine: slot rows need the ordered combine (OrderedCombine).");
+    DEEPSHOCK_RETURN_IF_ERROR(status_);
+    DEEPSHOCK_RETURN_IF_ERROR(detail::check_layer_run(dims_, w, in, out, /*routed=*/true, /*need_align=*/true));
+    DEEPSHOCK_RETURN_IF_ERROR(check_workspace(workspace, workspace_size, in.tokens));
+    if (in.tokens == 0) return Status::success();
+    if (slot_rows == nullptr) return Status::invalid_argument("slot_rows", "must not be null");
+    if (slot_position == nullptr) return Status::invalid_argument("slot_position", "must not be null");
+    if (in.token_mask != nullptr)
+      return Status::invalid_argument("token_mask", "run_combine takes no mask: give padding slots position -1");
+    const Plan p = plan(in.tokens);
+    auto* base = static_cast<unsigned char*>(workspace);
+    DEEPSHOCK_RETURN_IF_ERROR(clear_scratch(out, p, base, in.tokens, stream));
+    SlotIo io;
+    io.routed = false;
+    io.rows_in = slot_rows;
+    io.position_in = slot_position;
+    return experts(in, w, out, nullptr, nullptr, base, p, stream, Stage::all, options.dependent_launch, io);
+  }
+
+ private:
+  /// Where the routed rows go and come from: the whole layer (default); the expert side of
+  /// expert parallelism (rows_out: GEMM 2 writes there; no shared expert, no combine); or its
+  /// home side (routed = false: no dispatch, no routed experts; the combine reads rows_in where
+  /// position_in >= 0).
+  struct SlotIo {
+    bool routed = true;
+    float* rows_out = nullptr;
+    const float* rows_in = nullptr;
+    const int* position_in = nullptr;
+  };
+
+  /// run_routed (and run_slots, with `io`): the checks, then the experts.
+  Status routed_run(const LayerInputs<T>& in, const int* topk_ids, const float* topk_weights, const LayerWeights<T, ExpertT>& w,
+                    const LayerOutputs<T>& out, void* workspace, std::size_t workspace_size, rt::stream_t stream, RunOptions options,
+                    const SlotIo& io) const {
     DEEPSHOCK_RETURN_IF_ERROR(status_);
     DEEPSHOCK_RETURN_IF_ERROR(detail::check_layer_run(dims_, w, in, out, /*routed=*/true, /*need_align=*/true));
     DEEPSHOCK_RETURN_IF_ERROR(check_workspace(workspace, workspace_size, in.tokens));
@@ -253,11 +317,8 @@ class Layer {
                                                         ") (-1 = no expert)");
     }
     DEEPSHOCK_RETURN_IF_ERROR(clear_scratch(out, p, base, in.tokens, stream));
-    return experts(in, w, out, topk_ids, topk_weights, base, p, stream, options.stop_after, options.dependent_launch);
+    return experts(in, w, out, topk_ids, topk_weights, base, p, stream, options.stop_after, options.dependent_launch, io);
   }
-
- private:
-  static constexpr std::size_t align(std::size_t b) { return (b + 255) / 256 * 256; }
 
   /// Decode or prefill tiles for the routed experts and for the shared expert of a T-token run.
   struct TileChoice {
@@ -267,88 +328,8 @@ class Layer {
     return {Tuning::use_decode(static_cast<long long>(tokens) * kTopK, end_ - begin_), Tuning::use_decode(tokens, 1)};
   }
 
-  /// Byte offsets of the workspace pieces for T tokens.
-  struct Plan {
-    std::size_t router = 0, router_bytes = 0, ids = 0, weights = 0, counts = 0, offsets = 0, tile_offsets = 0, sorted_token = 0,
-                sorted_slot = 0, slot_position = 0, bad_ids = 0, dispatch = 0, dispatch_bytes = 0, h = 0, out = 0, shared_h = 0,
-                shared_out = 0, sk_partials = 0, sk_tickets = 0, sk_ticket_count = 0, xq = 0, xq_scale = 0, hq = 0, hq_scale = 0,
-                shared_hq = 0, shared_hq_scale = 0, lora_u = 0, lora_rows = 0, shared_lora_u = 0, shared_lora_rows = 0, total = 0;
-  };
-  Plan plan(int tokens) const {
-    Plan p;
-    if (tokens <= 0) return p;
-    const std::size_t Tn = static_cast<std::size_t>(tokens), N = Tn * kTopK;
-    const std::size_t H = static_cast<std::size_t>(dims_.hidden), I = static_cast<std::size_t>(dims_.intermediate);
-    const std::size_t Is = static_cast<std::size_t>(dims_.shared_intermediate);
-    std::size_t at = 0;
-    auto take = [&at](std::size_t bytes) {
-      const std::size_t here = at;
-      at += align(bytes);
-      return here;
-    };
-    p.router_bytes = gate::Router<Gate>::workspace_bytes(tokens);
-    p.router = take(p.router_bytes);
-    p.ids = take(N * sizeof(int));
-    p.weights = take(N * sizeof(float));
-    p.counts = take(kExperts * sizeof(int));
-    p.offsets = take((kExperts + 1) * sizeof(int));
-    p.tile_offsets = take((kExperts + 1) * sizeof(int));
-    p.sorted_token = take(N * sizeof(int));
-    p.sorted_slot = take(N * sizeof(int));
-    p.slot_position = take(N * sizeof(int));
-    p.bad_ids = take(sizeof(int));
-    p.dispatch_bytes = dispatch_workspace_bytes(tokens, kTopK, kExperts);
-    p.dispatch = take(p.dispatch_bytes);
-    p.h = take(N * I * sizeof(T));
-    p.out = take((Combine::kDeterministic ? N : Tn) * H * sizeof(float));
-    p.shared_h = take(Tn * Is * sizeof(T));
-    p.shared_out = take(Is > 0 ? Tn * H * sizeof(float) : 0);
-    if constexpr (XQ::kActive) {  // W8A8 / FP8: x and h as one-byte codes with their scales (act_quant.hpp)
-      p.xq = take(Tn * H);
-      p.xq_scale = take(XQ::scales(Tn, H) * sizeof(float));
-      p.hq = take(N * I);
-      p.hq_scale = take(XQ::scales(N, I) * sizeof(float));
-      p.shared_hq = take(Tn * Is);
-      p.shared_hq_scale = take(Is > 0 ? XQ::scales(Tn, Is) * sizeof(float) : 0);
-    }
-    if constexpr (kRank > 0) {  // LoRA: u = s A x per adapted matrix (gate, up, down) and the rows' adapters
-      p.lora_u = take(3 * N * kRank * sizeof(float));
-      p.lora_rows = take(2 * N * sizeof(lora::RowAdapter));
-      p.shared_lora_u = take(Is > 0 ? 3 * Tn * kRank * sizeof(float) : 0);
-      p.shared_lora_rows = take(Is > 0 ? 2 * Tn * sizeof(lora::RowAdapter) : 0);
-    }
-    if constexpr (kStreamK) {
-      // Stream-K scratch of the decode launches: their one-per-tile block counts bound the
-      // tickets and (up to kStreamKMaxGrid) the partial tiles. Sized for the largest decode run
-      // of at most `tokens` tokens, so that sizes still grow with T (workspace_bytes()).
-      using D = typename Tuning::Decode;
-      auto tiles = [](long long n) { return (n + D::kBN - 1) / D::kBN; };
-      const int groups = end_ - begin_;
-      const int t_r = largest_decode_tokens(tokens, kTopK, groups), t_s = largest_decode_tokens(tokens, 1, 1);
-      const long long m_r = t_r > 0 ? max_m_tiles(static_cast<long long>(t_r) * kTopK, D::kBM, groups) : 0;
-      const long long m_s = t_s > 0 && Is > 0 ? max_m_tiles(t_s, D::kBM, 1) : 0;
-      const long long up = m_r * tiles(static_cast<long long>(I)) + m_s * tiles(static_cast<long long>(Is));
-      const long long down = (m_r + m_s) * tiles(static_cast<long long>(H));
-      const long long blocks = up > down ? up : down;
-      p.sk_ticket_count = static_cast<std::size_t>(blocks);
-      p.sk_partials = take(streamk_partial_bytes<T, D>(blocks));
-      p.sk_tickets = take(p.sk_ticket_count * sizeof(int));
-    }
-    p.total = at;
-    return p;
-  }
-
-  /// The largest T' <= tokens whose T' * per_token assignments over `groups` take the decode
-  /// tiles (Tuning::use_decode holds below a threshold), or 0.
-  static int largest_decode_tokens(int tokens, int per_token, int groups) {
-    int lo = 0, hi = tokens;
-    while (lo < hi) {
-      const int mid = lo + (hi - lo + 1) / 2;
-      if (Tuning::use_decode(static_cast<long long>(mid) * per_token, groups)) lo = mid;
-      else hi = mid - 1;
-    }
-    return lo;
-  }
+  using Plan = detail::LayerPlan;
+  Plan plan(int tokens) const { return detail::layer_plan<Gate, ExpertT, T, Combine, Tuning>(dims_, tokens, end_ - begin_); }
 
   /// The memsets of a run, all before its first kernel, so that none falls between the layer's
   /// kernels (where it would cost the dependent launches their overlap): the stream-K tickets (a
@@ -393,7 +374,8 @@ class Layer {
   }
 
   Status experts(const LayerInputs<T>& in, const LayerWeights<T, ExpertT>& w, const LayerOutputs<T>& out, const int* ids,
-                 const float* weights, unsigned char* base, const Plan& p, rt::stream_t stream, Stage stop, bool dep) const {
+                 const float* weights, unsigned char* base, const Plan& p, rt::stream_t stream, Stage stop, bool dep,
+                 const SlotIo& io = {}) const {
     const int Tn = in.tokens, H = dims_.hidden;
     const long long n = static_cast<long long>(Tn) * kTopK;
     const long long ldx = in.x_stride != 0 ? in.x_stride : H;
@@ -415,11 +397,11 @@ class Layer {
     int* tiles = reinterpret_cast<int*>(at(p.tile_offsets));
     d.tile_offsets = tiles;
     d.tile_rows = choice.routed_decode ? D::kBM : P::kBM;
-    DEEPSHOCK_RETURN_IF_ERROR(dispatch(ids, Tn, kTopK, groups, d, at(p.dispatch), p.dispatch_bytes, stream, begin_, dep));
+    if (io.routed) DEEPSHOCK_RETURN_IF_ERROR(dispatch(ids, Tn, kTopK, groups, d, at(p.dispatch), p.dispatch_bytes, stream, begin_, dep));
     if (stop == Stage::dispatch) return Status::success();
     const bool up_only = stop == Stage::gemm1;
-    float* routed = reinterpret_cast<float*>(at(p.out));
-    float* shared_out = dims_.shared_intermediate > 0 ? reinterpret_cast<float*>(at(p.shared_out)) : nullptr;
+    float* routed = io.rows_out != nullptr ? io.rows_out : reinterpret_cast<float*>(at(p.out));
+    float* shared_out = dims_.shared_intermediate > 0 && io.rows_out == nullptr ? reinterpret_cast<float*>(at(p.shared_out)) : nullptr;
     typename Mlps::HRows h{reinterpret_cast<T*>(at(p.h)), nullptr, nullptr}, hs{reinterpret_cast<T*>(at(p.shared_h)), nullptr, nullptr};
     typename Mlps::ActIn x;
     if constexpr (XQ::kActive) {  // W8A8 / FP8: x to codes first; h's codes are filled between the GEMMs (mlp)
@@ -454,13 +436,23 @@ class Layer {
         return Mlps::template mlp<S>(sh, nullptr, l, up_only, ls);
       }
     };
-    if (choice.routed_decode) DEEPSHOCK_RETURN_IF_ERROR(choice.shared_decode ? run_mlps(D{}, D{}) : run_mlps(D{}, P{}));
-    else DEEPSHOCK_RETURN_IF_ERROR(choice.shared_decode ? run_mlps(P{}, D{}) : run_mlps(P{}, P{}));
-    if (up_only) return Status::success();
+    // The shared expert alone (the home side of expert parallelism).
+    auto run_shared = [&](auto shared_tile) -> Status {
+      using S = decltype(shared_tile);
+      return Mlps::template mlp<S>(Mlps::template shared<S>(dims_, w, x, Tn, hs, shared_out, ls), nullptr, l, up_only, ls);
+    };
+    if (!io.routed) {
+      if (shared_out != nullptr) DEEPSHOCK_RETURN_IF_ERROR(choice.shared_decode ? run_shared(D{}) : run_shared(P{}));
+    } else if (choice.routed_decode) {
+      DEEPSHOCK_RETURN_IF_ERROR(choice.shared_decode ? run_mlps(D{}, D{}) : run_mlps(D{}, P{}));
+    } else {
+      DEEPSHOCK_RETURN_IF_ERROR(choice.shared_decode ? run_mlps(P{}, D{}) : run_mlps(P{}, P{}));
+    }
+    if (up_only || io.rows_out != nullptr) return Status::success();
     CombineArgs<T> c;
     if constexpr (Combine::kDeterministic) {
-      c.slot_out = routed;
-      c.slot_position = d.slot_position;
+      c.slot_out = io.routed ? routed : io.rows_in;
+      c.slot_position = io.routed ? d.slot_position : io.position_in;
     } else {
       c.routed_sum = routed;
     }
