@@ -17,9 +17,9 @@
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 build="${DS_GPU_BUILD_DIR:-$DS_ROOT/build-gpu}"
-GPU_TESTS="gpu_tests gate_router_gpu_tests gate_stats_gpu_tests gate_expert_choice_gpu_tests policy_gpu_tests fair_gpu_tests privacy_noise_gpu_tests moe_dispatch_gpu_tests moe_gemm_gpu_tests moe_layer_gpu_tests lora_gpu_tests serve_gpu_tests"
-GPU_BENCHES="bench_moe bench_lora bench_router bench_policy bench_primitives"  # most telling first, in case device time runs out
-GPU_TARGETS="$GPU_TESTS $GPU_BENCHES demo_gpu recommend_gpu serve_gpu"
+GPU_TESTS="gpu_tests gate_router_gpu_tests gate_stats_gpu_tests gate_expert_choice_gpu_tests policy_gpu_tests fair_gpu_tests privacy_noise_gpu_tests moe_dispatch_gpu_tests moe_gemm_gpu_tests moe_layer_gpu_tests lora_gpu_tests serve_gpu_tests ep_device_gpu_tests ep_nccl_gpu_tests"
+GPU_BENCHES="bench_moe bench_lora bench_ep bench_router bench_policy bench_primitives"  # most telling first, in case device time runs out
+GPU_TARGETS="$GPU_TESTS $GPU_BENCHES demo_gpu recommend_gpu serve_gpu ep_gpu"
 
 gpu_build() {
   ds_install_deps
@@ -41,7 +41,7 @@ gpu_pack() {
   mkdir -p "$pack/tests" "$pack/bench" "$pack/examples" "$pack/lib"
   for f in $GPU_TESTS; do cp "$build/tests/$f" "$pack/tests/"; done
   for f in $GPU_BENCHES; do cp "$build/bench/$f" "$pack/bench/"; done
-  cp "$build/examples/demo_gpu" "$build/examples/recommend_gpu" "$build/examples/serve_gpu" "$pack/examples/"
+  cp "$build/examples/demo_gpu" "$build/examples/recommend_gpu" "$build/examples/serve_gpu" "$build/examples/ep_gpu" "$pack/examples/"
   cp "$build"/lib/* "$pack/lib/" 2>/dev/null || true
   cp "$build/BUILT_FROM" "$pack/" 2>/dev/null || true
   # Symbols only: the device code lives in the .nv_fatbin section, which strip keeps.
@@ -52,7 +52,8 @@ gpu_pack() {
 gpu_run() {
   local out="$1"
   mkdir -p "$out"
-  export LD_LIBRARY_PATH="$build/lib:/usr/local/cuda/lib64${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+  # libnccl (ep_nccl_gpu_tests) comes from the CUDA toolkit's lib/ (too large to pack).
+  export LD_LIBRARY_PATH="$build/lib:/usr/local/cuda/lib64:/usr/local/cuda/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
   {
     echo "date: $(date -u +%Y-%m-%dT%H:%M:%SZ)"
     echo "commit: $(git -C "$DS_ROOT" rev-parse HEAD 2>/dev/null || echo unknown)"
@@ -86,6 +87,8 @@ gpu_run() {
   # The batcher in front of the GPU layer, buckets as CUDA graphs (a heavier load than on the CPU).
   step "$build/examples/serve_gpu" --clients 16 --gap-us 200 --ms 1000 2>&1 | tee "$out/serve.log" || rc=$?
   step "$build/examples/serve_gpu" --clients 16 --gap-us 200 --ms 1000 --moe-aware 2>&1 | tee -a "$out/serve.log" || rc=$?
+  # Expert parallelism: ranks as threads sharing the GPU, bitwise against one rank (bytes per rank printed).
+  step "$build/examples/ep_gpu" --ranks 1,2,4,8 --tokens 256 2>&1 | tee "$out/ep.log" || rc=$?
   for b in $GPU_BENCHES; do
     step "$build/bench/$b" --benchmark_min_time="${DS_BENCH_MIN_TIME:-0.05}" --benchmark_filter="${DS_BENCH_FILTER:-.}" \
       --benchmark_out="$out/$b.json" --benchmark_out_format=json 2>&1 | tee "$out/$b.log" || rc=$?

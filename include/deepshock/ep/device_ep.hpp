@@ -57,8 +57,7 @@ inline Status device_copy(void* dst, const void* src, std::size_t bytes) {
 /// The router options of DeviceEp's home layer: the projection takes the same kernel for every
 /// token count (gate::RouterOptions::batch_invariant), so a rank routes its share of the tokens
 /// exactly as one rank routes them all. Build a single-rank reference layer with them too.
-inline gate::RouterOptions batch_invariant() {
-  gate::RouterOptions o;
+inline gate::RouterOptions batch_invariant(gate::RouterOptions o = {}) {
   o.batch_invariant = true;
   return o;
 }
@@ -91,11 +90,14 @@ class DeviceEp {
   static_assert(ExpertT::adapter::kRank == 0, "deepshock::ep: LoRA experts are not supported by the expert-parallel step yet.");
 
   /// `dims`: the layer's (max_tokens: this rank's tokens per step). The expert side accepts up
-  /// to ranks x max_tokens received rows.
-  DeviceEp(X& transport, const Placement& placement, moe::LayerDims dims, gate::PolicyParams params = gate::default_params<Gate>())
+  /// to ranks x max_tokens received rows. `options`: the router's (routed scaling, ...); the
+  /// home layer routes with batch_invariant set, and the placement decides the expert ranges.
+  DeviceEp(X& transport, const Placement& placement, moe::LayerDims dims, gate::PolicyParams params = gate::default_params<Gate>(),
+           gate::RouterOptions options = {})
       : x_(transport),
         pl_(placement),
-        home_(dims, params, batch_invariant()),
+        options_(options),
+        home_(dims, params, batch_invariant(options)),
         expert_(expert_dims(dims, placement.ranks()), params, local_range(placement, transport.rank())) {
     status_.assign(init());  // in the body: init() fills the device buffers declared after status_
   }
@@ -128,6 +130,8 @@ class DeviceEp {
   }
 
   Status init() {
+    if (options_.expert_begin != 0 || options_.expert_end != -1)
+      return Status::invalid_argument("options.expert_begin/expert_end", "must stay [0, E): with EP the placement decides");
     DEEPSHOCK_RETURN_IF_ERROR(pl_.validate());
     if (pl_.ranks() != x_.size())
       return Status::invalid_argument("placement",
@@ -357,6 +361,7 @@ class DeviceEp {
 
   X& x_;
   Placement pl_;
+  gate::RouterOptions options_;
   L home_, expert_;
   Status status_;
   detail::ExclusiveScan scan_;
