@@ -1,5 +1,5 @@
-// bench/bench_ep.cu — expert parallelism's moving parts on one GPU (nvcc, Google Benchmark,
-// CUDA-event manual time after an L2 flush, as the other GPU benchmarks).
+// bench/bench_ep.cu — expert parallelism's dispatch on one GPU against the usual CUB approach
+// (nvcc, Google Benchmark, CUDA-event manual time after an L2 flush, as the other GPU benchmarks).
 //
 //   dispatch/deepshock/<E>x<k>/T:n       moe::dispatch: the stable counting sort of the T*k
 //                                        (token, slot) assignments by expert (one kernel, or
@@ -10,17 +10,11 @@
 //                                        cub::DeviceScan::ExclusiveSum for the offsets, and one
 //                                        kernel for sorted_token and slot_position: the same five
 //                                        outputs, checked equal to moe::dispatch's before timing
-//   ep_step/<model>/ranks:1/T:n          ep::DeviceEp with one rank on the in-process transport:
-//                                        router, plan, scans, packs, the counts' host sync, the
-//                                        exchanges as device copies, Layer::run_slots, return,
-//                                        scatter, Layer::run_combine
-//   layer/<model>/T:n                    Layer::run with the same batch-invariant router: ep_step
-//                                        over layer is what the EP orchestration costs when no
-//                                        byte leaves the GPU
 // (E, k): DeepSeek-V2-Lite (64, 6) and DeepSeek-V3 (256, 8); T from 1 to 16384 tokens. Both
 // dispatches count the same bytes (the ids read twice, the three [n] outputs, counts and
-// offsets), so their bytes_per_second compare directly. The multi-GPU exchange (NCCL, 8 and 16
-// ranks) cannot run on one GPU: README "Expert parallelism" models its bytes against the links.
+// offsets), so their bytes_per_second compare directly. One ep::DeviceEp rank against Layer::run
+// is bench_moe's ep_step/ rows (they share its layer instantiation); the multi-GPU exchange
+// (NCCL, 8 and 16 ranks) cannot run on one GPU: README "Expert parallelism" models its bytes.
 #include <algorithm>
 #include <cstdint>
 #include <random>
@@ -32,15 +26,11 @@
 #include <cub/device/device_scan.cuh>
 
 #include "bench_util.hpp"
-#include "deepshock/ep/device_ep.hpp"
-#include "deepshock/ep/inprocess.hpp"
 #include "deepshock/moe/dispatch.hpp"
-#include "moe_bench.cuh"
 
 namespace {
 namespace ds = deepshock;
 namespace bench = deepshock::bench;
-namespace ep = deepshock::ep;
 using ds::Status;
 
 /// Bytes a dispatch must move for n assignments over E experts (as bench_moe's dispatch/ rows).
@@ -197,34 +187,6 @@ void BM_dispatch(benchmark::State& state) {
                  " k=" + std::to_string(K));
 }
 
-/// Arg T: one rank of ep::DeviceEp (EpStep) or Layer::run with the same router options.
-template <class M, bool Ep>
-void BM_ep_step(benchmark::State& state) {
-  const int T = static_cast<int>(state.range(0));
-  MoeBench<M> b(T);
-  if (!bench::ok_or_skip(state, b.init())) return;
-  using L = typename MoeBench<M>::LayerT;
-  const ds::gate::RouterOptions options = b.layer.router().options();
-  L layer(b.layer.dims(), b.layer.router().params(), ep::batch_invariant(options));
-  ep::InProcessGroup group(1, std::chrono::milliseconds(60000), ep::device_copy);
-  auto tr = group.transport(0);
-  ep::DeviceEp<L, ep::InProcessTransport> rank(tr, ep::Placement::contiguous(L::kExperts, 1), b.layer.dims(), b.layer.router().params(),
-                                               options);
-  if (!bench::ok_or_skip(state, rank.status()) || !bench::ok_or_skip(state, layer.status())) return;
-  const ds::moe::LayerInputs<ds::bf16> in{b.x.data(), T, 0, nullptr};
-  ds::moe::LayerOutputs<ds::bf16> out;
-  out.y = b.y.data();
-  auto work = [&]() -> Status {
-    if constexpr (Ep) return rank.run(in, b.w, out, b.s());
-    else return layer.run(in, b.w, out, b.workspace.data(), b.workspace.size(), b.s());
-  };
-  for (int i = 0; i < 2; ++i)
-    if (!bench::ok_or_skip(state, work())) return;
-  if (!time_loop(state, b, work)) return;
-  b.counters(state, b.bytes(true), b.flops(true));
-  state.SetLabel(model_label<M>() + (Ep ? " (ep::DeviceEp, 1 rank)" : " (Layer::run, batch-invariant router)"));
-}
-
 void register_all() {
   auto args = [](benchmark::internal::Benchmark* bm) {
     bm->ArgName("T")->UseManualTime()->Unit(benchmark::kMicrosecond);
@@ -234,16 +196,10 @@ void register_all() {
   args(benchmark::RegisterBenchmark("dispatch/cub_radix_sort/64x6", BM_dispatch<64, 6, true>));
   args(benchmark::RegisterBenchmark("dispatch/deepshock/256x8", BM_dispatch<256, 8, false>));
   args(benchmark::RegisterBenchmark("dispatch/cub_radix_sort/256x8", BM_dispatch<256, 8, true>));
-  using M = ds::models::DeepSeekV2Lite;
-  for (auto* bm : {benchmark::RegisterBenchmark("ep_step/DeepSeek-V2-Lite/ranks:1", BM_ep_step<M, true>),
-                   benchmark::RegisterBenchmark("layer/DeepSeek-V2-Lite", BM_ep_step<M, false>)}) {
-    bm->ArgName("T")->UseManualTime()->Unit(benchmark::kMicrosecond);
-    for (const int t : {1, 32, 1024}) bm->Arg(t);
-  }
 }
 }  // namespace
 
 int main(int argc, char** argv) {
   register_all();
-  return moe_bench_main(argc, argv);
+  return deepshock::bench::bench_main(argc, argv, /*needs_device=*/true, /*default_min_time=*/"0.05");
 }

@@ -13,6 +13,12 @@
 //                            weights of one Layer::run: everything but the router
 //   router/<model>/T:n       gate::Router::run alone (DeepSeek-V2-Lite only)
 //   dispatch/<model>/T:n     moe::dispatch alone (DeepSeek-V2-Lite only)
+//   ep_step/<model>/ranks:1/T:n  ep::DeviceEp with one rank over the in-process transport (router,
+//                            plan, scans, packs, the counts' host sync, the exchanges as device
+//                            copies, Layer::run_slots, return, scatter, Layer::run_combine), and
+//   ep_layer/<model>/T:n     Layer::run with the same batch-invariant router: ep_step over
+//                            ep_layer is what the EP orchestration costs when no byte leaves the
+//                            GPU (DeepSeek-V2-Lite, T in {1, 32, 1024})
 //   through_dispatch/<model>/T:n, through_gemm1/<model>/T:n  routed/ stopped after dispatch and
 //                            after grouped GEMM 1 (RunOptions::stop_after; DeepSeek-V2-Lite only):
 //                            GEMM 1 = through_gemm1 - through_dispatch, GEMM 2 + combine =
@@ -96,6 +102,8 @@
 #include <cublas_v2.h>
 
 #include "bench_util.hpp"
+#include "deepshock/ep/device_ep.hpp"
+#include "deepshock/ep/inprocess.hpp"
 #include "moe_bench.cuh"  // the weights, MoeBench, model_label, time_loop
 
 namespace {
@@ -449,6 +457,34 @@ void BM_through(benchmark::State& state) {
   }
 }
 
+/// Arg T: one rank of deepshock::ep::DeviceEp (EpStep) or Layer::run with the same router options.
+template <class M, bool Ep>
+void BM_ep_step(benchmark::State& state) {
+  const int T = static_cast<int>(state.range(0));
+  MoeBench<M> b(T);
+  if (!bench::ok_or_skip(state, b.init())) return;
+  using L = typename MoeBench<M>::LayerT;
+  const deepshock::gate::RouterOptions options = b.layer.router().options();
+  L layer(b.layer.dims(), b.layer.router().params(), deepshock::ep::batch_invariant(options));
+  deepshock::ep::InProcessGroup group(1, std::chrono::milliseconds(60000), deepshock::ep::device_copy);
+  auto tr = group.transport(0);
+  deepshock::ep::DeviceEp<L, deepshock::ep::InProcessTransport> rank(tr, deepshock::ep::Placement::contiguous(L::kExperts, 1),
+                                                                     b.layer.dims(), b.layer.router().params(), options);
+  if (!bench::ok_or_skip(state, rank.status()) || !bench::ok_or_skip(state, layer.status())) return;
+  const deepshock::moe::LayerInputs<deepshock::bf16> in{b.x.data(), T, 0, nullptr};
+  deepshock::moe::LayerOutputs<deepshock::bf16> out;
+  out.y = b.y.data();
+  auto work = [&]() -> Status {
+    if constexpr (Ep) return rank.run(in, b.w, out, b.s());
+    else return layer.run(in, b.w, out, b.workspace.data(), b.workspace.size(), b.s());
+  };
+  for (int i = 0; i < 2; ++i)
+    if (!bench::ok_or_skip(state, work())) return;
+  if (!time_loop(state, b, work)) return;
+  b.counters(state, b.bytes(true), b.flops(true));
+  state.SetLabel(model_label<M>() + (Ep ? " (deepshock::ep::DeviceEp, 1 rank)" : " (Layer::run, batch-invariant router)"));
+}
+
 template <class M>
 void BM_cublas_loop(benchmark::State& state) {
   state.SetLabel(model_label<M>() + " (per-expert cuBLAS loop)");
@@ -550,6 +586,11 @@ void register_hopper_tiles() {
   register_model<Qwen3_30B_A3B>(false, true);
   register_model<Mixtral8x7B>(false, false);
   register_model<DeepSeekV3>(false, false);
+  for (auto* bm : {benchmark::RegisterBenchmark("ep_step/DeepSeek-V2-Lite/ranks:1", BM_ep_step<DeepSeekV2Lite, true>),
+                   benchmark::RegisterBenchmark("ep_layer/DeepSeek-V2-Lite", BM_ep_step<DeepSeekV2Lite, false>)}) {
+    bm->ArgName("T")->UseManualTime()->Unit(benchmark::kMicrosecond);
+    for (const int t : {1, 32, 1024}) bm->Arg(t);
+  }
   register_hopper_tiles<DeepSeekV2Lite>();
   register_hopper_tiles<Qwen3_30B_A3B>();
   register_hopper_fp8<DeepSeekV2Lite>();

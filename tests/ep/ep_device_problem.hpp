@@ -1,4 +1,4 @@
-// The layer of the device expert-parallel tests (ep_device_tests.inc, test_ep_nccl_gpu.cu): a
+// The layer of the device expert-parallel tests (ep_device_tests.inc, ep_nccl_tests.inc): a
 // 13-expert top-3 bf16 layer with a sigmoid-gated shared expert, its weights on the host, device
 // copies of the whole layer or of one rank's experts, and the single-rank reference run.
 #pragma once

@@ -195,6 +195,9 @@ TEST_CASE("per-request policies: a bad noise spec is refused at submit, naming t
   s.rows = s.valid_rows = 1;
   ds_test::check_rejects(t.build(s, kV), "step");  // no settings, no request_row
   ds_test::check_rejects(t.build(s, 0), "vocab");
+  s.valid_rows = 2;  // more valid rows than the step has
+  ds_test::check_rejects(t.build(s, kV), "step");
+  s.valid_rows = 1;
   serve::RowSettings set;
   set.noise = o.settings.noise;
   const int continues = 1;  // a row that claims to continue a request no row started

@@ -95,16 +95,18 @@ DEEPSHOCK_KERNEL void ep_counts_kernel(const int* row_pos, const int* asg_pos, i
 }
 
 /// Block t: token t's row into the send buffer of every rank that serves one of its slots, with
-/// the slots' local expert indices (-1 elsewhere) and weights.
+/// the slots' local expert indices (-1 elsewhere) and weights. cap = 0: rank d's rows follow
+/// each other (row_pos); cap > 0 (fixed sizes): rank d's rows start at row d * cap.
 template <class T>
 DEEPSHOCK_KERNEL void ep_pack_kernel(const T* x, long long ldx, int tokens, int hidden, int k, int ranks, const int* dest, const int* local,
-                                     const float* weights, const int* row_flag, const int* row_pos, T* rows, int* row_ids,
+                                     const float* weights, const int* row_flag, const int* row_pos, int cap, T* rows, int* row_ids,
                                      float* row_weights) {
   const int t = static_cast<int>(blockIdx.x);
   for (int d = 0; d < ranks; ++d) {
     const long long at = static_cast<long long>(d) * tokens + t;
     if (row_flag[at] == 0) continue;
-    const long long pos = row_pos[at];
+    const long long pos =
+        cap == 0 ? row_pos[at] : static_cast<long long>(d) * cap + (row_pos[at] - row_pos[static_cast<long long>(d) * tokens]);
     for (int c = static_cast<int>(threadIdx.x); c < hidden; c += static_cast<int>(blockDim.x))
       rows[pos * hidden + c] = x[static_cast<long long>(t) * ldx + c];
     for (int j = static_cast<int>(threadIdx.x); j < k; j += static_cast<int>(blockDim.x)) {
@@ -126,10 +128,17 @@ DEEPSHOCK_KERNEL void ep_valid_slots_kernel(const int* ids, long long rows, int 
   count[r] = c;
 }
 
-/// Block r: received row r's valid slot rows, slots ascending, to out[pos[r]...] (fp32).
-DEEPSHOCK_KERNEL void ep_return_pack_kernel(const int* ids, const float* slot_rows, const int* pos, int hidden, int k, float* out) {
+/// Block r: received row r's valid slot rows, slots ascending, to out[pos[r]...] (fp32). With
+/// fixed sizes (cap_rows > 0) source s's rows are [s cap_rows, (s + 1) cap_rows) and its
+/// returned rows start at s * cap_ret.
+DEEPSHOCK_KERNEL void ep_return_pack_kernel(const int* ids, const float* slot_rows, const int* pos, int hidden, int k, int cap_rows,
+                                            long long cap_ret, float* out) {
   const long long r = blockIdx.x;
   long long o = pos[r];
+  if (cap_rows > 0) {
+    const long long s = r / cap_rows;
+    o = s * cap_ret + (pos[r] - pos[s * cap_rows]);
+  }
   for (int j = 0; j < k; ++j) {
     if (ids[r * k + j] < 0) continue;
     const float* src = slot_rows + (r * k + j) * hidden;
@@ -140,9 +149,10 @@ DEEPSHOCK_KERNEL void ep_return_pack_kernel(const int* ids, const float* slot_ro
 
 /// Block t, at home: each valid slot's returned row into slot position t*k + j, and the slot
 /// positions the combine reads (-1: empty slot). Rank d's rows for this rank start at
-/// asg_pos[d*T] of the return buffer (rank-major), token t's at asg_pos[d*T + t].
+/// asg_pos[d*T] of the return buffer (rank-major; with fixed sizes at d * cap_ret), token t's
+/// asg_pos[d*T + t] - asg_pos[d*T] rows further.
 DEEPSHOCK_KERNEL void ep_scatter_kernel(const float* returned, const int* dest, const int* asg_pos, int tokens, int hidden, int k,
-                                        float* slot_rows, int* position) {
+                                        long long cap_ret, float* slot_rows, int* position) {
   const int t = static_cast<int>(blockIdx.x);
   for (int j = 0; j < k; ++j) {
     const long long a = static_cast<long long>(t) * k + j;
@@ -151,7 +161,8 @@ DEEPSHOCK_KERNEL void ep_scatter_kernel(const float* returned, const int* dest, 
     if (d < 0) continue;
     int before = 0;  // this token's earlier slots on the same rank
     for (int i = 0; i < j; ++i) before += dest[static_cast<long long>(t) * k + i] == d ? 1 : 0;
-    const long long src = asg_pos[static_cast<long long>(d) * tokens + t] + before;
+    const long long first = asg_pos[static_cast<long long>(d) * tokens];
+    const long long src = (cap_ret > 0 ? d * cap_ret : first) + (asg_pos[static_cast<long long>(d) * tokens + t] - first) + before;
     for (int c = static_cast<int>(threadIdx.x); c < hidden; c += static_cast<int>(blockDim.x))
       slot_rows[a * hidden + c] = returned[src * hidden + c];
   }

@@ -13,8 +13,10 @@
 // An exchange: every rank posts its Exchange and waits until all have (barrier 1); each then
 // copies its parts out of its peers' send buffers (a part's size must be what the receiver
 // expects); and all wait until every rank has copied (barrier 2), after which send buffers may
-// be reused. Every wait is bounded (the group's timeout): a rank that never arrives makes the
-// others return deadline_exceeded, naming how many arrived. abort(why) from any rank — or a
+// be reused — also when a copy failed, so no rank frees what another still reads. Barrier 1 is
+// bounded (the group's timeout): a rank that never arrives makes the others return
+// deadline_exceeded, naming how many arrived; barrier 2 needs no bound (past barrier 1 every
+// rank only copies). abort(why) from any rank — or a
 // malformed exchange — fails the group: every rank's current and later exchanges return the
 // error, naming the rank it came from. A failed group stays failed (make a new one).
 #pragma once
@@ -41,6 +43,8 @@ class InProcessTransport {
   InProcessTransport(InProcessGroup& g, int rank) : group_(&g), rank_(rank) {}
   int rank() const noexcept { return rank_; }
   int size() const noexcept;
+  /// Whether parts are copied by a copy function (ep::device_copy) rather than memcpy.
+  bool copies_device_memory() const noexcept;
   Status exchange(const Exchange& x);
   void abort(const Status& why);
   /// Bytes this rank sent to / received from other ranks so far (its own part excluded).
@@ -73,6 +77,8 @@ class InProcessGroup {
     return error_;
   }
   InProcessTransport transport(int rank) { return InProcessTransport(*this, rank); }
+  /// The copy function (null: memcpy, host memory only).
+  CopyFn copy_function() const noexcept { return copy_; }
 
  private:
   friend class InProcessTransport;
@@ -84,8 +90,11 @@ class InProcessGroup {
     cv_.notify_all();
   }
 
-  /// Waits until all ranks arrive (or the group fails, or the timeout passes).
-  Status arrive_and_wait(std::unique_lock<std::mutex>& lk, int rank, const char* where) {
+  /// Barrier 1: waits until every rank has posted (success), or the group fails first, or the
+  /// timeout passes (which fails the group). Once every rank has arrived the barrier succeeds
+  /// for all of them, even if the group fails afterwards: they all go on to copy, so all meet
+  /// at barrier 2.
+  Status all_posted(std::unique_lock<std::mutex>& lk, int rank) {
     if (!error_.ok()) return error_;
     const std::uint64_t gen = generation_;
     if (++arrived_ == size_) {
@@ -95,26 +104,42 @@ class InProcessGroup {
       return Status::success();
     }
     const bool done = cv_.wait_for(lk, timeout_, [&] { return generation_ != gen || !error_.ok(); });
-    if (!error_.ok()) return error_;
-    if (!done) {
+    if (generation_ != gen) return Status::success();
+    if (!done)
       fail(lk, rank,
-           Status::deadline_exceeded("waited " + std::to_string(timeout_.count()) + " ms at " + where + " with " +
-                                     std::to_string(arrived_) + " of " + std::to_string(size_) + " ranks arrived"));
-      return error_;
+           Status::deadline_exceeded("waited " + std::to_string(timeout_.count()) + " ms at an exchange with " + std::to_string(arrived_) +
+                                     " of " + std::to_string(size_) + " ranks arrived"));
+    return error_;
+  }
+
+  /// Barrier 2: waits until every rank has finished copying out of its peers' buffers, failed
+  /// or not, so that no rank returns (and frees its send buffers) while another still reads
+  /// them. No timeout: every rank past barrier 1 only copies, which ends.
+  void all_copied(std::unique_lock<std::mutex>& lk) {
+    const std::uint64_t gen = copy_generation_;
+    if (++copied_ == size_) {
+      copied_ = 0;
+      ++copy_generation_;
+      cv_.notify_all();
+      return;
     }
-    return Status::success();
+    cv_.wait(lk, [&] { return copy_generation_ != gen; });
   }
 
   Status exchange(int rank, const Exchange& x, std::uint64_t& sent, std::uint64_t& received) {
     std::unique_lock<std::mutex> lk(mu_);
     if (!error_.ok()) return error_;
-    if (rank < 0 || rank >= size_) return Status::invalid_argument("rank", "must be in [0, " + std::to_string(size_) + ")");
+    if (rank < 0 || rank >= size_) {
+      const Status st = Status::invalid_argument("rank", "must be in [0, " + std::to_string(size_) + ")");
+      fail(lk, rank, st);
+      return st;
+    }
     if (const Status st = x.validate(size_); !st.ok()) {
       fail(lk, rank, st);
       return st;
     }
     posted_[static_cast<std::size_t>(rank)] = &x;
-    DEEPSHOCK_RETURN_IF_ERROR(arrive_and_wait(lk, rank, "exchange (post)"));
+    DEEPSHOCK_RETURN_IF_ERROR(all_posted(lk, rank));
     // Every rank has posted; the posts stay until barrier 2, so they can be read unlocked.
     std::vector<const Exchange*> peers(posted_);
     lk.unlock();
@@ -139,7 +164,8 @@ class InProcessGroup {
     }
     lk.lock();
     if (!bad.ok()) fail(lk, rank, bad);
-    return arrive_and_wait(lk, rank, "exchange (copied)");
+    all_copied(lk);
+    return error_;
   }
 
   int size_;
@@ -148,12 +174,13 @@ class InProcessGroup {
   mutable std::mutex mu_;
   std::condition_variable cv_;
   std::vector<const Exchange*> posted_;
-  int arrived_ = 0;
-  std::uint64_t generation_ = 0;
+  int arrived_ = 0, copied_ = 0;
+  std::uint64_t generation_ = 0, copy_generation_ = 0;
   Status error_;
 };
 
 inline int InProcessTransport::size() const noexcept { return group_->size(); }
+inline bool InProcessTransport::copies_device_memory() const noexcept { return group_->copy_function() != nullptr; }
 inline Status InProcessTransport::exchange(const Exchange& x) { return group_->exchange(rank_, x, sent_, received_); }
 inline void InProcessTransport::abort(const Status& why) {
   std::unique_lock<std::mutex> lk(group_->mu_);

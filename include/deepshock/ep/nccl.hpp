@@ -15,10 +15,12 @@
 // (kStreamOrdered): DeviceEp drains the stream only to read the counts.
 //
 // Failures: abort() calls ncclCommAbort on this rank's communicator, which ends its pending
-// operations; the other ranks learn of it through NCCL's own error handling
-// (ncclCommGetAsyncError, NCCL's timeouts), not through a bounded wait of ours as in the
-// in-process transport. The communicator is the caller's: NcclTransport never destroys it except
-// through abort().
+// operations. NCCL's send / recv wait for their peers without a deadline, so a rank whose peer
+// failed would wait forever in a plain stream synchronize; wait(stream) is the bounded wait: it
+// polls the stream and ncclCommGetAsyncError and, on an error or after the transport's timeout,
+// aborts the communicator and returns an error. ep::DeviceEp waits with it; wait with it after a
+// step too. After an abort the communicator is gone: do not ncclCommDestroy it (aborted()).
+// Otherwise the communicator stays the caller's.
 //
 // Available where <nccl.h> is (it ships with CUDA 13 toolkits; elsewhere the nvidia-nccl-cu13
 // wheel or the distribution's libnccl-dev), in nvcc and plain host builds (it is host code),
@@ -36,7 +38,9 @@
 #if defined(DEEPSHOCK_HAS_NCCL)
 #include <nccl.h>
 
+#include <chrono>
 #include <string>
+#include <thread>
 
 #include "deepshock/core/status.hpp"
 #include "deepshock/ep/transport.hpp"
@@ -54,7 +58,8 @@ class NcclTransport {
  public:
   static constexpr bool kStreamOrdered = true;
 
-  explicit NcclTransport(ncclComm_t comm) : comm_(comm) {
+  explicit NcclTransport(ncclComm_t comm, std::chrono::milliseconds timeout = std::chrono::milliseconds(60000))
+      : comm_(comm), timeout_(timeout) {
     if (comm_ == nullptr) {
       status_.assign(Status::invalid_argument("comm", "must not be null"));
       return;
@@ -89,6 +94,34 @@ class NcclTransport {
     return st.ok() ? end : st;
   }
 
+  /// Waits until `stream` is idle, at most the timeout, watching the communicator for errors;
+  /// aborts it (and returns an error) on an asynchronous NCCL error or the deadline.
+  Status wait(rt::stream_t stream) {
+    DEEPSHOCK_RETURN_IF_ERROR(status_);
+    const auto deadline = std::chrono::steady_clock::now() + timeout_;
+    for (;;) {
+      const cudaError_t q = cudaStreamQuery(stream);
+      if (q == cudaSuccess) return Status::success();
+      if (q != cudaErrorNotReady) return rt::from_cuda(q, "cudaStreamQuery");
+      ncclResult_t async = ncclSuccess;
+      if (ncclCommGetAsyncError(comm_, &async) == ncclSuccess && async != ncclSuccess && async != ncclInProgress) {
+        const Status st = from_nccl(async, "ncclCommGetAsyncError");
+        abort(st);
+        return st;
+      }
+      if (std::chrono::steady_clock::now() > deadline) {
+        const Status st = Status::deadline_exceeded("ep::NcclTransport: the stream did not finish within " +
+                                                    std::to_string(timeout_.count()) + " ms (a peer failed or is gone)");
+        abort(st);
+        return st;
+      }
+      std::this_thread::sleep_for(std::chrono::microseconds(20));
+    }
+  }
+
+  /// Whether abort() has ended the communicator (then it must not be destroyed again).
+  bool aborted() const noexcept { return aborted_; }
+
   void abort(const Status& why) {
     if (comm_ != nullptr && !aborted_) {
       (void)ncclCommAbort(comm_);
@@ -99,6 +132,7 @@ class NcclTransport {
 
  private:
   ncclComm_t comm_ = nullptr;
+  std::chrono::milliseconds timeout_;
   int rank_ = 0, size_ = 0;
   bool aborted_ = false;
   Status status_;

@@ -259,6 +259,7 @@ class Layer {
     if (slot_position == nullptr) return Status::invalid_argument("slot_position", "must not be null");
     if (in.token_mask != nullptr)
       return Status::invalid_argument("token_mask", "run_combine takes no mask: give padding slots position -1");
+    if (out.expert_counts != nullptr) return Status::invalid_argument("out.expert_counts", "run_combine routes nothing: pass null");
     const Plan p = plan(in.tokens);
     auto* base = static_cast<unsigned char*>(workspace);
     DEEPSHOCK_RETURN_IF_ERROR(clear_scratch(out, p, base, in.tokens, stream));

@@ -43,7 +43,10 @@ class RowPolicyTables {
   template <class T>
   Status build(const Step<T>& s, int vocab) {
     if (vocab < 1) return Status::invalid_argument("vocab", "must be >= 1, got " + std::to_string(vocab));
-    if (s.rows > 0 && (s.settings == nullptr || s.request_row == nullptr))
+    if (s.rows < 0 || s.valid_rows < 0 || s.valid_rows > s.rows)
+      return Status::invalid_argument("step", "needs 0 <= valid_rows <= rows, got " + std::to_string(s.valid_rows) + " of " +
+                                                  std::to_string(s.rows));
+    if (s.valid_rows > 0 && (s.settings == nullptr || s.request_row == nullptr))
       return Status::invalid_argument("step", "needs settings and request_row for its rows");
     const std::size_t rows = static_cast<std::size_t>(s.rows);
     policy_entry_.assign(rows, -1);
@@ -51,6 +54,9 @@ class RowPolicyTables {
     fairness_entry_.assign(rows, -1);
     release_entry_.assign(rows, -1);
     releases_.clear();
+    // The entry release_params() gives when no request asks for noise: valid, selected by no row.
+    if (rows > 0)
+      DEEPSHOCK_RETURN_IF_ERROR(privacy::make_release({privacy::NoiseKind::laplace, {1, 1}, {0, 1.0f}, 0, 0}, 0, vocab, unused_));
     for (int r = 0; r < s.valid_rows; ++r) {
       const RowSettings& set = s.settings[r];
       const std::size_t i = static_cast<std::size_t>(r);
@@ -89,7 +95,7 @@ class RowPolicyTables {
     one.axis = fair::GroupThreshold::Axis::row;
     return {&one, fairness_entry_.data(), 1};
   }
-  /// The releases; with no request asking for noise, a table of one unused entry (PerRow needs
+  /// The releases; with no request asking for noise, a table of one valid entry (PerRow needs
   /// entries >= 1) that no row selects.
   policy::PerRow<privacy::GridRelease>::Params release_params() const {
     if (releases_.empty()) return {&unused_, release_entry_.data(), 1};
