@@ -135,6 +135,18 @@ void report(int R, const std::string& note, const std::vector<int>& first, const
   std::printf("  check : y of every token bitwise equal to the single-rank layer: %s\n", same ? "yes" : "NO");
 }
 
+/// After a step on every rank: a rank's error ends the example (false); else the check of y
+/// against one rank, the report, and `pass` updated.
+bool settle(int R, const std::string& note, const std::vector<int>& first, const std::vector<ds::Status>& status,
+            const std::vector<ep::EpStats>& stats, const std::vector<bf16>& y, const std::vector<bf16>& ref, bool& pass) {
+  for (const ds::Status& s : status)
+    if (!s.ok()) return std::printf("error   : %s\n", s.to_string().c_str()), false;
+  const bool same = std::memcmp(y.data(), ref.data(), y.size() * sizeof(bf16)) == 0;
+  report(R, note, first, stats, same);
+  pass = pass && same;
+  return true;
+}
+
 std::vector<int> shares(int tokens, int R) {
   std::vector<int> first(std::size_t(R) + 1);
   for (int r = 0; r <= R; ++r) first[std::size_t(r)] = int((long long)tokens * r / R);
@@ -184,11 +196,7 @@ int run_host(const Options& o) {
                                      &stats[std::size_t(r)]));
       });
     for (auto& t : threads) t.join();
-    for (const ds::Status& s : status)
-      if (!s.ok()) return std::printf("error   : %s\n", s.to_string().c_str()), 1;
-    const bool same = std::memcmp(y.data(), ref.data(), y.size() * sizeof(bf16)) == 0;
-    report(R, note, first, stats, same);
-    pass = pass && same;
+    if (!settle(R, note, first, status, stats, y, ref, pass)) return 1;
   }
   std::printf("\nresult  : %s\n", pass ? "PASS" : "FAIL");
   return pass ? 0 : 1;
@@ -279,11 +287,7 @@ int run_device(const Options& o, const char* where) {
         status[std::size_t(r)].assign(st);
       });
     for (auto& t : threads) t.join();
-    for (const ds::Status& s : status)
-      if (!s.ok()) return std::printf("error   : %s\n", s.to_string().c_str()), 1;
-    const bool same = std::memcmp(y.data(), ref.data(), y.size() * sizeof(bf16)) == 0;
-    report(R, note, first, stats, same);
-    pass = pass && same;
+    if (!settle(R, note, first, status, stats, y, ref, pass)) return 1;
   }
   std::printf("\nresult  : %s\n", pass ? "PASS" : "FAIL");
   return pass ? 0 : 1;

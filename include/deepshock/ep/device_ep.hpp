@@ -279,9 +279,7 @@ class DeviceEp {
       Exchange e(R);
       for (int q = 0; q < R; ++q) {
         const std::size_t qz = static_cast<std::size_t>(q);
-        e.send[qz] = send_counts_.data() + 2 * qz;
-        e.recv[qz] = recv_counts_.data() + 2 * qz;
-        e.send_bytes[qz] = e.recv_bytes[qz] = 2 * sizeof(std::int64_t);
+        e.part(q, send_counts_.data() + 2 * qz, 2, recv_counts_.data() + 2 * qz, 2);
       }
       DEEPSHOCK_RETURN_IF_ERROR(exchange(e, stream, st));
       if (!fixed_ || count_loads) {
@@ -329,18 +327,9 @@ class DeviceEp {
     for (int q = 0; q < R; ++q) {
       const std::size_t qz = static_cast<std::size_t>(q);
       const std::size_t so = send_row[qz], sn = send_row[qz + 1] - so, ro = recv_row[qz], rn = recv_row[qz + 1] - ro;
-      ex.send[qz] = send_rows_.data() + so * Hz;
-      ex.send_bytes[qz] = sn * Hz * sizeof(T);
-      ex.recv[qz] = recv_rows_.data() + ro * Hz;
-      ex.recv_bytes[qz] = rn * Hz * sizeof(T);
-      ei.send[qz] = send_ids_.data() + so * Kz;
-      ei.send_bytes[qz] = sn * Kz * sizeof(int);
-      ei.recv[qz] = recv_ids_.data() + ro * Kz;
-      ei.recv_bytes[qz] = rn * Kz * sizeof(int);
-      ew.send[qz] = send_wts_.data() + so * Kz;
-      ew.send_bytes[qz] = sn * Kz * sizeof(float);
-      ew.recv[qz] = recv_wts_.data() + ro * Kz;
-      ew.recv_bytes[qz] = rn * Kz * sizeof(float);
+      ex.part(q, send_rows_.data() + so * Hz, sn * Hz, recv_rows_.data() + ro * Hz, rn * Hz);
+      ei.part(q, send_ids_.data() + so * Kz, sn * Kz, recv_ids_.data() + ro * Kz, rn * Kz);
+      ew.part(q, send_wts_.data() + so * Kz, sn * Kz, recv_wts_.data() + ro * Kz, rn * Kz);
     }
     DEEPSHOCK_RETURN_IF_ERROR(exchange(ex, stream, st));
     DEEPSHOCK_RETURN_IF_ERROR(exchange(ei, stream, st));
@@ -368,10 +357,10 @@ class DeviceEp {
     Exchange eb(R);
     for (int q = 0; q < R; ++q) {
       const std::size_t qz = static_cast<std::size_t>(q);
-      eb.send[qz] = ret_send_.data() + recv_asg[qz] * Hz;  // source q's rows: its assignments to this rank
-      eb.send_bytes[qz] = (recv_asg[qz + 1] - recv_asg[qz]) * Hz * sizeof(float);
-      eb.recv[qz] = ret_recv_.data() + send_asg[qz] * Hz;  // rank q's rows for this rank's assignments there
-      eb.recv_bytes[qz] = (send_asg[qz + 1] - send_asg[qz]) * Hz * sizeof(float);
+      // Source q's rows (its assignments to this rank) go back; rank q's rows for this rank's
+      // assignments there come in.
+      eb.part(q, ret_send_.data() + recv_asg[qz] * Hz, (recv_asg[qz + 1] - recv_asg[qz]) * Hz, ret_recv_.data() + send_asg[qz] * Hz,
+              (send_asg[qz + 1] - send_asg[qz]) * Hz);
     }
     DEEPSHOCK_RETURN_IF_ERROR(exchange(eb, stream, st));
     if (Tn == 0) return Status::success();

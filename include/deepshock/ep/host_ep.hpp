@@ -105,9 +105,7 @@ Status ep_step(X& x, const Placement& pl, const moe::LayerDims& d, int k, const 
   for (int q = 0; q < R; ++q) {
     const std::size_t qz = static_cast<std::size_t>(q);
     send_count[qz] = static_cast<std::int64_t>(rows_to[qz].size());
-    cx.send[qz] = &send_count[qz];
-    cx.recv[qz] = &recv_count[qz];
-    cx.send_bytes[qz] = cx.recv_bytes[qz] = sizeof(std::int64_t);
+    cx.part(q, &send_count[qz], 1, &recv_count[qz], 1);
   }
   DEEPSHOCK_RETURN_IF_ERROR(x.exchange(cx));
   count_bytes(cx, me, st);
@@ -139,14 +137,8 @@ Status ep_step(X& x, const Placement& pl, const moe::LayerDims& d, int k, const 
   Exchange rx(R), mx(R);
   for (int q = 0; q < R; ++q) {
     const std::size_t qz = static_cast<std::size_t>(q), got = static_cast<std::size_t>(recv_count[qz]);
-    rx.send[qz] = rows_send[qz].data();
-    rx.send_bytes[qz] = rows_send[qz].size() * sizeof(T);
-    rx.recv[qz] = rows_recv.data() + from[qz] * H;
-    rx.recv_bytes[qz] = got * H * sizeof(T);
-    mx.send[qz] = meta_send[qz].data();
-    mx.send_bytes[qz] = meta_send[qz].size() * sizeof(int);
-    mx.recv[qz] = meta_recv.data() + from[qz] * Kz;
-    mx.recv_bytes[qz] = got * Kz * sizeof(int);
+    rx.part(q, rows_send[qz].data(), rows_send[qz].size(), rows_recv.data() + from[qz] * H, got * H);
+    mx.part(q, meta_send[qz].data(), meta_send[qz].size(), meta_recv.data() + from[qz] * Kz, got * Kz);
   }
   DEEPSHOCK_RETURN_IF_ERROR(x.exchange(rx));
   count_bytes(rx, me, st);
@@ -178,10 +170,7 @@ Status ep_step(X& x, const Placement& pl, const moe::LayerDims& d, int k, const 
           back_send[qz].insert(back_send[qz].end(), o, o + H);
         }
     back_recv[qz].resize(back_rows[qz] * H);
-    bx.send[qz] = back_send[qz].data();
-    bx.send_bytes[qz] = back_send[qz].size() * sizeof(float);
-    bx.recv[qz] = back_recv[qz].data();
-    bx.recv_bytes[qz] = back_recv[qz].size() * sizeof(float);
+    bx.part(q, back_send[qz].data(), back_send[qz].size(), back_recv[qz].data(), back_recv[qz].size());
   }
   DEEPSHOCK_RETURN_IF_ERROR(x.exchange(bx));
   count_bytes(bx, me, st);

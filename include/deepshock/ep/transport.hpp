@@ -51,6 +51,17 @@ struct Exchange {
         recv(static_cast<std::size_t>(peers), nullptr),
         recv_bytes(static_cast<std::size_t>(peers), 0) {}
 
+  /// Peer p's parts: `send_count` elements of `send` go to p, `recv_count` elements from p land
+  /// in `recv`.
+  template <class U>
+  void part(int p, const U* send, std::size_t send_count, U* recv, std::size_t recv_count) {
+    const std::size_t i = static_cast<std::size_t>(p);
+    this->send[i] = send;
+    send_bytes[i] = send_count * sizeof(U);
+    this->recv[i] = recv;
+    recv_bytes[i] = recv_count * sizeof(U);
+  }
+
   /// The shapes agree with `peers` and every non-empty part has a buffer.
   Status validate(int peers) const {
     const std::size_t n = static_cast<std::size_t>(peers);
